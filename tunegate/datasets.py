@@ -1,0 +1,209 @@
+"""Training data files: JSONL reading and line-by-line format validation.
+
+Torch-free on purpose: the API checks uploads with it and the worker validates jobs with it
+before any model is loaded. Rendering and masking for training live in ``tunegate.training``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MIN_TRAINING_EXAMPLES = 10
+# A line longer than this is refused rather than read whole into memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+CHAT = "chat"
+PROMPT_COMPLETION = "prompt/completion"
+PREFERENCE = "preference"
+
+# Which example formats each fine-tuning method trains on.
+FORMATS_FOR_METHOD = {
+    "supervised": (CHAT, PROMPT_COMPLETION),
+    "dpo": (PREFERENCE,),
+}
+
+CHAT_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+class DatasetError(Exception):
+    """A file that cannot be trained on; ``line`` is 1-based when one line is to blame."""
+
+    def __init__(self, message: str, *, code: str = "invalid_training_file", line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.line = line
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; raise on anything but objects."""
+    with path.open("rb") as source:
+        line_number = 0
+        while raw := source.readline(MAX_LINE_BYTES + 1):
+            line_number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise DatasetError(
+                    f"Line {line_number} is longer than {MAX_LINE_BYTES} bytes.", line=line_number
+                )
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise DatasetError(
+                    f"Line {line_number} is not valid JSON ({exc}). Expected JSONL: one JSON "
+                    "object per line.",
+                    line=line_number,
+                ) from None
+            if not isinstance(value, dict):
+                raise DatasetError(
+                    f"Line {line_number} is a JSON {type(value).__name__}, not an object. "
+                    "Expected JSONL: one JSON object per line.",
+                    line=line_number,
+                )
+            yield line_number, value
+
+
+def check_jsonl_upload(path: Path) -> int:
+    """Check an upload with purpose ``fine-tune`` is JSONL of objects; return the line count."""
+    count = sum(1 for _ in iter_jsonl(path))
+    if count == 0:
+        raise DatasetError("The file is empty: expected JSONL with one JSON object per line.")
+    return count
+
+
+def detect_format(example: dict[str, Any]) -> str | None:
+    if "messages" in example:
+        return CHAT
+    if "preferred_output" in example or "preferred_completion" in example:
+        return PREFERENCE
+    if "prompt" in example and "completion" in example:
+        return PROMPT_COMPLETION
+    return None
+
+
+def _text_content(content: Any) -> bool:
+    """True for a non-empty string, or a list of parts with at least one non-empty text part."""
+    if isinstance(content, str):
+        return bool(content.strip())
+    if isinstance(content, list):
+        return any(
+            isinstance(part, dict) and part.get("type") == "text" and str(part.get("text", "")).strip()
+            for part in content
+        )
+    return False
+
+
+def _check_messages(messages: Any, line: int, *, need_assistant: bool) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError(f"Line {line}: 'messages' must be a non-empty list.", line=line)
+    has_assistant = False
+    for index, message in enumerate(messages):
+        where = f"Line {line}, message {index}"
+        if not isinstance(message, dict):
+            raise DatasetError(f"{where}: each message must be an object.", line=line)
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            raise DatasetError(
+                f"{where}: unrecognized role {role!r}; expected one of {sorted(CHAT_ROLES)}.",
+                line=line,
+            )
+        if "weight" in message and message["weight"] not in (0, 1):
+            raise DatasetError(f"{where}: 'weight' must be 0 or 1.", line=line)
+        if role == "assistant":
+            has_assistant = True
+            if not (_text_content(message.get("content")) or message.get("tool_calls")
+                    or message.get("function_call")):
+                raise DatasetError(
+                    f"{where}: an assistant message needs non-empty 'content' or 'tool_calls'.",
+                    line=line,
+                )
+        elif role == "tool":
+            if not isinstance(message.get("content"), (str, list)):
+                raise DatasetError(f"{where}: a tool message needs 'content'.", line=line)
+        elif not _text_content(message.get("content")):
+            raise DatasetError(f"{where}: 'content' must be non-empty text.", line=line)
+    if need_assistant and not has_assistant:
+        raise DatasetError(f"Line {line}: the example has no assistant message to learn.", line=line)
+
+
+def _check_prompt_completion(example: dict[str, Any], line: int) -> None:
+    for key in ("prompt", "completion"):
+        if not isinstance(example.get(key), str):
+            raise DatasetError(f"Line {line}: '{key}' must be a string.", line=line)
+    if not example["completion"].strip():
+        raise DatasetError(f"Line {line}: 'completion' must be non-empty.", line=line)
+
+
+def _check_preference(example: dict[str, Any], line: int) -> None:
+    prompt = example.get("input")
+    if not isinstance(prompt, dict):
+        raise DatasetError(f"Line {line}: 'input' must be an object with 'messages'.", line=line)
+    _check_messages(prompt.get("messages"), line, need_assistant=False)
+    for key in ("preferred_output", "non_preferred_output"):
+        legacy = key.replace("_output", "_completion")
+        side = example.get(key, example.get(legacy))
+        if not isinstance(side, list) or len(side) != 1:
+            raise DatasetError(
+                f"Line {line}: '{key}' must be a list with exactly one assistant message.", line=line
+            )
+        if not isinstance(side[0], dict) or side[0].get("role") != "assistant":
+            raise DatasetError(f"Line {line}: '{key}' must hold an assistant message.", line=line)
+        if not _text_content(side[0].get("content")):
+            raise DatasetError(f"Line {line}: '{key}' content must be non-empty.", line=line)
+
+
+def check_example(example: dict[str, Any], line: int, method_type: str) -> str:
+    """Validate one example for ``method_type``; return its format name."""
+    found = detect_format(example)
+    expected = FORMATS_FOR_METHOD[method_type]
+    if found is None:
+        raise DatasetError(
+            f"Line {line}: unexpected example format; expected "
+            f"{' or '.join(expected)} examples for {method_type} fine-tuning.",
+            line=line,
+        )
+    if found not in expected:
+        raise DatasetError(
+            f"Line {line}: found a {found} example, but {method_type} fine-tuning expects "
+            f"{' or '.join(expected)} examples.",
+            line=line,
+        )
+    if found == CHAT:
+        _check_messages(example["messages"], line, need_assistant=True)
+    elif found == PROMPT_COMPLETION:
+        _check_prompt_completion(example, line)
+    else:
+        _check_preference(example, line)
+    return found
+
+
+@dataclass(frozen=True)
+class FileReport:
+    n_examples: int
+    format: str
+
+
+def validate_dataset(path: Path, method_type: str, *, min_examples: int = 1) -> FileReport:
+    """Check every line of a training or validation file; raise ``DatasetError`` on the first fault."""
+    formats: set[str] = set()
+    count = 0
+    for line, example in iter_jsonl(path):
+        formats.add(check_example(example, line, method_type))
+        count += 1
+        if len(formats) > 1:
+            raise DatasetError(
+                f"Line {line}: the file mixes {' and '.join(sorted(formats))} examples; "
+                "use one format per file.",
+                line=line,
+            )
+    if count < min_examples:
+        raise DatasetError(
+            f"Training file has {count} example(s), but must have at least {min_examples} examples",
+            code="invalid_n_examples",
+        )
+    return FileReport(n_examples=count, format=formats.pop())

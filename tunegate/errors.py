@@ -1,0 +1,52 @@
+"""Domain errors. Each carries the HTTP status and OpenAI error ``type``/``code`` it maps to.
+
+The API layer turns any of these into ``{"error": {"message", "type", "param", "code"}}`` in one
+place (``tunegate.api_errors``); nothing else builds error bodies.
+"""
+
+from __future__ import annotations
+
+
+class TunegateError(Exception):
+    """Base class: a failure the client can be told about."""
+
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_api(self) -> dict:
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+
+
+class InvalidRequest(TunegateError):
+    """The request is well-formed for the spec but breaks a rule of ours (400)."""
+
+
+class NotFound(TunegateError):
+    status = 404
+
+
+class Conflict(TunegateError):
+    """The object is in a state that does not allow the operation (409)."""
+
+    status = 409
+
+
+class PayloadTooLarge(TunegateError):
+    status = 413
+
+
+class UnsupportedMediaType(TunegateError):
+    status = 415
+
+
+class ServerError(TunegateError):
+    status = 500
+    type = "server_error"

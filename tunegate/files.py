@@ -1,0 +1,85 @@
+"""Uploaded files: the domain object and the bytes on disk.
+
+Bytes are written under a temporary name and renamed into place only when complete, and the
+store row is committed after the rename, so a partial upload is never visible.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+CHUNK = 1024 * 1024
+
+# Purposes OpenAI accepts on upload; outputs (``*-results``, ``*_output``) are ours to create.
+UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+FINE_TUNE = "fine-tune"
+FINE_TUNE_RESULTS = "fine-tune-results"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    project_id: str
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    expires_at: int | None = None
+    # OpenAI deprecated these but still requires them; uploads are "processed" once stored.
+    status: str = "processed"
+    status_details: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": self.bytes,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": self.status,
+            "status_details": self.status_details,
+        }
+
+
+class FileStorage:
+    """The data folder's ``files/``: one plain file per file id."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, file_id: str) -> Path:
+        return self.root / file_id
+
+    def write(self, file_id: str, source: IO[bytes]) -> int:
+        """Copy ``source`` to the file's place in chunks; return the byte count."""
+        partial = self.root / f".partial-{file_id}"
+        try:
+            with partial.open("wb") as target:
+                shutil.copyfileobj(source, target, CHUNK)
+                size = target.tell()
+            os.replace(partial, self.path(file_id))
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
+
+    def write_bytes(self, file_id: str, content: bytes) -> int:
+        partial = self.root / f".partial-{file_id}"
+        partial.write_bytes(content)
+        os.replace(partial, self.path(file_id))
+        return len(content)
+
+    def read_chunks(self, file_id: str) -> Iterator[bytes]:
+        with self.path(file_id).open("rb") as source:
+            while chunk := source.read(CHUNK):
+                yield chunk
+
+    def delete(self, file_id: str) -> None:
+        self.path(file_id).unlink(missing_ok=True)

@@ -1,0 +1,52 @@
+"""Object identifiers shaped like OpenAI's (``ftjob-…``, ``file-…``) that sort by creation time.
+
+Every id is ``<prefix><9 chars of milliseconds><15 random chars>`` in base62 with the ASCII-ordered
+alphabet, so ordering rows by id is ordering them by creation. That lets list cursors (``after``)
+stay meaningful even when the object they name was deleted in the meantime.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+TIME_CHARS = 9  # 62**9 ms is ~400,000 years: fixed width keeps lexical order == numeric order
+RANDOM_CHARS = 15
+
+JOB = "ftjob-"
+EVENT = "ftevent-"
+CHECKPOINT = "ftckpt_"
+FILE = "file-"
+REQUEST = "req_"
+
+_lock = threading.Lock()
+_last_ms = 0
+
+
+def _base62(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        chars.append(ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def _monotonic_ms() -> int:
+    """Wall-clock milliseconds, strictly increasing within this process."""
+    global _last_ms
+    with _lock:
+        _last_ms = max(int(time.time() * 1000), _last_ms + 1)
+        return _last_ms
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id with ``prefix`` that sorts after every id this process made before."""
+    random_part = "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_CHARS))
+    return f"{prefix}{_base62(_monotonic_ms(), TIME_CHARS)}{random_part}"
+
+
+def short_id(length: int = 8) -> str:
+    """A random alphanumeric tag, as in the last segment of ``ft:…:abc12345`` model names."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))

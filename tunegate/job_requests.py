@@ -1,0 +1,70 @@
+"""Turning a ``POST /fine_tuning/jobs`` body into the job's method and settings.
+
+The spec (connexion) has already checked types and ranges; these are the rules JSON Schema
+cannot say: which method, where hyperparameters may come from, and what "auto" stands in for.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from tunegate.errors import InvalidRequest
+
+AUTO = "auto"
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "supervised": ("batch_size", "learning_rate_multiplier", "n_epochs"),
+    "dpo": ("beta", "batch_size", "learning_rate_multiplier", "n_epochs"),
+}
+MAX_METADATA_KEY = 64
+MAX_SEED = 2_147_483_647
+
+
+def normalize_method(body: dict[str, Any]) -> dict[str, Any]:
+    """The job's ``method`` with every hyperparameter present ("auto" where not given)."""
+    method = body.get("method") or {"type": "supervised"}
+    method_type = method.get("type", "supervised")
+    if method_type == "reinforcement":
+        raise InvalidRequest(
+            "Reinforcement fine-tuning is not supported by tunegate: it needs graders that run "
+            "on OpenAI's platform. Use method type 'supervised' or 'dpo'.",
+            param="method.type",
+            code="unsupported_method",
+        )
+    given = dict(((method.get(method_type) or {}).get("hyperparameters")) or {})
+    legacy = body.get("hyperparameters")
+    if legacy:
+        if method_type != "supervised":
+            raise InvalidRequest(
+                "The deprecated top-level 'hyperparameters' applies to supervised jobs only; "
+                f"put them in method.{method_type}.hyperparameters.",
+                param="hyperparameters",
+            )
+        if given:
+            raise InvalidRequest(
+                "Give hyperparameters either in method.supervised.hyperparameters or in the "
+                "deprecated top-level 'hyperparameters', not both.",
+                param="hyperparameters",
+            )
+        given = dict(legacy)
+    hyperparameters = {
+        key: AUTO if given.get(key) is None else given[key]
+        for key in HYPERPARAMETERS[method_type]
+    }
+    return {"type": method_type, method_type: {"hyperparameters": hyperparameters}}
+
+
+def check_metadata(metadata: dict[str, str] | None) -> None:
+    for key in metadata or {}:
+        if len(key) > MAX_METADATA_KEY:
+            raise InvalidRequest(
+                f"Metadata keys are at most {MAX_METADATA_KEY} characters; "
+                f"{key[:20]!r}… has {len(key)}.",
+                param="metadata",
+            )
+
+
+def seed_for(body: dict[str, Any]) -> int:
+    """The requested seed, or a fresh one (OpenAI generates one when none is given)."""
+    seed = body.get("seed")
+    return int(seed) if seed is not None else secrets.randbelow(MAX_SEED + 1)

@@ -1,0 +1,228 @@
+"""Fine-tuning jobs: the status machine, the domain objects and their OpenAI wire shapes.
+
+The status machine is the table ``TRANSITIONS``; ``check_transition`` is the only judge of a
+status change, and the store applies each allowed change as a compare-and-set together with the
+event row that announces it.
+
+    validating_files ──> queued ──> running ──> succeeded
+          │                │  ▲        │ │
+          │                │  │        │ └──> failed
+          │                │  │ resume ▼
+          │                │  └──── paused
+          └──> failed      └──> (any non-terminal) ──> cancelled
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tunegate.errors import Conflict
+
+
+class JobStatus(enum.StrEnum):
+    """OpenAI's wire values. The seed gateway's "pending" is VALIDATING_FILES or QUEUED."""
+
+    VALIDATING_FILES = "validating_files"  # a worker checks the files line by line
+    QUEUED = "queued"  # files are valid; waiting for a worker to train
+    RUNNING = "running"  # a worker is training
+    PAUSED = "paused"  # training state saved; resume puts the job back in the queue
+    SUCCEEDED = "succeeded"  # the fine-tuned model exists (terminal)
+    FAILED = "failed"  # ``error`` says why (terminal)
+    CANCELLED = "cancelled"  # stopped on request (terminal)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.VALIDATING_FILES: frozenset(
+        {JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    # running -> queued: a reaper hands the job of a dead worker back to the queue.
+    JobStatus.RUNNING: frozenset(
+        {
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+            JobStatus.PAUSED,
+            JobStatus.QUEUED,
+        }
+    ),
+    JobStatus.PAUSED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+# What the user asked for, phrased for the 409 answer when the table says no.
+_VERBS = {
+    JobStatus.CANCELLED: "cancelled",
+    JobStatus.PAUSED: "paused",
+    JobStatus.QUEUED: "resumed",
+}
+
+
+def sources_of(target: JobStatus) -> frozenset[JobStatus]:
+    """Every status from which ``target`` may be reached."""
+    return frozenset(source for source, targets in TRANSITIONS.items() if target in targets)
+
+
+def check_transition(job_id: str, current: JobStatus, target: JobStatus) -> None:
+    """Raise ``Conflict`` (409) unless the table allows ``current`` -> ``target``."""
+    if target in TRANSITIONS[current]:
+        return
+    verb = _VERBS.get(target, f"moved to {target.value}")
+    raise Conflict(
+        f"Fine-tuning job {job_id} is {current.value} and cannot be {verb}.",
+        param="fine_tuning_job_id",
+        code="invalid_job_status",
+    )
+
+
+@dataclass(frozen=True)
+class JobError:
+    code: str
+    message: str
+    param: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "param": self.param}
+
+
+@dataclass(frozen=True)
+class FineTuningJob:
+    """One fine-tuning job, as stored. ``to_api`` gives OpenAI's ``fine_tuning.job`` object."""
+
+    id: str
+    project_id: str
+    created_at: int
+    model: str
+    organization_id: str
+    status: JobStatus
+    training_file: str
+    validation_file: str | None
+    method: dict[str, Any]
+    seed: int
+    suffix: str | None = None
+    metadata: dict[str, str] | None = None
+    integrations: list[dict[str, Any]] | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    trained_tokens: int | None = None
+    error: JobError | None = None
+    result_files: list[str] = field(default_factory=list)
+    estimated_finish: int | None = None
+
+    @property
+    def method_type(self) -> str:
+        return str(self.method["type"])
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The method's hyperparameters ("auto" until a worker resolves them)."""
+        return dict(self.method[self.method_type]["hyperparameters"])
+
+    def evolve(self, **changes: Any) -> FineTuningJob:
+        return replace(self, **changes)
+
+    def to_api(self) -> dict[str, Any]:
+        legacy = self.hyperparameters
+        return {
+            "id": self.id,
+            "object": "fine_tuning.job",
+            "created_at": self.created_at,
+            "error": self.error.to_api() if self.error else None,
+            "fine_tuned_model": self.fine_tuned_model,
+            "finished_at": self.finished_at,
+            # The deprecated top-level field mirrors the three shared hyperparameters.
+            "hyperparameters": {
+                key: legacy[key]
+                for key in ("batch_size", "learning_rate_multiplier", "n_epochs")
+                if key in legacy
+            },
+            "model": self.model,
+            "organization_id": self.organization_id,
+            "result_files": list(self.result_files),
+            "seed": self.seed,
+            "status": self.status.value,
+            "trained_tokens": self.trained_tokens,
+            "training_file": self.training_file,
+            "validation_file": self.validation_file,
+            "integrations": self.integrations,
+            "estimated_finish": self.estimated_finish,
+            "method": self.method,
+            "metadata": self.metadata,
+            "user_provided_suffix": self.suffix,
+        }
+
+
+class EventLevel(enum.StrEnum):
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A line in a job's history: a message or a metrics sample."""
+
+    id: str
+    job_id: str
+    created_at: int
+    level: EventLevel
+    message: str
+    type: str = "message"  # "message" | "metrics"
+    data: dict[str, Any] | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "fine_tuning.job.event",
+            "created_at": self.created_at,
+            "level": self.level.value,
+            "message": self.message,
+            "type": self.type,
+            "data": self.data,
+        }
+
+
+METRIC_KEYS = (
+    "step",
+    "train_loss",
+    "train_mean_token_accuracy",
+    "valid_loss",
+    "valid_mean_token_accuracy",
+    "full_valid_loss",
+    "full_valid_mean_token_accuracy",
+)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A saved adapter at an epoch end, servable under its own model name."""
+
+    id: str
+    job_id: str
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    step_number: int
+    metrics: dict[str, float | None]
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "fine_tuning.job.checkpoint",
+            "created_at": self.created_at,
+            "fine_tuned_model_checkpoint": self.fine_tuned_model_checkpoint,
+            "step_number": self.step_number,
+            "metrics": {key: self.metrics.get(key) for key in METRIC_KEYS},
+            "fine_tuning_job_id": self.job_id,
+        }

@@ -1,0 +1,249 @@
+"""Use cases behind the HTTP handlers: files, fine-tuning jobs and models.
+
+Handlers call exactly one method here; this layer owns the rules and speaks only in domain
+objects and ``tunegate.errors`` exceptions. Job status changes go through ``Store.transition``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+from tunegate import catalog, ids
+from tunegate.datasets import DatasetError, check_jsonl_upload
+from tunegate.errors import Conflict, InvalidRequest, NotFound
+from tunegate.files import FINE_TUNE, FileStorage, StoredFile
+from tunegate.job_requests import check_metadata, normalize_method, seed_for
+from tunegate.jobs import Checkpoint, EventLevel, FineTuningJob, JobEvent, JobStatus
+from tunegate.settings import Settings
+from tunegate.store.base import FineTunedModel, Page, Store
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def job_event(job_id: str, message: str, level: EventLevel = EventLevel.INFO,
+              type: str = "message", data: dict[str, Any] | None = None) -> JobEvent:
+    """A new event row for ``job_id`` stamped now."""
+    return JobEvent(id=ids.new_id(ids.EVENT), job_id=job_id, created_at=now(), level=level,
+                    message=message, type=type, data=data)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file as received: its name, a readable body, and the form fields."""
+
+    filename: str
+    body: IO[bytes]
+    purpose: str
+    expires_after_seconds: int | None = None
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store, storage: FileStorage):
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+
+    # Files ----------------------------------------------------------------------------------
+
+    def upload_file(self, project_id: str, upload: Upload) -> StoredFile:
+        """Store the bytes, check JSONL for fine-tune files, then make the file visible."""
+        file_id = ids.new_id(ids.FILE)
+        size = self.storage.write(file_id, upload.body)
+        try:
+            if upload.purpose == FINE_TUNE:
+                check_jsonl_upload(self.storage.path(file_id))
+            created = now()
+            stored = StoredFile(
+                id=file_id, project_id=project_id, bytes=size, created_at=created,
+                filename=upload.filename, purpose=upload.purpose,
+                expires_at=(created + upload.expires_after_seconds
+                            if upload.expires_after_seconds else None),
+            )
+            self.store.add_file(stored)
+        except DatasetError as exc:
+            self.storage.delete(file_id)
+            raise InvalidRequest(
+                f"Invalid file format for purpose 'fine-tune': {exc.message}", param="file",
+                code="invalid_file_format",
+            ) from None
+        except BaseException:
+            self.storage.delete(file_id)
+            raise
+        return stored
+
+    def get_file(self, project_id: str, file_id: str) -> StoredFile:
+        stored = self.store.get_file(project_id, file_id)
+        if stored is None or (stored.expires_at is not None and stored.expires_at <= now()):
+            raise NotFound(f"No such File object: {file_id}", param="file_id")
+        return stored
+
+    def list_files(self, project_id: str, *, purpose: str | None, after: str | None,
+                   limit: int, order: str) -> Page[StoredFile]:
+        self.delete_expired_files()
+        return self.store.list_files(project_id, purpose=purpose, after=after, limit=limit,
+                                     ascending=order == "asc")
+
+    def file_content(self, project_id: str, file_id: str) -> tuple[StoredFile, Iterator[bytes]]:
+        stored = self.get_file(project_id, file_id)
+        return stored, self.storage.read_chunks(file_id)
+
+    def delete_file(self, project_id: str, file_id: str) -> str:
+        self.get_file(project_id, file_id)
+        users = self._active_jobs_using(project_id, file_id)
+        if users:
+            raise Conflict(
+                f"File {file_id} is used by fine-tuning job {users[0]}, which has not finished; "
+                "cancel the job or wait for it to end before deleting the file.",
+                param="file_id", code="file_in_use",
+            )
+        self.store.delete_file(project_id, file_id)
+        self.storage.delete(file_id)
+        return file_id
+
+    def _active_jobs_using(self, project_id: str, file_id: str) -> list[str]:
+        active = []
+        after = None
+        while True:
+            page = self.store.list_jobs(project_id, after=after, limit=500, metadata=None)
+            active += [job.id for job in page.items if not job.status.is_terminal
+                       and file_id in (job.training_file, job.validation_file)]
+            if not page.has_more:
+                return active
+            after = page.items[-1].id
+
+    def delete_expired_files(self) -> int:
+        expired = self.store.expired_files(now())
+        for stored in expired:
+            self.store.delete_file(stored.project_id, stored.id)
+            self.storage.delete(stored.id)
+        return len(expired)
+
+    # Jobs -----------------------------------------------------------------------------------
+
+    def _training_input(self, project_id: str, file_id: str | None, param: str) -> None:
+        if file_id is None:
+            return
+        stored = self.store.get_file(project_id, file_id)
+        if stored is None:
+            raise InvalidRequest(f"invalid {param}: no such file {file_id}", param=param)
+        if stored.purpose != FINE_TUNE:
+            raise InvalidRequest(
+                f"invalid {param}: {file_id} was uploaded with purpose '{stored.purpose}'; "
+                "fine-tuning files need purpose 'fine-tune'.",
+                param=param,
+            )
+
+    def _check_model(self, project_id: str, model: str) -> None:
+        if catalog.find_base_model(self.settings.base_models_dir, model):
+            return
+        tuned = self.store.get_model(project_id, model)
+        if tuned is not None and tuned.kind == "model":
+            return
+        available = [m.id for m in catalog.base_models(self.settings.base_models_dir)]
+        raise InvalidRequest(
+            f"Model {model} is not available for fine-tuning or does not exist. Available base "
+            f"models: {', '.join(available) or 'none'}; fine-tuned models (ft:…) of this "
+            "project can be trained further.",
+            param="model", code="model_not_available",
+        )
+
+    def create_job(self, project_id: str, body: Mapping[str, Any]) -> FineTuningJob:
+        """Validate the request synchronously, then commit the job and its first event."""
+        request = dict(body)
+        method = normalize_method(request)
+        self._check_model(project_id, request["model"])
+        self._training_input(project_id, request["training_file"], "training_file")
+        self._training_input(project_id, request.get("validation_file"), "validation_file")
+        check_metadata(request.get("metadata"))
+        job = FineTuningJob(
+            id=ids.new_id(ids.JOB), project_id=project_id, created_at=now(),
+            model=request["model"], organization_id=self.settings.organization_id,
+            status=JobStatus.VALIDATING_FILES, training_file=request["training_file"],
+            validation_file=request.get("validation_file"), method=method,
+            seed=seed_for(request), suffix=request.get("suffix"),
+            metadata=request.get("metadata"), integrations=request.get("integrations"),
+        )
+        self.store.create_job(job, job_event(job.id, f"Created fine-tuning job: {job.id}"))
+        if job.integrations:
+            self.store.add_events([job_event(
+                job.id, "Integrations (e.g. Weights & Biases) are not run by tunegate: this "
+                "machine reports no metrics outside. They are kept on the job as given.",
+                EventLevel.WARN)])
+        return job
+
+    def get_job(self, project_id: str, job_id: str) -> FineTuningJob:
+        job = self.store.get_job(job_id, project_id)
+        if job is None:
+            raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+        return job
+
+    def list_jobs(self, project_id: str, *, after: str | None, limit: int,
+                  metadata: Mapping[str, str] | None) -> Page[FineTuningJob]:
+        return self.store.list_jobs(project_id, after=after, limit=limit, metadata=metadata)
+
+    def cancel_job(self, project_id: str, job_id: str) -> FineTuningJob:
+        """Cancel any unfinished job; a running one's worker stops at its next check."""
+        self.get_job(project_id, job_id)
+        return self.store.transition(
+            job_id, JobStatus.CANCELLED, events=[job_event(job_id, "Fine-tuning job cancelled")],
+            changes={"finished_at": now(), "estimated_finish": None},
+        )
+
+    def pause_job(self, project_id: str, job_id: str) -> FineTuningJob:
+        self.get_job(project_id, job_id)
+        return self.store.transition(
+            job_id, JobStatus.PAUSED, events=[job_event(job_id, "Fine-tuning job paused")],
+            changes={"estimated_finish": None},
+        )
+
+    def resume_job(self, project_id: str, job_id: str) -> FineTuningJob:
+        self.get_job(project_id, job_id)
+        return self.store.transition(
+            job_id, JobStatus.QUEUED,
+            events=[job_event(job_id, "Fine-tuning job resumed, moving job to queued state")],
+        )
+
+    def list_events(self, project_id: str, job_id: str, *, after: str | None,
+                    limit: int) -> Page[JobEvent]:
+        self.get_job(project_id, job_id)
+        return self.store.list_events(job_id, after=after, limit=limit)
+
+    def list_checkpoints(self, project_id: str, job_id: str, *, after: str | None,
+                         limit: int) -> Page[Checkpoint]:
+        self.get_job(project_id, job_id)
+        return self.store.list_checkpoints(job_id, after=after, limit=limit)
+
+    # Models ---------------------------------------------------------------------------------
+
+    def list_models(self, project_id: str) -> list[dict[str, Any]]:
+        bases = [m.to_api() for m in catalog.base_models(self.settings.base_models_dir)]
+        return bases + [m.to_api() for m in self.store.list_models(project_id)]
+
+    def get_model(self, project_id: str, model_id: str) -> dict[str, Any]:
+        base = catalog.find_base_model(self.settings.base_models_dir, model_id)
+        if base is not None:
+            return base.to_api()
+        return self._tuned_model(project_id, model_id).to_api()
+
+    def _tuned_model(self, project_id: str, model_id: str) -> FineTunedModel:
+        tuned = self.store.get_model(project_id, model_id)
+        if tuned is None:
+            raise NotFound(f"The model `{model_id}` does not exist or you do not have access "
+                           "to it.", param="model", code="model_not_found")
+        return tuned
+
+    def delete_model(self, project_id: str, model_id: str) -> str:
+        if catalog.find_base_model(self.settings.base_models_dir, model_id):
+            raise InvalidRequest(
+                f"{model_id} is a base model; only fine-tuned models can be deleted. Remove "
+                "the file from the models folder to withdraw a base model.",
+                param="model", code="base_model_not_deletable",
+            )
+        self._tuned_model(project_id, model_id)
+        self.store.delete_model(project_id, model_id)
+        return model_id

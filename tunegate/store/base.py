@@ -1,0 +1,102 @@
+"""The store contract: everything the API and workers persist, behind one small protocol.
+
+Backends translate their driver exceptions inside; callers only see domain objects, ``Page`` and
+``tunegate.errors`` exceptions. ``tests/store/test_contract.py`` runs against every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from tunegate.files import StoredFile
+from tunegate.jobs import Checkpoint, FineTuningJob, JobEvent, JobStatus
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a newest-first (or oldest-first) listing."""
+
+    items: list[T] = field(default_factory=list)
+    has_more: bool = False
+
+    def to_api(self) -> dict[str, Any]:
+        data = [item.to_api() for item in self.items]  # type: ignore[attr-defined]
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": self.has_more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+
+@dataclass(frozen=True)
+class FineTunedModel:
+    """A model (or checkpoint) produced by a job, servable under ``id``."""
+
+    id: str
+    project_id: str
+    job_id: str
+    base_model: str
+    created_at: int
+    kind: str  # "model" | "checkpoint"
+    path: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "model", "created": self.created_at,
+                "owned_by": self.project_id}
+
+
+class Store(Protocol):
+    # Files
+    def add_file(self, file: StoredFile) -> None: ...
+    def get_file(self, project_id: str, file_id: str) -> StoredFile | None: ...
+    def list_files(self, project_id: str, *, purpose: str | None, after: str | None,
+                   limit: int, ascending: bool) -> Page[StoredFile]: ...
+    def delete_file(self, project_id: str, file_id: str) -> bool: ...
+    def expired_files(self, now: int) -> list[StoredFile]: ...
+
+    # Jobs
+    def create_job(self, job: FineTuningJob, event: JobEvent) -> None: ...
+    def get_job(self, job_id: str, project_id: str | None = None) -> FineTuningJob | None: ...
+    def list_jobs(self, project_id: str, *, after: str | None, limit: int,
+                  metadata: Mapping[str, str] | None) -> Page[FineTuningJob]: ...
+    def transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
+                   changes: Mapping[str, Any] | None = None,
+                   worker_id: str | None = None) -> FineTuningJob:
+        """Compare-and-set ``status`` to ``target`` plus ``changes`` and ``events``, atomically.
+
+        Succeeds only from a status the transition table allows (and, with ``worker_id``, only
+        while that worker owns the job); otherwise raises ``Conflict`` naming the current status.
+        """
+        ...
+    def update_job(self, job_id: str, changes: Mapping[str, Any]) -> None:
+        """Change non-status fields (resolved hyperparameters, token counts, estimates)."""
+        ...
+
+    # Worker ownership
+    def claim_job(self, statuses: Sequence[JobStatus], worker_id: str,
+                  now: float) -> FineTuningJob | None:
+        """Atomically take the oldest unowned job in one of ``statuses``."""
+        ...
+    def heartbeat(self, job_id: str, worker_id: str, now: float) -> bool: ...
+    def release_job(self, job_id: str, worker_id: str) -> None: ...
+    def stale_jobs(self, heartbeat_before: float) -> list[tuple[FineTuningJob, str]]: ...
+    def disown_job(self, job_id: str, worker_id: str) -> bool: ...
+
+    # Events and checkpoints
+    def add_events(self, events: Sequence[JobEvent]) -> None: ...
+    def list_events(self, job_id: str, *, after: str | None, limit: int) -> Page[JobEvent]: ...
+    def add_checkpoint(self, checkpoint: Checkpoint, path: str) -> None: ...
+    def list_checkpoints(self, job_id: str, *, after: str | None,
+                         limit: int) -> Page[Checkpoint]: ...
+
+    # Fine-tuned models
+    def add_model(self, model: FineTunedModel) -> None: ...
+    def get_model(self, project_id: str, model_id: str) -> FineTunedModel | None: ...
+    def list_models(self, project_id: str) -> list[FineTunedModel]: ...
+    def delete_model(self, project_id: str, model_id: str) -> bool: ...

@@ -1,0 +1,90 @@
+"""Table definitions (SQLAlchemy Core). Changes go through a numbered migration as well."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# Ids sort by creation time (tunegate.ids), so every listing orders and pages by primary key.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("expires_at", Integer),
+    Column("status", String(16), nullable=False),
+    Column("status_details", Text),
+    Index("ix_files_project", "project_id", "id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("organization_id", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("training_file", String(64), nullable=False),
+    Column("validation_file", String(64)),
+    Column("method", JSON, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("suffix", String(64)),
+    Column("metadata", JSON),
+    Column("integrations", JSON),
+    Column("fine_tuned_model", Text),
+    Column("finished_at", Integer),
+    Column("trained_tokens", Integer),
+    Column("error", JSON),
+    Column("result_files", JSON, nullable=False),
+    Column("estimated_finish", Integer),
+    Column("worker_id", String(64)),
+    Column("heartbeat_at", Float),
+    Index("ix_jobs_project", "project_id", "id"),
+    Index("ix_jobs_status", "status", "id"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("job_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("data", JSON),
+    Index("ix_job_events_job", "job_id", "id"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("job_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("fine_tuned_model_checkpoint", Text, nullable=False),
+    Column("step_number", Integer, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("path", Text, nullable=False),
+    Index("ix_checkpoints_job", "job_id", "id"),
+)
+
+fine_tuned_models = Table(
+    "fine_tuned_models",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("base_model", Text, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Index("ix_models_project", "project_id", "id"),
+)

@@ -1,0 +1,364 @@
+"""``Store`` on SQLAlchemy Core: SQLite (the embedded default) or PostgreSQL.
+
+SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``, so a
+compare-and-set or a claim is serialized across processes (the API and its workers) without
+lost updates; PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Row,
+    and_,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Select
+
+from tunegate.errors import Conflict, NotFound
+from tunegate.files import StoredFile
+from tunegate.jobs import (
+    Checkpoint,
+    EventLevel,
+    FineTuningJob,
+    JobError,
+    JobEvent,
+    JobStatus,
+    check_transition,
+)
+from tunegate.store import schema
+from tunegate.store.base import FineTunedModel, Page
+from tunegate.store.migrations.migrate import migrate
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit transactions defer locking).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_store(url: str) -> SqlStore:
+    """Connect, apply migrations, and return a ready store."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    migrate(engine)
+    return SqlStore(engine)
+
+
+# Row -> domain object
+
+
+def _file(row: Row[Any]) -> StoredFile:
+    return StoredFile(
+        id=row.id, project_id=row.project_id, bytes=row.bytes, created_at=row.created_at,
+        filename=row.filename, purpose=row.purpose, expires_at=row.expires_at,
+        status=row.status, status_details=row.status_details,
+    )
+
+
+def _job(row: Row[Any]) -> FineTuningJob:
+    return FineTuningJob(
+        id=row.id, project_id=row.project_id, created_at=row.created_at, model=row.model,
+        organization_id=row.organization_id, status=JobStatus(row.status),
+        training_file=row.training_file, validation_file=row.validation_file, method=row.method,
+        seed=row.seed, suffix=row.suffix, metadata=row.metadata, integrations=row.integrations,
+        fine_tuned_model=row.fine_tuned_model, finished_at=row.finished_at,
+        trained_tokens=row.trained_tokens, error=JobError(**row.error) if row.error else None,
+        result_files=list(row.result_files or []), estimated_finish=row.estimated_finish,
+    )
+
+
+def _job_values(job: FineTuningJob) -> dict[str, Any]:
+    return {
+        "id": job.id, "project_id": job.project_id, "created_at": job.created_at,
+        "model": job.model, "organization_id": job.organization_id, "status": job.status.value,
+        "training_file": job.training_file, "validation_file": job.validation_file,
+        "method": job.method, "seed": job.seed, "suffix": job.suffix, "metadata": job.metadata,
+        "integrations": job.integrations, "fine_tuned_model": job.fine_tuned_model,
+        "finished_at": job.finished_at, "trained_tokens": job.trained_tokens,
+        "error": job.error.to_api() if job.error else None, "result_files": job.result_files,
+        "estimated_finish": job.estimated_finish,
+    }
+
+
+def _event(row: Row[Any]) -> JobEvent:
+    return JobEvent(
+        id=row.id, job_id=row.job_id, created_at=row.created_at, level=EventLevel(row.level),
+        message=row.message, type=row.type, data=row.data,
+    )
+
+
+def _event_values(item: JobEvent) -> dict[str, Any]:
+    return {
+        "id": item.id, "job_id": item.job_id, "created_at": item.created_at,
+        "level": item.level.value, "message": item.message, "type": item.type, "data": item.data,
+    }
+
+
+def _checkpoint(row: Row[Any]) -> Checkpoint:
+    return Checkpoint(
+        id=row.id, job_id=row.job_id, created_at=row.created_at,
+        fine_tuned_model_checkpoint=row.fine_tuned_model_checkpoint,
+        step_number=row.step_number, metrics=row.metrics,
+    )
+
+
+def _model(row: Row[Any]) -> FineTunedModel:
+    return FineTunedModel(
+        id=row.id, project_id=row.project_id, job_id=row.job_id, base_model=row.base_model,
+        created_at=row.created_at, kind=row.kind, path=row.path,
+    )
+
+
+def _change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Domain values -> column values (errors to dicts); ``status`` is not changeable here."""
+    if "status" in changes:
+        raise ValueError("status changes only through Store.transition")
+    values = dict(changes)
+    if isinstance(values.get("error"), JobError):
+        values["error"] = values["error"].to_api()
+    return values
+
+
+class SqlStore:
+    """The SQL implementation of ``tunegate.store.base.Store``."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # Paging ---------------------------------------------------------------------------------
+
+    def _page(self, query: Select[Any], id_column: Any, *, after: str | None, limit: int,
+              ascending: bool = False) -> tuple[list[Row[Any]], bool]:
+        """Keyset paging on time-ordered ids: ``after`` needs no lookup and survives deletes."""
+        if after is not None:
+            query = query.where(id_column > after if ascending else id_column < after)
+        query = query.order_by(id_column.asc() if ascending else id_column.desc()).limit(limit + 1)
+        with self.engine.begin() as connection:
+            rows = list(connection.execute(query))
+        return rows[:limit], len(rows) > limit
+
+    # Files ----------------------------------------------------------------------------------
+
+    def add_file(self, file: StoredFile) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(schema.files).values(
+                id=file.id, project_id=file.project_id, bytes=file.bytes,
+                created_at=file.created_at, filename=file.filename, purpose=file.purpose,
+                expires_at=file.expires_at, status=file.status, status_details=file.status_details,
+            ))
+
+    def get_file(self, project_id: str, file_id: str) -> StoredFile | None:
+        table = schema.files
+        with self.engine.begin() as connection:
+            row = connection.execute(select(table).where(
+                table.c.id == file_id, table.c.project_id == project_id)).first()
+        return _file(row) if row else None
+
+    def list_files(self, project_id: str, *, purpose: str | None, after: str | None,
+                   limit: int, ascending: bool) -> Page[StoredFile]:
+        table = schema.files
+        query = select(table).where(table.c.project_id == project_id)
+        if purpose is not None:
+            query = query.where(table.c.purpose == purpose)
+        rows, more = self._page(query, table.c.id, after=after, limit=limit, ascending=ascending)
+        return Page([_file(row) for row in rows], more)
+
+    def delete_file(self, project_id: str, file_id: str) -> bool:
+        table = schema.files
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(table).where(
+                table.c.id == file_id, table.c.project_id == project_id))
+        return result.rowcount > 0
+
+    def expired_files(self, now: int) -> list[StoredFile]:
+        table = schema.files
+        with self.engine.begin() as connection:
+            rows = connection.execute(select(table).where(
+                table.c.expires_at.is_not(None), table.c.expires_at <= now))
+            return [_file(row) for row in rows]
+
+    # Jobs -----------------------------------------------------------------------------------
+
+    def create_job(self, job: FineTuningJob, event: JobEvent) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(schema.jobs).values(**_job_values(job)))
+            connection.execute(insert(schema.job_events).values(**_event_values(event)))
+
+    def get_job(self, job_id: str, project_id: str | None = None) -> FineTuningJob | None:
+        table = schema.jobs
+        query = select(table).where(table.c.id == job_id)
+        if project_id is not None:
+            query = query.where(table.c.project_id == project_id)
+        with self.engine.begin() as connection:
+            row = connection.execute(query).first()
+        return _job(row) if row else None
+
+    def list_jobs(self, project_id: str, *, after: str | None, limit: int,
+                  metadata: Mapping[str, str] | None) -> Page[FineTuningJob]:
+        table = schema.jobs
+        query = select(table).where(table.c.project_id == project_id)
+        for key, value in (metadata or {}).items():
+            query = query.where(table.c.metadata[key].as_string() == value)
+        rows, more = self._page(query, table.c.id, after=after, limit=limit)
+        return Page([_job(row) for row in rows], more)
+
+    def transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
+                   changes: Mapping[str, Any] | None = None,
+                   worker_id: str | None = None) -> FineTuningJob:
+        table = schema.jobs
+        with self.engine.begin() as connection:
+            row = connection.execute(select(table).where(table.c.id == job_id)).first()
+            if row is None:
+                raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+            check_transition(job_id, JobStatus(row.status), target)
+            guard = and_(table.c.id == job_id, table.c.status == row.status)
+            if worker_id is not None:
+                guard = and_(guard, table.c.worker_id == worker_id)
+            values = {**_change_values(changes or {}), "status": target.value}
+            result = connection.execute(update(table).where(guard).values(**values))
+            if result.rowcount != 1:
+                # Unreachable under BEGIN IMMEDIATE unless the worker lost ownership.
+                raise Conflict(f"Fine-tuning job {job_id} changed concurrently; retry.",
+                               code="concurrent_update")
+            if events:
+                connection.execute(insert(schema.job_events), [_event_values(e) for e in events])
+            return _job(connection.execute(select(table).where(table.c.id == job_id)).one())
+
+    def update_job(self, job_id: str, changes: Mapping[str, Any]) -> None:
+        table = schema.jobs
+        with self.engine.begin() as connection:
+            connection.execute(update(table).where(table.c.id == job_id)
+                               .values(**_change_values(changes)))
+
+    # Worker ownership -----------------------------------------------------------------------
+
+    def claim_job(self, statuses: Sequence[JobStatus], worker_id: str,
+                  now: float) -> FineTuningJob | None:
+        table = schema.jobs
+        query = (select(table.c.id)
+                 .where(table.c.status.in_([s.value for s in statuses]),
+                        table.c.worker_id.is_(None))
+                 .order_by(table.c.id).limit(1))
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as connection:
+            job_id = connection.execute(query).scalar()
+            if job_id is None:
+                return None
+            connection.execute(update(table)
+                               .where(table.c.id == job_id, table.c.worker_id.is_(None))
+                               .values(worker_id=worker_id, heartbeat_at=now))
+            return _job(connection.execute(select(table).where(table.c.id == job_id)).one())
+
+    def heartbeat(self, job_id: str, worker_id: str, now: float) -> bool:
+        table = schema.jobs
+        with self.engine.begin() as connection:
+            result = connection.execute(update(table)
+                                        .where(table.c.id == job_id, table.c.worker_id == worker_id)
+                                        .values(heartbeat_at=now))
+        return result.rowcount == 1
+
+    def release_job(self, job_id: str, worker_id: str) -> None:
+        self.disown_job(job_id, worker_id)
+
+    def disown_job(self, job_id: str, worker_id: str) -> bool:
+        table = schema.jobs
+        with self.engine.begin() as connection:
+            result = connection.execute(update(table)
+                                        .where(table.c.id == job_id, table.c.worker_id == worker_id)
+                                        .values(worker_id=None, heartbeat_at=None))
+        return result.rowcount == 1
+
+    def stale_jobs(self, heartbeat_before: float) -> list[tuple[FineTuningJob, str]]:
+        table = schema.jobs
+        with self.engine.begin() as connection:
+            rows = connection.execute(select(table).where(
+                table.c.worker_id.is_not(None), table.c.heartbeat_at < heartbeat_before))
+            return [(_job(row), row.worker_id) for row in rows]
+
+    # Events and checkpoints -----------------------------------------------------------------
+
+    def add_events(self, events: Sequence[JobEvent]) -> None:
+        if events:
+            with self.engine.begin() as connection:
+                connection.execute(insert(schema.job_events), [_event_values(e) for e in events])
+
+    def list_events(self, job_id: str, *, after: str | None, limit: int) -> Page[JobEvent]:
+        table = schema.job_events
+        query = select(table).where(table.c.job_id == job_id)
+        rows, more = self._page(query, table.c.id, after=after, limit=limit)
+        return Page([_event(row) for row in rows], more)
+
+    def add_checkpoint(self, checkpoint: Checkpoint, path: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(schema.checkpoints).values(
+                id=checkpoint.id, job_id=checkpoint.job_id, created_at=checkpoint.created_at,
+                fine_tuned_model_checkpoint=checkpoint.fine_tuned_model_checkpoint,
+                step_number=checkpoint.step_number, metrics=checkpoint.metrics, path=path,
+            ))
+
+    def list_checkpoints(self, job_id: str, *, after: str | None,
+                         limit: int) -> Page[Checkpoint]:
+        table = schema.checkpoints
+        query = select(table).where(table.c.job_id == job_id)
+        rows, more = self._page(query, table.c.id, after=after, limit=limit)
+        return Page([_checkpoint(row) for row in rows], more)
+
+    # Fine-tuned models ----------------------------------------------------------------------
+
+    def add_model(self, model: FineTunedModel) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(schema.fine_tuned_models).values(
+                id=model.id, project_id=model.project_id, job_id=model.job_id,
+                base_model=model.base_model, created_at=model.created_at, kind=model.kind,
+                path=model.path,
+            ))
+
+    def get_model(self, project_id: str, model_id: str) -> FineTunedModel | None:
+        table = schema.fine_tuned_models
+        with self.engine.begin() as connection:
+            row = connection.execute(select(table).where(
+                table.c.id == model_id, table.c.project_id == project_id)).first()
+        return _model(row) if row else None
+
+    def list_models(self, project_id: str) -> list[FineTunedModel]:
+        table = schema.fine_tuned_models
+        with self.engine.begin() as connection:
+            rows = connection.execute(select(table).where(table.c.project_id == project_id)
+                                      .order_by(table.c.created_at, table.c.id))
+            return [_model(row) for row in rows]
+
+    def delete_model(self, project_id: str, model_id: str) -> bool:
+        table = schema.fine_tuned_models
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(table).where(
+                table.c.id == model_id, table.c.project_id == project_id))
+        return result.rowcount > 0

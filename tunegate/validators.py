@@ -1,0 +1,165 @@
+"""connexion request validators with tunegate's fixes.
+
+- JSON: a body that is not UTF-8 is the client's fault (400), not a 500 (connexion #1860);
+  schema errors name the offending field in ``param``.
+- Parameters: one-line messages that name the parameter, instead of jsonschema's dump.
+- Multipart: connexion's validator keeps the whole request in memory to replay it; ours spools
+  it to disk while parsing, so a 500 MB upload costs megabytes of RAM, and a malformed
+  multipart body is a 400 instead of a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from connexion.datastructures import MediaTypeDict
+from connexion.json_schema import Draft4RequestValidator
+from connexion.validators import (
+    VALIDATOR_MAP,
+    JSONRequestBodyValidator,
+    MultiPartFormDataValidator,
+    ParameterValidator,
+)
+from jsonschema import Draft4Validator, ValidationError
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.types import Receive, Scope
+
+from tunegate.errors import InvalidRequest
+
+SPOOL_IN_MEMORY = 1024 * 1024
+REPLAY_CHUNK = 256 * 1024
+
+
+def _path(error: ValidationError) -> str | None:
+    return ".".join(str(part) for part in error.absolute_path) or None
+
+
+def _schema_error(error: ValidationError, prefix: str = "") -> InvalidRequest:
+    param = _path(error)
+    where = f" for '{param}'" if param else ""
+    return InvalidRequest(f"{prefix}Invalid value{where}: {error.message}", param=param)
+
+
+class JSONBodyValidator(JSONRequestBodyValidator):
+    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
+        raw = b"".join([chunk async for chunk in stream])
+        try:
+            text = raw.decode(self._encoding)
+        except (UnicodeDecodeError, LookupError):
+            raise InvalidRequest(f"The request body is not valid {self._encoding} text.") from None
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+
+    def _validate(self, body: Any) -> dict | None:
+        if not self._nullable and body is None:
+            raise InvalidRequest("The request body must not be empty.")
+        try:
+            self._validator.validate(body)
+        except ValidationError as exc:
+            raise _schema_error(exc) from None
+        return None
+
+
+class ParamValidator(ParameterValidator):
+    @staticmethod
+    def validate_parameter(parameter_type: str, value: Any, param: dict,
+                           param_name: str | None = None) -> str | None:
+        schema = param.get("schema", param)
+        if value is None:
+            if param.get("required"):
+                raise InvalidRequest(f"Missing required {parameter_type} parameter "
+                                     f"'{param['name']}'.", param=param["name"])
+            return None
+        if schema.get("nullable") and value in (None, "null"):
+            return None
+        try:
+            Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).validate(value)
+        except ValidationError as exc:
+            raise InvalidRequest(
+                f"Invalid {parameter_type} parameter '{param['name']}': {exc.message}.",
+                param=param["name"],
+            ) from None
+        return None
+
+
+class StreamingMultipartValidator(MultiPartFormDataValidator):
+    """Validates multipart fields while spooling the raw body to a temporary file."""
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+        try:
+            size = await self._validate_while_spooling(receive, scope, spool)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+
+        async def replay() -> dict:
+            chunk = spool.read(REPLAY_CHUNK)
+            more = spool.tell() < size
+            if not more:
+                spool.close()
+            return {"type": "http.request", "body": chunk, "more_body": more}
+
+        return replay, scope
+
+    async def _validate_while_spooling(self, receive: Receive, scope: Scope, spool: Any) -> int:
+        async def tee() -> AsyncGenerator[bytes, None]:
+            more = True
+            while more:
+                message = await receive()
+                chunk = message.get("body", b"")
+                spool.write(chunk)
+                more = message.get("more_body", False)
+                yield chunk
+
+        try:
+            fields = await self._parse(tee(), scope)
+        except MultiPartException as exc:
+            raise InvalidRequest(f"Malformed multipart/form-data body: {exc.message}") from None
+        self._validate(fields)
+        return int(spool.tell())
+
+    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> dict:
+        """The form's fields, with each file part replaced by "" (its schema is a string)."""
+        headers = Headers(scope=scope)
+        if "boundary=" not in headers.get("content-type", ""):
+            raise InvalidRequest("A multipart/form-data body needs a boundary in Content-Type.")
+        form = await MultiPartParser(headers, stream).parse()
+        values: dict[str, list[Any]] = {}
+        try:
+            for key, value in form.multi_items():
+                values.setdefault(key, []).append("" if isinstance(value, UploadFile) else value)
+        finally:
+            await form.close()
+        files = {key: value[0] if len(value) == 1 else value for key, value in values.items()
+                 if "" in value}
+        parsed = self._uri_parser.resolve_form(
+            {key: value for key, value in values.items() if key not in files})
+        return {**parsed, **files}
+
+    def _validate(self, body: Any) -> dict | None:
+        try:
+            Draft4RequestValidator(self._schema,
+                                   format_checker=Draft4Validator.FORMAT_CHECKER).validate(body)
+        except ValidationError as exc:
+            raise _schema_error(exc) from None
+        return None
+
+
+def validator_map() -> dict[str, Any]:
+    """connexion's validator map with the three replacements above."""
+    body = MediaTypeDict({
+        **dict(VALIDATOR_MAP["body"]),
+        "*/*json": JSONBodyValidator,
+        "multipart/form-data": StreamingMultipartValidator,
+    })
+    return {"parameter": ParamValidator, "body": body, "response": VALIDATOR_MAP["response"]}

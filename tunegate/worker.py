@@ -1,0 +1,153 @@
+"""The worker: claims jobs from the store and moves them along, one at a time.
+
+Stages run in order for each claimed job: ``validating_files`` (cheap, torch-free), then
+training (the training engine joins here). Ownership is a row field with a heartbeat; a
+reaper hands jobs of workers that stopped beating back to the queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+from tunegate import ids
+from tunegate.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
+from tunegate.errors import Conflict
+from tunegate.jobs import EventLevel, FineTuningJob, JobError, JobStatus
+from tunegate.service import Service, job_event, now
+
+log = logging.getLogger("tunegate.worker")
+
+EXPIRY_SWEEP_SECONDS = 60.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{ids.short_id(6)}"
+
+
+class Worker:
+    def __init__(self, service: Service, worker_id: str | None = None):
+        self.service = service
+        self.store = service.store
+        self.settings = service.settings
+        self.worker_id = worker_id or new_worker_id()
+        self._last_sweep = 0.0
+
+    # Loop -----------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set; sleep ``poll_interval`` whenever there is nothing to do."""
+        log.info("worker %s started", self.worker_id)
+        while not stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # one bad job must not stop the worker
+                log.exception("worker iteration failed")
+                busy = False
+            if not busy:
+                stop.wait(self.settings.poll_interval)
+
+    def run_once(self) -> bool:
+        """Do one unit of work; return whether there was any."""
+        self.reap_stale_jobs()
+        self._sweep_expired_files()
+        job = self.store.claim_job([JobStatus.VALIDATING_FILES], self.worker_id, time.time())
+        if job is None:
+            return False
+        try:
+            with self._heartbeat(job.id):
+                self.validate_files(job)
+        finally:
+            self.store.release_job(job.id, self.worker_id)
+        return True
+
+    @contextlib.contextmanager
+    def _heartbeat(self, job_id: str) -> Iterator[None]:
+        """Beat every third of the timeout while the body runs."""
+        done = threading.Event()
+        interval = max(self.settings.heartbeat_timeout / 3, 0.05)
+
+        def beat() -> None:
+            while not done.wait(interval):
+                self.store.heartbeat(job_id, self.worker_id, time.time())
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _sweep_expired_files(self) -> None:
+        if time.monotonic() - self._last_sweep >= EXPIRY_SWEEP_SECONDS:
+            self._last_sweep = time.monotonic()
+            self.service.delete_expired_files()
+
+    # Reaper ---------------------------------------------------------------------------------
+
+    def reap_stale_jobs(self) -> int:
+        """Hand jobs whose worker stopped beating back to the queue; return how many."""
+        cutoff = time.time() - self.settings.heartbeat_timeout
+        reaped = 0
+        for job, owner in self.store.stale_jobs(cutoff):
+            if job.status is JobStatus.RUNNING:
+                with contextlib.suppress(Conflict):
+                    self.store.transition(job.id, JobStatus.QUEUED, worker_id=owner, events=[
+                        job_event(job.id, "The worker running this job stopped responding; "
+                                  "the job is back in the queue and resumes from its last "
+                                  "saved state.", EventLevel.WARN)])
+            if self.store.disown_job(job.id, owner):
+                reaped += 1
+        return reaped
+
+    # Stage 1: validating_files --------------------------------------------------------------
+
+    def validate_files(self, job: FineTuningJob) -> FineTuningJob | None:
+        """Check the job's files line by line; move it to ``queued`` or ``failed``."""
+        checks = [("training_file", job.training_file, MIN_TRAINING_EXAMPLES)]
+        if job.validation_file:
+            checks.append(("validation_file", job.validation_file, 1))
+        for param, file_id, minimum in checks:
+            self.store.add_events([job_event(job.id, f"Validating {param.replace('_', ' ')}: "
+                                             f"{file_id}")])
+            try:
+                self._check_file(file_id, job.method_type, minimum)
+            except DatasetError as exc:
+                return self._fail_validation(job, param, exc)
+        return self._move(job, JobStatus.QUEUED, "Files validated, moving job to queued state")
+
+    def _check_file(self, file_id: str, method_type: str, minimum: int) -> None:
+        path = self.service.storage.path(file_id)
+        if not path.is_file():
+            raise DatasetError(f"File {file_id} no longer exists.")
+        validate_dataset(path, method_type, min_examples=minimum)
+
+    def _fail_validation(self, job: FineTuningJob, param: str,
+                         exc: DatasetError) -> FineTuningJob | None:
+        code = exc.code
+        if param == "validation_file" and code == "invalid_training_file":
+            code = "invalid_validation_file"
+        kind = param.replace("_", " ")
+        message = exc.message if code == "invalid_n_examples" else (
+            f"The job failed due to an invalid {kind}. {exc.message}")
+        error = JobError(code=code, message=message, param=param)
+        return self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
+                          changes={"error": error, "finished_at": now()})
+
+    def _move(self, job: FineTuningJob, target: JobStatus, message: str,
+              level: EventLevel = EventLevel.INFO,
+              changes: dict[str, object] | None = None) -> FineTuningJob | None:
+        """Transition as this worker; ``None`` when the user got there first (e.g. cancel)."""
+        try:
+            return self.store.transition(job.id, target, worker_id=self.worker_id,
+                                         events=[job_event(job.id, message, level)],
+                                         changes=changes)
+        except Conflict as exc:
+            log.info("job %s not moved to %s: %s", job.id, target.value, exc.message)
+            return None
