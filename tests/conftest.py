@@ -1,0 +1,124 @@
+"""Shared fixtures: every test's state lives in its own temporary data folder.
+
+- ``settings`` / ``app`` / ``client``: the in-process app (responses validated against the spec).
+- ``server``: a real ``tunegate serve`` subprocess (with its embedded worker) on a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tunegate.app import create_app
+from tunegate.settings import Settings
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the developer's ./.tunegate or inherits TUNEGATE_* settings."""
+    for name in list(os.environ):
+        if name.startswith("TUNEGATE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TUNEGATE_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", heartbeat_timeout=5.0, poll_interval=0.05)
+
+
+@pytest.fixture
+def app(settings: Settings):
+    return create_app(settings, validate_responses=True)
+
+
+@pytest.fixture
+def client(app):
+    with app.test_client() as test_client:
+        yield test_client
+
+
+def chat_lines(count: int, *, start: int = 0) -> bytes:
+    """``count`` small, valid chat examples as JSONL bytes."""
+    rows = [
+        {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                      {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]}
+        for i in range(start, start + count)
+    ]
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    base_url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def api(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(tmp_path: Path, *extra_args: str, env: dict[str, str] | None = None) -> Server:
+    """Start ``tunegate serve`` and wait until it answers; the caller stops it."""
+    port = free_port()
+    data_dir = tmp_path / "server-data"
+    log_path = tmp_path / "server.log"
+    environment = {**os.environ, "TUNEGATE_HEARTBEAT_TIMEOUT": "10", **(env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tunegate", "serve", "--port", str(port),
+             "--data", str(data_dir), *extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=environment,
+        )
+    server = Server(f"http://127.0.0.1:{port}", data_dir, process, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"tunegate serve exited early:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.api}/models", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError(f"tunegate serve did not become ready:\n{server.log()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = start_server(tmp_path)
+    yield running
+    stop_server(running)

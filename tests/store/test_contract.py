@@ -1,0 +1,208 @@
+"""The store contract: what any backend must do, tested through the protocol only."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tunegate import ids
+from tunegate.errors import Conflict, NotFound
+from tunegate.files import StoredFile
+from tunegate.jobs import Checkpoint, EventLevel, FineTuningJob, JobError, JobEvent, JobStatus
+from tunegate.store import SqlStore
+from tunegate.store.base import FineTunedModel
+
+PROJECT = "default"
+
+
+def make_job(status: JobStatus = JobStatus.VALIDATING_FILES, project: str = PROJECT,
+             metadata: dict[str, str] | None = None) -> FineTuningJob:
+    return FineTuningJob(
+        id=ids.new_id(ids.JOB), project_id=project, created_at=int(time.time()),
+        model="SmolLM2-135M-Instruct", organization_id="org-local", status=status,
+        training_file="file-x", validation_file=None,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": "auto"}}},
+        seed=7, metadata=metadata,
+    )
+
+
+def make_event(job_id: str, message: str = "hello") -> JobEvent:
+    return JobEvent(id=ids.new_id(ids.EVENT), job_id=job_id, created_at=int(time.time()),
+                    level=EventLevel.INFO, message=message)
+
+
+def make_file(project: str = PROJECT, purpose: str = "fine-tune",
+              expires_at: int | None = None) -> StoredFile:
+    return StoredFile(id=ids.new_id(ids.FILE), project_id=project, bytes=3,
+                      created_at=int(time.time()), filename="a.jsonl", purpose=purpose,
+                      expires_at=expires_at)
+
+
+def add_job(store: SqlStore, **kwargs) -> FineTuningJob:
+    job = make_job(**kwargs)
+    store.create_job(job, make_event(job.id, "Created"))
+    return job
+
+
+class TestFiles:
+    def test_round_trip(self, store: SqlStore) -> None:
+        stored = make_file()
+        store.add_file(stored)
+        assert store.get_file(PROJECT, stored.id) == stored
+
+    def test_files_are_private_to_their_project(self, store: SqlStore) -> None:
+        stored = make_file(project="other")
+        store.add_file(stored)
+        assert store.get_file(PROJECT, stored.id) is None
+        assert store.list_files(PROJECT, purpose=None, after=None, limit=10,
+                                ascending=False).items == []
+        assert not store.delete_file(PROJECT, stored.id)
+
+    def test_list_pages_newest_first_and_ascending(self, store: SqlStore) -> None:
+        made = [make_file() for _ in range(5)]
+        for stored in made:
+            store.add_file(stored)
+        first = store.list_files(PROJECT, purpose=None, after=None, limit=2, ascending=False)
+        assert [f.id for f in first.items] == [made[4].id, made[3].id] and first.has_more
+        rest = store.list_files(PROJECT, purpose=None, after=made[3].id, limit=10,
+                                ascending=False)
+        assert [f.id for f in rest.items] == [made[2].id, made[1].id, made[0].id]
+        assert not rest.has_more
+        ascending = store.list_files(PROJECT, purpose=None, after=made[1].id, limit=10,
+                                     ascending=True)
+        assert [f.id for f in ascending.items] == [m.id for m in made[2:]]
+
+    def test_after_the_last_id_is_an_empty_page(self, store: SqlStore) -> None:
+        stored = make_file()
+        store.add_file(stored)
+        page = store.list_files(PROJECT, purpose=None, after=stored.id, limit=10,
+                                ascending=False)
+        assert page.items == [] and not page.has_more
+
+    def test_a_deleted_cursor_keeps_its_place(self, store: SqlStore) -> None:
+        made = [make_file() for _ in range(3)]
+        for stored in made:
+            store.add_file(stored)
+        assert store.delete_file(PROJECT, made[1].id)
+        page = store.list_files(PROJECT, purpose=None, after=made[1].id, limit=10,
+                                ascending=False)
+        assert [f.id for f in page.items] == [made[0].id]
+
+    def test_purpose_filter_and_expiry(self, store: SqlStore) -> None:
+        tuned = make_file()
+        batch = make_file(purpose="batch", expires_at=100)
+        store.add_file(tuned)
+        store.add_file(batch)
+        page = store.list_files(PROJECT, purpose="batch", after=None, limit=10, ascending=False)
+        assert [f.id for f in page.items] == [batch.id]
+        assert [f.id for f in store.expired_files(now=100)] == [batch.id]
+        assert store.expired_files(now=99) == []
+
+
+class TestJobs:
+    def test_create_writes_job_and_event_together(self, store: SqlStore) -> None:
+        job = add_job(store, metadata={"team": "a"})
+        assert store.get_job(job.id) == job
+        assert store.get_job(job.id, PROJECT) == job
+        assert store.get_job(job.id, "other") is None
+        events = store.list_events(job.id, after=None, limit=10).items
+        assert [e.message for e in events] == ["Created"]
+
+    def test_metadata_filter(self, store: SqlStore) -> None:
+        tagged = add_job(store, metadata={"team": "a"})
+        add_job(store, metadata={"team": "b"})
+        add_job(store)
+        page = store.list_jobs(PROJECT, after=None, limit=10, metadata={"team": "a"})
+        assert [j.id for j in page.items] == [tagged.id]
+
+    def test_transition_is_compare_and_set_with_events(self, store: SqlStore) -> None:
+        job = add_job(store)
+        moved = store.transition(job.id, JobStatus.QUEUED, events=[make_event(job.id, "queued")])
+        assert moved.status is JobStatus.QUEUED
+        with pytest.raises(Conflict, match="is queued and cannot be moved to succeeded"):
+            store.transition(job.id, JobStatus.SUCCEEDED, events=[make_event(job.id, "no")])
+        messages = [e.message for e in store.list_events(job.id, after=None, limit=10).items]
+        assert messages == ["queued", "Created"]  # the refused transition wrote nothing
+
+    def test_transition_of_unknown_job(self, store: SqlStore) -> None:
+        with pytest.raises(NotFound):
+            store.transition("ftjob-missing", JobStatus.CANCELLED, events=[])
+
+    def test_transition_applies_changes(self, store: SqlStore) -> None:
+        job = add_job(store)
+        failed = store.transition(job.id, JobStatus.FAILED, events=[], changes={
+            "error": JobError("invalid_n_examples", "too few", "training_file"),
+            "finished_at": 123})
+        assert failed.error == JobError("invalid_n_examples", "too few", "training_file")
+        assert failed.finished_at == 123
+        assert store.get_job(job.id) == failed
+
+    def test_status_cannot_be_written_around_the_table(self, store: SqlStore) -> None:
+        job = add_job(store)
+        with pytest.raises(ValueError):
+            store.update_job(job.id, {"status": "succeeded"})
+
+    def test_worker_guard(self, store: SqlStore) -> None:
+        job = add_job(store)
+        claimed = store.claim_job([JobStatus.VALIDATING_FILES], "w1", time.time())
+        assert claimed is not None and claimed.id == job.id
+        with pytest.raises(Conflict):
+            store.transition(job.id, JobStatus.QUEUED, events=[], worker_id="w2")
+        assert store.transition(job.id, JobStatus.QUEUED, events=[], worker_id="w1")
+
+
+class TestOwnership:
+    def test_claims_oldest_first_and_never_twice(self, store: SqlStore) -> None:
+        older = add_job(store)
+        newer = add_job(store)
+        first = store.claim_job([JobStatus.VALIDATING_FILES], "w1", time.time())
+        second = store.claim_job([JobStatus.VALIDATING_FILES], "w2", time.time())
+        third = store.claim_job([JobStatus.VALIDATING_FILES], "w3", time.time())
+        assert (first.id, second.id, third) == (older.id, newer.id, None)
+
+    def test_release_makes_the_job_claimable_again(self, store: SqlStore) -> None:
+        job = add_job(store)
+        store.claim_job([JobStatus.VALIDATING_FILES], "w1", time.time())
+        store.release_job(job.id, "w1")
+        again = store.claim_job([JobStatus.VALIDATING_FILES], "w2", time.time())
+        assert again is not None and again.id == job.id
+
+    def test_stale_jobs_are_found_by_heartbeat(self, store: SqlStore) -> None:
+        job = add_job(store)
+        store.claim_job([JobStatus.VALIDATING_FILES], "w1", 1000.0)
+        assert [(j.id, w) for j, w in store.stale_jobs(1001.0)] == [(job.id, "w1")]
+        assert store.heartbeat(job.id, "w1", 2000.0)
+        assert store.stale_jobs(1001.0) == []
+        assert not store.heartbeat(job.id, "someone-else", 3000.0)
+        assert store.disown_job(job.id, "w1")
+        assert store.stale_jobs(5000.0) == []
+
+
+class TestEventsCheckpointsModels:
+    def test_events_page_newest_first(self, store: SqlStore) -> None:
+        job = add_job(store)
+        store.add_events([make_event(job.id, f"e{i}") for i in range(3)])
+        first = store.list_events(job.id, after=None, limit=2)
+        assert [e.message for e in first.items] == ["e2", "e1"] and first.has_more
+        rest = store.list_events(job.id, after=first.items[-1].id, limit=2)
+        assert [e.message for e in rest.items] == ["e0", "Created"] and not rest.has_more
+
+    def test_checkpoints(self, store: SqlStore) -> None:
+        job = add_job(store)
+        checkpoint = Checkpoint(id=ids.new_id(ids.CHECKPOINT), job_id=job.id, created_at=1,
+                                fine_tuned_model_checkpoint="ft:a:b::c:ckpt-step-2",
+                                step_number=2, metrics={"step": 2, "train_loss": 0.5})
+        store.add_checkpoint(checkpoint, "/tmp/ckpt")
+        assert store.list_checkpoints(job.id, after=None, limit=10).items == [checkpoint]
+
+    def test_models(self, store: SqlStore) -> None:
+        model = FineTunedModel(id="ft:SmolLM2-135M-Instruct:default::abcd1234",
+                               project_id=PROJECT, job_id="ftjob-x", base_model="SmolLM2",
+                               created_at=5, kind="model", path="/tmp/m")
+        store.add_model(model)
+        assert store.get_model(PROJECT, model.id) == model
+        assert store.get_model("other", model.id) is None
+        assert store.list_models(PROJECT) == [model]
+        assert store.delete_model(PROJECT, model.id)
+        assert not store.delete_model(PROJECT, model.id)

@@ -1,0 +1,101 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA, chat_lines
+from tunegate.datasets import (
+    MIN_TRAINING_EXAMPLES,
+    DatasetError,
+    check_jsonl_upload,
+    validate_dataset,
+)
+
+
+def write(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    return path
+
+
+def lines(*rows: object) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def test_valid_chat_file(tmp_path: Path) -> None:
+    report = validate_dataset(write(tmp_path, chat_lines(12)), "supervised",
+                              min_examples=MIN_TRAINING_EXAMPLES)
+    assert (report.n_examples, report.format) == (12, "chat")
+
+
+@pytest.mark.parametrize("name", [
+    "microsoft-foundry__Text-GSM8K__chat_train.jsonl",
+    "openai-cookbook__drone_training.jsonl",
+])
+def test_real_public_files_validate(name: str) -> None:
+    report = validate_dataset(SHARED_DATA / name, "supervised", min_examples=10)
+    assert report.n_examples >= 10
+
+
+def test_real_preference_file_validates_for_dpo_only() -> None:
+    path = SHARED_DATA / "microsoft-foundry__orca_dpo_pairs__validation.jsonl"
+    assert validate_dataset(path, "dpo").format == "preference"
+    with pytest.raises(DatasetError, match="Line 1: found a preference example"):
+        validate_dataset(path, "supervised")
+
+
+def test_the_cookbooks_toy_file_has_too_few_examples() -> None:
+    with pytest.raises(DatasetError) as raised:
+        validate_dataset(SHARED_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl",
+                         "supervised", min_examples=MIN_TRAINING_EXAMPLES)
+    assert raised.value.code == "invalid_n_examples"
+    assert "has 5 example(s), but must have at least 10" in raised.value.message
+
+
+@pytest.mark.parametrize(("bad", "fragment"), [
+    ({"messages": []}, "non-empty list"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, "unrecognized role"),
+    ({"messages": [{"role": "user", "content": "x"}]}, "no assistant message"),
+    ({"messages": [{"role": "user", "content": "x"},
+                   {"role": "assistant", "content": ""}]}, "non-empty 'content'"),
+    ({"messages": [{"role": "user", "content": "x"},
+                   {"role": "assistant", "content": "y", "weight": 2}]}, "'weight' must be 0 or 1"),
+    ({"text": "no format"}, "unexpected example format"),
+    ({"prompt": "p", "completion": 5}, "'completion' must be a string"),
+])
+def test_malformed_examples_name_their_line(tmp_path: Path, bad: dict, fragment: str) -> None:
+    content = chat_lines(3) + lines(bad) + chat_lines(8)
+    with pytest.raises(DatasetError) as raised:
+        validate_dataset(write(tmp_path, content), "supervised")
+    assert raised.value.line == 4
+    assert "Line 4" in raised.value.message and fragment in raised.value.message
+
+
+def test_tool_calls_and_prompt_completion_are_accepted(tmp_path: Path) -> None:
+    tool_example = {"messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny."}]}
+    assert validate_dataset(write(tmp_path, lines(tool_example)), "supervised").n_examples == 1
+    legacy = lines(*({"prompt": f"{i}?", "completion": f"{i}!"} for i in range(3)))
+    assert validate_dataset(write(tmp_path, legacy), "supervised").format == "prompt/completion"
+
+
+def test_mixed_formats_are_refused(tmp_path: Path) -> None:
+    content = chat_lines(2) + lines({"prompt": "p", "completion": "c"})
+    with pytest.raises(DatasetError, match="Line 3: the file mixes"):
+        validate_dataset(write(tmp_path, content), "supervised")
+
+
+def test_upload_check(tmp_path: Path) -> None:
+    assert check_jsonl_upload(write(tmp_path, chat_lines(2) + b"\n")) == 2
+    with pytest.raises(DatasetError, match="empty"):
+        check_jsonl_upload(write(tmp_path, b""))
+    with pytest.raises(DatasetError, match="Line 2 is not valid JSON"):
+        check_jsonl_upload(write(tmp_path, b'{"a": 1}\n{oops\n'))
+    with pytest.raises(DatasetError, match="Line 1 is a JSON list"):
+        check_jsonl_upload(write(tmp_path, b"[1, 2]\n"))
+    with pytest.raises(DatasetError, match="Line 1 is not valid JSON"):
+        check_jsonl_upload(write(tmp_path, b"\xff\xfe\x00garbage"))

@@ -1,0 +1,36 @@
+import pytest
+
+from tunegate.errors import Conflict
+from tunegate.jobs import TERMINAL, TRANSITIONS, JobStatus, check_transition, sources_of
+
+
+def test_every_status_has_a_row_and_terminal_states_have_no_exit() -> None:
+    assert set(TRANSITIONS) == set(JobStatus)
+    for status in TERMINAL:
+        assert TRANSITIONS[status] == frozenset()
+
+
+@pytest.mark.parametrize("source", sorted(set(JobStatus) - TERMINAL))
+def test_any_unfinished_job_can_be_cancelled(source: JobStatus) -> None:
+    check_transition("ftjob-x", source, JobStatus.CANCELLED)
+
+
+@pytest.mark.parametrize("source", sorted(TERMINAL))
+def test_finished_jobs_cannot_be_cancelled(source: JobStatus) -> None:
+    with pytest.raises(Conflict) as raised:
+        check_transition("ftjob-x", source, JobStatus.CANCELLED)
+    assert raised.value.status == 409
+    assert f"is {source.value} and cannot be cancelled" in raised.value.message
+
+
+def test_pause_and_resume_edges() -> None:
+    assert sources_of(JobStatus.PAUSED) == {JobStatus.RUNNING, JobStatus.QUEUED}
+    check_transition("ftjob-x", JobStatus.PAUSED, JobStatus.QUEUED)
+    with pytest.raises(Conflict, match="cannot be paused"):
+        check_transition("ftjob-x", JobStatus.VALIDATING_FILES, JobStatus.PAUSED)
+    with pytest.raises(Conflict, match="cannot be resumed"):
+        check_transition("ftjob-x", JobStatus.SUCCEEDED, JobStatus.QUEUED)
+
+
+def test_only_running_jobs_succeed() -> None:
+    assert sources_of(JobStatus.SUCCEEDED) == {JobStatus.RUNNING}

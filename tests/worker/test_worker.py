@@ -1,0 +1,129 @@
+"""The worker's validation stage, the reaper, and atomic claims across processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import time
+
+import pytest
+
+from tests.conftest import SHARED_DATA, chat_lines
+from tunegate.app import build_service
+from tunegate.jobs import JobStatus
+from tunegate.service import Service, Upload
+from tunegate.settings import Settings
+from tunegate.store import open_store
+from tunegate.worker import Worker
+
+MODEL = "SmolLM2-135M-Instruct"
+
+
+@pytest.fixture
+def service(settings: Settings) -> Service:
+    return build_service(settings)
+
+
+def upload(service: Service, content: bytes) -> str:
+    return service.upload_file("default", Upload("train.jsonl", io.BytesIO(content),
+                                                 "fine-tune")).id
+
+
+def create(service: Service, content: bytes, **extra: object) -> str:
+    body = {"model": MODEL, "training_file": upload(service, content), **extra}
+    return service.create_job("default", body).id
+
+
+def messages(service: Service, job_id: str) -> list[str]:
+    return [e.message for e in service.store.list_events(job_id, after=None, limit=50).items]
+
+
+def test_valid_files_move_the_job_to_queued(service: Service) -> None:
+    job_id = create(service, chat_lines(12), validation_file=upload(service, chat_lines(2)))
+    assert Worker(service).run_once()
+    job = service.get_job("default", job_id)
+    assert job.status is JobStatus.QUEUED
+    assert messages(service, job_id)[:3] == [
+        "Files validated, moving job to queued state",
+        f"Validating validation file: {job.validation_file}",
+        f"Validating training file: {job.training_file}",
+    ]
+    assert service.store.claim_job([JobStatus.QUEUED], "probe", time.time()).id == job_id
+
+
+def test_too_few_examples_fail_the_job(service: Service) -> None:
+    content = (SHARED_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl").read_bytes()
+    job_id = create(service, content)
+    Worker(service).run_once()
+    job = service.get_job("default", job_id)
+    assert job.status is JobStatus.FAILED and job.finished_at is not None
+    assert job.error.code == "invalid_n_examples" and job.error.param == "training_file"
+    assert job.error.message == "Training file has 5 example(s), but must have at least 10 examples"
+
+
+def test_a_bad_line_in_the_validation_file_names_it(service: Service) -> None:
+    bad = chat_lines(1) + json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode()
+    job_id = create(service, chat_lines(12), validation_file=upload(service, bad))
+    Worker(service).run_once()
+    error = service.get_job("default", job_id).error
+    assert (error.code, error.param) == ("invalid_validation_file", "validation_file")
+    assert "Line 2" in error.message
+
+
+def test_a_job_cancelled_during_validation_stays_cancelled(service: Service) -> None:
+    job_id = create(service, chat_lines(12))
+    worker = Worker(service)
+    job = service.store.claim_job([JobStatus.VALIDATING_FILES], worker.worker_id, time.time())
+    service.cancel_job("default", job_id)
+    assert worker.validate_files(job) is None
+    assert service.get_job("default", job_id).status is JobStatus.CANCELLED
+
+
+def test_the_reaper_requeues_a_running_job_whose_worker_died(service: Service) -> None:
+    job_id = create(service, chat_lines(12))
+    Worker(service).run_once()
+    store = service.store
+    store.claim_job([JobStatus.QUEUED], "dead-worker", time.time() - 3600)
+    store.transition(job_id, JobStatus.RUNNING, events=[], worker_id="dead-worker")
+    assert Worker(service).reap_stale_jobs() == 1
+    assert service.get_job("default", job_id).status is JobStatus.QUEUED
+    assert "stopped responding" in messages(service, job_id)[0]
+    assert store.claim_job([JobStatus.QUEUED], "alive", time.time()).id == job_id
+
+
+def _claim_all(url: str, worker_id: str, out: multiprocessing.Queue) -> None:
+    store = open_store(url)
+    claimed = []
+    while (job := store.claim_job([JobStatus.VALIDATING_FILES], worker_id, time.time())):
+        claimed.append(job.id)
+    out.put(claimed)
+
+
+def test_two_worker_processes_never_claim_the_same_job(service: Service) -> None:
+    file_id = upload(service, chat_lines(12))
+    job_ids = {service.create_job("default", {"model": MODEL, "training_file": file_id}).id
+               for _ in range(40)}
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    url = service.settings.sqlalchemy_url
+    processes = [context.Process(target=_claim_all, args=(url, f"w{i}", results))
+                 for i in range(2)]
+    for process in processes:
+        process.start()
+    claims = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    assert sorted(claims[0] + claims[1]) == sorted(job_ids)
+    assert not set(claims[0]) & set(claims[1])
+
+
+def test_expired_files_are_swept(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = service.upload_file("default", Upload("a.jsonl", io.BytesIO(b'{"a": 1}\n'),
+                                                   "fine-tune", expires_after_seconds=3600))
+    assert service.delete_expired_files() == 0
+    later = time.time() + 3601
+    monkeypatch.setattr("tunegate.service.time.time", lambda: later)
+    assert service.delete_expired_files() == 1
+    assert not service.storage.path(stored.id).exists()
+    assert service.store.get_file("default", stored.id) is None
