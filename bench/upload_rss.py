@@ -1,0 +1,79 @@
+"""Memory of a large upload: peak RSS of a real `tunegate serve` while it takes a 200 MB file.
+
+    .venv/bin/python bench/upload_rss.py [--megabytes 200] [--purpose fine-tune]
+
+Prints the server's RSS before the upload and its peak (VmHWM) after, plus the upload time.
+Uploads stream to disk, so the peak should stay within a few tens of MB of the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+
+def _proc_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _make_jsonl(path: Path, megabytes: int) -> None:
+    row = json.dumps({"messages": [{"role": "user", "content": "x" * 400},
+                                   {"role": "assistant", "content": "y" * 400}]}) + "\n"
+    with path.open("w") as out:
+        for _ in range(megabytes * 1024 * 1024 // len(row) + 1):
+            out.write(row)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=int, default=200)
+    parser.add_argument("--purpose", default="fine-tune")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        payload = folder / "big.jsonl"
+        _make_jsonl(payload, args.megabytes)
+        port = 8765
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tunegate", "serve", "--port", str(port), "--worker",
+             "external", "--data", str(folder / "data")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+        try:
+            base = f"http://127.0.0.1:{port}/v1"
+            for _ in range(200):
+                try:
+                    httpx.get(f"{base}/models", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            baseline_kb = _proc_kb(server.pid, "VmRSS")
+            started = time.perf_counter()
+            with payload.open("rb") as body:
+                response = httpx.post(f"{base}/files", data={"purpose": args.purpose},
+                                      files={"file": ("big.jsonl", body)}, timeout=600)
+            elapsed = time.perf_counter() - started
+            response.raise_for_status()
+            peak_kb = _proc_kb(server.pid, "VmHWM")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    size_mb = response.json()["bytes"] / 1e6
+    print(f"upload: {size_mb:.1f} MB (purpose {args.purpose}) in {elapsed:.1f} s "
+          f"({size_mb / elapsed:.0f} MB/s)")
+    print(f"server RSS before: {baseline_kb / 1024:.0f} MiB; peak during upload: "
+          f"{peak_kb / 1024:.0f} MiB; growth: {(peak_kb - baseline_kb) / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
