@@ -164,6 +164,17 @@ class FineTuningJob:
         }
 
 
+def fine_tuned_model_name(base_model: str, organization: str, suffix: str | None,
+                          job_id: str) -> str:
+    """``ft:{base}:{org}:{suffix}:{id}``; the id is the job id's last 8 characters, so a job
+    resumed after a crash keeps its name. An empty suffix gives ``::``, as OpenAI's names do."""
+    return f"ft:{base_model}:{organization}:{suffix or ''}:{job_id[-8:]}"
+
+
+def checkpoint_model_name(model_name: str, step: int) -> str:
+    return f"{model_name}:ckpt-step-{step}"
+
+
 class EventLevel(enum.StrEnum):
     INFO = "info"
     WARN = "warn"

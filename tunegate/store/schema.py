@@ -6,11 +6,17 @@ from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Ta
 
 metadata = MetaData()
 
+
+def object_id() -> String:
+    """Ids compare byte-wise everywhere (PostgreSQL's locale collations would not)."""
+    return String(64).with_variant(String(64, collation="C"), "postgresql")  # type: ignore[return-value]
+
+
 # Ids sort by creation time (tunegate.ids), so every listing orders and pages by primary key.
 files = Table(
     "files",
     metadata,
-    Column("id", String(64), primary_key=True),
+    Column("id", object_id(), primary_key=True),
     Column("project_id", String(64), nullable=False),
     Column("bytes", Integer, nullable=False),
     Column("created_at", Integer, nullable=False),
@@ -25,7 +31,7 @@ files = Table(
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", String(64), primary_key=True),
+    Column("id", object_id(), primary_key=True),
     Column("project_id", String(64), nullable=False),
     Column("created_at", Integer, nullable=False),
     Column("model", Text, nullable=False),
@@ -53,8 +59,8 @@ jobs = Table(
 job_events = Table(
     "job_events",
     metadata,
-    Column("id", String(64), primary_key=True),
-    Column("job_id", String(64), nullable=False),
+    Column("id", object_id(), primary_key=True),
+    Column("job_id", object_id(), nullable=False),
     Column("created_at", Integer, nullable=False),
     Column("level", String(8), nullable=False),
     Column("message", Text, nullable=False),
@@ -66,8 +72,8 @@ job_events = Table(
 checkpoints = Table(
     "checkpoints",
     metadata,
-    Column("id", String(64), primary_key=True),
-    Column("job_id", String(64), nullable=False),
+    Column("id", object_id(), primary_key=True),
+    Column("job_id", object_id(), nullable=False),
     Column("created_at", Integer, nullable=False),
     Column("fine_tuned_model_checkpoint", Text, nullable=False),
     Column("step_number", Integer, nullable=False),
@@ -81,7 +87,7 @@ fine_tuned_models = Table(
     metadata,
     Column("id", String(255), primary_key=True),
     Column("project_id", String(64), nullable=False),
-    Column("job_id", String(64), nullable=False),
+    Column("job_id", object_id(), nullable=False),
     Column("base_model", Text, nullable=False),
     Column("created_at", Integer, nullable=False),
     Column("kind", String(16), nullable=False),

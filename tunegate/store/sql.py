@@ -80,6 +80,23 @@ def _file(row: Row[Any]) -> StoredFile:
     )
 
 
+def _file_values(file: StoredFile) -> dict[str, Any]:
+    return {
+        "id": file.id, "project_id": file.project_id, "bytes": file.bytes,
+        "created_at": file.created_at, "filename": file.filename, "purpose": file.purpose,
+        "expires_at": file.expires_at, "status": file.status,
+        "status_details": file.status_details,
+    }
+
+
+def _model_values(model: FineTunedModel) -> dict[str, Any]:
+    return {
+        "id": model.id, "project_id": model.project_id, "job_id": model.job_id,
+        "base_model": model.base_model, "created_at": model.created_at, "kind": model.kind,
+        "path": model.path,
+    }
+
+
 def _job(row: Row[Any]) -> FineTuningJob:
     return FineTuningJob(
         id=row.id, project_id=row.project_id, created_at=row.created_at, model=row.model,
@@ -169,11 +186,7 @@ class SqlStore:
 
     def add_file(self, file: StoredFile) -> None:
         with self.engine.begin() as connection:
-            connection.execute(insert(schema.files).values(
-                id=file.id, project_id=file.project_id, bytes=file.bytes,
-                created_at=file.created_at, filename=file.filename, purpose=file.purpose,
-                expires_at=file.expires_at, status=file.status, status_details=file.status_details,
-            ))
+            connection.execute(insert(schema.files).values(**_file_values(file)))
 
     def get_file(self, project_id: str, file_id: str) -> StoredFile | None:
         table = schema.files
@@ -231,8 +244,9 @@ class SqlStore:
         return Page([_job(row) for row in rows], more)
 
     def transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
-                   changes: Mapping[str, Any] | None = None,
-                   worker_id: str | None = None) -> FineTuningJob:
+                   changes: Mapping[str, Any] | None = None, worker_id: str | None = None,
+                   new_files: Sequence[StoredFile] = (),
+                   new_models: Sequence[FineTunedModel] = ()) -> FineTuningJob:
         table = schema.jobs
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
@@ -250,6 +264,10 @@ class SqlStore:
                                code="concurrent_update")
             if events:
                 connection.execute(insert(schema.job_events), [_event_values(e) for e in events])
+            for file in new_files:
+                connection.execute(insert(schema.files).values(**_file_values(file)))
+            for model in new_models:
+                connection.execute(insert(schema.fine_tuned_models).values(**_model_values(model)))
             return _job(connection.execute(select(table).where(table.c.id == job_id)).one())
 
     def update_job(self, job_id: str, changes: Mapping[str, Any]) -> None:
@@ -325,6 +343,23 @@ class SqlStore:
                 step_number=checkpoint.step_number, metrics=checkpoint.metrics, path=path,
             ))
 
+    def prune_checkpoints(self, job_id: str, keep: int) -> list[str]:
+        table = schema.checkpoints
+        with self.engine.begin() as connection:
+            rows = list(connection.execute(select(table.c.id, table.c.path)
+                                           .where(table.c.job_id == job_id)
+                                           .order_by(table.c.id.desc()).offset(keep)))
+            if rows:
+                connection.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
+        return [row.path for row in rows]
+
+    def checkpoint_paths(self, job_id: str) -> dict[str, str]:
+        table = schema.checkpoints
+        with self.engine.begin() as connection:
+            rows = connection.execute(select(table.c.fine_tuned_model_checkpoint, table.c.path)
+                                      .where(table.c.job_id == job_id))
+            return {row.fine_tuned_model_checkpoint: row.path for row in rows}
+
     def list_checkpoints(self, job_id: str, *, after: str | None,
                          limit: int) -> Page[Checkpoint]:
         table = schema.checkpoints
@@ -336,11 +371,7 @@ class SqlStore:
 
     def add_model(self, model: FineTunedModel) -> None:
         with self.engine.begin() as connection:
-            connection.execute(insert(schema.fine_tuned_models).values(
-                id=model.id, project_id=model.project_id, job_id=model.job_id,
-                base_model=model.base_model, created_at=model.created_at, kind=model.kind,
-                path=model.path,
-            ))
+            connection.execute(insert(schema.fine_tuned_models).values(**_model_values(model)))
 
     def get_model(self, project_id: str, model_id: str) -> FineTunedModel | None:
         table = schema.fine_tuned_models
@@ -354,6 +385,13 @@ class SqlStore:
         with self.engine.begin() as connection:
             rows = connection.execute(select(table).where(table.c.project_id == project_id)
                                       .order_by(table.c.created_at, table.c.id))
+            return [_model(row) for row in rows]
+
+    def models_of_job(self, job_id: str) -> list[FineTunedModel]:
+        table = schema.fine_tuned_models
+        with self.engine.begin() as connection:
+            rows = connection.execute(select(table).where(table.c.job_id == job_id)
+                                      .order_by(table.c.id))
             return [_model(row) for row in rows]
 
     def delete_model(self, project_id: str, model_id: str) -> bool:

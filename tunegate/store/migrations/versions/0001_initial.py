@@ -7,6 +7,9 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
+# Ids compare byte-wise everywhere (PostgreSQL's locale collations would not).
+ID = sa.String(64).with_variant(sa.String(64, collation="C"), "postgresql")
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -16,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "files",
-        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("id", ID, primary_key=True),
         sa.Column("project_id", sa.String(64), nullable=False),
         sa.Column("bytes", sa.Integer, nullable=False),
         sa.Column("created_at", sa.Integer, nullable=False),
@@ -29,7 +32,7 @@ def upgrade() -> None:
     op.create_index("ix_files_project", "files", ["project_id", "id"])
     op.create_table(
         "jobs",
-        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("id", ID, primary_key=True),
         sa.Column("project_id", sa.String(64), nullable=False),
         sa.Column("created_at", sa.Integer, nullable=False),
         sa.Column("model", sa.Text, nullable=False),
@@ -55,8 +58,8 @@ def upgrade() -> None:
     op.create_index("ix_jobs_status", "jobs", ["status", "id"])
     op.create_table(
         "job_events",
-        sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("job_id", sa.String(64), nullable=False),
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("job_id", ID, nullable=False),
         sa.Column("created_at", sa.Integer, nullable=False),
         sa.Column("level", sa.String(8), nullable=False),
         sa.Column("message", sa.Text, nullable=False),
@@ -66,8 +69,8 @@ def upgrade() -> None:
     op.create_index("ix_job_events_job", "job_events", ["job_id", "id"])
     op.create_table(
         "checkpoints",
-        sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("job_id", sa.String(64), nullable=False),
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("job_id", ID, nullable=False),
         sa.Column("created_at", sa.Integer, nullable=False),
         sa.Column("fine_tuned_model_checkpoint", sa.Text, nullable=False),
         sa.Column("step_number", sa.Integer, nullable=False),
@@ -79,7 +82,7 @@ def upgrade() -> None:
         "fine_tuned_models",
         sa.Column("id", sa.String(255), primary_key=True),
         sa.Column("project_id", sa.String(64), nullable=False),
-        sa.Column("job_id", sa.String(64), nullable=False),
+        sa.Column("job_id", ID, nullable=False),
         sa.Column("base_model", sa.Text, nullable=False),
         sa.Column("created_at", sa.Integer, nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
