@@ -117,8 +117,12 @@ def stop_server(server: Server) -> None:
         server.process.wait()
 
 
+# API tests watch jobs wait in `queued`: their server's worker validates files but does not train.
+VALIDATE_ONLY = {"TUNEGATE_WORKER_STAGES": "validate"}
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    running = start_server(tmp_path)
+    running = start_server(tmp_path, env=VALIDATE_ONLY)
     yield running
     stop_server(running)

@@ -49,7 +49,8 @@ def _response(request: ConnexionRequest, status: int, body: dict[str, Any],
 
 def tunegate_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, TunegateError)
-    return _response(request, exc.status, {"error": exc.to_api()})
+    headers = {} if exc.retryable is None else {"x-should-retry": str(exc.retryable).lower()}
+    return _response(request, exc.status, {"error": exc.to_api()}, headers)
 
 
 def http_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

@@ -61,6 +61,8 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
     env["TUNEGATE_DATABASE_URL"] = settings.sqlalchemy_url
     env["TUNEGATE_MODELS_DIR"] = str(settings.base_models_dir.resolve())
     env["TUNEGATE_HEARTBEAT_TIMEOUT"] = str(settings.heartbeat_timeout)
+    env["TUNEGATE_WORKER_STAGES"] = ",".join(settings.worker_stages)
+    env["TUNEGATE_MAX_SEQ_LEN"] = str(settings.max_seq_len)
     return env
 
 

@@ -13,6 +13,8 @@ class TunegateError(Exception):
     status = 400
     type = "invalid_request_error"
     code: str | None = None
+    # Sent as ``x-should-retry`` when set, overriding the SDK's rule (it resends 408/409/429/5xx).
+    retryable: bool | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -34,9 +36,13 @@ class NotFound(TunegateError):
 
 
 class Conflict(TunegateError):
-    """The object is in a state that does not allow the operation (409)."""
+    """The object is in a state that does not allow the operation (409).
+
+    Resending the same request cannot succeed, so the SDK is told not to retry it.
+    """
 
     status = 409
+    retryable = False
 
 
 class PayloadTooLarge(TunegateError):

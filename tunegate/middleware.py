@@ -57,7 +57,9 @@ class TunegateMiddleware:
         id_header = [(b"x-request-id", request_id.encode())]
         path: str = scope["path"]
         if not self.fine_tuning and (path + "/").startswith(FINE_TUNING_PREFIX):
-            await _send_json(send, 501, {"detail": GATEWAY_DETAIL}, id_header)
+            # Never going to work on this server: tell the SDK not to resend (it retries 5xx).
+            await _send_json(send, 501, {"detail": GATEWAY_DETAIL},
+                             [*id_header, (b"x-should-retry", b"false")])
             return
         length = Headers(scope=scope).get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:

@@ -23,6 +23,17 @@ def _bool(value: str, name: str) -> bool:
     raise ValueError(f"{name} must be enabled/disabled (or true/false), got {value!r}")
 
 
+STAGES = ("validate", "train")
+
+
+def _stages(value: str) -> tuple[str, ...]:
+    stages = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = set(stages) - set(STAGES)
+    if unknown or not stages:
+        raise ValueError(f"TUNEGATE_WORKER_STAGES takes a comma list of {STAGES}, got {value!r}")
+    return stages
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a tunegate process needs to know about its environment."""
@@ -39,9 +50,18 @@ class Settings:
     models_dir: Path | None = None
     # Start one worker subprocess next to the API (the embedded one-command setup).
     embedded_worker: bool = True
+    # What workers do: "validate" (check files; torch-free) and/or "train". Splitting them lets
+    # a small host validate while GPU hosts train.
+    worker_stages: tuple[str, ...] = ("validate", "train")
     # Seconds without a heartbeat after which a worker's job is handed to another worker.
     heartbeat_timeout: float = 60.0
     poll_interval: float = 0.5
+    # Longest training example in tokens; longer ones are cut from the end (with a warning).
+    max_seq_len: int = 2048
+    # Models (base or fine-tuned) kept loaded by llama.cpp for chat/completions, least recently
+    # used dropped first; and the context window (prompt + completion tokens) each one gets.
+    inference_cache_size: int = 4
+    inference_context: int = 2048
     project_id: str = "default"
     organization_id: str = "org-local"
 
@@ -78,7 +98,15 @@ class Settings:
             values["models_dir"] = Path(env["TUNEGATE_MODELS_DIR"])
         if "TUNEGATE_WORKER" in env:
             values["embedded_worker"] = env["TUNEGATE_WORKER"].strip().lower() != "external"
+        if "TUNEGATE_WORKER_STAGES" in env:
+            values["worker_stages"] = _stages(env["TUNEGATE_WORKER_STAGES"])
         if "TUNEGATE_HEARTBEAT_TIMEOUT" in env:
             values["heartbeat_timeout"] = float(env["TUNEGATE_HEARTBEAT_TIMEOUT"])
+        if "TUNEGATE_MAX_SEQ_LEN" in env:
+            values["max_seq_len"] = int(env["TUNEGATE_MAX_SEQ_LEN"])
+        if "TUNEGATE_INFERENCE_CACHE" in env:
+            values["inference_cache_size"] = int(env["TUNEGATE_INFERENCE_CACHE"])
+        if "TUNEGATE_INFERENCE_CONTEXT" in env:
+            values["inference_context"] = int(env["TUNEGATE_INFERENCE_CONTEXT"])
         values.update({key: value for key, value in overrides.items() if value is not None})
         return replace(cls(), **values)

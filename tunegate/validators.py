@@ -34,12 +34,23 @@ SPOOL_IN_MEMORY = 1024 * 1024
 REPLAY_CHUNK = 256 * 1024
 
 
+def _missing(error: ValidationError) -> str | None:
+    """The property a ``required`` error is about (jsonschema only names it in the message)."""
+    if error.validator != "required" or not isinstance(error.instance, dict):
+        return None
+    return next((str(name) for name in error.validator_value if name not in error.instance), None)
+
+
 def _path(error: ValidationError) -> str | None:
-    return ".".join(str(part) for part in error.absolute_path) or None
+    parts = [str(part) for part in error.absolute_path]
+    missing = _missing(error)
+    return ".".join([*parts, missing] if missing else parts) or None
 
 
 def _schema_error(error: ValidationError, prefix: str = "") -> InvalidRequest:
     param = _path(error)
+    if _missing(error):
+        return InvalidRequest(f"{prefix}Missing required parameter: '{param}'.", param=param)
     where = f" for '{param}'" if param else ""
     return InvalidRequest(f"{prefix}Invalid value{where}: {error.message}", param=param)
 
