@@ -21,7 +21,11 @@ def create_file(body: dict[str, Any], file: UploadFile) -> Response:
         purpose=body["purpose"],
         expires_after_seconds=body.get("expires_after[seconds]"),
     )
-    return service().upload_file(project(), upload).to_api(), 200
+    try:
+        return service().upload_file(project(), upload).to_api(), 200
+    finally:
+        # connexion never closes the form it parsed: release the spooled temporary file now.
+        file.file.close()
 
 
 def list_files(purpose: str | None = None, limit: int = 10000, order: str = "desc",

@@ -261,6 +261,9 @@ EXPECTED_OPERATIONS = {
     ("get", "/models"): "handlers.models.list_models",
     ("get", "/models/{model}"): "handlers.models.retrieve_model",
     ("delete", "/models/{model}"): "handlers.models.delete_model",
+    ("get", "/models/{model}/adapter"): "handlers.models.download_adapter",
+    ("post", "/chat/completions"): "handlers.inference.create_chat_completion",
+    ("post", "/completions"): "handlers.inference.create_completion",
 }
 
 
@@ -336,6 +339,11 @@ RESPONSE_SCHEMAS = [
     "Model",
     "ModelList",
     "DeleteModelResponse",
+    "CreateChatCompletionResponse",
+    "CreateChatCompletionStreamResponse",
+    "CreateCompletionResponse",
+    "ChatCompletionResponseMessage",
+    "CompletionUsage",
     "ErrorResponse",
     "Error",
     "GatewayNotImplemented",

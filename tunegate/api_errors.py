@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
@@ -53,23 +55,48 @@ def tunegate_error(request: ConnexionRequest, exc: Exception) -> ConnexionRespon
     return _response(request, exc.status, {"error": exc.to_api()}, headers)
 
 
-def http_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+def http_problem(request: ConnexionRequest, exc: Exception,
+                 allowed: Callable[[str], str | None] | None = None) -> ConnexionResponse:
     """connexion's and Starlette's HTTP exceptions (400/404/405/415/500...)."""
     assert isinstance(exc, HTTPException)
     status = exc.status_code
+    headers = dict(exc.headers or {})
     message = str(getattr(exc, "detail", None) or getattr(exc, "title", "") or "Error")
     if status == 404 and message == "Not Found":
         message = f"Unknown request URL: {request.method} {request.url.path}."
     elif status == 405:
         message = f"Method {request.method} is not allowed for {request.url.path}."
+        # Starlette names only the methods of the first route matching the path; RFC 9110
+        # wants every method the resource supports, which is what the contract declares.
+        allow = allowed(request.url.path) if allowed else None
+        if allow:
+            headers = {key: value for key, value in headers.items() if key.lower() != "allow"}
+            headers["Allow"] = allow
     match = _PARAM_IN_MESSAGE.search(message)
     param = (match.group(1) or match.group(2)) if match else None
     error_type = "server_error" if status >= 500 else _TYPE_BY_STATUS.get(
         status, "invalid_request_error")
     if status >= 500:
         log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, message)
-    return _response(request, status, envelope(message, type=error_type, param=param),
-                     dict(exc.headers or {}))
+    return _response(request, status, envelope(message, type=error_type, param=param), headers)
+
+
+def allowed_methods(paths: Mapping[str, Mapping[str, Any]],
+                    base_path: str) -> Callable[[str], str | None]:
+    """``path -> "HEAD, GET, ..."``: the methods the contract declares for the resource at path."""
+    verbs = ("get", "put", "post", "delete", "patch")
+    routes = []
+    for template, item in paths.items():
+        methods = [verb.upper() for verb in verbs if verb in item]
+        if "GET" in methods:
+            methods.insert(0, "HEAD")  # Starlette answers HEAD wherever GET is routed
+        pattern = re.sub(r"\\\{[^}/]+\\\}", "[^/]+", re.escape(base_path + template))
+        routes.append((re.compile(pattern), ", ".join(methods)))
+
+    def allowed(path: str) -> str | None:
+        return next((methods for regex, methods in routes if regex.fullmatch(path)), None)
+
+    return allowed
 
 
 def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -78,8 +105,19 @@ def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         "The server had an error while processing your request.", type="server_error"))
 
 
-def install(app: Any) -> None:
-    """Register the mapper on a connexion app, most specific first."""
+def install(app: Any, paths: Mapping[str, Mapping[str, Any]] | None = None,
+            base_path: str = "") -> None:
+    """Register the mapper on a connexion app, most specific first.
+
+    ``paths`` (the contract's ``paths``) lets a 405 list every method of the resource in ``Allow``.
+    """
+    allowed = allowed_methods(paths, base_path) if paths is not None else None
+
+    def problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        return http_problem(request, exc, allowed)
+
     app.add_error_handler(TunegateError, tunegate_error)
-    app.add_error_handler(HTTPException, http_problem)
+    # connexion registers its own ProblemException handler (problem+json): override it too.
+    app.add_error_handler(ProblemException, problem)
+    app.add_error_handler(HTTPException, problem)
     app.add_error_handler(Exception, unexpected)

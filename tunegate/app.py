@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import connexion
+import yaml
 from connexion.middleware import MiddlewarePosition
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -45,7 +46,7 @@ def create_app(settings: Settings, *, service: Service | None = None,
         validator_map=validator_map(),
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/docs"),
     )
-    api_errors.install(app)
+    api_errors.install(app, yaml.safe_load(SPEC.read_text(encoding="utf-8"))["paths"], API_BASE)
     app.add_middleware(TunegateMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        service=service, max_body_bytes=settings.max_upload_bytes,
                        fine_tuning=settings.fine_tuning)

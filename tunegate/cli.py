@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from tunegate.processes import die_with_parent
 from tunegate.settings import Settings
 
 log = logging.getLogger("tunegate")
@@ -61,9 +62,49 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
     env["TUNEGATE_DATABASE_URL"] = settings.sqlalchemy_url
     env["TUNEGATE_MODELS_DIR"] = str(settings.base_models_dir.resolve())
     env["TUNEGATE_HEARTBEAT_TIMEOUT"] = str(settings.heartbeat_timeout)
+    env["TUNEGATE_EMBEDDED"] = "1"
+    env["TUNEGATE_MODEL_CACHE"] = str(settings.model_cache.resolve())
     env["TUNEGATE_WORKER_STAGES"] = ",".join(settings.worker_stages)
     env["TUNEGATE_MAX_SEQ_LEN"] = str(settings.max_seq_len)
     return env
+
+
+class EmbeddedWorker:
+    """The worker subprocess ``serve`` runs beside the API, restarted if it dies."""
+
+    RESTART_CHECK_SECONDS = 2.0
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "tunegate", "worker"],
+                                        env=_worker_environment(self.settings))
+        log.info("embedded worker started (pid %s)", self.process.pid)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.RESTART_CHECK_SECONDS):
+            if self.process is not None and self.process.poll() is not None:
+                log.warning("embedded worker exited with %s; starting a new one",
+                            self.process.returncode)
+                self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 def serve(settings: Settings) -> None:
@@ -72,20 +113,14 @@ def serve(settings: Settings) -> None:
     from tunegate.app import create_app
 
     app = create_app(settings)  # migrates the store before any worker starts
-    worker = None
-    if settings.embedded_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "tunegate", "worker"],
-                                  env=_worker_environment(settings))
-        log.info("embedded worker started (pid %s)", worker.pid)
+    worker = EmbeddedWorker(settings) if settings.embedded_worker else None
+    if worker is not None:
+        worker.start()
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            worker.stop()
 
 
 def work(settings: Settings) -> None:
@@ -95,6 +130,9 @@ def work(settings: Settings) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if os.environ.get("TUNEGATE_EMBEDDED") == "1":
+        # An embedded worker stops (saving its run) when `serve` goes, even if it was killed.
+        die_with_parent(signal.SIGTERM)
     Worker(build_service(settings)).run(stop)
 
 

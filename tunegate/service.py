@@ -7,14 +7,15 @@ objects and ``tunegate.errors`` exceptions. Job status changes go through ``Stor
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from tunegate import catalog, ids
+from tunegate import adapter_files, catalog, completions, ids
 from tunegate.datasets import DatasetError, check_jsonl_upload
 from tunegate.errors import Conflict, InvalidRequest, NotFound
 from tunegate.files import FINE_TUNE, FileStorage, StoredFile
+from tunegate.inference import ModelFiles, ModelPool
 from tunegate.job_requests import check_metadata, normalize_method, seed_for
 from tunegate.jobs import Checkpoint, EventLevel, FineTuningJob, JobEvent, JobStatus
 from tunegate.settings import Settings
@@ -47,6 +48,8 @@ class Service:
         self.settings = settings
         self.store = store
         self.storage = storage
+        # Loaded lazily: a process that never serves a completion never loads llama.cpp.
+        self.inference = ModelPool(settings.inference_cache_size, settings.inference_context)
 
     # Files ----------------------------------------------------------------------------------
 
@@ -94,7 +97,8 @@ class Service:
 
     def delete_file(self, project_id: str, file_id: str) -> str:
         self.get_file(project_id, file_id)
-        users = self._active_jobs_using(project_id, file_id)
+        users = self._active_jobs(project_id, lambda job: file_id in (job.training_file,
+                                                                      job.validation_file))
         if users:
             raise Conflict(
                 f"File {file_id} is used by fine-tuning job {users[0]}, which has not finished; "
@@ -105,13 +109,14 @@ class Service:
         self.storage.delete(file_id)
         return file_id
 
-    def _active_jobs_using(self, project_id: str, file_id: str) -> list[str]:
+    def _active_jobs(self, project_id: str,
+                     uses: Callable[[FineTuningJob], bool]) -> list[str]:
+        """Ids of the project's unfinished jobs for which ``uses(job)`` holds."""
         active = []
         after = None
         while True:
             page = self.store.list_jobs(project_id, after=after, limit=500, metadata=None)
-            active += [job.id for job in page.items if not job.status.is_terminal
-                       and file_id in (job.training_file, job.validation_file)]
+            active += [job.id for job in page.items if not job.status.is_terminal and uses(job)]
             if not page.has_more:
                 return active
             after = page.items[-1].id
@@ -202,7 +207,14 @@ class Service:
         )
 
     def resume_job(self, project_id: str, job_id: str) -> FineTuningJob:
-        self.get_job(project_id, job_id)
+        """Put a paused job back in the queue; any other status is a 409."""
+        job = self.get_job(project_id, job_id)
+        if job.status is not JobStatus.PAUSED:
+            # The table's other ways into `queued` (files validated, a dead worker's job handed
+            # back) are not resumes: a resume must not skip validation or steal a running job.
+            raise Conflict(f"Fine-tuning job {job_id} is {job.status.value} and cannot be resumed; "
+                           "only a paused job can.", param="fine_tuning_job_id",
+                           code="invalid_job_status")
         return self.store.transition(
             job_id, JobStatus.QUEUED,
             events=[job_event(job_id, "Fine-tuning job resumed, moving job to queued state")],
@@ -244,6 +256,62 @@ class Service:
                 "the file from the models folder to withdraw a base model.",
                 param="model", code="base_model_not_deletable",
             )
-        self._tuned_model(project_id, model_id)
+        tuned = self._tuned_model(project_id, model_id)
+        users = self._active_jobs(project_id, lambda job: job.model == model_id)
+        if users:
+            raise Conflict(
+                f"Model {model_id} is the starting point of fine-tuning job {users[0]}, which "
+                "has not finished; cancel the job or wait for it to end first.",
+                param="model", code="model_in_use",
+            )
         self.store.delete_model(project_id, model_id)
+        self.inference.evict(model_id)
+        adapter_files.remove(tuned)
         return model_id
+
+    def adapter_download(self, project_id: str, model_id: str,
+                         format: str) -> adapter_files.Download:
+        """A fine-tuned model's adapter as a llama.cpp GGUF (``gguf``) or a zipped PEFT folder."""
+        if catalog.find_base_model(self.settings.base_models_dir, model_id):
+            raise InvalidRequest(f"{model_id} is a base model; only fine-tuned models and "
+                                 "checkpoints have adapters.", param="model", code="no_adapter")
+        return adapter_files.download(self._tuned_model(project_id, model_id), format)
+
+    # Inference ------------------------------------------------------------------------------
+
+    def chat_completion(self, project_id: str,
+                        body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """An OpenAI chat completion; with ``stream``, an iterator of chunk objects."""
+        request = completions.chat_request(body)
+        return completions.run(self.inference, self._servable(project_id, request.model), request)
+
+    def completion(self, project_id: str,
+                   body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """An OpenAI (legacy) text completion; with ``stream``, an iterator of chunk objects."""
+        request = completions.completion_request(body)
+        return completions.run(self.inference, self._servable(project_id, request.model), request)
+
+    def _servable(self, project_id: str, model_id: str) -> ModelFiles:
+        """What llama.cpp loads for ``model_id``: a GGUF base, plus the adapter for ft models."""
+        base = catalog.find_base_model(self.settings.base_models_dir, model_id)
+        adapter = None
+        if base is None:
+            tuned = self._tuned_model(project_id, model_id)
+            base = catalog.find_base_model(self.settings.base_models_dir, tuned.base_model)
+            if base is None:
+                raise InvalidRequest(
+                    f"The model {model_id} was trained from {tuned.base_model}, which is no "
+                    "longer among the base models.", param="model", code="model_not_servable")
+            adapter = adapter_files.gguf_file(tuned)
+            if adapter is None and base.kind == "gguf":
+                raise InvalidRequest(f"The model {model_id} has no llama.cpp adapter "
+                                     f"({adapter_files.ADAPTER_GGUF}).", param="model",
+                                     code="model_not_servable")
+        if base.kind != "gguf":
+            raise InvalidRequest(
+                f"{model_id} cannot be served: its base model {base.id} is a Hugging Face folder, "
+                "and tunegate serves completions with llama.cpp, which runs GGUF files only. "
+                "Convert the folder with llama.cpp's convert_hf_to_gguf.py and put the .gguf in "
+                "the models folder to serve it (and to fine-tune servable models from it).",
+                param="model", code="model_not_servable")
+        return ModelFiles(model_id, base.path, adapter)

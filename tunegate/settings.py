@@ -48,6 +48,8 @@ class Settings:
     max_upload_bytes: int = 512 * MiB
     # Extra base models: GGUF files and Hugging Face folders placed here by the operator.
     models_dir: Path | None = None
+    # Where converted base models are cached; shareable between data folders.
+    model_cache_dir: Path | None = None
     # Start one worker subprocess next to the API (the embedded one-command setup).
     embedded_worker: bool = True
     # What workers do: "validate" (check files; torch-free) and/or "train". Splitting them lets
@@ -68,6 +70,11 @@ class Settings:
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tunegate.sqlite3').resolve()}"
+
+    @property
+    def model_cache(self) -> Path:
+        """Converted base models (a GGUF dequantized once, reloaded in a second)."""
+        return self.model_cache_dir if self.model_cache_dir is not None else self.data_dir / "models"
 
     @property
     def files_dir(self) -> Path:
@@ -96,6 +103,8 @@ class Settings:
             values["max_upload_bytes"] = int(env["TUNEGATE_MAX_UPLOAD_BYTES"])
         if "TUNEGATE_MODELS_DIR" in env:
             values["models_dir"] = Path(env["TUNEGATE_MODELS_DIR"])
+        if "TUNEGATE_MODEL_CACHE" in env:
+            values["model_cache_dir"] = Path(env["TUNEGATE_MODEL_CACHE"])
         if "TUNEGATE_WORKER" in env:
             values["embedded_worker"] = env["TUNEGATE_WORKER"].strip().lower() != "external"
         if "TUNEGATE_WORKER_STAGES" in env:

@@ -2,7 +2,8 @@
 
 - JSON: a body that is not UTF-8 is the client's fault (400), not a 500 (connexion #1860);
   schema errors name the offending field in ``param``.
-- Parameters: one-line messages that name the parameter, instead of jsonschema's dump.
+- Parameters: one-line messages that name the parameter, instead of jsonschema's dump; a
+  parameter (or form field) given twice is a 400, where connexion would silently keep one value.
 - Multipart: connexion's validator keeps the whole request in memory to replay it; ours spools
   it to disk while parsing, so a 500 MB upload costs megabytes of RAM, and a malformed
   multipart body is a 400 instead of a 500.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
@@ -24,7 +25,7 @@ from connexion.validators import (
     ParameterValidator,
 )
 from jsonschema import Draft4Validator, ValidationError
-from starlette.datastructures import Headers, UploadFile
+from starlette.datastructures import Headers, QueryParams, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
@@ -79,7 +80,25 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         return None
 
 
+def _refuse_repeats(keys: Iterable[str], declared: Mapping[str, Any], where: str) -> None:
+    """A declared, non-array field given twice is ambiguous (connexion would silently keep one
+    of the values, e.g. of two ``metadata[k]`` filters): answer 400 instead."""
+    seen: set[str] = set()
+    for key in keys:
+        name = key if key in declared else key.split("[", 1)[0]  # deepObject: metadata[k]
+        if key in seen and name in declared and declared[name].get("type") != "array":
+            raise InvalidRequest(f"The {where} '{key}' is given more than once.", param=name)
+        seen.add(key)
+
+
 class ParamValidator(ParameterValidator):
+    def validate(self, scope: Scope) -> None:
+        query = self.parameters.get("query", [])
+        _refuse_repeats([key for key, _ in QueryParams(scope.get("query_string", b"")).multi_items()],
+                        {param["name"]: param.get("schema", param) for param in query},
+                        "query parameter")
+        super().validate(scope)
+
     @staticmethod
     def validate_parameter(parameter_type: str, value: Any, param: dict,
                            param_name: str | None = None) -> str | None:
@@ -151,6 +170,8 @@ class StreamingMultipartValidator(MultiPartFormDataValidator):
                 values.setdefault(key, []).append("" if isinstance(value, UploadFile) else value)
         finally:
             await form.close()
+        _refuse_repeats([key for key, items in values.items() for _ in items],
+                        self._schema.get("properties", {}), "form field")
         files = {key: value[0] if len(value) == 1 else value for key, value in values.items()
                  if "" in value}
         parsed = self._uri_parser.resolve_form(

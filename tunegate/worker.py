@@ -37,12 +37,14 @@ class Worker:
         self.settings = service.settings
         self.worker_id = worker_id or new_worker_id()
         self._last_sweep = 0.0
+        self.stopping = threading.Event()
 
     # Loop -----------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set; sleep ``poll_interval`` whenever there is nothing to do."""
         log.info("worker %s started", self.worker_id)
+        self.stopping = stop
         while not stop.is_set():
             try:
                 busy = self.run_once()
@@ -53,18 +55,42 @@ class Worker:
                 stop.wait(self.settings.poll_interval)
 
     def run_once(self) -> bool:
-        """Do one unit of work; return whether there was any."""
+        """Do one unit of work (validate files first: it is quick); return whether there was any."""
         self.reap_stale_jobs()
         self._sweep_expired_files()
+        return self.validate_next() or self.train_next()
+
+    def validate_next(self) -> bool:
+        if "validate" not in self.settings.worker_stages:
+            return False
         job = self.store.claim_job([JobStatus.VALIDATING_FILES], self.worker_id, time.time())
         if job is None:
             return False
-        try:
-            with self._heartbeat(job.id):
-                self.validate_files(job)
-        finally:
-            self.store.release_job(job.id, self.worker_id)
+        with self._owned(job.id):
+            self.validate_files(job)
         return True
+
+    def train_next(self) -> bool:
+        if "train" not in self.settings.worker_stages:
+            return False
+        job = self.store.claim_job([JobStatus.QUEUED], self.worker_id, time.time())
+        if job is None:
+            return False
+        from tunegate.training_stage import TrainingStage  # needs the training extra
+
+        with self._owned(job.id):
+            TrainingStage(self.service, self.worker_id, between_polls=self.validate_next,
+                          shutting_down=self.stopping.is_set).run(job)
+        return True
+
+    @contextlib.contextmanager
+    def _owned(self, job_id: str) -> Iterator[None]:
+        """Heartbeat while the body works on the job; give the job up afterwards."""
+        try:
+            with self._heartbeat(job_id):
+                yield
+        finally:
+            self.store.release_job(job_id, self.worker_id)
 
     @contextlib.contextmanager
     def _heartbeat(self, job_id: str) -> Iterator[None]:

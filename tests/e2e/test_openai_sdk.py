@@ -428,7 +428,8 @@ def test_pause_and_resume_a_queued_job(client: OpenAI) -> None:
     assert client.fine_tuning.jobs.retrieve(job.id).status == "queued"
     with pytest.raises(openai.ConflictError) as caught:
         client.fine_tuning.jobs.resume(job.id)
-    assert message(caught.value) == f"Fine-tuning job {job.id} is queued and cannot be resumed."
+    assert message(caught.value).startswith(
+        f"Fine-tuning job {job.id} is queued and cannot be resumed")
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id)]
     assert messages[:2] == ["Fine-tuning job resumed, moving job to queued state",
                             "Fine-tuning job paused"]

@@ -17,6 +17,8 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
+    func,
     insert,
     select,
     update,
@@ -239,9 +241,18 @@ class SqlStore:
         table = schema.jobs
         query = select(table).where(table.c.project_id == project_id)
         for key, value in (metadata or {}).items():
-            query = query.where(table.c.metadata[key].as_string() == value)
+            query = query.where(self._metadata_is(table.c.metadata, key, value))
         rows, more = self._page(query, table.c.id, after=after, limit=limit)
         return Page([_job(row) for row in rows], more)
+
+    def _metadata_is(self, column: Any, key: str, value: str) -> Any:
+        if self.engine.dialect.name != "sqlite":
+            return column[key].as_string() == value
+        # SQLite's JSON paths cannot name every key (a '"' or NUL in one is a path error, a 500):
+        # look the key up among the object's entries instead.
+        entries = func.json_each(column).table_valued("key", "value")
+        return exists(select(1).select_from(entries).where(
+            entries.c.key == key, entries.c.value == value))
 
     def transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
                    changes: Mapping[str, Any] | None = None, worker_id: str | None = None,

@@ -1,0 +1,200 @@
+"""Real fine-tuning through the official SDK: a real server, its real worker, the real model.
+
+Slow by nature (minutes on 2 cores): a module-scoped server and a session-wide model cache
+keep it to one base-model conversion and small jobs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.conftest import Server, start_server, stop_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+BASE = "SmolLM2-135M-Instruct"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def fact_lines(count: int, *, offset: int = 0) -> bytes:
+    """Short chat examples teaching made-up facts (cheap to train on)."""
+    rows = []
+    for i in range(offset, offset + count):
+        rows.append({"messages": [
+            {"role": "user", "content": f"What is the code word of planet Zorb-{i}?"},
+            {"role": "assistant", "content": f"The code word of Zorb-{i} is blue{i}."}]})
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+@pytest.fixture(scope="module")
+def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    cache = tmp_path_factory.getbasetemp() / "model-cache"
+    server = start_server(tmp_path_factory.mktemp("training"),
+                          env={"TUNEGATE_MODEL_CACHE": str(cache),
+                               "TUNEGATE_HEARTBEAT_TIMEOUT": "6"})
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def client(training_server: Server) -> OpenAI:
+    return OpenAI(base_url=training_server.api, api_key="local", max_retries=0)
+
+
+def upload(client: OpenAI, content: bytes, name: str = "train.jsonl") -> str:
+    return client.files.create(file=(name, content), purpose="fine-tune").id
+
+
+def wait_for(client: OpenAI, job_id: str, statuses: set[str], timeout: float = 900):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in statuses:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not reach {statuses}: last status {job.status}")
+
+
+def events_of(client: OpenAI, job_id: str) -> list:
+    return list(reversed(list(client.fine_tuning.jobs.list_events(job_id, limit=100))))
+
+
+def wait_for_event(client: OpenAI, job_id: str, predicate, timeout: float = 600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in events_of(client, job_id):
+            if predicate(event):
+                return event
+        time.sleep(0.5)
+    raise AssertionError(f"no matching event for {job_id}")
+
+
+def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
+                                                      training_server: Server) -> None:
+    job = client.fine_tuning.jobs.create(
+        model=BASE, training_file=upload(client, fact_lines(12)),
+        validation_file=upload(client, fact_lines(4, offset=100)), suffix="e2e", seed=7,
+        method={"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 2, "batch_size": 4}}})
+    done = wait_for(client, job.id, TERMINAL)
+    assert done.status == "succeeded", (done.error, training_server.log()[-3000:])
+    name = f"ft:{BASE}:default:e2e:{job.id[-8:]}"
+    assert done.fine_tuned_model == name
+    resolved = done.method.supervised.hyperparameters
+    assert (resolved.n_epochs, resolved.batch_size) == (2, 4)
+    assert isinstance(resolved.learning_rate_multiplier, float)
+    assert done.hyperparameters.n_epochs == 2 and done.trained_tokens > 0
+    assert done.finished_at >= done.created_at and done.estimated_finish is None
+
+    events = events_of(client, job.id)
+    messages = [event.message for event in events]
+    for expected in ("Fine-tuning job started", f"New fine-tuned model created: {name}",
+                     "The job has successfully completed"):
+        assert expected in messages
+    metrics = [event for event in events if event.type == "metrics"]
+    total = metrics[0].data["total_steps"]
+    assert [event.data["step"] for event in metrics] == list(range(1, total + 1))
+    assert all(event.data["train_loss"] > 0 for event in metrics)
+    assert any(event.data.get("full_valid_loss") is not None for event in metrics)
+
+    checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
+    assert len(checkpoints) == 2
+    assert {c.fine_tuned_model_checkpoint for c in checkpoints} == {
+        f"{name}:ckpt-step-{c.step_number}" for c in checkpoints}
+    assert max(c.step_number for c in checkpoints) == total
+
+    results = client.files.retrieve(done.result_files[0])
+    assert results.purpose == "fine-tune-results"
+    rows = list(csv.reader(io.StringIO(client.files.content(results.id).text)))
+    assert rows[0] == ["step", "train_loss", "train_accuracy", "valid_loss",
+                       "valid_mean_token_accuracy"]
+    assert [int(row[0]) for row in rows[1:]] == list(range(1, total + 1))
+
+    listed = {model.id for model in client.models.list()}
+    assert {name, *(c.fine_tuned_model_checkpoint for c in checkpoints)} <= listed
+    assert client.models.retrieve(name).owned_by == "default"
+    job_dir = training_server.data_dir / "jobs" / job.id
+    assert (job_dir / "adapter.gguf").stat().st_size > 0
+    assert (job_dir / "adapter" / "adapter_config.json").is_file()
+
+    assert client.models.delete(name).deleted
+    assert name not in {model.id for model in client.models.list()}
+    assert not (job_dir / "adapter.gguf").exists() and not (job_dir / "adapter").exists()
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve(name)
+
+
+def test_pause_then_resume_continues_where_it_stopped(client: OpenAI) -> None:
+    job = client.fine_tuning.jobs.create(
+        model=BASE, training_file=upload(client, fact_lines(16)), seed=3,
+        method={"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 3, "batch_size": 2}}})
+    wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 2)
+    paused = client.fine_tuning.jobs.with_raw_response.pause(job.id).parse()
+    assert paused.status == "paused"  # (the SDK's strict types lack "paused"; loose is fine)
+    wait_for_event(client, job.id, lambda e: e.message.startswith("Training state saved"))
+    steps_before = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
+    time.sleep(2)
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "paused"
+    assert client.fine_tuning.jobs.resume(job.id).status == "queued"
+    done = wait_for(client, job.id, TERMINAL)
+    assert done.status == "succeeded", done.error
+    steps = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
+    # No step trained twice, none skipped: the run went on from the saved state.
+    assert steps == list(range(1, steps[-1] + 1))
+    assert steps[:len(steps_before)] == steps_before
+    assert "Fine-tuning job resumed from saved state" in [e.message for e in events_of(
+        client, job.id)]
+
+
+def test_cancel_stops_a_running_job(client: OpenAI, training_server: Server) -> None:
+    job = client.fine_tuning.jobs.create(
+        model=BASE, training_file=upload(client, fact_lines(40)),
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}})
+    wait_for_event(client, job.id, lambda e: e.type == "metrics")
+    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    deadline = time.monotonic() + 60
+    job_dir = training_server.data_dir / "jobs" / job.id
+    while job_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not job_dir.exists(), "the cancelled run's files should be removed"
+    steps = [e for e in events_of(client, job.id) if e.type == "metrics"]
+    time.sleep(3)
+    assert [e for e in events_of(client, job.id) if e.type == "metrics"] == steps
+    with pytest.raises(openai.ConflictError):
+        client.fine_tuning.jobs.cancel(job.id)
+
+
+def _worker_pid(server: Server) -> int:
+    output = subprocess.run(["pgrep", "-P", str(server.process.pid), "-f", "tunegate worker"],
+                            capture_output=True, text=True, check=False).stdout.split()
+    assert output, "the embedded worker should be running"
+    return int(output[0])
+
+
+def test_a_killed_worker_is_replaced_and_the_job_resumes(client: OpenAI,
+                                                         training_server: Server) -> None:
+    job = client.fine_tuning.jobs.create(
+        model=BASE, training_file=upload(client, fact_lines(12)), seed=11,
+        method={"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 3, "batch_size": 4}}})
+    wait_for_event(client, job.id, lambda e: e.message.startswith("Checkpoint created"))
+    os.kill(_worker_pid(training_server), signal.SIGKILL)
+    wait_for_event(client, job.id, lambda e: "stopped responding" in e.message, timeout=120)
+    done = wait_for(client, job.id, TERMINAL)
+    assert done.status == "succeeded", done.error
+    messages = [e.message for e in events_of(client, job.id)]
+    assert "Fine-tuning job resumed from saved state" in messages
+    assert Path(training_server.data_dir / "jobs" / job.id / "adapter.gguf").is_file()
