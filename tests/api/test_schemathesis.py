@@ -1,0 +1,334 @@
+"""schemathesis against the in-process app: every check, the stateless and the stateful phase.
+
+The app is ``create_app(settings, validate_responses=True)`` over a fresh temporary data folder
+(conftest's ``app`` for each stateless operation; one per scenario in the stateful phase), so
+connexion checks every answer against openapi.yaml while schemathesis runs all of its checks
+(server errors, status codes, content types, headers, schema conformance, positive/negative data,
+unsupported methods, ``Allow``, use-after-free, resource availability, ...) on top.
+
+Run::
+
+    .venv/bin/python -m pytest tests/api/test_schemathesis.py            # CI profile (~1 min)
+    TUNEGATE_SCHEMATHESIS_PROFILE=long .venv/bin/python -m pytest tests/api/test_schemathesis.py
+
+The CI profile is derandomized (the same cases on every run, no example database) and bounded;
+``long`` draws many more examples and longer stateful scenarios, still derandomized so that a
+failure it finds can be replayed by running it again.
+
+Rules of ours that JSON Schema cannot state (a ``training_file`` must name an uploaded
+``fine-tune`` file, ``model`` a known base model, metadata keys are at most 64 characters,
+``reinforcement`` and mixing the two hyperparameter places are refused, a ``fine-tune`` upload
+must be JSONL) make schema-valid requests answer 400, which the ``positive_data_acceptance`` check
+would count as a failure. ``acceptable()`` rewrites exactly those values in the generated cases,
+and only where the generated value was itself schema-valid, so negative cases stay negative. The
+400s themselves are asserted in ``test_errors.py``.
+
+Only the contract of fine-tuning, files and models is fuzzed here (the tags below); the inference
+operations load llama.cpp and are tested with their own code.
+
+The schema is loaded at import time from a proxy app (``Target``) that each test points at its
+own app: ``schemathesis.pytest.from_fixture`` would be the natural way, but schemathesis 4.32
+renames pytest nodes through ``Node._nodeid``, which pytest 9 no longer has.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import HealthCheck
+from jsonschema import Draft4Validator
+from schemathesis.checks import CHECKS, is_check_class, load_all_checks
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi.checks import negative_data_rejection
+from starlette.datastructures import QueryParams
+from starlette.types import Receive, Scope, Send
+
+from tests.conftest import chat_lines
+from tunegate.app import build_service, create_app
+from tunegate.catalog import EMBEDDED_MODEL_ID
+from tunegate.job_requests import MAX_METADATA_KEY
+from tunegate.service import Service
+from tunegate.settings import Settings
+
+TAGS = ["Fine-tuning", "Files", "Models"]
+
+load_all_checks()
+# Every check schemathesis has, named explicitly so that no configuration can switch one off.
+ALL_CHECKS = [check for check in CHECKS.get_all() if not is_check_class(check)]
+
+# Draws are derandomized in both profiles: CI sees the same cases on every run.
+PROFILES = {
+    "ci": {"stateless_examples": 100, "stateful_examples": 150, "stateful_steps": 15},
+    "long": {"stateless_examples": 500, "stateful_examples": 300, "stateful_steps": 30},
+}
+PROFILE_NAME = os.environ.get("TUNEGATE_SCHEMATHESIS_PROFILE", "ci")
+if PROFILE_NAME not in PROFILES:
+    raise ValueError(f"TUNEGATE_SCHEMATHESIS_PROFILE={PROFILE_NAME!r}: use one of {list(PROFILES)}")
+PROFILE = PROFILES[PROFILE_NAME]
+BASE_SETTINGS = hypothesis.settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    # The machine is shared with training jobs: slowness is not a finding. And one app per
+    # operation is the point of the ``target`` fixture: its examples share that app's store.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+class Target:
+    """The app under test, as seen by the module-level schema (which needs an app at import time
+    to read the spec): each test points it at that test's own fresh app and seeds it."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.client: Any = None
+        self._training_file: str | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    def use(self, app: Any, client: Any) -> None:
+        self.app, self.client, self._training_file = app, client, None
+        self.training_file()
+
+    def training_file(self) -> str:
+        """A valid ``fine-tune`` file in the app's store, uploaded again if a run deleted it."""
+        known = self._training_file
+        if known is not None and self.client.get(f"/v1/files/{known}").status_code == 200:
+            return known
+        response = self.client.post("/v1/files", data={"purpose": "fine-tune"},
+                                    files={"file": ("seed.jsonl", chat_lines(12))})
+        assert response.status_code == 200, response.text
+        self._training_file = str(response.json()["id"])
+        return self._training_file
+
+
+TARGET = Target()
+with tempfile.TemporaryDirectory() as _bootstrap:
+    # Only the spec is read from this throwaway app; every test brings its own app.
+    TARGET.app = create_app(Settings(data_dir=Path(_bootstrap)))
+    schema = schemathesis.openapi.from_asgi("/v1/openapi.json", TARGET).include(tag=TAGS)
+    TARGET.app.state_service.store.close()
+    TARGET.app = None
+
+
+
+def _query_valid_as_sent(case: Any, query_string: str) -> bool:
+    """Whether the query the server received is valid by the contract, read the way the server
+    reads it: ``metadata[key]=text`` entries fold into one object of strings, unknown names are
+    ignored, and a name given twice is refused."""
+    declared = {param["name"]: param for param in case.operation.definition.raw.get("parameters", [])
+                if param.get("in") == "query"}
+    seen: set[str] = set()
+    for key, text in QueryParams(query_string).multi_items():
+        name = key if key in declared else key.split("[", 1)[0]
+        if name not in declared:
+            continue
+        if key in seen:
+            return False
+        seen.add(key)
+        param, schema = declared[name], declared[name]["schema"]
+        if param.get("style") == "deepObject":
+            inner = key[len(name):]
+            if key == name or not inner.startswith("[") or inner.index("]") != len(inner) - 1:
+                return False
+            continue  # any text is a valid metadata filter value
+        value: Any = text
+        if schema.get("type") == "integer":
+            try:
+                value = int(text)
+            except ValueError:
+                return False
+        if not Draft4Validator(schema).is_valid(value):
+            return False
+    return True
+
+
+def misfiled_negative(case: Any, response: Any) -> bool:
+    """Whether schemathesis 4.32 filed ``case`` as negative although the request it sent is valid.
+
+    Its deepObject serialization turns a "negative" ``metadata`` (``None``, ``3``, ``[x]``, a
+    non-object) into ``metadata[key]=<text>`` entries, an object of strings: a valid filter. And an
+    empty list in a multipart body is sent as no part at all. Only the ``negative_data_rejection``
+    check is skipped for such a case; every other check still runs on it.
+    """
+    meta = case.meta
+    if meta is None or meta.generation.mode.is_positive:
+        return False
+    body = case.body
+    if (case.media_type == "multipart/form-data" and isinstance(body, dict)
+            and any(value == [] for value in body.values())):
+        return True
+    if any(meta.is_negative_at(where) for where in (ParameterLocation.BODY, ParameterLocation.PATH,
+                                                    ParameterLocation.HEADER)):
+        return False
+    return _query_valid_as_sent(case, response.request.url.split("?", 1)[1]
+                                if "?" in response.request.url else "")
+
+
+def validate(case: Any, response: Any, **kwargs: Any) -> None:
+    """Every check, except ``negative_data_rejection`` on a misfiled negative case."""
+    excluded = [negative_data_rejection] if misfiled_negative(case, response) else []
+    case.validate_response(response, checks=ALL_CHECKS, excluded_checks=excluded, **kwargs)
+
+
+CASES: Counter[str] = Counter()
+# Operations that answer 400 for a base model (only fine-tuned models can be deleted or exported).
+NO_BASE_MODELS = ("DELETE /models/{model}", "GET /models/{model}/adapter")
+
+
+def acceptable(case: Any) -> None:
+    """Make a generated case meet the server-side rules JSON Schema cannot express (see above).
+
+    Only positive cases are touched: a rewrite could repair the very value a negative case broke.
+    """
+    if case.meta is not None and not case.meta.generation.mode.is_positive:
+        return
+    label = case.operation.label
+    if label in NO_BASE_MODELS and case.path_parameters.get("model") == EMBEDDED_MODEL_ID:
+        case.path_parameters["model"] = f"ft:{EMBEDDED_MODEL_ID}:org-local::gone0000"
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    if label == "POST /files" and body.get("purpose") == "fine-tune" and "file" in body:
+        body["file"] = chat_lines(12)
+    if label != "POST /fine_tuning/jobs":
+        return
+    for key in ("training_file", "validation_file"):
+        if isinstance(body.get(key), str):
+            body[key] = TARGET.training_file()
+    if isinstance(body.get("model"), str) and body["model"]:
+        body["model"] = EMBEDDED_MODEL_ID
+    method = body.get("method")
+    if isinstance(method, dict) and method.get("type") == "reinforcement":
+        method["type"] = "supervised"
+    if body.get("hyperparameters") and isinstance(method, dict) and (
+            method.get("type") != "supervised"
+            or (method.get("supervised") or {}).get("hyperparameters")):
+        del body["hyperparameters"]
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report(request: pytest.FixtureRequest) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None and CASES:
+        summary = ", ".join(f"{phase}: {count} cases" for phase, count in sorted(CASES.items()))
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nschemathesis ({PROFILE_NAME} profile): {summary} "
+                                f"in {time.monotonic() - started:.0f} s")
+
+
+@pytest.fixture
+def target(app: Any, client: Any) -> Iterator[Target]:
+    TARGET.use(app, client)
+    yield TARGET
+    TARGET.app = TARGET.client = None
+
+
+@schema.parametrize()
+@hypothesis.settings(BASE_SETTINGS, max_examples=PROFILE["stateless_examples"])
+def test_stateless(case: Any, target: Target) -> None:
+    acceptable(case)
+    CASES["stateless"] += 1
+    validate(case, case.call())
+
+
+# (operation, link) -> a status the stateful phase must have seen at the end of that link. With
+# no worker in the app, new jobs stay in `validating_files`: pause and resume are refused.
+WORKFLOWS = {
+    ("POST /files", "RetrieveFile"): 200,
+    ("POST /files", "DownloadFile"): 200,
+    ("POST /files", "DeleteFile"): 200,
+    ("POST /fine_tuning/jobs", "RetrieveJob"): 200,
+    ("POST /fine_tuning/jobs", "CancelJob"): 200,
+    ("POST /fine_tuning/jobs", "PauseJob"): 409,
+    ("POST /fine_tuning/jobs", "ResumeJob"): 409,
+    ("POST /fine_tuning/jobs", "ListEvents"): 200,
+    ("POST /fine_tuning/jobs", "ListCheckpoints"): 200,
+}
+
+
+class ScenarioService:
+    """The app's service; each stateful scenario swaps in a fresh one over a blank data folder.
+
+    The scenarios run one after another against one app. Were the store to carry over, the same
+    drawn steps would meet different answers and Hypothesis would (rightly) call the data
+    generation flaky; building a service is cheap where building the connexion app is not.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.current: Service | None = None
+        self.count = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.store.close()
+
+    def fresh(self) -> None:
+        self.close()
+        self.count += 1
+        data_dir = self.settings.data_dir / f"scenario-{self.count}"
+        self.current = build_service(replace(self.settings, data_dir=data_dir))
+
+
+def test_stateful(settings: Settings) -> None:
+    """Walk the OpenAPI links: upload → retrieve/content/delete, create job → its operations."""
+    services = ScenarioService(settings)
+    services.fresh()
+    app = create_app(settings, service=services, validate_responses=True)  # type: ignore[arg-type]
+    walked: dict[tuple[str, str], set[int]] = defaultdict(set)
+
+    class Workflows(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            services.fresh()
+            TARGET.use(app, client)
+
+        def step(self, input: Any) -> Any:
+            acceptable(input.case)
+            CASES["stateful"] += 1
+            output = super().step(input)
+            if input.transition is not None and input.is_applied:
+                # e.g. "POST /files -> [200] RetrieveFile -> GET /files/{file_id}"
+                source, link, _ = input.transition.id.split(" -> ")
+                walked[(source, link.split("] ")[-1])].add(output.response.status_code)
+            return output
+
+        def validate_response(self, response: Any, case: Any,
+                              additional_checks: Any = None, **kwargs: Any) -> None:
+            validate(case, response, additional_checks=additional_checks,
+                     transport_kwargs=kwargs or None, recorder=self.recorder)
+
+    with app.test_client() as client:
+        try:
+            Workflows.run(settings=hypothesis.settings(
+                BASE_SETTINGS,
+                max_examples=PROFILE["stateful_examples"],
+                stateful_step_count=PROFILE["stateful_steps"],
+                phases=[hypothesis.Phase.generate],
+            ))
+        finally:
+            TARGET.app = TARGET.client = None
+            services.close()
+    missing = {link: status for link, status in WORKFLOWS.items()
+               if status not in walked.get(link, set())}
+    assert not missing, f"links never walked with the expected status: {missing}"
