@@ -62,7 +62,7 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
     env["TUNEGATE_DATABASE_URL"] = settings.sqlalchemy_url
     env["TUNEGATE_MODELS_DIR"] = str(settings.base_models_dir.resolve())
     env["TUNEGATE_HEARTBEAT_TIMEOUT"] = str(settings.heartbeat_timeout)
-    env["TUNEGATE_EMBEDDED"] = "1"
+    env["TUNEGATE_EMBEDDED_PARENT"] = str(os.getpid())
     env["TUNEGATE_MODEL_CACHE"] = str(settings.model_cache.resolve())
     env["TUNEGATE_WORKER_STAGES"] = ",".join(settings.worker_stages)
     env["TUNEGATE_MAX_SEQ_LEN"] = str(settings.max_seq_len)
@@ -127,13 +127,17 @@ def work(settings: Settings) -> None:
     from tunegate.app import build_service
     from tunegate.worker import Worker
 
-    stop = threading.Event()
+    requested: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    if os.environ.get("TUNEGATE_EMBEDDED") == "1":
-        # An embedded worker stops (saving its run) when `serve` goes, even if it was killed.
+        signal.signal(signum, lambda received, _frame: requested.append(received))
+    parent = os.environ.get("TUNEGATE_EMBEDDED_PARENT")
+    if parent:
+        # An embedded worker stops (saving its run) when `serve` goes, even if it was killed,
+        # including before this line ran (then the parent is already someone else).
         die_with_parent(signal.SIGTERM)
-    Worker(build_service(settings)).run(stop)
+        if os.getppid() != int(parent):
+            return
+    Worker(build_service(settings)).run(lambda: bool(requested))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

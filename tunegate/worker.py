@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tunegate import ids
 from tunegate.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
@@ -37,22 +37,26 @@ class Worker:
         self.settings = service.settings
         self.worker_id = worker_id or new_worker_id()
         self._last_sweep = 0.0
-        self.stopping = threading.Event()
+        self.stop_requested: Callable[[], bool] = lambda: False
 
     # Loop -----------------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Work until ``stop`` is set; sleep ``poll_interval`` whenever there is nothing to do."""
+    def run(self, stop_requested: Callable[[], bool]) -> None:
+        """Work until ``stop_requested()``; sleep ``poll_interval`` when there is nothing to do.
+
+        A plain predicate, not an Event: it is set from a signal handler, where taking the
+        Event's lock (which the sleeping main thread holds) would deadlock.
+        """
         log.info("worker %s started", self.worker_id)
-        self.stopping = stop
-        while not stop.is_set():
+        self.stop_requested = stop_requested
+        while not stop_requested():
             try:
                 busy = self.run_once()
             except Exception:  # one bad job must not stop the worker
                 log.exception("worker iteration failed")
                 busy = False
             if not busy:
-                stop.wait(self.settings.poll_interval)
+                time.sleep(self.settings.poll_interval)
 
     def run_once(self) -> bool:
         """Do one unit of work (validate files first: it is quick); return whether there was any."""
@@ -80,7 +84,7 @@ class Worker:
 
         with self._owned(job.id):
             TrainingStage(self.service, self.worker_id, between_polls=self.validate_next,
-                          shutting_down=self.stopping.is_set).run(job)
+                          shutting_down=self.stop_requested).run(job)
         return True
 
     @contextlib.contextmanager

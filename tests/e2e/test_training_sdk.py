@@ -129,6 +129,20 @@ def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
     assert (job_dir / "adapter.gguf").stat().st_size > 0
     assert (job_dir / "adapter" / "adapter_config.json").is_file()
 
+    # It learned: the fine-tuned model, served by llama.cpp with its adapter, recalls a
+    # trained fact greedily; the base model does not. Every checkpoint is servable too.
+    question = [{"role": "user", "content": "What is the code word of planet Zorb-5?"}]
+    tuned = client.chat.completions.create(model=name, messages=question, temperature=0,
+                                           max_tokens=24)
+    base = client.chat.completions.create(model=BASE, messages=question, temperature=0,
+                                          max_tokens=24)
+    assert "blue5" in tuned.choices[0].message.content
+    assert "blue5" not in base.choices[0].message.content
+    for checkpoint in checkpoints:
+        served = client.chat.completions.create(
+            model=checkpoint.fine_tuned_model_checkpoint, messages=question, max_tokens=2)
+        assert served.model == checkpoint.fine_tuned_model_checkpoint
+
     assert client.models.delete(name).deleted
     assert name not in {model.id for model in client.models.list()}
     assert not (job_dir / "adapter.gguf").exists() and not (job_dir / "adapter").exists()
