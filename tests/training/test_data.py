@@ -1,0 +1,138 @@
+"""Rendering and loss masks: only assistant tokens with weight 1 (and completions) are trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+from tunegate.training.chat_format import TemplateSupport, to_template_messages
+from tunegate.training.data import IGNORE, Example, load_dataset, template_support
+from tunegate.training.errors import TrainingFailed
+
+from .conftest import TOOL_TEMPLATE, build_tokenizer, chat, write_jsonl
+
+
+def trained_text(tokenizer: Any, example: Example) -> str:
+    return tokenizer.decode([t for t, label in zip(example.input_ids, example.labels, strict=True)
+                             if label != IGNORE])
+
+
+def load(tmp_path: Path, tokenizer: Any, rows: list[dict[str, Any]], **kwargs: Any) -> Any:
+    return load_dataset(write_jsonl(tmp_path / "data.jsonl", rows), tokenizer,
+                        kwargs.pop("max_seq_len", 512), **kwargs)
+
+
+def test_only_the_assistant_reply_and_its_end_token_are_trained(tmp_path: Path,
+                                                                tiny_tokenizer: Any) -> None:
+    dataset = load(tmp_path, tiny_tokenizer, [chat("What is 2 plus 2?", "Two plus two is four.")])
+    example = dataset.examples[0]
+    assert trained_text(tiny_tokenizer, example) == "Two plus two is four.<|im_end|>"
+    # Labels are the input ids where trained (shifting happens in packing).
+    assert all(label in (IGNORE, token)
+               for token, label in zip(example.input_ids, example.labels, strict=True))
+    full = tiny_tokenizer.decode(example.input_ids)
+    assert full.startswith("<|im_start|>system\nYou are a helpful")  # the template's default
+    assert example.line == 1
+
+
+def test_weight_zero_messages_are_not_trained(tmp_path: Path, tiny_tokenizer: Any) -> None:
+    row = {"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Say one."},
+        {"role": "assistant", "content": "one", "weight": 0},
+        {"role": "user", "content": "Say two."},
+        {"role": "assistant", "content": "two", "weight": 1},
+        {"role": "user", "content": "Say three."},
+        {"role": "assistant", "content": "three"},
+    ]}
+    example = load(tmp_path, tiny_tokenizer, [row]).examples[0]
+    assert trained_text(tiny_tokenizer, example) == "two<|im_end|>three<|im_end|>"
+
+
+def test_prompt_is_masked_and_completion_plus_eos_trained(tmp_path: Path,
+                                                          tiny_tokenizer: Any) -> None:
+    example = load(tmp_path, tiny_tokenizer,
+                   [{"prompt": "The capital of France is", "completion": " Paris."}]).examples[0]
+    assert trained_text(tiny_tokenizer, example) == " Paris.<|im_end|>"
+    assert example.input_ids[-1] == tiny_tokenizer.eos_token_id
+
+
+def test_an_example_with_nothing_to_train_fails_naming_its_line(tmp_path: Path,
+                                                                tiny_tokenizer: Any) -> None:
+    rows = [chat("a", "b"), chat("c", "d", weight=0)]
+    with pytest.raises(TrainingFailed) as caught:
+        load(tmp_path, tiny_tokenizer, rows)
+    assert caught.value.code == "invalid_training_file"
+    assert "Line 2" in caught.value.message
+    with pytest.raises(TrainingFailed) as caught:
+        load(tmp_path, tiny_tokenizer, [{"messages": [{"role": "user", "content": "x"}]}],
+             validation=True)
+    assert (caught.value.code, caught.value.param) == ("invalid_validation_file", "validation_file")
+
+
+def test_bad_json_fails_naming_its_line(tmp_path: Path, tiny_tokenizer: Any) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(chat("a", "b")) + "\n{not json\n")
+    with pytest.raises(TrainingFailed, match="Line 2"):
+        load_dataset(path, tiny_tokenizer, 512)
+
+
+def test_a_tokenizer_without_chat_template_fails_specifically(tmp_path: Path) -> None:
+    with pytest.raises(TrainingFailed) as caught:
+        load(tmp_path, build_tokenizer(chat_template=None), [chat("a", "b")])
+    assert caught.value.code == "missing_chat_template"
+
+
+def test_long_examples_are_cut_from_the_end_with_one_warning(tmp_path: Path,
+                                                             tiny_tokenizer: Any) -> None:
+    events: list[dict[str, Any]] = []
+    long_prompt = "word " * 200
+    rows = [chat("short", "fine"), chat("x", "answer " * 100), chat(long_prompt, "lost")]
+    dataset = load(tmp_path, tiny_tokenizer, rows, max_seq_len=64, emit=events.append)
+    assert [e.n_tokens <= 64 for e in dataset.examples] == [True, True]
+    assert (dataset.n_truncated, dataset.n_dropped) == (2, 1)
+    assert [e["level"] for e in events] == ["warn"]
+    assert "2 example(s)" in events[0]["message"] and "64 tokens" in events[0]["message"]
+    assert "1 of them" in events[0]["message"]
+
+
+def test_tools_fall_back_to_hermes_text_when_the_template_ignores_them(
+        tmp_path: Path, tiny_tokenizer: Any) -> None:
+    assert template_support(tiny_tokenizer) == TemplateSupport(tools=False, tool_calls=False)
+    row = json.loads((SHARED_DATA / "openai-cookbook__drone_training.jsonl").read_text()
+                     .splitlines()[0])
+    example = load(tmp_path, tiny_tokenizer, [row], max_seq_len=8192).examples[0]
+    full = tiny_tokenizer.decode(example.input_ids)
+    assert "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"takeoff_drone\"" in full
+    assert trained_text(tiny_tokenizer, example) == (
+        '<tool_call>\n{"name": "takeoff_drone", "arguments": {"altitude": 100}}\n</tool_call>'
+        "<|im_end|>")
+
+
+def test_double_encoded_arguments_are_decoded_to_an_object() -> None:
+    row = {"messages": [{"role": "user", "content": "land"}, {"role": "assistant", "tool_calls": [
+        {"id": "c", "type": "function",
+         "function": {"name": "land_drone", "arguments": "\"{\\\"location\\\": \\\"current\\\"}\""}}]}]}
+    prepared = to_template_messages(row, TemplateSupport(tools=False, tool_calls=False))
+    assert prepared.messages[1]["content"] == (
+        '<tool_call>\n{"name": "land_drone", "arguments": {"location": "current"}}\n</tool_call>')
+
+
+def test_templates_with_tool_support_render_tools_themselves(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer(chat_template=TOOL_TEMPLATE)
+    assert template_support(tokenizer) == TemplateSupport(tools=True, tool_calls=True)
+    row = {"tools": [{"type": "function", "function": {"name": "land", "parameters": {}}}],
+           "messages": [{"role": "user", "content": "land"},
+                        {"role": "assistant", "content": "", "tool_calls": [
+                            {"id": "c", "type": "function",
+                             "function": {"name": "land", "arguments": "{\"where\": \"home\"}"}}]},
+                        {"role": "tool", "tool_call_id": "c", "content": "ok"},
+                        {"role": "assistant", "content": "Landed."}]}
+    example = load(tmp_path, tokenizer, [row]).examples[0]
+    assert tokenizer.decode(example.input_ids).startswith("<|im_start|>system\nTOOLS:land;")
+    assert trained_text(tokenizer, example) == (
+        '<call>land{"where": "home"}</call><|im_end|>Landed.<|im_end|>')

@@ -1,0 +1,62 @@
+"""The "auto" rules (pure functions, no torch)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunegate.training import hyperparams
+from tunegate.training.errors import TrainingFailed
+from tunegate.training.hyperparams import (
+    auto_batch_size,
+    auto_learning_rate_multiplier,
+    auto_n_epochs,
+    resolve,
+    steps_per_epoch,
+)
+
+
+@pytest.mark.parametrize(("n_examples", "epochs"), [
+    (1, 25), (3, 25), (4, 25), (5, 20), (10, 10), (20, 5), (33, 3), (34, 3), (100, 3),
+    (8333, 3), (8334, 2), (12_500, 2), (12_501, 1), (30_000, 1),
+])
+def test_n_epochs_follows_openais_published_rule(n_examples: int, epochs: int) -> None:
+    assert auto_n_epochs(n_examples) == epochs
+
+
+@pytest.mark.parametrize(("n_examples", "batch"), [
+    (1, 1), (10, 1), (64, 1), (65, 2), (449, 8), (2048, 32), (100_000, 32),
+])
+def test_batch_size_aims_at_64_steps_per_epoch(n_examples: int, batch: int) -> None:
+    assert auto_batch_size(n_examples) == batch
+
+
+@pytest.mark.parametrize(("batch", "multiplier"), [(1, 0.5), (2, 0.5), (4, 0.707), (8, 1.0),
+                                                   (16, 1.414), (32, 2.0), (256, 2.0)])
+def test_learning_rate_multiplier_scales_with_sqrt_batch(batch: int, multiplier: float) -> None:
+    assert auto_learning_rate_multiplier(batch) == multiplier
+
+
+def test_resolve_replaces_auto_and_missing_and_keeps_explicit_values() -> None:
+    resolved = resolve({"n_epochs": "auto", "batch_size": 4}, n_examples=449)
+    assert resolved.to_dict() == {"n_epochs": 3, "batch_size": 4,
+                                  "learning_rate_multiplier": 0.707}
+    assert resolve(None, 20).to_dict() == {"n_epochs": 5, "batch_size": 1,
+                                           "learning_rate_multiplier": 0.5}
+    explicit = resolve({"n_epochs": 2, "batch_size": 3, "learning_rate_multiplier": 0.1}, 50)
+    assert explicit.learning_rate == pytest.approx(0.1 * hyperparams.BASE_LEARNING_RATE)
+
+
+@pytest.mark.parametrize("bad", [{"n_epochs": 0}, {"n_epochs": 51}, {"n_epochs": 2.5},
+                                 {"batch_size": 257}, {"batch_size": True},
+                                 {"learning_rate_multiplier": 0}, {"learning_rate_multiplier": "x"}])
+def test_out_of_range_values_fail_with_a_code(bad: dict[str, object]) -> None:
+    with pytest.raises(TrainingFailed) as caught:
+        resolve(bad, 10)
+    assert caught.value.code == "invalid_hyperparameters"
+    assert caught.value.param == f"hyperparameters.{next(iter(bad))}"
+
+
+def test_steps_per_epoch_counts_the_short_last_batch() -> None:
+    assert steps_per_epoch(10, 4) == 3
+    assert steps_per_epoch(8, 4) == 2
+    assert steps_per_epoch(3, 8) == 1

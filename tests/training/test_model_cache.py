@@ -1,0 +1,59 @@
+"""Base model resolution and the conversion cache (the real conversion is in test_real_model)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tunegate.training import model_cache
+from tunegate.training.errors import TrainingFailed
+from tunegate.training.spec import BaseModelRef
+
+
+def test_embedded_gguf_is_found_without_importing_its_package() -> None:
+    path = model_cache.embedded_base_gguf()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
+
+
+def test_hf_folders_are_used_in_place(tiny_base: Path, tmp_path: Path) -> None:
+    ref = BaseModelRef("tiny", "hf", str(tiny_base))
+    assert model_cache.resolve_hf_folder(ref, tmp_path) == tiny_base
+    with pytest.raises(TrainingFailed) as caught:
+        model_cache.resolve_hf_folder(BaseModelRef("x", "hf", str(tmp_path)), tmp_path)
+    assert caught.value.code == "unsupported_base_model"
+
+
+def test_a_missing_gguf_file_is_unsupported(tmp_path: Path) -> None:
+    ref = BaseModelRef("gone", "gguf", str(tmp_path), "gone.gguf")
+    with pytest.raises(TrainingFailed) as caught:
+        model_cache.resolve_hf_folder(ref, tmp_path / "cache")
+    assert caught.value.code == "unsupported_base_model"
+
+
+def test_concurrent_first_loads_convert_once(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Path] = []
+
+    def slow_convert(ref: BaseModelRef, target: Path) -> None:
+        calls.append(target)
+        time.sleep(0.3)  # long enough for the other thread to reach the lock
+        temporary = target.with_name(".tmp")
+        temporary.mkdir()
+        (temporary / "config.json").write_text("{}")
+        (temporary / "tunegate-source.json").write_text("{}")
+        temporary.rename(target)
+
+    monkeypatch.setattr(model_cache, "_convert_gguf", slow_convert)
+    ref = BaseModelRef("Some Model:v1", "gguf", str(tmp_path), "m.gguf")
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        model_cache.resolve_hf_folder(ref, tmp_path / "cache"))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert results == [tmp_path / "cache" / "Some_Model_v1"] * 2

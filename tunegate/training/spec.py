@@ -1,0 +1,81 @@
+"""What the worker asks the trainer to do, and what it gets back (torch-free, JSON round-trip).
+
+``TrainingSpec`` crosses a process boundary (the worker writes it, the trainer child reads it),
+so it holds only JSON-able values and ``from_json(to_json(s)) == s``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["succeeded", "paused", "cancelled"]
+
+
+@dataclass(frozen=True)
+class BaseModelRef:
+    """A base model: a GGUF file (``path`` is its folder, ``gguf_file`` its name) or an HF folder."""
+
+    name: str
+    kind: Literal["gguf", "hf"]
+    path: str
+    gguf_file: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """One training run.
+
+    ``work_dir`` is the job's folder; the trainer owns its layout: ``run/`` (resumable state),
+    ``checkpoints/step-N/`` (``adapter/`` + ``metrics.json``), ``adapter/`` (the final PEFT
+    adapter) and ``results.csv``. ``cache_dir`` holds converted bases (``<name>/``).
+    ``hyperparameters`` values may be ``"auto"`` (see :mod:`tunegate.training.hyperparams`).
+    """
+
+    job_id: str
+    base_model: BaseModelRef
+    training_file: str
+    work_dir: str
+    cache_dir: str
+    method: str = "supervised"
+    validation_file: str | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    max_seq_len: int = 2048
+    init_adapter: str | None = None
+    resume: bool = False
+
+    def to_json(self) -> str:
+        """A JSON object that :meth:`from_json` turns back into an equal spec."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingSpec:
+        """Parse :meth:`to_json` output; unknown keys are an error (a version mismatch)."""
+        data = json.loads(text)
+        data["base_model"] = BaseModelRef(**data["base_model"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """How a run ended without failing.
+
+    ``adapter_dir`` and ``results_csv`` are set only when ``status == "succeeded"``;
+    ``trained_tokens`` counts every token of every example once per epoch trained so far
+    (OpenAI bills prompt tokens too); ``hyperparameters`` holds the resolved values.
+    """
+
+    status: Status
+    adapter_dir: str | None
+    trained_tokens: int
+    results_csv: str | None
+    hyperparameters: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingResult:
+        return cls(**json.loads(text))
