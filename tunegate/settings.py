@@ -6,7 +6,7 @@ Every setting is documented in README.md ("Settings"); keep the two in step.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,14 @@ def _stages(value: str) -> tuple[str, ...]:
     if unknown or not stages:
         raise ValueError(f"TUNEGATE_WORKER_STAGES takes a comma list of {STAGES}, got {value!r}")
     return stages
+
+
+def _fine_tuning(value: str) -> bool:
+    return _bool(value, "TUNEGATE_FINE_TUNING")
+
+
+def _embedded(value: str) -> bool:
+    return value.strip().lower() != "external"
 
 
 @dataclass(frozen=True)
@@ -88,34 +96,28 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``TUNEGATE_*`` variables, then apply keyword overrides that are not None."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        if "TUNEGATE_DATA" in env:
-            values["data_dir"] = Path(env["TUNEGATE_DATA"])
-        if "TUNEGATE_DATABASE_URL" in env:
-            values["database_url"] = env["TUNEGATE_DATABASE_URL"]
-        if "TUNEGATE_HOST" in env:
-            values["host"] = env["TUNEGATE_HOST"]
-        if "TUNEGATE_PORT" in env:
-            values["port"] = int(env["TUNEGATE_PORT"])
-        if "TUNEGATE_FINE_TUNING" in env:
-            values["fine_tuning"] = _bool(env["TUNEGATE_FINE_TUNING"], "TUNEGATE_FINE_TUNING")
-        if "TUNEGATE_MAX_UPLOAD_BYTES" in env:
-            values["max_upload_bytes"] = int(env["TUNEGATE_MAX_UPLOAD_BYTES"])
-        if "TUNEGATE_MODELS_DIR" in env:
-            values["models_dir"] = Path(env["TUNEGATE_MODELS_DIR"])
-        if "TUNEGATE_MODEL_CACHE" in env:
-            values["model_cache_dir"] = Path(env["TUNEGATE_MODEL_CACHE"])
-        if "TUNEGATE_WORKER" in env:
-            values["embedded_worker"] = env["TUNEGATE_WORKER"].strip().lower() != "external"
-        if "TUNEGATE_WORKER_STAGES" in env:
-            values["worker_stages"] = _stages(env["TUNEGATE_WORKER_STAGES"])
-        if "TUNEGATE_HEARTBEAT_TIMEOUT" in env:
-            values["heartbeat_timeout"] = float(env["TUNEGATE_HEARTBEAT_TIMEOUT"])
-        if "TUNEGATE_MAX_SEQ_LEN" in env:
-            values["max_seq_len"] = int(env["TUNEGATE_MAX_SEQ_LEN"])
-        if "TUNEGATE_INFERENCE_CACHE" in env:
-            values["inference_cache_size"] = int(env["TUNEGATE_INFERENCE_CACHE"])
-        if "TUNEGATE_INFERENCE_CONTEXT" in env:
-            values["inference_context"] = int(env["TUNEGATE_INFERENCE_CONTEXT"])
+        values: dict[str, Any] = {
+            field_name: parse(env[variable])
+            for variable, (field_name, parse) in ENVIRONMENT.items() if variable in env
+        }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return replace(cls(), **values)
+
+
+# Environment variable -> (Settings field, parser). README.md's settings table lists them all.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "TUNEGATE_DATA": ("data_dir", Path),
+    "TUNEGATE_DATABASE_URL": ("database_url", str),
+    "TUNEGATE_HOST": ("host", str),
+    "TUNEGATE_PORT": ("port", int),
+    "TUNEGATE_FINE_TUNING": ("fine_tuning", _fine_tuning),
+    "TUNEGATE_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+    "TUNEGATE_MODELS_DIR": ("models_dir", Path),
+    "TUNEGATE_MODEL_CACHE": ("model_cache_dir", Path),
+    "TUNEGATE_WORKER": ("embedded_worker", _embedded),
+    "TUNEGATE_WORKER_STAGES": ("worker_stages", _stages),
+    "TUNEGATE_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", float),
+    "TUNEGATE_MAX_SEQ_LEN": ("max_seq_len", int),
+    "TUNEGATE_INFERENCE_CACHE": ("inference_cache_size", int),
+    "TUNEGATE_INFERENCE_CONTEXT": ("inference_context", int),
+}

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+import pytest
+
+from tunegate.settings import ENVIRONMENT, Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_environment_variables_and_overrides() -> None:
+    settings = Settings.from_env({"TUNEGATE_FINE_TUNING": "disabled", "TUNEGATE_PORT": "9001",
+                                  "TUNEGATE_WORKER_STAGES": "validate",
+                                  "TUNEGATE_DATA": "/srv/tg"}, port=9002)
+    assert settings.fine_tuning is False
+    assert settings.port == 9002  # a CLI flag beats the environment
+    assert settings.worker_stages == ("validate",)
+    assert settings.model_cache == Path("/srv/tg/models")
+    assert settings.sqlalchemy_url == "sqlite:////srv/tg/tunegate.sqlite3"
+
+
+@pytest.mark.parametrize(("name", "value"), [("TUNEGATE_FINE_TUNING", "maybe"),
+                                             ("TUNEGATE_WORKER_STAGES", "train,dance"),
+                                             ("TUNEGATE_PORT", "eighty")])
+def test_bad_values_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ValueError):
+        Settings.from_env({name: value})
+
+
+def test_the_readme_documents_every_setting() -> None:
+    text = README.read_text()
+    assert [name for name in ENVIRONMENT if f"`{name}`" not in text] == []
