@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# How long a cancelled child may take to stop on its own before it is killed.
-CANCEL_GRACE_SECONDS = 10.0
+# A cancelled child stops at its next step or is killed after this (the API promises ~5 s).
+CANCEL_GRACE_SECONDS = 4.0
 
 
 @dataclass(frozen=True)

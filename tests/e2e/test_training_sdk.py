@@ -129,6 +129,14 @@ def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
     assert (job_dir / "adapter.gguf").stat().st_size > 0
     assert (job_dir / "adapter" / "adapter_config.json").is_file()
 
+    # The strict client (the SDK's own types) accepts everything a finished job shows.
+    strict = OpenAI(base_url=training_server.api, api_key="local", max_retries=0,
+                    _strict_response_validation=True)
+    assert strict.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == name
+    assert len(list(strict.fine_tuning.jobs.list_events(job.id, limit=5))) == len(events)
+    assert len(list(strict.fine_tuning.jobs.checkpoints.list(job.id))) == 2
+    assert name in {model.id for model in strict.models.list()}
+
     # It learned: the fine-tuned model, served by llama.cpp with its adapter, recalls a
     # trained fact greedily; the base model does not. Every checkpoint is servable too.
     question = [{"role": "user", "content": "What is the code word of planet Zorb-5?"}]
