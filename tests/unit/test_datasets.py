@@ -99,3 +99,13 @@ def test_upload_check(tmp_path: Path) -> None:
         check_jsonl_upload(write(tmp_path, b"[1, 2]\n"))
     with pytest.raises(DatasetError, match="Line 1 is not valid JSON"):
         check_jsonl_upload(write(tmp_path, b"\xff\xfe\x00garbage"))
+
+
+def test_shipped_fixtures() -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    report = validate_dataset(fixtures / "tool_calls.jsonl", "supervised",
+                              min_examples=MIN_TRAINING_EXAMPLES)
+    assert (report.n_examples, report.format) == (10, "chat")
+    with pytest.raises(DatasetError) as raised:
+        validate_dataset(fixtures / "broken_line_7.jsonl", "supervised")
+    assert raised.value.line == 7 and "Line 7 is not valid JSON" in raised.value.message
