@@ -86,12 +86,14 @@ def build_tiny_model(vocab_size: int, seed: int = 0) -> Any:
     return LlamaForCausalLM(config)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread() -> None:
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny models gain nothing from threads, and on a busy machine OpenMP barriers between
-    two threads cost more than the matmuls: one thread makes these tests 4x faster here."""
+    two threads cost more than the matmuls: one thread makes these tests 4x faster here. A
+    fixed count also keeps losses bitwise repeatable (see tunegate.training.threads)."""
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
+    monkeypatch.setenv("TUNEGATE_TRAIN_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ imports this module.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from tunegate.training.errors import (
 )
 from tunegate.training.sft import TrainerOptions
 from tunegate.training.spec import TrainingResult, TrainingSpec
+from tunegate.training.threads import ThreadGovernor
 
 __all__ = ["TrainerOptions", "TrainingFailed", "TrainingResult", "run_training"]
 
@@ -59,23 +59,27 @@ def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
 def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
          options: TrainerOptions) -> TrainingResult:
     device = configure_runtime(spec.seed)
+    # Created before loading, so that the CPU use of other processes meanwhile is measured.
+    governor = ThreadGovernor(options.threads) if device.type == "cpu" else None
     model, tokenizer = _load_model(spec, emit)
     train_set = load_dataset(spec.training_file, tokenizer, spec.max_seq_len, emit=emit)
     valid_set = (load_dataset(spec.validation_file, tokenizer, spec.max_seq_len, validation=True,
                               emit=emit) if spec.validation_file else None)
+    if governor is not None:
+        emit(_message(f"Training on CPU with {governor.start()} thread(s)"))
     hp = hyperparams.resolve(spec.hyperparameters, len(train_set.examples))
     emit({"kind": "hyperparameters", "resolved": hp.to_dict()})
 
     torch.manual_seed(spec.seed)  # the adapter's initial weights
     model = lora.attach_lora(model, spec.init_adapter).to(device)
+    # An example longer than the budget gets a micro-batch of its own (packing.plan).
     budget = options.token_budget or (sft.CUDA_TOKEN_BUDGET if device.type == "cuda"
                                       else sft.CPU_TOKEN_BUDGET)
-    budget = max(budget, spec.max_seq_len)  # any one example fits a micro-batch
     optimizer = sft.make_optimizer(model, hp.learning_rate, options.weight_decay)
     total_steps = hyperparams.steps_per_epoch(len(train_set.examples), hp.batch_size) * hp.n_epochs
     scheduler = sft.make_scheduler(optimizer, total_steps, options.warmup_fraction)
     loop = sft.Loop(sft.Engine(model, device, budget), optimizer, scheduler, train_set, valid_set,
-                    hp, spec.seed, spec.work_dir, options, emit, should_stop)
+                    hp, spec.seed, spec.work_dir, options, emit, should_stop, governor)
     progress = _start_or_resume(spec, loop, train_set, valid_set, emit)
     emit(_message(f"Training {len(train_set.examples)} examples ({train_set.n_tokens} tokens) "
                   f"for {hp.n_epochs} epoch(s), {loop.total_steps} steps of {hp.batch_size} "
@@ -94,18 +98,10 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
 
 
 def configure_runtime(seed: int) -> torch.device:
-    """Pick the device, seed every RNG, and size CPU threads to the cores we may use.
-
-    On CPU, torch defaults to all cores of the machine; under a CPU affinity mask (containers,
-    ``taskset``) that oversubscribes and OpenMP barriers then spin, so use the allowed count.
-    """
+    """Pick the device (CUDA when present) and seed every RNG."""
     random.seed(seed)
     torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), allowed or 1)))
-    return torch.device("cpu")
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _load_model(spec: TrainingSpec, emit: Emit) -> tuple[Any, Any]:

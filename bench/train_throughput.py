@@ -1,0 +1,515 @@
+"""Training throughput: the seed recipe (HF Trainer, padded batches) against tunegate's trainer.
+
+Run from the repository root (see bench/README.md):
+
+    .venv/bin/python bench/train_throughput.py            # both data sets, ~10 min on 2 cores
+    .venv/bin/python bench/train_throughput.py --quick    # smoke run, ~2 min
+    .venv/bin/python bench/train_throughput.py --levers   # what each technique buys, ~6 min
+
+For each data set both recipes train the same base (the embedded SmolLM2-135M, float32) on the
+same examples (a seeded sample of the training file holding about ``--tokens`` tokens), one
+epoch, each in its own process so that peak RSS is its own. Printed per recipe:
+
+- useful tokens/s: non-padding tokens fed through the model per second of training;
+- padded tokens/s: all positions computed per second (padding included);
+- peak RSS of the training process;
+- held-out answer loss: mean cross-entropy of the reference answer tokens given the prompt, on
+  held-out examples, each model in the format it was trained on (the seed's
+  "Human: ...\\nAssistant: ..." text, tunegate's chat template). Both the end-of-turn token and
+  the prompt are excluded, so both numbers measure the same answer text. Also the base model's.
+
+The seed recipe, as the document tunegate started from describes it: the file tokenized with
+``padding=True`` in ``datasets.map(batched=True)`` blocks of 1,000 rows (every row padded to the
+longest row of the file), ``Trainer`` with ``DataCollatorForLanguageModeling(mlm=False)`` (loss
+on every non-pad token), batch 4, LoRA r=16 (alpha 32, dropout 0.05) on q_proj/v_proj, Trainer's
+default learning rate 5e-5 with linear decay; text "Human: {user}\\nAssistant: {assistant}".
+Tool calls (drone file) are written as the same ``<tool_call>`` JSON text tunegate trains on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+DATA = {
+    "gsm8k": (SHARED / "microsoft-foundry__Text-GSM8K__chat_train.jsonl",
+              SHARED / "microsoft-foundry__Text-GSM8K__chat_validation.jsonl"),
+    # No separate validation file: the last HOLDOUT_DRONE rows are held out.
+    "drone": (SHARED / "openai-cookbook__drone_training.jsonl", None),
+}
+HOLDOUT_DRONE = 10
+SEED = 1234
+MODEL_NAME = "SmolLM2-135M-Instruct"
+
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def split(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    train_path, valid_path = DATA[name]
+    rows = read_rows(train_path)
+    if valid_path is not None:
+        return rows, read_rows(valid_path)
+    return rows[:-HOLDOUT_DRONE], rows[-HOLDOUT_DRONE:]
+
+
+def seed_text(row: dict[str, Any]) -> tuple[str, str]:
+    """The seed recipe's text for a chat row: (prompt part, answer part)."""
+    from tunegate.training.chat_format import text_of, tool_call_text
+
+    user = next(text_of(m.get("content")) for m in row["messages"] if m["role"] == "user")
+    reply = next(m for m in reversed(row["messages"]) if m["role"] == "assistant")
+    answer = text_of(reply.get("content")).strip()
+    if reply.get("tool_calls"):
+        answer = "\n".join(t for t in (answer, tool_call_text(reply["tool_calls"])) if t)
+    return f"Human: {user}\nAssistant: ", answer
+
+
+def sample(rows: list[dict[str, Any]], tokenizer: Any, budget: int) -> list[dict[str, Any]]:
+    """A seeded sample of rows whose tunegate rendering holds about ``budget`` tokens."""
+    from tunegate.training.data import encode_chat, template_support
+
+    support = template_support(tokenizer)
+    order = list(range(len(rows)))
+    random.Random(SEED).shuffle(order)
+    picked, total = [], 0
+    for index in order:
+        if total >= budget:
+            break
+        picked.append(rows[index])
+        total += len(encode_chat(rows[index], tokenizer, support)[0])
+    return picked
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], recipe: str) -> float:
+    """Mean cross-entropy over the answer tokens (prompt and end-of-turn token excluded)."""
+    import torch
+    import torch.nn.functional as F
+
+    from tunegate.training.data import IGNORE, encode_chat, template_support
+
+    support = template_support(tokenizer)
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for row in rows:
+            if recipe == "seed":
+                prompt, answer = seed_text(row)
+                enc = tokenizer(prompt + answer, add_special_tokens=False,
+                                return_offsets_mapping=True)
+                ids = list(enc["input_ids"])
+                labels = [t if begin >= len(prompt) else IGNORE
+                          for t, (begin, _) in zip(ids, enc["offset_mapping"], strict=True)]
+            else:
+                ids, labels = encode_chat(row, tokenizer, support)
+                labels = [IGNORE if t == tokenizer.eos_token_id else t for t in labels]
+            logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, :-1]
+            targets = torch.tensor(labels[1:])
+            total += float(F.cross_entropy(logits.float(), targets, ignore_index=IGNORE,
+                                           reduction="sum"))
+            count += int((targets != IGNORE).sum())
+    return total / count
+
+
+def load_base(cache_dir: Path, attn: str = "sdpa") -> tuple[Any, Any]:
+    from tunegate.training import attention
+    from tunegate.training.model_cache import embedded_base_gguf, load_base
+    from tunegate.training.spec import BaseModelRef
+
+    gguf = embedded_base_gguf()
+    ref = BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name)
+    if attn == "varlen":
+        attn = attention.register()
+    return load_base(ref, cache_dir, attn_implementation=attn)
+
+
+def load_tokenizer(cache_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    from tunegate.training.model_cache import embedded_base_gguf, resolve_hf_folder
+    from tunegate.training.spec import BaseModelRef
+
+    gguf = embedded_base_gguf()
+    ref = BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name)
+    return AutoTokenizer.from_pretrained(resolve_hf_folder(ref, cache_dir))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- the two recipes (each runs in a child process) ----------------------------------------
+
+
+def run_seed(dataset: str, budget: int, cache_dir: Path, evaluate: bool) -> dict[str, Any]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    model, tokenizer = load_base(cache_dir)
+    train_rows, held_out = split(dataset)
+    rows = sample(train_rows, tokenizer, budget)
+    # The seed tokenized the file with `dataset.map(tokenize, batched=True)` and
+    # `tokenizer(batch["text"], truncation=True, padding=True)`: map hands 1,000 rows at a time,
+    # so every row is padded to the longest row of its 1,000-row block (here: of the file).
+    position = {id(row): i for i, row in enumerate(train_rows)}
+    padded_file: list[dict[str, Any]] = []
+    for start in range(0, len(train_rows), 1000):
+        block = [("".join(seed_text(row))) for row in train_rows[start:start + 1000]]
+        encoded = tokenizer(block, truncation=True, max_length=2048, padding=True)
+        padded_file += [{key: encoded[key][i] for key in ("input_ids", "attention_mask")}
+                        for i in range(len(block))]
+    features = [padded_file[position[id(row)]] for row in rows]
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
+                                             target_modules=["q_proj", "v_proj"],
+                                             task_type="CAUSAL_LM"))
+    collate = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    counts = {"useful": 0, "padded": 0}
+
+    def counting_collator(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        out = collate(batch)
+        counts["useful"] += int(out["attention_mask"].sum())
+        counts["padded"] += int(out["input_ids"].numel())
+        return out
+
+    clock: dict[str, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            clock["start"], clock["cpu_start"] = time.perf_counter(), time.process_time()
+
+        def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+            clock["end"], clock["cpu_end"] = time.perf_counter(), time.process_time()
+
+    with tempfile.TemporaryDirectory() as out_dir:
+        args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=4,
+                                 num_train_epochs=1, save_strategy="no", report_to=[],
+                                 logging_strategy="no", seed=SEED, use_cpu=True,
+                                 disable_tqdm=True, dataloader_num_workers=0)
+        trainer = Trainer(model=model, args=args, train_dataset=features,
+                          data_collator=counting_collator, callbacks=[Clock()])
+        trainer.train()
+    seconds = clock["end"] - clock["start"]
+    train_rss = peak_rss_mb()
+    result = {"recipe": "seed", "train_peak_rss_mb": train_rss, "dataset": dataset,
+              "examples": len(rows),
+              "useful_tokens": counts["useful"], "padded_tokens": counts["padded"],
+              "seconds": seconds, "cpu_seconds": clock["cpu_end"] - clock["cpu_start"],
+              "threads": torch.get_num_threads()}
+    if evaluate:
+        result["eval_answer_loss"] = answer_loss(model, tokenizer, held_out, "seed")
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
+                 lr_multiplier: float | None = None) -> dict[str, Any]:
+    import torch
+
+    from tunegate.training import hyperparams
+    from tunegate.training.run import run_training
+    from tunegate.training.sft import TrainerOptions
+    from tunegate.training.spec import BaseModelRef, TrainingSpec
+
+    tokenizer = load_tokenizer(cache_dir)
+    train_rows, held_out = split(dataset)
+    rows = sample(train_rows, tokenizer, budget)
+    # The batch size and learning rate tunegate would pick for the whole file.
+    batch = hyperparams.auto_batch_size(len(train_rows))
+    stamps: list[tuple[float, float]] = []
+
+    def emit(event: dict[str, Any]) -> None:
+        if event["kind"] in ("hyperparameters", "metrics"):
+            stamps.append((time.perf_counter(), time.process_time()))
+
+    with tempfile.TemporaryDirectory() as work:
+        train_file = Path(work) / "train.jsonl"
+        train_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        from tunegate.training.model_cache import embedded_base_gguf
+
+        gguf = embedded_base_gguf()
+        spec = TrainingSpec(
+            job_id="bench", base_model=BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name),
+            training_file=str(train_file), work_dir=str(Path(work) / "job"),
+            cache_dir=str(cache_dir), seed=SEED,
+            hyperparameters={"n_epochs": 1, "batch_size": batch,
+                             "learning_rate_multiplier": lr_multiplier or "auto"})
+        result = run_training(spec, emit, lambda: None, TrainerOptions(valid_every=10**9))
+        train_rss = peak_rss_mb()
+        # From the hyperparameters event (model loaded, data tokenized) to the last step.
+        seconds = stamps[-1][0] - stamps[0][0]
+        out = {"recipe": "tunegate", "dataset": dataset, "examples": len(rows),
+               "train_peak_rss_mb": train_rss,
+               "useful_tokens": result.trained_tokens, "padded_tokens": result.trained_tokens,
+               "seconds": seconds, "cpu_seconds": stamps[-1][1] - stamps[0][1],
+               "threads": torch.get_num_threads(), "batch_size": batch,
+               "learning_rate": hyperparams.resolve(spec.hyperparameters, len(rows)).learning_rate}
+        if evaluate:
+            from peft import PeftModel
+
+            base, _ = load_base(cache_dir)
+            model = PeftModel.from_pretrained(base, result.adapter_dir)
+            out["eval_answer_loss"] = answer_loss(model, tokenizer, held_out, "tunegate")
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def run_base_eval(dataset: str, cache_dir: Path) -> dict[str, Any]:
+    model, tokenizer = load_base(cache_dir)
+    _, held_out = split(dataset)
+    return {"recipe": "base", "dataset": dataset,
+            "eval_answer_loss_seed_format": answer_loss(model, tokenizer, held_out, "seed"),
+            "eval_answer_loss_chat_format": answer_loss(model, tokenizer, held_out, "tunegate")}
+
+
+# --- levers: one technique at a time, same batches, steady-state step time ------------------
+
+
+def run_levers(cache_dir: Path, budget: int, steps: int, threads: int) -> list[dict[str, Any]]:
+    """Seconds per optimizer step of GSM8K batches under each configuration, in one process.
+
+    Timed with ``threads`` torch threads (default 1), so that CPU seconds measure the work of
+    each configuration even when other processes share the cores; wall-clock rates are printed
+    too. The last lever shows what a second thread adds (wall clock on an idle machine only).
+    """
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+
+    from tunegate.training.data import IGNORE, encode_chat, template_support
+    from tunegate.training.loss import causal_lm_loss
+    from tunegate.training.packing import pack
+
+    tokenizer = load_tokenizer(cache_dir)
+    rows, _ = split("gsm8k")
+    support = template_support(tokenizer)
+    random.Random(SEED).shuffle(rows)
+    encoded = [encode_chat(row, tokenizer, support) for row in rows[: 8 * (steps + 1)]]
+    batches = [encoded[i:i + 8] for i in range(0, len(encoded), 8)]  # 8 examples per step
+    from tunegate.training.data import Example
+
+    def padded(batch: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
+        longest = max(len(ids) for ids, _ in batch)
+        pad = tokenizer.pad_token_id
+        return {"input_ids": torch.tensor([ids + [pad] * (longest - len(ids)) for ids, _ in batch]),
+                "attention_mask": torch.tensor([[1] * len(ids) + [0] * (longest - len(ids))
+                                                for ids, _ in batch]),
+                "labels": torch.tensor([lab + [IGNORE] * (longest - len(lab)) for _, lab in batch])}
+
+    configs = [
+        # name, attention, LoRA targets, dropout, batching, loss, token budget, threads
+        ("padded batch 4, q/v LoRA, HF loss (seed-like)", "sdpa", "qv", 0.05, "pad4", "hf", 0, 0),
+        ("padded batch 4, all-linear LoRA", "sdpa", "all", 0.05, "pad4", "hf", 0, 0),
+        ("packed, dense block mask (transformers)", "sdpa", "all", 0.05, "pack", "hf", budget, 0),
+        ("packed, varlen attention", "varlen", "all", 0.05, "pack", "hf", budget, 0),
+        ("+ fused CE on trained tokens only", "varlen", "all", 0.05, "pack", "fused", budget, 0),
+        ("+ LoRA dropout 0 (tunegate default)", "varlen", "all", 0.0, "pack", "fused", budget, 0),
+        ("  token budget 1024", "varlen", "all", 0.0, "pack", "fused", 1024, 0),
+        ("  token budget 4096", "varlen", "all", 0.0, "pack", "fused", 4096, 0),
+        ("  2 threads", "varlen", "all", 0.0, "pack", "fused", budget, 2),
+    ]
+    results = []
+    default_threads = threads
+    for name, attn, targets, dropout, batching, loss_kind, token_budget, lever_threads in configs:
+        torch.set_num_threads(lever_threads or default_threads)
+        model, _ = load_base(cache_dir, attn)
+        modules = (["q_proj", "v_proj"] if targets == "qv" else
+                   ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        torch.manual_seed(SEED)
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout,
+                                                 target_modules=modules, task_type="CAUSAL_LM"))
+        model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        decoder, head = model.get_base_model().model, model.get_base_model().lm_head.weight
+        times, cpu_times, useful, computed = [], [], 0, 0
+        for index, batch in enumerate(batches[: steps + 1]):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            n_useful = n_computed = 0
+            if batching == "pad4":
+                for sub in (batch[:4], batch[4:]):
+                    inputs = padded(sub)
+                    out = model(**inputs, use_cache=False)
+                    (out.loss / 2).backward()
+                    n_useful += int(inputs["attention_mask"].sum())
+                    n_computed += inputs["input_ids"].numel()
+            else:
+                examples = [Example(ids, labels, 0) for ids, labels in batch]
+                micro = pack(examples, max(token_budget, max(len(i) for i, _ in batch)))
+                n_trained = sum(int((m.targets != IGNORE).sum()) for m in micro)
+                for m in micro:
+                    extra = {"seq_lens": m.seq_lens} if attn == "varlen" else {}
+                    if loss_kind == "fused":
+                        hidden = decoder(input_ids=m.input_ids, position_ids=m.position_ids,
+                                         use_cache=False, **extra).last_hidden_state
+                        loss = causal_lm_loss(hidden[0], head, m.targets).loss_sum / n_trained
+                    else:
+                        logits = model(input_ids=m.input_ids, position_ids=m.position_ids,
+                                       use_cache=False, **extra).logits[0]
+                        loss = F.cross_entropy(logits, m.targets, ignore_index=IGNORE,
+                                               reduction="sum") / n_trained
+                    loss.backward()
+                    n_useful += m.n_tokens
+                    n_computed += m.n_tokens
+            optimizer.step()
+            optimizer.zero_grad()
+            if index:  # the first step warms allocators and kernels
+                times.append(time.perf_counter() - started)
+                cpu_times.append(time.process_time() - cpu_started)
+                useful += n_useful
+                computed += n_computed
+        seconds = sum(times)
+        results.append({"lever": name, "threads": torch.get_num_threads(),
+                        "useful_tokens_per_s": useful / seconds,
+                        "padded_tokens_per_s": computed / seconds,
+                        "useful_tokens_per_cpu_s": useful / sum(cpu_times),
+                        "seconds_per_step": seconds / len(times)})
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        del model, optimizer
+    torch.set_num_threads(default_threads)
+    return results
+
+
+# --- orchestration ----------------------------------------------------------------------------
+
+
+def child(args: argparse.Namespace) -> None:
+    cache = Path(args.cache_dir)
+    if args.threads and args.child != "levers":
+        import torch
+
+        torch.set_num_threads(args.threads)  # the seed recipe and evaluations
+        os.environ["TUNEGATE_TRAIN_THREADS"] = str(args.threads)  # tunegate's trainer
+    if args.child == "seed":
+        out = run_seed(args.dataset, args.tokens, cache, not args.no_eval)
+    elif args.child == "tunegate":
+        out = run_tunegate(args.dataset, args.tokens, cache, not args.no_eval, args.lrm)
+    elif args.child == "base":
+        out = run_base_eval(args.dataset, cache)
+    else:
+        out = {"levers": run_levers(cache, args.token_budget, args.steps, args.threads or 1)}
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def spawn(kind: str, args: argparse.Namespace, dataset: str = "gsm8k") -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", kind, "--dataset", dataset,
+               "--tokens", str(args.tokens), "--cache-dir", args.cache_dir,
+               "--steps", str(args.steps), "--token-budget", str(args.token_budget),
+               "--threads", str(args.threads or 0)]
+    if args.lrm:
+        command += ["--lrm", str(args.lrm)]
+    if args.no_eval:
+        command.append("--no-eval")
+    # The child's stderr (progress, warnings) passes through; its stdout carries the result.
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stdout[-3000:])
+        raise SystemExit(f"{kind} on {dataset} failed")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def report(dataset: str, seed: dict[str, Any], ours: dict[str, Any],
+           base: dict[str, Any] | None) -> None:
+    print(f"\n== {dataset}: {seed['examples']} examples (seed) / {ours['examples']} (tunegate) ==")
+    print(f"{'recipe':10s} {'thr':>3s} {'useful tok':>10s} {'useful/s':>9s} {'padded/s':>9s} "
+          f"{'seconds':>8s} {'useful/cpu-s':>12s} {'peak RSS':>9s} {'eval loss':>9s}")
+    # peak RSS: of the training process at the end of training (evaluation excluded)
+    for r in (seed, ours):
+        loss = f"{r['eval_answer_loss']:.4f}" if "eval_answer_loss" in r else "-"
+        print(f"{r['recipe']:10s} {r['threads']:3d} {r['useful_tokens']:10d} "
+              f"{r['useful_tokens'] / r['seconds']:9.1f} "
+              f"{r['padded_tokens'] / r['seconds']:9.1f} {r['seconds']:8.1f} "
+              f"{r['useful_tokens'] / r['cpu_seconds']:12.1f} "
+              f"{r['train_peak_rss_mb']:7.0f}MB {loss:>9s}")
+    if base:
+        print(f"base model eval loss: {base['eval_answer_loss_seed_format']:.4f} (seed format), "
+              f"{base['eval_answer_loss_chat_format']:.4f} (chat format)")
+    ratio = (ours["useful_tokens"] / ours["seconds"]) / (seed["useful_tokens"] / seed["seconds"])
+    cpu_ratio = ((ours["useful_tokens"] / ours["cpu_seconds"])
+                 / (seed["useful_tokens"] / seed["cpu_seconds"]))
+    print(f"useful tokens/s ratio tunegate/seed: {ratio:.2f}x wall clock, "
+          f"{cpu_ratio:.2f}x per CPU second")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=int, default=12000,
+                        help="training tokens per data set (tunegate rendering), default 12000")
+    parser.add_argument("--datasets", default="gsm8k,drone")
+    parser.add_argument("--quick", action="store_true", help="1,500 tokens, GSM8K only, no eval")
+    parser.add_argument("--no-eval", action="store_true", help="skip the held-out losses")
+    parser.add_argument("--levers", action="store_true", help="measure each technique alone")
+    parser.add_argument("--steps", type=int, default=3, help="--levers: timed steps per lever")
+    parser.add_argument("--token-budget", type=int, default=2048, help="--levers: micro-batch size")
+    parser.add_argument("--threads", type=int, help="pin torch threads in every recipe (default: "
+                        "each recipe's own choice; --levers: 1)")
+    parser.add_argument("--lrm", type=float, help="tunegate's learning_rate_multiplier (auto)")
+    parser.add_argument("--only", choices=["seed", "tunegate"], help="run one recipe")
+    parser.add_argument("--cache-dir", default=os.environ.get(
+        "TUNEGATE_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "tunegate-bench-models")))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--dataset", default="gsm8k", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.quick:
+        args.tokens, args.datasets, args.no_eval = 1500, "gsm8k", True
+    started = time.perf_counter()
+    print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}, "
+          f"threads: {args.threads or 'each recipe its own'}")
+    if args.levers:
+        rows = spawn("levers", args)["levers"]
+        reference = rows[0]["useful_tokens_per_s"]
+        reference_cpu = rows[0]["useful_tokens_per_cpu_s"]
+        print(f"\n{'lever':48s} {'thr':>3s} {'useful/s':>9s} {'padded/s':>9s} {'s/step':>7s} "
+              f"{'useful/cpu-s':>12s} {'vs seed (wall, cpu)':>20s}")
+        for r in rows:
+            print(f"{r['lever']:48s} {r['threads']:3d} {r['useful_tokens_per_s']:9.1f} "
+                  f"{r['padded_tokens_per_s']:9.1f} {r['seconds_per_step']:7.2f} "
+                  f"{r['useful_tokens_per_cpu_s']:12.1f} "
+                  f"{r['useful_tokens_per_s'] / reference:9.2f}x "
+                  f"{r['useful_tokens_per_cpu_s'] / reference_cpu:8.2f}x")
+    else:
+        for dataset in args.datasets.split(","):
+            if args.only:
+                print(json.dumps(spawn(args.only, args, dataset)))
+                continue
+            seed = spawn("seed", args, dataset)
+            ours = spawn("tunegate", args, dataset)
+            base = None if args.no_eval else spawn("base", args, dataset)
+            report(dataset, seed, ours, base)
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}; "
+          f"total {math.ceil(time.perf_counter() - started)} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The CPU thread rule: the cores other processes leave free, at least one, re-checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunegate.training import threads
+from tunegate.training.threads import CpuSample, ThreadGovernor, choose_threads, others_busy_cores
+
+
+@pytest.mark.parametrize(("others", "expected"), [
+    (0.0, 2),   # idle machine: both cores
+    (1.0, 1),   # another process keeps one core busy
+    (0.3, 1),   # a core 30 % busy is not free
+    (0.2, 2),   # ... one 20 % busy is (SLACK)
+    (5.0, 1),   # overloaded: never below one
+])
+def test_threads_follow_the_free_cores(others: float, expected: int) -> None:
+    assert choose_threads(allowed=2, host_cores=2, others_busy=others) == expected
+
+
+def test_affinity_caps_the_count_on_a_big_host() -> None:
+    assert choose_threads(allowed=4, host_cores=64, others_busy=30.0) == 4
+
+
+def test_our_own_cpu_time_is_not_counted_as_others() -> None:
+    before = CpuSample(wall=0.0, host_busy=100.0, own=10.0)
+    after = CpuSample(wall=10.0, host_busy=125.0, own=25.0)  # 25 busy-s, 15 of them ours
+    assert others_busy_cores(before, after) == pytest.approx(1.0)
+    assert others_busy_cores(before, CpuSample(0.1, 100.0, 10.0)) is None  # window too short
+    assert others_busy_cores(CpuSample(0.0, None, 0.0), after) is None
+
+
+def test_the_host_clock_reads_on_this_machine() -> None:
+    sample = threads.sample_cpu()
+    assert sample.host_busy is None or sample.host_busy > 0
+
+
+def test_governor_rechecks_at_most_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setattr(threads, "allowed_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    samples = iter([
+        CpuSample(0.0, 0.0, 0.0),
+        CpuSample(2.0, 3.0, 1.0),  # start: others used 1 core during loading -> 1 thread
+        CpuSample(5.0, 5.0, 3.0),  # too soon to look again
+        CpuSample(30.0, 30.0, 28.0),  # others used 0.08 cores since start -> 2 threads
+        CpuSample(31.0, 31.0, 29.0),
+    ])
+    governor = ThreadGovernor(sample=lambda: next(samples))
+    assert governor.start() == 1
+    assert governor.tick() is None
+    assert governor.tick() == 2
+    assert governor.tick() is None
+
+
+def test_a_pinned_count_never_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.setenv(threads.ENV, "1")
+    governor = ThreadGovernor(sample=lambda: CpuSample(0.0, 0.0, 0.0))
+    assert governor.start() == 1
+    assert governor.tick() is None

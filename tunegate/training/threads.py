@@ -1,0 +1,129 @@
+"""How many CPU threads training uses: the cores other processes leave idle, re-checked as it runs.
+
+On a machine whose cores are busy with other work (the API server, llama.cpp inference, other
+jobs), torch's default of one thread per core is the worst choice: every matmul ends at a
+barrier where one thread waits for another that the OS has descheduled. Measured here on 2
+cores with about two cores' worth of other load: 2 threads trained at 24 tokens/s, 1 thread at
+131 (bench/README.md). On an idle machine 2 threads are ~1.7x faster than 1.
+
+So the count is the number of cores others leave free: at least 1, at most the cores this
+process may run on. "Others" is measured, not guessed from the lagging load average: the host's
+busy CPU time (``/proc/stat``) minus this process's own CPU time, over the last window (model
+loading at start, then every ``RECHECK_SECONDS``). Without ``/proc/stat`` the 1-minute load
+average stands in.
+
+``TUNEGATE_TRAIN_THREADS=N`` (or ``TrainerOptions.threads``) pins the count. Losses are bitwise
+repeatable for a fixed thread count; a change of thread count mid-run may change the last bits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ENV = "TUNEGATE_TRAIN_THREADS"
+RECHECK_SECONDS = 20.0
+MIN_WINDOW_SECONDS = 0.5  # shorter windows are too coarse for /proc/stat's 10 ms ticks
+SLACK = 0.25  # a core at most 25 % busy with other work still counts as free
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """Wall clock, host busy CPU seconds (all cores; None if unknown), our CPU seconds."""
+
+    wall: float
+    host_busy: float | None
+    own: float
+
+
+def sample_cpu() -> CpuSample:
+    """Read the clocks now."""
+    return CpuSample(time.monotonic(), _host_busy_seconds(), time.process_time())
+
+
+def allowed_cores() -> int:
+    """Cores this process may run on (CPU affinity), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def others_busy_cores(before: CpuSample, after: CpuSample) -> float | None:
+    """Cores' worth of CPU used by other processes between two samples (None if unknown)."""
+    window = after.wall - before.wall
+    if before.host_busy is None or after.host_busy is None or window < MIN_WINDOW_SECONDS:
+        return None
+    others = (after.host_busy - before.host_busy) - (after.own - before.own)
+    return max(0.0, others / window)
+
+
+def choose_threads(allowed: int, host_cores: int, others_busy: float) -> int:
+    """``floor(host_cores - others_busy + SLACK)`` clamped to ``1..allowed`` (pure)."""
+    free = host_cores - others_busy
+    return max(1, min(allowed, math.floor(free + SLACK)))
+
+
+class ThreadGovernor:
+    """Sets torch's CPU thread count at start and adjusts it at most every RECHECK_SECONDS.
+
+    Create it before the slow start-up work (model loading): that period is the first window.
+    """
+
+    def __init__(self, fixed: int | None = None, sample: Callable[[], CpuSample] = sample_cpu,
+                 load: Callable[[], float] = lambda: os.getloadavg()[0]):
+        env = os.environ.get(ENV, "").strip()
+        self.fixed = fixed or (int(env) if env.isdigit() and int(env) > 0 else None)
+        self.allowed = allowed_cores()
+        self.host_cores = max(self.allowed, os.cpu_count() or 1)
+        self._sample, self._load = sample, load
+        self._last = sample()
+        self.threads = 0
+
+    def start(self) -> int:
+        """Choose and apply the first thread count."""
+        self.threads = self.fixed or self._choose(self._sample())
+        self._apply()
+        return self.threads
+
+    def tick(self) -> int | None:
+        """Call between steps; returns the new count when it changed, else ``None``."""
+        if self.fixed:
+            return None
+        now = self._sample()
+        if now.wall - self._last.wall < RECHECK_SECONDS:
+            return None
+        wanted = self._choose(now)
+        if wanted == self.threads:
+            return None
+        self.threads = wanted
+        self._apply()
+        return wanted
+
+    def _choose(self, now: CpuSample) -> int:
+        others = others_busy_cores(self._last, now)
+        if others is None:  # no /proc/stat: the load average, minus our own threads
+            others = max(0.0, self._load() - self.threads)
+        self._last = now
+        return choose_threads(self.allowed, self.host_cores, others)
+
+    def _apply(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
+def _host_busy_seconds() -> float | None:
+    try:
+        with open("/proc/stat") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait
+    ticks = [int(value) for value in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
