@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"
 EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -18,7 +18,7 @@ EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 @dataclass(frozen=True)
 class BaseModel:
     id: str
-    kind: str  # "gguf" | "hf"
+    kind: Literal["gguf", "hf"]
     path: Path  # the .gguf file, or the Hugging Face folder
     created: int
     owned_by: str

@@ -10,9 +10,9 @@ answer comes from the adapter being applied, not from anything else.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable, Iterator
-import shutil
 from pathlib import Path
 
 import numpy as np
