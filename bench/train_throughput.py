@@ -7,8 +7,9 @@ Run from the repository root (see bench/README.md):
     .venv/bin/python bench/train_throughput.py --levers   # what each technique buys, ~6 min
 
 For each data set both recipes train the same base (the embedded SmolLM2-135M, float32) on the
-same examples (a seeded sample of the training file holding about ``--tokens`` tokens), one
-epoch, each in its own process so that peak RSS is its own. Printed per recipe:
+same number of tokens (``--tokens`` of each recipe's own rendering: seeded passes over the
+training file, repeated if the file is shorter), each in its own process so that peak RSS is
+its own. Printed per recipe:
 
 - useful tokens/s: non-padding tokens fed through the model per second of training;
 - padded tokens/s: all positions computed per second (padding included);
@@ -85,20 +86,32 @@ def seed_text(row: dict[str, Any]) -> tuple[str, str]:
     return f"Human: {user}\nAssistant: ", answer
 
 
-def sample(rows: list[dict[str, Any]], tokenizer: Any, budget: int) -> list[dict[str, Any]]:
-    """A seeded sample of rows whose tunegate rendering holds about ``budget`` tokens."""
+def sample(rows: list[dict[str, Any]], length: Any, budget: int) -> list[dict[str, Any]]:
+    """Rows in a seeded order, repeated epoch after epoch, until their ``length`` reaches
+    ``budget`` tokens: each recipe trains on the same number of tokens of its own rendering."""
+    picked: list[dict[str, Any]] = []
+    total, epoch = 0, 0
+    while total < budget:
+        order = list(range(len(rows)))
+        random.Random(SEED + epoch).shuffle(order)
+        for index in order:
+            if total >= budget:
+                break
+            picked.append(rows[index])
+            total += length(rows[index])
+        epoch += 1
+    return picked
+
+
+def chat_length(tokenizer: Any) -> Any:
     from tunegate.training.data import encode_chat, template_support
 
     support = template_support(tokenizer)
-    order = list(range(len(rows)))
-    random.Random(SEED).shuffle(order)
-    picked, total = [], 0
-    for index in order:
-        if total >= budget:
-            break
-        picked.append(rows[index])
-        total += len(encode_chat(rows[index], tokenizer, support)[0])
-    return picked
+    return lambda row: len(encode_chat(row, tokenizer, support)[0])
+
+
+def seed_length(tokenizer: Any) -> Any:
+    return lambda row: len(tokenizer("".join(seed_text(row)))["input_ids"])
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -176,7 +189,7 @@ def run_seed(dataset: str, budget: int, cache_dir: Path, evaluate: bool) -> dict
 
     model, tokenizer = load_base(cache_dir)
     train_rows, held_out = split(dataset)
-    rows = sample(train_rows, tokenizer, budget)
+    rows = sample(train_rows, seed_length(tokenizer), budget)
     # The seed tokenized the file with `dataset.map(tokenize, batched=True)` and
     # `tokenizer(batch["text"], truncation=True, padding=True)`: map hands 1,000 rows at a time,
     # so every row is padded to the longest row of its 1,000-row block (here: of the file).
@@ -241,7 +254,7 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
 
     tokenizer = load_tokenizer(cache_dir)
     train_rows, held_out = split(dataset)
-    rows = sample(train_rows, tokenizer, budget)
+    rows = sample(train_rows, chat_length(tokenizer), budget)
     # The batch size and learning rate tunegate would pick for the whole file.
     batch = hyperparams.auto_batch_size(len(train_rows))
     stamps: list[tuple[float, float]] = []
@@ -438,7 +451,8 @@ def spawn(kind: str, args: argparse.Namespace, dataset: str = "gsm8k") -> dict[s
 
 def report(dataset: str, seed: dict[str, Any], ours: dict[str, Any],
            base: dict[str, Any] | None) -> None:
-    print(f"\n== {dataset}: {seed['examples']} examples (seed) / {ours['examples']} (tunegate) ==")
+    print(f"\n== {dataset}: {seed['examples']} examples (seed) / {ours['examples']} (tunegate), "
+          f"held-out answer loss after the same number of training tokens ==")
     print(f"{'recipe':10s} {'thr':>3s} {'useful tok':>10s} {'useful/s':>9s} {'padded/s':>9s} "
           f"{'seconds':>8s} {'useful/cpu-s':>12s} {'peak RSS':>9s} {'eval loss':>9s}")
     # peak RSS: of the training process at the end of training (evaluation excluded)
