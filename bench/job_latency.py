@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import httpx
 from openai import OpenAI
+from serving import running_server
 
 
 def _examples(count: int) -> bytes:
@@ -85,33 +84,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tunegate", "serve", "--port", str(args.port),
-             "--data", str(Path(scratch) / "data")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory() as scratch, \
+            running_server(Path(scratch) / "data", args.port) as server:
         peak = PeakRss(server.pid)
         peak.start()
-        try:
-            base = f"http://127.0.0.1:{args.port}/v1"
-            for _ in range(300):
-                try:
-                    httpx.get(f"{base}/models", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            client = OpenAI(base_url=base, api_key="local")
-            training = client.files.create(file=("train.jsonl", _examples(args.examples)),
-                                           purpose="fine-tune").id
-            for label in ("cold", "warm"):
-                result = run_job(client, training, args.epochs)
-                print(f"{label}: first metrics event after {result['first_metrics_s']:.1f} s; "
-                      f"job done in {result['total_s']:.1f} s; {result['tokens']:.0f} trained "
-                      f"tokens at {result['tokens_per_s']:.0f} tokens/s")
-        finally:
-            peak.stop.set()
-            server.terminate()
-            server.wait(timeout=60)
+        base = f"http://127.0.0.1:{args.port}/v1"
+        client = OpenAI(base_url=base, api_key="local")
+        training = client.files.create(file=("train.jsonl", _examples(args.examples)),
+                                       purpose="fine-tune").id
+        for label in ("cold", "warm"):
+            result = run_job(client, training, args.epochs)
+            print(f"{label}: first metrics event after {result['first_metrics_s']:.1f} s; "
+                  f"job done in {result['total_s']:.1f} s; {result['tokens']:.0f} trained "
+                  f"tokens at {result['tokens_per_s']:.0f} tokens/s")
+        peak.stop.set()
     print(f"trainer peak RSS: {peak.peak_mib:.0f} MiB")
 
 

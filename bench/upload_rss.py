@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from serving import running_server
 
 
 def _proc_kb(pid: int, field: str) -> int:
@@ -45,18 +43,8 @@ def main() -> None:
         payload = folder / "big.jsonl"
         _make_jsonl(payload, args.megabytes)
         port = 8765
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tunegate", "serve", "--port", str(port), "--worker",
-             "external", "--data", str(folder / "data")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
-        try:
+        with running_server(folder / "data", port, "--worker", "external") as server:
             base = f"http://127.0.0.1:{port}/v1"
-            for _ in range(200):
-                try:
-                    httpx.get(f"{base}/models", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
             baseline_kb = _proc_kb(server.pid, "VmRSS")
             started = time.perf_counter()
             with payload.open("rb") as body:
@@ -65,9 +53,6 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             response.raise_for_status()
             peak_kb = _proc_kb(server.pid, "VmHWM")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     size_mb = response.json()["bytes"] / 1e6
     print(f"upload: {size_mb:.1f} MB (purpose {args.purpose}) in {elapsed:.1f} s "
           f"({size_mb / elapsed:.0f} MB/s)")
