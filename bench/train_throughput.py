@@ -11,8 +11,11 @@ same number of tokens (``--tokens`` of each recipe's own rendering: seeded passe
 training file, repeated if the file is shorter), each in its own process so that peak RSS is
 its own. Printed per recipe:
 
-- useful tokens/s: non-padding tokens fed through the model per second of training;
-- padded tokens/s: all positions computed per second (padding included);
+- useful tokens/s: tokens of the training examples trained per second (padding excluded; a
+  prompt prefix that tunegate computes once for several examples counts once per example, as
+  it would be billed);
+- padded tokens/s: positions actually computed per second (padding included, a shared prefix
+  once);
 - peak RSS of the training process;
 - held-out answer loss: mean cross-entropy of the reference answer tokens given the prompt, on
   held-out examples, each model in the format it was trained on (the seed's
@@ -280,8 +283,8 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
         # From the hyperparameters event (model loaded, data tokenized) to the last step.
         seconds = stamps[-1][0] - stamps[0][0]
         out = {"recipe": "tunegate", "dataset": dataset, "examples": len(rows),
-               "train_peak_rss_mb": train_rss,
-               "useful_tokens": result.trained_tokens, "padded_tokens": result.trained_tokens,
+               "train_peak_rss_mb": train_rss, "useful_tokens": result.trained_tokens,
+               "padded_tokens": computed_tokens(spec, tokenizer, TrainerOptions()),
                "seconds": seconds, "cpu_seconds": stamps[-1][1] - stamps[0][1],
                "threads": torch.get_num_threads(), "batch_size": batch,
                "learning_rate": hyperparams.resolve(spec.hyperparameters, len(rows)).learning_rate}
@@ -293,6 +296,20 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
             out["eval_answer_loss"] = answer_loss(model, tokenizer, held_out, "tunegate")
     out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def computed_tokens(spec: Any, tokenizer: Any, options: Any) -> int:
+    """Positions tunegate's trainer computed for ``spec`` (its packing replayed, no model)."""
+    from tunegate.training import hyperparams, sft
+    from tunegate.training.data import load_dataset
+    from tunegate.training.packing import pack
+
+    dataset = load_dataset(spec.training_file, tokenizer, spec.max_seq_len)
+    hp = hyperparams.resolve(spec.hyperparameters, len(dataset.examples))
+    total = hyperparams.steps_per_epoch(len(dataset.examples), hp.batch_size) * hp.n_epochs
+    budget = options.token_budget or sft.CPU_TOKEN_BUDGET
+    return sum(batch.n_tokens for step in range(total)
+               for batch in pack(sft.step_batch(dataset, hp, spec.seed, step), budget))
 
 
 def run_base_eval(dataset: str, cache_dir: Path) -> dict[str, Any]:
@@ -307,89 +324,99 @@ def run_base_eval(dataset: str, cache_dir: Path) -> dict[str, Any]:
 
 
 def run_levers(cache_dir: Path, budget: int, steps: int, threads: int) -> list[dict[str, Any]]:
-    """Seconds per optimizer step of GSM8K batches under each configuration, in one process.
+    """Seconds per optimizer step under each configuration, in one process.
 
     Timed with ``threads`` torch threads (default 1), so that CPU seconds measure the work of
     each configuration even when other processes share the cores; wall-clock rates are printed
-    too. The last lever shows what a second thread adds (wall clock on an idle machine only).
+    too. GSM8K steps hold 8 examples, drone steps 4. "2 threads" shows what a second thread
+    adds (meaningful on an idle machine only).
     """
     import torch
     import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
 
-    from tunegate.training.data import IGNORE, encode_chat, template_support
+    from tunegate.training import packing
+    from tunegate.training.data import IGNORE, Example, encode_chat, template_support
     from tunegate.training.loss import causal_lm_loss
-    from tunegate.training.packing import pack
 
     tokenizer = load_tokenizer(cache_dir)
-    rows, _ = split("gsm8k")
     support = template_support(tokenizer)
-    random.Random(SEED).shuffle(rows)
-    encoded = [encode_chat(row, tokenizer, support) for row in rows[: 8 * (steps + 1)]]
-    batches = [encoded[i:i + 8] for i in range(0, len(encoded), 8)]  # 8 examples per step
-    from tunegate.training.data import Example
+    steps_of: dict[str, list[list[Example]]] = {}
+    for dataset, per_step in (("gsm8k", 8), ("drone", 4)):
+        rows, _ = split(dataset)
+        random.Random(SEED).shuffle(rows)
+        examples = [Example(*encode_chat(row, tokenizer, support), 0)
+                    for row in rows[: per_step * (steps + 1)]]
+        steps_of[dataset] = [examples[i:i + per_step] for i in range(0, len(examples), per_step)]
 
-    def padded(batch: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
-        longest = max(len(ids) for ids, _ in batch)
+    def padded(batch: list[Example]) -> dict[str, Any]:
+        longest = max(e.n_tokens for e in batch)
         pad = tokenizer.pad_token_id
-        return {"input_ids": torch.tensor([ids + [pad] * (longest - len(ids)) for ids, _ in batch]),
-                "attention_mask": torch.tensor([[1] * len(ids) + [0] * (longest - len(ids))
-                                                for ids, _ in batch]),
-                "labels": torch.tensor([lab + [IGNORE] * (longest - len(lab)) for _, lab in batch])}
+        return {"input_ids": torch.tensor([e.input_ids + [pad] * (longest - e.n_tokens)
+                                           for e in batch]),
+                "attention_mask": torch.tensor([[1] * e.n_tokens + [0] * (longest - e.n_tokens)
+                                                for e in batch]),
+                "labels": torch.tensor([e.labels + [IGNORE] * (longest - e.n_tokens)
+                                        for e in batch])}
 
+    base = {"data": "gsm8k", "attn": "varlen", "targets": "all", "dropout": 0.0,
+            "batching": "pack", "loss": "fused", "budget": budget, "threads": 0, "share": True}
     configs = [
-        # name, attention, LoRA targets, dropout, batching, loss, token budget, threads
-        ("padded batch 4, q/v LoRA, HF loss (seed-like)", "sdpa", "qv", 0.05, "pad4", "hf", 0, 0),
-        ("padded batch 4, all-linear LoRA", "sdpa", "all", 0.05, "pad4", "hf", 0, 0),
-        ("packed, dense block mask (transformers)", "sdpa", "all", 0.05, "pack", "hf", budget, 0),
-        ("packed, varlen attention", "varlen", "all", 0.05, "pack", "hf", budget, 0),
-        ("+ fused CE on trained tokens only", "varlen", "all", 0.05, "pack", "fused", budget, 0),
-        ("+ LoRA dropout 0 (tunegate default)", "varlen", "all", 0.0, "pack", "fused", budget, 0),
-        ("  token budget 1024", "varlen", "all", 0.0, "pack", "fused", 1024, 0),
-        ("  token budget 4096", "varlen", "all", 0.0, "pack", "fused", 4096, 0),
-        ("  2 threads", "varlen", "all", 0.0, "pack", "fused", budget, 2),
+        ("padded batch 4, q/v LoRA, HF loss (seed-like)",
+         {"attn": "sdpa", "targets": "qv", "dropout": 0.05, "batching": "pad4", "loss": "hf"}),
+        ("padded batch 4, all-linear LoRA",
+         {"attn": "sdpa", "dropout": 0.05, "batching": "pad4", "loss": "hf"}),
+        ("packed, dense block mask (transformers)", {"attn": "sdpa", "dropout": 0.05, "loss": "hf"}),
+        ("packed, varlen attention", {"dropout": 0.05, "loss": "hf"}),
+        ("+ fused CE on trained tokens only", {"dropout": 0.05}),
+        ("+ LoRA dropout 0 (tunegate default)", {}),
+        ("  token budget 1024", {"budget": 1024}),
+        ("  token budget 4096", {"budget": 4096}),
+        ("  2 threads", {"threads": 2}),
+        ("drone: packed varlen, fused CE, no prefix sharing", {"data": "drone", "share": False}),
+        ("drone: + shared prefix (tunegate default)", {"data": "drone"}),
     ]
     results = []
-    default_threads = threads
-    for name, attn, targets, dropout, batching, loss_kind, token_budget, lever_threads in configs:
-        torch.set_num_threads(lever_threads or default_threads)
-        model, _ = load_base(cache_dir, attn)
-        modules = (["q_proj", "v_proj"] if targets == "qv" else
+    for name, changes in configs:
+        c = base | changes
+        torch.set_num_threads(c["threads"] or threads)
+        packing.MIN_SHARED_FRACTION = 0.1 if c["share"] else float("inf")
+        model, _ = load_base(cache_dir, c["attn"])
+        modules = (["q_proj", "v_proj"] if c["targets"] == "qv" else
                    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
         torch.manual_seed(SEED)
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout,
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=c["dropout"],
                                                  target_modules=modules, task_type="CAUSAL_LM"))
         model.train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         decoder, head = model.get_base_model().model, model.get_base_model().lm_head.weight
         times, cpu_times, useful, computed = [], [], 0, 0
-        for index, batch in enumerate(batches[: steps + 1]):
+        for index, batch in enumerate(steps_of[c["data"]][: steps + 1]):
             started, cpu_started = time.perf_counter(), time.process_time()
             n_useful = n_computed = 0
-            if batching == "pad4":
+            if c["batching"] == "pad4":
                 for sub in (batch[:4], batch[4:]):
                     inputs = padded(sub)
-                    out = model(**inputs, use_cache=False)
-                    (out.loss / 2).backward()
+                    (model(**inputs, use_cache=False).loss / 2).backward()
                     n_useful += int(inputs["attention_mask"].sum())
                     n_computed += inputs["input_ids"].numel()
             else:
-                examples = [Example(ids, labels, 0) for ids, labels in batch]
-                micro = pack(examples, max(token_budget, max(len(i) for i, _ in batch)))
-                n_trained = sum(int((m.targets != IGNORE).sum()) for m in micro)
+                micro = packing.pack(batch, c["budget"])
+                n_trained = sum(int(m.targets.shape[0]) for m in micro)
                 for m in micro:
-                    extra = {"seq_lens": m.seq_lens} if attn == "varlen" else {}
-                    if loss_kind == "fused":
+                    extra = m.attention_kwargs() if c["attn"] == "varlen" else {}
+                    if c["loss"] == "fused":
                         hidden = decoder(input_ids=m.input_ids, position_ids=m.position_ids,
                                          use_cache=False, **extra).last_hidden_state
-                        loss = causal_lm_loss(hidden[0], head, m.targets).loss_sum / n_trained
+                        sums = causal_lm_loss(hidden[0], head, m.targets, m.target_rows)
+                        loss = sums.loss_sum / n_trained
                     else:
                         logits = model(input_ids=m.input_ids, position_ids=m.position_ids,
                                        use_cache=False, **extra).logits[0]
-                        loss = F.cross_entropy(logits, m.targets, ignore_index=IGNORE,
+                        loss = F.cross_entropy(logits[m.target_rows], m.targets,
                                                reduction="sum") / n_trained
                     loss.backward()
-                    n_useful += m.n_tokens
+                    n_useful += m.example_tokens
                     n_computed += m.n_tokens
             optimizer.step()
             optimizer.zero_grad()
@@ -406,7 +433,8 @@ def run_levers(cache_dir: Path, budget: int, steps: int, threads: int) -> list[d
                         "seconds_per_step": seconds / len(times)})
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         del model, optimizer
-    torch.set_num_threads(default_threads)
+    torch.set_num_threads(threads)
+    packing.MIN_SHARED_FRACTION = 0.1
     return results
 
 

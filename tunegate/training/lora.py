@@ -4,7 +4,7 @@ Defaults, and why:
 
 - ``r = 16``, ``alpha = 32`` (scale 2): the common LoRA setting; at r=16 on all seven
   projections SmolLM2-135M trains 4.9 M parameters (3.6 % of the model).
-- ``dropout = 0``: LoRA dropout copies each projection's input once more per step (~10 % slower
+- ``dropout = 0``: LoRA dropout copies each projection's input once more per step (~12 % slower
   on CPU, see bench/README.md), and the runs here are short (a few epochs over small files)
   where it bought nothing measurable; without it training consumes no random numbers, which
   also keeps resume-after-pause bit-exact.

@@ -60,18 +60,21 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
 
 
 def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                   chunk_rows: int = CHUNK_ROWS) -> LossSums:
+                   rows: torch.Tensor | None = None, chunk_rows: int = CHUNK_ROWS) -> LossSums:
     """Summed cross-entropy and argmax hits of ``hidden @ weight.T`` against ``targets``.
 
-    ``hidden`` is [T, H] (any leading shape is flattened), ``targets`` [T] with ``IGNORE`` where
-    nothing is trained; equals ``F.cross_entropy(logits, targets, reduction="sum")``.
+    ``hidden`` is [T, H] (any leading shape is flattened). Either ``targets`` is [T] with
+    ``IGNORE`` where nothing is trained, or ``rows`` [N] names the positions (repeats allowed)
+    that predict ``targets`` [N]. Equals ``F.cross_entropy(logits, targets, reduction="sum")``.
     """
     hidden = hidden.reshape(-1, hidden.shape[-1])
-    keep = targets != IGNORE
-    rows = hidden[keep]
-    wanted = targets[keep]
-    if rows.dtype != weight.dtype:  # e.g. hidden states under autocast
-        rows = rows.to(weight.dtype)
+    if rows is None:
+        keep = targets != IGNORE
+        selected, wanted = hidden[keep], targets[keep]
+    else:
+        selected, wanted = hidden[rows], targets
+    if selected.dtype != weight.dtype:  # e.g. hidden states under autocast
+        selected = selected.to(weight.dtype)
     with torch.autocast(device_type=hidden.device.type, enabled=False):
-        total, correct = _FusedLinearCrossEntropy.apply(rows, weight, wanted, chunk_rows)
+        total, correct = _FusedLinearCrossEntropy.apply(selected, weight, wanted, chunk_rows)
     return LossSums(total, int(correct), int(wanted.shape[0]))

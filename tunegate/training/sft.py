@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 
 from tunegate.training import state
-from tunegate.training.data import IGNORE, Dataset, Example
+from tunegate.training.data import Dataset, Example
 from tunegate.training.hyperparams import ResolvedHyperparameters, steps_per_epoch
 from tunegate.training.loss import LossSums, causal_lm_loss
 from tunegate.training.packing import MicroBatch, pack
@@ -29,9 +29,10 @@ Emit = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], str | None]
 Outcome = Literal["succeeded", "paused", "cancelled"]
 
-# Tokens per packed micro-batch. On CPU, throughput measured the same at 1,024, 2,048 and
-# 4,096 tokens while activation memory grows ~1.2 MB per token (bench/README.md), so the
-# smallest keeps peak memory down; a GPU wants bigger rows.
+# Tokens per packed micro-batch (besides a shared prefix). On CPU, throughput at 1,024, 2,048
+# and 4,096 tokens was within measurement noise (121-132 tokens per CPU-second) while
+# activation memory grows ~1.2 MB per token (bench/README.md), so the smallest keeps peak
+# memory down; a GPU wants bigger rows.
 CPU_TOKEN_BUDGET = 1024
 CUDA_TOKEN_BUDGET = 16384
 VALIDATIONS_PER_RUN = 20  # small-batch validations spread over the run (plus the last step)
@@ -67,8 +68,8 @@ class Engine:
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
                             enabled=self.autocast):
             hidden = self.decoder(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                                  seq_lens=batch.seq_lens, use_cache=False).last_hidden_state
-        return causal_lm_loss(hidden[0], self.head_weight, batch.targets)
+                                  use_cache=False, **batch.attention_kwargs()).last_hidden_state
+        return causal_lm_loss(hidden[0], self.head_weight, batch.targets, batch.target_rows)
 
     def evaluate(self, examples: Sequence[Example],
                  should_stop: ShouldStop | None = None) -> tuple[float, float] | None:
@@ -144,7 +145,7 @@ def train_step(engine: Engine, examples: Sequence[Example], should_stop: ShouldS
     Returns (mean loss, mean token accuracy, tokens seen) or ``None`` when cancelled mid-step.
     """
     batches = pack(examples, engine.token_budget)
-    n_trained = sum(int((b.targets != IGNORE).sum()) for b in batches)
+    n_trained = sum(int(b.targets.shape[0]) for b in batches)
     loss = 0.0
     correct = 0
     for batch in batches:
@@ -154,7 +155,7 @@ def train_step(engine: Engine, examples: Sequence[Example], should_stop: ShouldS
         (sums.loss_sum / n_trained).backward()
         loss += float(sums.loss_sum.detach())
         correct += sums.n_correct
-    return loss / n_trained, correct / n_trained, sum(b.n_tokens for b in batches)
+    return loss / n_trained, correct / n_trained, sum(b.example_tokens for b in batches)
 
 
 @dataclass
