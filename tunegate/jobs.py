@@ -75,11 +75,24 @@ def sources_of(target: JobStatus) -> frozenset[JobStatus]:
     return frozenset(source for source, targets in TRANSITIONS.items() if target in targets)
 
 
-def check_transition(job_id: str, current: JobStatus, target: JobStatus) -> None:
-    """Raise ``Conflict`` (409) unless the table allows ``current`` -> ``target``."""
+def check_transition(job_id: str, current: JobStatus, target: JobStatus,
+                     only_from: frozenset[JobStatus] | None = None) -> None:
+    """Raise ``Conflict`` (409) unless the table allows ``current`` -> ``target``.
+
+    ``only_from`` narrows the table for a user action: a resume is ``paused`` -> ``queued``
+    only, though files validated and a dead worker's job also lead to ``queued``.
+    """
+    verb = _VERBS.get(target, f"moved to {target.value}")
+    if only_from is not None and current not in only_from:
+        allowed = " or ".join(sorted(status.value for status in only_from))
+        raise Conflict(
+            f"Fine-tuning job {job_id} is {current.value} and cannot be {verb}; "
+            f"only a {allowed} job can.",
+            param="fine_tuning_job_id",
+            code="invalid_job_status",
+        )
     if target in TRANSITIONS[current]:
         return
-    verb = _VERBS.get(target, f"moved to {target.value}")
     raise Conflict(
         f"Fine-tuning job {job_id} is {current.value} and cannot be {verb}.",
         param="fine_tuning_job_id",

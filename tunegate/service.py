@@ -208,15 +208,9 @@ class Service:
 
     def resume_job(self, project_id: str, job_id: str) -> FineTuningJob:
         """Put a paused job back in the queue; any other status is a 409."""
-        job = self.get_job(project_id, job_id)
-        if job.status is not JobStatus.PAUSED:
-            # The table's other ways into `queued` (files validated, a dead worker's job handed
-            # back) are not resumes: a resume must not skip validation or steal a running job.
-            raise Conflict(f"Fine-tuning job {job_id} is {job.status.value} and cannot be resumed; "
-                           "only a paused job can.", param="fine_tuning_job_id",
-                           code="invalid_job_status")
+        self.get_job(project_id, job_id)
         return self.store.transition(
-            job_id, JobStatus.QUEUED,
+            job_id, JobStatus.QUEUED, only_from=frozenset({JobStatus.PAUSED}),
             events=[job_event(job_id, "Fine-tuning job resumed, moving job to queued state")],
         )
 

@@ -115,7 +115,7 @@ class TrainingStage:
         process.start()
         pause_sent = False
         while process.running:
-            self._record(started, process.drain())
+            self._record(started, model, process.drain())
             status = self._current_status(job.id)
             if status is JobStatus.CANCELLED:
                 process.cancel(time.monotonic())
@@ -125,7 +125,7 @@ class TrainingStage:
             self.between_polls()
             time.sleep(POLL_SECONDS)
         outcome = process.outcome()
-        self._record(started, process.drain())
+        self._record(started, model, process.drain())
         self._finish(started, outcome, model)
 
     def _current_status(self, job_id: str) -> JobStatus | None:
@@ -134,7 +134,8 @@ class TrainingStage:
 
     # Progress -------------------------------------------------------------------------------
 
-    def _record(self, job: FineTuningJob, events: list[dict[str, Any]]) -> None:
+    def _record(self, job: FineTuningJob, model: ResolvedModel,
+                events: list[dict[str, Any]]) -> None:
         for event in events:
             kind = event.get("kind")
             if kind == "message":
@@ -151,7 +152,7 @@ class TrainingStage:
             elif kind == "metrics":
                 self._record_metrics(job, event)
             elif kind == "checkpoint":
-                self._record_checkpoint(job, event)
+                self._record_checkpoint(job, model, event)
 
     def _record_metrics(self, job: FineTuningJob, event: dict[str, Any]) -> None:
         data = {key: value for key, value in event.items()
@@ -165,9 +166,10 @@ class TrainingStage:
             changes["estimated_finish"] = now() + int(event["estimated_finish_seconds"])
         self.store.update_job(job.id, changes)
 
-    def _record_checkpoint(self, job: FineTuningJob, event: dict[str, Any]) -> None:
+    def _record_checkpoint(self, job: FineTuningJob, model: ResolvedModel,
+                           event: dict[str, Any]) -> None:
         step = int(event["step"])
-        name = checkpoint_model_name(self._model_name(job), step)
+        name = checkpoint_model_name(self._model_name(job, model), step)
         checkpoint = Checkpoint(id=ids.new_id(ids.CHECKPOINT), job_id=job.id, created_at=now(),
                                 fine_tuned_model_checkpoint=name, step_number=step,
                                 metrics={"step": step, **event.get("metrics", {})})
@@ -175,9 +177,9 @@ class TrainingStage:
         self.store.prune_checkpoints(job.id, KEEP_CHECKPOINTS)
         self.store.add_events([job_event(job.id, f"Checkpoint created at step {step}")])
 
-    def _model_name(self, job: FineTuningJob) -> str:
-        base = self.resolve_model(job).base.id
-        return fine_tuned_model_name(base, job.project_id, job.suffix, job.id)
+    @staticmethod
+    def _model_name(job: FineTuningJob, model: ResolvedModel) -> str:
+        return fine_tuned_model_name(model.base.id, job.project_id, job.suffix, job.id)
 
     # The end --------------------------------------------------------------------------------
 
@@ -202,7 +204,7 @@ class TrainingStage:
                             "finished_at": now(), "estimated_finish": None})
 
     def _succeed(self, job: FineTuningJob, result: dict[str, Any], model: ResolvedModel) -> None:
-        name = self._model_name(job)
+        name = self._model_name(job, model)
         work_dir = self.work_dir(job.id)
         self._export(work_dir, model, name)
         checkpoints = self.store.checkpoint_paths(job.id)

@@ -67,6 +67,7 @@ class Store(Protocol):
                   metadata: Mapping[str, str] | None) -> Page[FineTuningJob]: ...
     def transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
                    changes: Mapping[str, Any] | None = None, worker_id: str | None = None,
+                   only_from: frozenset[JobStatus] | None = None,
                    new_files: Sequence[StoredFile] = (),
                    new_models: Sequence[FineTunedModel] = ()) -> FineTuningJob:
         """Compare-and-set ``status`` to ``target`` plus ``changes`` and ``events``, atomically,

@@ -256,6 +256,7 @@ class SqlStore:
 
     def transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
                    changes: Mapping[str, Any] | None = None, worker_id: str | None = None,
+                   only_from: frozenset[JobStatus] | None = None,
                    new_files: Sequence[StoredFile] = (),
                    new_models: Sequence[FineTunedModel] = ()) -> FineTuningJob:
         table = schema.jobs
@@ -263,7 +264,7 @@ class SqlStore:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
             if row is None:
                 raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
-            check_transition(job_id, JobStatus(row.status), target)
+            check_transition(job_id, JobStatus(row.status), target, only_from)
             guard = and_(table.c.id == job_id, table.c.status == row.status)
             if worker_id is not None:
                 guard = and_(guard, table.c.worker_id == worker_id)
