@@ -142,8 +142,10 @@ def answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], recipe: 
             else:
                 ids, labels = encode_chat(row, tokenizer, support)
                 labels = [IGNORE if t == tokenizer.eos_token_id else t for t in labels]
-            logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, :-1]
-            targets = torch.tensor(labels[1:])
+            device = next(model.parameters()).device
+            logits = model(input_ids=torch.tensor([ids], device=device),
+                           use_cache=False).logits[0, :-1]
+            targets = torch.tensor(labels[1:], device=device)
             total += float(F.cross_entropy(logits.float(), targets, ignore_index=IGNORE,
                                            reduction="sum"))
             count += int((targets != IGNORE).sum())
@@ -223,12 +225,15 @@ def run_seed(dataset: str, budget: int, cache_dir: Path, evaluate: bool) -> dict
             clock["start"], clock["cpu_start"] = time.perf_counter(), time.process_time()
 
         def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # queued kernels belong to the training time
             clock["end"], clock["cpu_end"] = time.perf_counter(), time.process_time()
 
     with tempfile.TemporaryDirectory() as out_dir:
         args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=4,
                                  num_train_epochs=1, save_strategy="no", report_to=[],
-                                 logging_strategy="no", seed=SEED, use_cpu=True,
+                                 logging_strategy="no", seed=SEED,
+                                 use_cpu=not torch.cuda.is_available(),
                                  disable_tqdm=True, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=features,
                           data_collator=counting_collator, callbacks=[Clock()])
@@ -307,7 +312,10 @@ def computed_tokens(spec: Any, tokenizer: Any, options: Any) -> int:
     dataset = load_dataset(spec.training_file, tokenizer, spec.max_seq_len)
     hp = hyperparams.resolve(spec.hyperparameters, len(dataset.examples))
     total = hyperparams.steps_per_epoch(len(dataset.examples), hp.batch_size) * hp.n_epochs
-    budget = options.token_budget or sft.CPU_TOKEN_BUDGET
+    import torch
+
+    budget = options.token_budget or (sft.CUDA_TOKEN_BUDGET if torch.cuda.is_available()
+                                      else sft.CPU_TOKEN_BUDGET)
     return sum(batch.n_tokens for step in range(total)
                for batch in pack(sft.step_batch(dataset, hp, spec.seed, step), budget))
 
@@ -526,6 +534,11 @@ def main() -> None:
     if args.quick:
         args.tokens, args.datasets, args.no_eval = 1500, "gsm8k", True
     started = time.perf_counter()
+    import torch
+
+    if torch.cuda.is_available():
+        print(f"device: {torch.cuda.get_device_name()} (both recipes on CUDA; the seed recipe in "
+              "float32 as described, tunegate's trainer with bfloat16 autocast)")
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}, "
           f"threads: {args.threads or 'each recipe its own'}")
     if args.levers:
