@@ -38,6 +38,10 @@ def _fine_tuning(value: str) -> bool:
     return _bool(value, "TUNEGATE_FINE_TUNING")
 
 
+def _trainer_standby(value: str) -> bool:
+    return _bool(value, "TUNEGATE_TRAINER_STANDBY")
+
+
 def _embedded(value: str) -> bool:
     return value.strip().lower() != "external"
 
@@ -66,6 +70,8 @@ class Settings:
     # Seconds without a heartbeat after which a worker's job is handed to another worker.
     heartbeat_timeout: float = 60.0
     poll_interval: float = 0.5
+    # Keep one trainer child waiting with torch & co. imported (tunegate.trainer_standby).
+    trainer_standby: bool = True
     # Longest training example in tokens; longer ones are cut from the end (with a warning).
     max_seq_len: int = 2048
     # Models (base or fine-tuned) kept loaded by llama.cpp for chat/completions, least recently
@@ -117,6 +123,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_WORKER": ("embedded_worker", _embedded),
     "TUNEGATE_WORKER_STAGES": ("worker_stages", _stages),
     "TUNEGATE_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", float),
+    "TUNEGATE_TRAINER_STANDBY": ("trainer_standby", _trainer_standby),
     "TUNEGATE_MAX_SEQ_LEN": ("max_seq_len", int),
     "TUNEGATE_INFERENCE_CACHE": ("inference_cache_size", int),
     "TUNEGATE_INFERENCE_CONTEXT": ("inference_context", int),

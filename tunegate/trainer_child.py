@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.processes import die_with_parent
+from tunegate.trainer_standby import STANDBY_FLAG
 
 _requested: list[str] = []
 
@@ -36,14 +37,23 @@ def should_stop() -> str | None:
 
 def main(argv: list[str]) -> int:
     die_with_parent(signal.SIGKILL)
-    spec_path, event_fd = argv[0], int(argv[1])
+    # First thing: a pause or cancel that arrives early must not kill the run by default action.
+    signal.signal(signal.SIGUSR1, lambda *_: _request("pause"))
+    signal.signal(signal.SIGTERM, lambda *_: _request("cancel"))
+    if argv[0] == STANDBY_FLAG:
+        event_fd = int(argv[1])
+        assignment = _wait_for_assignment()
+        if assignment is None:
+            return 0
+        spec_path = assignment["spec"]
+        _redirect_output(Path(assignment["log"]))
+    else:
+        spec_path, event_fd = argv[0], int(argv[1])
     events = os.fdopen(event_fd, "w", buffering=1)
 
     def emit(event: dict[str, Any]) -> None:
         events.write(json.dumps(event) + "\n")
 
-    signal.signal(signal.SIGUSR1, lambda *_: _request("pause"))
-    signal.signal(signal.SIGTERM, lambda *_: _request("cancel"))
     from tunegate.training.errors import TrainingFailed
     from tunegate.training.run import run_training
     from tunegate.training.spec import TrainingSpec
@@ -66,6 +76,25 @@ def main(argv: list[str]) -> int:
         return 1
     emit({"kind": "result", **asdict(result)})
     return 0
+
+
+def _wait_for_assignment() -> dict[str, str] | None:
+    """Standby: import what a run needs, then wait for the worker's assignment on stdin."""
+    from tunegate.training.run import preload
+
+    preload()
+    line = sys.stdin.readline()
+    return json.loads(line) if line.strip() else None
+
+
+def _redirect_output(log_path: Path) -> None:
+    """From now on stdout and stderr (library chatter, tracebacks) go to the run's log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunegate.trainer_standby import Standby
+
 # A cancelled child stops at its next step or is killed after this (the API promises ~5 s).
 CANCEL_GRACE_SECONDS = 4.0
 
@@ -40,15 +42,20 @@ class TrainerProcess:
         self._reader: threading.Thread | None = None
         self._cancel_sent_at: float | None = None
 
-    def start(self) -> None:
-        read_fd, write_fd = os.pipe()
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "tunegate.trainer_child", str(self.spec_path),
-                 str(write_fd)],
-                stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-            )
-        os.close(write_fd)
+    def start(self, standby: Standby | None = None) -> None:
+        """Hand the run to the standby child if one is waiting, else start a child."""
+        adopted = standby.adopt(self.spec_path, self.log_path) if standby is not None else None
+        if adopted is not None:
+            self._process, read_fd = adopted.process, adopted.events_fd
+        else:
+            read_fd, write_fd = os.pipe()
+            with self.log_path.open("ab") as log:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "tunegate.trainer_child", str(self.spec_path),
+                     str(write_fd)],
+                    stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                )
+            os.close(write_fd)
         self._reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True)
         self._reader.start()
 
@@ -68,6 +75,10 @@ class TrainerProcess:
                 drained.append(self.events.get_nowait())
             except queue.Empty:
                 return drained
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def running(self) -> bool:

@@ -29,6 +29,7 @@ from tunegate.jobs import (
 from tunegate.service import Service, job_event, now
 from tunegate.store.base import FineTunedModel
 from tunegate.trainer_process import Outcome, TrainerProcess
+from tunegate.trainer_standby import Standby
 from tunegate.training.spec import BaseModelRef, TrainingSpec
 
 log = logging.getLogger("tunegate.training_stage")
@@ -48,7 +49,10 @@ class ResolvedModel:
 class TrainingStage:
     def __init__(self, service: Service, worker_id: str,
                  between_polls: Callable[[], object] = lambda: None,
-                 shutting_down: Callable[[], bool] = lambda: False):
+                 shutting_down: Callable[[], bool] = lambda: False,
+                 standby: Standby | None = None):
+        # A trainer child already waiting with its imports done (tunegate.trainer_standby).
+        self.standby = standby
         # Called while the child trains, so other jobs' file validation need not wait.
         self.between_polls = between_polls
         # When the worker is asked to stop, the run saves its state and goes back to the queue.
@@ -112,7 +116,7 @@ class TrainingStage:
             return
         spec = self.build_spec(started, model)
         process = TrainerProcess(spec.to_json(), self.work_dir(job.id))
-        process.start()
+        process.start(self.standby)
         pause_sent = False
         while process.running:
             self._record(started, model, process.drain())

@@ -20,6 +20,7 @@ from tunegate.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_data
 from tunegate.errors import Conflict
 from tunegate.jobs import EventLevel, FineTuningJob, JobError, JobStatus
 from tunegate.service import Service, job_event, now
+from tunegate.trainer_standby import Standby
 
 log = logging.getLogger("tunegate.worker")
 
@@ -38,6 +39,8 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self._last_sweep = 0.0
         self.stop_requested: Callable[[], bool] = lambda: False
+        # Filled by ``run`` when idle; a direct ``run_once`` (tests) starts children as it goes.
+        self.standby: Standby | None = None
 
     # Loop -----------------------------------------------------------------------------------
 
@@ -49,14 +52,22 @@ class Worker:
         """
         log.info("worker %s started", self.worker_id)
         self.stop_requested = stop_requested
-        while not stop_requested():
-            try:
-                busy = self.run_once()
-            except Exception:  # one bad job must not stop the worker
-                log.exception("worker iteration failed")
-                busy = False
-            if not busy:
-                time.sleep(self.settings.poll_interval)
+        if "train" in self.settings.worker_stages and self.settings.trainer_standby:
+            self.standby = Standby()
+        try:
+            while not stop_requested():
+                try:
+                    busy = self.run_once()
+                except Exception:  # one bad job must not stop the worker
+                    log.exception("worker iteration failed")
+                    busy = False
+                if not busy:
+                    if self.standby is not None:  # idle: never competes with a run for CPU
+                        self.standby.refill()
+                    time.sleep(self.settings.poll_interval)
+        finally:
+            if self.standby is not None:
+                self.standby.discard()
 
     def run_once(self) -> bool:
         """Do one unit of work (validate files first: it is quick); return whether there was any."""
@@ -84,7 +95,7 @@ class Worker:
 
         with self._owned(job.id):
             TrainingStage(self.service, self.worker_id, between_polls=self.validate_next,
-                          shutting_down=self.stop_requested).run(job)
+                          shutting_down=self.stop_requested, standby=self.standby).run(job)
         return True
 
     @contextlib.contextmanager

@@ -32,6 +32,19 @@ Emit = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], str | None]
 
 
+def preload() -> None:
+    """Import what a run imports lazily (a standby child calls this before it has a job).
+
+    transformers resolves its classes on first use; doing that ahead saves ~2 s of a run's
+    start on 2 cores (the model and tokenizer then load from the cache in ~0.3 s).
+    """
+    import peft.tuners.lora  # noqa: F401
+    import transformers.models.llama.modeling_llama  # noqa: F401  (the embedded model's)
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
+
+    attention.register()
+
+
 def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
                  options: TrainerOptions | None = None) -> TrainingResult:
     """Fine-tune ``spec.base_model`` with LoRA on ``spec.training_file``.
