@@ -38,14 +38,20 @@ def fact_lines(count: int, *, offset: int = 0) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-@pytest.fixture(scope="module")
-def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serve_with_shared_cache(tmp_path_factory: pytest.TempPathFactory, name: str,
+                            **env: str) -> Iterator[Server]:
+    """A real server whose converted-model cache every e2e module of the session shares."""
     cache = tmp_path_factory.getbasetemp() / "model-cache"
-    server = start_server(tmp_path_factory.mktemp("training"),
-                          env={"TUNEGATE_MODEL_CACHE": str(cache),
-                               "TUNEGATE_HEARTBEAT_TIMEOUT": "6"})
+    server = start_server(tmp_path_factory.mktemp(name),
+                          env={"TUNEGATE_MODEL_CACHE": str(cache), **env})
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serve_with_shared_cache(tmp_path_factory, "training",
+                                       TUNEGATE_HEARTBEAT_TIMEOUT="6")
 
 
 @pytest.fixture(scope="module")

@@ -198,7 +198,7 @@ def test_auto_beta_and_learning_rate_are_resolved(make_spec: MakeSpec) -> None:
     spec = dpo_spec(make_spec, style_rows(4), hyperparameters={"n_epochs": 1})
     result, recorder = train(spec)
     assert recorder.of("hyperparameters")[0]["resolved"] == {
-        "n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 0.25, "beta": 0.1}
+        "n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 0.5, "beta": 0.1}
     assert result.status == "succeeded"
 
 

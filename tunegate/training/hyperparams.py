@@ -18,12 +18,15 @@ The rules, in one place:
   Measured on GSM8K with SmolLM2-135M (batch 8, 12k training tokens, held-out answer loss;
   base 1.58): 2e-4 -> 1.36, 1e-3 -> 1.07, 2e-3 -> 0.99. The middle value is the default: that
   short run favours large steps, and longer runs (3 epochs) need headroom against instability.
-- ``beta`` (DPO only): 0.1, OpenAI's documented default and the value of the DPO paper's
-  experiments. It does not depend on the data: it sets how far (in log-probability ratio to
+- ``beta`` (DPO only): 0.1, OpenAI's documented default and the value most of the DPO paper's
+  experiments use. It does not depend on the data: it sets how far (in log-probability ratio to
   the reference) the model may move before the loss stops pushing.
-- ``learning_rate_multiplier`` for DPO: the supervised rule times ``DPO_LR_SCALE``. Preference
-  gradients keep pushing the margin after the preferred answer is already more likely, so
-  the supervised rate overshoots (see ``DPO_LR_SCALE`` for the measurement).
+- ``n_epochs``, ``batch_size`` and ``learning_rate_multiplier`` follow the same rules for DPO
+  (a pair counts as one example). Measured with SmolLM2-135M on a made-up preference set (16
+  pairs, batch 4, 2 epochs, beta 0.1; ``tests/training/test_real_model.py``), the held-out
+  log-probability margin of preferred over rejected answers went from -16.2 (base) to +16.2
+  at the supervised rate (7.1e-4), +3.7 at half of it and -8.6 at 1e-4, with the loss still
+  falling smoothly: nothing argued for a lower DPO rate.
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ MAX_AUTO_LR_MULTIPLIER = 2.0
 
 AUTO_BETA = 0.1
 MAX_BETA = 2.0
-DPO_LR_SCALE = 0.5
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,6 @@ def resolve(hyperparameters: Mapping[str, Any] | None, n_examples: int,
     multiplier = explicit("learning_rate_multiplier")
     if multiplier is None:
         multiplier = auto_learning_rate_multiplier(batch_size)
-        if method == "dpo":
-            multiplier = round(multiplier * DPO_LR_SCALE, 3)
     else:
         multiplier = _number_in(multiplier, "learning_rate_multiplier", math.inf)
     if method != "dpo":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunegate.datasets import PREFERENCE_SIDES
 from tunegate.training.chat_format import ChatFormatError, TemplateSupport
 from tunegate.training.data import (
     Dataset,
@@ -37,9 +38,6 @@ from tunegate.training.errors import TrainingFailed
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-SIDES = ("preferred_output", "non_preferred_output")
-LEGACY_SIDES = {"preferred_output": "preferred_completion",
-                "non_preferred_output": "non_preferred_completion"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def side_messages(row: dict[str, Any], side: str) -> dict[str, Any]:
     prompt = row.get("input")
     if not isinstance(prompt, dict) or not isinstance(prompt.get("messages"), list):
         raise ChatFormatError("'input' must be an object with a 'messages' list")
-    answer = row.get(side, row.get(LEGACY_SIDES[side]))
+    answer = row.get(side, row.get(PREFERENCE_SIDES[side]))
     if not isinstance(answer, list) or len(answer) != 1 or not isinstance(answer[0], dict) \
             or answer[0].get("role") != "assistant":
         raise ChatFormatError(f"'{side}' must be a list with exactly one assistant message")
@@ -78,7 +76,7 @@ def encode_pair(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
                 support: TemplateSupport, line: int) -> PreferencePair:
     """Tokenize both sides of one preference line (answers trained, prompts masked)."""
     chosen, rejected = (Example(*encode_chat(side_messages(row, side), tokenizer, support), line)
-                        for side in SIDES)
+                        for side in PREFERENCE_SIDES)
     return PreferencePair(chosen, rejected, line)
 
 
