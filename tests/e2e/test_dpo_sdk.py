@@ -85,7 +85,7 @@ def test_a_dpo_job_trains_on_preference_pairs(client: OpenAI, dpo_server: Server
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
     assert sorted(c.step_number for c in checkpoints) == [2, 4]
     assert all(c.metrics.train_loss is not None for c in checkpoints)
-    assert all("train_reward_margin" in c.metrics.model_extra for c in checkpoints)
+    assert all(c.metrics.model_extra["train_reward_margin"] is not None for c in checkpoints)
 
     rows = list(csv.reader(io.StringIO(client.files.content(done.result_files[0]).text)))
     assert rows[0][:6] == ["step", "train_loss", *REWARD_METRICS]
