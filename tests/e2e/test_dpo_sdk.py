@@ -9,10 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Iterator
 
-import openai
 import pytest
 from openai import OpenAI
 
@@ -20,12 +18,12 @@ from tests.conftest import SHARED_DATA, Server
 from tests.e2e.test_training_sdk import (
     BASE,
     TERMINAL,
+    cancel_once_training,
     events_of,
     fact_lines,
     serve_with_shared_cache,
     upload,
     wait_for,
-    wait_for_event,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -137,15 +135,4 @@ def test_a_running_dpo_job_can_be_cancelled(client: OpenAI, dpo_server: Server) 
     job = client.fine_tuning.jobs.create(
         model=BASE, training_file=upload(client, orca_slice(10)),
         method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 3, "batch_size": 1}}})
-    wait_for_event(client, job.id, lambda e: e.type == "metrics")
-    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
-    job_dir = dpo_server.data_dir / "jobs" / job.id
-    deadline = time.monotonic() + 60
-    while job_dir.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not job_dir.exists(), "the cancelled run's files should be removed"
-    steps = [e for e in events_of(client, job.id) if e.type == "metrics"]
-    time.sleep(3)
-    assert [e for e in events_of(client, job.id) if e.type == "metrics"] == steps
-    with pytest.raises(openai.ConflictError):
-        client.fine_tuning.jobs.cancel(job.id)
+    cancel_once_training(client, dpo_server, job.id)

@@ -191,18 +191,23 @@ def test_cancel_stops_a_running_job(client: OpenAI, training_server: Server) -> 
     job = client.fine_tuning.jobs.create(
         model=BASE, training_file=upload(client, fact_lines(40)),
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}})
-    wait_for_event(client, job.id, lambda e: e.type == "metrics")
-    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    cancel_once_training(client, training_server, job.id)
+
+
+def cancel_once_training(client: OpenAI, server: Server, job_id: str) -> None:
+    """Cancel after the first step; the run stops, its files go, no step is recorded after."""
+    wait_for_event(client, job_id, lambda e: e.type == "metrics")
+    assert client.fine_tuning.jobs.cancel(job_id).status == "cancelled"
     deadline = time.monotonic() + 60
-    job_dir = training_server.data_dir / "jobs" / job.id
+    job_dir = server.data_dir / "jobs" / job_id
     while job_dir.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not job_dir.exists(), "the cancelled run's files should be removed"
-    steps = [e for e in events_of(client, job.id) if e.type == "metrics"]
+    steps = [e for e in events_of(client, job_id) if e.type == "metrics"]
     time.sleep(3)
-    assert [e for e in events_of(client, job.id) if e.type == "metrics"] == steps
+    assert [e for e in events_of(client, job_id) if e.type == "metrics"] == steps
     with pytest.raises(openai.ConflictError):
-        client.fine_tuning.jobs.cancel(job.id)
+        client.fine_tuning.jobs.cancel(job_id)
 
 
 def _worker_pid(server: Server) -> int:
