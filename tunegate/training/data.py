@@ -63,12 +63,12 @@ class Example:
         return sum(1 for label in self.labels if label != IGNORE)
 
 
-class Sized(Protocol):
+class HasTokens(Protocol):
     @property
     def n_tokens(self) -> int: ...
 
 
-Item = TypeVar("Item", bound=Sized)
+Item = TypeVar("Item", bound=HasTokens)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def _n_targets(example: Example) -> int:
     return sum(1 for label in example.labels[1:] if label != IGNORE)
 
 
-def groups(pairs: Sequence[PreferencePair], token_budget: int) -> Iterator[list[PreferencePair]]:
+def pair_groups(pairs: Sequence[PreferencePair], token_budget: int) -> Iterator[list[PreferencePair]]:
     """Consecutive pairs whose tokens fit ``token_budget`` together (at least one pair each)."""
     group: list[PreferencePair] = []
     size = 0
@@ -141,7 +141,7 @@ class PreferenceObjective:
     def train_step(self, items: Sequence[PreferencePair], should_stop: ShouldStop,
                    ) -> tuple[Metrics, int] | None:
         sums = _Sums()
-        for group in groups(items, self.engine.token_budget):
+        for group in pair_groups(items, self.engine.token_budget):
             if should_stop() == "cancel":
                 return None
             output = dpo_loss(*_policy_and_reference(self.engine, group), self.beta)
@@ -153,7 +153,7 @@ class PreferenceObjective:
                  ) -> Metrics | None:
         sums = _Sums()
         with _evaluating(self.engine):
-            for group in groups(items, self.engine.token_budget):
+            for group in pair_groups(items, self.engine.token_budget):
                 if should_stop is not None and should_stop() == "cancel":
                     return None
                 sums.add(dpo_loss(*_policy_and_reference(self.engine, group), self.beta))
@@ -180,7 +180,7 @@ def with_references(dataset: Dataset[PreferencePair], engine: Engine, *, base_on
     pairs: list[PreferencePair] = []
     adapter_off = engine.model.disable_adapter() if base_only else contextlib.nullcontext()
     with _evaluating(engine), adapter_off:
-        for group in groups(dataset.examples, engine.token_budget):
+        for group in pair_groups(dataset.examples, engine.token_budget):
             if should_stop() == "cancel":
                 return None
             log_probs = sequence_log_probs(engine, [e for p in group
