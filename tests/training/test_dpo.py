@@ -214,6 +214,28 @@ def test_dpo_pause_then_resume_matches_an_uninterrupted_run(make_spec: MakeSpec,
     assert before.losses() + after.losses() == straight.losses()
 
 
+def test_a_killed_dpo_run_resumes_from_its_last_epoch_checkpoint(make_spec: MakeSpec,
+                                                                 tmp_path: Path) -> None:
+    class Killed(BaseException):
+        """Stands in for SIGKILL: nothing after it runs, nothing is saved."""
+
+    straight = train(dpo_spec(make_spec))[1].losses()
+    work = tmp_path / "killed-dpo"
+
+    def emit(event: dict[str, Any]) -> None:
+        if event["kind"] == "metrics" and event["step"] == 7:
+            raise Killed
+
+    from tunegate.training.run import run_training
+
+    with pytest.raises(Killed):
+        run_training(dpo_spec(make_spec, work_dir=work), emit, lambda: None)
+    result, after = train(dpo_spec(make_spec, work_dir=work, resume=True))
+    assert result.status == "succeeded"
+    assert [m["step"] for m in after.of("metrics")] == list(range(5, 13))  # from the step-4 state
+    assert after.losses() == straight[4:]
+
+
 def test_dpo_cancel_stops_the_run(make_spec: MakeSpec) -> None:
     result, recorder = train(dpo_spec(make_spec), Recorder(stop_at={2: "cancel"}))
     assert result.status == "cancelled" and result.adapter_dir is None
