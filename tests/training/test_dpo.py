@@ -13,7 +13,13 @@ import pytest
 
 from tunegate.training.spec import TrainingSpec
 
-from .conftest import THIRD_PARTY_WARNINGS, Recorder, build_tiny_model, memorisation_rows
+from .conftest import (
+    THIRD_PARTY_WARNINGS,
+    Recorder,
+    build_tiny_model,
+    kill_at_step,
+    memorisation_rows,
+)
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS]
@@ -216,20 +222,9 @@ def test_dpo_pause_then_resume_matches_an_uninterrupted_run(make_spec: MakeSpec,
 
 def test_a_killed_dpo_run_resumes_from_its_last_epoch_checkpoint(make_spec: MakeSpec,
                                                                  tmp_path: Path) -> None:
-    class Killed(BaseException):
-        """Stands in for SIGKILL: nothing after it runs, nothing is saved."""
-
     straight = train(dpo_spec(make_spec))[1].losses()
     work = tmp_path / "killed-dpo"
-
-    def emit(event: dict[str, Any]) -> None:
-        if event["kind"] == "metrics" and event["step"] == 7:
-            raise Killed
-
-    from tunegate.training.run import run_training
-
-    with pytest.raises(Killed):
-        run_training(dpo_spec(make_spec, work_dir=work), emit, lambda: None)
+    kill_at_step(dpo_spec(make_spec, work_dir=work), 7)
     result, after = train(dpo_spec(make_spec, work_dir=work, resume=True))
     assert result.status == "succeeded"
     assert [m["step"] for m in after.of("metrics")] == list(range(5, 13))  # from the step-4 state
