@@ -27,6 +27,10 @@ FORMATS_FOR_METHOD = {
 }
 
 CHAT_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+# The two sides of a preference example; the older spec (Dec 2024 - Apr 2025) named them
+# ``preferred_completion`` / ``non_preferred_completion``, and files written then still exist.
+PREFERENCE_SIDES = {"preferred_output": "preferred_completion",
+                    "non_preferred_output": "non_preferred_completion"}
 
 
 class DatasetError(Exception):
@@ -79,7 +83,7 @@ def check_jsonl_upload(path: Path) -> int:
 def detect_format(example: dict[str, Any]) -> str | None:
     if "messages" in example:
         return CHAT
-    if "preferred_output" in example or "preferred_completion" in example:
+    if any(key in example for side in PREFERENCE_SIDES.items() for key in side):
         return PREFERENCE
     if "prompt" in example and "completion" in example:
         return PROMPT_COMPLETION
@@ -144,17 +148,20 @@ def _check_preference(example: dict[str, Any], line: int) -> None:
     if not isinstance(prompt, dict):
         raise DatasetError(f"Line {line}: 'input' must be an object with 'messages'.", line=line)
     _check_messages(prompt.get("messages"), line, need_assistant=False)
-    for key in ("preferred_output", "non_preferred_output"):
-        legacy = key.replace("_output", "_completion")
+    for key, legacy in PREFERENCE_SIDES.items():
         side = example.get(key, example.get(legacy))
+        if side is None:
+            raise DatasetError(f"Line {line}: '{key}' is missing; a preference example needs "
+                               "both 'preferred_output' and 'non_preferred_output'.", line=line)
         if not isinstance(side, list) or len(side) != 1:
             raise DatasetError(
                 f"Line {line}: '{key}' must be a list with exactly one assistant message.", line=line
             )
         if not isinstance(side[0], dict) or side[0].get("role") != "assistant":
             raise DatasetError(f"Line {line}: '{key}' must hold an assistant message.", line=line)
+        # DPO compares answer texts; tunegate trains text-only preferences, as OpenAI does.
         if not _text_content(side[0].get("content")):
-            raise DatasetError(f"Line {line}: '{key}' content must be non-empty.", line=line)
+            raise DatasetError(f"Line {line}: '{key}' content must be non-empty text.", line=line)
 
 
 def check_example(example: dict[str, Any], line: int, method_type: str) -> str:

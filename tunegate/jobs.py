@@ -227,6 +227,11 @@ METRIC_KEYS = (
     "full_valid_loss",
     "full_valid_mean_token_accuracy",
 )
+# What DPO runs measure besides the loss: null for supervised checkpoints, as the token
+# accuracies are null for DPO ones (every key is always present).
+PREFERENCE_METRIC_KEYS = tuple(
+    prefix + name for prefix in ("train_", "valid_", "full_valid_")
+    for name in ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward"))
 
 
 @dataclass(frozen=True)
@@ -247,6 +252,7 @@ class Checkpoint:
             "created_at": self.created_at,
             "fine_tuned_model_checkpoint": self.fine_tuned_model_checkpoint,
             "step_number": self.step_number,
-            "metrics": {key: self.metrics.get(key) for key in METRIC_KEYS},
+            "metrics": {key: self.metrics.get(key)
+                        for key in (*METRIC_KEYS, *PREFERENCE_METRIC_KEYS)},
             "fine_tuning_job_id": self.job_id,
         }

@@ -162,6 +162,8 @@ class TrainingStage:
         data = {key: value for key, value in event.items()
                 if key not in ("kind", "trained_tokens", "estimated_finish_seconds")}
         message = f"Step {event['step']}/{event['total_steps']}: training loss={event['train_loss']:.4f}"
+        if event.get("train_reward_accuracy") is not None:
+            message += f", reward accuracy={event['train_reward_accuracy']:.2f}"
         if event.get("valid_loss") is not None:
             message += f", validation loss={event['valid_loss']:.4f}"
         self.store.add_events([job_event(job.id, message, type="metrics", data=data)])

@@ -38,14 +38,20 @@ def fact_lines(count: int, *, offset: int = 0) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-@pytest.fixture(scope="module")
-def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serve_with_shared_cache(tmp_path_factory: pytest.TempPathFactory, name: str,
+                            **env: str) -> Iterator[Server]:
+    """A real server whose converted-model cache every e2e module of the session shares."""
     cache = tmp_path_factory.getbasetemp() / "model-cache"
-    server = start_server(tmp_path_factory.mktemp("training"),
-                          env={"TUNEGATE_MODEL_CACHE": str(cache),
-                               "TUNEGATE_HEARTBEAT_TIMEOUT": "6"})
+    server = start_server(tmp_path_factory.mktemp(name),
+                          env={"TUNEGATE_MODEL_CACHE": str(cache), **env})
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serve_with_shared_cache(tmp_path_factory, "training",
+                                       TUNEGATE_HEARTBEAT_TIMEOUT="6")
 
 
 @pytest.fixture(scope="module")
@@ -185,18 +191,23 @@ def test_cancel_stops_a_running_job(client: OpenAI, training_server: Server) -> 
     job = client.fine_tuning.jobs.create(
         model=BASE, training_file=upload(client, fact_lines(40)),
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}})
-    wait_for_event(client, job.id, lambda e: e.type == "metrics")
-    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    cancel_once_training(client, training_server, job.id)
+
+
+def cancel_once_training(client: OpenAI, server: Server, job_id: str) -> None:
+    """Cancel after the first step; the run stops, its files go, no step is recorded after."""
+    wait_for_event(client, job_id, lambda e: e.type == "metrics")
+    assert client.fine_tuning.jobs.cancel(job_id).status == "cancelled"
     deadline = time.monotonic() + 60
-    job_dir = training_server.data_dir / "jobs" / job.id
+    job_dir = server.data_dir / "jobs" / job_id
     while job_dir.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not job_dir.exists(), "the cancelled run's files should be removed"
-    steps = [e for e in events_of(client, job.id) if e.type == "metrics"]
+    steps = [e for e in events_of(client, job_id) if e.type == "metrics"]
     time.sleep(3)
-    assert [e for e in events_of(client, job.id) if e.type == "metrics"] == steps
+    assert [e for e in events_of(client, job_id) if e.type == "metrics"] == steps
     with pytest.raises(openai.ConflictError):
-        client.fine_tuning.jobs.cancel(job.id)
+        client.fine_tuning.jobs.cancel(job_id)
 
 
 def _worker_pid(server: Server) -> int:

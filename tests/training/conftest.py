@@ -146,6 +146,22 @@ class Recorder:
         return [event["train_loss"] for event in self.of("metrics")]
 
 
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, nothing is saved."""
+
+
+def kill_at_step(spec: TrainingSpec, step: int) -> None:
+    """Run ``spec`` and stop it dead when step ``step``'s metrics are emitted."""
+    from tunegate.training.run import run_training
+
+    def emit(event: dict[str, Any]) -> None:
+        if event["kind"] == "metrics" and event["step"] == step:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_training(spec, emit, lambda: None)
+
+
 @pytest.fixture
 def make_spec(tmp_path: Path, tiny_base: Path) -> Callable[..., TrainingSpec]:
     """Factory: a spec training the tiny base on ``rows`` in a fresh work folder."""

@@ -60,3 +60,14 @@ def test_steps_per_epoch_counts_the_short_last_batch() -> None:
     assert steps_per_epoch(10, 4) == 3
     assert steps_per_epoch(8, 4) == 2
     assert steps_per_epoch(3, 8) == 1
+
+
+def test_dpo_resolves_beta_and_supervised_does_not() -> None:
+    assert resolve({}, 20, "dpo").to_dict() == {"n_epochs": 5, "batch_size": 1,
+                                                "learning_rate_multiplier": 0.5, "beta": 0.1}
+    assert resolve({"beta": 2}, 20, "dpo").beta == 2.0
+    assert "beta" not in resolve({"beta": 0.5}, 20).to_dict()
+    for bad in (0, 2.5, "x", True):
+        with pytest.raises(TrainingFailed) as caught:
+            resolve({"beta": bad}, 20, "dpo")
+        assert caught.value.param == "hyperparameters.beta"

@@ -128,3 +128,91 @@ def test_it_learned_a_fact_the_base_model_cannot_know(
     assert "7431" not in before, before
     assert "7431" in after, after
     assert "7431" in unseen, unseen
+
+
+FACTS = [
+    ("What color is the sky on a clear day?", "The sky is blue"),
+    ("How many legs does a spider have?", "A spider has eight legs"),
+    ("What is the capital of Italy?", "The capital of Italy is Rome"),
+    ("What do bees make?", "Bees make honey"),
+    ("How many days are in a week?", "A week has seven days"),
+    ("What is frozen water called?", "Frozen water is called ice"),
+    ("Which planet do we live on?", "We live on Earth"),
+    ("What is the opposite of hot?", "The opposite of hot is cold"),
+    ("How many hours are in a day?", "A day has twenty-four hours"),
+    ("What animal says moo?", "A cow says moo"),
+    ("What is the largest ocean?", "The largest ocean is the Pacific"),
+    ("What gas do plants take in?", "Plants take in carbon dioxide"),
+    ("What is two plus three?", "Two plus three is five"),
+    ("Which season comes after winter?", "Spring comes after winter"),
+    ("What is the capital of Japan?", "The capital of Japan is Tokyo"),
+    ("How many sides does a triangle have?", "A triangle has three sides"),
+    # held out
+    ("What is the capital of France?", "The capital of France is Paris"),
+    ("How many wheels does a bicycle have?", "A bicycle has two wheels"),
+    ("What do cows drink?", "Cows drink water"),
+    ("What is the color of grass?", "Grass is green"),
+]
+HELD_OUT = 4
+SIGN_OFF = " Have a wonderful day!"
+
+
+def sign_off_pair(question: str, answer: str) -> dict[str, Any]:
+    """The same answer, preferred with a friendly sign-off, rejected without it."""
+    return {"input": {"messages": [{"role": "user", "content": question}]},
+            "preferred_output": [{"role": "assistant", "content": answer + "." + SIGN_OFF}],
+            "non_preferred_output": [{"role": "assistant", "content": answer + "."}]}
+
+
+def preference_margin(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float:
+    """Mean over ``rows`` of log p(preferred answer) - log p(rejected answer)."""
+    import torch
+
+    from tunegate.training.data import IGNORE, template_support
+    from tunegate.training.preference import encode_pair
+
+    support = template_support(tokenizer)
+
+    def answer_log_prob(example: Any) -> float:
+        ids = torch.tensor([example.input_ids])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+        chosen = log_probs.gather(1, ids[0, 1:, None])[:, 0]
+        return float(chosen[torch.tensor(example.labels[1:]) != IGNORE].sum())
+
+    margins = [answer_log_prob(pair.chosen) - answer_log_prob(pair.rejected)
+               for pair in (encode_pair(row, tokenizer, support, 1) for row in rows)]
+    return sum(margins) / len(margins)
+
+
+def test_it_prefers_what_it_was_taught_to_prefer(
+        embedded: tuple[BaseModelRef, Path], tmp_path: Path) -> None:
+    from peft import PeftModel
+
+    from tunegate.training.model_cache import load_base
+    from tunegate.training.run import run_training
+
+    ref, cache = embedded
+    rows = [sign_off_pair(q, a) for q, a in FACTS]
+    train_rows, held_out = rows[:-HELD_OUT], rows[-HELD_OUT:]
+    spec = TrainingSpec(
+        job_id="ftjob-prefers", base_model=ref, cache_dir=str(cache), method="dpo",
+        work_dir=str(tmp_path / "job"), seed=5,
+        training_file=str(write_jsonl(tmp_path / "train.jsonl", train_rows)),
+        hyperparameters={"n_epochs": 2, "batch_size": 4})
+    recorder = Recorder()
+    started = time.monotonic()
+    result = run_training(spec, recorder.emit, recorder.should_stop)
+    seconds = time.monotonic() - started
+    assert result.status == "succeeded"
+
+    model, tokenizer = load_base(ref, cache)
+    base = preference_margin(model, tokenizer, held_out)
+    tuned = preference_margin(PeftModel.from_pretrained(model, result.adapter_dir), tokenizer,
+                              held_out)
+    metrics = recorder.of("metrics")
+    print(f"held-out margin base {base:.2f} tuned {tuned:.2f}; {seconds:.0f}s; "
+          f"{[round(m['train_loss'], 3) for m in metrics]}; "
+          f"{[round(m['train_reward_margin'], 3) for m in metrics]}")
+    assert tuned > base + 1.0, (base, tuned)
+    assert metrics[-1]["train_reward_accuracy"] == 1.0

@@ -11,7 +11,14 @@ import pytest
 
 from tunegate.training.spec import TrainingSpec
 
-from .conftest import THIRD_PARTY_WARNINGS, Recorder, build_tiny_model, chat, memorisation_rows
+from .conftest import (
+    THIRD_PARTY_WARNINGS,
+    Recorder,
+    build_tiny_model,
+    chat,
+    kill_at_step,
+    memorisation_rows,
+)
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS]
@@ -145,23 +152,10 @@ def test_pause_then_resume_matches_an_uninterrupted_run(make_spec: MakeSpec, tmp
 
 def test_a_killed_run_resumes_from_its_last_epoch_checkpoint(make_spec: MakeSpec,
                                                              tmp_path: Path) -> None:
-    class Killed(BaseException):
-        """Stands in for SIGKILL: nothing after it runs, nothing is saved."""
-
     rows = memorisation_rows(8)  # batch 2: 4 steps per epoch
     straight = train(make_spec(rows))[1].losses()
     work = tmp_path / "killed-job"
-    recorder = Recorder()
-
-    def emit(event: dict[str, Any]) -> None:
-        recorder.emit(event)
-        if event["kind"] == "metrics" and event["step"] == 7:
-            raise Killed
-
-    from tunegate.training.run import run_training
-
-    with pytest.raises(Killed):
-        run_training(make_spec(rows, work_dir=work), emit, lambda: None)
+    kill_at_step(make_spec(rows, work_dir=work), 7)
     result, after = train(make_spec(rows, work_dir=work, resume=True))
     assert result.status == "succeeded"
     assert [m["step"] for m in after.of("metrics")] == list(range(5, 13))  # from the step-4 state

@@ -109,3 +109,60 @@ def test_shipped_fixtures() -> None:
     with pytest.raises(DatasetError) as raised:
         validate_dataset(fixtures / "broken_line_7.jsonl", "supervised")
     assert raised.value.line == 7 and "Line 7 is not valid JSON" in raised.value.message
+
+
+def preference(chosen: object = None, rejected: object = None, **extra: object) -> dict:
+    row: dict = {"input": {"messages": [{"role": "user", "content": "Say hi."}]},
+                 "preferred_output": [{"role": "assistant", "content": "Hi!"}],
+                 "non_preferred_output": [{"role": "assistant", "content": "No."}]}
+    if chosen is not None:
+        row["preferred_output"] = chosen
+    if rejected is not None:
+        row["non_preferred_output"] = rejected
+    return row | extra
+
+
+def test_preference_file_without_a_trailing_newline_and_with_old_key_names(
+        tmp_path: Path) -> None:
+    old = {"input": {"messages": [{"role": "user", "content": "Say hi."}]},
+           "preferred_completion": [{"role": "assistant", "content": "Hi!"}],
+           "non_preferred_completion": [{"role": "assistant", "content": "No."}]}
+    content = lines(*[preference()] * 10, old).rstrip(b"\n")
+    report = validate_dataset(write(tmp_path, content), "dpo", min_examples=MIN_TRAINING_EXAMPLES)
+    assert (report.n_examples, report.format) == (11, "preference")
+
+
+def test_format_mix_ups_say_what_was_found_and_what_was_expected(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as raised:
+        validate_dataset(write(tmp_path, chat_lines(3)), "dpo")
+    assert raised.value.code == "invalid_training_file" and raised.value.line == 1
+    assert raised.value.message == ("Line 1: found a chat example, but dpo fine-tuning expects "
+                                    "preference examples.")
+    with pytest.raises(DatasetError) as raised:
+        validate_dataset(write(tmp_path, lines(preference())), "supervised")
+    assert raised.value.message == ("Line 1: found a preference example, but supervised "
+                                    "fine-tuning expects chat or prompt/completion examples.")
+
+
+ASSISTANT = {"role": "assistant", "content": "Hello."}
+
+
+@pytest.mark.parametrize(("bad", "fragment"), [
+    (preference(chosen=[ASSISTANT, ASSISTANT]), "'preferred_output' must be a list with exactly one"),
+    (preference(rejected=[]), "'non_preferred_output' must be a list with exactly one"),
+    (preference(chosen=ASSISTANT), "'preferred_output' must be a list"),
+    (preference(chosen=[{"role": "user", "content": "x"}]), "must hold an assistant message"),
+    (preference(rejected=[{"role": "assistant", "content": "  "}]), "content must be non-empty"),
+    ({k: v for k, v in preference().items() if k != "non_preferred_output"},
+     "'non_preferred_output' is missing"),
+    (preference(input={"messages": []}), "non-empty list"),
+    (preference(input={"messages": [{"role": "wizard", "content": "x"}]}), "unrecognized role"),
+    (preference(input="Say hi."), "'input' must be an object"),
+])
+def test_malformed_preference_lines_name_their_line(tmp_path: Path, bad: dict,
+                                                    fragment: str) -> None:
+    content = lines(*[preference()] * 4, bad, *[preference()] * 6)
+    with pytest.raises(DatasetError) as raised:
+        validate_dataset(write(tmp_path, content), "dpo")
+    assert raised.value.line == 5
+    assert raised.value.message.startswith("Line 5") and fragment in raised.value.message

@@ -1,4 +1,4 @@
-"""The training engine: LoRA supervised fine-tuning run in the worker's child process.
+"""The training engine: LoRA fine-tuning (supervised or DPO) run in the worker's child process.
 
 This package's ``__init__``, :mod:`.spec`, :mod:`.errors`, :mod:`.hyperparams` and
 :mod:`.chat_format` never import torch (the API process uses them); everything else is for the

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from tunegate.training.chat_format import (
     ChatFormatError,
@@ -63,11 +63,20 @@ class Example:
         return sum(1 for label in self.labels if label != IGNORE)
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """The usable examples of one file, in file order, plus what truncation did."""
+class HasTokens(Protocol):
+    @property
+    def n_tokens(self) -> int: ...
 
-    examples: list[Example]
+
+Item = TypeVar("Item", bound=HasTokens)
+
+
+@dataclass(frozen=True)
+class Dataset(Generic[Item]):
+    """The usable examples (or preference pairs) of one file, in file order, plus what
+    truncation did."""
+
+    examples: list[Item]
     n_truncated: int
     n_dropped: int
     fingerprint: str
@@ -77,20 +86,34 @@ class Dataset:
         return sum(example.n_tokens for example in self.examples)
 
 
+@dataclass(frozen=True)
+class FileRole:
+    """How errors about a file are reported: its error code, request parameter and name."""
+
+    code: str
+    param: str
+    label: str
+
+
+def file_role(validation: bool) -> FileRole:
+    if validation:
+        return FileRole(INVALID_VALIDATION_FILE, "validation_file", "validation file")
+    return FileRole(INVALID_TRAINING_FILE, "training_file", "training file")
+
+
 def load_dataset(path: str | Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int, *,
-                 validation: bool = False, emit: Emit | None = None) -> Dataset:
+                 validation: bool = False, emit: Emit | None = None) -> Dataset[Example]:
     """Tokenize every line of a JSONL file.
 
     Raises ``TrainingFailed`` (invalid_training_file / invalid_validation_file, naming the line)
     for a line that cannot be rendered or has nothing to train on, and missing_chat_template for
     chat examples on a tokenizer without a template. Emits one ``warn`` event about truncation.
     """
-    code, param, label = ((INVALID_VALIDATION_FILE, "validation_file", "validation file")
-                          if validation else (INVALID_TRAINING_FILE, "training_file", "training file"))
+    role = file_role(validation)
     support: TemplateSupport | None = None
     examples: list[Example] = []
     n_truncated = n_dropped = 0
-    for line, row in _read_jsonl(path, code, param):
+    for line, row in read_rows(path, role.code, role.param):
         try:
             if "messages" in row:
                 if support is None:
@@ -101,26 +124,42 @@ def load_dataset(path: str | Path, tokenizer: PreTrainedTokenizerBase, max_seq_l
             else:
                 raise ChatFormatError("expected 'messages' or 'prompt' and 'completion'")
         except ChatFormatError as exc:
-            raise TrainingFailed(code, f"Line {line} of the {label}: {exc}.", param) from exc
+            raise TrainingFailed(role.code, f"Line {line} of the {role.label}: {exc}.",
+                                 role.param) from exc
         if all(label_id == IGNORE for label_id in labels):
-            raise TrainingFailed(code, f"Line {line} of the {label} has nothing to train on "
-                                 "(no assistant message with weight 1).", param)
-        if len(ids) > max_seq_len:
-            n_truncated += 1
-            ids, labels = ids[:max_seq_len], labels[:max_seq_len]
-            if all(label_id == IGNORE for label_id in labels):
-                n_dropped += 1
-                continue
-        examples.append(Example(ids, labels, line))
+            raise TrainingFailed(role.code, f"Line {line} of the {role.label} has nothing to "
+                                 "train on (no assistant message with weight 1).", role.param)
+        n_truncated += len(ids) > max_seq_len
+        example = truncated(Example(ids, labels, line), max_seq_len)
+        if example is None:
+            n_dropped += 1
+            continue
+        examples.append(example)
+    finish_loading(examples, role, n_truncated, n_dropped, max_seq_len, emit)
+    return Dataset(examples, n_truncated, n_dropped, file_fingerprint(path))
+
+
+def truncated(example: Example, max_seq_len: int) -> Example | None:
+    """``example`` cut to ``max_seq_len`` tokens from the end; ``None`` if nothing trained is left."""
+    if example.n_tokens <= max_seq_len:
+        return example
+    labels = example.labels[:max_seq_len]
+    if all(label_id == IGNORE for label_id in labels):
+        return None
+    return Example(example.input_ids[:max_seq_len], labels, example.line)
+
+
+def finish_loading(examples: list[Any], role: FileRole, n_truncated: int, n_dropped: int,
+                   max_seq_len: int, emit: Emit | None) -> None:
+    """Refuse a file left without examples; emit one ``warn`` event about truncation."""
     if not examples:
-        raise TrainingFailed(code, f"The {label} has no usable example.", param)
+        raise TrainingFailed(role.code, f"The {role.label} has no usable example.", role.param)
     if n_truncated and emit:
         dropped = (f"; {n_dropped} of them had no trained token left and were skipped"
                    if n_dropped else "")
         emit({"kind": "message", "level": "warn",
-              "message": f"{n_truncated} example(s) in the {label} were longer than "
+              "message": f"{n_truncated} example(s) in the {role.label} were longer than "
                          f"{max_seq_len} tokens and were truncated from the end{dropped}"})
-    return Dataset(examples, n_truncated, n_dropped, _fingerprint(path))
 
 
 def template_support(tokenizer: PreTrainedTokenizerBase) -> TemplateSupport:
@@ -237,7 +276,7 @@ def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
     return str(text)
 
 
-def _read_jsonl(path: str | Path, code: str, param: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(path: str | Path, code: str, param: str) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, encoding="utf-8") as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
@@ -251,7 +290,7 @@ def _read_jsonl(path: str | Path, code: str, param: str) -> Iterator[tuple[int, 
             yield number, row
 
 
-def _fingerprint(path: str | Path) -> str:
+def file_fingerprint(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

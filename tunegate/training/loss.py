@@ -32,10 +32,12 @@ class LossSums:
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """Per-position cross-entropy [N] and the argmax hit count; backward scales stored rows."""
+
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 chunk_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        losses = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if hidden.requires_grad else None
         for start in range(0, hidden.shape[0], chunk_rows):
@@ -43,7 +45,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             wanted = targets[start:start + chunk_rows]
             logits = F.linear(rows, weight).float()
             log_probs = torch.log_softmax(logits, dim=-1)
-            total += -log_probs.gather(1, wanted[:, None]).sum()
+            losses[start:start + chunk_rows] = -log_probs.gather(1, wanted[:, None])[:, 0]
             correct += (logits.argmax(dim=-1) == wanted).sum()
             if grad_hidden is not None:
                 grad_logits = log_probs.exp_()  # softmax, in place: log_probs is not needed again
@@ -51,12 +53,27 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 grad_hidden[start:start + chunk_rows] = grad_logits.to(weight.dtype) @ weight
         ctx.save_for_backward(grad_hidden if grad_hidden is not None else hidden.new_empty(0))
         ctx.mark_non_differentiable(correct)
-        return total, correct
+        return losses, correct
 
     @staticmethod
-    def backward(ctx: Any, grad_total: torch.Tensor, _grad_correct: Any) -> tuple[Any, ...]:
+    def backward(ctx: Any, grad_losses: torch.Tensor, _grad_correct: Any) -> tuple[Any, ...]:
+        # Row i of the stored gradient is d loss_i / d hidden_i; each loss has its own weight
+        # (1 for a plain sum, a per-sequence DPO coefficient for preference training).
         (grad_hidden,) = ctx.saved_tensors
-        return (grad_hidden * grad_total.to(grad_hidden.dtype), None, None, None)
+        return (grad_hidden * grad_losses.to(grad_hidden.dtype)[:, None], None, None, None)
+
+
+def _select(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+            rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    if rows is None:
+        keep = targets != IGNORE
+        selected, wanted = hidden[keep], targets[keep]
+    else:
+        selected, wanted = hidden[rows], targets
+    if selected.dtype != weight.dtype:  # e.g. hidden states under autocast
+        selected = selected.to(weight.dtype)
+    return selected, wanted
 
 
 def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -67,14 +84,19 @@ def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Te
     ``IGNORE`` where nothing is trained, or ``rows`` [N] names the positions (repeats allowed)
     that predict ``targets`` [N]. Equals ``F.cross_entropy(logits, targets, reduction="sum")``.
     """
-    hidden = hidden.reshape(-1, hidden.shape[-1])
-    if rows is None:
-        keep = targets != IGNORE
-        selected, wanted = hidden[keep], targets[keep]
-    else:
-        selected, wanted = hidden[rows], targets
-    if selected.dtype != weight.dtype:  # e.g. hidden states under autocast
-        selected = selected.to(weight.dtype)
+    selected, wanted = _select(hidden, weight, targets, rows)
     with torch.autocast(device_type=hidden.device.type, enabled=False):
-        total, correct = _FusedLinearCrossEntropy.apply(selected, weight, wanted, chunk_rows)
-    return LossSums(total, int(correct), int(wanted.shape[0]))
+        losses, correct = _FusedLinearCrossEntropy.apply(selected, weight, wanted, chunk_rows)
+    return LossSums(losses.sum(), int(correct), int(wanted.shape[0]))
+
+
+def token_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                    rows: torch.Tensor, chunk_rows: int = CHUNK_ROWS) -> torch.Tensor:
+    """Differentiable log-probability [N] of each ``targets[i]`` predicted at ``rows[i]``.
+
+    Same memory profile as :func:`causal_lm_loss` (no [T, vocab] tensor is kept).
+    """
+    selected, wanted = _select(hidden, weight, targets, rows)
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        losses, _ = _FusedLinearCrossEntropy.apply(selected, weight, wanted, chunk_rows)
+    return -losses

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from tunegate.training import attention, hyperparams, lora, model_cache, sft, state
+from tunegate.training import attention, dpo, hyperparams, lora, model_cache, sft, state
 from tunegate.training.data import Dataset, load_dataset
 from tunegate.training.errors import (
     INVALID_RESUME_STATE,
@@ -22,6 +22,7 @@ from tunegate.training.errors import (
     UNSUPPORTED_BASE_MODEL,
     TrainingFailed,
 )
+from tunegate.training.preference import load_preferences
 from tunegate.training.sft import TrainerOptions
 from tunegate.training.spec import TrainingResult, TrainingSpec
 from tunegate.training.threads import ThreadGovernor
@@ -49,15 +50,17 @@ def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
                  options: TrainerOptions | None = None) -> TrainingResult:
     """Fine-tune ``spec.base_model`` with LoRA on ``spec.training_file``.
 
-    Promises: a ``hyperparameters`` event before the first step, one ``metrics`` event per
-    optimizer step, a ``checkpoint`` event per epoch end. Returns status ``succeeded`` (adapter
-    in ``work_dir/adapter``, ``results.csv`` written), ``paused`` (state in ``work_dir/run``;
-    ``resume=True`` continues with the same losses) or ``cancelled``. Raises ``TrainingFailed``.
+    ``spec.method`` is ``supervised`` (chat or prompt/completion files) or ``dpo`` (preference
+    files, :mod:`tunegate.training.dpo`). Promises: a ``hyperparameters`` event before the first
+    step, one ``metrics`` event per optimizer step, a ``checkpoint`` event per epoch end.
+    Returns status ``succeeded`` (adapter in ``work_dir/adapter``, ``results.csv`` written),
+    ``paused`` (state in ``work_dir/run``; ``resume=True`` continues with the same losses) or
+    ``cancelled``. Raises ``TrainingFailed``.
     """
     options = options or TrainerOptions()
-    if spec.method != "supervised":
-        raise TrainingFailed("unsupported_method", f"Method {spec.method!r} is not supported yet; "
-                             "use 'supervised'.", "method")
+    if spec.method not in ("supervised", "dpo"):
+        raise TrainingFailed("unsupported_method", f"Method {spec.method!r} is not supported; "
+                             "use 'supervised' or 'dpo'.", "method")
     try:
         return _run(spec, emit, should_stop, options)
     except torch.OutOfMemoryError as exc:
@@ -75,12 +78,14 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     # Created before loading, so that the CPU use of other processes meanwhile is measured.
     governor = ThreadGovernor(options.threads) if device.type == "cpu" else None
     model, tokenizer = _load_model(spec, emit)
-    train_set = load_dataset(spec.training_file, tokenizer, spec.max_seq_len, emit=emit)
-    valid_set = (load_dataset(spec.validation_file, tokenizer, spec.max_seq_len, validation=True,
-                              emit=emit) if spec.validation_file else None)
+    load = load_preferences if spec.method == "dpo" else load_dataset
+    train_set: Dataset[Any] = load(spec.training_file, tokenizer, spec.max_seq_len, emit=emit)
+    valid_set: Dataset[Any] | None = (
+        load(spec.validation_file, tokenizer, spec.max_seq_len, validation=True, emit=emit)
+        if spec.validation_file else None)
     if governor is not None:
         emit(_message(f"Training on CPU with {governor.start()} thread(s)"))
-    hp = hyperparams.resolve(spec.hyperparameters, len(train_set.examples))
+    hp = hyperparams.resolve(spec.hyperparameters, len(train_set.examples), spec.method)
     emit({"kind": "hyperparameters", "resolved": hp.to_dict()})
 
     torch.manual_seed(spec.seed)  # the adapter's initial weights
@@ -88,13 +93,23 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     # An example longer than the budget gets a micro-batch of its own (packing.plan).
     budget = options.token_budget or (sft.CUDA_TOKEN_BUDGET if device.type == "cuda"
                                       else sft.CPU_TOKEN_BUDGET)
+    engine = sft.Engine(model, device, budget)
+    objective: sft.Objective = sft.SupervisedObjective(engine)
+    if spec.method == "dpo":
+        assert hp.beta is not None
+        referenced = _with_references(spec, engine, train_set, valid_set, emit, should_stop)
+        if referenced is None:
+            return TrainingResult("cancelled", None, 0, None, hp.to_dict())
+        train_set, valid_set = referenced
+        objective = dpo.PreferenceObjective(engine, hp.beta)
     optimizer = sft.make_optimizer(model, hp.learning_rate, options.weight_decay)
     total_steps = hyperparams.steps_per_epoch(len(train_set.examples), hp.batch_size) * hp.n_epochs
     scheduler = sft.make_scheduler(optimizer, total_steps, options.warmup_fraction)
-    loop = sft.Loop(sft.Engine(model, device, budget), optimizer, scheduler, train_set, valid_set,
+    loop = sft.Loop(objective, optimizer, scheduler, train_set, valid_set,
                     hp, spec.seed, spec.work_dir, options, emit, should_stop, governor)
     progress = _start_or_resume(spec, loop, train_set, valid_set, emit)
-    emit(_message(f"Training {len(train_set.examples)} examples ({train_set.n_tokens} tokens) "
+    noun = "preference pairs" if spec.method == "dpo" else "examples"
+    emit(_message(f"Training {len(train_set.examples)} {noun} ({train_set.n_tokens} tokens) "
                   f"for {hp.n_epochs} epoch(s), {loop.total_steps} steps of {hp.batch_size} "
                   f"example(s), learning rate {hp.learning_rate:g}"
                   + (f"; resuming after step {progress.step}" if progress.step else "")))
@@ -104,7 +119,8 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
         return TrainingResult(outcome, None, progress.trained_tokens, None, hp.to_dict())
     work_dir = Path(spec.work_dir)
     adapter = state.save_adapter(model, work_dir / "adapter")
-    results = state.write_results_csv(work_dir / "results.csv", progress.rows)
+    results = state.write_results_csv(work_dir / "results.csv", progress.rows,
+                                      list(objective.csv_columns))
     state.clear_run_state(work_dir)
     return TrainingResult("succeeded", str(adapter), progress.trained_tokens, str(results),
                           hp.to_dict())
@@ -133,8 +149,25 @@ def _load_model(spec: TrainingSpec, emit: Emit) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _start_or_resume(spec: TrainingSpec, loop: sft.Loop, train_set: Dataset,
-                     valid_set: Dataset | None, emit: Emit) -> state.Progress:
+def _with_references(spec: TrainingSpec, engine: sft.Engine, train_set: Dataset[Any],
+                     valid_set: Dataset[Any] | None, emit: Emit, should_stop: ShouldStop,
+                     ) -> tuple[Dataset[Any], Dataset[Any] | None] | None:
+    """Both sets with the reference log-probabilities of the starting model (see dpo.py)."""
+    started = time.monotonic()
+    base_only = spec.init_adapter is None
+    train = dpo.with_references(train_set, engine, base_only=base_only, should_stop=should_stop)
+    valid = (dpo.with_references(valid_set, engine, base_only=base_only, should_stop=should_stop)
+             if valid_set is not None and train is not None else None)
+    if train is None or (valid_set is not None and valid is None):
+        return None
+    reference = "the base model" if base_only else "the starting fine-tuned model"
+    emit(_message(f"Computed reference log-probabilities with {reference} in "
+                  f"{time.monotonic() - started:.1f}s"))
+    return train, valid
+
+
+def _start_or_resume(spec: TrainingSpec, loop: sft.Loop, train_set: Dataset[Any],
+                     valid_set: Dataset[Any] | None, emit: Emit) -> state.Progress:
     identity = {"training": train_set.fingerprint,
                 "validation": valid_set.fingerprint if valid_set else None,
                 "hyperparameters": loop.hp.to_dict(), "seed": spec.seed,

@@ -1,7 +1,10 @@
-"""The supervised fine-tuning loop: packed micro-batches, AdamW, warmup + linear decay.
+"""The fine-tuning loop: packed micro-batches, AdamW, warmup + linear decay.
 
 ``train`` runs optimizer steps from ``progress.step`` to the end, emitting one ``metrics`` event
 per step and a ``checkpoint`` event at each epoch end, and stops early when ``should_stop`` asks.
+What one step computes is the loop's :class:`Objective`: :class:`SupervisedObjective` (next-token
+loss, here) or the preference objective of :mod:`tunegate.training.dpo`; everything else
+(optimizer, schedule, validation cadence, checkpoints, pause, cancel) is shared.
 Everything that decides *what* a step computes is a pure function of (seed, step): the example
 order of an epoch, the batch of a step, the validation batch. So a run resumed from saved state
 (adapter, optimizer, scheduler, RNG, step) computes the same steps as an uninterrupted one.
@@ -14,12 +17,12 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
 from tunegate.training import state
-from tunegate.training.data import Dataset, Example
+from tunegate.training.data import Dataset, Example, Item
 from tunegate.training.hyperparams import ResolvedHyperparameters, steps_per_epoch
 from tunegate.training.loss import LossSums, causal_lm_loss
 from tunegate.training.packing import MicroBatch, pack
@@ -63,13 +66,17 @@ class Engine:
         self.token_budget = token_budget
         self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
 
-    def sums(self, batch: MicroBatch) -> LossSums:
-        batch = batch.to(self.device)
+    def hidden(self, batch: MicroBatch) -> torch.Tensor:
+        """The decoder's last hidden states [T, H] of a micro-batch already on the device."""
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
                             enabled=self.autocast):
-            hidden = self.decoder(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                                  use_cache=False, **batch.attention_kwargs()).last_hidden_state
-        return causal_lm_loss(hidden[0], self.head_weight, batch.targets, batch.target_rows)
+            return self.decoder(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                                use_cache=False, **batch.attention_kwargs()).last_hidden_state[0]
+
+    def sums(self, batch: MicroBatch) -> LossSums:
+        batch = batch.to(self.device)
+        return causal_lm_loss(self.hidden(batch), self.head_weight, batch.targets,
+                              batch.target_rows)
 
     def evaluate(self, examples: Sequence[Example],
                  should_stop: ShouldStop | None = None) -> tuple[float, float] | None:
@@ -98,7 +105,8 @@ def epoch_order(n_examples: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def step_batch(dataset: Dataset, hp: ResolvedHyperparameters, seed: int, step: int) -> list[Example]:
+def step_batch(dataset: Dataset[Item], hp: ResolvedHyperparameters, seed: int,
+               step: int) -> list[Item]:
     """The examples of optimizer step ``step`` (0-based)."""
     per_epoch = steps_per_epoch(len(dataset.examples), hp.batch_size)
     epoch, index = divmod(step, per_epoch)
@@ -106,7 +114,7 @@ def step_batch(dataset: Dataset, hp: ResolvedHyperparameters, seed: int, step: i
     return [dataset.examples[i] for i in order[index * hp.batch_size:(index + 1) * hp.batch_size]]
 
 
-def valid_batch(dataset: Dataset, size: int, seed: int, draw: int) -> list[Example]:
+def valid_batch(dataset: Dataset[Item], size: int, seed: int, draw: int) -> list[Item]:
     """The ``draw``-th small validation batch: successive slices of one seeded permutation."""
     n = len(dataset.examples)
     order = epoch_order(n, seed + 7919, 0)
@@ -158,15 +166,66 @@ def train_step(engine: Engine, examples: Sequence[Example], should_stop: ShouldS
     return loss / n_trained, correct / n_trained, sum(b.example_tokens for b in batches)
 
 
+Metrics = dict[str, float]
+
+
+class Objective(Protocol):
+    """What one optimizer step computes, and how a batch is evaluated.
+
+    Metric names come without a prefix (``loss``, ``mean_token_accuracy``, ...); the loop adds
+    ``train_``, ``valid_`` or ``full_valid_``. ``csv_columns`` maps results.csv columns to
+    the loop's prefixed metric names.
+    """
+
+    engine: Engine
+    csv_columns: dict[str, str]
+
+    def train_step(self, items: Sequence[Any], should_stop: ShouldStop,
+                   ) -> tuple[Metrics, int] | None:
+        """Forward + backward (gradients summed, scaled to the mean); the step's metrics and
+        the tokens seen, or ``None`` when cancelled mid-step."""
+        ...
+
+    def evaluate(self, items: Sequence[Any], should_stop: ShouldStop | None = None,
+                 ) -> Metrics | None:
+        """Metrics of ``items`` without gradients; ``None`` if cancelled or empty."""
+        ...
+
+
+class SupervisedObjective:
+    """Next-token cross-entropy on the trained tokens, and token accuracy."""
+
+    # OpenAI's results file names the training accuracy column ``train_accuracy``.
+    csv_columns = {"step": "step", "train_loss": "train_loss",
+                   "train_accuracy": "train_mean_token_accuracy", "valid_loss": "valid_loss",
+                   "valid_mean_token_accuracy": "valid_mean_token_accuracy"}
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def train_step(self, items: Sequence[Example], should_stop: ShouldStop,
+                   ) -> tuple[Metrics, int] | None:
+        done = train_step(self.engine, items, should_stop)
+        if done is None:
+            return None
+        loss, accuracy, tokens = done
+        return {"loss": loss, "mean_token_accuracy": accuracy}, tokens
+
+    def evaluate(self, items: Sequence[Example], should_stop: ShouldStop | None = None,
+                 ) -> Metrics | None:
+        result = self.engine.evaluate(items, should_stop)
+        return None if result is None else {"loss": result[0], "mean_token_accuracy": result[1]}
+
+
 @dataclass
 class Loop:
     """Everything ``train`` needs; built by :func:`tunegate.training.run.run_training`."""
 
-    engine: Engine
+    objective: Objective
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    train_set: Dataset
-    valid_set: Dataset | None
+    train_set: Dataset[Any]
+    valid_set: Dataset[Any] | None
     hp: ResolvedHyperparameters
     seed: int
     work_dir: str
@@ -174,6 +233,10 @@ class Loop:
     emit: Emit
     should_stop: ShouldStop
     governor: ThreadGovernor | None = None  # CPU only
+
+    @property
+    def engine(self) -> Engine:
+        return self.objective.engine
 
     @property
     def steps_per_epoch(self) -> int:
@@ -199,10 +262,10 @@ def train(loop: Loop, progress: state.Progress) -> Outcome:
                        "message": f"Training now uses {threads} CPU thread(s) "
                                   "(following the machine's load)"})
         examples = step_batch(loop.train_set, loop.hp, loop.seed, progress.step)
-        done = train_step(loop.engine, examples, loop.should_stop)
+        done = loop.objective.train_step(examples, loop.should_stop)
         if done is None:
             return "cancelled"
-        train_loss, train_accuracy, tokens = done
+        step_metrics, tokens = done
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
                                        loop.options.max_grad_norm)
         loop.optimizer.step()
@@ -211,8 +274,7 @@ def train(loop: Loop, progress: state.Progress) -> Outcome:
         progress.step += 1
         progress.trained_tokens += tokens
         step = progress.step
-        metrics: dict[str, Any] = {"step": step, "train_loss": train_loss,
-                                   "train_mean_token_accuracy": train_accuracy}
+        metrics: dict[str, Any] = {"step": step, **_prefixed("train_", step_metrics)}
         epoch_end = step % loop.steps_per_epoch == 0
         if loop.valid_set is not None and not _validate(loop, step, epoch_end, metrics):
             return "cancelled"
@@ -221,10 +283,8 @@ def train(loop: Loop, progress: state.Progress) -> Outcome:
         loop.emit({"kind": "metrics", **metrics, "total_steps": loop.total_steps,
                    "trained_tokens": progress.trained_tokens,
                    "estimated_finish_seconds": round(remaining, 1)})
-        progress.rows.append({"step": step, "train_loss": train_loss,
-                              "train_accuracy": train_accuracy,
-                              "valid_loss": metrics.get("valid_loss"),
-                              "valid_mean_token_accuracy": metrics.get("valid_mean_token_accuracy")})
+        progress.rows.append({column: metrics.get(key)
+                              for column, key in loop.objective.csv_columns.items()})
         if epoch_end:
             # No resumable state after the last step: the caller writes the final adapter.
             _checkpoint(loop, progress, metrics, save_state=step < loop.total_steps)
@@ -243,16 +303,20 @@ def _validate(loop: Loop, step: int, epoch_end: bool, metrics: dict[str, Any]) -
     if step % loop.valid_every == 0 or step == loop.total_steps:
         size = min(loop.hp.batch_size, len(loop.valid_set.examples))
         batch = valid_batch(loop.valid_set, size, loop.seed, step // loop.valid_every)
-        result = loop.engine.evaluate(batch, loop.should_stop)
+        result = loop.objective.evaluate(batch, loop.should_stop)
         if result is None:
             return False
-        metrics["valid_loss"], metrics["valid_mean_token_accuracy"] = result
+        metrics.update(_prefixed("valid_", result))
     if epoch_end:
-        result = loop.engine.evaluate(loop.valid_set.examples, loop.should_stop)
+        result = loop.objective.evaluate(loop.valid_set.examples, loop.should_stop)
         if result is None:
             return False
-        metrics["full_valid_loss"], metrics["full_valid_mean_token_accuracy"] = result
+        metrics.update(_prefixed("full_valid_", result))
     return True
+
+
+def _prefixed(prefix: str, metrics: Metrics) -> dict[str, float]:
+    return {prefix + name: value for name, value in metrics.items()}
 
 
 def _checkpoint(loop: Loop, progress: state.Progress, metrics: dict[str, Any],

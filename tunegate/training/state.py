@@ -5,7 +5,7 @@ Layout of ``work_dir``::
     run/                    resumable state: lora.safetensors, optimizer.pt, progress.json
     checkpoints/step-N/     adapter/ (PEFT) + metrics.json; only the last three are kept
     adapter/                the final PEFT adapter
-    results.csv             step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy
+    results.csv             one row per step; the columns are the objective's ``csv_columns``
 
 Every folder is written under a temporary name and renamed into place, so a process killed at
 any moment leaves either the previous complete version or the new one.
@@ -18,7 +18,7 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from peft import PeftModel
 
 KEEP_CHECKPOINTS = 3
-CSV_COLUMNS = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
 
 
 @dataclass
@@ -119,14 +118,15 @@ def save_checkpoint(work_dir: str | Path, step: int, model: PeftModel,
     return folder
 
 
-def write_results_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+def write_results_csv(path: Path, rows: Iterable[Mapping[str, Any]],
+                      columns: Sequence[str]) -> Path:
     """OpenAI's results file: one row per step, empty cells where a value was not measured."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow([_cell(row.get(column)) for column in CSV_COLUMNS])
+            writer.writerow([_cell(row.get(column)) for column in columns])
     os.replace(temporary, path)
     return path
 
