@@ -27,6 +27,7 @@ from tunegate.inference import (
     Sampling,
     TemplateError,
 )
+from tunegate.tool_calls import Reply, read_reply
 
 CHAT_ID = "chatcmpl-"
 COMPLETION_ID = "cmpl-"
@@ -40,13 +41,14 @@ class GenerationRequest:
     """One chat or text completion request, checked and normalized."""
 
     model: str
-    messages: list[dict[str, str]] | None  # chat
+    messages: list[dict[str, Any]] | None  # chat
     prompt: str | None  # text completion
     sampling: Sampling
     max_tokens: int | None  # None: until the context is full
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool
+    tools: list[dict[str, Any]] | None = None  # offered to the model (chat only)
 
     @property
     def chat(self) -> bool:
@@ -65,8 +67,6 @@ def _is_set(value: Any) -> bool:
 _UNSUPPORTED_CHAT = {
     "logprobs": "log probabilities are not returned",
     "top_logprobs": "log probabilities are not returned",
-    "tools": "tool calling is not supported",
-    "functions": "function calling is not supported",
     "audio": "audio output is not supported",
 }
 _UNSUPPORTED_TEXT = {
@@ -138,12 +138,37 @@ def chat_request(body: Mapping[str, Any]) -> GenerationRequest:
     _refuse_unsupported(body, _UNSUPPORTED_CHAT)
     messages = []
     for index, message in enumerate(body["messages"]):
-        role = "system" if message["role"] == "developer" else message["role"]
-        messages.append({"role": role, "content": _message_text(message, index)})
+        # Tool calls, tool results and names pass through: the chat template (or tunegate's
+        # fallback rendering, the one training used) decides how they read.
+        kept = {key: message[key] for key in _MESSAGE_KEYS if message.get(key) is not None}
+        messages.append({**kept, "content": _message_text(message, index)})
     max_tokens = body.get("max_completion_tokens")
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
-    return _common(body, max_tokens, messages=messages, prompt=None)
+    return _common(body, max_tokens, messages=messages, prompt=None, tools=_offered_tools(body))
+
+
+_MESSAGE_KEYS = ("role", "name", "tool_calls", "tool_call_id", "function_call")
+
+
+def _offered_tools(body: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The functions the model may call: ``tools`` (or the older ``functions``), unless
+    ``tool_choice`` is ``"none"``. Forcing a call is refused: nothing here can make a small
+    model call a tool, so promising it would be a lie."""
+    tools = list(body.get("tools") or []) or [
+        {"type": "function", "function": function} for function in body.get("functions") or []]
+    choice = body.get("tool_choice", body.get("function_call"))
+    if choice in ("none",):
+        return None
+    if choice not in (None, "auto"):
+        raise InvalidRequest("Only tool_choice 'auto' and 'none' are supported: tunegate cannot "
+                             "force a model to call a tool.", param="tool_choice",
+                             code="unsupported_parameter")
+    for index, tool in enumerate(tools):
+        if tool.get("type", "function") != "function" or not (tool.get("function") or {}).get("name"):
+            raise InvalidRequest("Each tool must be {\"type\": \"function\", \"function\": "
+                                 "{\"name\": ...}}.", param=f"tools.{index}")
+    return tools or None
 
 
 def completion_request(body: Mapping[str, Any]) -> GenerationRequest:
@@ -170,7 +195,7 @@ def _prepare(model: LoadedModel, files: ModelFiles, request: GenerationRequest) 
     """Render and tokenize the prompt; refuse it when it does not fit the context."""
     try:
         if request.messages is not None:
-            prompt = model.chat_prompt(request.messages)
+            prompt = model.chat_prompt(request.messages, request.tools)
         else:
             prompt = model.text_prompt(request.prompt or "")
     except TemplateError as exc:
@@ -249,10 +274,12 @@ def _complete(model: LoadedModel, prepared: _Prepared) -> Json:
     text = "".join(pieces)
     usage = _usage(prepared, last.completion_tokens)
     if request.chat:
-        message = {"role": "assistant", "content": text, "refusal": None}
+        reply = _reply(request, text)
+        message = {"role": "assistant", "content": reply.content, "refusal": None,
+                   "tool_calls": reply.tool_calls or None}
         return _envelope(prepared, "chat.completion", [{
             "index": 0, "message": message, "logprobs": None,
-            "finish_reason": last.finish_reason}], usage)
+            "finish_reason": _finish_reason(reply, last.finish_reason)}], usage)
     return _envelope(prepared, "text_completion", [{
         "index": 0, "text": text, "logprobs": None, "finish_reason": last.finish_reason}], usage)
 
@@ -278,16 +305,45 @@ def _chunks(pool: ModelPool, prepared: _Prepared) -> Iterator[Json]:
         deltas = model.generate(prepared.prompt, request.sampling, prepared.max_tokens,
                                 request.stop)
         last = None
+        held: list[str] = []  # with tools offered: the whole answer, read once it is complete
         try:
             for delta in deltas:
-                if delta.text:
+                if delta.text and request.tools:
+                    held.append(delta.text)
+                elif delta.text:
                     yield _chunk(prepared, delta.text, None)
                 last = delta
         finally:
             deltas.close()  # a closed stream (client gone) stops llama.cpp here
     assert last is not None and last.finish_reason is not None
-    yield _chunk(prepared, None, last.finish_reason)
+    finish_reason = last.finish_reason
+    if request.tools:
+        reply = _reply(request, "".join(held))
+        if reply.content:
+            yield _chunk(prepared, reply.content, None)
+        for index, call in enumerate(reply.tool_calls):
+            yield _tool_call_chunk(prepared, index, call)
+        finish_reason = _finish_reason(reply, finish_reason)
+    yield _chunk(prepared, None, finish_reason)
     if request.include_usage:
         usage = _usage(prepared, last.completion_tokens)
         object = "chat.completion.chunk" if request.chat else "text_completion"
         yield _envelope(prepared, object, [], usage)
+
+
+def _tool_call_chunk(prepared: _Prepared, index: int, call: Json) -> Json:
+    """One whole tool call as a stream delta (OpenAI may split its arguments; clients join)."""
+    delta = {"tool_calls": [{"index": index, **call}]}
+    return _envelope(prepared, "chat.completion.chunk", [{
+        "index": 0, "delta": delta, "logprobs": None, "finish_reason": None}], None)
+
+
+def _reply(request: GenerationRequest, text: str) -> Reply:
+    """The answer as content and tool calls (only when tools were offered)."""
+    if not request.tools:
+        return Reply(text)
+    return read_reply(text, {tool["function"]["name"] for tool in request.tools})
+
+
+def _finish_reason(reply: Reply, finish_reason: str) -> str:
+    return "tool_calls" if reply.tool_calls else finish_reason

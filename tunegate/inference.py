@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunegate.training.chat_format import TemplateSupport, probe_support
+
 # llama.cpp draws a fresh random seed for this value (LLAMA_DEFAULT_SEED).
 RANDOM_SEED = 0xFFFFFFFF
 
@@ -78,6 +80,7 @@ class LoadedModel:
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self.chat_template: str | None = llama.metadata.get("tokenizer.chat_template")
         self._formatter: Any = None
+        self._support: TemplateSupport | None = None
 
     def close(self) -> None:
         """Free the weights, context and adapter now (not when garbage collected)."""
@@ -92,14 +95,36 @@ class LoadedModel:
             return ""
         return bytes(self.llama.detokenize([token], special=True)).decode("utf-8", "replace")
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        """``messages`` rendered by the GGUF's own chat template, as tokens.
+    def chat_prompt(self, messages: list[dict[str, Any]],
+                    tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """``messages`` (and ``tools``) rendered by the GGUF's own chat template, as tokens.
 
         The rendering is llama-cpp-python's ``Jinja2ChatFormatter`` (what its
         ``create_chat_completion`` does with ``tokenizer.chat_template``), so a model answers the
-        same prompt here as in llama-server with ``--jinja``. The template already writes its
-        special tokens; no BOS is added in front.
+        same prompt here as in llama-server with ``--jinja``. Tools and tool calls go through
+        ``to_template_messages``, exactly as in training: a template without tool support gets
+        tunegate's fallback rendering, the form a tool-trained model learned. The template
+        writes its own special tokens; no BOS is added in front.
         """
+        from tunegate.training.chat_format import ChatFormatError, to_template_messages
+
+        try:
+            prepared = to_template_messages({"messages": messages, "tools": tools},
+                                            self.template_support)
+        except ChatFormatError as exc:
+            raise TemplateError(str(exc)) from exc
+        rendered = self._render(prepared.messages, prepared.tools)
+        return list(self.llama.tokenize(rendered.prompt.encode("utf-8"),
+                                        add_bos=not rendered.added_special, special=True))
+
+    @property
+    def template_support(self) -> TemplateSupport:
+        """What the chat template renders natively (probed once, as training probes it)."""
+        if self._support is None:
+            self._support = probe_support(lambda messages, tools: self._render(messages, tools).prompt)
+        return self._support
+
+    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> Any:
         import jinja2
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -113,11 +138,11 @@ class LoadedModel:
                 bos_token=self._special_text(self.llama.token_bos()),
             )
         try:
-            rendered = self._formatter(messages=messages)
-        except jinja2.TemplateError as exc:  # templates reject e.g. non-alternating roles
+            return self._formatter(messages=messages, tools=tools)
+        # Templates reject e.g. non-alternating roles: jinja errors, or ValueError from the
+        # formatter's raise_exception().
+        except (jinja2.TemplateError, ValueError) as exc:
             raise TemplateError(f"the model's chat template refused these messages: {exc}") from exc
-        return list(self.llama.tokenize(rendered.prompt.encode("utf-8"),
-                                        add_bos=not rendered.added_special, special=True))
 
     def text_prompt(self, prompt: str) -> list[int]:
         """A raw completion prompt as tokens (special tokens in the text are honoured, BOS

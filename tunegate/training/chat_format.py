@@ -35,6 +35,7 @@ Inference must render prompts the same way for a tool-trained model to answer in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,33 @@ class TemplateInput:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None
     trained: list[bool]
+
+
+Render = Callable[[list[dict[str, Any]], list[dict[str, Any]] | None], str]
+
+
+def probe_support(render: Render) -> TemplateSupport:
+    """Whether a chat template renders ``tools`` and ``tool_calls`` itself.
+
+    ``render(messages, tools)`` is the template, whoever runs it: the tokenizer's
+    ``apply_chat_template`` when training, llama.cpp's Jinja formatter when serving. Both
+    sides probe with the same messages, so they make the same choice for the same template.
+    """
+    user = [{"role": "user", "content": "hi"}]
+    probe_tool = {"type": "function", "function": {"name": "tunegate_probe_tool",
+                                                   "description": "probe", "parameters": {}}}
+    call = {"role": "assistant", "content": "",
+            "tool_calls": [{"type": "function", "id": "call_0", "function": {
+                "name": "tunegate_probe_call", "arguments": {"x": 1}}}]}
+    try:
+        tools = "tunegate_probe_tool" in render(user, [probe_tool])
+    except Exception:  # templates raise anything from jinja; "unsupported" is the safe answer
+        tools = False
+    try:
+        calls = "tunegate_probe_call" in render([*user, call], None)
+    except Exception:
+        calls = False
+    return TemplateSupport(tools=tools, tool_calls=calls)
 
 
 def text_of(content: Any) -> str:

@@ -29,6 +29,7 @@ from tunegate.training.chat_format import (
     ChatFormatError,
     TemplateInput,
     TemplateSupport,
+    probe_support,
     to_template_messages,
 )
 from tunegate.training.errors import (
@@ -172,22 +173,7 @@ def template_support(tokenizer: PreTrainedTokenizerBase) -> TemplateSupport:
                              "The base model's tokenizer has no chat template, so chat examples "
                              "cannot be rendered. Use prompt/completion examples or a chat model.",
                              "model")
-    user = [{"role": "user", "content": "hi"}]
-    probe_tool = {"type": "function", "function": {"name": "tunegate_probe_tool",
-                                                   "description": "probe", "parameters": {}}}
-    call = {"role": "assistant", "content": "",
-            "tool_calls": [{"type": "function", "id": "call_0", "function": {
-                "name": "tunegate_probe_call", "arguments": {"x": 1}}}]}
-    try:
-        with_tools = _render(tokenizer, user, [probe_tool])
-        tools = "tunegate_probe_tool" in with_tools
-    except Exception:  # templates raise anything from jinja; "unsupported" is the safe answer
-        tools = False
-    try:
-        calls = "tunegate_probe_call" in _render(tokenizer, [*user, call], None)
-    except Exception:
-        calls = False
-    return TemplateSupport(tools=tools, tool_calls=calls)
+    return probe_support(lambda messages, tools: render_chat(tokenizer, messages, tools))
 
 
 def encode_chat(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
@@ -195,7 +181,7 @@ def encode_chat(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
     """Token ids and labels of one chat example (assistant turns with weight 1 trained)."""
     prepared = to_template_messages(row, support)
     try:
-        full = _render(tokenizer, prepared.messages, prepared.tools)
+        full = render_chat(tokenizer, prepared.messages, prepared.tools)
     except Exception as exc:
         raise ChatFormatError(f"the chat template failed: {exc}") from exc
     spans = _assistant_spans(tokenizer, prepared, full)
@@ -248,8 +234,9 @@ def _assistant_spans(tokenizer: PreTrainedTokenizerBase, prepared: TemplateInput
 def _span_by_prefixes(tokenizer: PreTrainedTokenizerBase, prepared: TemplateInput, full: str,
                       index: int) -> tuple[int, int] | None:
     try:
-        before = _render(tokenizer, prepared.messages[:index], prepared.tools, generation_prompt=True)
-        through = _render(tokenizer, prepared.messages[: index + 1], prepared.tools)
+        before = render_chat(tokenizer, prepared.messages[:index], prepared.tools,
+                             generation_prompt=True)
+        through = render_chat(tokenizer, prepared.messages[: index + 1], prepared.tools)
     except Exception:
         return None
     if full.startswith(before) and full.startswith(through) and len(through) > len(before):
@@ -269,8 +256,9 @@ def _span_by_search(message: dict[str, Any], full: str, cursor: int, eos: str) -
     return start, (closing + len(eos) if closing >= 0 else end)
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
-            tools: list[dict[str, Any]] | None, generation_prompt: bool = False) -> str:
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
+                tools: list[dict[str, Any]] | None, generation_prompt: bool = False) -> str:
+    """The chat template's text for ``messages`` (serving renders the same text, see tests)."""
     text = tokenizer.apply_chat_template(messages, tools=list(tools) if tools else None,
                                          tokenize=False, add_generation_prompt=generation_prompt)
     return str(text)

@@ -1,0 +1,138 @@
+"""Tool calling through /v1/chat/completions: prompts rendered as training renders them, and
+answers made of ``<tool_call>`` blocks returned as OpenAI ``tool_calls``.
+
+The rendering tests run the real embedded GGUF's template. The answer-shaping tests need a model
+that calls a tool on cue, which SmolLM2-135M does not: ``ScriptedAnswer`` (a test fake, named
+so) keeps the real model's prompt rendering and replaces only its generation with a fixed text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import OpenAI
+
+from tests.inference.conftest import BASE
+from tunegate.inference import Delta, LoadedModel, load_llama
+from tunegate.training.chat_format import to_template_messages
+
+CHAT = "/v1/chat/completions"
+TOOLS = [{"type": "function", "function": {
+    "name": "takeoff_drone", "description": "Start the drone and climb.",
+    "parameters": {"type": "object", "properties": {"altitude": {"type": "integer"}}}}}]
+ASK = [{"role": "user", "content": "Take off to 100 metres."}]
+CALL_TEXT = '<tool_call>\n{"name": "takeoff_drone", "arguments": {"altitude": 100}}\n</tool_call>'
+
+
+class ScriptedAnswer:
+    """Test fake: the real model's prompts, a fixed answer instead of generation."""
+
+    def __init__(self, real: LoadedModel, answer: str):
+        self.real = real
+        self.answer = answer
+        self.prompts: list[list[int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def generate(self, prompt: Sequence[int], *_: Any, **__: Any) -> Iterator[Delta]:
+        self.prompts.append(list(prompt))
+        yield Delta(self.answer, 7)
+        yield Delta("", 7, "stop")
+
+
+@pytest.fixture
+def scripted(app) -> list[ScriptedAnswer]:
+    """Make every model of the in-process app answer ``CALL_TEXT``; the list collects them."""
+    made: list[ScriptedAnswer] = []
+
+    def loader(files: Any, n_ctx: int) -> ScriptedAnswer:
+        made.append(ScriptedAnswer(load_llama(files, n_ctx), CALL_TEXT))
+        return made[-1]
+
+    app.state_service.inference._loader = loader
+    return made
+
+
+def test_serving_renders_tools_exactly_as_training_does(base_gguf: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from tunegate.training.data import render_chat, template_support
+
+    tokenizer = AutoTokenizer.from_pretrained(base_gguf.parent, gguf_file=base_gguf.name)
+    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "takeoff_drone", "arguments": '{"altitude": 100}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "airborne"}]
+    prepared = to_template_messages({"messages": history, "tools": TOOLS},
+                                    template_support(tokenizer))
+    trained = render_chat(tokenizer, prepared.messages, prepared.tools, generation_prompt=True)
+    model = load_llama_for_test(base_gguf)
+    try:
+        served = model.llama.detokenize(model.chat_prompt(history, TOOLS), special=True)
+    finally:
+        model.close()
+    assert "<tools>" in trained and '"takeoff_drone"' in trained
+    assert served.decode() == trained
+
+
+def load_llama_for_test(base_gguf: Path) -> LoadedModel:
+    from tunegate.inference import ModelFiles
+
+    return load_llama(ModelFiles(BASE, base_gguf, None), 2048)
+
+
+def test_a_tool_call_answer_comes_back_as_tool_calls(client, scripted) -> None:
+    body = {"model": BASE, "messages": ASK, "tools": TOOLS, "temperature": 0}
+    response = client.post(CHAT, json=body)
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    [call] = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "takeoff_drone"
+    assert json.loads(call["function"]["arguments"]) == {"altitude": 100}
+    # The prompt the model saw lists the tool.
+    prompt = scripted[0].llama.detokenize(scripted[0].prompts[0], special=True).decode()
+    assert "<tools>" in prompt and "takeoff_drone" in prompt
+
+
+def test_without_tools_the_same_answer_is_text(client, scripted) -> None:
+    for extra in ({}, {"tools": TOOLS, "tool_choice": "none"}):
+        body = {"model": BASE, "messages": ASK, "temperature": 0, **extra}
+        choice = client.post(CHAT, json=body).json()["choices"][0]
+        assert choice["finish_reason"] == "stop"
+        assert choice["message"] == {"role": "assistant", "content": CALL_TEXT,
+                                     "refusal": None, "tool_calls": None}
+    prompt = scripted[0].llama.detokenize(scripted[0].prompts[-1], special=True).decode()
+    assert "<tools>" not in prompt  # tool_choice "none" hides them
+
+
+def test_the_openai_sdk_reads_tool_calls_plain_and_streamed(client, scripted) -> None:
+    for strict in (False, True):
+        sdk = OpenAI(base_url="http://testserver/v1", api_key="local", http_client=client,
+                     max_retries=0, _strict_response_validation=strict)
+        completion = sdk.chat.completions.create(model=BASE, messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
+        call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
+        assert call.function.name == "takeoff_drone"
+        assert completion.choices[0].finish_reason == "tool_calls"
+        chunks = list(sdk.chat.completions.create(model=BASE, messages=ASK, tools=TOOLS,  # type: ignore[arg-type]
+                                                  stream=True))
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        streamed = [t for d in deltas for t in (d.tool_calls or [])]
+        assert [(t.index, t.function.name) for t in streamed] == [(0, "takeoff_drone")]
+        assert json.loads(streamed[0].function.arguments) == {"altitude": 100}
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_forcing_a_tool_is_refused(client) -> None:
+    for choice in ("required", {"type": "function", "function": {"name": "takeoff_drone"}}):
+        body = {"model": BASE, "messages": ASK, "tools": TOOLS, "tool_choice": choice}
+        response = client.post(CHAT, json=body)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "tool_choice" and error["code"] == "unsupported_parameter"
