@@ -164,6 +164,50 @@ def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
         client.models.retrieve(name)
 
 
+LAMP_TOOL = {"type": "function", "function": {
+    "name": "set_lamp", "description": "Switch a lamp to a colour.",
+    "parameters": {"type": "object", "required": ["room", "color"], "properties": {
+        "room": {"type": "string"}, "color": {"type": "string"}}}}}
+ROOMS = ["kitchen", "garage", "cellar", "studio", "porch", "office", "hallway", "bedroom"]
+COLORS = ["green", "blue", "purple", "orange"]
+
+
+def lamp_lines() -> bytes:
+    """Tool-calling examples in OpenAI's format: every request becomes a set_lamp call."""
+    rows = []
+    for i, room in enumerate(ROOMS):
+        for color in (COLORS[i % 4], COLORS[(i + 1) % 4]):
+            arguments = json.dumps({"room": room, "color": color})
+            rows.append({"tools": [LAMP_TOOL], "messages": [
+                {"role": "user", "content": f"Please make the {room} lamp {color}."},
+                {"role": "assistant", "tool_calls": [{"id": f"call_{len(rows)}", "type": "function",
+                 "function": {"name": "set_lamp", "arguments": arguments}}]}]})
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(client: OpenAI) -> None:
+    job = client.fine_tuning.jobs.create(
+        model=BASE, training_file=upload(client, lamp_lines()), suffix="lamp", seed=11,
+        method={"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 3, "batch_size": 4}}})
+    done = wait_for(client, job.id, TERMINAL)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model is not None
+    # A room and colour it never saw together, asked the way users ask.
+    question = [{"role": "user", "content": "Please make the attic lamp blue."}]
+    answers = {}
+    for model in (done.fine_tuned_model, BASE):
+        answers[model] = client.chat.completions.create(
+            model=model, messages=question, tools=[LAMP_TOOL], temperature=0,  # type: ignore[list-item]
+            max_tokens=60).choices[0]
+    tuned = answers[done.fine_tuned_model]
+    assert tuned.finish_reason == "tool_calls", tuned.message.content
+    [call] = tuned.message.tool_calls or []
+    assert call.function.name == "set_lamp"
+    assert json.loads(call.function.arguments) == {"room": "attic", "color": "blue"}
+    assert answers[BASE].finish_reason != "tool_calls", answers[BASE].message
+
+
 def test_pause_then_resume_continues_where_it_stopped(client: OpenAI) -> None:
     job = client.fine_tuning.jobs.create(
         model=BASE, training_file=upload(client, fact_lines(16)), seed=3,
