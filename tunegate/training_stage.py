@@ -53,6 +53,7 @@ class TrainingStage:
                  standby: Standby | None = None):
         # A trainer child already waiting with its imports done (tunegate.trainer_standby).
         self.standby = standby
+        self.recorded_through = 0  # metrics of steps up to here are recorded already
         # Called while the child trains, so other jobs' file validation need not wait.
         self.between_polls = between_polls
         # When the worker is asked to stop, the run saves its state and goes back to the queue.
@@ -115,6 +116,9 @@ class TrainingStage:
         if started is None:
             return
         spec = self.build_spec(started, model)
+        # After a crash the run resumes from its last saved state and redoes the steps since;
+        # they were recorded already (with the same figures: resuming is exact), so skip them.
+        self.recorded_through = self._last_recorded_step(job.id) if resuming else 0
         process = TrainerProcess(spec.to_json(), self.work_dir(job.id))
         process.start(self.standby)
         pause_sent = False
@@ -158,7 +162,21 @@ class TrainingStage:
             elif kind == "checkpoint":
                 self._record_checkpoint(job, model, event)
 
+    def _last_recorded_step(self, job_id: str) -> int:
+        """The step of the job's newest metrics event (events list newest first)."""
+        after = None
+        while True:
+            page = self.store.list_events(job_id, after=after, limit=100)
+            for event in page.items:
+                if event.type == "metrics" and event.data:
+                    return int(event.data.get("step", 0))
+            if not page.has_more or not page.items:
+                return 0
+            after = page.items[-1].id
+
     def _record_metrics(self, job: FineTuningJob, event: dict[str, Any]) -> None:
+        if int(event["step"]) <= self.recorded_through:
+            return
         data = {key: value for key, value in event.items()
                 if key not in ("kind", "trained_tokens", "estimated_finish_seconds")}
         message = f"Step {event['step']}/{event['total_steps']}: training loss={event['train_loss']:.4f}"

@@ -267,11 +267,16 @@ def test_a_killed_worker_is_replaced_and_the_job_resumes(client: OpenAI,
         model=BASE, training_file=upload(client, fact_lines(12)), seed=11,
         method={"type": "supervised", "supervised": {"hyperparameters": {
             "n_epochs": 3, "batch_size": 4}}})
-    wait_for_event(client, job.id, lambda e: e.message.startswith("Checkpoint created"))
+    # Killed after the epoch-1 checkpoint (step 3) and at least one step more, which the
+    # resumed run redoes.
+    wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 4)
     os.kill(_worker_pid(training_server), signal.SIGKILL)
     wait_for_event(client, job.id, lambda e: "stopped responding" in e.message, timeout=120)
     done = wait_for(client, job.id, TERMINAL)
     assert done.status == "succeeded", done.error
-    messages = [e.message for e in events_of(client, job.id)]
-    assert "Fine-tuning job resumed from saved state" in messages
+    events = events_of(client, job.id)
+    assert "Fine-tuning job resumed from saved state" in [e.message for e in events]
+    # Steps redone after the crash are not recorded twice.
+    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    assert steps == list(range(1, 10)), steps
     assert Path(training_server.data_dir / "jobs" / job.id / "adapter.gguf").is_file()
