@@ -9,12 +9,17 @@ from starlette.datastructures import UploadFile
 from starlette.responses import StreamingResponse
 
 from handlers import project, service, visible
+from tunegate.errors import InvalidRequest
 from tunegate.service import Upload
 
 Response = tuple[dict[str, Any], int]
 
 
-def create_file(body: dict[str, Any], file: UploadFile) -> Response:
+def create_file(body: dict[str, Any], file: UploadFile | None = None) -> Response:
+    if file is None:
+        # A `file` part without a filename (e.g. filename="") arrives as a text field.
+        raise InvalidRequest("'file' must be a file part (with a filename) of the form.",
+                             param="file")
     upload = Upload(
         filename=file.filename or "upload",
         body=file.file,

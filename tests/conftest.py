@@ -100,7 +100,7 @@ def start_server(tmp_path: Path, *extra_args: str, env: dict[str, str] | None = 
         if process.poll() is not None:
             raise RuntimeError(f"tunegate serve exited early:\n{server.log()}")
         try:
-            if httpx.get(f"{server.api}/models", timeout=2).status_code == 200:
+            if httpx.get(f"{server.api}/openapi.json", timeout=2).status_code == 200:  # public
                 return server
         except httpx.HTTPError:
             time.sleep(0.2)

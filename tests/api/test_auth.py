@@ -206,3 +206,18 @@ def test_a_failure_answers_without_a_trace(keyed_app: Any, monkeypatch: pytest.M
         "The server had an error while processing your request.")
     assert "secret" not in response.text and "Traceback" not in response.text
     assert json.loads(response.text)["error"]["type"] == "server_error"
+
+
+def test_serve_prints_the_warning(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    import uvicorn
+
+    bound: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, **kwargs: bound.append(host))
+    open_everywhere = replace(settings, host="0.0.0.0", embedded_worker=False)
+    with caplog.at_level(logging.WARNING, logger="tunegate"):
+        cli.serve(open_everywhere)
+        assert bound == ["0.0.0.0"] and "no API keys" in caplog.text
+        caplog.clear()
+        cli.serve(replace(open_everywhere, api_key="sk-tg-some-key"))
+        assert "no API keys" not in caplog.text

@@ -23,6 +23,10 @@ would count as a failure. ``acceptable()`` rewrites exactly those values in the 
 and only where the generated value was itself schema-valid, so negative cases stay negative. The
 400s themselves are asserted in ``test_errors.py``.
 
+Keys are configured (``tests/api/conftest.py``): every case carries project Alice's key through
+a schemathesis auth provider, so ``ignored_auth`` resends each successful case without a key and
+with a wrong one, and expects 401 both times.
+
 Only the contract of fine-tuning, files and models is fuzzed here (the tags below); the inference
 operations load llama.cpp and are tested with their own code.
 
@@ -53,6 +57,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
+from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
 from tunegate.app import build_service, create_app
 from tunegate.catalog import EMBEDDED_MODEL_ID
@@ -95,6 +100,11 @@ class Target:
         self._training_file: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            authorization = dict(scope["headers"]).get(b"authorization")
+            if authorization != f"Bearer {ALICE.key}".encode():
+                # ignored_auth's probes: the same request with no key or a wrong one.
+                CASES["probes without a valid key"] += 1
         await self.app(scope, receive, send)
 
     def use(self, app: Any, client: Any) -> None:
@@ -104,9 +114,11 @@ class Target:
     def training_file(self) -> str:
         """A valid ``fine-tune`` file in the app's store, uploaded again if a run deleted it."""
         known = self._training_file
-        if known is not None and self.client.get(f"/v1/files/{known}").status_code == 200:
+        if known is not None and self.client.get(f"/v1/files/{known}",
+                                                 headers=ALICE.headers).status_code == 200:
             return known
         response = self.client.post("/v1/files", data={"purpose": "fine-tune"},
+                                    headers=ALICE.headers,
                                     files={"file": ("seed.jsonl", chat_lines(12))})
         assert response.status_code == 200, response.text
         self._training_file = str(response.json()["id"])
@@ -121,6 +133,16 @@ with tempfile.TemporaryDirectory() as _bootstrap:
     TARGET.app.state_service.store.close()
     TARGET.app = None
 
+
+@schema.auth()
+class AliceKey:
+    """Every generated case is sent with project Alice's key (what ``ignored_auth`` removes)."""
+
+    def get(self, case: Any, context: Any) -> str:
+        return ALICE.key
+
+    def set(self, case: Any, data: str, context: Any) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
 def _query_valid_as_sent(case: Any, query_string: str) -> bool:
@@ -227,6 +249,8 @@ def _report(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     plugins = request.config.pluginmanager
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    # The auth checks ran: successful cases were resent without a valid key.
+    assert not CASES or CASES["probes without a valid key"] > 0
     if reporter is not None and capture is not None and CASES:
         summary = ", ".join(f"{phase}: {count} cases" for phase, count in sorted(CASES.items()))
         with capture.global_and_fixture_disabled():
@@ -235,8 +259,8 @@ def _report(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def target(app: Any, client: Any) -> Iterator[Target]:
-    TARGET.use(app, client)
+def target(keyed_app: Any, keyed_client: Any) -> Iterator[Target]:
+    TARGET.use(keyed_app, keyed_client)
     yield TARGET
     TARGET.app = TARGET.client = None
 
@@ -291,8 +315,9 @@ class ScenarioService:
         self.current = build_service(replace(self.settings, data_dir=data_dir))
 
 
-def test_stateful(settings: Settings) -> None:
+def test_stateful(keyed_settings: Settings) -> None:
     """Walk the OpenAPI links: upload → retrieve/content/delete, create job → its operations."""
+    settings = keyed_settings
     services = ScenarioService(settings)
     services.fresh()
     app = create_app(settings, service=services, validate_responses=True)  # type: ignore[arg-type]
