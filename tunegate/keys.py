@@ -39,6 +39,7 @@ class Caller:
     organization_id: str
     admin: bool = False
     key_name: str | None = None  # None: no keys are configured (the open mode)
+    key_hash: str | None = None  # what the request rate is counted by (one bucket per key)
 
     @property
     def visible_project(self) -> str | None:
@@ -117,7 +118,7 @@ class KeyRing:
                 found = entry
         if found is None:
             return None
-        return Caller(found.project, found.organization, found.admin, found.name)
+        return Caller(found.project, found.organization, found.admin, found.name, found.hash)
 
 
 def add_key(path: Path, *, project: str, organization: str | None = None, admin: bool = False,

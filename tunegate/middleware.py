@@ -108,7 +108,7 @@ class TunegateMiddleware:
                     [(b"www-authenticate", b"Bearer")])
                 return
             caller = found
-            wait = self.rate.take(found.key_name or "")
+            wait = self.rate.take(found.key_hash or "")
             if wait:
                 await _send_json(send, 429, envelope(
                     f"Too many requests for this API key; retry in {wait} s (setting "
