@@ -117,8 +117,9 @@ def stop_server(server: Server) -> None:
         server.process.wait()
 
 
-# API tests watch jobs wait in `queued`: their server's worker validates files but does not train.
-VALIDATE_ONLY = {"TUNEGATE_WORKER_STAGES": "validate"}
+# API tests watch jobs wait in `queued`: their server's worker validates files but does not train,
+# so their jobs never end and would soon fill TUNEGATE_MAX_ACTIVE_JOBS (tested on its own).
+VALIDATE_ONLY = {"TUNEGATE_WORKER_STAGES": "validate", "TUNEGATE_MAX_ACTIVE_JOBS": "100000"}
 
 
 @pytest.fixture

@@ -36,6 +36,10 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
             "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'")
 
 
+# An answer given by the middleware itself: status, JSON body, extra headers.
+Refusal = tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]
+
+
 def _is_docs(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in DOCS_PREFIXES)
 
@@ -99,39 +103,45 @@ class TunegateMiddleware:
         request_id = ids.new_id(ids.REQUEST)
         path: str = scope["path"]
         send = _stamped(send, request_id, path)
-        caller = self.open_caller
-        if self.keys.enabled and _needs_key(path):
-            found = self.keys.caller(Headers(scope=scope).get("authorization"))
-            if found is None:
-                await _send_json(send, 401, envelope(
-                    INVALID_KEY, type="invalid_request_error", code="invalid_api_key"),
-                    [(b"www-authenticate", b"Bearer")])
-                return
-            caller = found
-            wait = self.rate.take(found.key_hash or "")
-            if wait:
-                await _send_json(send, 429, envelope(
-                    f"Too many requests for this API key; retry in {wait} s (setting "
-                    "TUNEGATE_RATE_LIMIT).", type="requests", code="rate_limit_exceeded"),
-                    [(b"retry-after", str(wait).encode())])
-                return
-        if not self.fine_tuning and (path + "/").startswith(FINE_TUNING_PREFIX):
-            # Never going to work on this server: tell the SDK not to resend (it retries 5xx).
-            await _send_json(send, 501, {"detail": GATEWAY_DETAIL},
-                             [(b"x-should-retry", b"false")])
-            return
-        length = Headers(scope=scope).get("content-length")
-        if length and length.isdigit() and int(length) > self.max_body_bytes:
-            await _send_json(send, 413, envelope(
-                f"Request body is {int(length)} bytes; the limit is {self.max_body_bytes} bytes "
-                "(setting TUNEGATE_MAX_UPLOAD_BYTES).",
-                type="invalid_request_error", code="request_too_large"), [])
+        caller = self._caller(scope, path)
+        refusal = self._refusal(scope, path, caller)
+        if refusal is not None:
+            status, body, headers = refusal
+            await _send_json(send, status, body, headers)
             return
         context = scope.setdefault("extensions", {}).setdefault("connexion_context", {})
         context[SERVICE_KEY] = self.service
         context[CALLER_KEY] = caller
         scope[REQUEST_ID_KEY] = request_id
         await self.app(scope, receive, send)
+
+    def _caller(self, scope: Scope, path: str) -> Caller | None:
+        """Whom the request acts for; None when keys are required and it has no valid one."""
+        if not self.keys.enabled or not _needs_key(path):
+            return self.open_caller
+        return self.keys.caller(Headers(scope=scope).get("authorization"))
+
+    def _refusal(self, scope: Scope, path: str, caller: Caller | None) -> Refusal | None:
+        """The answer that ends the request here, checked in order: key, rate, gateway, size."""
+        if caller is None:
+            return 401, envelope(INVALID_KEY, type="invalid_request_error",
+                                 code="invalid_api_key"), [(b"www-authenticate", b"Bearer")]
+        wait = self.rate.take(caller.key_hash) if caller.key_hash else 0
+        if wait:
+            return 429, envelope(
+                f"Too many requests for this API key; retry in {wait} s (setting "
+                "TUNEGATE_RATE_LIMIT).", type="requests", code="rate_limit_exceeded",
+            ), [(b"retry-after", str(wait).encode())]
+        if not self.fine_tuning and (path + "/").startswith(FINE_TUNING_PREFIX):
+            # Never going to work on this server: tell the SDK not to resend (it retries 5xx).
+            return 501, {"detail": GATEWAY_DETAIL}, [(b"x-should-retry", b"false")]
+        length = Headers(scope=scope).get("content-length")
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            return 413, envelope(
+                f"Request body is {int(length)} bytes; the limit is {self.max_body_bytes} bytes "
+                "(setting TUNEGATE_MAX_UPLOAD_BYTES).",
+                type="invalid_request_error", code="request_too_large"), []
+        return None
 
 
 class RequestIdInside:

@@ -90,6 +90,10 @@ BASE_SETTINGS = hypothesis.settings(
 )
 
 
+# Cases sent per phase, and the auth checks' probes (requests without Alice's valid key).
+CASES: Counter[str] = Counter()
+
+
 class Target:
     """The app under test, as seen by the module-level schema (which needs an app at import time
     to read the spec): each test points it at that test's own fresh app and seeds it."""
@@ -203,8 +207,6 @@ def validate(case: Any, response: Any, **kwargs: Any) -> None:
     excluded = [negative_data_rejection] if misfiled_negative(case, response) else []
     case.validate_response(response, checks=ALL_CHECKS, excluded_checks=excluded, **kwargs)
 
-
-CASES: Counter[str] = Counter()
 # Operations that answer 400 for a base model (only fine-tuned models can be deleted or exported).
 NO_BASE_MODELS = ("DELETE /models/{model}", "GET /models/{model}/adapter")
 
