@@ -261,10 +261,20 @@ def _report(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def target(keyed_app: Any, keyed_client: Any) -> Iterator[Target]:
-    TARGET.use(keyed_app, keyed_client)
-    yield TARGET
+def fuzz_settings(keyed_settings: Settings) -> Settings:
+    """Keys on; no active-job limit (with no worker, every created job stays active, and the
+    creates after the eighth would all be 429s: correct, but they would test nothing else)."""
+    return replace(keyed_settings, max_active_jobs=1_000_000)
+
+
+@pytest.fixture
+def target(fuzz_settings: Settings) -> Iterator[Target]:
+    app = create_app(fuzz_settings, validate_responses=True)
+    with app.test_client() as client:
+        TARGET.use(app, client)
+        yield TARGET
     TARGET.app = TARGET.client = None
+    app.state_service.store.close()
 
 
 @schema.parametrize()
@@ -317,9 +327,9 @@ class ScenarioService:
         self.current = build_service(replace(self.settings, data_dir=data_dir))
 
 
-def test_stateful(keyed_settings: Settings) -> None:
+def test_stateful(fuzz_settings: Settings) -> None:
     """Walk the OpenAPI links: upload → retrieve/content/delete, create job → its operations."""
-    settings = keyed_settings
+    settings = fuzz_settings
     services = ScenarioService(settings)
     services.fresh()
     app = create_app(settings, service=services, validate_responses=True)  # type: ignore[arg-type]
