@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--keys-file", type=Path,
                      help="the keys file to append to (TUNEGATE_KEYS_FILE)")
     add.add_argument("--project", required=True, help="the project the key acts for")
-    add.add_argument("--org", help="its organization (default: TUNEGATE's org-local)")
+    add.add_argument("--org", help="its organization (default: org-local)")
     add.add_argument("--admin", action="store_true", help="may read every project's objects")
     add.add_argument("--name", help="a label for the key (default: the project)")
     return parser
