@@ -217,11 +217,13 @@ class Service:
         )
 
     def resume_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
-        """Put a paused job back in the queue; any other status is a 409."""
+        """Put a paused job back in the queue; any other status is a 409, and a project already
+        at ``max_active_jobs`` gets a 429 (a paused job holds no place; a queued one does)."""
         self.get_job(project_id, job_id)
         return self.store.transition(
             job_id, JobStatus.QUEUED, only_from=frozenset({JobStatus.PAUSED}),
             events=[job_event(job_id, "Fine-tuning job resumed, moving job to queued state")],
+            max_active=self.settings.max_active_jobs,
         )
 
     def list_events(self, project_id: str | None, job_id: str, *, after: str | None,

@@ -12,7 +12,9 @@ from tests.api.conftest import ALICE, BOB
 from tests.conftest import chat_lines
 from tunegate.app import create_app
 from tunegate.catalog import EMBEDDED_MODEL_ID
+from tunegate.jobs import JobStatus
 from tunegate.rate_limit import RateLimiter
+from tunegate.service import job_event
 from tunegate.settings import Settings
 
 BOUNDARY = "tunegate-limit-test"
@@ -109,6 +111,27 @@ def test_active_jobs_at_the_limit_pass_one_more_is_429_and_stores_nothing(
         assert client.post(f"/v1/fine_tuning/jobs/{first}/cancel",
                            headers=ALICE.headers).status_code == 200
         assert create_job(client, ALICE.headers, training).status_code == 200
+
+
+def test_resume_counts_against_the_active_job_limit(keyed_settings: Settings) -> None:
+    """A paused job holds no place; resuming it takes one, so it can be refused too."""
+    app = create_app(replace(keyed_settings, max_active_jobs=2), validate_responses=True)
+    store = app.state_service.store
+    with app.test_client() as client:
+        training = upload(client, ALICE.headers)
+        paused = create_job(client, ALICE.headers, training).json()["id"]
+        store.transition(paused, JobStatus.QUEUED, events=[job_event(paused, "queued")])
+        assert client.post(f"/v1/fine_tuning/jobs/{paused}/pause",
+                           headers=ALICE.headers).status_code == 200
+        others = [create_job(client, ALICE.headers, training) for _ in range(2)]
+        assert [job.status_code for job in others] == [200, 200]
+        resume = f"/v1/fine_tuning/jobs/{paused}/resume"
+        refused = client.post(resume, headers=ALICE.headers)
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
+        assert client.get(f"/v1/fine_tuning/jobs/{paused}",
+                          headers=ALICE.headers).json()["status"] == "paused"
+        client.post(f"/v1/fine_tuning/jobs/{others[0].json()['id']}/cancel", headers=ALICE.headers)
+        assert client.post(resume, headers=ALICE.headers).json()["status"] == "queued"
 
 
 def test_request_rate_at_the_limit_passes_one_more_is_429(keyed_settings: Settings) -> None:

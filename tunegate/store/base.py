@@ -77,9 +77,12 @@ class Store(Protocol):
                    changes: Mapping[str, Any] | None = None, worker_id: str | None = None,
                    only_from: frozenset[JobStatus] | None = None,
                    new_files: Sequence[StoredFile] = (),
-                   new_models: Sequence[FineTunedModel] = ()) -> FineTuningJob:
+                   new_models: Sequence[FineTunedModel] = (),
+                   max_active: int | None = None) -> FineTuningJob:
         """Compare-and-set ``status`` to ``target`` plus ``changes`` and ``events``, atomically,
-        together with the rows a finished job brings (its result files and models).
+        together with the rows a finished job brings (its result files and models). With
+        ``max_active``, a move into an active status first checks the project's active-job
+        limit, as ``create_job`` does.
 
         Succeeds only from a status the transition table allows (and, with ``worker_id``, only
         while that worker owns the job); otherwise raises ``Conflict`` naming the current status.

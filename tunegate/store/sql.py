@@ -286,13 +286,16 @@ class SqlStore:
                    changes: Mapping[str, Any] | None = None, worker_id: str | None = None,
                    only_from: frozenset[JobStatus] | None = None,
                    new_files: Sequence[StoredFile] = (),
-                   new_models: Sequence[FineTunedModel] = ()) -> FineTuningJob:
+                   new_models: Sequence[FineTunedModel] = (),
+                   max_active: int | None = None) -> FineTuningJob:
         table = schema.jobs
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
             if row is None:
                 raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
             check_transition(job_id, JobStatus(row.status), target, only_from)
+            if max_active is not None and target in ACTIVE_STATUSES:
+                self._check_active_jobs(connection, row.project_id, max_active)
             guard = and_(table.c.id == job_id, table.c.status == row.status)
             if worker_id is not None:
                 guard = and_(guard, table.c.worker_id == worker_id)
