@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from connexion import context
 
-from tunegate.middleware import SERVICE_KEY
+from tunegate.keys import Caller
+from tunegate.middleware import CALLER_KEY, SERVICE_KEY
 from tunegate.service import Service
 
 
@@ -14,6 +15,16 @@ def service() -> Service:
     return context.context[SERVICE_KEY]  # type: ignore[no-any-return]
 
 
+def caller() -> Caller:
+    """Whom the request acts for (its API key's project and organization; set by the middleware)."""
+    return context.context[CALLER_KEY]  # type: ignore[no-any-return]
+
+
 def project() -> str:
-    """The project the request acts for (one project until API keys arrive)."""
-    return service().settings.project_id
+    """The project new objects (files, jobs) of this request belong to."""
+    return caller().project_id
+
+
+def visible() -> str | None:
+    """The project whose objects this request may read or change; None for an admin key (all)."""
+    return caller().visible_project

@@ -8,13 +8,18 @@ from urllib.parse import quote
 from starlette.datastructures import UploadFile
 from starlette.responses import StreamingResponse
 
-from handlers import project, service
+from handlers import project, service, visible
+from tunegate.errors import InvalidRequest
 from tunegate.service import Upload
 
 Response = tuple[dict[str, Any], int]
 
 
-def create_file(body: dict[str, Any], file: UploadFile) -> Response:
+def create_file(body: dict[str, Any], file: UploadFile | None = None) -> Response:
+    if file is None:
+        # A `file` part without a filename (e.g. filename="") arrives as a text field.
+        raise InvalidRequest("'file' must be a file part (with a filename) of the form.",
+                             param="file")
     upload = Upload(
         filename=file.filename or "upload",
         body=file.file,
@@ -30,21 +35,21 @@ def create_file(body: dict[str, Any], file: UploadFile) -> Response:
 
 def list_files(purpose: str | None = None, limit: int = 10000, order: str = "desc",
                after: str | None = None) -> Response:
-    page = service().list_files(project(), purpose=purpose, after=after, limit=limit, order=order)
+    page = service().list_files(visible(), purpose=purpose, after=after, limit=limit, order=order)
     return page.to_api(), 200
 
 
 def retrieve_file(file_id: str) -> Response:
-    return service().get_file(project(), file_id).to_api(), 200
+    return service().get_file(visible(), file_id).to_api(), 200
 
 
 def delete_file(file_id: str) -> Response:
-    deleted = service().delete_file(project(), file_id)
+    deleted = service().delete_file(visible(), file_id)
     return {"id": deleted, "object": "file", "deleted": True}, 200
 
 
 def download_file(file_id: str) -> StreamingResponse:
-    stored, chunks = service().file_content(project(), file_id)
+    stored, chunks = service().file_content(visible(), file_id)
     return StreamingResponse(chunks, media_type="application/octet-stream", headers={
         "content-length": str(stored.bytes),
         # RFC 6266/5987 form: any filename (quotes, non-ASCII) survives the header.

@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from handlers import project, service
+from handlers import service, visible
 from tunegate.api_errors import envelope
 from tunegate.errors import TunegateError
 
@@ -74,8 +74,8 @@ def _answer(result: dict[str, Any] | Iterator[dict[str, Any]]) -> Response | Eve
 
 
 def create_chat_completion(body: dict[str, Any]) -> Response | EventStream:
-    return _answer(service().chat_completion(project(), body))
+    return _answer(service().chat_completion(visible(), body))
 
 
 def create_completion(body: dict[str, Any]) -> Response | EventStream:
-    return _answer(service().completion(project(), body))
+    return _answer(service().completion(visible(), body))

@@ -8,26 +8,26 @@ from urllib.parse import quote
 
 from starlette.responses import StreamingResponse
 
-from handlers import project, service
+from handlers import service, visible
 
 Response = tuple[dict[str, Any], int]
 
 
 def list_models() -> Response:
-    return {"object": "list", "data": service().list_models(project())}, 200
+    return {"object": "list", "data": service().list_models(visible())}, 200
 
 
 def retrieve_model(model: str) -> Response:
-    return service().get_model(project(), model), 200
+    return service().get_model(visible(), model), 200
 
 
 def delete_model(model: str) -> Response:
-    deleted = service().delete_model(project(), model)
+    deleted = service().delete_model(visible(), model)
     return {"id": deleted, "object": "model", "deleted": True}, 200
 
 
 def download_adapter(model: str, format: str = "gguf") -> StreamingResponse:
-    adapter = service().adapter_download(project(), model, format)
+    adapter = service().adapter_download(visible(), model, format)
     # A plain ASCII name for tools that ignore RFC 5987's filename* (curl -J), then the exact one.
     ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", adapter.filename)
     return StreamingResponse(adapter.chunks, media_type=adapter.media_type, headers={

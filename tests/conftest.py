@@ -100,7 +100,7 @@ def start_server(tmp_path: Path, *extra_args: str, env: dict[str, str] | None = 
         if process.poll() is not None:
             raise RuntimeError(f"tunegate serve exited early:\n{server.log()}")
         try:
-            if httpx.get(f"{server.api}/models", timeout=2).status_code == 200:
+            if httpx.get(f"{server.api}/openapi.json", timeout=2).status_code == 200:  # public
                 return server
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -117,8 +117,9 @@ def stop_server(server: Server) -> None:
         server.process.wait()
 
 
-# API tests watch jobs wait in `queued`: their server's worker validates files but does not train.
-VALIDATE_ONLY = {"TUNEGATE_WORKER_STAGES": "validate"}
+# API tests watch jobs wait in `queued`: their server's worker validates files but does not train,
+# so their jobs never end and would soon fill TUNEGATE_MAX_ACTIVE_JOBS (tested on its own).
+VALIDATE_ONLY = {"TUNEGATE_WORKER_STAGES": "validate", "TUNEGATE_MAX_ACTIVE_JOBS": "100000"}
 
 
 @pytest.fixture

@@ -52,6 +52,8 @@ def _response(request: ConnexionRequest, status: int, body: dict[str, Any],
 def tunegate_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, TunegateError)
     headers = {} if exc.retryable is None else {"x-should-retry": str(exc.retryable).lower()}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(exc.retry_after)
     return _response(request, exc.status, {"error": exc.to_api()}, headers)
 
 

@@ -10,13 +10,16 @@ from typing import Any
 
 import connexion
 import yaml
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.security import SecurityMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from tunegate import api_errors
 from tunegate.files import FileStorage
+from tunegate.keys import Caller, KeyRing
 from tunegate.middleware import RequestIdInside, TunegateMiddleware
+from tunegate.rate_limit import RateLimiter
 from tunegate.service import Service
 from tunegate.settings import Settings
 from tunegate.store import Store, open_store
@@ -24,6 +27,11 @@ from tunegate.validators import validator_map
 
 SPEC = Path(__file__).resolve().parent.parent / "openapi.yaml"
 API_BASE = "/v1"
+# The spec declares the bearer scheme (for clients, Swagger UI's "Authorize" and schemathesis);
+# keys are checked by TunegateMiddleware, in one place, before routing and with OpenAI's error
+# envelope. connexion's own security layer would check them a second time, differently.
+MIDDLEWARES = [middleware for middleware in ConnexionMiddleware.default_middlewares
+               if middleware is not SecurityMiddleware]
 
 
 def build_service(settings: Settings, store: Store | None = None) -> Service:
@@ -39,7 +47,8 @@ def create_app(settings: Settings, *, service: Service | None = None,
     """A ready ASGI app. ``validate_responses`` makes every response prove itself (tests)."""
     service = service or build_service(settings)
     app = connexion.AsyncApp(__name__, specification_dir=str(SPEC.parent),
-                             swagger_ui_options=None)
+                             swagger_ui_options=None,
+                             middlewares=list(MIDDLEWARES))  # connexion adds ours to the list
     app.add_api(
         SPEC.name,
         validate_responses=validate_responses,
@@ -48,7 +57,10 @@ def create_app(settings: Settings, *, service: Service | None = None,
     )
     api_errors.install(app, yaml.safe_load(SPEC.read_text(encoding="utf-8"))["paths"], API_BASE)
     app.add_middleware(TunegateMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
-                       service=service, max_body_bytes=settings.max_upload_bytes,
+                       service=service, keys=KeyRing.from_settings(settings),
+                       rate=RateLimiter(settings.rate_limit),
+                       open_caller=Caller(settings.project_id, settings.organization_id),
+                       max_body_bytes=settings.max_upload_bytes,
                        fine_tuning=settings.fine_tuning)
     app.add_middleware(RequestIdInside, position=MiddlewarePosition.BEFORE_CONTEXT)
     app.add_url_rule("/docs", "docs_redirect", _docs_redirect)

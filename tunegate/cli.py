@@ -1,8 +1,10 @@
-"""``tunegate serve`` (API, plus one embedded worker by default) and ``tunegate worker``."""
+"""``tunegate serve`` (API, plus one embedded worker by default), ``tunegate worker`` and
+``tunegate keys add`` (a new API key, printed once, its hash appended to the keys file)."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -37,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="largest accepted request body (TUNEGATE_MAX_UPLOAD_BYTES)")
     serve.add_argument("--worker", choices=["embedded", "external"],
                        help="start a worker subprocess or not (TUNEGATE_WORKER)")
+    serve.add_argument("--keys-file", type=Path, help="API keys file (TUNEGATE_KEYS_FILE)")
+    keys = commands.add_parser("keys", help="manage API keys")
+    add = keys.add_subparsers(dest="keys_command", required=True).add_parser(
+        "add", help="create a key, print it once and store only its hash")
+    add.add_argument("--keys-file", type=Path,
+                     help="the keys file to append to (TUNEGATE_KEYS_FILE)")
+    add.add_argument("--project", required=True, help="the project the key acts for")
+    add.add_argument("--org", help="its organization (default: org-local)")
+    add.add_argument("--admin", action="store_true", help="may read every project's objects")
+    add.add_argument("--name", help="a label for the key (default: the project)")
     return parser
 
 
@@ -44,9 +56,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     fine_tuning = getattr(args, "fine_tuning", None)
     worker = getattr(args, "worker", None)
     return Settings.from_env(
-        data_dir=args.data,
-        database_url=args.database_url,
-        models_dir=args.models_dir,
+        data_dir=getattr(args, "data", None),
+        database_url=getattr(args, "database_url", None),
+        models_dir=getattr(args, "models_dir", None),
+        keys_file=getattr(args, "keys_file", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         fine_tuning=None if fine_tuning is None else fine_tuning == "enabled",
@@ -66,6 +79,7 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
     env["TUNEGATE_MODEL_CACHE"] = str(settings.model_cache.resolve())
     env["TUNEGATE_WORKER_STAGES"] = ",".join(settings.worker_stages)
     env["TUNEGATE_MAX_SEQ_LEN"] = str(settings.max_seq_len)
+    env.pop("TUNEGATE_API_KEY", None)  # workers serve no requests: keep secrets out of them
     return env
 
 
@@ -107,11 +121,33 @@ class EmbeddedWorker:
             self.process.kill()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def open_bind_warning(settings: Settings, keys_configured: bool) -> str | None:
+    """The warning ``serve`` prints when it would listen beyond this machine with no API key."""
+    if keys_configured or _is_loopback(settings.host):
+        return None
+    return (f"tunegate listens on {settings.host} with no API keys: anyone who can reach it can "
+            "read and train on every file. Configure keys (TUNEGATE_KEYS_FILE / "
+            "TUNEGATE_API_KEY, `tunegate keys add`) or bind 127.0.0.1.")
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
     from tunegate.app import create_app
+    from tunegate.keys import KeyRing
 
+    warning = open_bind_warning(settings, KeyRing.from_settings(settings).enabled)
+    if warning:
+        log.warning(warning)
     app = create_app(settings)  # migrates the store before any worker starts
     worker = EmbeddedWorker(settings) if settings.embedded_worker else None
     if worker is not None:
@@ -140,11 +176,27 @@ def work(settings: Settings) -> None:
     Worker(build_service(settings)).run(lambda: bool(requested))
 
 
+def add_key(settings: Settings, args: argparse.Namespace) -> None:
+    from tunegate.keys import add_key as append_key
+
+    if settings.keys_file is None:
+        raise SystemExit("tunegate keys add: name the keys file (--keys-file or TUNEGATE_KEYS_FILE)")
+    key = append_key(settings.keys_file, project=args.project,
+                     organization=args.org or settings.organization_id, admin=args.admin,
+                     name=args.name)
+    # The only time the key exists outside its owner's hands: the file keeps its hash.
+    print(key)
+    print(f"(added to {settings.keys_file}; it is not stored and cannot be shown again)",
+          file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
     settings = settings_from(args)
-    if args.command == "serve":
+    if args.command == "keys":
+        add_key(settings, args)
+    elif args.command == "serve":
         serve(settings)
     else:
         work(settings)

@@ -43,15 +43,18 @@ class DatasetError(Exception):
         self.line = line
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line; raise on anything but objects."""
+def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES,
+               ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; raise on anything but objects,
+    and on a line longer than ``max_line_bytes`` (not counting its newline)."""
     with path.open("rb") as source:
         line_number = 0
-        while raw := source.readline(MAX_LINE_BYTES + 1):
+        while raw := source.readline(max_line_bytes + 1):
             line_number += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
                 raise DatasetError(
-                    f"Line {line_number} is longer than {MAX_LINE_BYTES} bytes.", line=line_number
+                    f"Line {line_number} is longer than {max_line_bytes} bytes (setting "
+                    "TUNEGATE_MAX_LINE_BYTES).", line=line_number,
                 )
             if not raw.strip():
                 continue
@@ -72,9 +75,17 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield line_number, value
 
 
-def check_jsonl_upload(path: Path) -> int:
-    """Check an upload with purpose ``fine-tune`` is JSONL of objects; return the line count."""
-    count = sum(1 for _ in iter_jsonl(path))
+def check_jsonl_upload(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES,
+                       max_examples: int | None = None) -> int:
+    """Check an upload with purpose ``fine-tune`` is JSONL of objects, within the line length
+    and example count limits; return the example count."""
+    count = 0
+    for line_number, _ in iter_jsonl(path, max_line_bytes):
+        count += 1
+        if max_examples is not None and count > max_examples:
+            raise DatasetError(
+                f"Line {line_number}: the file has more than {max_examples} examples, the most "
+                "one file may hold (setting TUNEGATE_MAX_EXAMPLES).", line=line_number)
     if count == 0:
         raise DatasetError("The file is empty: expected JSONL with one JSON object per line.")
     return count

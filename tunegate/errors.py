@@ -15,6 +15,8 @@ class TunegateError(Exception):
     code: str | None = None
     # Sent as ``x-should-retry`` when set, overriding the SDK's rule (it resends 408/409/429/5xx).
     retryable: bool | None = None
+    # Sent as ``Retry-After`` (seconds) when set.
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -51,6 +53,18 @@ class PayloadTooLarge(TunegateError):
 
 class UnsupportedMediaType(TunegateError):
     status = 415
+
+
+class TooManyRequests(TunegateError):
+    """A limit that frees up with time (429 with ``Retry-After``). Raised before anything is
+    committed, so the SDK's automatic resend is safe."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
 
 
 class ServerError(TunegateError):

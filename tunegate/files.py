@@ -7,7 +7,9 @@ store row is committed after the rename, so a partial upload is never visible.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,29 @@ CHUNK = 1024 * 1024
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 FINE_TUNE = "fine-tune"
 FINE_TUNE_RESULTS = "fine-tune-results"
+# A stored name is shown back (listings, Content-Disposition), never used as a path; the cap
+# keeps it to what a file system would take when a client saves it.
+MAX_FILENAME_BYTES = 255
+DEFAULT_FILENAME = "upload"
+# What the data folder's names look like: ids we made (tunegate.ids), nothing else.
+_STORAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def clean_filename(name: str) -> str:
+    """The client's file name made safe to store and show: the last path component only, no
+    control or invisible format characters (NUL, newlines, bidi overrides), at most 255 UTF-8
+    bytes (the extension kept), and never empty, "." or "..". Readable names pass unchanged."""
+    name = unicodedata.normalize("NFC", re.split(r"[/\\]", name)[-1])
+    name = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cf"))
+    name = name.strip()
+    if name in ("", ".", ".."):
+        return DEFAULT_FILENAME
+    stem, dot, extension = name.rpartition(".")
+    if not dot or len(extension.encode()) > 16:
+        stem, dot, extension = name, "", ""
+    room = MAX_FILENAME_BYTES - len(dot + extension)
+    stem = stem.encode()[:room].decode(errors="ignore")
+    return stem + dot + extension
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,9 @@ class FileStorage:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, file_id: str) -> Path:
+        # Callers look ids up in the store first; this makes sure no other text becomes a path.
+        if not _STORAGE_NAME.fullmatch(file_id):
+            raise ValueError(f"not a file id: {file_id!r}")
         return self.root / file_id
 
     def write(self, file_id: str, source: IO[bytes]) -> int:

@@ -1,6 +1,8 @@
-"""ASGI middleware around the whole API: request ids, the upload size limit, gateway mode.
+"""ASGI middleware around the whole API: request ids, security headers, API keys, the request
+rate, gateway mode and the upload size limit, in that order.
 
-It runs before connexion reads a byte of the body, which is where a size limit must act.
+It runs before connexion reads a byte of the body, which is where a size limit must act, and
+before routing, so an unauthenticated caller learns nothing (not even which routes exist).
 """
 
 from __future__ import annotations
@@ -13,17 +15,56 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunegate import ids
 from tunegate.api_errors import envelope
+from tunegate.keys import Caller, KeyRing
+from tunegate.rate_limit import RateLimiter
 
 GATEWAY_DETAIL = "Fine-tuning is not implemented in the local llama.cpp gateway"
 FINE_TUNING_PREFIX = "/v1/fine_tuning/"
 SERVICE_KEY = "tunegate.service"
+CALLER_KEY = "tunegate.caller"
 REQUEST_ID_KEY = "tunegate.request_id"
+# Readable without a key: the contract and Swagger UI (whose "Authorize" button takes the key).
+PUBLIC_PATHS = ("/v1/openapi.json", "/v1/openapi.yaml")
+DOCS_PREFIXES = ("/v1/docs", "/docs")
+INVALID_KEY = ("Incorrect or missing API key. Send it as 'Authorization: Bearer <key>' "
+               "(the SDK's api_key).")
+
+# An API answers JSON, files and event streams: nothing may run, embed or frame them.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# Swagger UI's page has an inline script and style, data: images, and fetches the spec itself.
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'")
 
 
-def _stamped(send: Send, request_id: str) -> Send:
+# An answer given by the middleware itself: status, JSON body, extra headers.
+Refusal = tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]
+
+
+def _is_docs(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in DOCS_PREFIXES)
+
+
+def _needs_key(path: str) -> bool:
+    return path.startswith("/v1/") and path not in PUBLIC_PATHS and not _is_docs(path)
+
+
+def _security_headers(headers: MutableHeaders, path: str) -> None:
+    headers["x-content-type-options"] = "nosniff"
+    headers["referrer-policy"] = "no-referrer"
+    headers["x-frame-options"] = "DENY"
+    headers["content-security-policy"] = DOCS_CSP if _is_docs(path) else API_CSP
+    if "cache-control" not in headers and not _is_docs(path):
+        headers["cache-control"] = "no-store"  # answers hold private data: never keep a copy
+
+
+def _stamped(send: Send, request_id: str, path: str | None = None) -> Send:
+    """``send`` that adds ``x-request-id`` (and, given the path, the security headers)."""
     async def send_with_id(message: Message) -> None:
         if message["type"] == "http.response.start":
-            MutableHeaders(scope=message)["x-request-id"] = request_id
+            headers = MutableHeaders(scope=message)
+            headers["x-request-id"] = request_id
+            if path is not None:
+                _security_headers(headers, path)
         await send(message)
 
     return send_with_id
@@ -41,11 +82,17 @@ async def _send_json(send: Send, status: int, body: dict[str, Any],
 
 
 class TunegateMiddleware:
-    """Stamps ``x-request-id``, refuses oversize bodies with 413, answers gateway-mode 501s."""
+    """Stamps ``x-request-id`` and security headers, checks the API key (401) and its request
+    rate (429), answers gateway-mode 501s, refuses oversize bodies with 413, and hands the
+    caller to the handlers."""
 
-    def __init__(self, app: ASGIApp, *, service: Any, max_body_bytes: int, fine_tuning: bool):
+    def __init__(self, app: ASGIApp, *, service: Any, keys: KeyRing, rate: RateLimiter,
+                 open_caller: Caller, max_body_bytes: int, fine_tuning: bool):
         self.app = app
         self.service = service
+        self.keys = keys
+        self.rate = rate
+        self.open_caller = open_caller
         self.max_body_bytes = max_body_bytes
         self.fine_tuning = fine_tuning
 
@@ -54,24 +101,47 @@ class TunegateMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = ids.new_id(ids.REQUEST)
-        id_header = [(b"x-request-id", request_id.encode())]
         path: str = scope["path"]
+        send = _stamped(send, request_id, path)
+        caller = self._caller(scope, path)
+        refusal = self._refusal(scope, path, caller)
+        if refusal is not None:
+            status, body, headers = refusal
+            await _send_json(send, status, body, headers)
+            return
+        context = scope.setdefault("extensions", {}).setdefault("connexion_context", {})
+        context[SERVICE_KEY] = self.service
+        context[CALLER_KEY] = caller
+        scope[REQUEST_ID_KEY] = request_id
+        await self.app(scope, receive, send)
+
+    def _caller(self, scope: Scope, path: str) -> Caller | None:
+        """Whom the request acts for; None when keys are required and it has no valid one."""
+        if not self.keys.enabled or not _needs_key(path):
+            return self.open_caller
+        return self.keys.caller(Headers(scope=scope).get("authorization"))
+
+    def _refusal(self, scope: Scope, path: str, caller: Caller | None) -> Refusal | None:
+        """The answer that ends the request here, checked in order: key, rate, gateway, size."""
+        if caller is None:
+            return 401, envelope(INVALID_KEY, type="invalid_request_error",
+                                 code="invalid_api_key"), [(b"www-authenticate", b"Bearer")]
+        wait = self.rate.take(caller.key_hash) if caller.key_hash else 0
+        if wait:
+            return 429, envelope(
+                f"Too many requests for this API key; retry in {wait} s (setting "
+                "TUNEGATE_RATE_LIMIT).", type="requests", code="rate_limit_exceeded",
+            ), [(b"retry-after", str(wait).encode())]
         if not self.fine_tuning and (path + "/").startswith(FINE_TUNING_PREFIX):
             # Never going to work on this server: tell the SDK not to resend (it retries 5xx).
-            await _send_json(send, 501, {"detail": GATEWAY_DETAIL},
-                             [*id_header, (b"x-should-retry", b"false")])
-            return
+            return 501, {"detail": GATEWAY_DETAIL}, [(b"x-should-retry", b"false")]
         length = Headers(scope=scope).get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
-            await _send_json(send, 413, envelope(
+            return 413, envelope(
                 f"Request body is {int(length)} bytes; the limit is {self.max_body_bytes} bytes "
                 "(setting TUNEGATE_MAX_UPLOAD_BYTES).",
-                type="invalid_request_error", code="request_too_large"), id_header)
-            return
-        extensions = scope.setdefault("extensions", {})
-        extensions.setdefault("connexion_context", {})[SERVICE_KEY] = self.service
-        scope[REQUEST_ID_KEY] = request_id
-        await self.app(scope, receive, _stamped(send, request_id))
+                type="invalid_request_error", code="request_too_large"), []
+        return None
 
 
 class RequestIdInside:

@@ -2,6 +2,10 @@
 
 Handlers call exactly one method here; this layer owns the rules and speaks only in domain
 objects and ``tunegate.errors`` exceptions. Job status changes go through ``Store.transition``.
+
+Every method takes the caller's ``project_id``: objects of other projects are answered exactly
+like missing ones (404, same message). Reads also take ``None``, an admin key's "every project";
+new objects always go into a real project.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import IO, Any
 from tunegate import adapter_files, catalog, completions, ids
 from tunegate.datasets import DatasetError, check_jsonl_upload
 from tunegate.errors import Conflict, InvalidRequest, NotFound
-from tunegate.files import FINE_TUNE, FileStorage, StoredFile
+from tunegate.files import FINE_TUNE, FileStorage, StoredFile, clean_filename
 from tunegate.inference import ModelFiles, ModelPool
 from tunegate.job_requests import check_metadata, normalize_method, seed_for
 from tunegate.jobs import Checkpoint, EventLevel, FineTuningJob, JobEvent, JobStatus
@@ -55,15 +59,17 @@ class Service:
 
     def upload_file(self, project_id: str, upload: Upload) -> StoredFile:
         """Store the bytes, check JSONL for fine-tune files, then make the file visible."""
-        file_id = ids.new_id(ids.FILE)
+        file_id = ids.new_id(ids.FILE)  # the name on disk: never anything the client sent
         size = self.storage.write(file_id, upload.body)
         try:
             if upload.purpose == FINE_TUNE:
-                check_jsonl_upload(self.storage.path(file_id))
+                check_jsonl_upload(self.storage.path(file_id),
+                                   max_line_bytes=self.settings.max_line_bytes,
+                                   max_examples=self.settings.max_examples)
             created = now()
             stored = StoredFile(
                 id=file_id, project_id=project_id, bytes=size, created_at=created,
-                filename=upload.filename, purpose=upload.purpose,
+                filename=clean_filename(upload.filename), purpose=upload.purpose,
                 expires_at=(created + upload.expires_after_seconds
                             if upload.expires_after_seconds else None),
             )
@@ -79,23 +85,23 @@ class Service:
             raise
         return stored
 
-    def get_file(self, project_id: str, file_id: str) -> StoredFile:
+    def get_file(self, project_id: str | None, file_id: str) -> StoredFile:
         stored = self.store.get_file(project_id, file_id)
         if stored is None or (stored.expires_at is not None and stored.expires_at <= now()):
             raise NotFound(f"No such File object: {file_id}", param="file_id")
         return stored
 
-    def list_files(self, project_id: str, *, purpose: str | None, after: str | None,
+    def list_files(self, project_id: str | None, *, purpose: str | None, after: str | None,
                    limit: int, order: str) -> Page[StoredFile]:
         self.delete_expired_files()
         return self.store.list_files(project_id, purpose=purpose, after=after, limit=limit,
                                      ascending=order == "asc")
 
-    def file_content(self, project_id: str, file_id: str) -> tuple[StoredFile, Iterator[bytes]]:
+    def file_content(self, project_id: str | None, file_id: str) -> tuple[StoredFile, Iterator[bytes]]:
         stored = self.get_file(project_id, file_id)
         return stored, self.storage.read_chunks(file_id)
 
-    def delete_file(self, project_id: str, file_id: str) -> str:
+    def delete_file(self, project_id: str | None, file_id: str) -> str:
         self.get_file(project_id, file_id)
         users = self._active_jobs(project_id, lambda job: file_id in (job.training_file,
                                                                       job.validation_file))
@@ -109,7 +115,7 @@ class Service:
         self.storage.delete(file_id)
         return file_id
 
-    def _active_jobs(self, project_id: str,
+    def _active_jobs(self, project_id: str | None,
                      uses: Callable[[FineTuningJob], bool]) -> list[str]:
         """Ids of the project's unfinished jobs for which ``uses(job)`` holds."""
         active = []
@@ -157,8 +163,10 @@ class Service:
             param="model", code="model_not_available",
         )
 
-    def create_job(self, project_id: str, body: Mapping[str, Any]) -> FineTuningJob:
-        """Validate the request synchronously, then commit the job and its first event."""
+    def create_job(self, project_id: str, body: Mapping[str, Any],
+                   organization_id: str | None = None) -> FineTuningJob:
+        """Validate the request synchronously, then commit the job and its first event, unless
+        the project already has ``max_active_jobs`` waiting or training (429, nothing stored)."""
         request = dict(body)
         method = normalize_method(request)
         self._check_model(project_id, request["model"])
@@ -167,13 +175,15 @@ class Service:
         check_metadata(request.get("metadata"))
         job = FineTuningJob(
             id=ids.new_id(ids.JOB), project_id=project_id, created_at=now(),
-            model=request["model"], organization_id=self.settings.organization_id,
+            model=request["model"],
+            organization_id=organization_id or self.settings.organization_id,
             status=JobStatus.VALIDATING_FILES, training_file=request["training_file"],
             validation_file=request.get("validation_file"), method=method,
             seed=seed_for(request), suffix=request.get("suffix"),
             metadata=request.get("metadata"), integrations=request.get("integrations"),
         )
-        self.store.create_job(job, job_event(job.id, f"Created fine-tuning job: {job.id}"))
+        self.store.create_job(job, job_event(job.id, f"Created fine-tuning job: {job.id}"),
+                              max_active=self.settings.max_active_jobs)
         if job.integrations:
             self.store.add_events([job_event(
                 job.id, "Integrations (e.g. Weights & Biases) are not run by tunegate: this "
@@ -181,17 +191,17 @@ class Service:
                 EventLevel.WARN)])
         return job
 
-    def get_job(self, project_id: str, job_id: str) -> FineTuningJob:
+    def get_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
         job = self.store.get_job(job_id, project_id)
         if job is None:
             raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
         return job
 
-    def list_jobs(self, project_id: str, *, after: str | None, limit: int,
+    def list_jobs(self, project_id: str | None, *, after: str | None, limit: int,
                   metadata: Mapping[str, str] | None) -> Page[FineTuningJob]:
         return self.store.list_jobs(project_id, after=after, limit=limit, metadata=metadata)
 
-    def cancel_job(self, project_id: str, job_id: str) -> FineTuningJob:
+    def cancel_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
         """Cancel any unfinished job; a running one's worker stops at its next check."""
         self.get_job(project_id, job_id)
         return self.store.transition(
@@ -199,51 +209,53 @@ class Service:
             changes={"finished_at": now(), "estimated_finish": None},
         )
 
-    def pause_job(self, project_id: str, job_id: str) -> FineTuningJob:
+    def pause_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
         self.get_job(project_id, job_id)
         return self.store.transition(
             job_id, JobStatus.PAUSED, events=[job_event(job_id, "Fine-tuning job paused")],
             changes={"estimated_finish": None},
         )
 
-    def resume_job(self, project_id: str, job_id: str) -> FineTuningJob:
-        """Put a paused job back in the queue; any other status is a 409."""
+    def resume_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
+        """Put a paused job back in the queue; any other status is a 409, and a project already
+        at ``max_active_jobs`` gets a 429 (a paused job holds no place; a queued one does)."""
         self.get_job(project_id, job_id)
         return self.store.transition(
             job_id, JobStatus.QUEUED, only_from=frozenset({JobStatus.PAUSED}),
             events=[job_event(job_id, "Fine-tuning job resumed, moving job to queued state")],
+            max_active=self.settings.max_active_jobs,
         )
 
-    def list_events(self, project_id: str, job_id: str, *, after: str | None,
+    def list_events(self, project_id: str | None, job_id: str, *, after: str | None,
                     limit: int) -> Page[JobEvent]:
         self.get_job(project_id, job_id)
         return self.store.list_events(job_id, after=after, limit=limit)
 
-    def list_checkpoints(self, project_id: str, job_id: str, *, after: str | None,
+    def list_checkpoints(self, project_id: str | None, job_id: str, *, after: str | None,
                          limit: int) -> Page[Checkpoint]:
         self.get_job(project_id, job_id)
         return self.store.list_checkpoints(job_id, after=after, limit=limit)
 
     # Models ---------------------------------------------------------------------------------
 
-    def list_models(self, project_id: str) -> list[dict[str, Any]]:
+    def list_models(self, project_id: str | None) -> list[dict[str, Any]]:
         bases = [m.to_api() for m in catalog.base_models(self.settings.base_models_dir)]
         return bases + [m.to_api() for m in self.store.list_models(project_id)]
 
-    def get_model(self, project_id: str, model_id: str) -> dict[str, Any]:
+    def get_model(self, project_id: str | None, model_id: str) -> dict[str, Any]:
         base = catalog.find_base_model(self.settings.base_models_dir, model_id)
         if base is not None:
             return base.to_api()
         return self._tuned_model(project_id, model_id).to_api()
 
-    def _tuned_model(self, project_id: str, model_id: str) -> FineTunedModel:
+    def _tuned_model(self, project_id: str | None, model_id: str) -> FineTunedModel:
         tuned = self.store.get_model(project_id, model_id)
         if tuned is None:
             raise NotFound(f"The model `{model_id}` does not exist or you do not have access "
                            "to it.", param="model", code="model_not_found")
         return tuned
 
-    def delete_model(self, project_id: str, model_id: str) -> str:
+    def delete_model(self, project_id: str | None, model_id: str) -> str:
         if catalog.find_base_model(self.settings.base_models_dir, model_id):
             raise InvalidRequest(
                 f"{model_id} is a base model; only fine-tuned models can be deleted. Remove "
@@ -263,7 +275,7 @@ class Service:
         adapter_files.remove(tuned)
         return model_id
 
-    def adapter_download(self, project_id: str, model_id: str,
+    def adapter_download(self, project_id: str | None, model_id: str,
                          format: str) -> adapter_files.Download:
         """A fine-tuned model's adapter as a llama.cpp GGUF (``gguf``) or a zipped PEFT folder."""
         if catalog.find_base_model(self.settings.base_models_dir, model_id):
@@ -273,19 +285,19 @@ class Service:
 
     # Inference ------------------------------------------------------------------------------
 
-    def chat_completion(self, project_id: str,
+    def chat_completion(self, project_id: str | None,
                         body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """An OpenAI chat completion; with ``stream``, an iterator of chunk objects."""
         request = completions.chat_request(body)
         return completions.run(self.inference, self._servable(project_id, request.model), request)
 
-    def completion(self, project_id: str,
+    def completion(self, project_id: str | None,
                    body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """An OpenAI (legacy) text completion; with ``stream``, an iterator of chunk objects."""
         request = completions.completion_request(body)
         return completions.run(self.inference, self._servable(project_id, request.model), request)
 
-    def _servable(self, project_id: str, model_id: str) -> ModelFiles:
+    def _servable(self, project_id: str | None, model_id: str) -> ModelFiles:
         """What llama.cpp loads for ``model_id``: a GGUF base, plus the adapter for ft models."""
         base = catalog.find_base_model(self.settings.base_models_dir, model_id)
         adapter = None

@@ -78,8 +78,21 @@ class Settings:
     # used dropped first; and the context window (prompt + completion tokens) each one gets.
     inference_cache_size: int = 4
     inference_context: int = 2048
+    # The project and organization of requests when no keys are configured, and of the
+    # TUNEGATE_API_KEY key.
     project_id: str = "default"
     organization_id: str = "org-local"
+    # API keys (tunegate.keys): a JSON file of hashed keys, and/or one key from the environment.
+    # With neither, the API is open (and `serve` warns if it listens beyond the loopback).
+    keys_file: Path | None = None
+    api_key: str = field(default="", repr=False)  # never printed with the settings
+    # Limits. Upload checks of `fine-tune` files: longest JSONL line in bytes, most examples.
+    max_line_bytes: int = 4 * MiB
+    max_examples: int = 100_000
+    # Jobs of one project waiting or training at once (validating_files, queued, running).
+    max_active_jobs: int = 8
+    # Requests per minute per API key (a token bucket of this size); 0 switches it off.
+    rate_limit: int = 600
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -127,4 +140,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_MAX_SEQ_LEN": ("max_seq_len", int),
     "TUNEGATE_INFERENCE_CACHE": ("inference_cache_size", int),
     "TUNEGATE_INFERENCE_CONTEXT": ("inference_context", int),
+    "TUNEGATE_KEYS_FILE": ("keys_file", Path),
+    "TUNEGATE_API_KEY": ("api_key", str),
+    "TUNEGATE_MAX_LINE_BYTES": ("max_line_bytes", int),
+    "TUNEGATE_MAX_EXAMPLES": ("max_examples", int),
+    "TUNEGATE_MAX_ACTIVE_JOBS": ("max_active_jobs", int),
+    "TUNEGATE_RATE_LIMIT": ("rate_limit", int),
 }

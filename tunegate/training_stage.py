@@ -203,7 +203,7 @@ class TrainingStage:
 
     @staticmethod
     def _model_name(job: FineTuningJob, model: ResolvedModel) -> str:
-        return fine_tuned_model_name(model.base.id, job.project_id, job.suffix, job.id)
+        return fine_tuned_model_name(model.base.id, job.organization_id, job.suffix, job.id)
 
     # The end --------------------------------------------------------------------------------
 

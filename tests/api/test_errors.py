@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import chat_lines
-from tunegate import datasets, ids
+from tunegate import ids
 from tunegate.app import build_service, create_app
 from tunegate.catalog import EMBEDDED_MODEL_ID
 from tunegate.jobs import JobStatus
@@ -232,15 +232,15 @@ def test_empty_fine_tune_file_is_400(client: Any) -> None:
     expect_error(client, response, 400, param="file", says="empty")
 
 
-def test_huge_single_line(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_huge_single_line(client: Any, settings: Settings) -> None:
     # A 2 MB line that is not JSON: refused, naming line 1.
     huge = b"x" * (2 * 1024 * 1024)
     expect_error(client, upload(client, huge), 400, param="file", says="Line 1")
-    # A line over the reader's limit is refused without being read whole (limit made small).
-    monkeypatch.setattr(datasets, "MAX_LINE_BYTES", 1024)
-    line = json.dumps({"messages": [{"role": "user", "content": "y" * 4096}]}).encode() + b"\n"
-    expect_error(client, upload(client, chat_lines(1) + line), 400, param="file",
-                 says="Line 2 is longer than 1024 bytes")
+    # A line over the limit is refused without being read whole (limit made small).
+    with create_app(replace(settings, max_line_bytes=1024)).test_client() as small:
+        line = json.dumps({"messages": [{"role": "user", "content": "y" * 4096}]}).encode()
+        expect_error(small, upload(small, chat_lines(1) + line + b"\n"), 400, param="file",
+                     says="Line 2 is longer than 1024 bytes")
 
 
 def test_oversize_upload_is_413_before_the_body_is_read(settings: Settings) -> None:

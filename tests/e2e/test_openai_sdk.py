@@ -702,3 +702,74 @@ def test_upload_over_the_limit_is_a_413_and_the_server_keeps_serving(
     assert tiny.id in listed
     # Nothing of the refused upload reached the disk: only the listed files are there.
     assert sorted(p.name for p in (small.data_dir / "files").iterdir()) == sorted(listed)
+
+
+# API keys -----------------------------------------------------------------------------------
+
+ALICE_KEY = "sk-tg-e2e-alice-000000000000000000000000"
+BOB_KEY = "sk-tg-e2e-bob-0000000000000000000000000"
+# One rate-limited key per client mode: each mode's test starts with a full bucket.
+RATE_KEYS = {False: "sk-tg-e2e-rate-loose-0000000000000000000",
+             True: "sk-tg-e2e-rate-strict-000000000000000000"}
+RATE_LIMIT = 20
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with keys for two projects (and two rate-test keys), listening on every address."""
+    from tunegate.keys import hash_key
+
+    tmp = tmp_path_factory.mktemp("sdk-keyed")
+    keys = [(ALICE_KEY, "proj-alice", "org-alice"), (BOB_KEY, "proj-bob", "org-bob"),
+            *((key, f"proj-rate-{strict}", "org-rate") for strict, key in RATE_KEYS.items())]
+    keys_file = tmp / "keys.json"
+    keys_file.write_text(json.dumps([{"hash": hash_key(key), "project": project,
+                                      "organization": org} for key, project, org in keys]))
+    running = _start(tmp, "--host", "0.0.0.0", "--keys-file", str(keys_file),
+                     env={"TUNEGATE_RATE_LIMIT": str(RATE_LIMIT)})
+    yield running
+    stop_server(running)
+
+
+def keyed_client(server: Server, key: str, strict: bool, **options: Any) -> OpenAI:
+    return OpenAI(base_url=server.api, api_key=key, _strict_response_validation=strict, **options)
+
+
+def test_sdk_with_a_key_sees_its_own_project_only(keyed: Server, strict: bool) -> None:
+    with keyed_client(keyed, ALICE_KEY, strict) as alice, \
+            keyed_client(keyed, BOB_KEY, strict) as bob:
+        uploaded = alice.files.create(file=("t.jsonl", chat_lines(12)), purpose="fine-tune")
+        job = alice.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id)
+        assert job.organization_id == "org-alice"
+        assert alice.files.retrieve(uploaded.id).id == uploaded.id
+        with pytest.raises(openai.NotFoundError):
+            bob.files.retrieve(uploaded.id)
+        with pytest.raises(openai.NotFoundError):
+            bob.fine_tuning.jobs.retrieve(job.id)
+        with pytest.raises(openai.NotFoundError):
+            bob.fine_tuning.jobs.cancel(job.id)
+        assert job.id not in [j.id for j in bob.fine_tuning.jobs.list()]
+        assert alice.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    assert "no API keys" not in keyed.log()  # keys configured: no warning for 0.0.0.0
+
+
+def test_sdk_with_a_wrong_key_gets_authentication_error(keyed: Server, strict: bool) -> None:
+    # (The SDK itself refuses to send no key; tests/api/test_auth.py sends none.)
+    for key in ("sk-tg-wrong", ALICE_KEY + "x"):
+        with keyed_client(keyed, key, strict, max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError) as refused:
+                client.models.list()
+            assert refused.value.status_code == 401
+            assert refused.value.code == "invalid_api_key"
+            assert refused.value.request_id is not None
+    assert ALICE_KEY not in keyed.log() and "sk-tg-wrong" not in keyed.log()
+
+
+def test_sdk_over_the_rate_limit_gets_rate_limit_error(keyed: Server, strict: bool) -> None:
+    with keyed_client(keyed, RATE_KEYS[strict], strict, max_retries=0) as client:
+        for _ in range(RATE_LIMIT):
+            client.models.list()
+        with pytest.raises(openai.RateLimitError) as limited:
+            client.models.list()
+        assert limited.value.code == "rate_limit_exceeded"
+        assert int(limited.value.response.headers["retry-after"]) == 60 // RATE_LIMIT

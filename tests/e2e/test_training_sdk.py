@@ -96,7 +96,7 @@ def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
             "n_epochs": 2, "batch_size": 4}}})
     done = wait_for(client, job.id, TERMINAL)
     assert done.status == "succeeded", (done.error, training_server.log()[-3000:])
-    name = f"ft:{BASE}:default:e2e:{job.id[-8:]}"
+    name = f"ft:{BASE}:org-local:e2e:{job.id[-8:]}"
     assert done.fine_tuned_model == name
     resolved = done.method.supervised.hyperparameters
     assert (resolved.n_epochs, resolved.batch_size) == (2, 4)

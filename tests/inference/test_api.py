@@ -11,10 +11,13 @@ import json
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tests.api.conftest import BOB, write_keys_file
 from tests.inference.conftest import BASE, FRANCE, STRONG, ZERO, MakeModel
+from tunegate.app import create_app
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -41,6 +44,26 @@ def events(response) -> list[Any]:
 def error_of(response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     return response.json()["error"]
+
+
+def test_a_fine_tuned_model_is_served_to_its_project_only(settings, make_model: MakeModel,
+                                                           tmp_path: Path) -> None:
+    """The owner's key gets the completion; another project's key gets the 404 an unknown
+    model gets, before anything is loaded; no key gets 401."""
+    model = make_model(ZERO, suffix="owned")  # a row of the default project
+    keyed = replace(settings, api_key="sk-tg-owner", rate_limit=0,
+                    keys_file=write_keys_file(tmp_path / "keys.json", (BOB,)))
+    owner = {"Authorization": "Bearer sk-tg-owner"}
+    with create_app(keyed, validate_responses=True).test_client() as client:
+        for path, body in ((CHAT, {"messages": FRANCE}), (COMPLETIONS, {"prompt": "Paris is"})):
+            request = {"model": model.id, "max_tokens": 1, **body}
+            assert client.post(path, json=request, headers=owner).status_code == 200
+            refused = client.post(path, json=request, headers=BOB.headers)
+            missing = client.post(path, json={**request, "model": model.id + "x"},
+                                  headers=BOB.headers)
+            assert refused.status_code == missing.status_code == 404
+            assert refused.text == missing.text.replace(model.id + "x", model.id)
+            assert client.post(path, json=request).status_code == 401
 
 
 # --------------------------------------------------------------------------- base model

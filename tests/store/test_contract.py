@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tunegate import ids
-from tunegate.errors import Conflict, NotFound
+from tunegate.errors import Conflict, NotFound, TooManyRequests
 from tunegate.files import StoredFile
 from tunegate.jobs import Checkpoint, EventLevel, FineTuningJob, JobError, JobEvent, JobStatus
 from tunegate.store import SqlStore
@@ -206,3 +206,44 @@ class TestEventsCheckpointsModels:
         assert store.list_models(PROJECT) == [model]
         assert store.delete_model(PROJECT, model.id)
         assert not store.delete_model(PROJECT, model.id)
+
+
+class TestProjects:
+    """``None`` as the project is an admin's view: every project's rows."""
+
+    def test_none_sees_every_project(self, store: SqlStore) -> None:
+        mine, theirs = make_file(), make_file(project="other")
+        for stored in (mine, theirs):
+            store.add_file(stored)
+        assert store.get_file(None, theirs.id) == theirs
+        listed = store.list_files(None, purpose=None, after=None, limit=10, ascending=True)
+        assert [f.id for f in listed.items] == [mine.id, theirs.id]
+        job = add_job(store, project="other")
+        assert store.get_job(job.id, None) == job
+        assert [j.id for j in store.list_jobs(None, after=None, limit=10, metadata=None).items] \
+            == [job.id]
+        model = FineTunedModel(id="ft:b:o::zz", project_id="other", job_id=job.id,
+                               base_model="b", created_at=1, kind="model", path="/nowhere")
+        store.add_model(model)
+        assert store.get_model(PROJECT, model.id) is None
+        assert store.get_model(None, model.id) == model
+        assert store.list_models(None) == [model]
+        assert store.delete_model(None, model.id) and store.delete_file(None, theirs.id)
+
+
+class TestActiveJobLimit:
+    def test_the_limit_counts_the_project_s_waiting_and_running_jobs(self, store: SqlStore) -> None:
+        for status in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING):
+            job = make_job(status=status)
+            store.create_job(job, make_event(job.id), max_active=3)
+        for status in (JobStatus.PAUSED, JobStatus.SUCCEEDED, JobStatus.FAILED,
+                       JobStatus.CANCELLED):
+            add_job(store, status=status)  # finished or paused: no place taken
+        add_job(store, project="other")
+        refused = make_job()
+        with pytest.raises(TooManyRequests) as error:
+            store.create_job(refused, make_event(refused.id), max_active=3)
+        assert error.value.status == 429 and error.value.retry_after
+        assert store.get_job(refused.id) is None  # nothing of it was stored
+        assert store.list_events(refused.id, after=None, limit=10).items == []
+        store.create_job(refused, make_event(refused.id), max_active=4)

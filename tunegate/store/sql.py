@@ -21,12 +21,13 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
 
-from tunegate.errors import Conflict, NotFound
+from tunegate.errors import Conflict, NotFound, TooManyRequests
 from tunegate.files import StoredFile
 from tunegate.jobs import (
     Checkpoint,
@@ -42,6 +43,10 @@ from tunegate.store.base import FineTunedModel, Page
 from tunegate.store.migrations.migrate import migrate
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Jobs that hold a place under TUNEGATE_MAX_ACTIVE_JOBS (paused ones wait without a worker).
+ACTIVE_STATUSES = (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING)
+# A job takes minutes: the SDK's two automatic resends, 30 s apart, give one a chance to end.
+ACTIVE_JOBS_RETRY_SECONDS = 30
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -153,6 +158,11 @@ def _model(row: Row[Any]) -> FineTunedModel:
     )
 
 
+def _in_project(table: Any, project_id: str | None) -> Any:
+    """The row filter of a project; ``None`` (an admin's reads) matches every project."""
+    return true() if project_id is None else table.c.project_id == project_id
+
+
 def _change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
     """Domain values -> column values (errors to dicts); ``status`` is not changeable here."""
     if "status" in changes:
@@ -190,27 +200,27 @@ class SqlStore:
         with self.engine.begin() as connection:
             connection.execute(insert(schema.files).values(**_file_values(file)))
 
-    def get_file(self, project_id: str, file_id: str) -> StoredFile | None:
+    def get_file(self, project_id: str | None, file_id: str) -> StoredFile | None:
         table = schema.files
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(
-                table.c.id == file_id, table.c.project_id == project_id)).first()
+                table.c.id == file_id, _in_project(table, project_id))).first()
         return _file(row) if row else None
 
-    def list_files(self, project_id: str, *, purpose: str | None, after: str | None,
+    def list_files(self, project_id: str | None, *, purpose: str | None, after: str | None,
                    limit: int, ascending: bool) -> Page[StoredFile]:
         table = schema.files
-        query = select(table).where(table.c.project_id == project_id)
+        query = select(table).where(_in_project(table, project_id))
         if purpose is not None:
             query = query.where(table.c.purpose == purpose)
         rows, more = self._page(query, table.c.id, after=after, limit=limit, ascending=ascending)
         return Page([_file(row) for row in rows], more)
 
-    def delete_file(self, project_id: str, file_id: str) -> bool:
+    def delete_file(self, project_id: str | None, file_id: str) -> bool:
         table = schema.files
         with self.engine.begin() as connection:
             result = connection.execute(delete(table).where(
-                table.c.id == file_id, table.c.project_id == project_id))
+                table.c.id == file_id, _in_project(table, project_id)))
         return result.rowcount > 0
 
     def expired_files(self, now: int) -> list[StoredFile]:
@@ -222,24 +232,42 @@ class SqlStore:
 
     # Jobs -----------------------------------------------------------------------------------
 
-    def create_job(self, job: FineTuningJob, event: JobEvent) -> None:
+    def create_job(self, job: FineTuningJob, event: JobEvent,
+                   max_active: int | None = None) -> None:
         with self.engine.begin() as connection:
+            if max_active is not None:
+                self._check_active_jobs(connection, job.project_id, max_active)
             connection.execute(insert(schema.jobs).values(**_job_values(job)))
             connection.execute(insert(schema.job_events).values(**_event_values(event)))
 
+    def _check_active_jobs(self, connection: Connection, project_id: str, limit: int) -> None:
+        """Refuse a new job while the project has ``limit`` waiting or training, counted in the
+        inserting transaction so that two concurrent creates cannot both take the last place."""
+        if self.engine.dialect.name == "postgresql":
+            # SQLite's BEGIN IMMEDIATE already serializes writers; PostgreSQL needs a lock.
+            connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(project_id))))
+        table = schema.jobs
+        active = connection.execute(select(func.count()).select_from(table).where(
+            table.c.project_id == project_id,
+            table.c.status.in_([status.value for status in ACTIVE_STATUSES]))).scalar_one()
+        if active >= limit:
+            raise TooManyRequests(
+                f"This project has {active} fine-tuning jobs validating, queued or running, the "
+                f"most it may have at once (setting TUNEGATE_MAX_ACTIVE_JOBS); retry when one "
+                "has finished.", retry_after=ACTIVE_JOBS_RETRY_SECONDS,
+                code="too_many_active_jobs")
+
     def get_job(self, job_id: str, project_id: str | None = None) -> FineTuningJob | None:
         table = schema.jobs
-        query = select(table).where(table.c.id == job_id)
-        if project_id is not None:
-            query = query.where(table.c.project_id == project_id)
+        query = select(table).where(table.c.id == job_id, _in_project(table, project_id))
         with self.engine.begin() as connection:
             row = connection.execute(query).first()
         return _job(row) if row else None
 
-    def list_jobs(self, project_id: str, *, after: str | None, limit: int,
+    def list_jobs(self, project_id: str | None, *, after: str | None, limit: int,
                   metadata: Mapping[str, str] | None) -> Page[FineTuningJob]:
         table = schema.jobs
-        query = select(table).where(table.c.project_id == project_id)
+        query = select(table).where(_in_project(table, project_id))
         for key, value in (metadata or {}).items():
             query = query.where(self._metadata_is(table.c.metadata, key, value))
         rows, more = self._page(query, table.c.id, after=after, limit=limit)
@@ -258,13 +286,16 @@ class SqlStore:
                    changes: Mapping[str, Any] | None = None, worker_id: str | None = None,
                    only_from: frozenset[JobStatus] | None = None,
                    new_files: Sequence[StoredFile] = (),
-                   new_models: Sequence[FineTunedModel] = ()) -> FineTuningJob:
+                   new_models: Sequence[FineTunedModel] = (),
+                   max_active: int | None = None) -> FineTuningJob:
         table = schema.jobs
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
             if row is None:
                 raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
             check_transition(job_id, JobStatus(row.status), target, only_from)
+            if max_active is not None and target in ACTIVE_STATUSES:
+                self._check_active_jobs(connection, row.project_id, max_active)
             guard = and_(table.c.id == job_id, table.c.status == row.status)
             if worker_id is not None:
                 guard = and_(guard, table.c.worker_id == worker_id)
@@ -385,17 +416,17 @@ class SqlStore:
         with self.engine.begin() as connection:
             connection.execute(insert(schema.fine_tuned_models).values(**_model_values(model)))
 
-    def get_model(self, project_id: str, model_id: str) -> FineTunedModel | None:
+    def get_model(self, project_id: str | None, model_id: str) -> FineTunedModel | None:
         table = schema.fine_tuned_models
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(
-                table.c.id == model_id, table.c.project_id == project_id)).first()
+                table.c.id == model_id, _in_project(table, project_id))).first()
         return _model(row) if row else None
 
-    def list_models(self, project_id: str) -> list[FineTunedModel]:
+    def list_models(self, project_id: str | None) -> list[FineTunedModel]:
         table = schema.fine_tuned_models
         with self.engine.begin() as connection:
-            rows = connection.execute(select(table).where(table.c.project_id == project_id)
+            rows = connection.execute(select(table).where(_in_project(table, project_id))
                                       .order_by(table.c.created_at, table.c.id))
             return [_model(row) for row in rows]
 
@@ -406,9 +437,9 @@ class SqlStore:
                                       .order_by(table.c.id))
             return [_model(row) for row in rows]
 
-    def delete_model(self, project_id: str, model_id: str) -> bool:
+    def delete_model(self, project_id: str | None, model_id: str) -> bool:
         table = schema.fine_tuned_models
         with self.engine.begin() as connection:
             result = connection.execute(delete(table).where(
-                table.c.id == model_id, table.c.project_id == project_id))
+                table.c.id == model_id, _in_project(table, project_id)))
         return result.rowcount > 0

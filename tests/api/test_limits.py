@@ -1,0 +1,164 @@
+"""Each limit at its edge: the last request it allows passes, the first one over gets the
+documented status (413 body size, 400 line length and example count, 429 active jobs and
+request rate, both with ``Retry-After``), and a refusal stores nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from tests.api.conftest import ALICE, BOB
+from tests.conftest import chat_lines
+from tunegate.app import create_app
+from tunegate.catalog import EMBEDDED_MODEL_ID
+from tunegate.jobs import JobStatus
+from tunegate.rate_limit import RateLimiter
+from tunegate.service import job_event
+from tunegate.settings import Settings
+
+BOUNDARY = "tunegate-limit-test"
+
+
+def multipart(content: bytes, name: str = "train.jsonl") -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n"
+            f"fine-tune\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{name}\"\r\nContent-Type: application/jsonl\r\n\r\n").encode() + \
+        content + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def post_file(client: Any, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    return client.post("/v1/files", content=body, headers={
+        **(headers or {}), "content-type": f"multipart/form-data; boundary={BOUNDARY}"})
+
+
+def jsonl_of_width(width: int, count: int = 1) -> bytes:
+    """``count`` JSON object lines, each exactly ``width`` bytes before its newline."""
+    line = json.dumps({"p": ""})
+    padded = json.dumps({"p": "x" * (width - len(line))}).encode()
+    assert len(padded) == width
+    return (padded + b"\n") * count
+
+
+def test_body_size_at_the_limit_passes_one_byte_more_is_413(settings: Settings) -> None:
+    base = multipart(chat_lines(12))
+    limit = len(base) + 10
+    exactly = multipart(chat_lines(12) + b" " * 10)
+    assert len(exactly) == limit
+    with create_app(replace(settings, max_upload_bytes=limit),
+                    validate_responses=True).test_client() as client:
+        assert post_file(client, exactly).status_code == 200
+        over = post_file(client, multipart(chat_lines(12) + b" " * 11))
+        assert over.status_code == 413
+        assert over.json()["error"]["code"] == "request_too_large"
+        assert len(client.get("/v1/files").json()["data"]) == 1
+
+
+def test_line_length_at_the_limit_passes_one_byte_more_is_400(settings: Settings) -> None:
+    with create_app(replace(settings, max_line_bytes=300),
+                    validate_responses=True).test_client() as client:
+        assert post_file(client, multipart(jsonl_of_width(299, 3))).status_code == 200
+        assert post_file(client, multipart(jsonl_of_width(300, 3))).status_code == 200
+        over = post_file(client, multipart(jsonl_of_width(300) + jsonl_of_width(301)))
+        assert over.status_code == 400
+        error = over.json()["error"]
+        assert (error["code"], error["param"]) == ("invalid_file_format", "file")
+        assert "Line 2 is longer than 300 bytes" in error["message"]
+        assert len(client.get("/v1/files").json()["data"]) == 2
+        assert len(list(settings.files_dir.iterdir())) == 2  # the refused bytes are gone
+
+
+def test_example_count_at_the_limit_passes_one_more_is_400(settings: Settings) -> None:
+    with create_app(replace(settings, max_examples=12),
+                    validate_responses=True).test_client() as client:
+        assert post_file(client, multipart(chat_lines(11))).status_code == 200
+        assert post_file(client, multipart(chat_lines(12) + b"\n\n")).status_code == 200
+        over = post_file(client, multipart(chat_lines(13)))
+        assert over.status_code == 400
+        assert "more than 12 examples" in over.json()["error"]["message"]
+        assert "TUNEGATE_MAX_EXAMPLES" in over.json()["error"]["message"]
+
+
+def create_job(client: Any, headers: dict[str, str], training_file: str) -> Any:
+    return client.post("/v1/fine_tuning/jobs", headers=headers,
+                       json={"model": EMBEDDED_MODEL_ID, "training_file": training_file})
+
+
+def upload(client: Any, headers: dict[str, str]) -> str:
+    response = client.post("/v1/files", headers=headers, data={"purpose": "fine-tune"},
+                           files={"file": ("t.jsonl", chat_lines(12))})
+    return str(response.json()["id"])
+
+
+def test_active_jobs_at_the_limit_pass_one_more_is_429_and_stores_nothing(
+        keyed_settings: Settings) -> None:
+    app = create_app(replace(keyed_settings, max_active_jobs=3), validate_responses=True)
+    with app.test_client() as client:
+        training = upload(client, ALICE.headers)
+        jobs = [create_job(client, ALICE.headers, training) for _ in range(3)]
+        assert [job.status_code for job in jobs] == [200, 200, 200]
+        over = create_job(client, ALICE.headers, training)
+        assert over.status_code == 429
+        assert over.headers["retry-after"] == "30"
+        error = over.json()["error"]
+        assert error["code"] == "too_many_active_jobs"
+        assert "TUNEGATE_MAX_ACTIVE_JOBS" in error["message"]
+        listed = client.get("/v1/fine_tuning/jobs", headers=ALICE.headers).json()["data"]
+        assert len(listed) == 3  # nothing was committed: the SDK's resend cannot duplicate
+        # Another project has its own budget; a finished job frees a place.
+        assert create_job(client, BOB.headers, upload(client, BOB.headers)).status_code == 200
+        first = jobs[0].json()["id"]
+        assert client.post(f"/v1/fine_tuning/jobs/{first}/cancel",
+                           headers=ALICE.headers).status_code == 200
+        assert create_job(client, ALICE.headers, training).status_code == 200
+
+
+def test_resume_counts_against_the_active_job_limit(keyed_settings: Settings) -> None:
+    """A paused job holds no place; resuming it takes one, so it can be refused too."""
+    app = create_app(replace(keyed_settings, max_active_jobs=2), validate_responses=True)
+    store = app.state_service.store
+    with app.test_client() as client:
+        training = upload(client, ALICE.headers)
+        paused = create_job(client, ALICE.headers, training).json()["id"]
+        store.transition(paused, JobStatus.QUEUED, events=[job_event(paused, "queued")])
+        assert client.post(f"/v1/fine_tuning/jobs/{paused}/pause",
+                           headers=ALICE.headers).status_code == 200
+        others = [create_job(client, ALICE.headers, training) for _ in range(2)]
+        assert [job.status_code for job in others] == [200, 200]
+        resume = f"/v1/fine_tuning/jobs/{paused}/resume"
+        refused = client.post(resume, headers=ALICE.headers)
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
+        assert client.get(f"/v1/fine_tuning/jobs/{paused}",
+                          headers=ALICE.headers).json()["status"] == "paused"
+        client.post(f"/v1/fine_tuning/jobs/{others[0].json()['id']}/cancel", headers=ALICE.headers)
+        assert client.post(resume, headers=ALICE.headers).json()["status"] == "queued"
+
+
+def test_request_rate_at_the_limit_passes_one_more_is_429(keyed_settings: Settings) -> None:
+    app = create_app(replace(keyed_settings, rate_limit=5), validate_responses=True)
+    with app.test_client() as client:
+        answers = [client.get("/v1/models", headers=ALICE.headers).status_code for _ in range(5)]
+        assert answers == [200] * 5
+        over = client.get("/v1/models", headers=ALICE.headers)
+        assert over.status_code == 429
+        assert over.headers["retry-after"] == "12"  # one request back every 60/5 s
+        assert over.json()["error"] == {
+            "message": over.json()["error"]["message"], "type": "requests", "param": None,
+            "code": "rate_limit_exceeded"}
+        # Per key: another key still has its whole budget; the contract stays readable.
+        assert client.get("/v1/models", headers=BOB.headers).status_code == 200
+        assert client.get("/v1/openapi.json").status_code == 200
+
+
+def test_the_bucket_refills_evenly() -> None:
+    now = [100.0]
+    limiter = RateLimiter(6, clock=lambda: now[0])  # one token every 10 s
+    assert [limiter.take("k") for _ in range(6)] == [0] * 6
+    assert limiter.take("k") == 10
+    now[0] += 9.9
+    assert limiter.take("k") == 1
+    now[0] += 0.2
+    assert limiter.take("k") == 0
+    now[0] += 3600
+    assert [limiter.take("k") for _ in range(7)] == [0] * 6 + [10]  # never above the burst
+    assert RateLimiter(0).take("k") == 0  # 0 switches it off
