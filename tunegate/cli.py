@@ -145,7 +145,11 @@ def serve(settings: Settings) -> None:
     from tunegate.app import create_app
     from tunegate.keys import KeyRing
 
-    warning = open_bind_warning(settings, KeyRing.from_settings(settings).enabled)
+    try:
+        keys = KeyRing.from_settings(settings)
+    except (OSError, ValueError) as exc:  # a missing or malformed keys file: say which and why
+        raise SystemExit(f"tunegate serve: cannot read the API keys: {exc}") from None
+    warning = open_bind_warning(settings, keys.enabled)
     if warning:
         log.warning(warning)
     app = create_app(settings)  # migrates the store before any worker starts

@@ -76,7 +76,10 @@ def _entry(raw: Any, default_organization: str, where: str) -> KeyEntry:
 
 
 def read_keys_file(path: Path, default_organization: str) -> list[KeyEntry]:
-    entries = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a JSON list of key entries")
     return [_entry(raw, default_organization, f"{path} entry {index}")

@@ -144,6 +144,16 @@ def test_a_bad_keys_file_stops_the_server_from_starting(tmp_path: Path, settings
         create_app(replace(settings, keys_file=keys_file))
 
 
+def test_serve_names_a_missing_or_broken_keys_file(tmp_path: Path, settings: Settings) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{")
+    for keys_file, why in ((tmp_path / "absent.json", "No such file"), (broken, "not valid JSON")):
+        with pytest.raises(SystemExit) as stopped:
+            cli.serve(replace(settings, keys_file=keys_file))
+        assert "cannot read the API keys" in str(stopped.value), stopped.value
+        assert why in str(stopped.value) and str(keys_file) in str(stopped.value)
+
+
 @pytest.mark.parametrize(("host", "keys", "warns"), [
     ("127.0.0.1", False, False), ("localhost", False, False), ("::1", False, False),
     ("0.0.0.0", False, True), ("::", False, True), ("192.168.1.5", False, True),
