@@ -67,7 +67,8 @@ def test_a_dpo_job_trains_on_preference_pairs(client: OpenAI, dpo_server: Server
     assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.1
     done = wait_for(client, job.id, TERMINAL)
     assert done.status == "succeeded", (done.error, dpo_server.log()[-3000:])
-    name = f"ft:{BASE}:default:dpo:{job.id[-8:]}"
+    assert job.organization_id == "org-local"  # open mode: the settings' organization
+    name = f"ft:{BASE}:{job.organization_id}:dpo:{job.id[-8:]}"
     assert done.fine_tuned_model == name
     resolved = done.method.dpo.hyperparameters
     assert (resolved.beta, resolved.n_epochs, resolved.batch_size) == (0.1, 2, 5)
