@@ -1,0 +1,34 @@
+"""The training benchmark still runs (its --quick mode): both recipes train and it compares them.
+
+Timings are printed, never asserted (bench/README.md has the measured numbers).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_throughput_quick_trains_both_recipes(request: pytest.FixtureRequest,
+                                                     tmp_path: Path) -> None:
+    # The converted base the slow training tests use (converting again would take ~25 s).
+    cache = request.config.cache
+    models = cache.mkdir("tunegate-models") if cache is not None else tmp_path / "models"
+    done = subprocess.run(
+        [sys.executable, "bench/train_throughput.py", "--quick", "--cache-dir", str(models)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()
+            if line.startswith(("seed ", "tunegate "))}
+    assert set(rows) == {"seed", "tunegate"}, done.stdout
+    for recipe, cells in rows.items():
+        useful_tokens = int(cells[2])
+        assert useful_tokens >= 1500, (recipe, cells)  # --quick trains 1,500 tokens each
+    assert "useful tokens/s ratio tunegate/seed" in done.stdout
