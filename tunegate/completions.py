@@ -27,7 +27,7 @@ from tunegate.inference import (
     Sampling,
     TemplateError,
 )
-from tunegate.tool_calls import Reply, read_reply
+from tunegate.tool_calls import Reply, StreamReader, read_reply
 
 CHAT_ID = "chatcmpl-"
 COMPLETION_ID = "cmpl-"
@@ -305,25 +305,25 @@ def _chunks(pool: ModelPool, prepared: _Prepared) -> Iterator[Json]:
         deltas = model.generate(prepared.prompt, request.sampling, prepared.max_tokens,
                                 request.stop)
         last = None
-        held: list[str] = []  # with tools offered: the whole answer, read once it is complete
+        # With tools offered, text from the first <tool_call> on waits for the end of the answer.
+        reader = StreamReader(_offered_names(request)) if request.tools else None
         try:
             for delta in deltas:
-                if delta.text and request.tools:
-                    held.append(delta.text)
-                elif delta.text:
-                    yield _chunk(prepared, delta.text, None)
+                text = reader.feed(delta.text) if reader is not None else delta.text
+                if text:
+                    yield _chunk(prepared, text, None)
                 last = delta
         finally:
             deltas.close()  # a closed stream (client gone) stops llama.cpp here
     assert last is not None and last.finish_reason is not None
     finish_reason = last.finish_reason
-    if request.tools:
-        reply = _reply(request, "".join(held))
-        if reply.content:
-            yield _chunk(prepared, reply.content, None)
-        for index, call in enumerate(reply.tool_calls):
+    if reader is not None:
+        rest = reader.finish()
+        if rest.content:
+            yield _chunk(prepared, rest.content, None)
+        for index, call in enumerate(rest.tool_calls):
             yield _tool_call_chunk(prepared, index, call)
-        finish_reason = _finish_reason(reply, finish_reason)
+        finish_reason = _finish_reason(rest, finish_reason)
     yield _chunk(prepared, None, finish_reason)
     if request.include_usage:
         usage = _usage(prepared, last.completion_tokens)
@@ -342,7 +342,11 @@ def _reply(request: GenerationRequest, text: str) -> Reply:
     """The answer as content and tool calls (only when tools were offered)."""
     if not request.tools:
         return Reply(text)
-    return read_reply(text, {tool["function"]["name"] for tool in request.tools})
+    return read_reply(text, _offered_names(request))
+
+
+def _offered_names(request: GenerationRequest) -> set[str]:
+    return {tool["function"]["name"] for tool in request.tools or []}
 
 
 def _finish_reason(reply: Reply, finish_reason: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from tunegate import ids
 
+OPEN = "<tool_call>"
 _BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 CALL_ID = "call_"
 
@@ -61,3 +62,38 @@ def _call(body: str, offered: Collection[str]) -> dict[str, Any] | None:
         arguments = json.dumps(arguments, ensure_ascii=False)
     return {"id": ids.new_id(CALL_ID), "type": "function",
             "function": {"name": payload["name"], "arguments": arguments}}
+
+
+class StreamReader:
+    """A streamed answer read as it comes: text is shown at once, except from the first
+    ``<tool_call>`` on, which is held until the end and then read by :func:`read_reply`.
+
+    A piece that ends in what could be the start of ``<tool_call>`` (``"<to"``) keeps that part
+    back until the next piece says which it is.
+    """
+
+    def __init__(self, offered: Collection[str]):
+        self.offered = offered
+        self.held = ""
+        self.in_call = False
+
+    def feed(self, text: str) -> str:
+        """Add a piece of the answer; returns the text that can be shown now."""
+        buffer = self.held + text
+        if self.in_call:
+            self.held = buffer
+            return ""
+        start = buffer.find(OPEN)
+        if start >= 0:
+            self.in_call, self.held = True, buffer[start:]
+            return buffer[:start]
+        keep = next((n for n in range(min(len(OPEN) - 1, len(buffer)), 0, -1)
+                     if OPEN.startswith(buffer[-n:])), 0)
+        self.held = buffer[len(buffer) - keep:]
+        return buffer[:len(buffer) - keep]
+
+    def finish(self) -> Reply:
+        """The rest: text still to show (if any) and the tool calls of the held tail."""
+        if not self.in_call:
+            return Reply(self.held or None)
+        return read_reply(self.held, self.offered)

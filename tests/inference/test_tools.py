@@ -41,8 +41,9 @@ class ScriptedAnswer:
 
     def generate(self, prompt: Sequence[int], *_: Any, **__: Any) -> Iterator[Delta]:
         self.prompts.append(list(prompt))
-        yield Delta(self.answer, 7)
-        yield Delta("", 7, "stop")
+        for start in range(0, len(self.answer), 4):  # in pieces, as a model streams
+            yield Delta(self.answer[start:start + 4], start // 4 + 1)
+        yield Delta("", len(self.answer) // 4 + 1, "stop")
 
 
 @pytest.fixture
@@ -136,3 +137,24 @@ def test_forcing_a_tool_is_refused(client) -> None:
         assert response.status_code == 400, response.text
         error = response.json()["error"]
         assert error["param"] == "tool_choice" and error["code"] == "unsupported_parameter"
+
+
+def test_streamed_text_before_a_call_arrives_as_content(app, client) -> None:
+    answer = "Taking off.\n" + CALL_TEXT
+
+    def loader(files: Any, n_ctx: int) -> ScriptedAnswer:
+        return ScriptedAnswer(load_llama(files, n_ctx), answer)
+
+    app.state_service.inference._loader = loader
+    sdk = OpenAI(base_url="http://testserver/v1", api_key="local", http_client=client,
+                 max_retries=0, _strict_response_validation=True)
+    chunks = list(sdk.chat.completions.create(model=BASE, messages=ASK, tools=TOOLS,  # type: ignore[arg-type]
+                                              stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.content or "" for d in deltas) == "Taking off.\n"
+    assert sum(1 for d in deltas if d.content) > 1  # streamed in pieces, not at the end
+    calls = [t for d in deltas for t in (d.tool_calls or [])]
+    assert [t.function.name for t in calls] == ["takeoff_drone"]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    plain = sdk.chat.completions.create(model=BASE, messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
+    assert plain.choices[0].message.content == "Taking off."

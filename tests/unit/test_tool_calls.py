@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tunegate.tool_calls import read_reply
+from tunegate.tool_calls import StreamReader, read_reply
 
 OFFERED = {"takeoff_drone", "land_drone"}
 
@@ -45,3 +45,34 @@ def test_anything_doubtful_stays_text() -> None:
     ):
         reply = read_reply(text, OFFERED)
         assert reply.content == text and reply.tool_calls == [], text
+
+
+def _stream(text: str, piece: int) -> tuple[str, StreamReader]:
+    reader = StreamReader(OFFERED)
+    shown = "".join(reader.feed(text[i:i + piece]) for i in range(0, len(text), piece))
+    return shown, reader
+
+
+def test_streamed_text_is_shown_at_once_and_calls_are_held_to_the_end() -> None:
+    call = '<tool_call>\n{"name": "land_drone", "arguments": {}}\n</tool_call>'
+    for piece in (1, 3, 7, 100):
+        shown, reader = _stream("Landing now.\n" + call, piece)
+        assert shown == "Landing now.\n", piece
+        rest = reader.finish()
+        assert rest.content is None
+        assert [c["function"]["name"] for c in rest.tool_calls] == ["land_drone"]
+
+
+def test_streamed_text_that_only_looks_like_a_call_is_all_shown() -> None:
+    for text in ("a <tool box> and <to", "x <tool_call> not json", "plain text"):
+        for piece in (1, 2, 5):
+            shown, reader = _stream(text, piece)
+            rest = reader.finish()
+            assert shown + (rest.content or "") == text, (text, piece)
+            assert rest.tool_calls == []
+
+
+def test_a_partial_opening_is_held_back_until_it_is_decided() -> None:
+    reader = StreamReader(OFFERED)
+    assert reader.feed("Sure <tool") == "Sure "
+    assert reader.feed("box") == "<toolbox"
