@@ -48,7 +48,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
+# The public data sets beside the checkout (tests pass TUNEGATE_SHARED_DATA when elsewhere).
+SHARED = Path(os.environ.get("TUNEGATE_SHARED_DATA") or ROOT.parent / "shared" / "data")
 DATA = {
     "gsm8k": (SHARED / "microsoft-foundry__Text-GSM8K__chat_train.jsonl",
               SHARED / "microsoft-foundry__Text-GSM8K__chat_validation.jsonl"),

@@ -22,7 +22,25 @@ import pytest
 from tunegate.app import create_app
 from tunegate.settings import Settings
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+def _shared_data() -> Path:
+    """The public data sets (``../shared/data``), found where a checkout can have them.
+
+    ``TUNEGATE_SHARED_DATA`` wins; else ``shared/data`` beside the checkout (the CI layout);
+    else, for a clone of a local checkout (``git clone . /tmp/x``), beside the checkout it was
+    cloned from. When none exists, tests that read it fail naming the first path.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if os.environ.get("TUNEGATE_SHARED_DATA"):
+        return Path(os.environ["TUNEGATE_SHARED_DATA"])
+    beside = root.parent / "shared" / "data"
+    origin = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    cloned_from = Path(origin).parent / "shared" / "data" if origin else beside
+    return next((path for path in (beside, cloned_from) if path.is_dir()), beside)
+
+
+SHARED_DATA = _shared_data()
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

@@ -5,11 +5,14 @@ Timings are printed, never asserted (bench/README.md has the measured numbers).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +26,8 @@ def test_train_throughput_quick_trains_both_recipes(request: pytest.FixtureReque
     models = cache.mkdir("tunegate-models") if cache is not None else tmp_path / "models"
     done = subprocess.run(
         [sys.executable, "bench/train_throughput.py", "--quick", "--cache-dir", str(models)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "TUNEGATE_SHARED_DATA": str(SHARED_DATA)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()
             if line.startswith(("seed ", "tunegate "))}
