@@ -158,7 +158,7 @@ def _offered_tools(body: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     tools = list(body.get("tools") or []) or [
         {"type": "function", "function": function} for function in body.get("functions") or []]
     choice = body.get("tool_choice", body.get("function_call"))
-    if choice in ("none",):
+    if choice == "none":
         return None
     if choice not in (None, "auto"):
         raise InvalidRequest("Only tool_choice 'auto' and 'none' are supported: tunegate cannot "

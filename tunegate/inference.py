@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunegate.training.chat_format import TemplateSupport, probe_support
+from tunegate.training.chat_format import (
+    ChatFormatError,
+    TemplateSupport,
+    probe_support,
+    to_template_messages,
+)
 
 # llama.cpp draws a fresh random seed for this value (LLAMA_DEFAULT_SEED).
 RANDOM_SEED = 0xFFFFFFFF
@@ -106,8 +111,6 @@ class LoadedModel:
         tunegate's fallback rendering, the form a tool-trained model learned. The template
         writes its own special tokens; no BOS is added in front.
         """
-        from tunegate.training.chat_format import ChatFormatError, to_template_messages
-
         try:
             prepared = to_template_messages({"messages": messages, "tools": tools},
                                             self.template_support)

@@ -74,8 +74,11 @@ class StreamReader:
 
     def __init__(self, offered: Collection[str]):
         self.offered = offered
-        self.held = ""
-        self.in_call = False
+        self.held = ""  # a tail from <tool_call> on, or a possible start of one
+
+    @property
+    def in_call(self) -> bool:
+        return self.held.startswith(OPEN)
 
     def feed(self, text: str) -> str:
         """Add a piece of the answer; returns the text that can be shown now."""
@@ -85,7 +88,7 @@ class StreamReader:
             return ""
         start = buffer.find(OPEN)
         if start >= 0:
-            self.in_call, self.held = True, buffer[start:]
+            self.held = buffer[start:]
             return buffer[:start]
         keep = next((n for n in range(min(len(OPEN) - 1, len(buffer)), 0, -1)
                      if OPEN.startswith(buffer[-n:])), 0)
