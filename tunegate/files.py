@@ -41,7 +41,7 @@ def clean_filename(name: str) -> str:
     stem, dot, extension = name.rpartition(".")
     if not dot or len(extension.encode()) > 16:
         stem, dot, extension = name, "", ""
-    room = MAX_FILENAME_BYTES - len(dot + extension)
+    room = MAX_FILENAME_BYTES - len((dot + extension).encode())
     stem = stem.encode()[:room].decode(errors="ignore")
     return stem + dot + extension
 
