@@ -21,7 +21,7 @@ def create_file(body: dict[str, Any], file: UploadFile | None = None) -> Respons
         raise InvalidRequest("'file' must be a file part (with a filename) of the form.",
                              param="file")
     upload = Upload(
-        filename=file.filename or "upload",
+        filename=file.filename or "",  # the service names nameless files
         body=file.file,
         purpose=body["purpose"],
         expires_after_seconds=body.get("expires_after[seconds]"),

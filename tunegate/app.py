@@ -43,8 +43,13 @@ def build_service(settings: Settings, store: Store | None = None) -> Service:
 
 
 def create_app(settings: Settings, *, service: Service | None = None,
+               keys: KeyRing | None = None, rate: RateLimiter | None = None,
                validate_responses: bool = False) -> connexion.AsyncApp:
-    """A ready ASGI app. ``validate_responses`` makes every response prove itself (tests)."""
+    """A ready ASGI app. ``validate_responses`` makes every response prove itself (tests).
+
+    ``keys`` defaults to the settings' keys (``serve`` passes the ring it already read) and
+    ``rate`` to ``settings.rate_limit`` per key on the wall clock (tests pass their own clock).
+    """
     service = service or build_service(settings)
     app = connexion.AsyncApp(__name__, specification_dir=str(SPEC.parent),
                              swagger_ui_options=None,
@@ -57,8 +62,8 @@ def create_app(settings: Settings, *, service: Service | None = None,
     )
     api_errors.install(app, yaml.safe_load(SPEC.read_text(encoding="utf-8"))["paths"], API_BASE)
     app.add_middleware(TunegateMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
-                       service=service, keys=KeyRing.from_settings(settings),
-                       rate=RateLimiter(settings.rate_limit),
+                       service=service, keys=keys or KeyRing.from_settings(settings),
+                       rate=rate or RateLimiter(settings.rate_limit),
                        open_caller=Caller(settings.project_id, settings.organization_id),
                        max_body_bytes=settings.max_upload_bytes,
                        fine_tuning=settings.fine_tuning)

@@ -152,7 +152,7 @@ def serve(settings: Settings) -> None:
     warning = open_bind_warning(settings, keys.enabled)
     if warning:
         log.warning(warning)
-    app = create_app(settings)  # migrates the store before any worker starts
+    app = create_app(settings, keys=keys)  # migrates the store before any worker starts
     worker = EmbeddedWorker(settings) if settings.embedded_worker else None
     if worker is not None:
         worker.start()

@@ -206,11 +206,12 @@ class FileReport:
     format: str
 
 
-def validate_dataset(path: Path, method_type: str, *, min_examples: int = 1) -> FileReport:
+def validate_dataset(path: Path, method_type: str, *, min_examples: int = 1,
+                     max_line_bytes: int = MAX_LINE_BYTES) -> FileReport:
     """Check every line of a training or validation file; raise ``DatasetError`` on the first fault."""
     formats: set[str] = set()
     count = 0
-    for line, example in iter_jsonl(path):
+    for line, example in iter_jsonl(path, max_line_bytes):
         formats.add(check_example(example, line, method_type))
         count += 1
         if len(formats) > 1:

@@ -38,8 +38,7 @@ class Caller:
     project_id: str
     organization_id: str
     admin: bool = False
-    key_name: str | None = None  # None: no keys are configured (the open mode)
-    key_hash: str | None = None  # what the request rate is counted by (one bucket per key)
+    key_hash: str | None = None  # None: the open mode; else what the request rate is counted by
 
     @property
     def visible_project(self) -> str | None:
@@ -121,16 +120,15 @@ class KeyRing:
                 found = entry
         if found is None:
             return None
-        return Caller(found.project, found.organization, found.admin, found.name, found.hash)
+        return Caller(found.project, found.organization, found.admin, found.hash)
 
 
-def add_key(path: Path, *, project: str, organization: str | None = None, admin: bool = False,
+def add_key(path: Path, *, project: str, organization: str, admin: bool = False,
             name: str | None = None) -> str:
     """Append a new key's entry to the keys file (created if absent) and return the key."""
     key = new_key()
     entries = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
-    entry = KeyEntry(hash_key(key), project, organization or "", admin, name or project)
-    entries.append({k: v for k, v in asdict(entry).items() if v != ""})
+    entries.append(asdict(KeyEntry(hash_key(key), project, organization, admin, name or project)))
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
     os.chmod(partial, 0o600)

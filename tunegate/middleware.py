@@ -103,8 +103,9 @@ class TunegateMiddleware:
         request_id = ids.new_id(ids.REQUEST)
         path: str = scope["path"]
         send = _stamped(send, request_id, path)
-        caller = self._caller(scope, path)
-        refusal = self._refusal(scope, path, caller)
+        request_headers = Headers(scope=scope)
+        caller = self._caller(request_headers, path)
+        refusal = self._refusal(request_headers, path, caller)
         if refusal is not None:
             status, body, headers = refusal
             await _send_json(send, status, body, headers)
@@ -115,13 +116,13 @@ class TunegateMiddleware:
         scope[REQUEST_ID_KEY] = request_id
         await self.app(scope, receive, send)
 
-    def _caller(self, scope: Scope, path: str) -> Caller | None:
+    def _caller(self, headers: Headers, path: str) -> Caller | None:
         """Whom the request acts for; None when keys are required and it has no valid one."""
         if not self.keys.enabled or not _needs_key(path):
             return self.open_caller
-        return self.keys.caller(Headers(scope=scope).get("authorization"))
+        return self.keys.caller(headers.get("authorization"))
 
-    def _refusal(self, scope: Scope, path: str, caller: Caller | None) -> Refusal | None:
+    def _refusal(self, headers: Headers, path: str, caller: Caller | None) -> Refusal | None:
         """The answer that ends the request here, checked in order: key, rate, gateway, size."""
         if caller is None:
             return 401, envelope(INVALID_KEY, type="invalid_request_error",
@@ -135,7 +136,7 @@ class TunegateMiddleware:
         if not self.fine_tuning and (path + "/").startswith(FINE_TUNING_PREFIX):
             # Never going to work on this server: tell the SDK not to resend (it retries 5xx).
             return 501, {"detail": GATEWAY_DETAIL}, [(b"x-should-retry", b"false")]
-        length = Headers(scope=scope).get("content-length")
+        length = headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
             return 413, envelope(
                 f"Request body is {int(length)} bytes; the limit is {self.max_body_bytes} bytes "

@@ -102,9 +102,10 @@ class Service:
         return stored, self.storage.read_chunks(file_id)
 
     def delete_file(self, project_id: str | None, file_id: str) -> str:
-        self.get_file(project_id, file_id)
-        users = self._active_jobs(project_id, lambda job: file_id in (job.training_file,
-                                                                      job.validation_file))
+        stored = self.get_file(project_id, file_id)
+        # The file's own project (an admin's project_id is None: every project).
+        users = self._active_jobs(stored.project_id, lambda job: file_id in (job.training_file,
+                                                                             job.validation_file))
         if users:
             raise Conflict(
                 f"File {file_id} is used by fine-tuning job {users[0]}, which has not finished; "

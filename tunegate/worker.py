@@ -167,7 +167,9 @@ class Worker:
         path = self.service.storage.path(file_id)
         if not path.is_file():
             raise DatasetError(f"File {file_id} no longer exists.")
-        validate_dataset(path, method_type, min_examples=minimum)
+        # The upload's line limit, so that a file accepted at upload is read the same way here.
+        validate_dataset(path, method_type, min_examples=minimum,
+                         max_line_bytes=self.settings.max_line_bytes)
 
     def _fail_validation(self, job: FineTuningJob, param: str,
                          exc: DatasetError) -> FineTuningJob | None:

@@ -184,7 +184,7 @@ def assert_answers_as_missing(client: Any, route: Route, key: TestKey, real_ids:
 
 def test_every_route_refuses_the_other_project_and_no_key(keyed_client: Any,
                                                          worlds: tuple[World, World]) -> None:
-    probes = successes = 0
+    probes = 0
     for owner, other in (worlds, worlds[::-1]):
         real_ids = [owner.training_file, owner.result_file, owner.job, owner.live_job,
                     owner.spare_file, owner.model, owner.checkpoint_model]
@@ -204,8 +204,6 @@ def test_every_route_refuses_the_other_project_and_no_key(keyed_client: Any,
                                        "/v1/models"))
         leaked = [object_id for object_id in real_ids if object_id in listed]
         assert not leaked
-        successes += len(leaked)
-    assert successes == 0
     print(f"\nisolation matrix: {probes} probes, 0 successes")
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.sql import Select
 from tunegate.errors import Conflict, NotFound, TooManyRequests
 from tunegate.files import StoredFile
 from tunegate.jobs import (
+    ACTIVE,
     Checkpoint,
     EventLevel,
     FineTuningJob,
@@ -43,8 +44,6 @@ from tunegate.store.base import FineTunedModel, Page
 from tunegate.store.migrations.migrate import migrate
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# Jobs that hold a place under TUNEGATE_MAX_ACTIVE_JOBS (paused ones wait without a worker).
-ACTIVE_STATUSES = (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING)
 # A job takes minutes: the SDK's two automatic resends, 30 s apart, give one a chance to end.
 ACTIVE_JOBS_RETRY_SECONDS = 30
 
@@ -249,7 +248,7 @@ class SqlStore:
         table = schema.jobs
         active = connection.execute(select(func.count()).select_from(table).where(
             table.c.project_id == project_id,
-            table.c.status.in_([status.value for status in ACTIVE_STATUSES]))).scalar_one()
+            table.c.status.in_(sorted(status.value for status in ACTIVE)))).scalar_one()
         if active >= limit:
             raise TooManyRequests(
                 f"This project has {active} fine-tuning jobs validating, queued or running, the "
@@ -294,7 +293,9 @@ class SqlStore:
             if row is None:
                 raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
             check_transition(job_id, JobStatus(row.status), target, only_from)
-            if max_active is not None and target in ACTIVE_STATUSES:
+            # A job that already holds a place keeps it: only a job joining the active ones counts.
+            if (max_active is not None and target in ACTIVE
+                    and JobStatus(row.status) not in ACTIVE):
                 self._check_active_jobs(connection, row.project_id, max_active)
             guard = and_(table.c.id == job_id, table.c.status == row.status)
             if worker_id is not None:
