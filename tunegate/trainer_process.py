@@ -7,13 +7,12 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunegate.trainer_standby import Standby
+from tunegate.trainer_standby import Standby, spawn_child
 
 # A cancelled child stops at its next step or is killed after this (the API promises ~5 s).
 CANCEL_GRACE_SECONDS = 4.0
@@ -44,18 +43,11 @@ class TrainerProcess:
 
     def start(self, standby: Standby | None = None) -> None:
         """Hand the run to the standby child if one is waiting, else start a child."""
-        adopted = standby.adopt(self.spec_path, self.log_path) if standby is not None else None
-        if adopted is not None:
-            self._process, read_fd = adopted.process, adopted.events_fd
-        else:
-            read_fd, write_fd = os.pipe()
+        child = standby.adopt(self.spec_path, self.log_path) if standby is not None else None
+        if child is None:
             with self.log_path.open("ab") as log:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-m", "tunegate.trainer_child", str(self.spec_path),
-                     str(write_fd)],
-                    stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                )
-            os.close(write_fd)
+                child = spawn_child(str(self.spec_path), stdin=None, output=log)
+        self._process, read_fd = child.process, child.events_fd
         self._reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True)
         self._reader.start()
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 STANDBY_FLAG = "--standby"
 
@@ -29,6 +30,22 @@ class AdoptedChild:
 
     process: subprocess.Popen[bytes]
     events_fd: int
+
+
+def spawn_child(first_argument: str, *, stdin: int | None, output: Any) -> AdoptedChild:
+    """Start ``python -m tunegate.trainer_child FIRST_ARGUMENT EVENT_FD`` with its event pipe.
+
+    ``first_argument`` is a spec path (a run now) or ``STANDBY_FLAG``; ``output`` receives the
+    child's stdout and stderr.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tunegate.trainer_child", first_argument, str(write_fd)],
+            stdin=stdin, stdout=output, stderr=subprocess.STDOUT, pass_fds=(write_fd,))
+    finally:
+        os.close(write_fd)
+    return AdoptedChild(process, read_fd)
 
 
 class Standby:
@@ -42,14 +59,7 @@ class Standby:
         if self._child is not None and self._child.process.poll() is None:
             return
         self.discard()
-        read_fd, write_fd = os.pipe()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tunegate.trainer_child", STANDBY_FLAG, str(write_fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(write_fd,),
-        )
-        os.close(write_fd)
-        self._child = AdoptedChild(process, read_fd)
+        self._child = spawn_child(STANDBY_FLAG, stdin=subprocess.PIPE, output=subprocess.DEVNULL)
 
     def adopt(self, spec_path: Path, log_path: Path) -> AdoptedChild | None:
         """Hand the waiting child a run; ``None`` when no healthy child is waiting."""

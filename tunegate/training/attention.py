@@ -29,8 +29,7 @@ NAME = "tunegate_varlen"
 # distinct (query, key) length pair, and packed examples bring new lengths at every step, so on
 # an H200 a GSM8K run spent most of its time building plans (1,460 tokens/s where the same
 # steps with repeated lengths ran at 8,245). Flash attention takes any length as it comes.
-CUDA_BACKENDS: list[SDPBackend] | None = [SDPBackend.FLASH_ATTENTION,
-                                          SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+CUDA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
@@ -51,8 +50,7 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     # than repeat_interleave, and it is what the fused CUDA kernels expect).
     gqa = query.shape[1] != key.shape[1]
     dropout_p = dropout if module.training else 0.0
-    backends = CUDA_BACKENDS if query.is_cuda and CUDA_BACKENDS else None
-    with sdpa_kernel(backends) if backends else contextlib.nullcontext():
+    with sdpa_kernel(CUDA_BACKENDS) if query.is_cuda else contextlib.nullcontext():
         output = _per_example(query, key, value, seq_lens, shared_prefix, suffix_masks,
                               scaling, gqa, dropout_p)
     return output.transpose(1, 2).contiguous(), None

@@ -101,11 +101,17 @@ def pair_groups(pairs: Sequence[PreferencePair], token_budget: int) -> Iterator[
         yield group
 
 
+def _pair_log_probs(engine: Engine, group: Sequence[PreferencePair],
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed answer log-probabilities of the chosen and of the rejected sides [len(group)]."""
+    log_probs = sequence_log_probs(engine, [e for p in group for e in (p.chosen, p.rejected)])
+    return log_probs[0::2], log_probs[1::2]
+
+
 def _policy_and_reference(engine: Engine, group: Sequence[PreferencePair],
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    log_probs = sequence_log_probs(engine, [e for p in group for e in (p.chosen, p.rejected)])
     reference = torch.tensor([p.reference for p in group], device=engine.device)
-    return log_probs[0::2], log_probs[1::2], reference[:, 0], reference[:, 1]
+    return (*_pair_log_probs(engine, group), reference[:, 0], reference[:, 1])
 
 
 class _Sums:
@@ -152,22 +158,12 @@ class PreferenceObjective:
     def evaluate(self, items: Sequence[PreferencePair], should_stop: ShouldStop | None = None,
                  ) -> Metrics | None:
         sums = _Sums()
-        with _evaluating(self.engine):
+        with self.engine.evaluating():
             for group in pair_groups(items, self.engine.token_budget):
                 if should_stop is not None and should_stop() == "cancel":
                     return None
                 sums.add(dpo_loss(*_policy_and_reference(self.engine, group), self.beta))
         return sums.means() if sums.count else None
-
-
-@contextlib.contextmanager
-def _evaluating(engine: Engine) -> Iterator[None]:
-    engine.model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        engine.model.train()
 
 
 def with_references(dataset: Dataset[PreferencePair], engine: Engine, *, base_only: bool,
@@ -179,12 +175,12 @@ def with_references(dataset: Dataset[PreferencePair], engine: Engine, *, base_on
     """
     pairs: list[PreferencePair] = []
     adapter_off = engine.model.disable_adapter() if base_only else contextlib.nullcontext()
-    with _evaluating(engine), adapter_off:
+    with engine.evaluating(), adapter_off:
         for group in pair_groups(dataset.examples, engine.token_budget):
             if should_stop() == "cancel":
                 return None
-            log_probs = sequence_log_probs(engine, [e for p in group
-                                                    for e in (p.chosen, p.rejected)]).tolist()
-            pairs += [replace(pair, reference=(log_probs[2 * i], log_probs[2 * i + 1]))
-                      for i, pair in enumerate(group)]
+            chosen, rejected = _pair_log_probs(engine, group)
+            pairs += [replace(pair, reference=references)
+                      for pair, references in zip(group, zip(chosen.tolist(), rejected.tolist(),
+                                                              strict=True), strict=True)]
     return replace(dataset, examples=pairs)

@@ -12,10 +12,11 @@ order of an epoch, the batch of a step, the validation batch. So a run resumed f
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -78,23 +79,29 @@ class Engine:
         return causal_lm_loss(self.hidden(batch), self.head_weight, batch.targets,
                               batch.target_rows)
 
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode without gradients, back to training mode afterwards (even on errors)."""
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.model.train()
+
     def evaluate(self, examples: Sequence[Example],
                  should_stop: ShouldStop | None = None) -> tuple[float, float] | None:
         """Token-weighted mean loss and argmax accuracy; ``None`` if cancelled or empty."""
         loss = 0.0
         correct = tokens = 0
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for batch in pack(examples, self.token_budget):
-                    if should_stop is not None and should_stop() == "cancel":
-                        return None
-                    sums = self.sums(batch)
-                    loss += float(sums.loss_sum)
-                    correct += sums.n_correct
-                    tokens += sums.n_tokens
-        finally:
-            self.model.train()
+        with self.evaluating():
+            for batch in pack(examples, self.token_budget):
+                if should_stop is not None and should_stop() == "cancel":
+                    return None
+                sums = self.sums(batch)
+                loss += float(sums.loss_sum)
+                correct += sums.n_correct
+                tokens += sums.n_tokens
         return (loss / tokens, correct / tokens) if tokens else None
 
 
