@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,25 +22,9 @@ import pytest
 from tunegate.app import create_app
 from tunegate.settings import Settings
 
-
-def _shared_data() -> Path:
-    """The public data sets (``../shared/data``), found where a checkout can have them.
-
-    ``TUNEGATE_SHARED_DATA`` wins; else ``shared/data`` beside the checkout (the CI layout);
-    else, for a clone of a local checkout (``git clone . /tmp/x``), beside the checkout it was
-    cloned from. When none exists, tests that read it fail naming the first path.
-    """
-    root = Path(__file__).resolve().parents[1]
-    if os.environ.get("TUNEGATE_SHARED_DATA"):
-        return Path(os.environ["TUNEGATE_SHARED_DATA"])
-    beside = root.parent / "shared" / "data"
-    origin = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"],
-                            capture_output=True, text=True, check=False).stdout.strip()
-    cloned_from = Path(origin).parent / "shared" / "data" if origin else beside
-    return next((path for path in (beside, cloned_from) if path.is_dir()), beside)
-
-
-SHARED_DATA = _shared_data()
+# Slices of public fine-tuning data sets (tests/data/SOURCES.md): tests read nothing outside
+# the repository.
+TEST_DATA = Path(__file__).resolve().parent / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
@@ -60,7 +44,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings):
-    return create_app(settings, validate_responses=True)
+    made = create_app(settings, validate_responses=True)
+    yield made
+    made.state_service.inference.close()  # model processes started without a lifespan
 
 
 @pytest.fixture
@@ -100,17 +86,22 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(tmp_path: Path, *extra_args: str, env: dict[str, str] | None = None) -> Server:
-    """Start ``tunegate serve`` and wait until it answers; the caller stops it."""
+# The command that takes tunegate's command-line arguments: this checkout's package by default.
+TUNEGATE_CLI = (sys.executable, "-m", "tunegate")
+
+
+def start_server(tmp_path: Path, *extra_args: str, env: dict[str, str] | None = None,
+                 cli: Sequence[str] = TUNEGATE_CLI, cwd: Path | None = None) -> Server:
+    """Start ``tunegate serve`` (run by ``cli``, in ``cwd``) and wait until it answers; the
+    caller stops it."""
     port = free_port()
     data_dir = tmp_path / "server-data"
     log_path = tmp_path / "server.log"
     environment = {**os.environ, "TUNEGATE_HEARTBEAT_TIMEOUT": "10", **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tunegate", "serve", "--port", str(port),
-             "--data", str(data_dir), *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=environment,
+            [*cli, "serve", "--port", str(port), "--data", str(data_dir), *extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd,
         )
     server = Server(f"http://127.0.0.1:{port}", data_dir, process, log_path)
     deadline = time.monotonic() + 60

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from openai import OpenAI
 
-from tests.conftest import SHARED_DATA, Server
+from tests.conftest import TEST_DATA, Server
 from tests.e2e.test_training_sdk import (
     BASE,
     TERMINAL,
@@ -28,7 +28,7 @@ from tests.e2e.test_training_sdk import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ORCA = SHARED_DATA / "microsoft-foundry__orca_dpo_pairs__validation.jsonl"
+ORCA = TEST_DATA / "microsoft-foundry__orca_dpo_pairs__validation.jsonl"
 REWARD_METRICS = ("train_reward_accuracy", "train_reward_margin", "train_chosen_reward",
                   "train_rejected_reward")
 

@@ -28,7 +28,7 @@ from openai.types import FileObject, Model
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 
 from tests.conftest import (
-    SHARED_DATA,
+    TEST_DATA,
     VALIDATE_ONLY,
     Server,
     chat_lines,
@@ -40,8 +40,8 @@ pytestmark = pytest.mark.e2e
 
 BASE_MODEL = "SmolLM2-135M-Instruct"
 GATEWAY_BODY = {"detail": "Fine-tuning is not implemented in the local llama.cpp gateway"}
-GSM8K = SHARED_DATA / "microsoft-foundry__Text-GSM8K__chat_validation.jsonl"
-TOY_CHAT = SHARED_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl"
+GSM8K = TEST_DATA / "microsoft-foundry__Text-GSM8K__chat_validation.jsonl"
+TOY_CHAT = TEST_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl"
 POLL_SECONDS = 30.0
 
 
@@ -220,7 +220,7 @@ def test_file_upload_retrieve_content_delete(client: OpenAI, srv: Server) -> Non
         client.files.delete(uploaded.id)
 
 
-def test_file_from_shared_data_is_served_back_byte_identical(client: OpenAI) -> None:
+def test_a_public_data_file_is_served_back_byte_identical(client: OpenAI) -> None:
     original = GSM8K.read_bytes()
     uploaded = client.files.create(file=GSM8K, purpose="fine-tune")  # a Path, as users pass it
     assert uploaded.filename == GSM8K.name

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,10 +24,12 @@ def test_train_throughput_quick_trains_both_recipes(request: pytest.FixtureReque
     # The converted base the slow training tests use (converting again would take ~25 s).
     cache = request.config.cache
     models = cache.mkdir("tunegate-models") if cache is not None else tmp_path / "models"
+    # The benchmark reads ../shared/data by default; its --quick run needs only the GSM8K
+    # train/validation pair, whose slices in tests/data are enough for 1,500 tokens.
     done = subprocess.run(
         [sys.executable, "bench/train_throughput.py", "--quick", "--cache-dir", str(models)],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
-        env={**os.environ, "TUNEGATE_SHARED_DATA": str(SHARED_DATA)})
+        env={**os.environ, "TUNEGATE_SHARED_DATA": str(TEST_DATA)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()
             if line.startswith(("seed ", "tunegate "))}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 from tunegate.training.chat_format import TemplateSupport, to_template_messages
 from tunegate.training.data import IGNORE, Example, load_dataset, template_support
 from tunegate.training.errors import TrainingFailed
@@ -103,7 +103,7 @@ def test_long_examples_are_cut_from_the_end_with_one_warning(tmp_path: Path,
 def test_tools_fall_back_to_hermes_text_when_the_template_ignores_them(
         tmp_path: Path, tiny_tokenizer: Any) -> None:
     assert template_support(tiny_tokenizer) == TemplateSupport(tools=False, tool_calls=False)
-    row = json.loads((SHARED_DATA / "openai-cookbook__drone_training.jsonl").read_text()
+    row = json.loads((TEST_DATA / "openai-cookbook__drone_training.jsonl").read_text()
                      .splitlines()[0])
     example = load(tmp_path, tiny_tokenizer, [row], max_seq_len=8192).examples[0]
     full = tiny_tokenizer.decode(example.input_ids)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA, chat_lines
+from tests.conftest import TEST_DATA, chat_lines
 from tunegate.datasets import (
     MIN_TRAINING_EXAMPLES,
     DatasetError,
@@ -33,12 +33,12 @@ def test_valid_chat_file(tmp_path: Path) -> None:
     "openai-cookbook__drone_training.jsonl",
 ])
 def test_real_public_files_validate(name: str) -> None:
-    report = validate_dataset(SHARED_DATA / name, "supervised", min_examples=10)
+    report = validate_dataset(TEST_DATA / name, "supervised", min_examples=10)
     assert report.n_examples >= 10
 
 
 def test_real_preference_file_validates_for_dpo_only() -> None:
-    path = SHARED_DATA / "microsoft-foundry__orca_dpo_pairs__validation.jsonl"
+    path = TEST_DATA / "microsoft-foundry__orca_dpo_pairs__validation.jsonl"
     assert validate_dataset(path, "dpo").format == "preference"
     with pytest.raises(DatasetError, match="Line 1: found a preference example"):
         validate_dataset(path, "supervised")
@@ -46,7 +46,7 @@ def test_real_preference_file_validates_for_dpo_only() -> None:
 
 def test_the_cookbooks_toy_file_has_too_few_examples() -> None:
     with pytest.raises(DatasetError) as raised:
-        validate_dataset(SHARED_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl",
+        validate_dataset(TEST_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl",
                          "supervised", min_examples=MIN_TRAINING_EXAMPLES)
     assert raised.value.code == "invalid_n_examples"
     assert "has 5 example(s), but must have at least 10" in raised.value.message

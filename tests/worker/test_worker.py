@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.conftest import SHARED_DATA, chat_lines
+from tests.conftest import TEST_DATA, chat_lines
 from tunegate.app import build_service
 from tunegate.jobs import JobStatus
 from tunegate.service import Service, Upload
@@ -55,7 +55,7 @@ def test_valid_files_move_the_job_to_queued(service: Service) -> None:
 
 
 def test_too_few_examples_fail_the_job(service: Service) -> None:
-    content = (SHARED_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl").read_bytes()
+    content = (TEST_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl").read_bytes()
     job_id = create(service, content)
     Worker(service).run_once()
     job = service.get_job("default", job_id)
