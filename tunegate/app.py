@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.middleware.security import SecurityMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tunegate import api_errors
 from tunegate.files import FileStorage
@@ -25,7 +28,9 @@ from tunegate.settings import Settings
 from tunegate.store import Store, open_store
 from tunegate.validators import validator_map
 
-SPEC = Path(__file__).resolve().parent.parent / "openapi.yaml"
+# The contract lives at the repository's top level; tunegate/openapi.yaml links to it, and
+# setuptools copies the linked file into the wheel, so an installed package finds it here.
+SPEC = Path(__file__).resolve().parent / "openapi.yaml"
 API_BASE = "/v1"
 # The spec declares the bearer scheme (for clients, Swagger UI's "Authorize" and schemathesis);
 # keys are checked by TunegateMiddleware, in one place, before routing and with OpenAI's error
@@ -52,7 +57,7 @@ def create_app(settings: Settings, *, service: Service | None = None,
     """
     service = service or build_service(settings)
     app = connexion.AsyncApp(__name__, specification_dir=str(SPEC.parent),
-                             swagger_ui_options=None,
+                             swagger_ui_options=None, lifespan=_stops_models(service),
                              middlewares=list(MIDDLEWARES))  # connexion adds ours to the list
     app.add_api(
         SPEC.name,
@@ -68,15 +73,46 @@ def create_app(settings: Settings, *, service: Service | None = None,
                        max_body_bytes=settings.max_upload_bytes,
                        fine_tuning=settings.fine_tuning)
     app.add_middleware(RequestIdInside, position=MiddlewarePosition.BEFORE_CONTEXT)
+    app.add_middleware(SpecFile, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_url_rule("/docs", "docs_redirect", _docs_redirect)
-    app.add_url_rule(f"{API_BASE}/openapi.yaml", "openapi_yaml", _openapi_yaml)
     app.state_service = service  # type: ignore[attr-defined]  # for tests and the CLI
     return app
+
+
+def _stops_models(service: Service) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: when the server shuts down, its model processes stop with it."""
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            service.inference.close()
+
+    return lifespan
 
 
 def _docs_redirect(request: Request) -> Response:
     return RedirectResponse(f"{API_BASE}/docs/")
 
 
-def _openapi_yaml(request: Request) -> Any:
-    return FileResponse(SPEC, media_type="application/yaml")
+class SpecFile:
+    """``GET /v1/openapi.yaml`` answers openapi.yaml itself, byte for byte (comments, ``$ref``s).
+
+    connexion's Swagger UI middleware owns that path and would answer its own re-serialized,
+    ``$ref``-resolved rendering (7 times the size) before any route of the app is reached, so
+    this sits in front of it. Keys and security headers still apply: TunegateMiddleware is
+    further out.
+    """
+
+    PATH = f"{API_BASE}/openapi.yaml"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] == self.PATH
+                and scope["method"] in ("GET", "HEAD")):
+            await FileResponse(SPEC, media_type="application/yaml")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

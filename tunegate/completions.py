@@ -18,15 +18,10 @@ from typing import Any
 
 from tunegate import ids
 from tunegate.errors import InvalidRequest, ServerError, TunegateError
-from tunegate.inference import (
-    LoadedModel,
-    ModelBusy,
-    ModelFiles,
-    ModelLoadError,
-    ModelPool,
-    Sampling,
-    TemplateError,
-)
+from tunegate.serving.engine import EngineDied, EngineError, EngineTimeout, Sampling
+from tunegate.serving.model import ServedModel
+from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelPool
+from tunegate.serving.template import TemplateError
 from tunegate.tool_calls import Reply, StreamReader, read_reply
 
 CHAT_ID = "chatcmpl-"
@@ -191,7 +186,7 @@ class _Prepared:
     created: int
 
 
-def _prepare(model: LoadedModel, files: ModelFiles, request: GenerationRequest) -> _Prepared:
+def _prepare(model: ServedModel, files: ModelFiles, request: GenerationRequest) -> _Prepared:
     """Render and tokenize the prompt; refuse it when it does not fit the context."""
     try:
         if request.messages is not None:
@@ -237,16 +232,45 @@ class ModelBusyError(TunegateError):
     code = "model_busy"
 
 
+class ModelProcessDied(TunegateError):
+    """503: the model's process ended mid-request; the next request starts it again, so the
+    SDK's automatic resend is what the client wants."""
+
+    status = 503
+    type = "server_error"
+    code = "model_process_died"
+    retryable = True
+
+
+class ModelTimedOut(TunegateError):
+    """503: the model's process stopped producing tokens and was stopped. Sending the same
+    request again would likely hang again, so the SDK is told not to."""
+
+    status = 503
+    type = "server_error"
+    code = "model_timeout"
+    retryable = False
+
+
 @contextmanager
-def _lease(pool: ModelPool, files: ModelFiles) -> Iterator[LoadedModel]:
+def _lease(pool: ModelPool, files: ModelFiles) -> Iterator[ServedModel]:
+    """The model for ``files``, with the engine's failures turned into API errors."""
+    name = files.model_id
     try:
         with pool.use(files) as model:
             yield model
     except ModelLoadError as exc:
-        raise ServerError(f"Could not load the model {files.model_id}: {exc}") from None
+        raise ServerError(f"Could not load the model {name}: {exc}") from None
     except ModelBusy as exc:
-        raise ModelBusyError(f"The model {files.model_id} is busy ({exc}); retry in a few "
+        raise ModelBusyError(f"The model {name} is busy ({exc}); retry in a few "
                              "seconds.", param="model") from None
+    except EngineDied as exc:
+        raise ModelProcessDied(f"The model {name} stopped while answering ({exc}); it is "
+                               "started again for the next request.") from None
+    except EngineTimeout as exc:
+        raise ModelTimedOut(f"The model {name} took too long ({exc}).") from None
+    except EngineError as exc:
+        raise ServerError(f"The model {name} failed: {exc}") from None
 
 
 def _usage(prepared: _Prepared, completion_tokens: int) -> Json:
@@ -262,7 +286,7 @@ def _envelope(prepared: _Prepared, object: str, choices: list[Json],
             "usage": usage}
 
 
-def _complete(model: LoadedModel, prepared: _Prepared) -> Json:
+def _complete(model: ServedModel, prepared: _Prepared) -> Json:
     request = prepared.request
     pieces: list[str] = []
     last = None

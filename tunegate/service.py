@@ -19,9 +19,10 @@ from tunegate import adapter_files, catalog, completions, ids
 from tunegate.datasets import DatasetError, check_jsonl_upload
 from tunegate.errors import Conflict, InvalidRequest, NotFound
 from tunegate.files import FINE_TUNE, FileStorage, StoredFile, clean_filename
-from tunegate.inference import ModelFiles, ModelPool
 from tunegate.job_requests import check_metadata, normalize_method, seed_for
 from tunegate.jobs import Checkpoint, EventLevel, FineTuningJob, JobEvent, JobStatus
+from tunegate.serving import open_pool
+from tunegate.serving.pool import ModelFiles
 from tunegate.settings import Settings
 from tunegate.store.base import FineTunedModel, Page, Store
 
@@ -52,8 +53,8 @@ class Service:
         self.settings = settings
         self.store = store
         self.storage = storage
-        # Loaded lazily: a process that never serves a completion never loads llama.cpp.
-        self.inference = ModelPool(settings.inference_cache_size, settings.inference_context)
+        # Model processes start on first use: nothing of llama.cpp runs until a completion.
+        self.inference = open_pool(settings)
 
     # Files ----------------------------------------------------------------------------------
 

@@ -42,6 +42,10 @@ def _trainer_standby(value: str) -> bool:
     return _bool(value, "TUNEGATE_TRAINER_STANDBY")
 
 
+def _serve_merged(value: str) -> bool:
+    return _bool(value, "TUNEGATE_SERVE_MERGED")
+
+
 def _embedded(value: str) -> bool:
     return value.strip().lower() != "external"
 
@@ -78,6 +82,15 @@ class Settings:
     # used dropped first; and the context window (prompt + completion tokens) each one gets.
     inference_cache_size: int = 4
     inference_context: int = 2048
+    # Requests one model process decodes at once (llama.cpp slots; more wait in its queue),
+    # its threads (0: llama.cpp's choice), and seconds without a token before it counts as hung.
+    inference_parallel: int = 4
+    inference_threads: int = 0
+    inference_timeout: float = 120.0
+    # Serve fine-tuned models from a merged, Q8_0 copy (faster than base + adapter), keeping
+    # at most this many bytes of copies; False serves base GGUF + LoRA adapter.
+    serve_merged: bool = True
+    merged_cache_bytes: int = 4096 * MiB
     # The project and organization of requests when no keys are configured, and of the
     # TUNEGATE_API_KEY key.
     project_id: str = "default"
@@ -102,6 +115,15 @@ class Settings:
     def model_cache(self) -> Path:
         """Converted base models (a GGUF dequantized once, reloaded in a second)."""
         return self.model_cache_dir if self.model_cache_dir is not None else self.data_dir / "models"
+
+    @property
+    def merged_dir(self) -> Path:
+        """Merged copies of fine-tuned models, for serving (a cache: safe to delete)."""
+        return self.data_dir / "serving" / "merged"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
 
     @property
     def files_dir(self) -> Path:
@@ -140,6 +162,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_MAX_SEQ_LEN": ("max_seq_len", int),
     "TUNEGATE_INFERENCE_CACHE": ("inference_cache_size", int),
     "TUNEGATE_INFERENCE_CONTEXT": ("inference_context", int),
+    "TUNEGATE_INFERENCE_PARALLEL": ("inference_parallel", int),
+    "TUNEGATE_INFERENCE_THREADS": ("inference_threads", int),
+    "TUNEGATE_INFERENCE_TIMEOUT": ("inference_timeout", float),
+    "TUNEGATE_SERVE_MERGED": ("serve_merged", _serve_merged),
+    "TUNEGATE_MERGED_CACHE_BYTES": ("merged_cache_bytes", int),
     "TUNEGATE_KEYS_FILE": ("keys_file", Path),
     "TUNEGATE_API_KEY": ("api_key", str),
     "TUNEGATE_MAX_LINE_BYTES": ("max_line_bytes", int),

@@ -2,13 +2,14 @@
 
 Drives the ASGI app directly, so the test controls when the client disconnects: after a few
 chunks, in both ways a server can report it (ASGI 2.3: ``http.disconnect`` from ``receive``;
-2.4: ``send`` raising ``OSError``). Afterwards the model's lock must be free and llama.cpp must
+2.4: ``send`` raising ``OSError``). Afterwards nothing may hold the model and llama.cpp must
 have stopped far short of ``max_tokens``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import anyio
 import pytest
@@ -64,6 +65,14 @@ def test_disconnect_mid_stream_releases_the_model(app, client, spec_version: str
     anyio.run(run)
     assert len(chunks) >= CHUNKS_BEFORE_LEAVING and b"[DONE]" not in b"".join(chunks)
     entry = app.state_service.inference._entries[BASE]
-    assert not entry.lock.locked() and entry.users == 0
-    generated = entry.model.llama.n_tokens - 20  # minus the prompt (~20 tokens)
-    assert generated < MAX_TOKENS / 4
+    assert entry.users == 0
+    # llama.cpp drops the request (its slot goes idle: it notices the closed connection at its
+    # next token) far short of max_tokens.
+    deadline = time.monotonic() + 10
+    slots = entry.model.engine.slots()
+    while any(slot["is_processing"] for slot in slots):
+        assert time.monotonic() < deadline, slots
+        time.sleep(0.05)
+        slots = entry.model.engine.slots()
+    decoded = [slot["next_token"][0]["n_decoded"] for slot in slots if "next_token" in slot]
+    assert decoded and max(decoded) < MAX_TOKENS / 4

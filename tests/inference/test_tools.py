@@ -17,7 +17,9 @@ import pytest
 from openai import OpenAI
 
 from tests.inference.conftest import BASE
-from tunegate.inference import Delta, LoadedModel, load_llama
+from tunegate.serving.engine import Delta, EngineConfig
+from tunegate.serving.model import ModelLoader, ServedModel
+from tunegate.serving.pool import ModelFiles
 from tunegate.training.chat_format import to_template_messages
 
 CHAT = "/v1/chat/completions"
@@ -31,7 +33,7 @@ CALL_TEXT = '<tool_call>\n{"name": "takeoff_drone", "arguments": {"altitude": 10
 class ScriptedAnswer:
     """Test fake: the real model's prompts, a fixed answer instead of generation."""
 
-    def __init__(self, real: LoadedModel, answer: str):
+    def __init__(self, real: ServedModel, answer: str):
         self.real = real
         self.answer = answer
         self.prompts: list[list[int]] = []
@@ -50,9 +52,10 @@ class ScriptedAnswer:
 def scripted(app) -> list[ScriptedAnswer]:
     """Make every model of the in-process app answer ``CALL_TEXT``; the list collects them."""
     made: list[ScriptedAnswer] = []
+    real = app.state_service.inference._loader
 
-    def loader(files: Any, n_ctx: int) -> ScriptedAnswer:
-        made.append(ScriptedAnswer(load_llama(files, n_ctx), CALL_TEXT))
+    def loader(files: Any) -> ScriptedAnswer:
+        made.append(ScriptedAnswer(real(files), CALL_TEXT))
         return made[-1]
 
     app.state_service.inference._loader = loader
@@ -72,19 +75,13 @@ def test_serving_renders_tools_exactly_as_training_does(base_gguf: Path) -> None
     prepared = to_template_messages({"messages": history, "tools": TOOLS},
                                     template_support(tokenizer))
     trained = render_chat(tokenizer, prepared.messages, prepared.tools, generation_prompt=True)
-    model = load_llama_for_test(base_gguf)
+    model = ModelLoader(EngineConfig(parallel=1), None)(ModelFiles(BASE, base_gguf, None))
     try:
-        served = model.llama.detokenize(model.chat_prompt(history, TOOLS), special=True)
+        served = model.detokenize(model.chat_prompt(history, TOOLS))
     finally:
         model.close()
     assert "<tools>" in trained and '"takeoff_drone"' in trained
-    assert served.decode() == trained
-
-
-def load_llama_for_test(base_gguf: Path) -> LoadedModel:
-    from tunegate.inference import ModelFiles
-
-    return load_llama(ModelFiles(BASE, base_gguf, None), 2048)
+    assert served == trained
 
 
 def test_a_tool_call_answer_comes_back_as_tool_calls(client, scripted) -> None:
@@ -98,7 +95,7 @@ def test_a_tool_call_answer_comes_back_as_tool_calls(client, scripted) -> None:
     assert call["function"]["name"] == "takeoff_drone"
     assert json.loads(call["function"]["arguments"]) == {"altitude": 100}
     # The prompt the model saw lists the tool.
-    prompt = scripted[0].llama.detokenize(scripted[0].prompts[0], special=True).decode()
+    prompt = scripted[0].detokenize(scripted[0].prompts[0])
     assert "<tools>" in prompt and "takeoff_drone" in prompt
 
 
@@ -109,7 +106,7 @@ def test_without_tools_the_same_answer_is_text(client, scripted) -> None:
         assert choice["finish_reason"] == "stop"
         assert choice["message"] == {"role": "assistant", "content": CALL_TEXT,
                                      "refusal": None, "tool_calls": None}
-    prompt = scripted[0].llama.detokenize(scripted[0].prompts[-1], special=True).decode()
+    prompt = scripted[0].detokenize(scripted[0].prompts[-1])
     assert "<tools>" not in prompt  # tool_choice "none" hides them
 
 
@@ -141,9 +138,10 @@ def test_forcing_a_tool_is_refused(client) -> None:
 
 def test_streamed_text_before_a_call_arrives_as_content(app, client) -> None:
     answer = "Taking off.\n" + CALL_TEXT
+    real = app.state_service.inference._loader
 
-    def loader(files: Any, n_ctx: int) -> ScriptedAnswer:
-        return ScriptedAnswer(load_llama(files, n_ctx), answer)
+    def loader(files: Any) -> ScriptedAnswer:
+        return ScriptedAnswer(real(files), answer)
 
     app.state_service.inference._loader = loader
     sdk = OpenAI(base_url="http://testserver/v1", api_key="local", http_client=client,

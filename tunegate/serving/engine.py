@@ -1,0 +1,282 @@
+"""One served model in its own process: llama.cpp's ``llama-server`` on a Unix socket.
+
+Why a process: llama.cpp is native code. A crash there (an illegal instruction on a CPU the
+build did not expect, an out-of-memory kill, an abort) must cost the requests it was answering
+and nothing else. Why ``llama-server``: it decodes several requests at once in one context
+(continuous batching over ``parallel`` slots), which one Python-bound context cannot.
+
+tunegate keeps what must match training on its side: the chat template is rendered here and
+tokens are sent, so the server only tokenizes (``/tokenize``) and generates (``/completion``).
+Each generation evaluates its whole prompt (``cache_prompt`` off): a prefix resumed from the
+cache gives logits that differ in the last bits, and the same request and seed must give the
+same text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tunegate.serving import binaries
+from tunegate.serving.spawn import spawn
+
+# llama.cpp draws a fresh random seed for this value (LLAMA_DEFAULT_SEED).
+RANDOM_SEED = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """OpenAI sampling parameters, in llama.cpp's terms (temperature 0 = greedy)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+    def to_llama(self) -> dict[str, Any]:
+        """The ``/completion`` fields: only OpenAI's samplers, llama.cpp's extra ones off."""
+        seed = RANDOM_SEED if self.seed is None else self.seed % RANDOM_SEED
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": 0, "min_p": 0.0,
+                "repeat_penalty": 1.0, "frequency_penalty": self.frequency_penalty,
+                "presence_penalty": self.presence_penalty, "seed": seed}
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of generated text. The last one of a generation has ``finish_reason`` set."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None  # "stop" | "length"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How each model process runs."""
+
+    n_ctx: int = 2048  # tokens of prompt + completion per request
+    parallel: int = 4  # requests decoded together; more wait in the server's queue
+    threads: int | None = None  # llama.cpp's default: the machine's cores
+    timeout: float = 120.0  # seconds without a generated token before the process is killed
+    start_timeout: float = 60.0
+    log_dir: Path | None = None  # where each process's log goes (default: a temp folder)
+
+
+class EngineError(Exception):
+    """llama.cpp refused or failed a request; the message says why."""
+
+
+class EngineStartError(EngineError):
+    """The model process did not come up (a GGUF it cannot load, a missing program)."""
+
+
+class EngineDied(EngineError):
+    """The model process ended while it had a request (it is restarted on the next one)."""
+
+
+class EngineTimeout(EngineError):
+    """No token came for ``timeout`` seconds: the process was killed as hung."""
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "it stopped answering"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
+        hint = " (most likely out of memory)" if -code == signal.SIGKILL else ""
+        return f"it was killed by signal {name}{hint}"
+    return f"it exited with code {code}"
+
+
+class LlamaServer:
+    """A running ``llama-server`` for one GGUF (optionally with one LoRA adapter)."""
+
+    def __init__(self, model: Path, adapter: Path | None, config: EngineConfig):
+        self.model, self.adapter, self.config = model, adapter, config
+        self._folder = Path(tempfile.mkdtemp(prefix="tunegate-llama-"))
+        self.socket = self._folder / "server.sock"
+        log_dir = config.log_dir or self._folder
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = log_dir / f"llama-server-{model.stem}-{time.time_ns()}.log"
+        self._process = spawn(self._argv(), env=binaries.environment(), log=self.log)
+        self._client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://llama",
+            timeout=httpx.Timeout(config.timeout, connect=5.0))
+        try:
+            self._wait_ready()
+            self.props: dict[str, Any] = self._client.get("/props").json()
+        except BaseException:
+            self.close()
+            raise
+
+    def _argv(self) -> list[str]:
+        config = self.config
+        argv = [str(binaries.program(binaries.SERVER)), "--model", str(self.model),
+                "--host", str(self.socket), "--ctx-size", str(config.n_ctx * config.parallel),
+                "--parallel", str(config.parallel), "--no-webui", "--no-warmup",
+                # Every request evaluates its whole prompt (see the module's docstring): no
+                # prompt cache in memory either.
+                "--cache-ram", "0"]
+        if config.threads:
+            argv += ["--threads", str(config.threads)]
+        if self.adapter is not None:
+            argv += ["--lora", str(self.adapter)]
+        return argv
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.start_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EngineStartError(f"llama-server could not load {self.model.name}: "
+                                       f"{_exit_reason(self._process.returncode)}; "
+                                       f"{self._log_tail()}")
+            try:
+                if self._client.get("/health", timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass  # not listening yet
+            time.sleep(0.05)
+        raise EngineStartError(f"llama-server did not come up within "
+                               f"{self.config.start_timeout:.0f} s for {self.model.name}")
+
+    def _log_tail(self, lines: int = 3) -> str:
+        try:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-lines:]
+        except OSError:
+            return "no log"
+        return "log: " + " | ".join(tail) if tail else "empty log"
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    @property
+    def n_ctx(self) -> int:
+        return self.config.n_ctx
+
+    def _failure(self, exc: Exception) -> EngineError:
+        """What a transport failure means: the process died, hung, or refused."""
+        if isinstance(exc, httpx.TimeoutException):
+            self.kill()
+            return EngineTimeout(f"the model process produced nothing for "
+                                 f"{self.config.timeout:.0f} s and was stopped")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=1.0)  # a connection lost because the process is ending
+        if not self.alive():
+            return EngineDied(f"the model process ended: {_exit_reason(self._process.returncode)}")
+        return EngineError(f"lost the connection to the model process: {exc}")
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self._client.post(path, json=body)
+        except httpx.TransportError as exc:
+            raise self._failure(exc) from None
+        if response.status_code != 200:
+            raise EngineError(_error_message(response.text))
+        return response.json()
+
+    def tokenize(self, text: str, add_special: bool) -> list[int]:
+        """``text`` as tokens; special tokens written in it (``<|im_start|>``) are honoured."""
+        body = {"content": text, "add_special": add_special, "parse_special": True}
+        return [int(token) for token in self._post("/tokenize", body)["tokens"]]
+
+    def slots(self) -> list[dict[str, Any]]:
+        """llama.cpp's view of its slots (``is_processing``, tokens decoded): diagnostics."""
+        try:
+            return list(self._client.get("/slots").json())
+        except httpx.TransportError as exc:
+            raise self._failure(exc) from None
+
+    def next_token_probabilities(self, prompt: Sequence[int], top: int) -> dict[int, float]:
+        """The model's ``top`` most likely next tokens after ``prompt`` with their probabilities
+        (softmax of the logits, before any sampling): for comparing two forms of a model."""
+        body = {"prompt": list(prompt), "n_predict": 1, "n_probs": top, "temperature": 0.0,
+                "cache_prompt": False}
+        [first] = self._post("/completion", body)["completion_probabilities"]
+        return {int(item["id"]): math.exp(float(item["logprob"])) for item in first["top_logprobs"]}
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``, special tokens written out."""
+        return str(self._post("/detokenize", {"tokens": list(tokens)})["content"])
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling, max_tokens: int,
+                 stop: Sequence[str] = ()) -> Generator[Delta, None, None]:
+        """Generate up to ``max_tokens`` tokens after ``prompt``, as text pieces.
+
+        llama.cpp holds back text that may begin a stop sequence and never returns the stop
+        sequence itself. Ends on an end-of-generation token or a stop sequence ("stop") or after
+        ``max_tokens`` ("length"). Closing the iterator early closes the connection, and the
+        server drops the request.
+        """
+        body = {"prompt": list(prompt), "n_predict": max_tokens, "stop": list(stop),
+                "stream": True, "cache_prompt": False, **sampling.to_llama()}
+        try:
+            with self._client.stream("POST", "/completion", json=body) as response:
+                if response.status_code != 200:
+                    raise EngineError(_error_message(response.read().decode("utf-8", "replace")))
+                yield from _deltas(response.iter_lines())
+        except httpx.TransportError as exc:
+            raise self._failure(exc) from None
+
+    def kill(self) -> None:
+        """Stop the process at once (it is hung, or being replaced)."""
+        if self.alive():
+            self._process.kill()
+        self._process.wait()
+
+    def close(self) -> None:
+        """Stop the process and free its files."""
+        if self.alive():
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._client.close()
+        self.socket.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the log lives there when no log folder was set
+            self._folder.rmdir()
+
+
+def _error_message(text: str) -> str:
+    try:
+        error = json.loads(text).get("error") or {}
+        return str(error.get("message") or text)
+    except (ValueError, AttributeError):
+        return text
+
+
+def _deltas(lines: Iterator[str]) -> Iterator[Delta]:
+    """``/completion``'s server-sent events as Deltas; the last one says why it stopped."""
+    count = 0
+    for line in lines:
+        if not line.startswith("data: "):
+            continue
+        event = json.loads(line[len("data: "):])
+        if "error" in event:
+            raise EngineError(_error_message(json.dumps(event)))
+        if not event.get("stop"):
+            count += 1
+            if event.get("content"):
+                yield Delta(event["content"], count)
+            continue
+        count = int(event.get("tokens_predicted", count))
+        finish = "length" if event.get("stop_type") == "limit" else "stop"
+        yield Delta(event.get("content") or "", count, finish)
+        return
+    raise EngineError("the model process ended the stream without a final event")

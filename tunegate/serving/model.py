@@ -1,0 +1,82 @@
+"""A served model: its process (``LlamaServer``) plus its chat template, with the operations
+completions need: render and tokenize a prompt, measure it against the context, generate."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from tunegate.serving.engine import Delta, EngineConfig, EngineStartError, LlamaServer, Sampling
+from tunegate.serving.merged import MergedModels, MergeError
+from tunegate.serving.pool import ModelFiles, ModelLoadError
+from tunegate.serving.template import ChatTemplate, TemplateError, read_chat_template
+
+
+class ServedModel:
+    """One model id's running process. Safe to share between threads: the process queues and
+    batches the requests itself."""
+
+    def __init__(self, engine: LlamaServer, template_source: str | None):
+        self.engine = engine
+        props = engine.props
+        self._bos, self._eos = str(props.get("bos_token") or ""), str(props.get("eos_token") or "")
+        self._template = (ChatTemplate(template_source, self._bos, self._eos)
+                          if template_source is not None else None)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.engine.n_ctx
+
+    def alive(self) -> bool:
+        return self.engine.alive()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    @property
+    def template(self) -> ChatTemplate:
+        if self._template is None:
+            raise TemplateError("the model's GGUF has no chat template (tokenizer.chat_template); "
+                                "use /v1/completions with a prompt you format yourself")
+        return self._template
+
+    def chat_prompt(self, messages: list[dict[str, Any]],
+                    tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """``messages`` (and ``tools``) rendered by the GGUF's own chat template, as tokens.
+
+        The template writes its own special tokens: nothing is added in front.
+        """
+        return self.engine.tokenize(self.template.chat_text(messages, tools), add_special=False)
+
+    def text_prompt(self, prompt: str) -> list[int]:
+        """A raw completion prompt as tokens (special tokens in the text are honoured, BOS
+        added when the model asks for it); an empty prompt starts from BOS."""
+        tokens = self.engine.tokenize(prompt, add_special=True)
+        if not tokens and self._bos:
+            tokens = self.engine.tokenize(self._bos, add_special=False)
+        return tokens
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.engine.detokenize(tokens)
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling, max_tokens: int,
+                 stop: Sequence[str] = ()) -> Generator[Delta, None, None]:
+        return self.engine.generate(prompt, sampling, max_tokens, stop)
+
+
+class ModelLoader:
+    """Starts a model process for ``ModelFiles``: a fine-tuned model from its merged copy
+    (``merged``, the fastest form) or, without one, as the base GGUF plus its LoRA adapter."""
+
+    def __init__(self, config: EngineConfig, merged: MergedModels | None):
+        self.config = config
+        self.merged = merged
+
+    def __call__(self, files: ModelFiles) -> ServedModel:
+        model, adapter = files.base, files.adapter
+        try:
+            if adapter is not None and self.merged is not None:
+                model, adapter = self.merged.merged(files.base, adapter), None
+            return ServedModel(LlamaServer(model, adapter, self.config), read_chat_template(model))
+        except (EngineStartError, MergeError) as exc:
+            raise ModelLoadError(str(exc)) from exc
