@@ -18,7 +18,7 @@ from typing import Any
 
 from tunegate import ids
 from tunegate.errors import InvalidRequest, ServerError, TunegateError
-from tunegate.serving.engine import EngineDied, EngineError, EngineTimeout, Sampling
+from tunegate.serving.engine import EngineBusy, EngineDied, EngineError, EngineTimeout, Sampling
 from tunegate.serving.model import ServedModel
 from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelPool
 from tunegate.serving.template import TemplateError
@@ -267,6 +267,9 @@ def _lease(pool: ModelPool, files: ModelFiles) -> Iterator[ServedModel]:
     except EngineDied as exc:
         raise ModelProcessDied(f"The model {name} stopped while answering ({exc}); it is "
                                "started again for the next request.") from None
+    except EngineBusy as exc:
+        raise ModelBusyError(f"The model {name} is busy ({exc}); retry in a few seconds.",
+                             param="model") from None
     except EngineTimeout as exc:
         raise ModelTimedOut(f"The model {name} took too long ({exc}).") from None
     except EngineError as exc:

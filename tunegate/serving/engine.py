@@ -69,7 +69,8 @@ class EngineConfig:
     n_ctx: int = 2048  # tokens of prompt + completion per request
     parallel: int = 4  # requests decoded together; more wait in the server's queue
     threads: int | None = None  # llama.cpp's default: the machine's cores
-    timeout: float = 120.0  # seconds without a generated token before the process is killed
+    timeout: float = 120.0  # seconds without a token before the request ends (the process is
+    # killed as hung unless it still answers /health)
     start_timeout: float = 60.0
     log_dir: Path | None = None  # where each process's log goes (default: a temp folder)
 
@@ -84,6 +85,10 @@ class EngineStartError(EngineError):
 
 class EngineDied(EngineError):
     """The model process ended while it had a request (it is restarted on the next one)."""
+
+
+class EngineBusy(EngineError):
+    """No token came for ``timeout`` seconds, but the process answers: queued behind others."""
 
 
 class EngineTimeout(EngineError):
@@ -172,14 +177,24 @@ class LlamaServer:
     def _failure(self, exc: Exception) -> EngineError:
         """What a transport failure means: the process died, hung, or refused."""
         if isinstance(exc, httpx.TimeoutException):
+            if self._responds():  # alive, only busy: the request waited behind others
+                return EngineBusy(f"no token within {self.config.timeout:.0f} s: the model "
+                                  "process is busy with other requests")
             self.kill()
             return EngineTimeout(f"the model process produced nothing for "
-                                 f"{self.config.timeout:.0f} s and was stopped")
+                                 f"{self.config.timeout:.0f} s and did not answer; it was stopped")
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=1.0)  # a connection lost because the process is ending
         if not self.alive():
             return EngineDied(f"the model process ended: {_exit_reason(self._process.returncode)}")
         return EngineError(f"lost the connection to the model process: {exc}")
+
+    def _responds(self) -> bool:
+        """Whether the server's HTTP side still answers (it does while its decoding is busy)."""
+        try:
+            return self._client.get("/health", timeout=2.0).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         try:
