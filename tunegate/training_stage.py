@@ -33,6 +33,8 @@ from tunegate.trainer_standby import Standby
 from tunegate.training.spec import BaseModelRef, TrainingSpec
 
 log = logging.getLogger("tunegate.training_stage")
+# Longest exception text quoted in a job's error (the whole text goes to the server log).
+MAX_DETAIL = 300
 
 POLL_SECONDS = 0.5
 KEEP_CHECKPOINTS = 3
@@ -115,15 +117,34 @@ class TrainingStage:
                              if resuming else "Fine-tuning job started")
         if started is None:
             return
-        spec = self.build_spec(started, model)
+        try:
+            self._train(started, model, resuming)
+        except Exception as exc:
+            # Whatever broke after `running` (a trainer that cannot be spawned, an export
+            # error), the job must end: the worker gives it up next, and no reaper looks at a
+            # running job that no worker owns.
+            log.exception("training job %s failed inside the worker", job.id)
+            detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL]
+            self._fail(started, "internal_error", f"The worker failed while training: {detail}")
+
+    def _train(self, job: FineTuningJob, model: ResolvedModel, resuming: bool) -> None:
+        spec = self.build_spec(job, model)
         # After a crash the run resumes from its last saved state and redoes the steps since;
         # they were recorded already (with the same figures: resuming is exact), so skip them.
         self.recorded_through = self._last_recorded_step(job.id) if resuming else 0
         process = TrainerProcess(spec.to_json(), self.work_dir(job.id))
         process.start(self.standby)
+        try:
+            self._supervise(job, model, process)
+        finally:
+            if process.running:  # the worker failed mid-run: no child trains on unowned
+                process.kill()
+
+    def _supervise(self, job: FineTuningJob, model: ResolvedModel,
+                   process: TrainerProcess) -> None:
         pause_sent = False
         while process.running:
-            self._record(started, model, process.drain())
+            self._record(job, model, process.drain())
             status = self._current_status(job.id)
             if status is JobStatus.CANCELLED:
                 process.cancel(time.monotonic())
@@ -133,8 +154,8 @@ class TrainingStage:
             self.between_polls()
             time.sleep(POLL_SECONDS)
         outcome = process.outcome()
-        self._record(started, model, process.drain())
-        self._finish(started, outcome, model)
+        self._record(job, model, process.drain())
+        self._finish(job, outcome, model)
 
     def _current_status(self, job_id: str) -> JobStatus | None:
         current = self.store.get_job(job_id)

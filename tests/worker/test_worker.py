@@ -129,3 +129,25 @@ def test_expired_files_are_swept(service: Service, monkeypatch: pytest.MonkeyPat
     assert service.delete_expired_files() == 1
     assert not service.storage.path(stored.id).exists()
     assert service.store.get_file("default", stored.id) is None
+
+
+def test_a_job_whose_trainer_cannot_start_fails_instead_of_running_forever(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception after `running` (here: the trainer child cannot be spawned) ends the job
+    as failed with the reason; before, the worker gave the job up still `running`, and no
+    reaper ever looked at it again."""
+    from tunegate import training_stage
+
+    def cannot_spawn(self: object, standby: object = None) -> None:
+        raise OSError("[Errno 11] Resource temporarily unavailable")
+
+    monkeypatch.setattr(training_stage.TrainerProcess, "start", cannot_spawn)
+    job_id = create(service, chat_lines(12))
+    worker = Worker(service)
+    assert worker.run_once()  # validated
+    assert worker.run_once()  # claimed, started, failed
+    job = service.get_job("default", job_id)
+    assert job.status is JobStatus.FAILED and job.finished_at is not None
+    assert job.error.code == "internal_error"
+    assert "OSError: [Errno 11] Resource temporarily unavailable" in job.error.message
+    assert service.store.claim_job([JobStatus.QUEUED], "other", time.time()) is None
