@@ -124,8 +124,8 @@ def _message_text(message: Mapping[str, Any], index: int) -> str:
             raise InvalidRequest(
                 f"Unsupported content part type '{part.get('type')}': tunegate's models read "
                 "text only.", param=f"messages.{index}.content")
-        texts.append(part.get("text", ""))
-    return "\n".join(texts)
+        texts.append(str(part.get("text", "")))
+    return "".join(texts)  # as training's chat_format.text_of joins them: same prompt
 
 
 def chat_request(body: Mapping[str, Any]) -> GenerationRequest:

@@ -76,3 +76,14 @@ def test_a_partial_opening_is_held_back_until_it_is_decided() -> None:
     reader = StreamReader(OFFERED)
     assert reader.feed("Sure <tool") == "Sure "
     assert reader.feed("box") == "<toolbox"
+
+
+def test_multi_part_text_is_served_as_training_renders_it() -> None:
+    """A message whose content is a list of text parts reaches the chat template as the same
+    string in serving and in training (serving used to join the parts with newlines)."""
+    from tunegate.completions import chat_request
+    from tunegate.training.chat_format import text_of
+
+    parts = [{"type": "text", "text": "The capital"}, {"type": "text", "text": " of France?"}]
+    request = chat_request({"model": "m", "messages": [{"role": "user", "content": parts}]})
+    assert request.messages == [{"role": "user", "content": text_of(parts)}]
