@@ -29,6 +29,8 @@ LLAMA_BUILT := $(LLAMA_WHEELS)/.complete
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: setup llama-cpp run test test-fast lint bench clean
+# The tiers without real training or real servers (well under two minutes on 2 cores).
+FAST_TIERS := (unit or store or api or worker) and not slow and not e2e
 
 setup: $(STAMP)
 
@@ -57,6 +59,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "$(FAST_TIERS)"
 
 lint: setup
 	$(BIN)/ruff check tunegate handlers tests bench

@@ -12,7 +12,7 @@ Runs the embedded SmolLM2-135M-Instruct GGUF through tunegate's serving path
   ``llama-server --lora`` does with the downloadable adapter; ``TUNEGATE_SERVE_MERGED=0``).
 
 The adapter is shaped like the ones training writes (rank 16 on all seven projections of every
-layer, random weights, exported with ``tunegate.export``). Runs alternate between the models so
+layer, random weights, exported with ``tunegate.adapters.export``). Runs alternate between the models so
 that all see the same machine load; each generates up to ``--tokens`` tokens for the same prompt
 and seed. Speed counts the tokens after the first over the time after the first (prompt
 evaluation excluded), wall clock. Then 1 and 4 clients at once send the same kind of request to
@@ -36,8 +36,8 @@ from safetensors.numpy import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tunegate import catalog  # noqa: E402
-from tunegate.export import export_lora_gguf  # noqa: E402
+from tunegate.adapters.export import export_lora_gguf  # noqa: E402
+from tunegate.domain import catalog  # noqa: E402
 from tunegate.serving.engine import EngineConfig, Sampling  # noqa: E402
 from tunegate.serving.merged import MergedModels  # noqa: E402
 from tunegate.serving.model import ModelLoader, ServedModel  # noqa: E402

@@ -40,7 +40,7 @@ class PeakRss(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.2):
-            pids = subprocess.run(["pgrep", "-f", "tunegate.trainer_child"], capture_output=True,
+            pids = subprocess.run(["pgrep", "-f", "tunegate.training.child"], capture_output=True,
                                   text=True, check=False).stdout.split()
             for pid in pids:
                 try:
@@ -97,7 +97,7 @@ def main() -> None:
         for label in ("cold", "warm"):
             if label == "warm":
                 # A user's next job rarely follows within a second: let the worker go idle and
-                # start its standby trainer (tunegate.trainer_standby), as it would between jobs.
+                # start its standby trainer (tunegate.worker.standby), as it would between jobs.
                 time.sleep(args.idle)
             result = run_job(client, training, args.epochs)
             print(f"{label}: first metrics event after {result['first_metrics_s']:.1f} s; "

@@ -80,7 +80,7 @@ def split(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def seed_text(row: dict[str, Any]) -> tuple[str, str]:
     """The seed recipe's text for a chat row: (prompt part, answer part)."""
-    from tunegate.training.chat_format import text_of, tool_call_text
+    from tunegate.chat.format import text_of, tool_call_text
 
     user = next(text_of(m.get("content")) for m in row["messages"] if m["role"] == "user")
     reply = next(m for m in reversed(row["messages"]) if m["role"] == "assistant")
@@ -258,8 +258,8 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
 
     from tunegate.training import hyperparams
     from tunegate.training.run import run_training
-    from tunegate.training.sft import TrainerOptions
     from tunegate.training.spec import BaseModelRef, TrainingSpec
+    from tunegate.training.trainer import TrainerOptions
 
     tokenizer = load_tokenizer(cache_dir)
     train_rows, held_out = split(dataset)
@@ -306,7 +306,7 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
 
 def computed_tokens(spec: Any, tokenizer: Any, options: Any) -> int:
     """Positions tunegate's trainer computed for ``spec`` (its packing replayed, no model)."""
-    from tunegate.training import hyperparams, sft
+    from tunegate.training import hyperparams, trainer
     from tunegate.training.data import load_dataset
     from tunegate.training.packing import pack
 
@@ -315,10 +315,10 @@ def computed_tokens(spec: Any, tokenizer: Any, options: Any) -> int:
     total = hyperparams.steps_per_epoch(len(dataset.examples), hp.batch_size) * hp.n_epochs
     import torch
 
-    budget = options.token_budget or (sft.CUDA_TOKEN_BUDGET if torch.cuda.is_available()
-                                      else sft.CPU_TOKEN_BUDGET)
+    budget = options.token_budget or (trainer.CUDA_TOKEN_BUDGET if torch.cuda.is_available()
+                                      else trainer.CPU_TOKEN_BUDGET)
     return sum(batch.n_tokens for step in range(total)
-               for batch in pack(sft.step_batch(dataset, hp, spec.seed, step), budget))
+               for batch in pack(trainer.step_batch(dataset, hp, spec.seed, step), budget))
 
 
 def run_base_eval(dataset: str, cache_dir: Path) -> dict[str, Any]:

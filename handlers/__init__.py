@@ -1,13 +1,13 @@
 """HTTP handlers bound by ``operationId`` in openapi.yaml. HTTP only: each calls one service
-method and returns ``(body, status)``; rules live in ``tunegate.service``."""
+method and returns ``(body, status)``; rules live in ``tunegate.api.service``."""
 
 from __future__ import annotations
 
 from connexion import context
 
-from tunegate.keys import Caller
-from tunegate.middleware import CALLER_KEY, SERVICE_KEY
-from tunegate.service import Service
+from tunegate.api.keys import Caller
+from tunegate.api.middleware import CALLER_KEY, SERVICE_KEY
+from tunegate.api.service import Service
 
 
 def service() -> Service:

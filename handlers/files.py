@@ -9,8 +9,8 @@ from starlette.datastructures import UploadFile
 from starlette.responses import StreamingResponse
 
 from handlers import project, service, visible
+from tunegate.api.service import Upload
 from tunegate.errors import InvalidRequest
-from tunegate.service import Upload
 
 Response = tuple[dict[str, Any], int]
 

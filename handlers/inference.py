@@ -13,7 +13,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from handlers import service, visible
-from tunegate.api_errors import envelope
+from tunegate.api.errors import envelope
 from tunegate.errors import TunegateError
 
 log = logging.getLogger("tunegate.api")

@@ -19,13 +19,24 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tunegate.app import create_app
+from tunegate.api.app import create_app
 from tunegate.settings import Settings
 
 # Slices of public fine-tuning data sets (tests/data/SOURCES.md): tests read nothing outside
 # the repository.
 TEST_DATA = Path(__file__).resolve().parent / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+# Test tiers are folders: each test gets its folder's marker (tests at the top count as unit).
+TIERS = ("unit", "store", "api", "worker", "export", "inference", "training", "e2e")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.path)).relative_to(TESTS).parts[0]
+        item.add_marker(folder if folder in TIERS else "unit")
 
 
 @pytest.fixture(autouse=True)

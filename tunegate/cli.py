@@ -142,8 +142,8 @@ def open_bind_warning(settings: Settings, keys_configured: bool) -> str | None:
 def serve(settings: Settings) -> None:
     import uvicorn
 
-    from tunegate.app import create_app
-    from tunegate.keys import KeyRing
+    from tunegate.api.app import create_app
+    from tunegate.api.keys import KeyRing
 
     try:
         keys = KeyRing.from_settings(settings)
@@ -164,8 +164,8 @@ def serve(settings: Settings) -> None:
 
 
 def work(settings: Settings) -> None:
-    from tunegate.app import build_service
-    from tunegate.worker import Worker
+    from tunegate.api.app import build_service
+    from tunegate.worker.loop import Worker
 
     requested: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -181,7 +181,7 @@ def work(settings: Settings) -> None:
 
 
 def add_key(settings: Settings, args: argparse.Namespace) -> None:
-    from tunegate.keys import add_key as append_key
+    from tunegate.api.keys import add_key as append_key
 
     if settings.keys_file is None:
         raise SystemExit("tunegate keys add: name the keys file (--keys-file or TUNEGATE_KEYS_FILE)")

@@ -1,7 +1,7 @@
 """Domain errors. Each carries the HTTP status and OpenAI error ``type``/``code`` it maps to.
 
 The API layer turns any of these into ``{"error": {"message", "type", "param", "code"}}`` in one
-place (``tunegate.api_errors``); nothing else builds error bodies.
+place (``tunegate.api.errors``); nothing else builds error bodies.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class Settings:
     # Seconds without a heartbeat after which a worker's job is handed to another worker.
     heartbeat_timeout: float = 60.0
     poll_interval: float = 0.5
-    # Keep one trainer child waiting with torch & co. imported (tunegate.trainer_standby).
+    # Keep one trainer child waiting with torch & co. imported (tunegate.worker.standby).
     trainer_standby: bool = True
     # Longest training example in tokens; longer ones are cut from the end (with a warning).
     max_seq_len: int = 2048
@@ -95,7 +95,7 @@ class Settings:
     # TUNEGATE_API_KEY key.
     project_id: str = "default"
     organization_id: str = "org-local"
-    # API keys (tunegate.keys): a JSON file of hashed keys, and/or one key from the environment.
+    # API keys (tunegate.api.keys): a JSON file of hashed keys, and/or one key from the environment.
     # With neither, the API is open (and `serve` warns if it listens beyond the loopback).
     keys_file: Path | None = None
     api_key: str = field(default="", repr=False)  # never printed with the settings

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tunegate.app import create_app
-from tunegate.keys import hash_key
+from tunegate.api.app import create_app
+from tunegate.api.keys import hash_key
 from tunegate.settings import Settings
 
 

@@ -15,9 +15,9 @@ import pytest
 from tests.api.conftest import ALICE, BOB
 from tests.conftest import chat_lines
 from tunegate import cli
-from tunegate.app import create_app
-from tunegate.keys import HASH_PREFIX, KEY_PREFIX, KeyRing, hash_key, read_keys_file
-from tunegate.middleware import GATEWAY_DETAIL
+from tunegate.api.app import create_app
+from tunegate.api.keys import HASH_PREFIX, KEY_PREFIX, KeyRing, hash_key, read_keys_file
+from tunegate.api.middleware import GATEWAY_DETAIL
 from tunegate.settings import Settings
 
 REFUSED_AUTHORIZATIONS = [

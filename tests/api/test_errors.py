@@ -18,11 +18,11 @@ import pytest
 
 from tests.conftest import chat_lines
 from tunegate import ids
-from tunegate.app import build_service, create_app
-from tunegate.catalog import EMBEDDED_MODEL_ID
-from tunegate.jobs import JobStatus
-from tunegate.middleware import GATEWAY_DETAIL
-from tunegate.service import Service, Upload
+from tunegate.api.app import build_service, create_app
+from tunegate.api.middleware import GATEWAY_DETAIL
+from tunegate.api.service import Service, Upload
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
+from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 
 ANY = object()

@@ -19,10 +19,10 @@ import pytest
 from tests.api.conftest import ADMIN, ALICE, BOB, TestKey
 from tests.conftest import chat_lines
 from tunegate import ids
-from tunegate.catalog import EMBEDDED_MODEL_ID
-from tunegate.files import FINE_TUNE_RESULTS, StoredFile
-from tunegate.jobs import Checkpoint, JobStatus, checkpoint_model_name, fine_tuned_model_name
-from tunegate.service import Service, job_event, now
+from tunegate.api.service import Service, job_event, now
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
+from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
+from tunegate.domain.jobs import Checkpoint, JobStatus, checkpoint_model_name, fine_tuned_model_name
 from tunegate.store.base import FineTunedModel
 
 

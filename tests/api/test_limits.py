@@ -10,11 +10,11 @@ from typing import Any
 
 from tests.api.conftest import ALICE, BOB
 from tests.conftest import chat_lines
-from tunegate.app import create_app
-from tunegate.catalog import EMBEDDED_MODEL_ID
-from tunegate.jobs import JobStatus
-from tunegate.rate_limit import RateLimiter
-from tunegate.service import job_event
+from tunegate.api.app import create_app
+from tunegate.api.rate_limit import RateLimiter
+from tunegate.api.service import job_event
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
+from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 
 BOUNDARY = "tunegate-limit-test"

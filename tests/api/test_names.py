@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
-from tunegate.files import MAX_FILENAME_BYTES, clean_filename
+from tunegate.domain.files import MAX_FILENAME_BYTES, clean_filename
 from tunegate.settings import Settings
 
 HOSTILE_NAMES = [

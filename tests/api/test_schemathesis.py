@@ -59,10 +59,10 @@ from starlette.types import Receive, Scope, Send
 
 from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
-from tunegate.app import build_service, create_app
-from tunegate.catalog import EMBEDDED_MODEL_ID
-from tunegate.job_requests import MAX_METADATA_KEY
-from tunegate.service import Service
+from tunegate.api.app import build_service, create_app
+from tunegate.api.service import Service
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
+from tunegate.domain.job_requests import MAX_METADATA_KEY
 from tunegate.settings import Settings
 
 TAGS = ["Fine-tuning", "Files", "Models"]

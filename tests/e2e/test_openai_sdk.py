@@ -717,7 +717,7 @@ RATE_LIMIT = 20
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with keys for two projects (and two rate-test keys), listening on every address."""
-    from tunegate.keys import hash_key
+    from tunegate.api.keys import hash_key
 
     tmp = tmp_path_factory.mktemp("sdk-keyed")
     keys = [(ALICE_KEY, "proj-alice", "org-alice"), (BOB_KEY, "proj-bob", "org-bob"),

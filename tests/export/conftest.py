@@ -112,7 +112,7 @@ def _smol_adapter(base_model: Any, base_gguf: Path, out: Path, targets: list[str
     import peft
     import torch
 
-    from tunegate.export import export_lora_gguf
+    from tunegate.adapters.export import export_lora_gguf
 
     cfg = base_model.config
     # get_peft_model wraps modules in place: work on a copy of the shared base model

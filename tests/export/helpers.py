@@ -1,4 +1,4 @@
-"""Reference helpers for the export tests, written independently of tunegate.export.
+"""Reference helpers for the export tests, written independently of tunegate.adapters.export.
 
 torch, transformers and peft are imported inside the functions that need them, so importing
 this module costs nothing; the test modules skip themselves when the train extras are missing.

@@ -2,7 +2,7 @@
 
 Proof: llama.cpp(float32 base + our adapter GGUF) gives the same logits as llama.cpp(float32
 base with PEFT's delta merged into the weights). The merged side is built without
-tunegate.export: PEFT's ``get_delta_weight`` put into GGUF row order with transformers' loader.
+tunegate.adapters.export: PEFT's ``get_delta_weight`` put into GGUF row order with transformers' loader.
 Both sides use the same float32 copy of the shipped Q4_1 base, so quantization plays no part.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import tunegate.export
-from tunegate.export import export_lora_gguf
+import tunegate.adapters.export
+from tunegate.adapters.export import export_lora_gguf
 
 from .helpers import THIRD_PARTY_WARNINGS, SmolAdapter
 
@@ -125,7 +125,7 @@ def test_without_row_permutation_logits_differ(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The logits proof sees a missing q/k permutation (the classic conversion bug)."""
-    monkeypatch.setattr(tunegate.export, "_rope_permute", lambda rows, n_head: rows)
+    monkeypatch.setattr(tunegate.adapters.export, "_rope_permute", lambda rows, n_head: rows)
     unpermuted = export_lora_gguf(
         smol_adapters["all_linear"].dir, smol_q4_gguf, tmp_path / "unpermuted.gguf"
     )

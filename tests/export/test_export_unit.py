@@ -15,7 +15,7 @@ import gguf
 import numpy as np
 import pytest
 
-from tunegate.export import ExportError, export_lora_gguf
+from tunegate.adapters.export import ExportError, export_lora_gguf
 
 from .helpers import (
     ALL_LINEAR,

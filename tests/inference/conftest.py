@@ -2,7 +2,7 @@
 
 A "fine-tuned model" here is a store row (as the worker writes after a job) pointing at a folder
 with ``adapter/`` (a PEFT LoRA folder written with numpy: random A, B scaled by ``strength``) and
-``adapter.gguf`` (that folder run through ``tunegate.export``, the exporter jobs use).
+``adapter.gguf`` (that folder run through ``tunegate.adapters.export``, the exporter jobs use).
 ``strength=0`` gives an adapter that must change nothing: the control showing that a changed
 answer comes from the adapter being applied, not from anything else.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tunegate import catalog
+from tunegate.domain import catalog
 from tunegate.store.base import FineTunedModel, Store
 
 BASE = catalog.EMBEDDED_MODEL_ID
@@ -63,7 +63,7 @@ ZERO, STRONG = 0.0, 0.5  # B = 0 must change nothing; 0.5 visibly changes greedy
 
 def adapter_folder(root: Path, base_gguf: Path, strength: float, seed: int = 0) -> Path:
     """A job-output-like folder: ``adapter/`` (PEFT) and ``adapter.gguf`` (its export)."""
-    from tunegate.export import export_lora_gguf  # here: the pool tests need no exporter
+    from tunegate.adapters.export import export_lora_gguf  # here: the pool tests need no exporter
 
     folder = root / f"adapter-{strength}-{seed}"
     if not (folder / "adapter.gguf").is_file():

@@ -17,7 +17,7 @@ from typing import Any
 
 from tests.api.conftest import BOB, write_keys_file
 from tests.inference.conftest import BASE, FRANCE, STRONG, ZERO, MakeModel
-from tunegate.app import create_app
+from tunegate.api.app import create_app
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -283,7 +283,7 @@ SERVE_ONCE = """
 import os
 import sys
 from pathlib import Path
-from tunegate.app import create_app
+from tunegate.api.app import create_app
 from tunegate.settings import Settings
 
 app = create_app(Settings(data_dir=Path(sys.argv[1])))

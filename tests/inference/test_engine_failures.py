@@ -10,7 +10,7 @@ import threading
 from dataclasses import replace
 
 from tests.inference.conftest import BASE, FRANCE
-from tunegate.app import create_app
+from tunegate.api.app import create_app
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": BASE, "messages": FRANCE, "temperature": 0, "max_tokens": 8}

@@ -25,7 +25,7 @@ from openai import OpenAI
 
 from tests.conftest import Server, start_server, stop_server
 from tests.inference.conftest import BASE, FRANCE, STRONG, ZERO, add_model
-from tunegate import catalog
+from tunegate.domain import catalog
 from tunegate.store import SqlStore, Store, open_store
 
 pytestmark = pytest.mark.e2e

@@ -17,10 +17,10 @@ import pytest
 from openai import OpenAI
 
 from tests.inference.conftest import BASE
+from tunegate.chat.format import to_template_messages
 from tunegate.serving.engine import Delta, EngineConfig
 from tunegate.serving.model import ModelLoader, ServedModel
 from tunegate.serving.pool import ModelFiles
-from tunegate.training.chat_format import to_template_messages
 
 CHAT = "/v1/chat/completions"
 TOOLS = [{"type": "function", "function": {

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from tunegate import ids
+from tunegate.domain.files import StoredFile
+from tunegate.domain.jobs import Checkpoint, EventLevel, FineTuningJob, JobError, JobEvent, JobStatus
 from tunegate.errors import Conflict, NotFound, TooManyRequests
-from tunegate.files import StoredFile
-from tunegate.jobs import Checkpoint, EventLevel, FineTuningJob, JobError, JobEvent, JobStatus
 from tunegate.store import SqlStore
 from tunegate.store.base import FineTunedModel
 

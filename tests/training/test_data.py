@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_DATA
-from tunegate.training.chat_format import TemplateSupport, to_template_messages
+from tunegate.chat.format import TemplateSupport, to_template_messages
 from tunegate.training.data import IGNORE, Example, load_dataset, template_support
 from tunegate.training.errors import TrainingFailed
 

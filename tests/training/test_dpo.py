@@ -61,7 +61,7 @@ def dpo_spec(make_spec: MakeSpec, rows: list[dict[str, Any]] | None = None,
 
 
 def test_dpo_loss_and_gradient_equal_a_hand_computation(tiny_tokenizer: Any) -> None:
-    from tunegate.training import attention, dpo, lora, sft
+    from tunegate.training import attention, dpo, lora, trainer
     from tunegate.training.data import IGNORE, Dataset, template_support
     from tunegate.training.preference import encode_pair
 
@@ -77,7 +77,7 @@ def test_dpo_loss_and_gradient_equal_a_hand_computation(tiny_tokenizer: Any) -> 
     rows = [preference("What is two plus two?", "Two plus two is four.", "It is five."),
             preference("What is the capital of France?", "Paris.", "The capital is Rome.")]
     pairs = [encode_pair(row, tiny_tokenizer, support, line) for line, row in enumerate(rows, 1)]
-    engine = sft.Engine(policy, torch.device("cpu"), token_budget=512)
+    engine = trainer.Engine(policy, torch.device("cpu"), token_budget=512)
     referenced = dpo.with_references(Dataset(pairs, 0, 0, "-"), engine, base_only=True,
                                      should_stop=lambda: None)
     assert referenced is not None

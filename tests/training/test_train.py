@@ -35,7 +35,7 @@ def train(spec: TrainingSpec, recorder: Recorder | None = None,
 
 
 def test_lora_weights_change_and_base_weights_do_not(tiny_tokenizer: Any) -> None:
-    from tunegate.training import lora, sft
+    from tunegate.training import lora, trainer
     from tunegate.training.data import Example
 
     model = build_tiny_model(len(tiny_tokenizer))
@@ -46,11 +46,11 @@ def test_lora_weights_change_and_base_weights_do_not(tiny_tokenizer: Any) -> Non
     peft_model = lora.attach_lora(model)
     adapter_before = {k: v.detach().clone() for k, v in lora.trainable_parameters(peft_model).items()}
     assert adapter_before and all("lora_" in name for name in adapter_before)
-    engine = sft.Engine(peft_model, torch.device("cpu"), token_budget=512)
-    optimizer = sft.make_optimizer(peft_model, 1e-2, 0.0)
+    engine = trainer.Engine(peft_model, torch.device("cpu"), token_budget=512)
+    optimizer = trainer.make_optimizer(peft_model, 1e-2, 0.0)
     example = Example([1, 5, 9, 13, 17, 21], [-100, -100, 9, 13, 17, 21], line=1)
     for _ in range(3):
-        assert sft.train_step(engine, [example, example], lambda: None) is not None
+        assert trainer.train_step(engine, [example, example], lambda: None) is not None
         optimizer.step()
         optimizer.zero_grad()
     after = lora.trainable_parameters(peft_model)
@@ -67,7 +67,7 @@ def test_lora_weights_change_and_base_weights_do_not(tiny_tokenizer: Any) -> Non
 def test_training_succeeds_and_writes_adapter_results_and_checkpoints(make_spec: MakeSpec) -> None:
     spec = make_spec(memorisation_rows(8), valid_rows=memorisation_rows(3),
                      hyperparameters={"n_epochs": 4, "batch_size": 2, "learning_rate_multiplier": 2})
-    from tunegate.training.sft import TrainerOptions
+    from tunegate.training.trainer import TrainerOptions
 
     result, recorder = train(spec, options=TrainerOptions(valid_every=3))
     work = Path(spec.work_dir)
@@ -164,7 +164,7 @@ def test_a_killed_run_resumes_from_its_last_epoch_checkpoint(make_spec: MakeSpec
 
 def test_cancel_stops_between_steps_and_inside_a_step(make_spec: MakeSpec) -> None:
     from tunegate.training.run import run_training
-    from tunegate.training.sft import TrainerOptions
+    from tunegate.training.trainer import TrainerOptions
 
     result, recorder = train(make_spec(), Recorder(stop_at={2: "cancel"}))
     assert result.status == "cancelled" and result.adapter_dir is None

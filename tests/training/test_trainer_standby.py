@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.trainer_process import TrainerProcess
-from tunegate.trainer_standby import Standby
 from tunegate.training.spec import TrainingSpec
+from tunegate.worker.standby import Standby
+from tunegate.worker.trainer_process import TrainerProcess
 
 pytest.importorskip("torch")
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_DATA, chat_lines
-from tunegate.datasets import (
+from tunegate.domain.datasets import (
     MIN_TRAINING_EXAMPLES,
     DatasetError,
     check_jsonl_upload,

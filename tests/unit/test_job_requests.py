@@ -1,7 +1,7 @@
 import pytest
 
+from tunegate.domain.job_requests import check_metadata, normalize_method, seed_for
 from tunegate.errors import InvalidRequest
-from tunegate.job_requests import check_metadata, normalize_method, seed_for
 
 
 def test_no_method_means_supervised_with_auto_everything() -> None:

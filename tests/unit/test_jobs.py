@@ -1,7 +1,7 @@
 import pytest
 
+from tunegate.domain.jobs import TERMINAL, TRANSITIONS, JobStatus, check_transition, sources_of
 from tunegate.errors import Conflict
-from tunegate.jobs import TERMINAL, TRANSITIONS, JobStatus, check_transition, sources_of
 
 
 def test_every_status_has_a_row_and_terminal_states_have_no_exit() -> None:

@@ -1,10 +1,10 @@
-"""Reading tool calls out of generated text (tunegate.tool_calls)."""
+"""Reading tool calls out of generated text (tunegate.chat.tool_calls)."""
 
 from __future__ import annotations
 
 import json
 
-from tunegate.tool_calls import StreamReader, read_reply
+from tunegate.chat.tool_calls import StreamReader, read_reply
 
 OFFERED = {"takeoff_drone", "land_drone"}
 
@@ -81,8 +81,8 @@ def test_a_partial_opening_is_held_back_until_it_is_decided() -> None:
 def test_multi_part_text_is_served_as_training_renders_it() -> None:
     """A message whose content is a list of text parts reaches the chat template as the same
     string in serving and in training (serving used to join the parts with newlines)."""
-    from tunegate.completions import chat_request
-    from tunegate.training.chat_format import text_of
+    from tunegate.chat.format import text_of
+    from tunegate.serving.completions import chat_request
 
     parts = [{"type": "text", "text": "The capital"}, {"type": "text", "text": " of France?"}]
     request = chat_request({"model": "m", "messages": [{"role": "user", "content": parts}]})

@@ -11,12 +11,12 @@ from dataclasses import replace
 import pytest
 
 from tests.conftest import TEST_DATA, chat_lines
-from tunegate.app import build_service
-from tunegate.jobs import JobStatus
-from tunegate.service import Service, Upload
+from tunegate.api.app import build_service
+from tunegate.api.service import Service, Upload
+from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 from tunegate.store import open_store
-from tunegate.worker import Worker
+from tunegate.worker.loop import Worker
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -125,7 +125,7 @@ def test_expired_files_are_swept(service: Service, monkeypatch: pytest.MonkeyPat
                                                    "fine-tune", expires_after_seconds=3600))
     assert service.delete_expired_files() == 0
     later = time.time() + 3601
-    monkeypatch.setattr("tunegate.service.time.time", lambda: later)
+    monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
     assert service.delete_expired_files() == 1
     assert not service.storage.path(stored.id).exists()
     assert service.store.get_file("default", stored.id) is None
@@ -136,7 +136,7 @@ def test_a_job_whose_trainer_cannot_start_fails_instead_of_running_forever(
     """An exception after `running` (here: the trainer child cannot be spawned) ends the job
     as failed with the reason; before, the worker gave the job up still `running`, and no
     reaper ever looked at it again."""
-    from tunegate import training_stage
+    from tunegate.worker import training_stage
 
     def cannot_spawn(self: object, standby: object = None) -> None:
         raise OSError("[Errno 11] Resource temporarily unavailable")

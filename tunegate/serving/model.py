@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any
 
+from tunegate.chat.template import ChatTemplate, TemplateError, read_chat_template
 from tunegate.serving.engine import Delta, EngineConfig, EngineStartError, LlamaServer, Sampling
 from tunegate.serving.merged import MergedModels, MergeError
 from tunegate.serving.pool import ModelFiles, ModelLoadError
-from tunegate.serving.template import ChatTemplate, TemplateError, read_chat_template
 
 
 class ServedModel:

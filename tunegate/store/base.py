@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from tunegate.files import StoredFile
-from tunegate.jobs import Checkpoint, FineTuningJob, JobEvent, JobStatus
+from tunegate.domain.files import StoredFile
+from tunegate.domain.jobs import Checkpoint, FineTuningJob, JobEvent, JobStatus
+from tunegate.domain.models import FineTunedModel
 
 T = TypeVar("T")
 
@@ -32,23 +33,6 @@ class Page(Generic[T]):
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         }
-
-
-@dataclass(frozen=True)
-class FineTunedModel:
-    """A model (or checkpoint) produced by a job, servable under ``id``."""
-
-    id: str
-    project_id: str
-    job_id: str
-    base_model: str
-    created_at: int
-    kind: str  # "model" | "checkpoint"
-    path: str
-
-    def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "model", "created": self.created_at,
-                "owned_by": self.project_id}
 
 
 class Store(Protocol):
@@ -120,4 +104,3 @@ class Store(Protocol):
     def get_model(self, project_id: str | None, model_id: str) -> FineTunedModel | None: ...
     def list_models(self, project_id: str | None) -> list[FineTunedModel]: ...
     def delete_model(self, project_id: str | None, model_id: str) -> bool: ...
-    def models_of_job(self, job_id: str) -> list[FineTunedModel]: ...

@@ -27,9 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
 
-from tunegate.errors import Conflict, NotFound, TooManyRequests
-from tunegate.files import StoredFile
-from tunegate.jobs import (
+from tunegate.domain.files import StoredFile
+from tunegate.domain.jobs import (
     ACTIVE,
     Checkpoint,
     EventLevel,
@@ -39,6 +38,7 @@ from tunegate.jobs import (
     JobStatus,
     check_transition,
 )
+from tunegate.errors import Conflict, NotFound, TooManyRequests
 from tunegate.store import schema
 from tunegate.store.base import FineTunedModel, Page
 from tunegate.store.migrations.migrate import migrate
@@ -429,13 +429,6 @@ class SqlStore:
         with self.engine.begin() as connection:
             rows = connection.execute(select(table).where(_in_project(table, project_id))
                                       .order_by(table.c.created_at, table.c.id))
-            return [_model(row) for row in rows]
-
-    def models_of_job(self, job_id: str) -> list[FineTunedModel]:
-        table = schema.fine_tuned_models
-        with self.engine.begin() as connection:
-            rows = connection.execute(select(table).where(table.c.job_id == job_id)
-                                      .order_by(table.c.id))
             return [_model(row) for row in rows]
 
     def delete_model(self, project_id: str | None, model_id: str) -> bool:

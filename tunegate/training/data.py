@@ -5,7 +5,7 @@ Rules (OpenAI's, see reference §5):
 - ``{"messages": [...]}`` is rendered with ``tokenizer.apply_chat_template``. Only tokens of
   assistant messages are trained (their content and the end-of-turn token that closes them),
   and not those with ``weight: 0``. ``tools``/``tool_calls`` go through the template when it
-  renders them, else the fallback of :mod:`tunegate.training.chat_format`.
+  renders them, else the fallback of :mod:`tunegate.chat.format`.
 - ``{"prompt": ..., "completion": ...}``: the prompt is masked, the completion and EOS trained.
 - Examples longer than ``max_seq_len`` tokens are cut from the end; one ``warn`` event says how
   many (those left without any trained token are dropped, and counted).
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from tunegate.training.chat_format import (
+from tunegate.chat.format import (
     ChatFormatError,
     TemplateInput,
     TemplateSupport,

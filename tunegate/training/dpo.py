@@ -41,7 +41,7 @@ from tunegate.training.data import IGNORE, Dataset, Example
 from tunegate.training.loss import token_log_probs
 from tunegate.training.packing import pack
 from tunegate.training.preference import PreferencePair
-from tunegate.training.sft import Engine, Metrics, ShouldStop
+from tunegate.training.trainer import Engine, Metrics, ShouldStop
 
 METRICS = ("loss", "reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward")
 
@@ -135,7 +135,7 @@ class _Sums:
 
 
 class PreferenceObjective:
-    """The loop's :class:`tunegate.training.sft.Objective` for DPO (pairs with references)."""
+    """The loop's :class:`tunegate.training.trainer.Objective` for DPO (pairs with references)."""
 
     csv_columns = {name: name for name in (
         "step", *(f"train_{m}" for m in METRICS), *(f"valid_{m}" for m in METRICS))}

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunegate.datasets import PREFERENCE_SIDES
-from tunegate.training.chat_format import ChatFormatError, TemplateSupport
+from tunegate.chat.format import ChatFormatError, TemplateSupport
+from tunegate.domain.datasets import PREFERENCE_SIDES
 from tunegate.training.data import (
     Dataset,
     Emit,

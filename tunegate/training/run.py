@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from tunegate.training import attention, dpo, hyperparams, lora, model_cache, sft, state
+from tunegate.training import attention, dpo, hyperparams, lora, model_cache, state, trainer
 from tunegate.training.data import Dataset, load_dataset
 from tunegate.training.errors import (
     INVALID_RESUME_STATE,
@@ -23,9 +23,9 @@ from tunegate.training.errors import (
     TrainingFailed,
 )
 from tunegate.training.preference import load_preferences
-from tunegate.training.sft import TrainerOptions
 from tunegate.training.spec import TrainingResult, TrainingSpec
 from tunegate.training.threads import ThreadGovernor
+from tunegate.training.trainer import TrainerOptions
 
 __all__ = ["TrainerOptions", "TrainingFailed", "TrainingResult", "run_training"]
 
@@ -91,10 +91,10 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     torch.manual_seed(spec.seed)  # the adapter's initial weights
     model = lora.attach_lora(model, spec.init_adapter).to(device)
     # An example longer than the budget gets a micro-batch of its own (packing.plan).
-    budget = options.token_budget or (sft.CUDA_TOKEN_BUDGET if device.type == "cuda"
-                                      else sft.CPU_TOKEN_BUDGET)
-    engine = sft.Engine(model, device, budget)
-    objective: sft.Objective = sft.SupervisedObjective(engine)
+    budget = options.token_budget or (trainer.CUDA_TOKEN_BUDGET if device.type == "cuda"
+                                      else trainer.CPU_TOKEN_BUDGET)
+    engine = trainer.Engine(model, device, budget)
+    objective: trainer.Objective = trainer.SupervisedObjective(engine)
     if spec.method == "dpo":
         assert hp.beta is not None
         referenced = _with_references(spec, engine, train_set, valid_set, emit, should_stop)
@@ -102,10 +102,10 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
             return TrainingResult("cancelled", None, 0, None, hp.to_dict())
         train_set, valid_set = referenced
         objective = dpo.PreferenceObjective(engine, hp.beta)
-    optimizer = sft.make_optimizer(model, hp.learning_rate, options.weight_decay)
+    optimizer = trainer.make_optimizer(model, hp.learning_rate, options.weight_decay)
     total_steps = hyperparams.steps_per_epoch(len(train_set.examples), hp.batch_size) * hp.n_epochs
-    scheduler = sft.make_scheduler(optimizer, total_steps, options.warmup_fraction)
-    loop = sft.Loop(objective, optimizer, scheduler, train_set, valid_set,
+    scheduler = trainer.make_scheduler(optimizer, total_steps, options.warmup_fraction)
+    loop = trainer.Loop(objective, optimizer, scheduler, train_set, valid_set,
                     hp, spec.seed, spec.work_dir, options, emit, should_stop, governor)
     progress = _start_or_resume(spec, loop, train_set, valid_set, emit)
     noun = "preference pairs" if spec.method == "dpo" else "examples"
@@ -114,7 +114,7 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
                   f"example(s), learning rate {hp.learning_rate:g}"
                   + (f"; resuming after step {progress.step}" if progress.step else "")))
 
-    outcome = sft.train(loop, progress)
+    outcome = trainer.train(loop, progress)
     if outcome != "succeeded":
         return TrainingResult(outcome, None, progress.trained_tokens, None, hp.to_dict())
     work_dir = Path(spec.work_dir)
@@ -149,7 +149,7 @@ def _load_model(spec: TrainingSpec, emit: Emit) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _with_references(spec: TrainingSpec, engine: sft.Engine, train_set: Dataset[Any],
+def _with_references(spec: TrainingSpec, engine: trainer.Engine, train_set: Dataset[Any],
                      valid_set: Dataset[Any] | None, emit: Emit, should_stop: ShouldStop,
                      ) -> tuple[Dataset[Any], Dataset[Any] | None] | None:
     """Both sets with the reference log-probabilities of the starting model (see dpo.py)."""
@@ -166,7 +166,7 @@ def _with_references(spec: TrainingSpec, engine: sft.Engine, train_set: Dataset[
     return train, valid
 
 
-def _start_or_resume(spec: TrainingSpec, loop: sft.Loop, train_set: Dataset[Any],
+def _start_or_resume(spec: TrainingSpec, loop: trainer.Loop, train_set: Dataset[Any],
                      valid_set: Dataset[Any] | None, emit: Emit) -> state.Progress:
     identity = {"training": train_set.fingerprint,
                 "validation": valid_set.fingerprint if valid_set else None,

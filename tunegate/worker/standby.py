@@ -1,6 +1,6 @@
 """A trainer child started before it is needed, so that a job does not wait for imports.
 
-Starting ``python -m tunegate.trainer_child`` and importing torch, transformers and peft takes
+Starting ``python -m tunegate.training.child`` and importing torch, transformers and peft takes
 ~3.5 s of the ~6 s from a job's start to its first metrics event on 2 CPU cores; the model
 itself then loads in ~0.3 s. The worker therefore keeps one child waiting with its imports done
 (``--standby``); a run adopts it by writing its assignment to the child's stdin, and the worker
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STANDBY_FLAG = "--standby"
+from tunegate.training.child import STANDBY_FLAG
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class AdoptedChild:
 
 
 def spawn_child(first_argument: str, *, stdin: int | None, output: Any) -> AdoptedChild:
-    """Start ``python -m tunegate.trainer_child FIRST_ARGUMENT EVENT_FD`` with its event pipe.
+    """Start ``python -m tunegate.training.child FIRST_ARGUMENT EVENT_FD`` with its event pipe.
 
     ``first_argument`` is a spec path (a run now) or ``STANDBY_FLAG``; ``output`` receives the
     child's stdout and stderr.
@@ -41,7 +41,7 @@ def spawn_child(first_argument: str, *, stdin: int | None, output: Any) -> Adopt
     read_fd, write_fd = os.pipe()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tunegate.trainer_child", first_argument, str(write_fd)],
+            [sys.executable, "-m", "tunegate.training.child", first_argument, str(write_fd)],
             stdin=stdin, stdout=output, stderr=subprocess.STDOUT, pass_fds=(write_fd,))
     finally:
         os.close(write_fd)

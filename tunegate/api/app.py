@@ -18,19 +18,19 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tunegate import api_errors
-from tunegate.files import FileStorage
-from tunegate.keys import Caller, KeyRing
-from tunegate.middleware import RequestIdInside, TunegateMiddleware
-from tunegate.rate_limit import RateLimiter
-from tunegate.service import Service
+from tunegate.api import errors as api_errors
+from tunegate.api.keys import Caller, KeyRing
+from tunegate.api.middleware import RequestIdInside, TunegateMiddleware
+from tunegate.api.rate_limit import RateLimiter
+from tunegate.api.service import Service
+from tunegate.api.validators import validator_map
+from tunegate.domain.files import FileStorage
 from tunegate.settings import Settings
 from tunegate.store import Store, open_store
-from tunegate.validators import validator_map
 
 # The contract lives at the repository's top level; tunegate/openapi.yaml links to it, and
 # setuptools copies the linked file into the wheel, so an installed package finds it here.
-SPEC = Path(__file__).resolve().parent / "openapi.yaml"
+SPEC = Path(__file__).resolve().parents[1] / "openapi.yaml"
 API_BASE = "/v1"
 # The spec declares the bearer scheme (for clients, Swagger UI's "Authorize" and schemathesis);
 # keys are checked by TunegateMiddleware, in one place, before routing and with OpenAI's error

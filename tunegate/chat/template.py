@@ -18,7 +18,7 @@ import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from tunegate.training.chat_format import (
+from tunegate.chat.format import (
     ChatFormatError,
     TemplateSupport,
     probe_support,

@@ -1,4 +1,4 @@
-"""The worker's handle on one training child process (see ``tunegate.trainer_child``)."""
+"""The worker's handle on one training child process (see ``tunegate.training.child``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunegate.trainer_standby import Standby, spawn_child
+from tunegate.worker.standby import Standby, spawn_child
 
 # A cancelled child stops at its next step or is killed after this (the API promises ~5 s).
 CANCEL_GRACE_SECONDS = 4.0

@@ -10,32 +10,30 @@ new objects always go into a real project.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from tunegate import adapter_files, catalog, completions, ids
-from tunegate.datasets import DatasetError, check_jsonl_upload
+from tunegate import ids
+from tunegate.adapters import files as adapter_files
+from tunegate.domain import catalog
+from tunegate.domain.datasets import DatasetError, check_jsonl_upload
+from tunegate.domain.files import FINE_TUNE, FileStorage, StoredFile, clean_filename
+from tunegate.domain.job_requests import check_metadata, normalize_method, seed_for
+from tunegate.domain.jobs import (
+    Checkpoint,
+    EventLevel,
+    FineTuningJob,
+    JobEvent,
+    JobStatus,
+    job_event,
+    now,
+)
 from tunegate.errors import Conflict, InvalidRequest, NotFound
-from tunegate.files import FINE_TUNE, FileStorage, StoredFile, clean_filename
-from tunegate.job_requests import check_metadata, normalize_method, seed_for
-from tunegate.jobs import Checkpoint, EventLevel, FineTuningJob, JobEvent, JobStatus
-from tunegate.serving import open_pool
+from tunegate.serving import completions, open_pool
 from tunegate.serving.pool import ModelFiles
 from tunegate.settings import Settings
 from tunegate.store.base import FineTunedModel, Page, Store
-
-
-def now() -> int:
-    return int(time.time())
-
-
-def job_event(job_id: str, message: str, level: EventLevel = EventLevel.INFO,
-              type: str = "message", data: dict[str, Any] | None = None) -> JobEvent:
-    """A new event row for ``job_id`` stamped now."""
-    return JobEvent(id=ids.new_id(ids.EVENT), job_id=job_id, created_at=now(), level=level,
-                    message=message, type=type, data=data)
 
 
 @dataclass(frozen=True)

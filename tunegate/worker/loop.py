@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 
 from tunegate import ids
-from tunegate.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
+from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
+from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event, now
 from tunegate.errors import Conflict
-from tunegate.jobs import EventLevel, FineTuningJob, JobError, JobStatus
-from tunegate.service import Service, job_event, now
-from tunegate.trainer_standby import Standby
+from tunegate.worker.services import Services
+from tunegate.worker.standby import Standby
 
 log = logging.getLogger("tunegate.worker")
 
@@ -32,7 +32,7 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, service: Service, worker_id: str | None = None):
+    def __init__(self, service: Services, worker_id: str | None = None):
         self.service = service
         self.store = service.store
         self.settings = service.settings
@@ -91,7 +91,7 @@ class Worker:
         job = self.store.claim_job([JobStatus.QUEUED], self.worker_id, time.time())
         if job is None:
             return False
-        from tunegate.training_stage import TrainingStage  # needs the training extra
+        from tunegate.worker.training_stage import TrainingStage  # needs the training extra
 
         with self._owned(job.id):
             TrainingStage(self.service, self.worker_id, between_polls=self.validate_next,

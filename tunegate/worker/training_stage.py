@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunegate import catalog, ids
-from tunegate.errors import Conflict
-from tunegate.files import FINE_TUNE_RESULTS, StoredFile
-from tunegate.jobs import (
+from tunegate import ids
+from tunegate.domain import catalog
+from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
+from tunegate.domain.jobs import (
     Checkpoint,
     EventLevel,
     FineTuningJob,
@@ -25,12 +25,15 @@ from tunegate.jobs import (
     JobStatus,
     checkpoint_model_name,
     fine_tuned_model_name,
+    job_event,
+    now,
 )
-from tunegate.service import Service, job_event, now
+from tunegate.errors import Conflict
 from tunegate.store.base import FineTunedModel
-from tunegate.trainer_process import Outcome, TrainerProcess
-from tunegate.trainer_standby import Standby
 from tunegate.training.spec import BaseModelRef, TrainingSpec
+from tunegate.worker.services import Services
+from tunegate.worker.standby import Standby
+from tunegate.worker.trainer_process import Outcome, TrainerProcess
 
 log = logging.getLogger("tunegate.training_stage")
 # Longest exception text quoted in a job's error (the whole text goes to the server log).
@@ -49,11 +52,11 @@ class ResolvedModel:
 
 
 class TrainingStage:
-    def __init__(self, service: Service, worker_id: str,
+    def __init__(self, service: Services, worker_id: str,
                  between_polls: Callable[[], object] = lambda: None,
                  shutting_down: Callable[[], bool] = lambda: False,
                  standby: Standby | None = None):
-        # A trainer child already waiting with its imports done (tunegate.trainer_standby).
+        # A trainer child already waiting with its imports done (tunegate.worker.standby).
         self.standby = standby
         self.recorded_through = 0  # metrics of steps up to here are recorded already
         # Called while the child trains, so other jobs' file validation need not wait.
@@ -276,7 +279,7 @@ class TrainingStage:
         """Write ``adapter.gguf`` beside the PEFT ``adapter/`` folder (GGUF bases only)."""
         if model.base.kind != "gguf":
             return
-        from tunegate.export import export_lora_gguf
+        from tunegate.adapters.export import export_lora_gguf
 
         export_lora_gguf(folder / "adapter", model.base.path, folder / "adapter.gguf", name=name)
 

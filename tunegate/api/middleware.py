@@ -14,9 +14,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunegate import ids
-from tunegate.api_errors import envelope
-from tunegate.keys import Caller, KeyRing
-from tunegate.rate_limit import RateLimiter
+from tunegate.api.errors import envelope
+from tunegate.api.keys import Caller, KeyRing
+from tunegate.api.rate_limit import RateLimiter
 
 GATEWAY_DETAIL = "Fine-tuning is not implemented in the local llama.cpp gateway"
 FINE_TUNING_PREFIX = "/v1/fine_tuning/"

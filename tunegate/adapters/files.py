@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from tunegate.domain.models import FineTunedModel
 from tunegate.errors import NotFound
-from tunegate.store.base import FineTunedModel
 
 ADAPTER_GGUF = "adapter.gguf"
 PEFT_FOLDER = "adapter"

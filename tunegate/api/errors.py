@@ -2,7 +2,7 @@
 
 Domain errors carry their own status/type/code; connexion's problems (validation 400s, 404,
 405, 415, response-validation 500s) are translated here, keeping their headers (405's
-``Allow``). The seed gateway's 501 body is the one deliberate exception (tunegate.middleware).
+``Allow``). The seed gateway's 501 body is the one deliberate exception (tunegate.api.middleware).
 """
 
 from __future__ import annotations

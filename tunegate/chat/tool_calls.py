@@ -1,7 +1,7 @@
 """Tool calls in generated text, turned back into OpenAI's ``tool_calls``.
 
 A model fine-tuned on tool-calling examples answers the way it was trained
-(:mod:`tunegate.training.chat_format`): Hermes ``<tool_call>`` blocks, each holding
+(:mod:`tunegate.chat.format`): Hermes ``<tool_call>`` blocks, each holding
 ``{"name": ..., "arguments": {...}}``. Most chat templates that render tool calls natively
 (Qwen, Hermes, SmolLM3) use the same blocks, so one reader serves both.
 

@@ -15,9 +15,11 @@ event row that announces it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
+from tunegate import ids
 from tunegate.errors import Conflict
 
 
@@ -145,9 +147,6 @@ class FineTuningJob:
         """The method's hyperparameters ("auto" until a worker resolves them)."""
         return dict(self.method[self.method_type]["hyperparameters"])
 
-    def evolve(self, **changes: Any) -> FineTuningJob:
-        return replace(self, **changes)
-
     def to_api(self) -> dict[str, Any]:
         legacy = self.hyperparameters
         return {
@@ -258,3 +257,14 @@ class Checkpoint:
                         for key in (*METRIC_KEYS, *PREFERENCE_METRIC_KEYS)},
             "fine_tuning_job_id": self.job_id,
         }
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def job_event(job_id: str, message: str, level: EventLevel = EventLevel.INFO,
+              type: str = "message", data: dict[str, Any] | None = None) -> JobEvent:
+    """A new event row for ``job_id`` stamped now."""
+    return JobEvent(id=ids.new_id(ids.EVENT), job_id=job_id, created_at=now(), level=level,
+                    message=message, type=type, data=data)

@@ -1,4 +1,4 @@
-"""The training child process: ``python -m tunegate.trainer_child SPEC_JSON EVENT_FD``.
+"""The training child process: ``python -m tunegate.training.child SPEC_JSON EVENT_FD``.
 
 One child per training run keeps torch out of the worker, makes cancel a kill if it must be,
 and gives memory back to the OS when the run ends. Events go to the worker as JSON lines on a
@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.processes import die_with_parent
-from tunegate.trainer_standby import STANDBY_FLAG
+
+# The first argument of a child that waits for its run (tunegate.worker.standby).
+STANDBY_FLAG = "--standby"
 
 _requested: list[str] = []
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunegate import ids
+from tunegate.chat.template import TemplateError
+from tunegate.chat.tool_calls import Reply, StreamReader, read_reply
 from tunegate.errors import InvalidRequest, ServerError, TunegateError
 from tunegate.serving.engine import EngineBusy, EngineDied, EngineError, EngineTimeout, Sampling
 from tunegate.serving.model import ServedModel
 from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelPool
-from tunegate.serving.template import TemplateError
-from tunegate.tool_calls import Reply, StreamReader, read_reply
 
 CHAT_ID = "chatcmpl-"
 COMPLETION_ID = "cmpl-"

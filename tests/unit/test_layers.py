@@ -1,0 +1,114 @@
+"""tunegate's dependency rules, checked on every import statement of the code (function-level
+imports included), read with ``ast``: no module is run.
+
+The rules (README "Layout"): the kernel (settings, ids, errors, processes) imports nothing of
+ours; domain and chat only the kernel; store and adapters only domain and the
+kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
+the worker never the API or serving; handlers only the API, domain and the kernel; only the CLI
+imports both the API and the worker.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KERNEL = {"tunegate", "tunegate.settings", "tunegate.ids", "tunegate.errors", "tunegate.processes"}
+LAYERS = ("api", "domain", "chat", "store", "adapters", "training", "serving", "worker")
+# What each layer may import of ours, besides itself and the kernel.
+ALLOWED: Mapping[str, set[str]] = {
+    "kernel": set(),
+    "domain": set(),
+    "chat": set(),
+    "store": {"domain"},
+    "adapters": {"domain"},
+    "training": {"chat", "domain"},
+    "serving": {"chat", "domain"},
+    "worker": {"domain", "store", "training", "adapters"},
+    "api": {"domain", "store", "adapters", "serving", "chat"},
+    "handlers": {"api", "domain"},
+    "cli": set(LAYERS),
+}
+TORCH = {"torch", "transformers", "peft"}
+NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "cli"}
+
+
+def layer_of(module: str) -> str:
+    if module in KERNEL:
+        return "kernel"
+    if module in ("tunegate.cli", "tunegate.__main__"):
+        return "cli"
+    if module == "handlers" or module.startswith("handlers."):
+        return "handlers"
+    parts = module.split(".")
+    if parts[0] == "tunegate" and len(parts) > 1 and parts[1] in LAYERS:
+        return parts[1]
+    raise AssertionError(f"{module} belongs to no layer: give it one in the rules")
+
+
+def imported(tree: ast.AST, module: str) -> Iterable[str]:
+    """Every module an import statement names (relative imports resolved)."""
+    package = module.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
+                                + ([base] if base else []))
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)  # submodules
+
+
+def violations(sources: Mapping[str, str]) -> list[str]:
+    """The broken rules in ``sources`` (module name -> source text)."""
+    found = []
+    ours = set(sources)
+    for module, source in sources.items():
+        layer = layer_of(module)
+        for name in set(imported(ast.parse(source), module)):
+            if name.split(".")[0] in TORCH and layer in NO_TORCH:
+                found.append(f"{module} imports {name}: {layer} never loads torch")
+            if name not in ours:
+                continue  # third-party, or a name imported from one of our modules
+            target = layer_of(name)
+            if target not in (layer, "kernel") and target not in ALLOWED[layer]:
+                found.append(f"{module} ({layer}) imports {name} ({target})")
+    return sorted(found)
+
+
+def our_sources() -> dict[str, str]:
+    sources = {}
+    for top in ("tunegate", "handlers"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            relative = path.relative_to(ROOT).with_suffix("")
+            parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+            if "migrations" in parts:
+                continue  # Alembic's scripts: run by Alembic, part of the store
+            sources[".".join(parts)] = path.read_text(encoding="utf-8")
+    return sources
+
+
+def test_the_code_keeps_the_dependency_rules() -> None:
+    assert violations(our_sources()) == []
+
+
+def test_a_forbidden_import_is_caught() -> None:
+    """The check can fail: a domain module importing the API, the worker importing the API,
+    serving importing torch, the kernel importing the domain."""
+    sources = our_sources()
+    sources["tunegate.domain.jobs"] += "\nfrom tunegate.api.service import Service\n"
+    sources["tunegate.worker.loop"] += "\ndef f():\n    from tunegate.api import app\n"
+    sources["tunegate.serving.engine"] += "\nimport torch\n"
+    sources["tunegate.settings"] += "\nfrom tunegate.domain import jobs\n"
+    assert violations(sources) == [
+        "tunegate.domain.jobs (domain) imports tunegate.api.service (api)",
+        "tunegate.serving.engine imports torch: serving never loads torch",
+        "tunegate.settings (kernel) imports tunegate.domain (domain)",
+        "tunegate.settings (kernel) imports tunegate.domain.jobs (domain)",
+        "tunegate.worker.loop (worker) imports tunegate.api (api)",
+        "tunegate.worker.loop (worker) imports tunegate.api.app (api)",
+    ]

@@ -1,0 +1,23 @@
+"""Fine-tuned models: what a job produces, servable under its id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FineTunedModel:
+    """A model (or checkpoint) produced by a job, servable under ``id``."""
+
+    id: str
+    project_id: str
+    job_id: str
+    base_model: str
+    created_at: int
+    kind: str  # "model" | "checkpoint"
+    path: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "model", "created": self.created_at,
+                "owned_by": self.project_id}
