@@ -116,6 +116,10 @@ class Settings:
         """Converted base models (a GGUF dequantized once, reloaded in a second)."""
         return self.model_cache_dir if self.model_cache_dir is not None else self.data_dir / "models"
 
+    def job_dir(self, job_id: str) -> Path:
+        """A job's work folder: its run state, checkpoints and final adapter."""
+        return self.data_dir / "jobs" / job_id
+
     @property
     def merged_dir(self) -> Path:
         """Merged copies of fine-tuned models, for serving (a cache: safe to delete)."""

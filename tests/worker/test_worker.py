@@ -151,3 +151,31 @@ def test_a_job_whose_trainer_cannot_start_fails_instead_of_running_forever(
     assert job.error.code == "internal_error"
     assert "OSError: [Errno 11] Resource temporarily unavailable" in job.error.message
     assert service.store.claim_job([JobStatus.QUEUED], "other", time.time()) is None
+
+
+def test_cancelling_a_paused_job_removes_its_saved_state(service: Service) -> None:
+    job_id = create(service, chat_lines(12))
+    Worker(service).run_once()  # queued
+    service.pause_job("default", job_id)
+    saved = service.settings.job_dir(job_id) / "run"
+    saved.mkdir(parents=True)
+    (saved / "optimizer.pt").write_bytes(b"state")
+    assert service.cancel_job("default", job_id).status is JobStatus.CANCELLED
+    assert not service.settings.job_dir(job_id).exists()
+
+
+def test_a_pause_saved_after_a_cancel_leaves_no_state_and_no_resume_event(
+        service: Service) -> None:
+    """The run finished saving its pause after the user cancelled: its files go, and no event
+    promises a resume."""
+    from tunegate.worker.trainer_process import Outcome
+    from tunegate.worker.training_stage import TrainingStage
+
+    job_id = create(service, chat_lines(12))
+    Worker(service).run_once()
+    service.cancel_job("default", job_id)
+    (service.settings.job_dir(job_id) / "run").mkdir(parents=True)
+    stage = TrainingStage(service, "w1")
+    stage._finish(service.get_job("default", job_id), Outcome("paused"), model=None)  # type: ignore[arg-type]
+    assert not service.settings.job_dir(job_id).exists()
+    assert not any("resume continues" in text for text in messages(service, job_id))

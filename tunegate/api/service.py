@@ -10,6 +10,7 @@ new objects always go into a real project.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -202,12 +203,16 @@ class Service:
         return self.store.list_jobs(project_id, after=after, limit=limit, metadata=metadata)
 
     def cancel_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
-        """Cancel any unfinished job; a running one's worker stops at its next check."""
-        self.get_job(project_id, job_id)
-        return self.store.transition(
+        """Cancel any unfinished job; a running one's worker stops at its next check (and
+        removes the run's files). A paused job has no worker: its saved state goes now."""
+        before = self.get_job(project_id, job_id)
+        cancelled = self.store.transition(
             job_id, JobStatus.CANCELLED, events=[job_event(job_id, "Fine-tuning job cancelled")],
             changes={"finished_at": now(), "estimated_finish": None},
         )
+        if before.status is JobStatus.PAUSED:
+            shutil.rmtree(self.settings.job_dir(job_id), ignore_errors=True)
+        return cancelled
 
     def pause_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
         self.get_job(project_id, job_id)

@@ -69,7 +69,7 @@ class TrainingStage:
         self.worker_id = worker_id
 
     def work_dir(self, job_id: str) -> Path:
-        return self.settings.data_dir / "jobs" / job_id
+        return self.settings.job_dir(job_id)
 
     # Setup ----------------------------------------------------------------------------------
 
@@ -235,16 +235,24 @@ class TrainingStage:
         """The one place that decides how a run ended."""
         if outcome.status == "succeeded" and outcome.result is not None:
             self._succeed(job, outcome.result, model)
-        elif outcome.status == "paused" and self._current_status(job.id) is JobStatus.RUNNING:
-            self._move(job, JobStatus.QUEUED, "The worker is shutting down; training state "
-                       "saved and the job is back in the queue")
         elif outcome.status == "paused":
-            self.store.add_events([job_event(job.id, "Training state saved; resume continues "
-                                             "from where it stopped")])
+            self._paused(job)
         elif outcome.status == "cancelled":
             shutil.rmtree(self.work_dir(job.id), ignore_errors=True)
         else:
             self._fail(job, outcome.code or "training_error", outcome.message or "Training failed.")
+
+    def _paused(self, job: FineTuningJob) -> None:
+        """The run saved its state and stopped: why decides what happens to the state."""
+        status = self._current_status(job.id)
+        if status is JobStatus.RUNNING:
+            self._move(job, JobStatus.QUEUED, "The worker is shutting down; training state "
+                       "saved and the job is back in the queue")
+        elif status is JobStatus.CANCELLED:  # cancelled while its pause was being saved
+            shutil.rmtree(self.work_dir(job.id), ignore_errors=True)
+        else:
+            self.store.add_events([job_event(job.id, "Training state saved; resume continues "
+                                             "from where it stopped")])
 
     def _fail(self, job: FineTuningJob, code: str, message: str) -> None:
         self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
