@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunegate import ids
+from tunegate.chat.format import ChatFormatError, text_of
 from tunegate.chat.template import TemplateError
 from tunegate.chat.tool_calls import Reply, StreamReader, read_reply
 from tunegate.errors import InvalidRequest, ServerError, TunegateError
@@ -113,19 +114,13 @@ def _common(body: Mapping[str, Any], max_tokens: int | None, **prompt: Any) -> G
 
 
 def _message_text(message: Mapping[str, Any], index: int) -> str:
-    content = message.get("content")
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    texts = []
-    for part in content:
-        if part.get("type") != "text":
-            raise InvalidRequest(
-                f"Unsupported content part type '{part.get('type')}': tunegate's models read "
-                "text only.", param=f"messages.{index}.content")
-        texts.append(str(part.get("text", "")))
-    return "".join(texts)  # as training's chat_format.text_of joins them: same prompt
+    """The text of a message's content, joined exactly as training joins it (``text_of``), so a
+    model is served the prompt it was trained on."""
+    try:
+        return text_of(message.get("content"))
+    except ChatFormatError as exc:
+        raise InvalidRequest(f"Unsupported message content: {exc}.",
+                             param=f"messages.{index}.content") from None
 
 
 def chat_request(body: Mapping[str, Any]) -> GenerationRequest:

@@ -99,7 +99,10 @@ def _exit_reason(code: int | None) -> str:
     if code is None:
         return "it stopped answering"
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
+        try:
+            name: str | int = signal.Signals(-code).name
+        except ValueError:  # a real-time signal without a name
+            name = -code
         hint = " (most likely out of memory)" if -code == signal.SIGKILL else ""
         return f"it was killed by signal {name}{hint}"
     return f"it exited with code {code}"

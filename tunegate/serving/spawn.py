@@ -26,7 +26,7 @@ def _serve() -> None:
     while True:
         kwargs, future = _requests.get()
         try:
-            future.set_result(subprocess.Popen(preexec_fn=die_with_parent, **kwargs))  # noqa: PLW1509
+            future.set_result(subprocess.Popen(preexec_fn=die_with_parent, **kwargs))
         except BaseException as exc:  # handed to the caller's thread
             future.set_exception(exc)
 
