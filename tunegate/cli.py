@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
@@ -11,8 +12,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+import uvicorn
 
 from tunegate.processes import die_with_parent
 from tunegate.settings import Settings
@@ -110,15 +113,23 @@ class EmbeddedWorker:
                             self.process.returncode)
                 self._spawn()
 
+    STOP_SECONDS = 30.0
+
     def stop(self) -> None:
+        """SIGTERM: the worker pauses its run, puts the job back in the queue and exits; one
+        that takes longer than ``STOP_SECONDS`` is killed (its job resumes from saved state)."""
         self._stopping.set()
+        self._watcher.join(timeout=self.RESTART_CHECK_SECONDS + 1)
         if self.process is None:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=self.STOP_SECONDS)
         except subprocess.TimeoutExpired:
+            log.warning("the embedded worker did not stop in %.0f s; killing it", self.STOP_SECONDS)
             self.process.kill()
+            self.process.wait()
+        log.info("embedded worker stopped")
 
 
 def _is_loopback(host: str) -> bool:
@@ -139,8 +150,28 @@ def open_bind_warning(settings: Settings, keys_configured: bool) -> str | None:
             "TUNEGATE_API_KEY, `tunegate keys add`) or bind 127.0.0.1.")
 
 
+class StopsWorkerFirst(uvicorn.Server):
+    """uvicorn, stopping the embedded worker before the process exits.
+
+    After a graceful shutdown on SIGTERM/SIGINT uvicorn raises the signal again with the default
+    handler back, so the process dies at once and nothing after ``run()`` would run.
+    ``before_exit`` runs inside its signal capture, once the HTTP server has stopped.
+    """
+
+    def __init__(self, config: uvicorn.Config, before_exit: Callable[[], None]):
+        super().__init__(config)
+        self.before_exit = before_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self.before_exit()
+
+
 def serve(settings: Settings) -> None:
-    import uvicorn
 
     from tunegate.api.app import create_app
     from tunegate.api.keys import KeyRing
@@ -156,11 +187,14 @@ def serve(settings: Settings) -> None:
     worker = EmbeddedWorker(settings) if settings.embedded_worker else None
     if worker is not None:
         worker.start()
+    server = StopsWorkerFirst(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                             log_level="info"),
+                              before_exit=worker.stop if worker is not None else lambda: None)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        server.run()
     finally:
         if worker is not None:
-            worker.stop()
+            worker.stop()  # a failed start, say: no worker outlives serve
 
 
 def work(settings: Settings) -> None:
@@ -172,9 +206,11 @@ def work(settings: Settings) -> None:
         signal.signal(signum, lambda received, _frame: requested.append(received))
     parent = os.environ.get("TUNEGATE_EMBEDDED_PARENT")
     if parent:
-        # An embedded worker stops (saving its run) when `serve` goes, even if it was killed,
-        # including before this line ran (then the parent is already someone else).
-        die_with_parent(signal.SIGTERM)
+        # `serve` stops its worker before it exits; if `serve` is killed instead, the worker
+        # dies with it, at once (no orphan keeps training or exporting on its own): its job
+        # resumes from saved state when a worker starts again. Also when `serve` died before
+        # this line ran (then the parent is already someone else).
+        die_with_parent(signal.SIGKILL)
         if os.getppid() != int(parent):
             return
     Worker(build_service(settings)).run(lambda: bool(requested))

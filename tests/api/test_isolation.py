@@ -10,6 +10,7 @@ same shape gets: same status, same body (the id aside), so not even existence le
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def succeed(service: Service, job_id: str, key: TestKey, folder: Path) -> tuple[
                                     created_at=now(), fine_tuned_model_checkpoint=checkpoint_name,
                                     step_number=10, metrics={"step": 10}), str(folder))
     results = ids.new_id(ids.FILE)
-    size = service.storage.write_bytes(results, b"step,train_loss\n1,0.5\n")
+    size = service.storage.write(results, io.BytesIO(b"step,train_loss\n1,0.5\n"))
     models = [FineTunedModel(id=model_id, project_id=key.project, job_id=job_id,
                              base_model=EMBEDDED_MODEL_ID, created_at=now(), kind=kind,
                              path=str(folder))

@@ -271,7 +271,8 @@ def test_a_killed_worker_is_replaced_and_the_job_resumes(client: OpenAI,
     # resumed run redoes.
     wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 4)
     os.kill(_worker_pid(training_server), signal.SIGKILL)
-    wait_for_event(client, job.id, lambda e: "stopped responding" in e.message, timeout=120)
+    wait_for_event(client, job.id, lambda e: "worker running this job died" in e.message,
+                   timeout=120)
     done = wait_for(client, job.id, TERMINAL)
     assert done.status == "succeeded", done.error
     events = events_of(client, job.id)

@@ -98,6 +98,10 @@ class TestFiles:
         assert [f.id for f in page.items] == [batch.id]
         assert [f.id for f in store.expired_files(now=100)] == [batch.id]
         assert store.expired_files(now=99) == []
+        hidden = store.list_files(PROJECT, purpose=None, after=None, limit=10, ascending=True,
+                                  at=100)
+        assert [f.id for f in hidden.items] == [tuned.id]  # expired: not listed, still stored
+        assert store.known_file_ids([tuned.id, batch.id, "file-gone"]) == {tuned.id, batch.id}
 
 
 class TestJobs:
@@ -164,19 +168,55 @@ class TestOwnership:
     def test_release_makes_the_job_claimable_again(self, store: SqlStore) -> None:
         job = add_job(store)
         store.claim_job([JobStatus.VALIDATING_FILES], "w1", time.time())
-        store.release_job(job.id, "w1")
+        store.disown_job(job.id, "w1")
         again = store.claim_job([JobStatus.VALIDATING_FILES], "w2", time.time())
         assert again is not None and again.id == job.id
 
-    def test_stale_jobs_are_found_by_heartbeat(self, store: SqlStore) -> None:
+    def test_owned_jobs_show_owner_and_heartbeat(self, store: SqlStore) -> None:
         job = add_job(store)
+        add_job(store)  # unowned: not listed
         store.claim_job([JobStatus.VALIDATING_FILES], "w1", 1000.0)
-        assert [(j.id, w) for j, w in store.stale_jobs(1001.0)] == [(job.id, "w1")]
+        assert [(o.job.id, o.worker_id, o.heartbeat_at) for o in store.owned_jobs()] == [
+            (job.id, "w1", 1000.0)]
         assert store.heartbeat(job.id, "w1", 2000.0)
-        assert store.stale_jobs(1001.0) == []
+        assert store.owned_jobs()[0].heartbeat_at == 2000.0
         assert not store.heartbeat(job.id, "someone-else", 3000.0)
         assert store.disown_job(job.id, "w1")
-        assert store.stale_jobs(5000.0) == []
+        assert store.owned_jobs() == []
+
+    def test_progress_is_recorded_only_while_running_under_its_worker(
+            self, store: SqlStore) -> None:
+        job = add_job(store, status=JobStatus.QUEUED)
+        store.claim_job([JobStatus.QUEUED], "w1", 1.0)
+        assert not store.record_progress(job.id, "w1", [make_event(job.id, "early")])
+        store.transition(job.id, JobStatus.RUNNING, events=[], worker_id="w1")
+        assert store.record_progress(job.id, "w1", [make_event(job.id, "step")],
+                                     {"trained_tokens": 7})
+        assert not store.record_progress(job.id, "w2", [make_event(job.id, "not mine")])
+        store.transition(job.id, JobStatus.CANCELLED, events=[])
+        assert not store.record_progress(job.id, "w1", [make_event(job.id, "late")],
+                                         {"trained_tokens": 9})
+        messages = [e.message for e in store.list_events(job.id, after=None, limit=10).items]
+        assert "step" in messages and not {"early", "not mine", "late"} & set(messages)
+        assert store.get_job(job.id).trained_tokens == 7
+
+    def test_last_metrics_step_is_the_newest_metrics_event(self, store: SqlStore) -> None:
+        job = add_job(store)
+        assert store.last_metrics_step(job.id) == 0
+        for step in (1, 2, 3):
+            store.add_events([JobEvent(id=ids.new_id(ids.EVENT), job_id=job.id, created_at=1,
+                                       level=EventLevel.INFO, message=f"Step {step}",
+                                       type="metrics", data={"step": step})])
+        store.add_events([make_event(job.id, "a message after them")])
+        assert store.last_metrics_step(job.id) == 3
+
+    def test_entering_a_status_applies_its_stamps(self, store: SqlStore) -> None:
+        job = add_job(store, status=JobStatus.QUEUED)
+        store.update_job(job.id, {"estimated_finish": 99})
+        paused = store.transition(job.id, JobStatus.PAUSED, events=[])
+        assert paused.estimated_finish is None and paused.finished_at is None
+        done = store.transition(job.id, JobStatus.CANCELLED, events=[])
+        assert done.finished_at is not None and abs(done.finished_at - time.time()) < 60
 
 
 class TestEventsCheckpointsModels:
@@ -193,7 +233,12 @@ class TestEventsCheckpointsModels:
         checkpoint = Checkpoint(id=ids.new_id(ids.CHECKPOINT), job_id=job.id, created_at=1,
                                 fine_tuned_model_checkpoint="ft:a:b::c:ckpt-step-2",
                                 step_number=2, metrics={"step": 2, "train_loss": 0.5})
-        store.add_checkpoint(checkpoint, "/tmp/ckpt")
+        assert store.add_checkpoint(checkpoint, "/tmp/ckpt")
+        assert store.list_checkpoints(job.id, after=None, limit=10).items == [checkpoint]
+        again = Checkpoint(id=ids.new_id(ids.CHECKPOINT), job_id=job.id, created_at=2,
+                           fine_tuned_model_checkpoint="ft:a:b::c:ckpt-step-2", step_number=2,
+                           metrics={"step": 2, "train_loss": 0.5})
+        assert not store.add_checkpoint(again, "/tmp/ckpt")  # a resumed run saved it again
         assert store.list_checkpoints(job.id, after=None, limit=10).items == [checkpoint]
 
     def test_models(self, store: SqlStore) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tunegate.training.messages import StepMetrics, TrainerMessage, from_line, to_line
 from tunegate.training.spec import BaseModelRef, TrainingSpec
 
 # SmolLM2-135M-Instruct's template, as stored in its GGUF (a default system prompt included).
@@ -125,6 +126,13 @@ def memorisation_rows(n: int = 8) -> list[dict[str, Any]]:
     return [chat(f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.") for i in range(n)]
 
 
+def flat(message: TrainerMessage) -> dict[str, Any]:
+    """A message as its wire dict (``kind`` plus fields), a metrics message's values inlined:
+    the tests' view, so that they read ``event["train_loss"]`` however the class nests it."""
+    event = json.loads(to_line(message))
+    return {**event, **event.pop("values", {})}
+
+
 class Recorder:
     """An ``emit`` that keeps every event, and a ``should_stop`` driven by a rule."""
 
@@ -132,9 +140,9 @@ class Recorder:
         self.events: list[dict[str, Any]] = []
         self.stop_at = stop_at or {}
 
-    def emit(self, event: dict[str, Any]) -> None:
-        json.dumps(event)  # the contract: plain JSON-able dicts
-        self.events.append(event)
+    def emit(self, message: TrainerMessage) -> None:
+        assert from_line(to_line(message)) == message  # the contract: a JSON line round-trips
+        self.events.append(flat(message))
 
     def should_stop(self) -> str | None:
         return self.stop_at.get(len(self.of("metrics")))
@@ -154,8 +162,8 @@ def kill_at_step(spec: TrainingSpec, step: int) -> None:
     """Run ``spec`` and stop it dead when step ``step``'s metrics are emitted."""
     from tunegate.training.run import run_training
 
-    def emit(event: dict[str, Any]) -> None:
-        if event["kind"] == "metrics" and event["step"] == step:
+    def emit(message: TrainerMessage) -> None:
+        if isinstance(message, StepMetrics) and message.step == step:
             raise Killed
 
     with pytest.raises(Killed):

@@ -12,6 +12,7 @@ from tests.conftest import TEST_DATA
 from tunegate.chat.format import TemplateSupport, to_template_messages
 from tunegate.training.data import IGNORE, Example, load_dataset, template_support
 from tunegate.training.errors import TrainingFailed
+from tunegate.training.messages import Note
 
 from .conftest import TOOL_TEMPLATE, build_tokenizer, chat, write_jsonl
 
@@ -89,15 +90,15 @@ def test_a_tokenizer_without_chat_template_fails_specifically(tmp_path: Path) ->
 
 def test_long_examples_are_cut_from_the_end_with_one_warning(tmp_path: Path,
                                                              tiny_tokenizer: Any) -> None:
-    events: list[dict[str, Any]] = []
+    events: list[Note] = []
     long_prompt = "word " * 200
     rows = [chat("short", "fine"), chat("x", "answer " * 100), chat(long_prompt, "lost")]
     dataset = load(tmp_path, tiny_tokenizer, rows, max_seq_len=64, emit=events.append)
     assert [e.n_tokens <= 64 for e in dataset.examples] == [True, True]
     assert (dataset.n_truncated, dataset.n_dropped) == (2, 1)
-    assert [e["level"] for e in events] == ["warn"]
-    assert "2 example(s)" in events[0]["message"] and "64 tokens" in events[0]["message"]
-    assert "1 of them" in events[0]["message"]
+    assert [e.level for e in events] == ["warn"]
+    assert "2 example(s)" in events[0].message and "64 tokens" in events[0].message
+    assert "1 of them" in events[0].message
 
 
 def test_tools_fall_back_to_hermes_text_when_the_template_ignores_them(

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tunegate.training.messages import Note
 from tunegate.training.spec import TrainingSpec
 
 from .conftest import (
@@ -161,10 +162,10 @@ def test_a_pair_cut_to_nothing_is_dropped_and_a_bad_line_is_named(
 
     long_prompt = preference("word " * 200, "yes", "no")
     path = write_jsonl(tmp_path / "p.jsonl", [*style_rows(2), long_prompt])
-    events: list[dict[str, Any]] = []
+    events: list[Note] = []
     dataset = load_preferences(path, tiny_tokenizer, 64, emit=events.append)
     assert (len(dataset.examples), dataset.n_truncated, dataset.n_dropped) == (2, 1, 1)
-    assert "skipped" in events[0]["message"]
+    assert "skipped" in events[0].message
     broken = write_jsonl(tmp_path / "b.jsonl", [*style_rows(2), {"input": {"messages": []},
                                                                  "preferred_output": "x"}])
     with pytest.raises(TrainingFailed, match="Line 3 of the validation file") as caught:

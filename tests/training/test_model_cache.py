@@ -13,11 +13,6 @@ from tunegate.training.errors import TrainingFailed
 from tunegate.training.spec import BaseModelRef
 
 
-def test_embedded_gguf_is_found_without_importing_its_package() -> None:
-    path = model_cache.embedded_base_gguf()
-    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
-
-
 def test_hf_folders_are_used_in_place(tiny_base: Path, tmp_path: Path) -> None:
     ref = BaseModelRef("tiny", "hf", str(tiny_base))
     assert model_cache.resolve_hf_folder(ref, tmp_path) == tiny_base

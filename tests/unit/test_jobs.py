@@ -34,3 +34,29 @@ def test_pause_and_resume_edges() -> None:
 
 def test_only_running_jobs_succeed() -> None:
     assert sources_of(JobStatus.SUCCEEDED) == {JobStatus.RUNNING}
+
+
+def test_readme_and_the_contract_show_the_table_as_it_is() -> None:
+    """One diagram, rendered from EDGES; the copies must equal it (regenerate with
+    ``python -c "from tunegate.domain.jobs import state_diagram; print(state_diagram())"``)."""
+    from pathlib import Path
+
+    from tunegate.domain.jobs import state_diagram
+
+    root = Path(__file__).resolve().parents[2]
+    diagram = state_diagram()
+    assert f"```\n{diagram}```" in (root / "README.md").read_text(encoding="utf-8")
+    indented = "".join(f"            {line}\n" for line in diagram.splitlines())
+    assert f"            ```\n{indented}            ```" in (root / "openapi.yaml").read_text(
+        encoding="utf-8")
+
+
+def test_every_status_says_what_entering_it_does() -> None:
+    from tunegate.domain.jobs import ON_ENTRY, TERMINAL, JobStatus, entry_changes
+
+    assert set(ON_ENTRY) == set(JobStatus)
+    for status in JobStatus:
+        changes = entry_changes(status, 123)
+        assert ("finished_at" in changes) == (status in TERMINAL)
+        assert ("estimated_finish" in changes) == (status is not JobStatus.RUNNING
+                                                   and status is not JobStatus.VALIDATING_FILES)

@@ -16,6 +16,7 @@ from tunegate.api.service import Service, Upload
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 from tunegate.store import open_store
+from tunegate.worker.janitor import Janitor
 from tunegate.worker.loop import Worker
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -123,10 +124,11 @@ def test_two_worker_processes_never_claim_the_same_job(service: Service) -> None
 def test_expired_files_are_swept(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     stored = service.upload_file("default", Upload("a.jsonl", io.BytesIO(b'{"a": 1}\n'),
                                                    "fine-tune", expires_after_seconds=3600))
-    assert service.delete_expired_files() == 0
+    janitor = Janitor(service)
+    assert janitor.delete_expired_files() == 0
     later = time.time() + 3601
     monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
-    assert service.delete_expired_files() == 1
+    assert janitor.delete_expired_files() == 1
     assert not service.storage.path(stored.id).exists()
     assert service.store.get_file("default", stored.id) is None
 
@@ -168,6 +170,7 @@ def test_a_pause_saved_after_a_cancel_leaves_no_state_and_no_resume_event(
         service: Service) -> None:
     """The run finished saving its pause after the user cancelled: its files go, and no event
     promises a resume."""
+    from tunegate.training.spec import RunStatus
     from tunegate.worker.trainer_process import Outcome
     from tunegate.worker.training_stage import TrainingStage
 
@@ -176,6 +179,7 @@ def test_a_pause_saved_after_a_cancel_leaves_no_state_and_no_resume_event(
     service.cancel_job("default", job_id)
     (service.settings.job_dir(job_id) / "run").mkdir(parents=True)
     stage = TrainingStage(service, "w1")
-    stage._finish(service.get_job("default", job_id), Outcome("paused"), model=None)  # type: ignore[arg-type]
+    stage._finish(service.get_job("default", job_id), Outcome(RunStatus.PAUSED), model=None)  # type: ignore[arg-type]
+    stage._settle_work_dir(job_id)  # what run() does last
     assert not service.settings.job_dir(job_id).exists()
     assert not any("resume continues" in text for text in messages(service, job_id))

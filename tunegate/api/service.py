@@ -10,14 +10,13 @@ new objects always go into a real project.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
 from tunegate import ids
 from tunegate.adapters import files as adapter_files
-from tunegate.domain import catalog
+from tunegate.domain import catalog, work_dirs
 from tunegate.domain.datasets import DatasetError, check_jsonl_upload
 from tunegate.domain.files import FINE_TUNE, FileStorage, StoredFile, clean_filename
 from tunegate.domain.job_requests import check_metadata, normalize_method, seed_for
@@ -93,9 +92,9 @@ class Service:
 
     def list_files(self, project_id: str | None, *, purpose: str | None, after: str | None,
                    limit: int, order: str) -> Page[StoredFile]:
-        self.delete_expired_files()
+        # Expired files are hidden here and deleted by the worker's sweep: a read deletes nothing.
         return self.store.list_files(project_id, purpose=purpose, after=after, limit=limit,
-                                     ascending=order == "asc")
+                                     ascending=order == "asc", at=now())
 
     def file_content(self, project_id: str | None, file_id: str) -> tuple[StoredFile, Iterator[bytes]]:
         stored = self.get_file(project_id, file_id)
@@ -127,13 +126,6 @@ class Service:
             if not page.has_more:
                 return active
             after = page.items[-1].id
-
-    def delete_expired_files(self) -> int:
-        expired = self.store.expired_files(now())
-        for stored in expired:
-            self.store.delete_file(stored.project_id, stored.id)
-            self.storage.delete(stored.id)
-        return len(expired)
 
     # Jobs -----------------------------------------------------------------------------------
 
@@ -203,23 +195,21 @@ class Service:
         return self.store.list_jobs(project_id, after=after, limit=limit, metadata=metadata)
 
     def cancel_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
-        """Cancel any unfinished job; a running one's worker stops at its next check (and
-        removes the run's files). A paused job has no worker: its saved state goes now."""
+        """Cancel any unfinished job. A running one's worker stops its trainer at the next check
+        and removes the job's folder then; no process writes to the folder of a job in any
+        other status (a worker moves a claimed job to ``running`` before it writes), so it goes
+        now."""
         before = self.get_job(project_id, job_id)
         cancelled = self.store.transition(
-            job_id, JobStatus.CANCELLED, events=[job_event(job_id, "Fine-tuning job cancelled")],
-            changes={"finished_at": now(), "estimated_finish": None},
-        )
-        if before.status is JobStatus.PAUSED:
-            shutil.rmtree(self.settings.job_dir(job_id), ignore_errors=True)
+            job_id, JobStatus.CANCELLED, events=[job_event(job_id, "Fine-tuning job cancelled")])
+        if before.status is not JobStatus.RUNNING:
+            work_dirs.settle(self.settings.job_dir(job_id), JobStatus.CANCELLED)
         return cancelled
 
     def pause_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
         self.get_job(project_id, job_id)
         return self.store.transition(
-            job_id, JobStatus.PAUSED, events=[job_event(job_id, "Fine-tuning job paused")],
-            changes={"estimated_finish": None},
-        )
+            job_id, JobStatus.PAUSED, events=[job_event(job_id, "Fine-tuning job paused")])
 
     def resume_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
         """Put a paused job back in the queue; any other status is a 409, and a project already

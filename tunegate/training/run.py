@@ -22,14 +22,14 @@ from tunegate.training.errors import (
     UNSUPPORTED_BASE_MODEL,
     TrainingFailed,
 )
+from tunegate.training.messages import Emit, HyperparametersResolved, note
 from tunegate.training.preference import load_preferences
-from tunegate.training.spec import TrainingResult, TrainingSpec
+from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
 from tunegate.training.threads import ThreadGovernor
 from tunegate.training.trainer import TrainerOptions
 
 __all__ = ["TrainerOptions", "TrainingFailed", "TrainingResult", "run_training"]
 
-Emit = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], str | None]
 
 
@@ -84,9 +84,9 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
         load(spec.validation_file, tokenizer, spec.max_seq_len, validation=True, emit=emit)
         if spec.validation_file else None)
     if governor is not None:
-        emit(_message(f"Training on CPU with {governor.start()} thread(s)"))
+        emit(note(f"Training on CPU with {governor.start()} thread(s)"))
     hp = hyperparams.resolve(spec.hyperparameters, len(train_set.examples), spec.method)
-    emit({"kind": "hyperparameters", "resolved": hp.to_dict()})
+    emit(HyperparametersResolved(hp.to_dict()))
 
     torch.manual_seed(spec.seed)  # the adapter's initial weights
     model = lora.attach_lora(model, spec.init_adapter).to(device)
@@ -99,7 +99,7 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
         assert hp.beta is not None
         referenced = _with_references(spec, engine, train_set, valid_set, emit, should_stop)
         if referenced is None:
-            return TrainingResult("cancelled", None, 0, None, hp.to_dict())
+            return TrainingResult(RunStatus.CANCELLED, None, 0, None, hp.to_dict())
         train_set, valid_set = referenced
         objective = dpo.PreferenceObjective(engine, hp.beta)
     optimizer = trainer.make_optimizer(model, hp.learning_rate, options.weight_decay)
@@ -109,21 +109,23 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
                     hp, spec.seed, spec.work_dir, options, emit, should_stop, governor)
     progress = _start_or_resume(spec, loop, train_set, valid_set, emit)
     noun = "preference pairs" if spec.method == "dpo" else "examples"
-    emit(_message(f"Training {len(train_set.examples)} {noun} ({train_set.n_tokens} tokens) "
+    emit(note(f"Training {len(train_set.examples)} {noun} ({train_set.n_tokens} tokens) "
                   f"for {hp.n_epochs} epoch(s), {loop.total_steps} steps of {hp.batch_size} "
                   f"example(s), learning rate {hp.learning_rate:g}"
                   + (f"; resuming after step {progress.step}" if progress.step else "")))
 
     outcome = trainer.train(loop, progress)
-    if outcome != "succeeded":
+    if outcome is not RunStatus.SUCCEEDED:
         return TrainingResult(outcome, None, progress.trained_tokens, None, hp.to_dict())
     work_dir = Path(spec.work_dir)
     adapter = state.save_adapter(model, work_dir / "adapter")
     results = state.write_results_csv(work_dir / "results.csv", progress.rows,
                                       list(objective.csv_columns))
+    result = TrainingResult(RunStatus.SUCCEEDED, str(adapter), progress.trained_tokens,
+                            str(results), hp.to_dict())
+    result.save(work_dir)  # the run is done: a worker that dies after this never trains it again
     state.clear_run_state(work_dir)
-    return TrainingResult("succeeded", str(adapter), progress.trained_tokens, str(results),
-                          hp.to_dict())
+    return result
 
 
 def configure_runtime(seed: int) -> torch.device:
@@ -144,7 +146,7 @@ def _load_model(spec: TrainingSpec, emit: Emit) -> tuple[Any, Any]:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     count = sum(p.numel() for p in model.parameters())
-    emit(_message(f"Loaded base model {spec.base_model.name} ({count / 1e6:.1f}M parameters) in "
+    emit(note(f"Loaded base model {spec.base_model.name} ({count / 1e6:.1f}M parameters) in "
                   f"{time.monotonic() - started:.1f}s"))
     return model, tokenizer
 
@@ -161,7 +163,7 @@ def _with_references(spec: TrainingSpec, engine: trainer.Engine, train_set: Data
     if train is None or (valid_set is not None and valid is None):
         return None
     reference = "the base model" if base_only else "the starting fine-tuned model"
-    emit(_message(f"Computed reference log-probabilities with {reference} in "
+    emit(note(f"Computed reference log-probabilities with {reference} in "
                   f"{time.monotonic() - started:.1f}s"))
     return train, valid
 
@@ -182,15 +184,11 @@ def _start_or_resume(spec: TrainingSpec, loop: trainer.Loop, train_set: Dataset[
                                         loop.scheduler)
         if progress is not None:
             return progress
-        emit({"kind": "message", "level": "warn",
-              "message": "No saved training state was found; training starts from the beginning"})
+        emit(note("No saved training state was found; training starts from the beginning",
+                  "warn"))
     else:
         state.clear_run_state(spec.work_dir)
     return state.Progress(identity=identity)
-
-
-def _message(text: str, level: str = "info") -> dict[str, Any]:
-    return {"kind": "message", "level": level, "message": text}
 
 
 def _out_of_memory() -> TrainingFailed:

@@ -6,11 +6,24 @@ so it holds only JSON-able values and ``from_json(to_json(s)) == s``.
 
 from __future__ import annotations
 
+import enum
 import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-Status = Literal["succeeded", "paused", "cancelled"]
+RESULT_FILE = "result.json"
+
+
+class RunStatus(enum.StrEnum):
+    """How a training run ended (``failed`` only on the worker's side: a child that failed says
+    so with a ``Failed`` message, or dies)."""
+
+    SUCCEEDED = "succeeded"
+    PAUSED = "paused"  # state saved in run/; a resume continues exactly
+    CANCELLED = "cancelled"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ class TrainingResult:
     (OpenAI bills prompt tokens too); ``hyperparameters`` holds the resolved values.
     """
 
-    status: Status
+    status: RunStatus
     adapter_dir: str | None
     trained_tokens: int
     results_csv: str | None
@@ -78,4 +91,19 @@ class TrainingResult:
 
     @classmethod
     def from_json(cls, text: str) -> TrainingResult:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        return cls(**{**data, "status": RunStatus(data["status"])})
+
+    def save(self, work_dir: str | Path) -> None:
+        """Record a finished run in ``work_dir/result.json`` (atomically): from then on the
+        training is done, whatever happens to the worker before the job is published."""
+        path = Path(work_dir) / RESULT_FILE
+        temporary = path.with_name(f".{RESULT_FILE}.tmp-{os.getpid()}")
+        temporary.write_text(self.to_json(), encoding="utf-8")
+        os.replace(temporary, path)
+
+    @classmethod
+    def saved(cls, work_dir: str | Path) -> TrainingResult | None:
+        """The finished run recorded in ``work_dir``, if training got that far."""
+        path = Path(work_dir) / RESULT_FILE
+        return cls.from_json(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -26,12 +26,12 @@ from tunegate.training import state
 from tunegate.training.data import Dataset, Example, Item
 from tunegate.training.hyperparams import ResolvedHyperparameters, steps_per_epoch
 from tunegate.training.loss import LossSums, causal_lm_loss
+from tunegate.training.messages import CheckpointSaved, Emit, StepMetrics, note
 from tunegate.training.packing import MicroBatch, pack
+from tunegate.training.spec import RunStatus
 from tunegate.training.threads import ThreadGovernor
 
-Emit = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], str | None]
-Outcome = Literal["succeeded", "paused", "cancelled"]
 
 # Tokens per packed micro-batch (besides a shared prefix). On CPU, throughput at 1,024, 2,048
 # and 4,096 tokens was within measurement noise (121-132 tokens per CPU-second) while
@@ -258,20 +258,19 @@ class Loop:
         return self.options.valid_every or max(1, math.ceil(self.total_steps / VALIDATIONS_PER_RUN))
 
 
-def train(loop: Loop, progress: state.Progress) -> Outcome:
+def train(loop: Loop, progress: state.Progress) -> RunStatus:
     """Run steps ``progress.step + 1 .. total``; ``progress`` is updated in place."""
     model = loop.engine.model
     model.train()
     started, first_step = time.monotonic(), progress.step
     while progress.step < loop.total_steps:
         if loop.governor is not None and (threads := loop.governor.tick()) is not None:
-            loop.emit({"kind": "message", "level": "info",
-                       "message": f"Training now uses {threads} CPU thread(s) "
-                                  "(following the machine's load)"})
+            loop.emit(note(f"Training now uses {threads} CPU thread(s) "
+                           "(following the machine's load)"))
         examples = step_batch(loop.train_set, loop.hp, loop.seed, progress.step)
         done = loop.objective.train_step(examples, loop.should_stop)
         if done is None:
-            return "cancelled"
+            return RunStatus.CANCELLED
         step_metrics, tokens = done
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
                                        loop.options.max_grad_norm)
@@ -284,12 +283,13 @@ def train(loop: Loop, progress: state.Progress) -> Outcome:
         metrics: dict[str, Any] = {"step": step, **_prefixed("train_", step_metrics)}
         epoch_end = step % loop.steps_per_epoch == 0
         if loop.valid_set is not None and not _validate(loop, step, epoch_end, metrics):
-            return "cancelled"
+            return RunStatus.CANCELLED
         elapsed = time.monotonic() - started
         remaining = elapsed / (step - first_step) * (loop.total_steps - step)
-        loop.emit({"kind": "metrics", **metrics, "total_steps": loop.total_steps,
-                   "trained_tokens": progress.trained_tokens,
-                   "estimated_finish_seconds": round(remaining, 1)})
+        loop.emit(StepMetrics(step=step, total_steps=loop.total_steps,
+                              trained_tokens=progress.trained_tokens,
+                              values={k: v for k, v in metrics.items() if k != "step"},
+                              estimated_finish_seconds=round(remaining, 1)))
         progress.rows.append({column: metrics.get(key)
                               for column, key in loop.objective.csv_columns.items()})
         if epoch_end:
@@ -297,11 +297,11 @@ def train(loop: Loop, progress: state.Progress) -> Outcome:
             _checkpoint(loop, progress, metrics, save_state=step < loop.total_steps)
         stop = loop.should_stop()
         if stop == "cancel":
-            return "cancelled"
+            return RunStatus.CANCELLED
         if stop == "pause" and step < loop.total_steps:
             state.save_run_state(loop.work_dir, model, loop.optimizer, loop.scheduler, progress)
-            return "paused"
-    return "succeeded"
+            return RunStatus.PAUSED
+    return RunStatus.SUCCEEDED
 
 
 def _validate(loop: Loop, step: int, epoch_end: bool, metrics: dict[str, Any]) -> bool:
@@ -331,7 +331,7 @@ def _checkpoint(loop: Loop, progress: state.Progress, metrics: dict[str, Any],
     step = progress.step
     folder = state.save_checkpoint(loop.work_dir, step, loop.engine.model,
                                    {k: v for k, v in metrics.items() if k != "step"})
-    loop.emit({"kind": "checkpoint", "step": step, "path": str(folder), "metrics": metrics})
+    loop.emit(CheckpointSaved(step=step, path=str(folder), metrics=metrics))
     if save_state:
         # A crash after this point resumes here, not from the start.
         state.save_run_state(loop.work_dir, loop.engine.model, loop.optimizer, loop.scheduler,

@@ -2,33 +2,30 @@
 
 Stages run in order for each claimed job: ``validating_files`` (cheap, torch-free), then
 training (the training engine joins here). Ownership is a row field with a heartbeat; a
-reaper hands jobs of workers that stopped beating back to the queue.
+reaper hands jobs of dead workers back to the queue: at once when the worker ran on this
+machine and its process is gone (tunegate.worker.identity), after the heartbeat timeout
+otherwise. While no process holds a job, its status says so: a dead worker's ``running`` job is
+``queued`` again (with a ``warn`` event), never ``running`` with nobody behind it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
-from tunegate import ids
 from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
-from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event, now
+from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
 from tunegate.errors import Conflict
+from tunegate.store.base import OwnedJob
+from tunegate.worker.identity import known_dead, new_worker_id
+from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
 from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 
 log = logging.getLogger("tunegate.worker")
-
-EXPIRY_SWEEP_SECONDS = 60.0
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()[:40]}-{os.getpid()}-{ids.short_id(6)}"
 
 
 class Worker:
@@ -37,7 +34,8 @@ class Worker:
         self.store = service.store
         self.settings = service.settings
         self.worker_id = worker_id or new_worker_id()
-        self._last_sweep = 0.0
+        self.janitor = Janitor(service)
+        self._last_sweep: float | None = None  # the first iteration sweeps
         self.stop_requested: Callable[[], bool] = lambda: False
         # Filled by ``run`` when idle; a direct ``run_once`` (tests) starts children as it goes.
         self.standby: Standby | None = None
@@ -72,7 +70,7 @@ class Worker:
     def run_once(self) -> bool:
         """Do one unit of work (validate files first: it is quick); return whether there was any."""
         self.reap_stale_jobs()
-        self._sweep_expired_files()
+        self._sweep()
         return self.validate_next() or self.train_next()
 
     def validate_next(self) -> bool:
@@ -105,7 +103,7 @@ class Worker:
             with self._heartbeat(job_id):
                 yield
         finally:
-            self.store.release_job(job_id, self.worker_id)
+            self.store.disown_job(job_id, self.worker_id)
 
     @contextlib.contextmanager
     def _heartbeat(self, job_id: str) -> Iterator[None]:
@@ -125,27 +123,37 @@ class Worker:
             done.set()
             thread.join()
 
-    def _sweep_expired_files(self) -> None:
-        if time.monotonic() - self._last_sweep >= EXPIRY_SWEEP_SECONDS:
+    def _sweep(self) -> None:
+        if self._last_sweep is None or time.monotonic() - self._last_sweep >= SWEEP_SECONDS:
             self._last_sweep = time.monotonic()
-            self.service.delete_expired_files()
+            self.janitor.sweep()
 
     # Reaper ---------------------------------------------------------------------------------
 
     def reap_stale_jobs(self) -> int:
-        """Hand jobs whose worker stopped beating back to the queue; return how many."""
+        """Hand jobs of dead workers back to the queue; return how many."""
         cutoff = time.time() - self.settings.heartbeat_timeout
         reaped = 0
-        for job, owner in self.store.stale_jobs(cutoff):
-            if job.status is JobStatus.RUNNING:
-                with contextlib.suppress(Conflict):
-                    self.store.transition(job.id, JobStatus.QUEUED, worker_id=owner, events=[
-                        job_event(job.id, "The worker running this job stopped responding; "
-                                  "the job is back in the queue and resumes from its last "
-                                  "saved state.", EventLevel.WARN)])
-            if self.store.disown_job(job.id, owner):
-                reaped += 1
+        for owned in self.store.owned_jobs():
+            if owned.worker_id == self.worker_id:
+                continue
+            if known_dead(owned.worker_id):
+                why = "The worker running this job died"
+            elif owned.heartbeat_at is None or owned.heartbeat_at < cutoff:
+                why = "The worker running this job stopped responding"
+            else:
+                continue
+            reaped += self._reap(owned, why)
         return reaped
+
+    def _reap(self, owned: OwnedJob, why: str) -> int:
+        job, owner = owned.job, owned.worker_id
+        if job.status is JobStatus.RUNNING:
+            with contextlib.suppress(Conflict):
+                self.store.transition(job.id, JobStatus.QUEUED, worker_id=owner, events=[
+                    job_event(job.id, f"{why}; the job is back in the queue and resumes from "
+                              "its last saved state.", EventLevel.WARN)])
+        return int(self.store.disown_job(job.id, owner))
 
     # Stage 1: validating_files --------------------------------------------------------------
 
@@ -181,7 +189,7 @@ class Worker:
             f"The job failed due to an invalid {kind}. {exc.message}")
         error = JobError(code=code, message=message, param=param)
         return self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
-                          changes={"error": error, "finished_at": now()})
+                          changes={"error": error})
 
     def _move(self, job: FineTuningJob, target: JobStatus, message: str,
               level: EventLevel = EventLevel.INFO,

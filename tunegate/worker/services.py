@@ -1,6 +1,6 @@
-"""What a worker needs from its host: settings, the store and the file storage, plus sweeping
-expired files. The CLI hands it the API's service object, which has all of these; the worker
-names only this protocol, so it never imports the API."""
+"""What a worker needs from its host: settings, the store and the file storage. The CLI hands it
+the API's service object, which has all of these; the worker names only this protocol, so it
+never imports the API."""
 
 from __future__ import annotations
 
@@ -15,7 +15,3 @@ class Services(Protocol):
     settings: Settings
     store: Store
     storage: FileStorage
-
-    def delete_expired_files(self) -> int:
-        """Delete files past their expiry; return how many."""
-        ...

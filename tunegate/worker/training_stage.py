@@ -1,13 +1,24 @@
 """Stage 2 of a job: train it in a child process, record its progress, decide how it ended.
 
 ``TrainingStage.run`` owns a claimed ``queued`` job from ``running`` to its final status; the
-final status is decided in one place, ``_finish``.
+final status is decided in one place, ``_finish``. Every part of it survives a kill -9 of the
+worker at any moment, without redoing or recording anything twice:
+
+- a step's metrics are recorded once: a resumed run skips steps up to the job's last recorded
+  one (the figures would be the same: resuming is exact);
+- checkpoints are recorded once per step (the store refuses a second one);
+- a finished run is recorded in ``result.json`` before its resumable state goes, so a worker
+  that dies while exporting or publishing never trains it again: the next one goes straight to
+  the export (which skips files already written) and the one-transaction publish;
+- a trainer child that dies (an OOM kill, a crash) is restarted from the last saved state, up
+  to ``TRAINER_RESTARTS`` times, with a ``warn`` event saying how it died;
+- the job's folder is settled by its final status (tunegate.domain.work_dirs) once the child
+  has stopped.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from tunegate import ids
-from tunegate.domain import catalog
+from tunegate.domain import catalog, work_dirs
 from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
 from tunegate.domain.jobs import (
     Checkpoint,
     EventLevel,
     FineTuningJob,
     JobError,
+    JobEvent,
     JobStatus,
     checkpoint_model_name,
     fine_tuned_model_name,
@@ -30,7 +42,15 @@ from tunegate.domain.jobs import (
 )
 from tunegate.errors import Conflict
 from tunegate.store.base import FineTunedModel
-from tunegate.training.spec import BaseModelRef, TrainingSpec
+from tunegate.training.messages import (
+    CheckpointSaved,
+    HyperparametersResolved,
+    Note,
+    StepMetrics,
+    TrainerMessage,
+)
+from tunegate.training.spec import BaseModelRef, RunStatus, TrainingResult, TrainingSpec
+from tunegate.worker.faults import freeze_point
 from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import Outcome, TrainerProcess
@@ -41,6 +61,9 @@ MAX_DETAIL = 300
 
 POLL_SECONDS = 0.5
 KEEP_CHECKPOINTS = 3
+RESULTS_FILE_ID = "results-file-id"
+# A child that dies is started again from the saved state this many times before the job fails.
+TRAINER_RESTARTS = 2
 
 
 @dataclass(frozen=True)
@@ -115,13 +138,11 @@ class TrainingStage:
         except LookupError as exc:
             self._fail(job, "model_not_available", str(exc))
             return
-        resuming = (self.work_dir(job.id) / "run").exists()
-        started = self._move(job, JobStatus.RUNNING, "Fine-tuning job resumed from saved state"
-                             if resuming else "Fine-tuning job started")
+        started = self._move(job, JobStatus.RUNNING, self._start_message(job.id))
         if started is None:
             return
         try:
-            self._train(started, model, resuming)
+            self._finish(started, self._train(started, model), model)
         except Exception as exc:
             # Whatever broke after `running` (a trainer that cannot be spawned, an export
             # error), the job must end: the worker gives it up next, and no reaper looks at a
@@ -129,25 +150,60 @@ class TrainingStage:
             log.exception("training job %s failed inside the worker", job.id)
             detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL]
             self._fail(started, "internal_error", f"The worker failed while training: {detail}")
+        finally:
+            self._settle_work_dir(job.id)
 
-    def _train(self, job: FineTuningJob, model: ResolvedModel, resuming: bool) -> None:
+    def _start_message(self, job_id: str) -> str:
+        work_dir = self.work_dir(job_id)
+        if TrainingResult.saved(work_dir) is not None:
+            return "Fine-tuning job resumed: training had finished; exporting and publishing"
+        if (work_dir / "run").exists():
+            return "Fine-tuning job resumed from saved state"
+        return "Fine-tuning job started"
+
+    def _settle_work_dir(self, job_id: str) -> None:
+        """Apply the final status's folder rule now that no child writes there."""
+        status = self._current_status(job_id)
+        if status is not None and status.is_terminal:
+            work_dirs.settle(self.work_dir(job_id), status)
+
+    def _train(self, job: FineTuningJob, model: ResolvedModel) -> Outcome:
+        """Run the trainer (again after a crash) until it ends; a run that finished before the
+        worker died is not trained again."""
+        saved = TrainingResult.saved(self.work_dir(job.id))
+        if saved is not None:
+            return Outcome(status=RunStatus.SUCCEEDED, result=saved)
+        for restart in range(TRAINER_RESTARTS + 1):
+            outcome = self._run_child(job, model)
+            if outcome.crash is None or self._current_status(job.id) is not JobStatus.RUNNING:
+                return outcome
+            if restart < TRAINER_RESTARTS:
+                self._note(job, f"{outcome.crash.describe()}. Restarting it from the last saved "
+                           f"state (restart {restart + 1} of {TRAINER_RESTARTS}).",
+                           EventLevel.WARN)
+        assert outcome.crash is not None
+        return Outcome(status=RunStatus.FAILED, code="training_crashed", crash=outcome.crash,
+                       message=f"The training process died {TRAINER_RESTARTS + 1} times; the last "
+                               f"time: {outcome.message}")
+
+    def _run_child(self, job: FineTuningJob, model: ResolvedModel) -> Outcome:
         spec = self.build_spec(job, model)
-        # After a crash the run resumes from its last saved state and redoes the steps since;
-        # they were recorded already (with the same figures: resuming is exact), so skip them.
-        self.recorded_through = self._last_recorded_step(job.id) if resuming else 0
+        # Steps up to the last recorded one come again after a crash; they are not recorded twice.
+        self.recorded_through = self.store.last_metrics_step(job.id)
         process = TrainerProcess(spec.to_json(), self.work_dir(job.id))
         process.start(self.standby)
         try:
-            self._supervise(job, model, process)
+            return self._supervise(job, model, process)
         finally:
             if process.running:  # the worker failed mid-run: no child trains on unowned
                 process.kill()
 
     def _supervise(self, job: FineTuningJob, model: ResolvedModel,
-                   process: TrainerProcess) -> None:
+                   process: TrainerProcess) -> Outcome:
         pause_sent = False
+        recording = True
         while process.running:
-            self._record(job, model, process.drain())
+            recording = recording and self._record(job, model, process.drain())
             status = self._current_status(job.id)
             if status is JobStatus.CANCELLED:
                 process.cancel(time.monotonic())
@@ -157,8 +213,9 @@ class TrainingStage:
             self.between_polls()
             time.sleep(POLL_SECONDS)
         outcome = process.outcome()
-        self._record(job, model, process.drain())
-        self._finish(job, outcome, model)
+        if recording:
+            self._record(job, model, process.drain())
+        return outcome
 
     def _current_status(self, job_id: str) -> JobStatus | None:
         current = self.store.get_job(job_id)
@@ -167,63 +224,72 @@ class TrainingStage:
     # Progress -------------------------------------------------------------------------------
 
     def _record(self, job: FineTuningJob, model: ResolvedModel,
-                events: list[dict[str, Any]]) -> None:
-        for event in events:
-            kind = event.get("kind")
-            if kind == "message":
-                self.store.add_events([job_event(job.id, event["message"],
-                                                 EventLevel(event.get("level", "info")))])
-            elif kind == "hyperparameters":
-                method = {"type": job.method_type,
-                          job.method_type: {"hyperparameters": {**job.hyperparameters,
-                                                                **event["resolved"]}}}
-                self.store.update_job(job.id, {"method": method})
-                self.store.add_events([job_event(
-                    job.id, "Hyperparameters resolved: " + ", ".join(
-                        f"{k}={v}" for k, v in event["resolved"].items()))])
-            elif kind == "metrics":
-                self._record_metrics(job, event)
-            elif kind == "checkpoint":
-                self._record_checkpoint(job, model, event)
+                messages: list[TrainerMessage]) -> bool:
+        """Record the child's messages while the job is running under this worker; ``False``
+        once it is not (cancelled, paused, re-queued): nothing more of this run is recorded."""
+        return all(self._record_one(job, model, message) for message in messages)
 
-    def _last_recorded_step(self, job_id: str) -> int:
-        """The step of the job's newest metrics event (events list newest first)."""
-        after = None
-        while True:
-            page = self.store.list_events(job_id, after=after, limit=100)
-            for event in page.items:
-                if event.type == "metrics" and event.data:
-                    return int(event.data.get("step", 0))
-            if not page.has_more or not page.items:
-                return 0
-            after = page.items[-1].id
+    def _record_one(self, job: FineTuningJob, model: ResolvedModel,
+                    message: TrainerMessage) -> bool:
+        if isinstance(message, Note):
+            return self._progress(job, [job_event(job.id, message.message,
+                                                  EventLevel(message.level))])
+        if isinstance(message, HyperparametersResolved):
+            return self._record_hyperparameters(job, message)
+        if isinstance(message, StepMetrics):
+            return self._record_metrics(job, message)
+        if isinstance(message, CheckpointSaved):
+            return self._record_checkpoint(job, model, message)
+        raise TypeError(f"unexpected trainer message {message!r}")
 
-    def _record_metrics(self, job: FineTuningJob, event: dict[str, Any]) -> None:
-        if int(event["step"]) <= self.recorded_through:
-            return
-        data = {key: value for key, value in event.items()
-                if key not in ("kind", "trained_tokens", "estimated_finish_seconds")}
-        message = f"Step {event['step']}/{event['total_steps']}: training loss={event['train_loss']:.4f}"
-        if event.get("train_reward_accuracy") is not None:
-            message += f", reward accuracy={event['train_reward_accuracy']:.2f}"
-        if event.get("valid_loss") is not None:
-            message += f", validation loss={event['valid_loss']:.4f}"
-        self.store.add_events([job_event(job.id, message, type="metrics", data=data)])
-        changes: dict[str, Any] = {"trained_tokens": event.get("trained_tokens")}
-        if event.get("estimated_finish_seconds") is not None:
-            changes["estimated_finish"] = now() + int(event["estimated_finish_seconds"])
-        self.store.update_job(job.id, changes)
+    def _progress(self, job: FineTuningJob, events: list[JobEvent],
+                  changes: dict[str, object] | None = None) -> bool:
+        return self.store.record_progress(job.id, self.worker_id, events, changes)
+
+    def _note(self, job: FineTuningJob, text: str, level: EventLevel = EventLevel.INFO) -> None:
+        self._progress(job, [job_event(job.id, text, level)])
+
+    def _record_hyperparameters(self, job: FineTuningJob,
+                                message: HyperparametersResolved) -> bool:
+        current = self.store.get_job(job.id)
+        resolved = {**job.hyperparameters, **message.resolved}
+        if current is not None and current.hyperparameters == resolved:
+            return True  # resolved by an earlier run of this job: said already
+        method = {"type": job.method_type, job.method_type: {"hyperparameters": resolved}}
+        return self._progress(job, [job_event(job.id, "Hyperparameters resolved: " + ", ".join(
+            f"{k}={v}" for k, v in message.resolved.items()))], {"method": method})
+
+    def _record_metrics(self, job: FineTuningJob, metrics: StepMetrics) -> bool:
+        if metrics.step <= self.recorded_through:
+            return True
+        message = (f"Step {metrics.step}/{metrics.total_steps}: "
+                   f"training loss={metrics.values['train_loss']:.4f}")
+        if metrics.values.get("train_reward_accuracy") is not None:
+            message += f", reward accuracy={metrics.values['train_reward_accuracy']:.2f}"
+        if metrics.values.get("valid_loss") is not None:
+            message += f", validation loss={metrics.values['valid_loss']:.4f}"
+        changes: dict[str, object] = {"trained_tokens": metrics.trained_tokens}
+        if metrics.estimated_finish_seconds is not None:
+            changes["estimated_finish"] = now() + int(metrics.estimated_finish_seconds)
+        recorded = self._progress(job, [job_event(job.id, message, type="metrics",
+                                                  data=metrics.event_data())], changes)
+        if recorded:
+            self.recorded_through = metrics.step
+        return recorded
 
     def _record_checkpoint(self, job: FineTuningJob, model: ResolvedModel,
-                           event: dict[str, Any]) -> None:
-        step = int(event["step"])
-        name = checkpoint_model_name(self._model_name(job, model), step)
+                           saved: CheckpointSaved) -> bool:
+        if self._current_status(job.id) is not JobStatus.RUNNING:
+            return False
+        name = checkpoint_model_name(self._model_name(job, model), saved.step)
         checkpoint = Checkpoint(id=ids.new_id(ids.CHECKPOINT), job_id=job.id, created_at=now(),
-                                fine_tuned_model_checkpoint=name, step_number=step,
-                                metrics={"step": step, **event.get("metrics", {})})
-        self.store.add_checkpoint(checkpoint, event["path"])
-        self.store.prune_checkpoints(job.id, KEEP_CHECKPOINTS)
-        self.store.add_events([job_event(job.id, f"Checkpoint created at step {step}")])
+                                fine_tuned_model_checkpoint=name, step_number=saved.step,
+                                metrics={"step": saved.step, **saved.metrics})
+        if self.store.add_checkpoint(checkpoint, saved.path):
+            self.store.prune_checkpoints(job.id, KEEP_CHECKPOINTS)
+            return self._progress(job, [job_event(job.id,
+                                                  f"Checkpoint created at step {saved.step}")])
+        return True
 
     @staticmethod
     def _model_name(job: FineTuningJob, model: ResolvedModel) -> str:
@@ -233,37 +299,36 @@ class TrainingStage:
 
     def _finish(self, job: FineTuningJob, outcome: Outcome, model: ResolvedModel) -> None:
         """The one place that decides how a run ended."""
-        if outcome.status == "succeeded" and outcome.result is not None:
+        if outcome.status is RunStatus.SUCCEEDED and outcome.result is not None:
             self._succeed(job, outcome.result, model)
-        elif outcome.status == "paused":
+        elif outcome.status is RunStatus.PAUSED:
             self._paused(job)
-        elif outcome.status == "cancelled":
-            shutil.rmtree(self.work_dir(job.id), ignore_errors=True)
-        else:
+        elif outcome.status is RunStatus.FAILED:
             self._fail(job, outcome.code or "training_error", outcome.message or "Training failed.")
+        # cancelled: the API moved the job already; run() settles the folder.
 
     def _paused(self, job: FineTuningJob) -> None:
-        """The run saved its state and stopped: why decides what happens to the state."""
-        status = self._current_status(job.id)
-        if status is JobStatus.RUNNING:
+        """The run saved its state and stopped: a pause the user asked for leaves the job
+        ``paused``; a worker that is shutting down puts it back in the queue."""
+        if self._current_status(job.id) is JobStatus.RUNNING:
             self._move(job, JobStatus.QUEUED, "The worker is shutting down; training state "
                        "saved and the job is back in the queue")
-        elif status is JobStatus.CANCELLED:  # cancelled while its pause was being saved
-            shutil.rmtree(self.work_dir(job.id), ignore_errors=True)
-        else:
+        elif self._current_status(job.id) is JobStatus.PAUSED:
             self.store.add_events([job_event(job.id, "Training state saved; resume continues "
                                              "from where it stopped")])
 
     def _fail(self, job: FineTuningJob, code: str, message: str) -> None:
         self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
-                   changes={"error": JobError(code=code, message=message, param=None),
-                            "finished_at": now(), "estimated_finish": None})
+                   changes={"error": JobError(code=code, message=message, param=None)})
 
-    def _succeed(self, job: FineTuningJob, result: dict[str, Any], model: ResolvedModel) -> None:
+    def _succeed(self, job: FineTuningJob, result: TrainingResult, model: ResolvedModel) -> None:
         name = self._model_name(job, model)
         work_dir = self.work_dir(job.id)
-        self._export(work_dir, model, name)
         checkpoints = self.store.checkpoint_paths(job.id)
+        if model.base.kind == "gguf":
+            self._note(job, "Exporting the adapter and its checkpoints to GGUF")
+        self._export(work_dir, model, name)
+        freeze_point("export", job.id)
         for checkpoint_name, folder in checkpoints.items():
             self._export(Path(folder), model, checkpoint_name)
         created = now()
@@ -274,27 +339,39 @@ class TrainingStage:
                                   base_model=model.base.id, created_at=created,
                                   kind="checkpoint", path=folder)
                    for ckpt_name, folder in checkpoints.items()]
-        results = self._results_file(job, result.get("results_csv"))
+        results = self._results_file(job, result.results_csv)
+        freeze_point("finalize", job.id)
         self._move(job, JobStatus.SUCCEEDED, "The job has successfully completed",
                    extra_events=[f"New fine-tuned model created: {name}"],
-                   changes={"fine_tuned_model": name, "finished_at": now(),
-                            "trained_tokens": result.get("trained_tokens"),
-                            "estimated_finish": None,
+                   changes={"fine_tuned_model": name, "trained_tokens": result.trained_tokens,
                             "result_files": [results.id] if results else []},
                    new_files=[results] if results else [], new_models=models)
 
     def _export(self, folder: Path, model: ResolvedModel, name: str) -> None:
-        """Write ``adapter.gguf`` beside the PEFT ``adapter/`` folder (GGUF bases only)."""
-        if model.base.kind != "gguf":
+        """Write ``adapter.gguf`` beside the PEFT ``adapter/`` folder (GGUF bases only); one
+        written before the worker died is complete (it is renamed into place) and is kept."""
+        target = folder / "adapter.gguf"
+        if model.base.kind != "gguf" or target.is_file():
             return
         from tunegate.adapters.export import export_lora_gguf
 
-        export_lora_gguf(folder / "adapter", model.base.path, folder / "adapter.gguf", name=name)
+        export_lora_gguf(folder / "adapter", model.base.path, target, name=name)
+    def _results_file_id(self, job_id: str) -> str:
+        """The results file's id, chosen once per job and kept in its folder: a publish redone
+        after a crash overwrites the same bytes instead of leaving a file without a row."""
+        path = self.work_dir(job_id) / RESULTS_FILE_ID
+        if path.is_file():
+            return path.read_text(encoding="ascii").strip()
+        file_id = ids.new_id(ids.FILE)
+        temporary = path.with_name(f".{RESULTS_FILE_ID}.tmp")
+        temporary.write_text(file_id, encoding="ascii")
+        temporary.replace(path)
+        return file_id
 
     def _results_file(self, job: FineTuningJob, csv_path: str | None) -> StoredFile | None:
         if not csv_path or not Path(csv_path).is_file():
             return None
-        file_id = ids.new_id(ids.FILE)
+        file_id = self._results_file_id(job.id)
         with open(csv_path, "rb") as source:
             size = self.service.storage.write(file_id, source)
         return StoredFile(id=file_id, project_id=job.project_id, bytes=size, created_at=now(),

@@ -1,0 +1,205 @@
+"""What makes a crash cheap: local liveness, the janitor's sweep, typed messages, crash reports."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chat_lines
+from tunegate.api.app import build_service
+from tunegate.api.service import Service, Upload
+from tunegate.domain.jobs import JobStatus
+from tunegate.settings import Settings
+from tunegate.training.messages import (
+    CheckpointSaved,
+    Failed,
+    HyperparametersResolved,
+    Note,
+    StepMetrics,
+    from_line,
+    to_line,
+)
+from tunegate.training.spec import RunStatus, TrainingResult
+from tunegate.worker import identity, janitor
+from tunegate.worker.janitor import Janitor
+from tunegate.worker.loop import Worker
+from tunegate.worker.trainer_process import Crash
+
+MODEL = "SmolLM2-135M-Instruct"
+
+
+@pytest.fixture
+def service(settings: Settings) -> Service:
+    return build_service(replace(settings, heartbeat_timeout=3600))
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _local_id(pid: int) -> str:
+    return f"here:{identity.machine_key()}:{pid}:abcdef"
+
+
+# Liveness ---------------------------------------------------------------------------------
+
+
+def test_a_local_worker_whose_process_is_gone_is_known_dead() -> None:
+    assert identity.known_dead(_local_id(_dead_pid()))
+    assert not identity.known_dead(_local_id(os.getpid()))
+    assert identity.WorkerId.parse(identity.new_worker_id()).pid == os.getpid()
+
+
+def test_workers_elsewhere_or_in_the_old_format_are_left_to_the_heartbeat() -> None:
+    assert not identity.known_dead(f"there:0123456789:{_dead_pid()}:abcdef")
+    assert not identity.known_dead(f"myhost-{_dead_pid()}-abcdef")
+
+
+def test_a_zombie_worker_is_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    time.sleep(1)  # exited, not collected: a zombie until wait()
+    try:
+        assert identity.known_dead(_local_id(child.pid))
+    finally:
+        child.wait()
+
+
+def _running_job_of(service: Service, worker_id: str) -> str:
+    file_id = service.upload_file("default", Upload("t.jsonl", io.BytesIO(chat_lines(12)),
+                                                    "fine-tune")).id
+    job_id = service.create_job("default", {"model": MODEL, "training_file": file_id}).id
+    Worker(service).run_once()  # validates: queued
+    store = service.store
+    store.claim_job([JobStatus.QUEUED], worker_id, time.time())  # a fresh heartbeat
+    store.transition(job_id, JobStatus.RUNNING, events=[], worker_id=worker_id)
+    return job_id
+
+
+def test_the_reaper_takes_a_dead_local_workers_job_at_once(service: Service) -> None:
+    job_id = _running_job_of(service, _local_id(_dead_pid()))
+    assert Worker(service).reap_stale_jobs() == 1
+    job = service.get_job("default", job_id)
+    assert job.status is JobStatus.QUEUED
+    events = service.list_events("default", job_id, after=None, limit=1).items
+    assert "The worker running this job died" in events[0].message
+
+
+def test_the_reaper_leaves_a_live_workers_job_alone(service: Service) -> None:
+    job_id = _running_job_of(service, _local_id(os.getpid()))
+    assert Worker(service).reap_stale_jobs() == 0
+    assert service.get_job("default", job_id).status is JobStatus.RUNNING
+
+
+# The janitor --------------------------------------------------------------------------------
+
+
+def _age(path: Path, seconds: float = 3600) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_the_janitor_removes_dead_uploads_and_row_less_files(service: Service) -> None:
+    storage = service.storage
+    kept = service.upload_file("default", Upload("t.jsonl", io.BytesIO(chat_lines(12)),
+                                                 "fine-tune"))
+    _age(storage.path(kept.id))
+    abandoned = storage.root / ".partial-file-dead"
+    abandoned.write_bytes(b"half an upload")
+    _age(abandoned)
+    live = storage.root / ".partial-file-live"
+    orphan = storage.path("file-norow")
+    orphan.write_bytes(b"bytes whose row never came")
+    _age(orphan)
+    young = storage.path("file-young")
+    young.write_bytes(b"its row is about to be committed")
+    with live.open("wb") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # an upload in progress
+        _age(live)
+        swept = Janitor(service).sweep()
+        assert live.exists()
+    assert (swept.abandoned_partials, swept.orphan_files) == (1, 1)
+    assert not abandoned.exists() and not orphan.exists()
+    assert young.exists() and storage.path(kept.id).exists()
+
+
+def test_the_janitor_settles_folders_of_finished_jobs_no_worker_holds(service: Service) -> None:
+    file_id = service.upload_file("default", Upload("t.jsonl", io.BytesIO(chat_lines(12)),
+                                                    "fine-tune")).id
+    failed = service.create_job("default", {"model": MODEL, "training_file": file_id}).id
+    service.store.transition(failed, JobStatus.FAILED, events=[])
+    held = _running_job_of(service, _local_id(os.getpid()))
+    for job_id in (failed, held, "ftjob-neverexisted"):
+        (service.settings.job_dir(job_id) / "run").mkdir(parents=True)
+    Janitor(service).sweep()
+    assert not service.settings.job_dir(failed).exists()
+    assert not service.settings.job_dir("ftjob-neverexisted").exists()
+    assert (service.settings.job_dir(held) / "run").is_dir()
+
+
+def test_a_worker_sweeps_when_it_starts(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(janitor.Janitor, "sweep", lambda self: calls.append(1))
+    worker = Worker(service)
+    worker.run_once()
+    worker.run_once()
+    assert calls == [1]  # at start, then every SWEEP_SECONDS
+
+
+def test_listing_files_hides_expired_ones_and_deletes_nothing(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = service.upload_file("default", Upload("a.jsonl", io.BytesIO(b'{"a": 1}\n'),
+                                                   "batch", expires_after_seconds=10))
+    later = time.time() + 11
+    monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
+    page = service.list_files("default", purpose=None, after=None, limit=10, order="desc")
+    assert stored.id not in [f.id for f in page.items]
+    assert service.storage.path(stored.id).exists()
+    assert service.store.get_file("default", stored.id) is not None
+
+
+# Messages and crash reports -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", [
+    Note("hello", "warn"),
+    HyperparametersResolved({"n_epochs": 3, "batch_size": 1}),
+    StepMetrics(step=2, total_steps=9, trained_tokens=120,
+                values={"train_loss": 1.5, "valid_loss": None}, estimated_finish_seconds=3.5),
+    CheckpointSaved(step=3, path="/w/checkpoints/step-3", metrics={"step": 3, "train_loss": 1}),
+    TrainingResult(RunStatus.PAUSED, None, 10, None, {"n_epochs": 1}),
+    Failed("out_of_memory", "Training ran out of memory."),
+])
+def test_trainer_messages_round_trip(message: object) -> None:
+    line = to_line(message)  # type: ignore[arg-type]
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert from_line(line) == message
+
+
+def test_an_unknown_message_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown trainer message kind"):
+        from_line('{"kind": "telemetry", "x": 1}')
+    with pytest.raises(ValueError, match="unexpected fields"):
+        from_line('{"kind": "message", "message": "m", "level": "info", "extra": 1}')
+
+
+def test_metrics_event_data_is_openais_shape() -> None:
+    metrics = StepMetrics(step=4, total_steps=9, trained_tokens=1,
+                          values={"train_loss": 0.5, "train_mean_token_accuracy": 0.75})
+    assert list(metrics.event_data()) == ["step", "train_loss", "train_mean_token_accuracy",
+                                          "total_steps"]
+
+
+def test_a_crash_report_names_the_signal_and_the_memory() -> None:
+    text = Crash(returncode=-9, peak_rss_bytes=512 * 2**20, oom_killed=True).describe()
+    assert "signal 9 (SIGKILL)" in text and "512 MiB" in text and "out-of-memory killer" in text
+    assert "exited with status 3" in Crash(3, None, None).describe()

@@ -1,0 +1,31 @@
+"""A job's work folder (``jobs/<id>/``): what is left of it when the job enters a status.
+
+The trainer writes there (``run/`` resumable state, ``checkpoints/``, ``adapter/``, ``results.csv``,
+``result.json``) and the worker adds the GGUF exports; a succeeded job's folder is its model's
+home. ``ON_ENTRY`` in :mod:`tunegate.domain.jobs` says, per status, what to do with it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tunegate.domain.jobs import ON_ENTRY, JobStatus, WorkDir
+
+# What a succeeded job does not need any more: resumable state, the trainer's input and the
+# worker's note of the results file's id (tunegate.worker.training_stage).
+_TRIMMED = ("run", "spec.json", "results-file-id")
+
+
+def settle(folder: Path, status: JobStatus) -> None:
+    """Apply ``status``'s work-folder rule to ``folder`` (call it once no process writes there)."""
+    rule = ON_ENTRY[status].work_dir
+    if rule is WorkDir.REMOVE:
+        shutil.rmtree(folder, ignore_errors=True)
+    elif rule is WorkDir.TRIM and folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name in _TRIMMED or entry.name.startswith("."):  # leftovers of temporaries
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)

@@ -1,0 +1,89 @@
+"""The worker's sweep of the data folder: nothing stays on disk that no row owns.
+
+Runs when a worker starts and then every ``SWEEP_SECONDS``. What it removes, and why it is safe:
+
+- files past their ``expires_at`` (row and bytes; reads only hide them, they never delete);
+- upload parts whose writer died (``FileStorage`` writers hold a lock on them);
+- complete files without a row, older than ``ORPHAN_GRACE_SECONDS`` (an upload renames its bytes
+  into place and commits the row right after; one killed in between leaves the bytes alone);
+- job folders whose job has finished and that no worker holds, settled by the status's rule
+  (``ON_ENTRY``: failed and cancelled ones go, a succeeded one keeps its model files), and
+  folders of jobs that do not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+
+from tunegate.domain import work_dirs
+from tunegate.domain.jobs import now
+from tunegate.worker.services import Services
+
+log = logging.getLogger("tunegate.janitor")
+
+SWEEP_SECONDS = 60.0
+ORPHAN_GRACE_SECONDS = 60.0
+
+
+@dataclass
+class Swept:
+    expired_files: int = 0
+    abandoned_partials: int = 0
+    orphan_files: int = 0
+    job_folders: int = 0
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
+
+
+class Janitor:
+    def __init__(self, services: Services):
+        self.store = services.store
+        self.storage = services.storage
+        self.settings = services.settings
+
+    def sweep(self) -> Swept:
+        swept = Swept(expired_files=self.delete_expired_files(),
+                      abandoned_partials=self.storage.remove_abandoned_partials(
+                          ORPHAN_GRACE_SECONDS),
+                      orphan_files=self._delete_orphan_files(),
+                      job_folders=self._settle_job_folders())
+        if swept:
+            log.info("swept the data folder: %s", swept)
+        return swept
+
+    def delete_expired_files(self) -> int:
+        expired = self.store.expired_files(now())
+        for stored in expired:
+            self.store.delete_file(stored.project_id, stored.id)
+            self.storage.delete(stored.id)
+        return len(expired)
+
+    def _delete_orphan_files(self) -> int:
+        on_disk = self.storage.stored_ids(older_than=ORPHAN_GRACE_SECONDS)
+        orphans = set(on_disk) - self.store.known_file_ids(on_disk)
+        for file_id in orphans:
+            self.storage.delete(file_id)
+        return len(orphans)
+
+    def _settle_job_folders(self) -> int:
+        root = self.settings.data_dir / "jobs"
+        if not root.is_dir():
+            return 0
+        held = {owned.job.id for owned in self.store.owned_jobs()}
+        settled = 0
+        for entry in os.scandir(root):
+            if not entry.is_dir() or entry.name in held:
+                continue
+            job = self.store.get_job(entry.name)
+            if job is None:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                settled += 1
+            elif job.status.is_terminal:
+                before = set(os.listdir(entry.path))
+                work_dirs.settle(self.settings.job_dir(job.id), job.status)
+                settled += not os.path.isdir(entry.path) or set(os.listdir(entry.path)) != before
+        return settled
