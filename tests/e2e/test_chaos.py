@@ -149,3 +149,33 @@ def test_kills_at_every_stage_lose_and_repeat_nothing(chaos: Chaos) -> None:
     assert os.listdir(chaos.server.data_dir / "jobs") == [job.id]
     assert not {"run", "spec.json"} & set(os.listdir(job_folder)), os.listdir(job_folder)
     assert not [name for name in os.listdir(job_folder) if name.startswith(".")]
+
+
+def test_sigterm_to_serve_stops_its_worker_first_and_requeues_the_run(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tunegate.settings import Settings
+    from tunegate.store import open_store
+
+    cache = tmp_path_factory.getbasetemp() / "model-cache"
+    server = start_server(tmp_path_factory.mktemp("sigterm"),
+                          env={"TUNEGATE_MODEL_CACHE": str(cache)})
+    try:
+        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        job = client.fine_tuning.jobs.create(
+            model=BASE, training_file=upload(client, fact_lines(12)),
+            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}})
+        wait_for_event(client, job.id, lambda e: e.type == "metrics")
+        worker, trainer = worker_pid(server), trainer_pid(server)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=60)
+        for pid in (worker, trainer):  # gone before serve was
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        stop_server(server)
+    store = open_store(Settings(data_dir=server.data_dir).sqlalchemy_url)
+    stored = store.get_job(job.id)
+    assert stored is not None and stored.status.value == "queued"
+    messages = [e.message for e in store.list_events(job.id, after=None, limit=100).items]
+    assert any("shutting down; training state saved" in text for text in messages), messages
+    assert "Fine-tuning job cancelled" not in messages

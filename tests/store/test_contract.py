@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -171,6 +172,22 @@ class TestOwnership:
         store.disown_job(job.id, "w1")
         again = store.claim_job([JobStatus.VALIDATING_FILES], "w2", time.time())
         assert again is not None and again.id == job.id
+
+    def test_unfinished_jobs_using_a_file_or_model(self, store: SqlStore) -> None:
+        def add(**fields: object) -> FineTuningJob:
+            job = replace(make_job(), **fields)
+            store.create_job(job, make_event(job.id, "Created"))
+            return job
+
+        training = add(training_file="file-a")
+        validating = add(validation_file="file-a", model="ft:m")
+        add(training_file="file-a", status=JobStatus.CANCELLED)
+        assert store.unfinished_jobs_using(PROJECT, file_id="file-a") == [
+            training.id, validating.id]
+        assert store.unfinished_jobs_using(None, file_id="file-a") == [training.id, validating.id]
+        assert store.unfinished_jobs_using("other", file_id="file-a") == []
+        assert store.unfinished_jobs_using(PROJECT, file_id="file-none") == []
+        assert store.unfinished_jobs_using(PROJECT, model="ft:m") == [validating.id]
 
     def test_owned_jobs_show_owner_and_heartbeat(self, store: SqlStore) -> None:
         job = add_job(store)

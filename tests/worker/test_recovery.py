@@ -203,3 +203,33 @@ def test_a_crash_report_names_the_signal_and_the_memory() -> None:
     text = Crash(returncode=-9, peak_rss_bytes=512 * 2**20, oom_killed=True).describe()
     assert "signal 9 (SIGKILL)" in text and "512 MiB" in text and "out-of-memory killer" in text
     assert "exited with status 3" in Crash(3, None, None).describe()
+
+
+def test_a_job_cancelled_while_it_publishes_leaves_nothing(service: Service,
+                                                           tmp_path: Path) -> None:
+    """The cancel lands between the end of training and the final commit: the job stays
+    cancelled, its folder goes, and the results file written for the publish goes too."""
+    from tunegate.domain.catalog import BaseModel
+    from tunegate.worker.trainer_process import Outcome
+    from tunegate.worker.training_stage import ResolvedModel, TrainingStage
+
+    job_id = _running_job_of(service, "w1")
+    folder = service.settings.job_dir(job_id)
+    (folder / "adapter").mkdir(parents=True)
+    csv = folder / "results.csv"
+    csv.write_text("step,train_loss\n1,0.5\n")
+    service.cancel_job("default", job_id)
+    files_before = set(os.listdir(service.storage.root))
+    stage = TrainingStage(service, "w1")
+    model = ResolvedModel(BaseModel("tiny", "hf", tmp_path, 0, "test"), None)
+    result = TrainingResult(RunStatus.SUCCEEDED, str(folder / "adapter"), 10, str(csv), {})
+    stage._finish(service.get_job("default", job_id), Outcome(RunStatus.SUCCEEDED, result),
+                  model)
+    stage._settle_work_dir(job_id)  # what run() does last
+    job = service.get_job("default", job_id)
+    assert job.status is JobStatus.CANCELLED and job.fine_tuned_model is None
+    assert not folder.exists()
+    assert set(os.listdir(service.storage.root)) == files_before
+    messages = [e.message for e in service.list_events("default", job_id, after=None,
+                                                        limit=20).items]
+    assert "The job has successfully completed" not in messages

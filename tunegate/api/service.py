@@ -10,7 +10,7 @@ new objects always go into a real project.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -103,8 +103,7 @@ class Service:
     def delete_file(self, project_id: str | None, file_id: str) -> str:
         stored = self.get_file(project_id, file_id)
         # The file's own project (an admin's project_id is None: every project).
-        users = self._active_jobs(stored.project_id, lambda job: file_id in (job.training_file,
-                                                                             job.validation_file))
+        users = self.store.unfinished_jobs_using(stored.project_id, file_id=file_id)
         if users:
             raise Conflict(
                 f"File {file_id} is used by fine-tuning job {users[0]}, which has not finished; "
@@ -114,18 +113,6 @@ class Service:
         self.store.delete_file(project_id, file_id)
         self.storage.delete(file_id)
         return file_id
-
-    def _active_jobs(self, project_id: str | None,
-                     uses: Callable[[FineTuningJob], bool]) -> list[str]:
-        """Ids of the project's unfinished jobs for which ``uses(job)`` holds."""
-        active = []
-        after = None
-        while True:
-            page = self.store.list_jobs(project_id, after=after, limit=500, metadata=None)
-            active += [job.id for job in page.items if not job.status.is_terminal and uses(job)]
-            if not page.has_more:
-                return active
-            after = page.items[-1].id
 
     # Jobs -----------------------------------------------------------------------------------
 
@@ -258,7 +245,7 @@ class Service:
                 param="model", code="base_model_not_deletable",
             )
         tuned = self._tuned_model(project_id, model_id)
-        users = self._active_jobs(project_id, lambda job: job.model == model_id)
+        users = self.store.unfinished_jobs_using(project_id, model=model_id)
         if users:
             raise Conflict(
                 f"Model {model_id} is the starting point of fine-tuning job {users[0]}, which "

@@ -32,6 +32,7 @@ from sqlalchemy.sql import Select
 from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import (
     ACTIVE,
+    TERMINAL,
     Checkpoint,
     EventLevel,
     FineTuningJob,
@@ -277,6 +278,21 @@ class SqlStore:
         with self.engine.begin() as connection:
             row = connection.execute(query).first()
         return _job(row) if row else None
+
+    def unfinished_jobs_using(self, project_id: str | None, *, file_id: str | None = None,
+                              model: str | None = None) -> list[str]:
+        table = schema.jobs
+        uses = []
+        if file_id is not None:
+            uses += [table.c.training_file == file_id, table.c.validation_file == file_id]
+        if model is not None:
+            uses.append(table.c.model == model)
+        query = (select(table.c.id)
+                 .where(_in_project(table, project_id), or_(*uses),
+                        table.c.status.not_in(sorted(status.value for status in TERMINAL)))
+                 .order_by(table.c.id))
+        with self.engine.begin() as connection:
+            return list(connection.execute(query).scalars())
 
     def list_jobs(self, project_id: str | None, *, after: str | None, limit: int,
                   metadata: Mapping[str, str] | None) -> Page[FineTuningJob]:

@@ -41,6 +41,9 @@ def main(argv: list[str]) -> int:
     # First thing: a pause or cancel that arrives early must not kill the run by default action.
     signal.signal(signal.SIGUSR1, lambda *_: _request("pause"))
     signal.signal(signal.SIGTERM, lambda *_: _request("cancel"))
+    # Ctrl-C in a terminal reaches the whole process group; the worker decides what the run
+    # does then (it pauses it), so the child must not die of a KeyboardInterrupt mid-step.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if argv[0] == STANDBY_FLAG:
         event_fd = int(argv[1])
         assignment = _wait_for_assignment()

@@ -3,7 +3,8 @@
 Runs when a worker starts and then every ``SWEEP_SECONDS``. What it removes, and why it is safe:
 
 - files past their ``expires_at`` (row and bytes; reads only hide them, they never delete);
-- upload parts whose writer died (``FileStorage`` writers hold a lock on them);
+- upload parts whose writer died (``FileStorage`` writers hold a lock on them), after
+  ``PARTIAL_GRACE_SECONDS``;
 - complete files without a row, older than ``ORPHAN_GRACE_SECONDS`` (an upload renames its bytes
   into place and commits the row right after; one killed in between leaves the bytes alone);
 - job folders whose job has finished and that no worker holds, settled by the status's rule
@@ -25,6 +26,9 @@ from tunegate.worker.services import Services
 log = logging.getLogger("tunegate.janitor")
 
 SWEEP_SECONDS = 60.0
+# An upload locks its part the instant it creates it; the grace only covers that instant.
+PARTIAL_GRACE_SECONDS = 10.0
+# Bytes are renamed into place just before their row commits, which may wait on a busy store.
 ORPHAN_GRACE_SECONDS = 60.0
 
 
@@ -48,7 +52,7 @@ class Janitor:
     def sweep(self) -> Swept:
         swept = Swept(expired_files=self.delete_expired_files(),
                       abandoned_partials=self.storage.remove_abandoned_partials(
-                          ORPHAN_GRACE_SECONDS),
+                          PARTIAL_GRACE_SECONDS),
                       orphan_files=self._delete_orphan_files(),
                       job_folders=self._settle_job_folders())
         if swept:

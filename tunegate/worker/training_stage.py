@@ -177,6 +177,8 @@ class TrainingStage:
             outcome = self._run_child(job, model)
             if outcome.crash is None or self._current_status(job.id) is not JobStatus.RUNNING:
                 return outcome
+            if self.shutting_down():  # died as the worker stops: the queue gets the job back
+                return Outcome(status=RunStatus.PAUSED)
             if restart < TRAINER_RESTARTS:
                 self._note(job, f"{outcome.crash.describe()}. Restarting it from the last saved "
                            f"state (restart {restart + 1} of {TRAINER_RESTARTS}).",

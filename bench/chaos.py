@@ -1,0 +1,225 @@
+"""Random kill -9s during real training: are jobs lost, steps recorded twice, files left behind?
+
+    .venv/bin/python bench/chaos.py [--kills 12] [--seed 1] [--jobs 2]
+
+Runs a real `tunegate serve` (embedded worker, the embedded model) and trains ``--jobs`` small
+jobs one after the other. While they train it kills, at random moments 2-12 s apart, a random
+victim: the worker, the trainer child, or the whole process group (then starts `serve` again
+on the same data folder). Recovery time is from the kill until the job records progress again
+(a new metrics step, or a final status). At the end it prints, per kind of kill, how many and
+the recovery times, and over all jobs: jobs not succeeded (lost), metrics steps recorded twice
+or missing, duplicate checkpoints, and files in the data folder that no row owns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = "SmolLM2-135M-Instruct"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+VICTIMS = ("worker", "trainer", "group")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(parent: int, pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent), "-f", pattern], capture_output=True,
+                         text=True, check=False).stdout.split()
+    return [int(pid) for pid in out]
+
+
+@dataclass
+class Server:
+    data: Path
+    cache: Path
+    port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        env = {**os.environ, "TUNEGATE_MODEL_CACHE": str(self.cache),
+               "TUNEGATE_HEARTBEAT_TIMEOUT": "600"}  # every takeover here must be the fast one
+        log = (self.data.parent / "serve.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tunegate", "serve", "--port", str(self.port), "--data",
+             str(self.data)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            start_new_session=True)
+        for _ in range(600):
+            try:
+                httpx.get(f"{self.api}/models", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SystemExit("serve did not start; see serve.log")
+
+    def kill(self, victim: str) -> bool:
+        """Kill the victim now; ``False`` when it is not there (e.g. no trainer between runs)."""
+        assert self.process is not None
+        if victim == "group":
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.start()
+            return True
+        workers = _children(self.process.pid, "tunegate worker")
+        if not workers:
+            return False
+        pids = workers if victim == "worker" else _children(workers[0], "tunegate.training.child")
+        if not pids:
+            return False
+        os.kill(pids[0], signal.SIGKILL)
+        return True
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+
+def _training_file() -> bytes:
+    rows = [{"messages": [{"role": "user", "content": f"What is the code word of planet Zorb-{i}?"},
+                          {"role": "assistant", "content": f"The code word of Zorb-{i} is blue{i}."}]}
+            for i in range(24)]
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+class Api:
+    def __init__(self, server: Server):
+        self.server = server
+
+    def _get(self, path: str) -> dict:
+        for _ in range(300):  # the server may be restarting
+            try:
+                response = httpx.get(self.server.api + path, timeout=10)
+                response.raise_for_status()
+                return response.json()
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise SystemExit(f"GET {path} kept failing")
+
+    def create_job(self) -> str:
+        upload = httpx.post(f"{self.server.api}/files", data={"purpose": "fine-tune"},
+                            files={"file": ("train.jsonl", _training_file())}, timeout=60)
+        upload.raise_for_status()
+        job = httpx.post(f"{self.server.api}/fine_tuning/jobs", timeout=60, json={
+            "model": BASE, "training_file": upload.json()["id"], "method": {
+                "type": "supervised", "supervised": {"hyperparameters": {
+                    "n_epochs": 3, "batch_size": 4}}}})
+        job.raise_for_status()
+        return str(job.json()["id"])
+
+    def status(self, job_id: str) -> str:
+        return str(self._get(f"/fine_tuning/jobs/{job_id}")["status"])
+
+    def steps(self, job_id: str) -> list[int]:
+        events = self._get(f"/fine_tuning/jobs/{job_id}/events?limit=1000")["data"]
+        return [e["data"]["step"] for e in reversed(events) if e["type"] == "metrics"]
+
+    def checkpoint_steps(self, job_id: str) -> list[int]:
+        data = self._get(f"/fine_tuning/jobs/{job_id}/checkpoints?limit=100")["data"]
+        return [c["step_number"] for c in data]
+
+    def file_ids(self) -> set[str]:
+        return {f["id"] for f in self._get("/files?limit=10000")["data"]}
+
+
+def _progress(api: Api, job_id: str) -> tuple[int, str]:
+    status = api.status(job_id)
+    steps = api.steps(job_id)
+    return (max(steps) if steps else 0), status
+
+
+def run(kills: int, seed: int, jobs: int, workdir: Path, cache: Path) -> None:
+    rng = random.Random(seed)
+    server = Server(workdir / "data", cache)
+    server.start()
+    api = Api(server)
+    recoveries: dict[str, list[float]] = {victim: [] for victim in VICTIMS}
+    job_ids: list[str] = []
+    try:
+        done_kills = 0
+        while len(job_ids) < jobs or done_kills < kills:
+            job_id = api.create_job()
+            job_ids.append(job_id)
+            while api.status(job_id) not in TERMINAL:
+                time.sleep(rng.uniform(2, 12))
+                if done_kills >= kills or api.status(job_id) in TERMINAL:
+                    continue
+                before = _progress(api, job_id)
+                victim = rng.choice(VICTIMS)
+                killed_at = time.monotonic()
+                if not server.kill(victim):
+                    continue
+                done_kills += 1
+                while _progress(api, job_id) == before and api.status(job_id) not in TERMINAL:
+                    time.sleep(0.2)
+                recoveries[victim].append(time.monotonic() - killed_at)
+                print(f"kill {done_kills}: {victim} at step {before[0]} ({before[1]}), "
+                      f"progress again after {recoveries[victim][-1]:.1f} s", flush=True)
+        report(api, server, job_ids, recoveries)
+    finally:
+        server.stop()
+
+
+def report(api: Api, server: Server, job_ids: list[str],
+           recoveries: dict[str, list[float]]) -> None:
+    lost = duplicated = missing = duplicate_checkpoints = 0
+    for job_id in job_ids:
+        status = api.status(job_id)
+        steps = api.steps(job_id)
+        lost += status != "succeeded"
+        duplicated += len(steps) - len(set(steps))
+        missing += len(set(range(1, max(steps, default=0) + 1)) - set(steps))
+        checkpoints = api.checkpoint_steps(job_id)
+        duplicate_checkpoints += len(checkpoints) - len(set(checkpoints))
+    time.sleep(1)
+    files = set(os.listdir(server.data / "files"))
+    stray_files = files - api.file_ids()
+    stray_jobs = set(os.listdir(server.data / "jobs")) - set(job_ids)
+    print("\nkills by victim: recovery seconds (kill -> next recorded progress)")
+    for victim, times in recoveries.items():
+        if times:
+            print(f"  {victim:8} {len(times):3} kills, median {statistics.median(times):5.1f} s, "
+                  f"max {max(times):5.1f} s")
+    print(f"jobs: {len(job_ids)}, lost (not succeeded): {lost}")
+    print(f"metrics steps recorded twice: {duplicated}, missing: {missing}; "
+          f"duplicate checkpoints: {duplicate_checkpoints}")
+    print(f"files without a row: {len(stray_files)} {sorted(stray_files)[:5]}; "
+          f"job folders without a job: {len(stray_jobs)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--model-cache", type=Path,
+                        default=Path.home() / ".cache" / "tunegate" / "bench-model-cache")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        run(args.kills, args.seed, args.jobs, Path(scratch), args.model_cache)
+
+
+if __name__ == "__main__":
+    main()
