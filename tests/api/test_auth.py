@@ -220,10 +220,9 @@ def test_a_failure_answers_without_a_trace(keyed_app: Any, monkeypatch: pytest.M
 
 def test_serve_prints_the_warning(settings: Settings, monkeypatch: pytest.MonkeyPatch,
                                   caplog: pytest.LogCaptureFixture) -> None:
-    import uvicorn
-
     bound: list[str] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, **kwargs: bound.append(host))
+    monkeypatch.setattr(cli.StopsWorkerFirst, "run",
+                        lambda self, sockets=None: bound.append(self.config.host))
     open_everywhere = replace(settings, host="0.0.0.0", embedded_worker=False)
     with caplog.at_level(logging.WARNING, logger="tunegate"):
         cli.serve(open_everywhere)
