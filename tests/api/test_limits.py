@@ -1,20 +1,29 @@
 """Each limit at its edge: the last request it allows passes, the first one over gets the
 documented status (413 body size, 400 line length and example count, 429 active jobs and
-request rate, both with ``Retry-After``), and a refusal stores nothing."""
+request rate, both with ``Retry-After``), and a refusal stores nothing. Every 429 (a full model
+queue's too) has the same ``type``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
+
+from starlette.exceptions import HTTPException
 
 from tests.api.conftest import ALICE, BOB
 from tests.conftest import chat_lines
-from tests.helpers import post_job, upload
+from tests.helpers import create_job, post_job, upload
 from tunegate.api.app import create_app
+from tunegate.api.errors import http_problem
 from tunegate.api.rate_limit import RateLimiter
 from tunegate.api.service import job_event
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import JobStatus
+from tunegate.serving.pool import ModelBusy, ModelFiles
 from tunegate.settings import Settings
 
 BOUNDARY = "tunegate-limit-test"
@@ -155,3 +164,71 @@ def test_the_bucket_refills_evenly() -> None:
     now[0] += 3600
     assert [limiter.take("k") for _ in range(7)] == [0] * 6 + [10]  # never above the burst
     assert RateLimiter(0).take("k") == 0  # 0 switches it off
+
+
+class FullQueues:
+    """Test fake for the app's model pool: every model's queue is already full."""
+
+    @contextmanager
+    def use(self, files: ModelFiles) -> Iterator[Any]:
+        raise ModelBusy(f"16 requests are already running or waiting for {files.model_id}")
+        yield  # a generator, as the real pool's lease is
+
+    def evict(self, model_id: str) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_every_429_has_the_same_type_and_a_code_naming_its_limit(
+        keyed_settings: Settings) -> None:
+    """One rule (tunegate.errors.TooManyRequests): ``type: "requests"``, OpenAI's type for a
+    rate limit on requests, whichever limit answered; the ``code`` tells them apart."""
+    answers: dict[str, Any] = {}
+    limited = create_app(replace(keyed_settings, rate_limit=1), validate_responses=True,
+                         rate=RateLimiter(1, clock=lambda: 0.0))
+    with limited.test_client() as client:
+        client.get("/v1/models", headers=ALICE.headers)
+        answers["request rate"] = client.get("/v1/models", headers=ALICE.headers)
+
+    app = create_app(replace(keyed_settings, max_active_jobs=1), validate_responses=True)
+    app.state_service.inference = FullQueues()
+    with app.test_client() as client:
+        training = upload(client, headers=ALICE.headers)
+        first = create_job(client, training, headers=ALICE.headers)["id"]
+        answers["active jobs, on create"] = post_job(client, headers=ALICE.headers,
+                                                     training_file=training)
+        app.state_service.store.transition(first, JobStatus.QUEUED,
+                                           events=[job_event(first, "queued")])
+        assert client.post(f"/v1/fine_tuning/jobs/{first}/pause",
+                           headers=ALICE.headers).status_code == 200
+        create_job(client, training, headers=ALICE.headers)  # takes the paused job's place
+        answers["active jobs, on resume"] = client.post(f"/v1/fine_tuning/jobs/{first}/resume",
+                                                        headers=ALICE.headers)
+        ask = {"model": EMBEDDED_MODEL_ID, "messages": [{"role": "user", "content": "Hi"}]}
+        answers["model busy"] = client.post("/v1/chat/completions", headers=ALICE.headers,
+                                            json=ask)
+        answers["model busy, streamed"] = client.post(
+            "/v1/chat/completions", headers=ALICE.headers, json={**ask, "stream": True})
+        answers["model busy, text completion"] = client.post(
+            "/v1/completions", headers=ALICE.headers,
+            json={"model": EMBEDDED_MODEL_ID, "prompt": "Hi"})
+
+    assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(
+        answers, 429)
+    errors = {name: answer.json()["error"] for name, answer in answers.items()}
+    assert {name: error["type"] for name, error in errors.items()} == dict.fromkeys(
+        answers, "requests")
+    assert {name: error["code"] for name, error in errors.items()} == {
+        "request rate": "rate_limit_exceeded",
+        "active jobs, on create": "too_many_active_jobs",
+        "active jobs, on resume": "too_many_active_jobs",
+        "model busy": "model_busy",
+        "model busy, streamed": "model_busy",
+        "model busy, text completion": "model_busy",
+    }
+    # A 429 that did not come from one of our limits would be mapped the same way.
+    request = SimpleNamespace(method="GET", url=SimpleNamespace(path="/v1/models"))
+    mapped = http_problem(request, HTTPException(429))  # type: ignore[arg-type]
+    assert json.loads(mapped.body)["error"]["type"] == "requests"
