@@ -756,5 +756,5 @@ def test_sdk_over_the_rate_limit_gets_rate_limit_error(keyed: Server, strict: bo
             client.models.list()
         with pytest.raises(openai.RateLimitError) as limited:
             client.models.list()
-        assert limited.value.code == "rate_limit_exceeded"
+        assert (limited.value.type, limited.value.code) == ("requests", "rate_limit_exceeded")
         assert int(limited.value.response.headers["retry-after"]) == 60 // RATE_LIMIT
