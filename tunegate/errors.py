@@ -56,13 +56,20 @@ class UnsupportedMediaType(TunegateError):
 
 
 class TooManyRequests(TunegateError):
-    """A limit that frees up with time (429 with ``Retry-After``). Raised before anything is
-    committed, so the SDK's automatic resend is safe."""
+    """A limit that frees up with time (429, with ``Retry-After`` when the wait is known).
+    Raised before anything is committed, so the SDK's automatic resend is safe.
+
+    Every 429 of tunegate is one of these, and every one says ``type: "requests"``: OpenAI's
+    type for a rate limit on requests (its other rate-limit type, ``tokens``, counts tokens, and
+    ``insufficient_quota`` is billing; tunegate counts neither). The ``code`` names the limit:
+    ``rate_limit_exceeded``, ``too_many_active_jobs``, ``model_busy``.
+    """
 
     status = 429
+    type = "requests"
 
-    def __init__(self, message: str, *, retry_after: int, param: str | None = None,
-                 code: str | None = None):
+    def __init__(self, message: str, *, retry_after: int | None = None,
+                 param: str | None = None, code: str | None = None):
         super().__init__(message, param=param, code=code)
         self.retry_after = retry_after
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import ALICE, BOB
-from tests.conftest import chat_lines
+from tests.helpers import create_job, upload
 from tunegate import cli
 from tunegate.api.app import create_app
 from tunegate.api.keys import HASH_PREFIX, KEY_PREFIX, KeyRing, hash_key, read_keys_file
@@ -100,13 +100,10 @@ def test_the_environment_key_acts_for_the_default_project(settings: Settings) ->
     with create_app(replace(settings, api_key=keyed.api_key)).test_client() as client:
         assert_401(client.get("/v1/files"))
         headers = {"Authorization": "Bearer sk-tg-from-env"}
-        uploaded = client.post("/v1/files", headers=headers, data={"purpose": "fine-tune"},
-                               files={"file": ("t.jsonl", chat_lines(12))})
-        assert uploaded.status_code == 200
-        job = client.post("/v1/fine_tuning/jobs", headers=headers, json={
-            "model": "SmolLM2-135M-Instruct", "training_file": uploaded.json()["id"]})
-        assert job.json()["organization_id"] == settings.organization_id
-    assert client.app.state_service.store.get_file(settings.project_id, uploaded.json()["id"])
+        uploaded = upload(client, headers=headers)
+        job = create_job(client, uploaded, headers=headers)
+        assert job["organization_id"] == settings.organization_id
+    assert client.app.state_service.store.get_file(settings.project_id, uploaded)
 
 
 def test_keys_add_prints_the_key_once_and_stores_its_hash(tmp_path: Path,

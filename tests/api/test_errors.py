@@ -9,7 +9,6 @@ the bodyless SDK-style POST and the pagination rules live here too.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from dataclasses import replace
 from typing import Any
@@ -17,10 +16,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import chat_lines
+from tests.helpers import create_job, post_file, post_job, service_upload, upload
 from tunegate import ids
 from tunegate.api.app import build_service, create_app
 from tunegate.api.middleware import GATEWAY_DETAIL
-from tunegate.api.service import Service, Upload
+from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
@@ -48,29 +48,6 @@ def expect_error(client: Any, response: Any, status: int, *, param: Any = ANY, c
         assert says in error["message"], error
     assert client.get("/v1/models").status_code == 200
     return error
-
-
-def upload(client: Any, content: bytes = b"", *, purpose: str = "fine-tune",
-           name: str = "train.jsonl") -> Any:
-    return client.post("/v1/files", data={"purpose": purpose},
-                       files={"file": (name, content or chat_lines(12))})
-
-
-def training_file(client: Any) -> str:
-    response = upload(client)
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
-
-
-def create_job(client: Any, **fields: Any) -> Any:
-    return client.post("/v1/fine_tuning/jobs",
-                       json={"model": EMBEDDED_MODEL_ID, **fields})
-
-
-def new_job(client: Any, file_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    response = create_job(client, training_file=file_id or training_file(client), **fields)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 # ---------------------------------------------------------------------------- unknown things
@@ -147,12 +124,11 @@ def test_invalid_json_is_400(client: Any) -> None:
 ])
 def test_schema_errors_name_the_field(client: Any, fields: dict[str, Any], param: str) -> None:
     body = {"training_file": "file-x", **fields}
-    expect_error(client, create_job(client, **body), 400, param=param)
+    expect_error(client, post_job(client, **body), 400, param=param)
 
 
 def test_missing_required_field_is_named(client: Any) -> None:
-    response = client.post("/v1/fine_tuning/jobs", json={"model": EMBEDDED_MODEL_ID})
-    expect_error(client, response, 400, param="training_file")
+    expect_error(client, post_job(client), 400, param="training_file")
 
 
 @pytest.mark.parametrize(("path", "param"), [
@@ -207,39 +183,38 @@ def test_upload_without_purpose_is_400(client: Any) -> None:
 
 
 def test_upload_with_unknown_purpose_is_400(client: Any) -> None:
-    expect_error(client, upload(client, purpose="training"), 400, param="purpose")
+    expect_error(client, post_file(client, purpose="training"), 400, param="purpose")
 
 
 def test_fine_tune_upload_that_is_not_jsonl_names_the_line(client: Any) -> None:
     content = chat_lines(3) + b"[1, 2, 3]\n" + chat_lines(2)
-    error = expect_error(client, upload(client, content), 400, param="file",
+    error = expect_error(client, post_file(client, content), 400, param="file",
                          code="invalid_file_format")
     assert "Line 4" in error["message"]
-    error = expect_error(client, upload(client, chat_lines(2) + b"{not json\n"), 400)
+    error = expect_error(client, post_file(client, chat_lines(2) + b"{not json\n"), 400)
     assert "Line 3" in error["message"]
     # Nothing of a refused upload is visible.
     assert client.get("/v1/files").json()["data"] == []
 
 
 def test_garbage_bytes_upload_is_400(client: Any) -> None:
-    error = expect_error(client, upload(client, bytes(range(256)) * 4), 400, param="file")
+    error = expect_error(client, post_file(client, bytes(range(256)) * 4), 400, param="file")
     assert "Line 1" in error["message"]
 
 
 def test_empty_fine_tune_file_is_400(client: Any) -> None:
-    response = client.post("/v1/files", data={"purpose": "fine-tune"},
-                           files={"file": ("empty.jsonl", b"")})
-    expect_error(client, response, 400, param="file", says="empty")
+    expect_error(client, post_file(client, b"", name="empty.jsonl"), 400, param="file",
+                 says="empty")
 
 
 def test_huge_single_line(client: Any, settings: Settings) -> None:
     # A 2 MB line that is not JSON: refused, naming line 1.
     huge = b"x" * (2 * 1024 * 1024)
-    expect_error(client, upload(client, huge), 400, param="file", says="Line 1")
+    expect_error(client, post_file(client, huge), 400, param="file", says="Line 1")
     # A line over the limit is refused without being read whole (limit made small).
     with create_app(replace(settings, max_line_bytes=1024)).test_client() as small:
         line = json.dumps({"messages": [{"role": "user", "content": "y" * 4096}]}).encode()
-        expect_error(small, upload(small, chat_lines(1) + line + b"\n"), 400, param="file",
+        expect_error(small, post_file(small, chat_lines(1) + line + b"\n"), 400, param="file",
                      says="Line 2 is longer than 1024 bytes")
 
 
@@ -274,67 +249,65 @@ def test_oversize_upload_is_413_before_the_body_is_read(settings: Settings) -> N
     assert "1024" in error["message"] and error["type"] == "invalid_request_error"
     # The same app keeps serving, and a body under the limit goes through.
     with app.test_client() as client:
-        expect_error(client, upload(client, chat_lines(40)), 413)
-        assert upload(client, chat_lines(3)).status_code == 200
+        expect_error(client, post_file(client, chat_lines(40)), 413)
+        assert post_file(client, chat_lines(3)).status_code == 200
 
 
 # ------------------------------------------------------------------------ job creation rules
 
 
 def test_unknown_training_file_is_400(client: Any) -> None:
-    response = create_job(client, training_file="file-doesnotexist")
+    response = post_job(client, training_file="file-doesnotexist")
     expect_error(client, response, 400, param="training_file", says="file-doesnotexist")
 
 
 def test_wrong_purpose_training_file_is_400(client: Any) -> None:
-    response = upload(client, b"a,b\n1,2\n", purpose="assistants", name="table.csv")
-    file_id = response.json()["id"]
-    expect_error(client, create_job(client, training_file=file_id), 400,
+    file_id = upload(client, b"a,b\n1,2\n", purpose="assistants", name="table.csv")
+    expect_error(client, post_job(client, training_file=file_id), 400,
                  param="training_file", says="purpose")
 
 
 def test_unknown_validation_file_is_400(client: Any) -> None:
-    response = create_job(client, training_file=training_file(client),
+    response = post_job(client, training_file=upload(client),
                           validation_file="file-gone")
     expect_error(client, response, 400, param="validation_file")
 
 
 def test_unknown_model_lists_the_available_ones(client: Any) -> None:
-    response = client.post("/v1/fine_tuning/jobs",
-                           json={"model": "gpt-4o-mini", "training_file": training_file(client)})
+    response = post_job(client, model="gpt-4o-mini", training_file=upload(client))
     expect_error(client, response, 400, param="model", code="model_not_available",
                  says=EMBEDDED_MODEL_ID)
 
 
 def test_reinforcement_is_400(client: Any) -> None:
     method = {"type": "reinforcement", "reinforcement": {"grader": {"type": "string_check"}}}
-    response = create_job(client, training_file=training_file(client), method=method)
+    response = post_job(client, training_file=upload(client), method=method)
     expect_error(client, response, 400, param="method.type", code="unsupported_method")
 
 
 def test_both_hyperparameter_places_is_400(client: Any) -> None:
     method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}
-    response = create_job(client, training_file=training_file(client), method=method,
+    response = post_job(client, training_file=upload(client), method=method,
                           hyperparameters={"n_epochs": 3})
     expect_error(client, response, 400, param="hyperparameters")
 
 
 def test_legacy_hyperparameters_with_dpo_is_400(client: Any) -> None:
-    response = create_job(client, training_file=training_file(client), method={"type": "dpo"},
+    response = post_job(client, training_file=upload(client), method={"type": "dpo"},
                           hyperparameters={"n_epochs": 3})
     expect_error(client, response, 400, param="hyperparameters")
 
 
 def test_metadata_key_over_64_characters_is_400(client: Any) -> None:
-    file_id = training_file(client)
-    response = create_job(client, training_file=file_id, metadata={"k" * 65: "v"})
+    file_id = upload(client)
+    response = post_job(client, training_file=file_id, metadata={"k" * 65: "v"})
     expect_error(client, response, 400, param="metadata")
-    assert create_job(client, training_file=file_id, metadata={"k" * 64: "v"}).status_code == 200
+    assert post_job(client, training_file=file_id, metadata={"k" * 64: "v"}).status_code == 200
 
 
 def test_too_many_metadata_pairs_is_400(client: Any) -> None:
     metadata = {f"key{i}": "v" for i in range(17)}
-    response = create_job(client, training_file=training_file(client), metadata=metadata)
+    response = post_job(client, training_file=upload(client), metadata=metadata)
     expect_error(client, response, 400, param="metadata")
 
 
@@ -342,7 +315,7 @@ def test_too_many_metadata_pairs_is_400(client: Any) -> None:
 
 
 def test_cancel_of_a_cancelled_job_is_409(client: Any) -> None:
-    job = new_job(client)
+    job = create_job(client, upload(client))
     cancelled = client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     response = client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
@@ -352,7 +325,7 @@ def test_cancel_of_a_cancelled_job_is_409(client: Any) -> None:
 
 
 def test_pause_and_resume_of_a_validating_job_are_409(client: Any) -> None:
-    job = new_job(client)
+    job = create_job(client, upload(client))
     assert job["status"] == "validating_files"  # no worker in this app
     for action in ("pause", "resume"):
         response = client.post(f"/v1/fine_tuning/jobs/{job['id']}/{action}")
@@ -362,7 +335,7 @@ def test_pause_and_resume_of_a_validating_job_are_409(client: Any) -> None:
 
 
 def test_pause_and_resume_follow_the_table(app: Any, client: Any) -> None:
-    job = new_job(client)
+    job = create_job(client, upload(client))
     # Stand in for the worker that validated the files (this app runs none).
     app.state_service.store.transition(job["id"], JobStatus.QUEUED, events=[])
     base = f"/v1/fine_tuning/jobs/{job['id']}"
@@ -378,8 +351,8 @@ def test_pause_and_resume_follow_the_table(app: Any, client: Any) -> None:
 
 
 def test_delete_of_a_file_used_by_an_active_job_is_409(client: Any) -> None:
-    file_id = training_file(client)
-    job = new_job(client, file_id)
+    file_id = upload(client)
+    job = create_job(client, file_id)
     response = client.delete(f"/v1/files/{file_id}")
     expect_error(client, response, 409, param="file_id", code="file_in_use", says=job["id"])
     assert client.get(f"/v1/files/{file_id}").status_code == 200
@@ -401,7 +374,7 @@ def test_delete_of_a_base_model_is_400(client: Any) -> None:
 @pytest.mark.parametrize("action", ["cancel", "pause", "resume"])
 def test_bodyless_json_post_is_accepted(client: Any, action: str) -> None:
     """The SDK sends ``Content-Type: application/json`` and no body to cancel/pause/resume."""
-    job = new_job(client)
+    job = create_job(client, upload(client))
     response = client.post(f"/v1/fine_tuning/jobs/{job['id']}/{action}",
                            headers={"content-type": "application/json"})
     if action == "cancel":
@@ -434,7 +407,7 @@ def test_gateway_mode_answers_501_on_all_fine_tuning_operations(settings: Settin
                 "detail": "Fine-tuning is not implemented in the local llama.cpp gateway"}
             assert response.headers["x-request-id"].startswith("req_")
         # Files and models keep working.
-        file_id = training_file(client)
+        file_id = upload(client)
         assert client.get(f"/v1/files/{file_id}").status_code == 200
         assert client.get(f"/v1/files/{file_id}/content").content == chat_lines(12)
         assert client.get("/v1/files").json()["data"][0]["id"] == file_id
@@ -461,20 +434,19 @@ class FailingStore:
 
 def test_5xx_on_create_tells_the_sdk_not_to_retry(settings: Settings) -> None:
     real = build_service(settings)
-    seeded = real.upload_file(settings.project_id, Upload(
-        filename="train.jsonl", body=io.BytesIO(chat_lines(12)), purpose="fine-tune"))
+    seeded = service_upload(real, project=settings.project_id)
     service = Service(settings, FailingStore(real.store), real.storage)  # type: ignore[arg-type]
     app = create_app(settings, service=service, validate_responses=True)
     with app.test_client(raise_server_exceptions=False) as client:
-        response = create_job(client, training_file=seeded.id)
+        response = post_job(client, training_file=seeded)
         error = expect_error(client, response, 500, param=None)
         assert "disk" not in error["message"]  # internals stay in the log
         assert response.headers["x-should-retry"] == "false"
-        response = upload(client)
+        response = post_file(client)
         expect_error(client, response, 500)
         assert response.headers["x-should-retry"] == "false"
         # The failed upload left no bytes behind.
-        assert [path.name for path in settings.files_dir.iterdir()] == [seeded.id]
+        assert [path.name for path in settings.files_dir.iterdir()] == [seeded]
         assert client.get("/v1/fine_tuning/jobs").json()["data"] == []
     real.store.close()
 
@@ -483,7 +455,7 @@ def test_5xx_on_create_tells_the_sdk_not_to_retry(settings: Settings) -> None:
 
 
 def test_after_the_last_id_is_an_empty_page(client: Any) -> None:
-    job = new_job(client)
+    job = create_job(client, upload(client))
     files = client.get("/v1/files").json()["data"]
     events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]
     for path, last in [("/v1/fine_tuning/jobs", job["id"]), ("/v1/files", files[-1]["id"]),
@@ -494,8 +466,8 @@ def test_after_the_last_id_is_an_empty_page(client: Any) -> None:
 
 
 def test_limit_and_has_more_page_through_jobs(client: Any) -> None:
-    file_id = training_file(client)
-    created = [new_job(client, file_id)["id"] for _ in range(5)]
+    file_id = upload(client)
+    created = [create_job(client, file_id)["id"] for _ in range(5)]
     newest_first = created[::-1]
     seen: list[str] = []
     after = None
@@ -512,17 +484,17 @@ def test_limit_and_has_more_page_through_jobs(client: Any) -> None:
 
 
 def test_unknown_well_formed_after_keeps_its_place(client: Any) -> None:
-    file_id = training_file(client)
-    older = new_job(client, file_id)["id"]
+    file_id = upload(client)
+    older = create_job(client, file_id)["id"]
     cursor = ids.new_id(ids.JOB)  # made between the two jobs, never stored
-    newer = new_job(client, file_id)["id"]
+    newer = create_job(client, file_id)["id"]
     page = client.get("/v1/fine_tuning/jobs", params={"after": cursor}).json()
     assert [job["id"] for job in page["data"]] == [older]
     assert newer not in [job["id"] for job in page["data"]]
 
 
 def test_deleted_file_cursor_keeps_its_place_in_both_orders(client: Any) -> None:
-    first, middle, last = (training_file(client) for _ in range(3))
+    first, middle, last = (upload(client) for _ in range(3))
     assert client.delete(f"/v1/files/{middle}").status_code == 200
     desc = client.get("/v1/files", params={"after": middle}).json()
     assert [f["id"] for f in desc["data"]] == [first] and desc["has_more"] is False
@@ -531,7 +503,7 @@ def test_deleted_file_cursor_keeps_its_place_in_both_orders(client: Any) -> None
 
 
 def test_files_order_limit_and_has_more(client: Any) -> None:
-    uploaded = [training_file(client) for _ in range(4)]
+    uploaded = [upload(client) for _ in range(4)]
     desc = client.get("/v1/files").json()
     assert [f["id"] for f in desc["data"]] == uploaded[::-1] and desc["has_more"] is False
     asc = client.get("/v1/files", params={"order": "asc"}).json()
@@ -553,9 +525,9 @@ def test_malformed_after_is_400(client: Any) -> None:
 
 def test_metadata_filter_takes_any_key(client: Any) -> None:
     """Keys with '"' or NUL once made SQLite's JSON path fail: a 500 for a valid filter."""
-    file_id = training_file(client)
-    tagged = new_job(client, file_id, metadata={'team "a"': "x", "plain": "y"})["id"]
-    new_job(client, file_id, metadata={"plain": "z"})
+    file_id = upload(client)
+    tagged = create_job(client, file_id, metadata={'team "a"': "x", "plain": "y"})["id"]
+    create_job(client, file_id, metadata={"plain": "z"})
     for params, expected in [({'metadata[team "a"]': "x"}, [tagged]),
                              ({"metadata[plain]": "y"}, [tagged]),
                              ({"metadata[a\x00b]": "x"}, []),

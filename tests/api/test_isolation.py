@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import ADMIN, ALICE, BOB, TestKey
-from tests.conftest import chat_lines
+from tests.helpers import create_job, upload
 from tunegate import ids
 from tunegate.api.service import Service, job_event, now
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
@@ -39,20 +39,6 @@ class World:
     live_job: str  # queued: paused, resumed and cancelled by the owner
     model: str
     checkpoint_model: str
-
-
-def upload(client: Any, key: TestKey, name: str = "train.jsonl") -> str:
-    response = client.post("/v1/files", headers=key.headers, data={"purpose": "fine-tune"},
-                           files={"file": (name, chat_lines(12))})
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
-
-
-def create_job(client: Any, key: TestKey, training_file: str, suffix: str) -> str:
-    response = client.post("/v1/fine_tuning/jobs", headers=key.headers, json={
-        "model": EMBEDDED_MODEL_ID, "training_file": training_file, "suffix": suffix})
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
 
 
 def succeed(service: Service, job_id: str, key: TestKey, folder: Path) -> tuple[str, str, str]:
@@ -84,10 +70,10 @@ def succeed(service: Service, job_id: str, key: TestKey, folder: Path) -> tuple[
 
 
 def build_world(client: Any, service: Service, key: TestKey, folder: Path) -> World:
-    training_file = upload(client, key)
-    spare_file = upload(client, key, "spare.jsonl")
-    job = create_job(client, key, training_file, "m")
-    live_job = create_job(client, key, training_file, "live")
+    training_file = upload(client, headers=key.headers)
+    spare_file = upload(client, name="spare.jsonl", headers=key.headers)
+    job = create_job(client, training_file, headers=key.headers, suffix="m")["id"]
+    live_job = create_job(client, training_file, headers=key.headers, suffix="live")["id"]
     service.store.transition(live_job, JobStatus.QUEUED, events=[job_event(live_job, "queued")])
     model, checkpoint_model, result_file = succeed(service, job, key, folder)
     return World(key, training_file, spare_file, result_file, job, live_job, model,
@@ -232,9 +218,8 @@ def test_admin_sees_and_manages_every_project(keyed_client: Any,
         response = send(keyed_client, route, ADMIN.headers)
         assert response.status_code == 200, (route, response.text)
     # What an admin creates goes into its own project, in its own organization.
-    own_file = upload(keyed_client, ADMIN)
-    job = keyed_client.post("/v1/fine_tuning/jobs", headers=ADMIN.headers,
-                            json={"model": EMBEDDED_MODEL_ID, "training_file": own_file})
-    assert job.status_code == 200 and job.json()["organization_id"] == ADMIN.organization
+    own_file = upload(keyed_client, headers=ADMIN.headers)
+    job = create_job(keyed_client, own_file, headers=ADMIN.headers)
+    assert job["organization_id"] == ADMIN.organization
     assert keyed_client.get(f"/v1/files/{own_file}", headers=ALICE.headers).status_code == 404
 

@@ -1,20 +1,29 @@
 """Each limit at its edge: the last request it allows passes, the first one over gets the
 documented status (413 body size, 400 line length and example count, 429 active jobs and
-request rate, both with ``Retry-After``), and a refusal stores nothing."""
+request rate, both with ``Retry-After``), and a refusal stores nothing. Every 429 (a full model
+queue's too) has the same ``type``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
+
+from starlette.exceptions import HTTPException
 
 from tests.api.conftest import ALICE, BOB
 from tests.conftest import chat_lines
+from tests.helpers import create_job, post_job, upload
 from tunegate.api.app import create_app
+from tunegate.api.errors import http_problem
 from tunegate.api.rate_limit import RateLimiter
 from tunegate.api.service import job_event
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import JobStatus
+from tunegate.serving.pool import ModelBusy, ModelFiles
 from tunegate.settings import Settings
 
 BOUNDARY = "tunegate-limit-test"
@@ -27,7 +36,7 @@ def multipart(content: bytes, name: str = "train.jsonl") -> bytes:
         content + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def post_file(client: Any, body: bytes, headers: dict[str, str] | None = None) -> Any:
+def post_multipart(client: Any, body: bytes, headers: dict[str, str] | None = None) -> Any:
     return client.post("/v1/files", content=body, headers={
         **(headers or {}), "content-type": f"multipart/form-data; boundary={BOUNDARY}"})
 
@@ -47,8 +56,8 @@ def test_body_size_at_the_limit_passes_one_byte_more_is_413(settings: Settings) 
     assert len(exactly) == limit
     with create_app(replace(settings, max_upload_bytes=limit),
                     validate_responses=True).test_client() as client:
-        assert post_file(client, exactly).status_code == 200
-        over = post_file(client, multipart(chat_lines(12) + b" " * 11))
+        assert post_multipart(client, exactly).status_code == 200
+        over = post_multipart(client, multipart(chat_lines(12) + b" " * 11))
         assert over.status_code == 413
         assert over.json()["error"]["code"] == "request_too_large"
         assert len(client.get("/v1/files").json()["data"]) == 1
@@ -57,9 +66,9 @@ def test_body_size_at_the_limit_passes_one_byte_more_is_413(settings: Settings) 
 def test_line_length_at_the_limit_passes_one_byte_more_is_400(settings: Settings) -> None:
     with create_app(replace(settings, max_line_bytes=300),
                     validate_responses=True).test_client() as client:
-        assert post_file(client, multipart(jsonl_of_width(299, 3))).status_code == 200
-        assert post_file(client, multipart(jsonl_of_width(300, 3))).status_code == 200
-        over = post_file(client, multipart(jsonl_of_width(300) + jsonl_of_width(301)))
+        assert post_multipart(client, multipart(jsonl_of_width(299, 3))).status_code == 200
+        assert post_multipart(client, multipart(jsonl_of_width(300, 3))).status_code == 200
+        over = post_multipart(client, multipart(jsonl_of_width(300) + jsonl_of_width(301)))
         assert over.status_code == 400
         error = over.json()["error"]
         assert (error["code"], error["param"]) == ("invalid_file_format", "file")
@@ -71,33 +80,22 @@ def test_line_length_at_the_limit_passes_one_byte_more_is_400(settings: Settings
 def test_example_count_at_the_limit_passes_one_more_is_400(settings: Settings) -> None:
     with create_app(replace(settings, max_examples=12),
                     validate_responses=True).test_client() as client:
-        assert post_file(client, multipart(chat_lines(11))).status_code == 200
-        assert post_file(client, multipart(chat_lines(12) + b"\n\n")).status_code == 200
-        over = post_file(client, multipart(chat_lines(13)))
+        assert post_multipart(client, multipart(chat_lines(11))).status_code == 200
+        assert post_multipart(client, multipart(chat_lines(12) + b"\n\n")).status_code == 200
+        over = post_multipart(client, multipart(chat_lines(13)))
         assert over.status_code == 400
         assert "more than 12 examples" in over.json()["error"]["message"]
         assert "TUNEGATE_MAX_EXAMPLES" in over.json()["error"]["message"]
-
-
-def create_job(client: Any, headers: dict[str, str], training_file: str) -> Any:
-    return client.post("/v1/fine_tuning/jobs", headers=headers,
-                       json={"model": EMBEDDED_MODEL_ID, "training_file": training_file})
-
-
-def upload(client: Any, headers: dict[str, str]) -> str:
-    response = client.post("/v1/files", headers=headers, data={"purpose": "fine-tune"},
-                           files={"file": ("t.jsonl", chat_lines(12))})
-    return str(response.json()["id"])
 
 
 def test_active_jobs_at_the_limit_pass_one_more_is_429_and_stores_nothing(
         keyed_settings: Settings) -> None:
     app = create_app(replace(keyed_settings, max_active_jobs=3), validate_responses=True)
     with app.test_client() as client:
-        training = upload(client, ALICE.headers)
-        jobs = [create_job(client, ALICE.headers, training) for _ in range(3)]
+        training = upload(client, headers=ALICE.headers)
+        jobs = [post_job(client, headers=ALICE.headers, training_file=training) for _ in range(3)]
         assert [job.status_code for job in jobs] == [200, 200, 200]
-        over = create_job(client, ALICE.headers, training)
+        over = post_job(client, headers=ALICE.headers, training_file=training)
         assert over.status_code == 429
         assert over.headers["retry-after"] == "30"
         error = over.json()["error"]
@@ -106,11 +104,12 @@ def test_active_jobs_at_the_limit_pass_one_more_is_429_and_stores_nothing(
         listed = client.get("/v1/fine_tuning/jobs", headers=ALICE.headers).json()["data"]
         assert len(listed) == 3  # nothing was committed: the SDK's resend cannot duplicate
         # Another project has its own budget; a finished job frees a place.
-        assert create_job(client, BOB.headers, upload(client, BOB.headers)).status_code == 200
+        bobs = upload(client, headers=BOB.headers)
+        assert post_job(client, headers=BOB.headers, training_file=bobs).status_code == 200
         first = jobs[0].json()["id"]
         assert client.post(f"/v1/fine_tuning/jobs/{first}/cancel",
                            headers=ALICE.headers).status_code == 200
-        assert create_job(client, ALICE.headers, training).status_code == 200
+        assert post_job(client, headers=ALICE.headers, training_file=training).status_code == 200
 
 
 def test_resume_counts_against_the_active_job_limit(keyed_settings: Settings) -> None:
@@ -118,12 +117,12 @@ def test_resume_counts_against_the_active_job_limit(keyed_settings: Settings) ->
     app = create_app(replace(keyed_settings, max_active_jobs=2), validate_responses=True)
     store = app.state_service.store
     with app.test_client() as client:
-        training = upload(client, ALICE.headers)
-        paused = create_job(client, ALICE.headers, training).json()["id"]
+        training = upload(client, headers=ALICE.headers)
+        paused = post_job(client, headers=ALICE.headers, training_file=training).json()["id"]
         store.transition(paused, JobStatus.QUEUED, events=[job_event(paused, "queued")])
         assert client.post(f"/v1/fine_tuning/jobs/{paused}/pause",
                            headers=ALICE.headers).status_code == 200
-        others = [create_job(client, ALICE.headers, training) for _ in range(2)]
+        others = [post_job(client, headers=ALICE.headers, training_file=training) for _ in range(2)]
         assert [job.status_code for job in others] == [200, 200]
         resume = f"/v1/fine_tuning/jobs/{paused}/resume"
         refused = client.post(resume, headers=ALICE.headers)
@@ -165,3 +164,71 @@ def test_the_bucket_refills_evenly() -> None:
     now[0] += 3600
     assert [limiter.take("k") for _ in range(7)] == [0] * 6 + [10]  # never above the burst
     assert RateLimiter(0).take("k") == 0  # 0 switches it off
+
+
+class FullQueues:
+    """Test fake for the app's model pool: every model's queue is already full."""
+
+    @contextmanager
+    def use(self, files: ModelFiles) -> Iterator[Any]:
+        raise ModelBusy(f"16 requests are already running or waiting for {files.model_id}")
+        yield  # a generator, as the real pool's lease is
+
+    def evict(self, model_id: str) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_every_429_has_the_same_type_and_a_code_naming_its_limit(
+        keyed_settings: Settings) -> None:
+    """One rule (tunegate.errors.TooManyRequests): ``type: "requests"``, OpenAI's type for a
+    rate limit on requests, whichever limit answered; the ``code`` tells them apart."""
+    answers: dict[str, Any] = {}
+    limited = create_app(replace(keyed_settings, rate_limit=1), validate_responses=True,
+                         rate=RateLimiter(1, clock=lambda: 0.0))
+    with limited.test_client() as client:
+        client.get("/v1/models", headers=ALICE.headers)
+        answers["request rate"] = client.get("/v1/models", headers=ALICE.headers)
+
+    app = create_app(replace(keyed_settings, max_active_jobs=1), validate_responses=True)
+    app.state_service.inference = FullQueues()
+    with app.test_client() as client:
+        training = upload(client, headers=ALICE.headers)
+        first = create_job(client, training, headers=ALICE.headers)["id"]
+        answers["active jobs, on create"] = post_job(client, headers=ALICE.headers,
+                                                     training_file=training)
+        app.state_service.store.transition(first, JobStatus.QUEUED,
+                                           events=[job_event(first, "queued")])
+        assert client.post(f"/v1/fine_tuning/jobs/{first}/pause",
+                           headers=ALICE.headers).status_code == 200
+        create_job(client, training, headers=ALICE.headers)  # takes the paused job's place
+        answers["active jobs, on resume"] = client.post(f"/v1/fine_tuning/jobs/{first}/resume",
+                                                        headers=ALICE.headers)
+        ask = {"model": EMBEDDED_MODEL_ID, "messages": [{"role": "user", "content": "Hi"}]}
+        answers["model busy"] = client.post("/v1/chat/completions", headers=ALICE.headers,
+                                            json=ask)
+        answers["model busy, streamed"] = client.post(
+            "/v1/chat/completions", headers=ALICE.headers, json={**ask, "stream": True})
+        answers["model busy, text completion"] = client.post(
+            "/v1/completions", headers=ALICE.headers,
+            json={"model": EMBEDDED_MODEL_ID, "prompt": "Hi"})
+
+    assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(
+        answers, 429)
+    errors = {name: answer.json()["error"] for name, answer in answers.items()}
+    assert {name: error["type"] for name, error in errors.items()} == dict.fromkeys(
+        answers, "requests")
+    assert {name: error["code"] for name, error in errors.items()} == {
+        "request rate": "rate_limit_exceeded",
+        "active jobs, on create": "too_many_active_jobs",
+        "active jobs, on resume": "too_many_active_jobs",
+        "model busy": "model_busy",
+        "model busy, streamed": "model_busy",
+        "model busy, text completion": "model_busy",
+    }
+    # A 429 that did not come from one of our limits would be mapped the same way.
+    request = SimpleNamespace(method="GET", url=SimpleNamespace(path="/v1/models"))
+    mapped = http_problem(request, HTTPException(429))  # type: ignore[arg-type]
+    assert json.loads(mapped.body)["error"]["type"] == "requests"

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
+from tests.helpers import post_file, upload
 from tunegate.domain.files import MAX_FILENAME_BYTES, clean_filename
 from tunegate.settings import Settings
 
@@ -55,13 +56,8 @@ def assert_safe_name(name: str) -> None:
     assert len(name.encode()) <= MAX_FILENAME_BYTES
 
 
-def upload_named(client: Any, name: str) -> Any:
-    return client.post("/v1/files", headers=ALICE.headers, data={"purpose": "fine-tune"},
-                       files={"file": (name, chat_lines(12))})
-
-
 def check_upload(client: Any, files_dir: Path, name: str) -> None:
-    response = upload_named(client, name)
+    response = post_file(client, name=name, headers=ALICE.headers)
     assert_clean(response)
     if response.status_code != 200:
         return
@@ -124,7 +120,7 @@ def test_readable_names_pass_unchanged() -> None:
 def test_hostile_ids_are_clean_4xx_and_touch_nothing(keyed_client: Any, keyed_settings: Settings,
                                                      tmp_path: Path, outside: Path,
                                                      bad_id: str) -> None:
-    kept = upload_named(keyed_client, "keep.jsonl").json()["id"]
+    kept = upload(keyed_client, name="keep.jsonl", headers=ALICE.headers)
     before = snapshot(tmp_path)
     for method, path in (("GET", f"/v1/files/{bad_id}"), ("GET", f"/v1/files/{bad_id}/content"),
                          ("DELETE", f"/v1/files/{bad_id}"),

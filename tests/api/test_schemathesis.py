@@ -59,6 +59,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
+from tests.helpers import upload
 from tunegate.api.app import build_service, create_app
 from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
@@ -121,11 +122,7 @@ class Target:
         if known is not None and self.client.get(f"/v1/files/{known}",
                                                  headers=ALICE.headers).status_code == 200:
             return known
-        response = self.client.post("/v1/files", data={"purpose": "fine-tune"},
-                                    headers=ALICE.headers,
-                                    files={"file": ("seed.jsonl", chat_lines(12))})
-        assert response.status_code == 200, response.text
-        self._training_file = str(response.json()["id"])
+        self._training_file = upload(self.client, name="seed.jsonl", headers=ALICE.headers)
         return self._training_file
 
 

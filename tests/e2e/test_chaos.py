@@ -21,15 +21,8 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import Server, start_server, stop_server
-from tests.e2e.test_training_sdk import (
-    BASE,
-    TERMINAL,
-    events_of,
-    fact_lines,
-    upload,
-    wait_for,
-    wait_for_event,
-)
+from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
+from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -98,8 +91,8 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
 
 def test_kills_at_every_stage_lose_and_repeat_nothing(chaos: Chaos) -> None:
     client = chaos.client()
-    job = client.fine_tuning.jobs.create(
-        model=BASE, training_file=upload(client, fact_lines(12)), seed=5,
+    job = sdk_create_job(
+        client, sdk_upload(client, fact_lines(12)).id, seed=5,
         method={"type": "supervised", "supervised": {"hyperparameters": {
             "n_epochs": 3, "batch_size": 4}}})  # 3 steps per epoch, 9 in all
 
@@ -124,7 +117,7 @@ def test_kills_at_every_stage_lose_and_repeat_nothing(chaos: Chaos) -> None:
     chaos.frozen_at("finalize", job.id)
     os.kill(worker_pid(chaos.server), signal.SIGKILL)
 
-    done = wait_for(client, job.id, TERMINAL, timeout=600)
+    done = wait_until_finished(client, job.id, timeout=600)
     assert done.status == "succeeded", done.error
     events = events_of(client, job.id)
     steps = [e.data["step"] for e in events if e.type == "metrics"]
@@ -161,8 +154,8 @@ def test_sigterm_to_serve_stops_its_worker_first_and_requeues_the_run(
                           env={"TUNEGATE_MODEL_CACHE": str(cache)})
     try:
         client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
-        job = client.fine_tuning.jobs.create(
-            model=BASE, training_file=upload(client, fact_lines(12)),
+        job = sdk_create_job(
+            client, sdk_upload(client, fact_lines(12)).id,
             method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}})
         wait_for_event(client, job.id, lambda e: e.type == "metrics")
         worker, trainer = worker_pid(server), trainer_pid(server)

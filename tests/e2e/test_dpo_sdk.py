@@ -17,14 +17,12 @@ from openai import OpenAI
 from tests.conftest import TEST_DATA, Server
 from tests.e2e.test_training_sdk import (
     BASE,
-    TERMINAL,
     cancel_once_training,
     events_of,
     fact_lines,
     serve_with_shared_cache,
-    upload,
-    wait_for,
 )
+from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,14 +56,14 @@ def client(dpo_server: Server) -> OpenAI:
 def test_a_dpo_job_trains_on_preference_pairs(client: OpenAI, dpo_server: Server) -> None:
     training = orca_slice(10)
     assert not training.endswith(b"\n")
-    job = client.fine_tuning.jobs.create(
-        model=BASE, training_file=upload(client, training, "orca.jsonl"),
-        validation_file=upload(client, orca_slice(2, skip=10), "orca-valid.jsonl"),
+    job = sdk_create_job(
+        client, sdk_upload(client, training, name="orca.jsonl").id,
+        validation_file=sdk_upload(client, orca_slice(2, skip=10), name="orca-valid.jsonl").id,
         suffix="dpo", seed=5,
         method={"type": "dpo", "dpo": {"hyperparameters": {
             "beta": 0.1, "n_epochs": 2, "batch_size": 5}}})
     assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.1
-    done = wait_for(client, job.id, TERMINAL)
+    done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", (done.error, dpo_server.log()[-3000:])
     assert job.organization_id == "org-local"  # open mode: the settings' organization
     name = f"ft:{BASE}:{job.organization_id}:dpo:{job.id[-8:]}"
@@ -110,9 +108,8 @@ def test_a_dpo_job_trains_on_preference_pairs(client: OpenAI, dpo_server: Server
 ])
 def test_a_format_mix_up_fails_the_job_with_a_clear_message(
         client: OpenAI, method: str, content: bytes, found: str, expected: str) -> None:
-    job = client.fine_tuning.jobs.create(model=BASE, training_file=upload(client, content),
-                                         method={"type": method})
-    done = wait_for(client, job.id, TERMINAL, timeout=60)
+    job = sdk_create_job(client, sdk_upload(client, content).id, method={"type": method})
+    done = wait_until_finished(client, job.id, timeout=60)
     assert done.status == "failed"
     assert done.error.code == "invalid_training_file"
     assert done.error.message.endswith(f"Line 1: found a {found} example, but {method} "
@@ -124,16 +121,16 @@ def test_a_malformed_preference_line_fails_with_its_number(client: OpenAI) -> No
     broken = json.loads(lines[6])
     broken["preferred_output"].append({"role": "assistant", "content": "a second answer"})
     lines[6] = json.dumps(broken).encode()
-    job = client.fine_tuning.jobs.create(model=BASE, training_file=upload(client, b"\n".join(lines)),
-                                         method={"type": "dpo"})
-    done = wait_for(client, job.id, TERMINAL, timeout=60)
+    job = sdk_create_job(client, sdk_upload(client, b"\n".join(lines)).id,
+                         method={"type": "dpo"})
+    done = wait_until_finished(client, job.id, timeout=60)
     assert (done.status, done.error.code) == ("failed", "invalid_training_file")
     assert "Line 7: 'preferred_output' must be a list with exactly one assistant message" \
         in done.error.message
 
 
 def test_a_running_dpo_job_can_be_cancelled(client: OpenAI, dpo_server: Server) -> None:
-    job = client.fine_tuning.jobs.create(
-        model=BASE, training_file=upload(client, orca_slice(10)),
+    job = sdk_create_job(
+        client, sdk_upload(client, orca_slice(10)).id,
         method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 3, "batch_size": 1}}})
     cancel_once_training(client, dpo_server, job.id)

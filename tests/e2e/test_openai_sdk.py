@@ -35,6 +35,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.helpers import sdk_create_job, sdk_upload, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +43,9 @@ BASE_MODEL = "SmolLM2-135M-Instruct"
 GATEWAY_BODY = {"detail": "Fine-tuning is not implemented in the local llama.cpp gateway"}
 GSM8K = TEST_DATA / "microsoft-foundry__Text-GSM8K__chat_validation.jsonl"
 TOY_CHAT = TEST_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl"
-POLL_SECONDS = 30.0
+# Where these servers' jobs wait: the worker only validates, so a job goes from here to
+# `queued` or `failed` and any other status on the way is a bug.
+VALIDATING = ("validating_files",)
 
 
 # Servers ------------------------------------------------------------------------------------
@@ -141,28 +144,6 @@ def client(srv: Server, make_client: MakeClient) -> OpenAI:
 # Helpers ------------------------------------------------------------------------------------
 
 
-def upload(client: OpenAI, content: bytes, name: str = "train.jsonl",
-           purpose: Any = "fine-tune") -> FileObject:
-    return client.files.create(file=(name, content, "application/jsonl"), purpose=purpose)
-
-
-def new_job(client: OpenAI, training_file: str, **options: Any) -> FineTuningJob:
-    return client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=training_file,
-                                          **options)
-
-
-def wait_for(client: OpenAI, job_id: str, *statuses: str) -> FineTuningJob:
-    """Poll ``retrieve`` until the worker moves the job to one of ``statuses``."""
-    deadline = time.monotonic() + POLL_SECONDS
-    while True:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in statuses:
-            return job
-        assert job.status == "validating_files", f"unexpected status {job.status}: {job}"
-        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
-        time.sleep(0.1)
-
-
 def tag() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -186,7 +167,7 @@ def assert_request_id(value: str | None) -> None:
 def test_file_upload_retrieve_content_delete(client: OpenAI, srv: Server) -> None:
     content = chat_lines(12)
     before = int(time.time())
-    uploaded = upload(client, content, name="my train.jsonl")
+    uploaded = sdk_upload(client, content, name="my train.jsonl")
     assert isinstance(uploaded, FileObject)
     assert uploaded.id.startswith("file-")
     assert uploaded.object == "file"
@@ -237,7 +218,8 @@ def test_file_expires_after(client: OpenAI) -> None:
 
 def test_file_list_auto_paging(client: OpenAI, srv: Server,
                                make_client: MakeClient) -> None:
-    mine = [upload(client, chat_lines(10, start=i), name=f"page-{i}.jsonl").id for i in range(5)]
+    mine = [sdk_upload(client, chat_lines(10, start=i), name=f"page-{i}.jsonl").id
+            for i in range(5)]
 
     requests = Requests()
     counted = make_client(srv, requests)
@@ -273,10 +255,10 @@ def test_file_list_filters_by_purpose(client: OpenAI) -> None:
 
 
 def test_job_create_fields_and_validation_to_queued(client: OpenAI) -> None:
-    training = upload(client, chat_lines(12))
+    training = sdk_upload(client, chat_lines(12))
     marker = tag()
     before = int(time.time())
-    job = new_job(client, training.id, suffix="my-suffix", seed=42,
+    job = sdk_create_job(client, training.id, suffix="my-suffix", seed=42,
                   metadata={"suite": "sdk", "marker": marker},
                   method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}})
     assert isinstance(job, FineTuningJob)
@@ -303,7 +285,7 @@ def test_job_create_fields_and_validation_to_queued(client: OpenAI) -> None:
     assert job.hyperparameters.n_epochs == 2
     assert_request_id(job._request_id)
 
-    queued = wait_for(client, job.id, "queued", "failed")
+    queued = wait_for_status(client, job.id, "queued", "failed", passing=VALIDATING)
     assert queued.status == "queued", queued.error
     assert queued.error is None and queued.finished_at is None
     unchanged = {"status", "_request_id"}
@@ -313,11 +295,11 @@ def test_job_create_fields_and_validation_to_queued(client: OpenAI) -> None:
 
 def test_job_list_auto_paging_and_metadata_filter(client: OpenAI, srv: Server,
                                                   make_client: MakeClient) -> None:
-    training = upload(client, chat_lines(10))
+    training = sdk_upload(client, chat_lines(10))
     marker = tag()
-    mine = [new_job(client, training.id, metadata={"marker": marker, "n": str(i)}).id
+    mine = [sdk_create_job(client, training.id, metadata={"marker": marker, "n": str(i)}).id
             for i in range(3)]
-    other = new_job(client, training.id, metadata={"marker": tag()}).id
+    other = sdk_create_job(client, training.id, metadata={"marker": tag()}).id
 
     requests = Requests()
     counted = make_client(srv, requests)
@@ -340,8 +322,9 @@ def test_job_list_auto_paging_and_metadata_filter(client: OpenAI, srv: Server,
 
 def test_job_events_paging_and_empty_checkpoints(client: OpenAI, srv: Server,
                                                  make_client: MakeClient) -> None:
-    training = upload(client, chat_lines(10))
-    job = wait_for(client, new_job(client, training.id).id, "queued")
+    training = sdk_upload(client, chat_lines(10))
+    job = wait_for_status(client, sdk_create_job(client, training.id).id, "queued",
+                          passing=VALIDATING)
     expected = [
         "Files validated, moving job to queued state",
         f"Validating training file: {training.id}",
@@ -375,8 +358,8 @@ def test_cancel_then_cancel_again_is_one_409_without_retries(
     requests = Requests()
     client = make_client(srv, requests)  # the SDK's default retry policy (two retries)
     assert client.max_retries == 2
-    training = upload(client, chat_lines(10))
-    job = new_job(client, training.id)
+    training = sdk_upload(client, chat_lines(10))
+    job = sdk_create_job(client, training.id)
 
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
@@ -404,8 +387,9 @@ def test_cancel_then_cancel_again_is_one_409_without_retries(
 
 
 def test_pause_and_resume_a_queued_job(client: OpenAI) -> None:
-    training = upload(client, chat_lines(10))
-    job = wait_for(client, new_job(client, training.id).id, "queued")
+    training = sdk_upload(client, chat_lines(10))
+    job = wait_for_status(client, sdk_create_job(client, training.id).id, "queued",
+                          passing=VALIDATING)
 
     if client._strict_response_validation:
         # OpenAI returns "paused", but the SDK's status Literal lacks it: strict parsing refuses
@@ -440,10 +424,10 @@ def test_pause_and_resume_a_queued_job(client: OpenAI) -> None:
 
 def test_cookbook_toy_file_fails_with_invalid_n_examples(client: OpenAI) -> None:
     training = client.files.create(file=TOY_CHAT, purpose="fine-tune")  # valid JSONL: accepted
-    job = new_job(client, training.id)
+    job = sdk_create_job(client, training.id)
     assert job.status == "validating_files"
 
-    failed = wait_for(client, job.id, "failed", "queued")
+    failed = wait_for_status(client, job.id, "failed", "queued", passing=VALIDATING)
     assert failed.status == "failed"
     assert failed.error is not None
     assert failed.error.code == "invalid_n_examples"
@@ -460,10 +444,10 @@ def test_malformed_example_on_line_12_fails_with_invalid_training_file(client: O
     broken = {"messages": [{"role": "user", "content": "Say something."},
                            {"role": "assistant", "content": ""}]}
     content = chat_lines(11) + json.dumps(broken).encode() + b"\n" + chat_lines(5, start=20)
-    training = upload(client, content)  # still JSONL of objects: the upload is accepted
-    job = new_job(client, training.id)
+    training = sdk_upload(client, content)  # still JSONL of objects: the upload is accepted
+    job = sdk_create_job(client, training.id)
 
-    failed = wait_for(client, job.id, "failed", "queued")
+    failed = wait_for_status(client, job.id, "failed", "queued", passing=VALIDATING)
     assert failed.status == "failed"
     assert failed.error is not None
     assert failed.error.code == "invalid_training_file"
@@ -477,7 +461,7 @@ def test_malformed_example_on_line_12_fails_with_invalid_training_file(client: O
 
 def test_unknown_training_file_is_a_400(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        new_job(client, "file-doesnotexist")
+        sdk_create_job(client, "file-doesnotexist")
     error = caught.value
     assert error.param == "training_file"
     assert error.type == "invalid_request_error"
@@ -488,13 +472,13 @@ def test_unknown_training_file_is_a_400(client: OpenAI) -> None:
 def test_training_file_with_wrong_purpose_is_a_400(client: OpenAI) -> None:
     other = client.files.create(file=("notes.txt", b"hello"), purpose="user_data")
     with pytest.raises(openai.BadRequestError) as caught:
-        new_job(client, other.id)
+        sdk_create_job(client, other.id)
     assert caught.value.param == "training_file"
     assert "purpose 'user_data'" in message(caught.value)
 
 
 def test_unknown_model_is_a_400_listing_the_available_ones(client: OpenAI) -> None:
-    training = upload(client, chat_lines(10))
+    training = sdk_upload(client, chat_lines(10))
     with pytest.raises(openai.BadRequestError) as caught:
         client.fine_tuning.jobs.create(model="gpt-9", training_file=training.id)
     error = caught.value
@@ -516,9 +500,9 @@ def test_retrieve_unknown_job_is_a_404(client: OpenAI) -> None:
 
 
 def test_reinforcement_method_is_a_400(client: OpenAI) -> None:
-    training = upload(client, chat_lines(10))
+    training = sdk_upload(client, chat_lines(10))
     with pytest.raises(openai.BadRequestError) as caught:
-        new_job(client, training.id, method={
+        sdk_create_job(client, training.id, method={
             "type": "reinforcement",
             "reinforcement": {"grader": {"type": "string_check", "name": "g", "input": "{{x}}",
                                          "reference": "y", "operation": "eq"}},
@@ -530,9 +514,9 @@ def test_reinforcement_method_is_a_400(client: OpenAI) -> None:
 
 
 def test_bad_hyperparameter_is_a_400_naming_the_field(client: OpenAI) -> None:
-    training = upload(client, chat_lines(10))
+    training = sdk_upload(client, chat_lines(10))
     with pytest.raises(openai.BadRequestError) as caught:
-        new_job(client, training.id,
+        sdk_create_job(client, training.id,
                 method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 0}}})
     assert caught.value.param is not None and "n_epochs" in caught.value.param
 
@@ -620,7 +604,7 @@ def test_gateway_mode_501_is_not_retried(gateway: Server, make_client: MakeClien
 def test_gateway_mode_keeps_files_and_models(gateway: Server, make_client: MakeClient) -> None:
     client = make_client(gateway, max_retries=0)
     content = chat_lines(10)
-    uploaded = upload(client, content)
+    uploaded = sdk_upload(client, content)
     assert client.files.retrieve(uploaded.id).bytes == len(content)
     assert uploaded.id in [f.id for f in client.files.list()]
     assert client.files.content(uploaded.id).read() == content
@@ -635,22 +619,23 @@ def test_gateway_mode_keeps_files_and_models(gateway: Server, make_client: MakeC
 def test_bad_uploads_are_answered_clearly_and_the_server_keeps_serving(
         client: OpenAI, srv: Server) -> None:
     with pytest.raises(openai.BadRequestError) as garbage:
-        upload(client, b'{"messages": []}\n\x89PNG\r\n\x1a\n\x00\xff garbage', name="g.jsonl")
+        sdk_upload(client, b'{"messages": []}\n\x89PNG\r\n\x1a\n\x00\xff garbage',
+                   name="g.jsonl")
     assert garbage.value.code == "invalid_file_format"
     assert garbage.value.param == "file"
     assert "Line 2" in message(garbage.value)
 
     with pytest.raises(openai.BadRequestError) as not_objects:
-        upload(client, b'{"ok": 1}\n[1, 2]\n', name="array.jsonl")
+        sdk_upload(client, b'{"ok": 1}\n[1, 2]\n', name="array.jsonl")
     assert "Line 2" in message(not_objects.value)
 
     with pytest.raises(openai.BadRequestError) as empty:
-        upload(client, b"", name="empty.jsonl")
+        sdk_upload(client, b"", name="empty.jsonl")
     assert empty.value.code == "invalid_file_format"
     assert "empty" in message(empty.value)
 
     with pytest.raises(openai.BadRequestError) as bad_purpose:
-        upload(client, chat_lines(10), purpose="fine-tune-results")
+        sdk_upload(client, chat_lines(10), purpose="fine-tune-results")
     assert bad_purpose.value.param == "purpose"
 
     # Raw HTTP: what the SDK cannot send.
@@ -677,7 +662,7 @@ def test_bad_uploads_are_answered_clearly_and_the_server_keeps_serving(
     # None of it was stored, and the server still works.
     assert not [p for p in (srv.data_dir / "files").iterdir() if p.name.startswith(".partial")]
     assert srv.process.poll() is None
-    fine = upload(client, chat_lines(10))
+    fine = sdk_upload(client, chat_lines(10))
     assert client.files.content(fine.id).read() == chat_lines(10)
     assert BASE_MODEL in [m.id for m in client.models.list()]
 
@@ -687,7 +672,7 @@ def test_upload_over_the_limit_is_a_413_and_the_server_keeps_serving(
     requests = Requests()
     client = make_client(small, requests)
     with pytest.raises(openai.APIStatusError) as caught:
-        upload(client, chat_lines(40))
+        sdk_upload(client, chat_lines(40))
     error = caught.value
     assert error.status_code == 413
     assert error.code == "request_too_large"
@@ -696,7 +681,7 @@ def test_upload_over_the_limit_is_a_413_and_the_server_keeps_serving(
     assert requests.count("POST", "/files") == 1  # 413 is not retried
 
     assert small.process.poll() is None
-    tiny = upload(client, chat_lines(2))
+    tiny = sdk_upload(client, chat_lines(2))
     assert client.files.content(tiny.id).read() == chat_lines(2)
     listed = [f.id for f in client.files.list()]
     assert tiny.id in listed
@@ -738,8 +723,8 @@ def keyed_client(server: Server, key: str, strict: bool, **options: Any) -> Open
 def test_sdk_with_a_key_sees_its_own_project_only(keyed: Server, strict: bool) -> None:
     with keyed_client(keyed, ALICE_KEY, strict) as alice, \
             keyed_client(keyed, BOB_KEY, strict) as bob:
-        uploaded = alice.files.create(file=("t.jsonl", chat_lines(12)), purpose="fine-tune")
-        job = alice.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id)
+        uploaded = sdk_upload(alice, chat_lines(12))
+        job = sdk_create_job(alice, uploaded.id)
         assert job.organization_id == "org-alice"
         assert alice.files.retrieve(uploaded.id).id == uploaded.id
         with pytest.raises(openai.NotFoundError):
@@ -771,5 +756,5 @@ def test_sdk_over_the_rate_limit_gets_rate_limit_error(keyed: Server, strict: bo
             client.models.list()
         with pytest.raises(openai.RateLimitError) as limited:
             client.models.list()
-        assert limited.value.code == "rate_limit_exceeded"
+        assert (limited.value.type, limited.value.code) == ("requests", "rate_limit_exceeded")
         assert int(limited.value.response.headers["retry-after"]) == 60 // RATE_LIMIT

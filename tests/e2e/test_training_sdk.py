@@ -21,11 +21,11 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import Server, start_server, stop_server
+from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BASE = "SmolLM2-135M-Instruct"
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 def fact_lines(count: int, *, offset: int = 0) -> bytes:
@@ -59,20 +59,6 @@ def client(training_server: Server) -> OpenAI:
     return OpenAI(base_url=training_server.api, api_key="local", max_retries=0)
 
 
-def upload(client: OpenAI, content: bytes, name: str = "train.jsonl") -> str:
-    return client.files.create(file=(name, content), purpose="fine-tune").id
-
-
-def wait_for(client: OpenAI, job_id: str, statuses: set[str], timeout: float = 900):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in statuses:
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not reach {statuses}: last status {job.status}")
-
-
 def events_of(client: OpenAI, job_id: str) -> list:
     return list(reversed(list(client.fine_tuning.jobs.list_events(job_id, limit=100))))
 
@@ -89,12 +75,12 @@ def wait_for_event(client: OpenAI, job_id: str, predicate, timeout: float = 600)
 
 def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
                                                       training_server: Server) -> None:
-    job = client.fine_tuning.jobs.create(
-        model=BASE, training_file=upload(client, fact_lines(12)),
-        validation_file=upload(client, fact_lines(4, offset=100)), suffix="e2e", seed=7,
+    job = sdk_create_job(
+        client, sdk_upload(client, fact_lines(12)).id,
+        validation_file=sdk_upload(client, fact_lines(4, offset=100)).id, suffix="e2e", seed=7,
         method={"type": "supervised", "supervised": {"hyperparameters": {
             "n_epochs": 2, "batch_size": 4}}})
-    done = wait_for(client, job.id, TERMINAL)
+    done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", (done.error, training_server.log()[-3000:])
     name = f"ft:{BASE}:org-local:e2e:{job.id[-8:]}"
     assert done.fine_tuned_model == name
@@ -186,11 +172,11 @@ def lamp_lines() -> bytes:
 
 
 def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(client: OpenAI) -> None:
-    job = client.fine_tuning.jobs.create(
-        model=BASE, training_file=upload(client, lamp_lines()), suffix="lamp", seed=11,
+    job = sdk_create_job(
+        client, sdk_upload(client, lamp_lines()).id, suffix="lamp", seed=11,
         method={"type": "supervised", "supervised": {"hyperparameters": {
             "n_epochs": 3, "batch_size": 4}}})
-    done = wait_for(client, job.id, TERMINAL)
+    done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model is not None
     # A room and colour it never saw together, asked the way users ask.
@@ -209,8 +195,8 @@ def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(client
 
 
 def test_pause_then_resume_continues_where_it_stopped(client: OpenAI) -> None:
-    job = client.fine_tuning.jobs.create(
-        model=BASE, training_file=upload(client, fact_lines(16)), seed=3,
+    job = sdk_create_job(
+        client, sdk_upload(client, fact_lines(16)).id, seed=3,
         method={"type": "supervised", "supervised": {"hyperparameters": {
             "n_epochs": 3, "batch_size": 2}}})
     wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 2)
@@ -221,7 +207,7 @@ def test_pause_then_resume_continues_where_it_stopped(client: OpenAI) -> None:
     time.sleep(2)
     assert client.fine_tuning.jobs.retrieve(job.id).status == "paused"
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"
-    done = wait_for(client, job.id, TERMINAL)
+    done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", done.error
     steps = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
     # No step trained twice, none skipped: the run went on from the saved state.
@@ -232,8 +218,8 @@ def test_pause_then_resume_continues_where_it_stopped(client: OpenAI) -> None:
 
 
 def test_cancel_stops_a_running_job(client: OpenAI, training_server: Server) -> None:
-    job = client.fine_tuning.jobs.create(
-        model=BASE, training_file=upload(client, fact_lines(40)),
+    job = sdk_create_job(
+        client, sdk_upload(client, fact_lines(40)).id,
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}})
     cancel_once_training(client, training_server, job.id)
 
@@ -263,8 +249,8 @@ def _worker_pid(server: Server) -> int:
 
 def test_a_killed_worker_is_replaced_and_the_job_resumes(client: OpenAI,
                                                          training_server: Server) -> None:
-    job = client.fine_tuning.jobs.create(
-        model=BASE, training_file=upload(client, fact_lines(12)), seed=11,
+    job = sdk_create_job(
+        client, sdk_upload(client, fact_lines(12)).id, seed=11,
         method={"type": "supervised", "supervised": {"hyperparameters": {
             "n_epochs": 3, "batch_size": 4}}})
     # Killed after the epoch-1 checkpoint (step 3) and at least one step more, which the
@@ -273,7 +259,7 @@ def test_a_killed_worker_is_replaced_and_the_job_resumes(client: OpenAI,
     os.kill(_worker_pid(training_server), signal.SIGKILL)
     wait_for_event(client, job.id, lambda e: "worker running this job died" in e.message,
                    timeout=120)
-    done = wait_for(client, job.id, TERMINAL)
+    done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", done.error
     events = events_of(client, job.id)
     assert "Fine-tuning job resumed from saved state" in [e.message for e in events]

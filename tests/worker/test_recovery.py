@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import io
 import os
 import subprocess
 import sys
@@ -14,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import chat_lines
+from tests.helpers import service_create_job, service_upload
 from tunegate.api.app import build_service
-from tunegate.api.service import Service, Upload
+from tunegate.api.service import Service
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 from tunegate.training.messages import (
@@ -32,8 +32,6 @@ from tunegate.worker import identity, janitor
 from tunegate.worker.janitor import Janitor
 from tunegate.worker.loop import Worker
 from tunegate.worker.trainer_process import Crash
-
-MODEL = "SmolLM2-135M-Instruct"
 
 
 @pytest.fixture
@@ -75,9 +73,7 @@ def test_a_zombie_worker_is_dead() -> None:
 
 
 def _running_job_of(service: Service, worker_id: str) -> str:
-    file_id = service.upload_file("default", Upload("t.jsonl", io.BytesIO(chat_lines(12)),
-                                                    "fine-tune")).id
-    job_id = service.create_job("default", {"model": MODEL, "training_file": file_id}).id
+    job_id = service_create_job(service, service_upload(service, chat_lines(12)))
     Worker(service).run_once()  # validates: queued
     store = service.store
     store.claim_job([JobStatus.QUEUED], worker_id, time.time())  # a fresh heartbeat
@@ -110,9 +106,8 @@ def _age(path: Path, seconds: float = 3600) -> None:
 
 def test_the_janitor_removes_dead_uploads_and_row_less_files(service: Service) -> None:
     storage = service.storage
-    kept = service.upload_file("default", Upload("t.jsonl", io.BytesIO(chat_lines(12)),
-                                                 "fine-tune"))
-    _age(storage.path(kept.id))
+    kept = service_upload(service, chat_lines(12))
+    _age(storage.path(kept))
     abandoned = storage.root / ".partial-file-dead"
     abandoned.write_bytes(b"half an upload")
     _age(abandoned)
@@ -129,13 +124,11 @@ def test_the_janitor_removes_dead_uploads_and_row_less_files(service: Service) -
         assert live.exists()
     assert (swept.abandoned_partials, swept.orphan_files) == (1, 1)
     assert not abandoned.exists() and not orphan.exists()
-    assert young.exists() and storage.path(kept.id).exists()
+    assert young.exists() and storage.path(kept).exists()
 
 
 def test_the_janitor_settles_folders_of_finished_jobs_no_worker_holds(service: Service) -> None:
-    file_id = service.upload_file("default", Upload("t.jsonl", io.BytesIO(chat_lines(12)),
-                                                    "fine-tune")).id
-    failed = service.create_job("default", {"model": MODEL, "training_file": file_id}).id
+    failed = service_create_job(service, service_upload(service, chat_lines(12)))
     service.store.transition(failed, JobStatus.FAILED, events=[])
     held = _running_job_of(service, _local_id(os.getpid()))
     for job_id in (failed, held, "ftjob-neverexisted"):
@@ -157,14 +150,13 @@ def test_a_worker_sweeps_when_it_starts(service: Service, monkeypatch: pytest.Mo
 
 def test_listing_files_hides_expired_ones_and_deletes_nothing(
         service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    stored = service.upload_file("default", Upload("a.jsonl", io.BytesIO(b'{"a": 1}\n'),
-                                                   "batch", expires_after_seconds=10))
+    stored = service_upload(service, b'{"a": 1}\n', purpose="batch", expires_after_seconds=10)
     later = time.time() + 11
     monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
     page = service.list_files("default", purpose=None, after=None, limit=10, order="desc")
-    assert stored.id not in [f.id for f in page.items]
-    assert service.storage.path(stored.id).exists()
-    assert service.store.get_file("default", stored.id) is not None
+    assert stored not in [f.id for f in page.items]
+    assert service.storage.path(stored).exists()
+    assert service.store.get_file("default", stored) is not None
 
 
 # Messages and crash reports -----------------------------------------------------------------

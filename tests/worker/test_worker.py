@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing
 import time
@@ -11,15 +10,14 @@ from dataclasses import replace
 import pytest
 
 from tests.conftest import TEST_DATA, chat_lines
+from tests.helpers import service_create_job, service_upload
 from tunegate.api.app import build_service
-from tunegate.api.service import Service, Upload
+from tunegate.api.service import Service
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 from tunegate.store import open_store
 from tunegate.worker.janitor import Janitor
 from tunegate.worker.loop import Worker
-
-MODEL = "SmolLM2-135M-Instruct"
 
 
 @pytest.fixture
@@ -28,14 +26,9 @@ def service(settings: Settings) -> Service:
     return build_service(replace(settings, max_active_jobs=1000))
 
 
-def upload(service: Service, content: bytes) -> str:
-    return service.upload_file("default", Upload("train.jsonl", io.BytesIO(content),
-                                                 "fine-tune")).id
-
-
 def create(service: Service, content: bytes, **extra: object) -> str:
-    body = {"model": MODEL, "training_file": upload(service, content), **extra}
-    return service.create_job("default", body).id
+    """A job on a new training file of ``content``."""
+    return service_create_job(service, service_upload(service, content), **extra)
 
 
 def messages(service: Service, job_id: str) -> list[str]:
@@ -43,7 +36,7 @@ def messages(service: Service, job_id: str) -> list[str]:
 
 
 def test_valid_files_move_the_job_to_queued(service: Service) -> None:
-    job_id = create(service, chat_lines(12), validation_file=upload(service, chat_lines(2)))
+    job_id = create(service, chat_lines(12), validation_file=service_upload(service, chat_lines(2)))
     assert Worker(service).run_once()
     job = service.get_job("default", job_id)
     assert job.status is JobStatus.QUEUED
@@ -67,7 +60,7 @@ def test_too_few_examples_fail_the_job(service: Service) -> None:
 
 def test_a_bad_line_in_the_validation_file_names_it(service: Service) -> None:
     bad = chat_lines(1) + json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode()
-    job_id = create(service, chat_lines(12), validation_file=upload(service, bad))
+    job_id = create(service, chat_lines(12), validation_file=service_upload(service, bad))
     Worker(service).run_once()
     error = service.get_job("default", job_id).error
     assert (error.code, error.param) == ("invalid_validation_file", "validation_file")
@@ -104,9 +97,8 @@ def _claim_all(url: str, worker_id: str, out: multiprocessing.Queue) -> None:
 
 
 def test_two_worker_processes_never_claim_the_same_job(service: Service) -> None:
-    file_id = upload(service, chat_lines(12))
-    job_ids = {service.create_job("default", {"model": MODEL, "training_file": file_id}).id
-               for _ in range(40)}
+    file_id = service_upload(service, chat_lines(12))
+    job_ids = {service_create_job(service, file_id) for _ in range(40)}
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     url = service.settings.sqlalchemy_url
@@ -122,15 +114,14 @@ def test_two_worker_processes_never_claim_the_same_job(service: Service) -> None
 
 
 def test_expired_files_are_swept(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    stored = service.upload_file("default", Upload("a.jsonl", io.BytesIO(b'{"a": 1}\n'),
-                                                   "fine-tune", expires_after_seconds=3600))
+    stored = service_upload(service, b'{"a": 1}\n', name="a.jsonl", expires_after_seconds=3600)
     janitor = Janitor(service)
     assert janitor.delete_expired_files() == 0
     later = time.time() + 3601
     monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
     assert janitor.delete_expired_files() == 1
-    assert not service.storage.path(stored.id).exists()
-    assert service.store.get_file("default", stored.id) is None
+    assert not service.storage.path(stored).exists()
+    assert service.store.get_file("default", stored) is None
 
 
 def test_a_job_whose_trainer_cannot_start_fails_instead_of_running_forever(

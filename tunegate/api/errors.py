@@ -17,7 +17,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from tunegate.errors import TunegateError
+from tunegate.errors import TooManyRequests, TunegateError
 
 log = logging.getLogger("tunegate.api")
 
@@ -30,7 +30,7 @@ _TYPE_BY_STATUS = {
     405: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
-    429: "rate_limit_exceeded",
+    429: TooManyRequests.type,
 }
 _PARAM_IN_MESSAGE = re.compile(r"parameter '([^']+)'|- '([^']+)'$")
 

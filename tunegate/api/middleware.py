@@ -17,6 +17,7 @@ from tunegate import ids
 from tunegate.api.errors import envelope
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.rate_limit import RateLimiter
+from tunegate.errors import TooManyRequests
 
 GATEWAY_DETAIL = "Fine-tuning is not implemented in the local llama.cpp gateway"
 FINE_TUNING_PREFIX = "/v1/fine_tuning/"
@@ -129,10 +130,11 @@ class TunegateMiddleware:
                                  code="invalid_api_key"), [(b"www-authenticate", b"Bearer")]
         wait = self.rate.take(caller.key_hash) if caller.key_hash else 0
         if wait:
-            return 429, envelope(
+            limited = TooManyRequests(
                 f"Too many requests for this API key; retry in {wait} s (setting "
-                "TUNEGATE_RATE_LIMIT).", type="requests", code="rate_limit_exceeded",
-            ), [(b"retry-after", str(wait).encode())]
+                "TUNEGATE_RATE_LIMIT).", retry_after=wait, code="rate_limit_exceeded")
+            return limited.status, {"error": limited.to_api()}, [
+                (b"retry-after", str(wait).encode())]
         if not self.fine_tuning and (path + "/").startswith(FINE_TUNING_PREFIX):
             # Never going to work on this server: tell the SDK not to resend (it retries 5xx).
             return 501, {"detail": GATEWAY_DETAIL}, [(b"x-should-retry", b"false")]

@@ -20,7 +20,7 @@ from tunegate import ids
 from tunegate.chat.format import ChatFormatError, text_of
 from tunegate.chat.template import TemplateError
 from tunegate.chat.tool_calls import Reply, StreamReader, read_reply
-from tunegate.errors import InvalidRequest, ServerError, TunegateError
+from tunegate.errors import InvalidRequest, ServerError, TooManyRequests, TunegateError
 from tunegate.serving.engine import EngineBusy, EngineDied, EngineError, EngineTimeout, Sampling
 from tunegate.serving.model import ServedModel
 from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelPool
@@ -219,11 +219,9 @@ def run(pool: ModelPool, files: ModelFiles, request: GenerationRequest) -> Json 
     return _chunks(pool, prepared)
 
 
-class ModelBusyError(TunegateError):
+class ModelBusyError(TooManyRequests):
     """429: the model's queue is full; the SDK waits and retries on its own."""
 
-    status = 429
-    type = "rate_limit_exceeded"
     code = "model_busy"
 
 
