@@ -6,6 +6,17 @@ place (``tunegate.api.errors``); nothing else builds error bodies.
 
 from __future__ import annotations
 
+# A client value quoted in a message shows at most this many characters: a 20 MB ``suffix``
+# must not come back as a 20 MB answer (nor sit whole in the server log).
+QUOTE_CHARS = 100
+# The net under every message, for a value quoted whole by mistake; ours stay well below it.
+MESSAGE_CHARS = 2000
+
+
+def clip(text: str, limit: int = QUOTE_CHARS) -> str:
+    """``text`` cut to its first ``limit`` characters, marked with "…" when cut."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
 
 class TunegateError(Exception):
     """Base class: a failure the client can be told about."""
@@ -19,6 +30,7 @@ class TunegateError(Exception):
     retry_after: int | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        message = clip(message, MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
         self.param = param

@@ -17,7 +17,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from tunegate.errors import TunegateError
+from tunegate.errors import MESSAGE_CHARS, TunegateError, clip
 
 log = logging.getLogger("tunegate.api")
 
@@ -37,7 +37,9 @@ _PARAM_IN_MESSAGE = re.compile(r"parameter '([^']+)'|- '([^']+)'$")
 
 def envelope(message: str, *, type: str, param: str | None = None,
              code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+    # Messages quote client values short where they are made; this is the net under them.
+    return {"error": {"message": clip(message, MESSAGE_CHARS), "type": type, "param": param,
+                      "code": code}}
 
 
 def _response(request: ConnexionRequest, status: int, body: dict[str, Any],
@@ -65,9 +67,9 @@ def http_problem(request: ConnexionRequest, exc: Exception,
     headers = dict(exc.headers or {})
     message = str(getattr(exc, "detail", None) or getattr(exc, "title", "") or "Error")
     if status == 404 and message == "Not Found":
-        message = f"Unknown request URL: {request.method} {request.url.path}."
+        message = f"Unknown request URL: {request.method} {clip(request.url.path)}."
     elif status == 405:
-        message = f"Method {request.method} is not allowed for {request.url.path}."
+        message = f"Method {request.method} is not allowed for {clip(request.url.path)}."
         # Starlette names only the methods of the first route matching the path; RFC 9110
         # wants every method the resource supports, which is what the contract declares.
         allow = allowed(request.url.path) if allowed else None

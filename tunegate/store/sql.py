@@ -38,7 +38,7 @@ from tunegate.domain.jobs import (
     JobStatus,
     check_transition,
 )
-from tunegate.errors import Conflict, NotFound, TooManyRequests
+from tunegate.errors import Conflict, NotFound, TooManyRequests, clip
 from tunegate.store import schema
 from tunegate.store.base import FineTunedModel, Page
 from tunegate.store.migrations.migrate import migrate
@@ -291,7 +291,7 @@ class SqlStore:
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
             if row is None:
-                raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+                raise NotFound(f"No such fine-tuning job: {clip(job_id)}", param="fine_tuning_job_id")
             check_transition(job_id, JobStatus(row.status), target, only_from)
             # A job that already holds a place keeps it: only a job joining the active ones counts.
             if (max_active is not None and target in ACTIVE
