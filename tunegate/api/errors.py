@@ -2,7 +2,8 @@
 
 Domain errors carry their own status/type/code; connexion's problems (validation 400s, 404,
 405, 415, response-validation 500s) are translated here, keeping their headers (405's
-``Allow``). The seed gateway's 501 body is the one deliberate exception (tunegate.api.middleware).
+``Allow``); a full disk (``OSError`` ENOSPC/EDQUOT, wherever it is met) is a 507. The seed
+gateway's 501 body is the one deliberate exception (tunegate.api.middleware).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from tunegate.errors import MESSAGE_CHARS, TunegateError, clip
+from tunegate.errors import MESSAGE_CHARS, InsufficientStorage, TunegateError, clip, is_disk_full
 
 log = logging.getLogger("tunegate.api")
 
@@ -103,6 +104,15 @@ def allowed_methods(paths: Mapping[str, Mapping[str, Any]],
     return allowed
 
 
+def os_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """A full disk is a 507 whichever write met it (an upload, a spool, a merged model);
+    any other ``OSError`` is a bug of ours (500)."""
+    if not is_disk_full(exc):
+        return unexpected(request, exc)
+    log.error("Disk full on %s %s: %s", request.method, request.url.path, exc)
+    return tunegate_error(request, InsufficientStorage())
+
+
 def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     log.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _response(request, 500, envelope(
@@ -124,4 +134,5 @@ def install(app: Any, paths: Mapping[str, Mapping[str, Any]] | None = None,
     # connexion registers its own ProblemException handler (problem+json): override it too.
     app.add_error_handler(ProblemException, problem)
     app.add_error_handler(HTTPException, problem)
+    app.add_error_handler(OSError, os_error)
     app.add_error_handler(Exception, unexpected)

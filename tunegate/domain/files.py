@@ -1,7 +1,8 @@
 """Uploaded files: the domain object and the bytes on disk.
 
 Bytes are written under a temporary name and renamed into place only when complete, and the
-store row is committed after the rename, so a partial upload is never visible.
+store row is committed after the rename, so a partial upload is never visible. A write that
+fails (a full disk: ``OSError`` ENOSPC, answered 507 by the API) removes its partial file.
 """
 
 from __future__ import annotations
@@ -100,9 +101,16 @@ class FileStorage:
 
     def write_bytes(self, file_id: str, content: bytes) -> int:
         partial = self.root / f".partial-{file_id}"
-        partial.write_bytes(content)
-        os.replace(partial, self.path(file_id))
+        try:
+            partial.write_bytes(content)
+            os.replace(partial, self.path(file_id))
+        finally:
+            partial.unlink(missing_ok=True)
         return len(content)
+
+    def free_bytes(self) -> int:
+        """Room left on the disk under the files folder (for unprivileged writers)."""
+        return shutil.disk_usage(self.root).free
 
     def read_chunks(self, file_id: str) -> Iterator[bytes]:
         with self.path(file_id).open("rb") as source:
