@@ -275,7 +275,7 @@ def test_operation_ids_are_the_handler_paths() -> None:
 def test_every_operation_declares_the_error_responses() -> None:
     for path, method, op, _ in operations():
         responses = op["responses"]
-        for status in ("400", "401", "404", "409", "413", "415", "429", "500"):
+        for status in ("400", "401", "404", "409", "413", "415", "429", "500", "507"):
             assert "$ref" in responses.get(status, {}), f"{method} {path} {status}"
             body = follow(responses[status])["content"]["application/json"]["schema"]
             assert body == {"$ref": "#/components/schemas/ErrorResponse"}

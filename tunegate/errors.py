@@ -6,6 +6,27 @@ place (``tunegate.api.errors``); nothing else builds error bodies.
 
 from __future__ import annotations
 
+import errno
+
+# A client value quoted in a message shows at most this many characters: a 20 MB ``suffix``
+# must not come back as a 20 MB answer (nor sit whole in the server log).
+QUOTE_CHARS = 100
+# The net under every message, for a value quoted whole by mistake; ours stay well below it.
+MESSAGE_CHARS = 2000
+# What the operating system says when a write finds the disk (or the user's quota) full.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+DISK_FULL = ("The server's data folder is full: there is no disk space left to store this "
+             "request. Free space in the data folder (TUNEGATE_DATA) and send it again.")
+
+
+def clip(text: str, limit: int = QUOTE_CHARS) -> str:
+    """``text`` cut to its first ``limit`` characters, marked with "…" when cut."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
 
 class TunegateError(Exception):
     """Base class: a failure the client can be told about."""
@@ -19,6 +40,7 @@ class TunegateError(Exception):
     retry_after: int | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        message = clip(message, MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
         self.param = param
@@ -77,3 +99,17 @@ class TooManyRequests(TunegateError):
 class ServerError(TunegateError):
     status = 500
     type = "server_error"
+
+
+class InsufficientStorage(TunegateError):
+    """The disk under the data folder is full (507). Nothing of the request is kept; resending
+    at once cannot succeed, so the SDK is told not to (it resends 5xx twice, seconds apart)."""
+
+    status = 507
+    type = "server_error"
+    code = "insufficient_storage"
+    retryable = False
+
+    def __init__(self, message: str = DISK_FULL, *, param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message, param=param, code=code)

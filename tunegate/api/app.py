@@ -71,7 +71,8 @@ def create_app(settings: Settings, *, service: Service | None = None,
                        rate=rate or RateLimiter(settings.rate_limit),
                        open_caller=Caller(settings.project_id, settings.organization_id),
                        max_body_bytes=settings.max_upload_bytes,
-                       fine_tuning=settings.fine_tuning)
+                       fine_tuning=settings.fine_tuning,
+                       upload_room=service.storage.free_bytes)
     app.add_middleware(RequestIdInside, position=MiddlewarePosition.BEFORE_CONTEXT)
     app.add_middleware(SpecFile, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_url_rule("/docs", "docs_redirect", _docs_redirect)

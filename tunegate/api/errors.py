@@ -2,7 +2,8 @@
 
 Domain errors carry their own status/type/code; connexion's problems (validation 400s, 404,
 405, 415, response-validation 500s) are translated here, keeping their headers (405's
-``Allow``). The seed gateway's 501 body is the one deliberate exception (tunegate.api.middleware).
+``Allow``); a full disk (``OSError`` ENOSPC/EDQUOT, wherever it is met) is a 507. The seed
+gateway's 501 body is the one deliberate exception (tunegate.api.middleware).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from tunegate.errors import TooManyRequests, TunegateError
+from tunegate.errors import (
+    MESSAGE_CHARS,
+    InsufficientStorage,
+    TooManyRequests,
+    TunegateError,
+    clip,
+    is_disk_full,
+)
 
 log = logging.getLogger("tunegate.api")
 
@@ -37,7 +45,9 @@ _PARAM_IN_MESSAGE = re.compile(r"parameter '([^']+)'|- '([^']+)'$")
 
 def envelope(message: str, *, type: str, param: str | None = None,
              code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+    # Messages quote client values short where they are made; this is the net under them.
+    return {"error": {"message": clip(message, MESSAGE_CHARS), "type": type, "param": param,
+                      "code": code}}
 
 
 def _response(request: ConnexionRequest, status: int, body: dict[str, Any],
@@ -65,9 +75,9 @@ def http_problem(request: ConnexionRequest, exc: Exception,
     headers = dict(exc.headers or {})
     message = str(getattr(exc, "detail", None) or getattr(exc, "title", "") or "Error")
     if status == 404 and message == "Not Found":
-        message = f"Unknown request URL: {request.method} {request.url.path}."
+        message = f"Unknown request URL: {request.method} {clip(request.url.path)}."
     elif status == 405:
-        message = f"Method {request.method} is not allowed for {request.url.path}."
+        message = f"Method {request.method} is not allowed for {clip(request.url.path)}."
         # Starlette names only the methods of the first route matching the path; RFC 9110
         # wants every method the resource supports, which is what the contract declares.
         allow = allowed(request.url.path) if allowed else None
@@ -101,6 +111,15 @@ def allowed_methods(paths: Mapping[str, Mapping[str, Any]],
     return allowed
 
 
+def os_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """A full disk is a 507 whichever write met it (an upload, a spool, a merged model);
+    any other ``OSError`` is a bug of ours (500)."""
+    if not is_disk_full(exc):
+        return unexpected(request, exc)
+    log.error("Disk full on %s %s: %s", request.method, request.url.path, exc)
+    return tunegate_error(request, InsufficientStorage())
+
+
 def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     log.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _response(request, 500, envelope(
@@ -122,4 +141,5 @@ def install(app: Any, paths: Mapping[str, Mapping[str, Any]] | None = None,
     # connexion registers its own ProblemException handler (problem+json): override it too.
     app.add_error_handler(ProblemException, problem)
     app.add_error_handler(HTTPException, problem)
+    app.add_error_handler(OSError, os_error)
     app.add_error_handler(Exception, unexpected)

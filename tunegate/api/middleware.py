@@ -1,5 +1,5 @@
 """ASGI middleware around the whole API: request ids, security headers, API keys, the request
-rate, gateway mode and the upload size limit, in that order.
+rate, gateway mode, the upload size limit and the disk's room for an upload, in that order.
 
 It runs before connexion reads a byte of the body, which is where a size limit must act, and
 before routing, so an unauthenticated caller learns nothing (not even which routes exist).
@@ -8,6 +8,7 @@ before routing, so an unauthenticated caller learns nothing (not even which rout
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -17,10 +18,12 @@ from tunegate import ids
 from tunegate.api.errors import envelope
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.rate_limit import RateLimiter
-from tunegate.errors import TooManyRequests
+from tunegate.errors import InsufficientStorage, TooManyRequests
 
 GATEWAY_DETAIL = "Fine-tuning is not implemented in the local llama.cpp gateway"
 FINE_TUNING_PREFIX = "/v1/fine_tuning/"
+# The routes whose body is stored in the files folder (and needs its room there).
+UPLOAD_ROUTES = (("POST", "/v1/files"),)
 SERVICE_KEY = "tunegate.service"
 CALLER_KEY = "tunegate.caller"
 REQUEST_ID_KEY = "tunegate.request_id"
@@ -84,11 +87,15 @@ async def _send_json(send: Send, status: int, body: dict[str, Any],
 
 class TunegateMiddleware:
     """Stamps ``x-request-id`` and security headers, checks the API key (401) and its request
-    rate (429), answers gateway-mode 501s, refuses oversize bodies with 413, and hands the
-    caller to the handlers."""
+    rate (429), answers gateway-mode 501s, refuses oversize bodies with 413 and uploads the
+    disk has no room for with 507, and hands the caller to the handlers.
+
+    ``upload_room()`` is the free space, in bytes, where uploads are stored.
+    """
 
     def __init__(self, app: ASGIApp, *, service: Any, keys: KeyRing, rate: RateLimiter,
-                 open_caller: Caller, max_body_bytes: int, fine_tuning: bool):
+                 open_caller: Caller, max_body_bytes: int, fine_tuning: bool,
+                 upload_room: Callable[[], int]):
         self.app = app
         self.service = service
         self.keys = keys
@@ -96,6 +103,7 @@ class TunegateMiddleware:
         self.open_caller = open_caller
         self.max_body_bytes = max_body_bytes
         self.fine_tuning = fine_tuning
+        self.upload_room = upload_room
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,7 +114,7 @@ class TunegateMiddleware:
         send = _stamped(send, request_id, path)
         request_headers = Headers(scope=scope)
         caller = self._caller(request_headers, path)
-        refusal = self._refusal(request_headers, path, caller)
+        refusal = self._refusal(request_headers, scope["method"], path, caller)
         if refusal is not None:
             status, body, headers = refusal
             await _send_json(send, status, body, headers)
@@ -123,8 +131,10 @@ class TunegateMiddleware:
             return self.open_caller
         return self.keys.caller(headers.get("authorization"))
 
-    def _refusal(self, headers: Headers, path: str, caller: Caller | None) -> Refusal | None:
-        """The answer that ends the request here, checked in order: key, rate, gateway, size."""
+    def _refusal(self, headers: Headers, method: str, path: str,
+                 caller: Caller | None) -> Refusal | None:
+        """The answer that ends the request here, checked in order: key, rate, gateway, size,
+        room on disk."""
         if caller is None:
             return 401, envelope(INVALID_KEY, type="invalid_request_error",
                                  code="invalid_api_key"), [(b"www-authenticate", b"Bearer")]
@@ -139,12 +149,27 @@ class TunegateMiddleware:
             # Never going to work on this server: tell the SDK not to resend (it retries 5xx).
             return 501, {"detail": GATEWAY_DETAIL}, [(b"x-should-retry", b"false")]
         length = headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_body_bytes:
+        size = int(length) if length and length.isdigit() else None
+        if size is not None and size > self.max_body_bytes:
             return 413, envelope(
-                f"Request body is {int(length)} bytes; the limit is {self.max_body_bytes} bytes "
+                f"Request body is {size} bytes; the limit is {self.max_body_bytes} bytes "
                 "(setting TUNEGATE_MAX_UPLOAD_BYTES).",
                 type="invalid_request_error", code="request_too_large"), []
+        if size is not None and (method, path) in UPLOAD_ROUTES:
+            return self._no_room(size)
         return None
+
+    def _no_room(self, size: int) -> Refusal | None:
+        """A 507 before the body is read, when the upload cannot fit: otherwise the disk would
+        fill up while it streams in, and the client would learn it only at the end."""
+        free = self.upload_room()
+        if size <= free:
+            return None
+        full = InsufficientStorage(
+            f"The server's data folder is full: this upload is {size} bytes and its disk has "
+            f"only {free} bytes free. Free space in the data folder (TUNEGATE_DATA) and send "
+            "it again.")
+        return full.status, {"error": full.to_api()}, [(b"x-should-retry", b"false")]
 
 
 class RequestIdInside:

@@ -29,7 +29,7 @@ from tunegate.domain.jobs import (
     job_event,
     now,
 )
-from tunegate.errors import Conflict, InvalidRequest, NotFound
+from tunegate.errors import Conflict, InvalidRequest, NotFound, clip
 from tunegate.serving import completions, open_pool
 from tunegate.serving.pool import ModelFiles
 from tunegate.settings import Settings
@@ -55,6 +55,7 @@ class Service:
         self.inference = open_pool(settings)
 
     # Files ----------------------------------------------------------------------------------
+    # Messages quote ids and names the client sent with clip(): they may be megabytes long.
 
     def upload_file(self, project_id: str, upload: Upload) -> StoredFile:
         """Store the bytes, check JSONL for fine-tune files, then make the file visible."""
@@ -87,7 +88,7 @@ class Service:
     def get_file(self, project_id: str | None, file_id: str) -> StoredFile:
         stored = self.store.get_file(project_id, file_id)
         if stored is None or (stored.expires_at is not None and stored.expires_at <= now()):
-            raise NotFound(f"No such File object: {file_id}", param="file_id")
+            raise NotFound(f"No such File object: {clip(file_id)}", param="file_id")
         return stored
 
     def list_files(self, project_id: str | None, *, purpose: str | None, after: str | None,
@@ -121,7 +122,7 @@ class Service:
             return
         stored = self.store.get_file(project_id, file_id)
         if stored is None:
-            raise InvalidRequest(f"invalid {param}: no such file {file_id}", param=param)
+            raise InvalidRequest(f"invalid {param}: no such file {clip(file_id)}", param=param)
         if stored.purpose != FINE_TUNE:
             raise InvalidRequest(
                 f"invalid {param}: {file_id} was uploaded with purpose '{stored.purpose}'; "
@@ -137,7 +138,7 @@ class Service:
             return
         available = [m.id for m in catalog.base_models(self.settings.base_models_dir)]
         raise InvalidRequest(
-            f"Model {model} is not available for fine-tuning or does not exist. Available base "
+            f"Model {clip(model)} is not available for fine-tuning or does not exist. Available base "
             f"models: {', '.join(available) or 'none'}; fine-tuned models (ft:…) of this "
             "project can be trained further.",
             param="model", code="model_not_available",
@@ -174,7 +175,7 @@ class Service:
     def get_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
         job = self.store.get_job(job_id, project_id)
         if job is None:
-            raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+            raise NotFound(f"No such fine-tuning job: {clip(job_id)}", param="fine_tuning_job_id")
         return job
 
     def list_jobs(self, project_id: str | None, *, after: str | None, limit: int,
@@ -233,7 +234,7 @@ class Service:
     def _tuned_model(self, project_id: str | None, model_id: str) -> FineTunedModel:
         tuned = self.store.get_model(project_id, model_id)
         if tuned is None:
-            raise NotFound(f"The model `{model_id}` does not exist or you do not have access "
+            raise NotFound(f"The model `{clip(model_id)}` does not exist or you do not have access "
                            "to it.", param="model", code="model_not_found")
         return tuned
 

@@ -1,7 +1,10 @@
 """connexion request validators with tunegate's fixes.
 
-- JSON: a body that is not UTF-8 is the client's fault (400), not a 500 (connexion #1860);
-  schema errors name the offending field in ``param``.
+- JSON: a body that is not UTF-8 is the client's fault (400), not a 500 (connexion #1860), and
+  so is one nested deeper than ``nesting.MAX_DEPTH`` (refused before it is parsed); schema
+  errors name the offending field in ``param``.
+- Messages quote a bad value by its first ``QUOTE_CHARS`` characters only, where jsonschema's
+  quote it whole (a 20 MB ``suffix`` would come back as a 20 MB answer).
 - Parameters: one-line messages that name the parameter, instead of jsonschema's dump; a
   parameter (or form field) given twice is a 400, where connexion would silently keep one value.
 - Multipart: connexion's validator keeps the whole request in memory to replay it; ours spools
@@ -29,10 +32,17 @@ from starlette.datastructures import Headers, QueryParams, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
-from tunegate.errors import InvalidRequest
+from tunegate.api.nesting import MAX_DEPTH, too_deep
+from tunegate.errors import QUOTE_CHARS, InvalidRequest, clip
 
 SPOOL_IN_MEMORY = 1024 * 1024
 REPLAY_CHUNK = 256 * 1024
+UTF_8 = ("utf-8", "utf8")
+# What a message keeps of jsonschema's text after the quoted value (a rule from the contract,
+# or, for additionalProperties, the client's unexpected names).
+RULE_CHARS = 3 * QUOTE_CHARS
+TOO_DEEP = (f"The request body nests arrays and objects more than {MAX_DEPTH} levels deep; "
+            "tunegate reads at most that many.")
 
 
 def _missing(error: ValidationError) -> str | None:
@@ -43,9 +53,24 @@ def _missing(error: ValidationError) -> str | None:
 
 
 def _path(error: ValidationError) -> str | None:
-    parts = [str(part) for part in error.absolute_path]
+    # Property names are the client's too (a metadata key may be megabytes).
+    parts = [clip(str(part)) for part in error.absolute_path]
     missing = _missing(error)
     return ".".join([*parts, missing] if missing else parts) or None
+
+
+def quoted_message(message: str, instance: Any) -> str:
+    """jsonschema's ``message`` about ``instance``, the value in it cut to a short prefix.
+
+    Most messages open with ``repr(instance)`` ("'aaa…' is too long"); the repr is rebuilt
+    only for a long message, to find where the value ends and the rule begins.
+    """
+    if len(message) <= QUOTE_CHARS:
+        return message
+    shown = repr(instance)
+    if message.startswith(shown):
+        return clip(shown) + clip(message[len(shown):], RULE_CHARS)
+    return clip(message, RULE_CHARS)
 
 
 def _schema_error(error: ValidationError, prefix: str = "") -> InvalidRequest:
@@ -53,7 +78,8 @@ def _schema_error(error: ValidationError, prefix: str = "") -> InvalidRequest:
     if _missing(error):
         return InvalidRequest(f"{prefix}Missing required parameter: '{param}'.", param=param)
     where = f" for '{param}'" if param else ""
-    return InvalidRequest(f"{prefix}Invalid value{where}: {error.message}", param=param)
+    message = quoted_message(error.message, error.instance)
+    return InvalidRequest(f"{prefix}Invalid value{where}: {message}", param=param)
 
 
 class JSONBodyValidator(JSONRequestBodyValidator):
@@ -65,10 +91,14 @@ class JSONBodyValidator(JSONRequestBodyValidator):
             raise InvalidRequest(f"The request body is not valid {self._encoding} text.") from None
         if not text:
             return None
+        # Before json.loads: it recurses per level (a RecursionError, a 500, near 1,000).
+        if too_deep(raw if self._encoding.lower() in UTF_8 else text.encode()):
+            raise InvalidRequest(TOO_DEEP, code="invalid_json")
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+            raise InvalidRequest(f"The request body is not valid JSON: {exc}.",
+                                 code="invalid_json") from None
 
     def _validate(self, body: Any) -> dict | None:
         if not self._nullable and body is None:
@@ -87,15 +117,26 @@ def _refuse_repeats(keys: Iterable[str], declared: Mapping[str, Any], where: str
     for key in keys:
         name = key if key in declared else key.split("[", 1)[0]  # deepObject: metadata[k]
         if key in seen and name in declared and declared[name].get("type") != "array":
-            raise InvalidRequest(f"The {where} '{key}' is given more than once.", param=name)
+            raise InvalidRequest(f"The {where} '{clip(key)}' is given more than once.",
+                                 param=name)
         seen.add(key)
+
+
+def _refuse_deep_keys(keys: Iterable[str]) -> None:
+    """connexion turns ``a[b][c]=…`` into nested objects, one level per bracket, and the
+    messages about them recurse as deep (a RecursionError near 1,000)."""
+    for key in keys:
+        if key.count("[") > MAX_DEPTH:
+            raise InvalidRequest(f"The query parameter '{clip(key)}' nests more than "
+                                 f"{MAX_DEPTH} levels deep.", param=clip(key.split("[", 1)[0]))
 
 
 class ParamValidator(ParameterValidator):
     def validate(self, scope: Scope) -> None:
         query = self.parameters.get("query", [])
-        _refuse_repeats([key for key, _ in QueryParams(scope.get("query_string", b"")).multi_items()],
-                        {param["name"]: param.get("schema", param) for param in query},
+        keys = [key for key, _ in QueryParams(scope.get("query_string", b"")).multi_items()]
+        _refuse_deep_keys(keys)
+        _refuse_repeats(keys, {param["name"]: param.get("schema", param) for param in query},
                         "query parameter")
         super().validate(scope)
 
@@ -113,8 +154,9 @@ class ParamValidator(ParameterValidator):
         try:
             Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).validate(value)
         except ValidationError as exc:
+            message = quoted_message(exc.message, exc.instance)
             raise InvalidRequest(
-                f"Invalid {parameter_type} parameter '{param['name']}': {exc.message}.",
+                f"Invalid {parameter_type} parameter '{param['name']}': {message}.",
                 param=param["name"],
             ) from None
         return None

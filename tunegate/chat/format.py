@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tunegate.errors import clip
+
 TOOLS_HEADER = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
     "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
@@ -115,7 +117,7 @@ def text_of(content: Any) -> str:
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text":
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise ChatFormatError(f"content part of type {kind!r} is not supported "
+                raise ChatFormatError(f"content part of type {clip(repr(kind))} is not supported "
                                       "(text-only base model)")
             texts.append(str(part.get("text", "")))
         return "".join(texts)

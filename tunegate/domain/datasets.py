@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunegate.errors import clip
+
 MIN_TRAINING_EXAMPLES = 10
 # A line longer than this is refused rather than read whole into memory.
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -64,6 +66,11 @@ def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES,
                 raise DatasetError(
                     f"Line {line_number} is not valid JSON ({exc}). Expected JSONL: one JSON "
                     "object per line.",
+                    line=line_number,
+                ) from None
+            except RecursionError:  # json recurses per level and gives up near 1,000
+                raise DatasetError(
+                    f"Line {line_number} nests arrays and objects too deeply to be read.",
                     line=line_number,
                 ) from None
             if not isinstance(value, dict):
@@ -124,7 +131,8 @@ def _check_messages(messages: Any, line: int, *, need_assistant: bool) -> None:
         role = message.get("role")
         if role not in CHAT_ROLES:
             raise DatasetError(
-                f"{where}: unrecognized role {role!r}; expected one of {sorted(CHAT_ROLES)}.",
+                f"{where}: unrecognized role {clip(repr(role))}; expected one of "
+                f"{sorted(CHAT_ROLES)}.",
                 line=line,
             )
         if "weight" in message and message["weight"] not in (0, 1):

@@ -3,7 +3,8 @@
 Bytes are written under a temporary name and renamed into place only when complete, and the
 store row is committed after the rename, so a partial upload is never visible. A writer holds
 an exclusive ``flock`` on its partial file, so a sweeper can tell a live upload from one whose
-process died (a kill -9 leaves the partial behind; nobody holds its lock any more).
+process died (a kill -9 leaves the partial behind; nobody holds its lock any more). A write that
+fails (a full disk: ``OSError`` ENOSPC, answered 507 by the API) removes its partial file.
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ class FileStorage:
                 os.unlink(entry.path)
                 removed += 1
         return removed
+
+    def free_bytes(self) -> int:
+        """Room left on the disk under the files folder (for unprivileged writers)."""
+        return shutil.disk_usage(self.root).free
 
     def read_chunks(self, file_id: str) -> Iterator[bytes]:
         with self.path(file_id).open("rb") as source:

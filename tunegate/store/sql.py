@@ -7,6 +7,7 @@ lost updates; PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.sql import Select
 
 from tunegate.domain.files import StoredFile
@@ -42,12 +43,15 @@ from tunegate.domain.jobs import (
     check_transition,
     entry_changes,
 )
-from tunegate.errors import Conflict, NotFound, TooManyRequests
+from tunegate.errors import Conflict, InsufficientStorage, NotFound, TooManyRequests, clip
 from tunegate.store import schema
 from tunegate.store.base import FineTunedModel, OwnedJob, Page
 from tunegate.store.migrations.migrate import migrate
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# "database or disk is full": SQLite's SQLITE_FULL (the file system, or max_page_count), and
+# PostgreSQL's SQLSTATE 53100 (disk_full).
+POSTGRES_DISK_FULL = "53100"
 # A job takes minutes: the SDK's two automatic resends, 30 s apart, give one a chance to end.
 ACTIVE_JOBS_RETRY_SECONDS = 30
 
@@ -68,11 +72,30 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _is_full(driver_error: BaseException) -> bool:
+    if getattr(driver_error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return POSTGRES_DISK_FULL in (getattr(driver_error, "sqlstate", None),
+                                  getattr(driver_error, "pgcode", None))
+
+
+def _translate_errors(engine: Engine) -> None:
+    """A full disk is the operator's to fix, not a bug: it leaves the store as
+    ``InsufficientStorage`` (507), whichever statement or commit met it. Raised from here, it
+    leaves ``engine.begin()`` like any error, which rolls the transaction back."""
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if _is_full(context.original_exception):
+            raise InsufficientStorage() from context.sqlalchemy_exception
+
+
 def open_store(url: str) -> SqlStore:
     """Connect, apply migrations, and return a ready store."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
+    _translate_errors(engine)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     migrate(engine)
@@ -322,7 +345,7 @@ class SqlStore:
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
             if row is None:
-                raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+                raise NotFound(f"No such fine-tuning job: {clip(job_id)}", param="fine_tuning_job_id")
             check_transition(job_id, JobStatus(row.status), target, only_from)
             # A job that already holds a place keeps it: only a job joining the active ones counts.
             if (max_active is not None and target in ACTIVE
