@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
         spec = TrainingSpec.from_json(Path(spec_path).read_text())
         result = run_training(spec, emit, should_stop)
     except TrainingFailed as exc:
-        emit({"kind": "failed", "code": exc.code, "message": exc.message})
+        emit({"kind": "failed", "code": exc.code, "message": exc.message, "param": exc.param})
         return 1
     except MemoryError:
         emit({"kind": "failed", "code": "out_of_memory",

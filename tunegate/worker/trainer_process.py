@@ -26,6 +26,7 @@ class Outcome:
     result: dict[str, Any] | None = None
     code: str | None = None
     message: str | None = None
+    param: str | None = None  # the request field at fault, for a failure that names one
 
 
 class TrainerProcess:
@@ -104,7 +105,8 @@ class TrainerProcess:
         if final and final["kind"] == "result":
             return Outcome(status=final["status"], result=final)
         if final and final["kind"] == "failed":
-            return Outcome(status="failed", code=final["code"], message=final["message"])
+            return Outcome(status="failed", code=final["code"], message=final["message"],
+                           param=final.get("param"))
         if self._cancel_sent_at is not None:
             return Outcome(status="cancelled")
         reason = (f"was killed by signal {-returncode}" if returncode < 0

@@ -240,7 +240,8 @@ class TrainingStage:
         elif outcome.status == "cancelled":
             shutil.rmtree(self.work_dir(job.id), ignore_errors=True)
         else:
-            self._fail(job, outcome.code or "training_error", outcome.message or "Training failed.")
+            self._fail(job, outcome.code or "training_error", outcome.message or "Training failed.",
+                       outcome.param)
 
     def _paused(self, job: FineTuningJob) -> None:
         """The run saved its state and stopped: why decides what happens to the state."""
@@ -254,9 +255,10 @@ class TrainingStage:
             self.store.add_events([job_event(job.id, "Training state saved; resume continues "
                                              "from where it stopped")])
 
-    def _fail(self, job: FineTuningJob, code: str, message: str) -> None:
+    def _fail(self, job: FineTuningJob, code: str, message: str,
+              param: str | None = None) -> None:
         self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
-                   changes={"error": JobError(code=code, message=message, param=None),
+                   changes={"error": JobError(code=code, message=message, param=param),
                             "finished_at": now(), "estimated_finish": None})
 
     def _succeed(self, job: FineTuningJob, result: dict[str, Any], model: ResolvedModel) -> None:
