@@ -10,12 +10,10 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunegate import ids
-from tunegate.domain import catalog
 from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
 from tunegate.domain.jobs import (
     Checkpoint,
@@ -30,7 +28,8 @@ from tunegate.domain.jobs import (
 )
 from tunegate.errors import Conflict
 from tunegate.store.base import FineTunedModel
-from tunegate.training.spec import BaseModelRef, TrainingSpec
+from tunegate.training.spec import TrainingSpec
+from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import Outcome, TrainerProcess
@@ -41,14 +40,6 @@ MAX_DETAIL = 300
 
 POLL_SECONDS = 0.5
 KEEP_CHECKPOINTS = 3
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """The base a job trains on, and the adapter it continues from (for ``ft:`` models)."""
-
-    base: catalog.BaseModel
-    init_adapter: str | None
 
 
 class TrainingStage:
@@ -74,27 +65,15 @@ class TrainingStage:
     # Setup ----------------------------------------------------------------------------------
 
     def resolve_model(self, job: FineTuningJob) -> ResolvedModel:
-        models_dir = self.settings.base_models_dir
-        base = catalog.find_base_model(models_dir, job.model)
-        if base is not None:
-            return ResolvedModel(base, None)
-        tuned = self.store.get_model(job.project_id, job.model)
-        base = catalog.find_base_model(models_dir, tuned.base_model) if tuned else None
-        if tuned is None or base is None:
-            raise LookupError(f"Model {job.model} is no longer available.")
-        return ResolvedModel(base, str(Path(tuned.path) / "adapter"))
+        return resolve_model(self.settings, self.store, job)
 
     def build_spec(self, job: FineTuningJob, model: ResolvedModel) -> TrainingSpec:
         storage = self.service.storage
         work_dir = self.work_dir(job.id)
-        base = model.base
         return TrainingSpec(
             job_id=job.id,
             method=job.method_type,
-            base_model=BaseModelRef(
-                name=base.id, kind=base.kind,
-                path=str(base.path.parent if base.kind == "gguf" else base.path),
-                gguf_file=base.path.name if base.kind == "gguf" else None),
+            base_model=model.ref,
             training_file=str(storage.path(job.training_file)),
             validation_file=str(storage.path(job.validation_file)) if job.validation_file else None,
             hyperparameters=job.hyperparameters,
