@@ -10,7 +10,14 @@ import pytest
 
 from tests.conftest import TEST_DATA
 from tunegate.chat.format import TemplateSupport, to_template_messages
-from tunegate.training.data import IGNORE, Example, load_dataset, template_support
+from tunegate.training.data import (
+    IGNORE,
+    Example,
+    file_role,
+    iter_examples,
+    load_dataset,
+    template_support,
+)
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.messages import Note
 
@@ -88,6 +95,11 @@ def test_a_tokenizer_without_chat_template_fails_specifically(tmp_path: Path) ->
     assert caught.value.code == "missing_chat_template"
 
 
+def whole_lengths(path: Path, tokenizer: Any) -> list[int]:
+    """Each example's length in tokens before truncation."""
+    return [e.n_tokens for e in iter_examples(path, tokenizer, file_role(False))]
+
+
 def test_long_examples_are_cut_from_the_end_with_one_warning(tmp_path: Path,
                                                              tiny_tokenizer: Any) -> None:
     events: list[Note] = []
@@ -96,9 +108,39 @@ def test_long_examples_are_cut_from_the_end_with_one_warning(tmp_path: Path,
     dataset = load(tmp_path, tiny_tokenizer, rows, max_seq_len=64, emit=events.append)
     assert [e.n_tokens <= 64 for e in dataset.examples] == [True, True]
     assert (dataset.n_truncated, dataset.n_dropped) == (2, 1)
+    lengths = whole_lengths(tmp_path / "data.jsonl", tiny_tokenizer)
+    assert lengths[0] <= 64 < lengths[1] < lengths[2]
     assert [e.level for e in events] == ["warn"]
-    assert "2 example(s)" in events[0].message and "64 tokens" in events[0].message
-    assert "1 of them" in events[0].message
+    assert events[0].message == (
+        "2 of 3 example(s) in the training file were longer than the maximum sequence length of "
+        "64 tokens (setting TUNEGATE_MAX_SEQ_LEN) and were truncated from the end; 1 of them "
+        f"had no token to train on left and was skipped. The longest is line 3 ({lengths[2]} "
+        "tokens).")
+
+
+@pytest.mark.parametrize("validation", [False, True])
+def test_a_file_with_no_example_within_the_limit_fails_naming_the_limit_and_the_longest(
+        tmp_path: Path, tiny_tokenizer: Any, validation: bool) -> None:
+    rows = [chat("word " * 100, "lost"), chat("word " * 300, "lost"), chat("word " * 200, "x")]
+    events: list[Note] = []
+    with pytest.raises(TrainingFailed) as caught:
+        load(tmp_path, tiny_tokenizer, rows, max_seq_len=64, validation=validation,
+             emit=events.append)
+    longest = whole_lengths(tmp_path / "data.jsonl", tiny_tokenizer)[1]
+    kind = "validation" if validation else "training"
+    assert (caught.value.code, caught.value.param) == (f"invalid_{kind}_file", f"{kind}_file")
+    assert caught.value.message == (
+        f"No example of the {kind} file fits the maximum sequence length of 64 tokens (setting "
+        "TUNEGATE_MAX_SEQ_LEN): all 3 are longer, and none has a token to train on within its "
+        f"first 64. The longest is line 2 ({longest} tokens). Shorten the examples or raise "
+        "TUNEGATE_MAX_SEQ_LEN.")
+    assert events == []  # the failure says it all
+    # One example within the limit is enough: the file trains, with a warning.
+    dataset = load(tmp_path, tiny_tokenizer, [*rows, chat("short", "fine")], max_seq_len=64,
+                   validation=validation, emit=events.append)
+    assert (len(dataset.examples), dataset.n_dropped) == (1, 3)
+    assert "3 of 4 example(s)" in events[0].message
+    assert f"line 2 ({longest} tokens)" in events[0].message
 
 
 def test_tools_fall_back_to_hermes_text_when_the_template_ignores_them(

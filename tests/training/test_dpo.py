@@ -165,12 +165,34 @@ def test_a_pair_cut_to_nothing_is_dropped_and_a_bad_line_is_named(
     events: list[Note] = []
     dataset = load_preferences(path, tiny_tokenizer, 64, emit=events.append)
     assert (len(dataset.examples), dataset.n_truncated, dataset.n_dropped) == (2, 1, 1)
-    assert "skipped" in events[0].message
+    assert "skipped" in events[0].message and "line 3 (" in events[0].message
     broken = write_jsonl(tmp_path / "b.jsonl", [*style_rows(2), {"input": {"messages": []},
                                                                  "preferred_output": "x"}])
     with pytest.raises(TrainingFailed, match="Line 3 of the validation file") as caught:
         load_preferences(broken, tiny_tokenizer, 64, validation=True)
     assert caught.value.code == "invalid_validation_file"
+
+
+def test_a_preference_file_with_no_pair_within_the_limit_fails_naming_the_longest_side(
+        tiny_tokenizer: Any, tmp_path: Path) -> None:
+    from tunegate.training.data import file_role
+    from tunegate.training.errors import TrainingFailed
+    from tunegate.training.preference import iter_pairs, load_preferences
+
+    from .conftest import write_jsonl
+
+    # Line 2's rejected side is the longest sequence of the file.
+    rows = [preference("word " * 100, "yes", "no"), preference("word " * 150, "y", "no " * 60)]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    pair = list(iter_pairs(path, tiny_tokenizer, file_role(True)))[1]
+    assert pair.rejected.n_tokens > pair.chosen.n_tokens
+    with pytest.raises(TrainingFailed) as caught:
+        load_preferences(path, tiny_tokenizer, 64, validation=True)
+    assert (caught.value.code, caught.value.param) == ("invalid_validation_file",
+                                                       "validation_file")
+    assert "maximum sequence length of 64 tokens (setting TUNEGATE_MAX_SEQ_LEN)" in \
+        caught.value.message
+    assert f"The longest is line 2 ({pair.rejected.n_tokens} tokens)." in caught.value.message
 
 
 # The run -------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def test_concurrent_first_loads_convert_once(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
 
-    def slow_convert(ref: BaseModelRef, target: Path) -> None:
+    def slow_convert(ref: BaseModelRef, target: Path, tokenizer: object = None) -> None:
         calls.append(target)
         time.sleep(0.3)  # long enough for the other thread to reach the lock
         temporary = target.with_name(".tmp")
@@ -52,3 +52,20 @@ def test_concurrent_first_loads_convert_once(tmp_path: Path,
         thread.join()
     assert len(calls) == 1
     assert results == [tmp_path / "cache" / "Some_Model_v1"] * 2
+
+
+def test_cached_folder_is_the_folder_there_without_converting(tiny_base: Path,
+                                                              tmp_path: Path) -> None:
+    """What the worker's length check may read: an HF base, or a GGUF base's complete copy."""
+    assert model_cache.cached_folder(BaseModelRef("tiny", "hf", str(tiny_base)), tmp_path) \
+        == tiny_base
+    ref = BaseModelRef("Some Model:v1", "gguf", str(tmp_path), "m.gguf")
+    cache = tmp_path / "cache"
+    assert model_cache.cached_folder(ref, cache) is None
+    target = cache / "Some_Model_v1"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    assert model_cache.cached_folder(ref, cache) is None  # no marker: not complete
+    (target / "tunegate-source.json").write_text("{}")
+    assert model_cache.cached_folder(ref, cache) == target
+    assert not (tmp_path / "m.gguf").exists()  # nothing was converted, nothing read

@@ -208,3 +208,26 @@ def test_auto_hyperparameters_are_resolved_and_reported(make_spec: MakeSpec) -> 
     assert resolved == {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 0.5}
     assert result.hyperparameters == resolved
     assert len(recorder.of("metrics")) == 120
+
+
+@pytest.mark.parametrize("too_long", ["training", "validation"])
+def test_a_file_with_no_example_within_the_limit_fails_before_the_model_loads(
+        make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch, too_long: str) -> None:
+    from tunegate.training import model_cache
+    from tunegate.training.errors import TrainingFailed
+
+    def no_model(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model loaded before the data was checked")
+
+    monkeypatch.setattr(model_cache, "load_model", no_model)
+    long_rows = [chat("word " * 300, f"a{i}") for i in range(3)]
+    rows, valid = ((long_rows, None) if too_long == "training"
+                   else (memorisation_rows(), long_rows))
+    recorder = Recorder()
+    with pytest.raises(TrainingFailed) as caught:
+        train(make_spec(rows, valid_rows=valid, max_seq_len=64), recorder)
+    assert (caught.value.code, caught.value.param) == (f"invalid_{too_long}_file",
+                                                       f"{too_long}_file")
+    assert "64 tokens (setting TUNEGATE_MAX_SEQ_LEN)" in caught.value.message
+    assert "The longest is line 1 (" in caught.value.message
+    assert recorder.of("metrics") == [] and recorder.of("hyperparameters") == []

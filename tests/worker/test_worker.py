@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests.conftest import TEST_DATA, chat_lines
 from tests.helpers import service_create_job, service_upload
 from tunegate.api.app import build_service
 from tunegate.api.service import Service
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 from tunegate.store import open_store
@@ -174,3 +176,80 @@ def test_a_pause_saved_after_a_cancel_leaves_no_state_and_no_resume_event(
     stage._settle_work_dir(job_id)  # what run() does last
     assert not service.settings.job_dir(job_id).exists()
     assert not any("resume continues" in text for text in messages(service, job_id))
+
+
+# Example lengths at validation ---------------------------------------------------------------
+
+LONG = "".join(json.dumps({"messages": [{"role": "user", "content": "word " * (100 + i)},
+                                        {"role": "assistant", "content": "lost"}]}) + "\n"
+               for i in range(12)).encode()
+
+
+def save_tiny_tokenizer(folder: Path, *, converted: bool) -> None:
+    """The training tests' tiny tokenizer in ``folder``, as an HF base folder or a GGUF base's
+    converted copy would hold it (no weights: validation never reads them)."""
+    pytest.importorskip("transformers")
+    from tests.training.conftest import build_tokenizer
+
+    build_tokenizer().save_pretrained(folder)
+    (folder / "config.json").write_text("{}")
+    if converted:
+        (folder / "tunegate-source.json").write_text("{}")
+
+
+@pytest.fixture
+def short_service(settings: Settings) -> Service:
+    return build_service(replace(settings, max_seq_len=64))
+
+
+def test_examples_all_over_the_limit_fail_at_validation_when_the_tokenizer_is_on_disk(
+        short_service: Service) -> None:
+    """The embedded GGUF base converted by an earlier run: its copy's tokenizer is used."""
+    save_tiny_tokenizer(short_service.settings.model_cache / EMBEDDED_MODEL_ID, converted=True)
+    job_id = create(short_service, LONG)
+    Worker(short_service).run_once()
+    job = short_service.get_job("default", job_id)
+    assert job.status is JobStatus.FAILED
+    assert (job.error.code, job.error.param) == ("invalid_training_file", "training_file")
+    assert job.error.message.startswith(
+        "The job failed due to an invalid training file. No example of the training file fits "
+        "the maximum sequence length of 64 tokens (setting TUNEGATE_MAX_SEQ_LEN): all 12 are "
+        "longer")
+    assert "The longest is line 12 (" in job.error.message
+    assert messages(short_service, job_id)[0] == job.error.message
+
+
+def test_a_long_validation_file_of_an_hf_base_fails_at_validation(short_service: Service) -> None:
+    save_tiny_tokenizer(short_service.settings.base_models_dir / "tiny", converted=False)
+    body = {"model": "tiny", "training_file": service_upload(short_service, chat_lines(12)),
+            "validation_file": service_upload(short_service, LONG[:LONG.index(b"\n") + 1])}
+    job_id = short_service.create_job("default", body).id
+    Worker(short_service).run_once()
+    error = short_service.get_job("default", job_id).error
+    assert (error.code, error.param) == ("invalid_validation_file", "validation_file")
+    assert "64 tokens" in error.message and "The longest is line 1 (" in error.message
+
+
+def test_without_a_tokenizer_on_disk_the_trainer_checks_lengths(short_service: Service) -> None:
+    """A GGUF base not converted yet: validation passes; the trainer checks before loading."""
+    job_id = create(short_service, LONG)
+    Worker(short_service).run_once()
+    assert short_service.get_job("default", job_id).status is JobStatus.QUEUED
+
+
+def test_a_trainer_failure_keeps_the_parameter_it_names(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunegate.worker import training_stage
+    from tunegate.worker.trainer_process import Outcome
+
+    failed = Outcome(status="failed", code="invalid_training_file", message="Too long.",
+                     param="training_file")
+    monkeypatch.setattr(training_stage.TrainerProcess, "start", lambda self, standby=None: None)
+    monkeypatch.setattr(training_stage.TrainerProcess, "running", property(lambda self: False))
+    monkeypatch.setattr(training_stage.TrainerProcess, "outcome", lambda self: failed)
+    job_id = create(service, chat_lines(12))
+    worker = Worker(service)
+    assert worker.run_once() and worker.run_once()  # validated; trained (failed)
+    error = service.get_job("default", job_id).error
+    assert (error.code, error.param, error.message) == ("invalid_training_file",
+                                                        "training_file", "Too long.")

@@ -60,15 +60,26 @@ def read_chat_template(gguf_path: Path) -> str | None:
     return None if field is None else str(field.contents())
 
 
+def compile_template(source: str) -> jinja2.Template:
+    """A chat template compiled in the environment transformers renders templates in; render
+    it with ``raise_exception`` and ``strftime_now`` among the variables (:data:`GLOBALS`)."""
+    environment = ImmutableSandboxedEnvironment(
+        loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
+        extensions=[_IgnoreGeneration, jinja2.ext.loopcontrols])
+    environment.filters["tojson"] = _tojson
+    return environment.from_string(source)
+
+
+# The functions transformers gives every template.
+GLOBALS: dict[str, Any] = {"raise_exception": _raise,
+                           "strftime_now": lambda f: datetime.now().strftime(f)}
+
+
 class ChatTemplate:
     """One model's template with its BOS/EOS texts; probed once for tool support."""
 
     def __init__(self, source: str, bos_token: str, eos_token: str):
-        environment = ImmutableSandboxedEnvironment(
-            loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
-            extensions=[_IgnoreGeneration, jinja2.ext.loopcontrols])
-        environment.filters["tojson"] = _tojson
-        self._template = environment.from_string(source)
+        self._template = compile_template(source)
         self.bos_token, self.eos_token = bos_token, eos_token
         self.support: TemplateSupport = probe_support(self.render)
 
@@ -77,8 +88,7 @@ class ChatTemplate:
         try:
             return self._template.render(
                 messages=messages, tools=tools, bos_token=self.bos_token,
-                eos_token=self.eos_token, add_generation_prompt=True,
-                raise_exception=_raise, strftime_now=lambda f: datetime.now().strftime(f))
+                eos_token=self.eos_token, add_generation_prompt=True, **GLOBALS)
         # Templates refuse e.g. non-alternating roles with raise_exception, or fail in Jinja.
         except (jinja2.TemplateError, ValueError, TypeError) as exc:
             raise TemplateError(f"the model's chat template refused these messages: {exc}") from exc

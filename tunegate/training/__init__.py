@@ -1,8 +1,10 @@
 """The training engine: LoRA fine-tuning (supervised or DPO) run in the worker's child process.
 
-This package's ``__init__``, :mod:`.spec`, :mod:`.errors`, :mod:`.hyperparams` and
-:mod:`.chat_format` never import torch (the API process uses them); everything else is for the
-trainer child. Entry point: ``tunegate.training.run.run_training``.
+This package's ``__init__``, :mod:`.spec`, :mod:`.errors` and :mod:`.hyperparams` never import
+torch (the API process uses them); nor do :mod:`.data`, :mod:`.preference`, :mod:`.length_check`
+and (until a model loads) :mod:`.model_cache`, which the worker uses to check example lengths
+at ``validating_files``. Everything else is for the trainer child. Entry point:
+``tunegate.training.run.run_training``.
 """
 
 from tunegate.training.errors import TrainingFailed

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         spec = TrainingSpec.from_json(Path(spec_path).read_text())
         result = run_training(spec, emit, should_stop)
     except TrainingFailed as exc:
-        emit(Failed(exc.code, exc.message))
+        emit(Failed(exc.code, exc.message, exc.param))
         return 1
     except MemoryError:
         emit(Failed("out_of_memory", "Training ran out of memory. Try a smaller batch size or "

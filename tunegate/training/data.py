@@ -7,8 +7,11 @@ Rules (OpenAI's, see reference §5):
   and not those with ``weight: 0``. ``tools``/``tool_calls`` go through the template when it
   renders them, else the fallback of :mod:`tunegate.chat.format`.
 - ``{"prompt": ..., "completion": ...}``: the prompt is masked, the completion and EOS trained.
-- Examples longer than ``max_seq_len`` tokens are cut from the end; one ``warn`` event says how
-  many (those left without any trained token are dropped, and counted).
+- Examples longer than ``max_seq_len`` tokens (``TUNEGATE_MAX_SEQ_LEN``) are cut from the end;
+  those left without any trained token are dropped. One ``warn`` event counts both and names the
+  longest example (line, tokens); a file where every example is dropped fails, saying the same.
+  The worker runs this same code at ``validating_files`` when it can
+  (:mod:`tunegate.training.length_check`).
 
 Where each assistant message starts and ends is found by rendering the conversation prefix up to
 it (with the generation prompt) and through it, then mapping those character offsets to tokens
@@ -23,7 +26,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from tunegate.chat.format import (
     ChatFormatError,
@@ -40,10 +43,30 @@ from tunegate.training.errors import (
 )
 from tunegate.training.messages import Emit, note
 
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
 IGNORE = -100  # label of a token that is not trained (PyTorch's cross-entropy convention)
+
+# The setting that sets ``max_seq_len``, named in messages about it.
+MAX_SEQ_LEN_SETTING = "TUNEGATE_MAX_SEQ_LEN"
+
+
+class ChatTokenizer(Protocol):
+    """What loading data needs of a tokenizer: a transformers tokenizer (the trainer's) or
+    :class:`tunegate.training.length_check.FileTokenizer` (the worker's, torch-free)."""
+
+    @property
+    def chat_template(self) -> Any: ...
+
+    @property
+    def eos_token(self) -> Any: ...
+
+    @property
+    def eos_token_id(self) -> Any: ...
+
+    def __call__(self, text: str, *, add_special_tokens: bool,
+                 return_offsets_mapping: bool) -> Any: ...
+
+    def apply_chat_template(self, conversation: Any, *, tools: Any, tokenize: bool,
+                            add_generation_prompt: bool) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -101,18 +124,59 @@ def file_role(validation: bool) -> FileRole:
     return FileRole(INVALID_TRAINING_FILE, "training_file", "training file")
 
 
-def load_dataset(path: str | Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int, *,
+@dataclass
+class LengthTally:
+    """What the length limit does to a file's examples, counted as they are read.
+
+    ``n_truncated`` counts the examples longer than ``max_seq_len``, ``n_dropped`` those of them
+    left without a trained token (skipped); ``longest_*`` is the longest example of the file
+    (for a preference pair, its longer side), the first of equals.
+    """
+
+    max_seq_len: int
+    n_examples: int = 0
+    n_truncated: int = 0
+    n_dropped: int = 0
+    longest_line: int = 0
+    longest_tokens: int = 0
+
+    def count(self, line: int, n_tokens: int, dropped: bool) -> None:
+        self.n_examples += 1
+        self.n_truncated += n_tokens > self.max_seq_len
+        self.n_dropped += dropped
+        if n_tokens > self.longest_tokens:
+            self.longest_line, self.longest_tokens = line, n_tokens
+
+    @property
+    def longest(self) -> str:
+        return f"line {self.longest_line} ({self.longest_tokens} tokens)"
+
+
+def load_dataset(path: str | Path, tokenizer: ChatTokenizer, max_seq_len: int, *,
                  validation: bool = False, emit: Emit | None = None) -> Dataset[Example]:
     """Tokenize every line of a JSONL file.
 
     Raises ``TrainingFailed`` (invalid_training_file / invalid_validation_file, naming the line)
-    for a line that cannot be rendered or has nothing to train on, and missing_chat_template for
-    chat examples on a tokenizer without a template. Emits one ``warn`` event about truncation.
+    for a line that cannot be rendered or has nothing to train on, or when no example fits
+    ``max_seq_len``; missing_chat_template for chat examples on a tokenizer without a template.
+    Emits one ``warn`` event about truncation.
     """
     role = file_role(validation)
-    support: TemplateSupport | None = None
     examples: list[Example] = []
-    n_truncated = n_dropped = 0
+    tally = LengthTally(max_seq_len)
+    for example in iter_examples(path, tokenizer, role):
+        kept = fit(example, tally)
+        if kept is not None:
+            examples.append(kept)
+    finish_loading(tally, role, emit)
+    return Dataset(examples, tally.n_truncated, tally.n_dropped, file_fingerprint(path))
+
+
+def iter_examples(path: str | Path, tokenizer: ChatTokenizer,
+                  role: FileRole) -> Iterator[Example]:
+    """Each line of a supervised file tokenized, whole (not truncated); raises as
+    :func:`load_dataset` does for a line that cannot be trained on."""
+    support: TemplateSupport | None = None
     for line, row in read_rows(path, role.code, role.param):
         try:
             if "messages" in row:
@@ -129,14 +193,7 @@ def load_dataset(path: str | Path, tokenizer: PreTrainedTokenizerBase, max_seq_l
         if all(label_id == IGNORE for label_id in labels):
             raise TrainingFailed(role.code, f"Line {line} of the {role.label} has nothing to "
                                  "train on (no assistant message with weight 1).", role.param)
-        n_truncated += len(ids) > max_seq_len
-        example = truncated(Example(ids, labels, line), max_seq_len)
-        if example is None:
-            n_dropped += 1
-            continue
-        examples.append(example)
-    finish_loading(examples, role, n_truncated, n_dropped, max_seq_len, emit)
-    return Dataset(examples, n_truncated, n_dropped, file_fingerprint(path))
+        yield Example(ids, labels, line)
 
 
 def truncated(example: Example, max_seq_len: int) -> Example | None:
@@ -149,19 +206,42 @@ def truncated(example: Example, max_seq_len: int) -> Example | None:
     return Example(example.input_ids[:max_seq_len], labels, example.line)
 
 
-def finish_loading(examples: list[Any], role: FileRole, n_truncated: int, n_dropped: int,
-                   max_seq_len: int, emit: Emit | None) -> None:
-    """Refuse a file left without examples; emit one ``warn`` event about truncation."""
-    if not examples:
+def fit(example: Example, tally: LengthTally) -> Example | None:
+    """``example`` as it trains under ``tally``'s limit (:func:`truncated`), counted in it."""
+    kept = truncated(example, tally.max_seq_len)
+    tally.count(example.line, example.n_tokens, dropped=kept is None)
+    return kept
+
+
+def check_tally(tally: LengthTally, role: FileRole) -> None:
+    """Refuse a file left without examples: raises ``TrainingFailed`` (the role's code and
+    param), naming the limit, its setting and the longest example when length is why."""
+    if not tally.n_examples:
         raise TrainingFailed(role.code, f"The {role.label} has no usable example.", role.param)
-    if n_truncated and emit:
-        dropped = (f"; {n_dropped} of them had no trained token left and were skipped"
-                   if n_dropped else "")
-        emit(note(f"{n_truncated} example(s) in the {role.label} were longer than "
-                  f"{max_seq_len} tokens and were truncated from the end{dropped}", "warn"))
+    if tally.n_dropped == tally.n_examples:
+        limit = tally.max_seq_len
+        raise TrainingFailed(
+            role.code,
+            f"No example of the {role.label} fits the maximum sequence length of {limit} tokens "
+            f"(setting {MAX_SEQ_LEN_SETTING}): all {tally.n_examples} are longer, and none has "
+            f"a token to train on within its first {limit}. The longest is {tally.longest}. "
+            f"Shorten the examples or raise {MAX_SEQ_LEN_SETTING}.", role.param)
 
 
-def template_support(tokenizer: PreTrainedTokenizerBase) -> TemplateSupport:
+def finish_loading(tally: LengthTally, role: FileRole, emit: Emit | None) -> None:
+    """:func:`check_tally`, then one ``warn`` event about truncation (if any)."""
+    check_tally(tally, role)
+    if tally.n_truncated and emit:
+        dropped = (f"; {tally.n_dropped} of them had no token to train on left and "
+                   f"{'was' if tally.n_dropped == 1 else 'were'} skipped" if tally.n_dropped
+                   else "")
+        emit(note(f"{tally.n_truncated} of {tally.n_examples} example(s) in the {role.label} "
+                  f"were longer than the maximum sequence length of {tally.max_seq_len} tokens "
+                  f"(setting {MAX_SEQ_LEN_SETTING}) and were truncated from the end{dropped}. "
+                  f"The longest is {tally.longest}.", "warn"))
+
+
+def template_support(tokenizer: ChatTokenizer) -> TemplateSupport:
     """Probe whether the chat template renders ``tools`` and ``tool_calls`` itself.
 
     Raises ``TrainingFailed`` (missing_chat_template) when the tokenizer has no template.
@@ -174,7 +254,7 @@ def template_support(tokenizer: PreTrainedTokenizerBase) -> TemplateSupport:
     return probe_support(lambda messages, tools: render_chat(tokenizer, messages, tools))
 
 
-def encode_chat(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
+def encode_chat(row: dict[str, Any], tokenizer: ChatTokenizer,
                 support: TemplateSupport) -> tuple[list[int], list[int]]:
     """Token ids and labels of one chat example (assistant turns with weight 1 trained)."""
     prepared = to_template_messages(row, support)
@@ -190,7 +270,7 @@ def encode_chat(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
     return ids, labels
 
 
-def encode_completion(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
+def encode_completion(row: dict[str, Any], tokenizer: ChatTokenizer,
                       ) -> tuple[list[int], list[int]]:
     """Legacy prompt/completion: the prompt masked, the completion and EOS trained."""
     prompt, completion = row.get("prompt"), row.get("completion")
@@ -208,7 +288,7 @@ def encode_completion(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
     return ids, labels
 
 
-def _assistant_spans(tokenizer: PreTrainedTokenizerBase, prepared: TemplateInput,
+def _assistant_spans(tokenizer: ChatTokenizer, prepared: TemplateInput,
                      full: str) -> list[tuple[int, int]]:
     """Character spans of ``full`` holding the trained assistant messages."""
     spans = []
@@ -229,7 +309,7 @@ def _assistant_spans(tokenizer: PreTrainedTokenizerBase, prepared: TemplateInput
     return spans
 
 
-def _span_by_prefixes(tokenizer: PreTrainedTokenizerBase, prepared: TemplateInput, full: str,
+def _span_by_prefixes(tokenizer: ChatTokenizer, prepared: TemplateInput, full: str,
                       index: int) -> tuple[int, int] | None:
     try:
         before = render_chat(tokenizer, prepared.messages[:index], prepared.tools,
@@ -254,7 +334,7 @@ def _span_by_search(message: dict[str, Any], full: str, cursor: int, eos: str) -
     return start, (closing + len(eos) if closing >= 0 else end)
 
 
-def render_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
+def render_chat(tokenizer: ChatTokenizer, messages: list[dict[str, Any]],
                 tools: list[dict[str, Any]] | None, generation_prompt: bool = False) -> str:
     """The chat template's text for ``messages`` (serving renders the same text, see tests)."""
     text = tokenizer.apply_chat_template(messages, tools=list(tools) if tools else None,

@@ -60,6 +60,7 @@ class Failed:
 
     code: str
     message: str
+    param: str | None = None  # the request field at fault (training_file, model, ...)
 
 
 TrainerMessage = Note | HyperparametersResolved | StepMetrics | CheckpointSaved | TrainingResult | Failed

@@ -6,6 +6,10 @@ loads read that folder (~0.1 s for the weights). The copy is written to a tempor
 renamed into place under a file lock, so two processes never convert at once and nobody sees
 half a cache.
 
+The tokenizer loads on its own (:func:`load_tokenizer`, then :func:`load_model`), so that a run
+checks its data before it spends time on weights: ~0.4 s from the cache, ~6 s straight from a
+GGUF not converted yet (a conversion takes ~25 s).
+
 Heavy imports (torch, transformers) happen inside the loading functions. (Finding the embedded
 GGUF is the catalog's job: tunegate.domain.catalog.embedded_gguf.)
 """
@@ -38,8 +42,10 @@ def cache_folder(ref: BaseModelRef, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / safe
 
 
-def resolve_hf_folder(ref: BaseModelRef, cache_dir: str | Path, emit: Emit | None = None) -> Path:
-    """A Hugging Face folder (model + tokenizer) for ``ref``, converting a GGUF base on first use.
+def resolve_hf_folder(ref: BaseModelRef, cache_dir: str | Path, emit: Emit | None = None, *,
+                      tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
+    """A Hugging Face folder (model + tokenizer) for ``ref``, converting a GGUF base on first use
+    (with ``tokenizer``, the GGUF's already loaded, if given).
 
     Promises: the returned folder is complete (``config.json``, weights, tokenizer files).
     """
@@ -60,28 +66,65 @@ def resolve_hf_folder(ref: BaseModelRef, cache_dir: str | Path, emit: Emit | Non
         if not _is_complete(target):  # another process may have finished while we waited
             if emit:
                 emit(note(f"Converting base model {ref.name} from GGUF (first use only)"))
-            _convert_gguf(ref, target)
+            _convert_gguf(ref, target, tokenizer)
     return target
 
 
-def load_base(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation: str = "sdpa",
-              emit: Emit | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model in float32 on CPU (the caller moves it) and its tokenizer.
+def cached_folder(ref: BaseModelRef, cache_dir: str | Path) -> Path | None:
+    """The Hugging Face folder of ``ref`` if it is there without converting anything (an HF
+    base, or a GGUF base converted before), else ``None``. Torch-free; nothing is checked but
+    the cache's completeness."""
+    if ref.kind == "hf":
+        return Path(ref.path)
+    target = cache_folder(ref, cache_dir)
+    return target if ref.kind == "gguf" and _is_complete(target) else None
+
+
+def load_tokenizer(ref: BaseModelRef, cache_dir: str | Path) -> PreTrainedTokenizerBase:
+    """The base's tokenizer, without its weights: from the converted copy when there is one,
+    else read from the GGUF (nothing is converted here).
+
+    Raises ``TrainingFailed`` (unsupported_base_model) when it cannot be loaded.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        if ref.kind == "gguf" and ref.gguf_file and cached_folder(ref, cache_dir) is None:
+            if not (Path(ref.path) / ref.gguf_file).is_file():
+                raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"Base model file "
+                                     f"{Path(ref.path) / ref.gguf_file} is missing.", "model")
+            return AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
+        return AutoTokenizer.from_pretrained(resolve_hf_folder(ref, cache_dir))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"The tokenizer of base model {ref.name} "
+                             f"could not be loaded: {exc}", "model") from exc
+
+
+def load_model(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation: str = "sdpa",
+               emit: Emit | None = None,
+               tokenizer: PreTrainedTokenizerBase | None = None) -> PreTrainedModel:
+    """The base model in float32 on CPU (the caller moves it), converting a GGUF base on first
+    use (saving ``tokenizer``, the one :func:`load_tokenizer` gave, if given).
 
     Raises ``TrainingFailed`` (unsupported_base_model) when it is not a loadable causal LM.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    folder = resolve_hf_folder(ref, cache_dir, emit)
+    folder = resolve_hf_folder(ref, cache_dir, emit, tokenizer=tokenizer)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
-                                                     attn_implementation=attn_implementation)
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                    attn_implementation=attn_implementation)
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
                              f"Base model {ref.name} could not be loaded: {exc}", "model") from exc
-    return model, tokenizer
+
+
+def load_base(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation: str = "sdpa",
+              emit: Emit | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model (:func:`load_model`) and its tokenizer (:func:`load_tokenizer`)."""
+    model = load_model(ref, cache_dir, attn_implementation=attn_implementation, emit=emit)
+    return model, load_tokenizer(ref, cache_dir)
 
 
 def _is_complete(folder: Path) -> bool:
@@ -99,7 +142,8 @@ def _lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _convert_gguf(ref: BaseModelRef, target: Path) -> None:
+def _convert_gguf(ref: BaseModelRef, target: Path,
+                  tokenizer: PreTrainedTokenizerBase | None = None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -108,7 +152,8 @@ def _convert_gguf(ref: BaseModelRef, target: Path) -> None:
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"Base model file {source} is missing.", "model")
     started = time.monotonic()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(ref.path, gguf_file=ref.gguf_file,
                                                      dtype=torch.float32)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

@@ -10,21 +10,26 @@ end-of-turn token); assistant turns inside ``input`` are context, never trained.
 share the prompt's tokens, which the packer computes once (:mod:`tunegate.training.packing`).
 
 Truncation follows the supervised rule (cut from the end at ``max_seq_len``), side by side; a
-pair where either side has no answer token left is dropped, since it has nothing to compare.
+pair where either side has no answer token left is dropped, since it has nothing to compare. The
+warning and the failure name the longest pair by its longer side.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tunegate.chat.format import ChatFormatError, TemplateSupport
 from tunegate.domain.datasets import PREFERENCE_SIDES
 from tunegate.training.data import (
+    ChatTokenizer,
     Dataset,
     Emit,
     Example,
+    FileRole,
+    LengthTally,
     encode_chat,
     file_fingerprint,
     file_role,
@@ -34,10 +39,6 @@ from tunegate.training.data import (
     truncated,
 )
 from tunegate.training.errors import TrainingFailed
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def side_messages(row: dict[str, Any], side: str) -> dict[str, Any]:
     return example
 
 
-def encode_pair(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
+def encode_pair(row: dict[str, Any], tokenizer: ChatTokenizer,
                 support: TemplateSupport, line: int) -> PreferencePair:
     """Tokenize both sides of one preference line (answers trained, prompts masked)."""
     chosen, rejected = (Example(*encode_chat(side_messages(row, side), tokenizer, support), line)
@@ -80,31 +81,47 @@ def encode_pair(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase,
     return PreferencePair(chosen, rejected, line)
 
 
-def load_preferences(path: str | Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int, *,
+def load_preferences(path: str | Path, tokenizer: ChatTokenizer, max_seq_len: int, *,
                      validation: bool = False, emit: Emit | None = None,
                      ) -> Dataset[PreferencePair]:
     """Tokenize every line of a preference file.
 
     Raises ``TrainingFailed`` (invalid_training_file / invalid_validation_file, naming the line)
-    for a line that is not a preference example or cannot be rendered. Emits one ``warn``
-    event about truncation, as :func:`tunegate.training.data.load_dataset` does.
+    for a line that is not a preference example or cannot be rendered, or when no pair fits
+    ``max_seq_len``. Emits one ``warn`` event about truncation, as
+    :func:`tunegate.training.data.load_dataset` does.
     """
     role = file_role(validation)
-    support = template_support(tokenizer)
     pairs: list[PreferencePair] = []
-    n_truncated = n_dropped = 0
+    tally = LengthTally(max_seq_len)
+    for pair in iter_pairs(path, tokenizer, role):
+        kept = fit_pair(pair, tally)
+        if kept is not None:
+            pairs.append(kept)
+    finish_loading(tally, role, emit)
+    return Dataset(pairs, tally.n_truncated, tally.n_dropped, file_fingerprint(path))
+
+
+def fit_pair(pair: PreferencePair, tally: LengthTally) -> PreferencePair | None:
+    """Both sides truncated to ``tally``'s limit, ``None`` when either has no answer token
+    left; counted in ``tally`` by the longer side."""
+    chosen, rejected = (truncated(pair.chosen, tally.max_seq_len),
+                        truncated(pair.rejected, tally.max_seq_len))
+    dropped = chosen is None or rejected is None
+    tally.count(pair.line, max(pair.chosen.n_tokens, pair.rejected.n_tokens), dropped)
+    return None if chosen is None or rejected is None else PreferencePair(chosen, rejected,
+                                                                          pair.line)
+
+
+def iter_pairs(path: str | Path, tokenizer: ChatTokenizer,
+               role: FileRole) -> Iterator[PreferencePair]:
+    """Each line of a preference file tokenized, whole (not truncated); raises as
+    :func:`load_preferences` does for a line that cannot be trained on."""
+    support = template_support(tokenizer)
     for line, row in read_rows(path, role.code, role.param):
         try:
             pair = encode_pair(row, tokenizer, support, line)
         except ChatFormatError as exc:
             raise TrainingFailed(role.code, f"Line {line} of the {role.label}: {exc}.",
                                  role.param) from exc
-        n_truncated += max(pair.chosen.n_tokens, pair.rejected.n_tokens) > max_seq_len
-        chosen, rejected = (truncated(pair.chosen, max_seq_len),
-                            truncated(pair.rejected, max_seq_len))
-        if chosen is None or rejected is None:
-            n_dropped += 1
-            continue
-        pairs.append(PreferencePair(chosen, rejected, line))
-    finish_loading(pairs, role, n_truncated, n_dropped, max_seq_len, emit)
-    return Dataset(pairs, n_truncated, n_dropped, file_fingerprint(path))
+        yield pair

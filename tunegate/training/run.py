@@ -77,12 +77,15 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     device = configure_runtime(spec.seed)
     # Created before loading, so that the CPU use of other processes meanwhile is measured.
     governor = ThreadGovernor(options.threads) if device.type == "cpu" else None
-    model, tokenizer = _load_model(spec, emit)
+    # The data first, with the tokenizer alone: a file that cannot train fails in seconds,
+    # before the weights load (or a GGUF base is converted).
+    tokenizer = model_cache.load_tokenizer(spec.base_model, spec.cache_dir)
     load = load_preferences if spec.method == "dpo" else load_dataset
     train_set: Dataset[Any] = load(spec.training_file, tokenizer, spec.max_seq_len, emit=emit)
     valid_set: Dataset[Any] | None = (
         load(spec.validation_file, tokenizer, spec.max_seq_len, validation=True, emit=emit)
         if spec.validation_file else None)
+    model = _load_model(spec, emit, tokenizer)
     if governor is not None:
         emit(note(f"Training on CPU with {governor.start()} thread(s)"))
     hp = hyperparams.resolve(spec.hyperparameters, len(train_set.examples), spec.method)
@@ -135,10 +138,11 @@ def configure_runtime(seed: int) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _load_model(spec: TrainingSpec, emit: Emit) -> tuple[Any, Any]:
+def _load_model(spec: TrainingSpec, emit: Emit, tokenizer: Any) -> Any:
     started = time.monotonic()
-    model, tokenizer = model_cache.load_base(spec.base_model, spec.cache_dir,
-                                             attn_implementation=attention.register(), emit=emit)
+    model = model_cache.load_model(spec.base_model, spec.cache_dir,
+                                   attn_implementation=attention.register(), emit=emit,
+                                   tokenizer=tokenizer)
     if model.get_output_embeddings() is None:
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
                              f"{spec.base_model.name} is not a causal language model.", "model")
@@ -148,7 +152,7 @@ def _load_model(spec: TrainingSpec, emit: Emit) -> tuple[Any, Any]:
     count = sum(p.numel() for p in model.parameters())
     emit(note(f"Loaded base model {spec.base_model.name} ({count / 1e6:.1f}M parameters) in "
                   f"{time.monotonic() - started:.1f}s"))
-    return model, tokenizer
+    return model
 
 
 def _with_references(spec: TrainingSpec, engine: trainer.Engine, train_set: Dataset[Any],

@@ -1,6 +1,7 @@
 """The worker: claims jobs from the store and moves them along, one at a time.
 
-Stages run in order for each claimed job: ``validating_files`` (cheap, torch-free), then
+Stages run in order for each claimed job: ``validating_files`` (cheap, torch-free: the format of
+every line, then, when the base's tokenizer is on disk, the examples' lengths in tokens), then
 training (the training engine joins here). Ownership is a row field with a heartbeat; a
 reaper hands jobs of dead workers back to the queue: at once when the worker ran on this
 machine and its process is gone (tunegate.worker.identity), after the heartbeat timeout
@@ -20,8 +21,12 @@ from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, valida
 from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
 from tunegate.errors import Conflict
 from tunegate.store.base import OwnedJob
+from tunegate.training.errors import TrainingFailed
+from tunegate.training.length_check import FileTokenizer, check_lengths, file_tokenizer
+from tunegate.training.model_cache import cached_folder
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
+from tunegate.worker.models import resolve_model
 from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 
@@ -158,7 +163,12 @@ class Worker:
     # Stage 1: validating_files --------------------------------------------------------------
 
     def validate_files(self, job: FineTuningJob) -> FineTuningJob | None:
-        """Check the job's files line by line; move it to ``queued`` or ``failed``."""
+        """Check the job's files line by line; move it to ``queued`` or ``failed``.
+
+        Then, where the base's tokenizer is on disk (:func:`length_tokenizer`), read them as
+        the trainer will: a file whose examples are all longer than ``TUNEGATE_MAX_SEQ_LEN``
+        (or that the trainer would refuse otherwise) fails here, with the trainer's message.
+        """
         checks = [("training_file", job.training_file, MIN_TRAINING_EXAMPLES)]
         if job.validation_file:
             checks.append(("validation_file", job.validation_file, 1))
@@ -168,8 +178,30 @@ class Worker:
             try:
                 self._check_file(file_id, job.method_type, minimum)
             except DatasetError as exc:
-                return self._fail_validation(job, param, exc)
+                return self._fail_validation(job, param, exc.code, exc.message)
+        tokenizer = self.length_tokenizer(job)
+        if tokenizer is not None:
+            for param, file_id, _ in checks:
+                try:
+                    check_lengths(self.service.storage.path(file_id), tokenizer,
+                                  self.settings.max_seq_len, method=job.method_type,
+                                  validation=param == "validation_file")
+                except TrainingFailed as exc:
+                    return self._fail_validation(job, exc.param or param, exc.code, exc.message)
+                except Exception:  # a bug here must not keep the job validating forever
+                    log.exception("checking the lengths of %s failed; the trainer checks them",
+                                  file_id)
+                    break
         return self._move(job, JobStatus.QUEUED, "Files validated, moving job to queued state")
+
+    def length_tokenizer(self, job: FineTuningJob) -> FileTokenizer | None:
+        """The torch-free tokenizer of the job's base, if it is on disk and exact; ``None``
+        leaves the length check to the trainer (which runs it before loading the weights)."""
+        try:
+            model = resolve_model(self.settings, self.store, job)
+        except LookupError:
+            return None  # the training stage reports it
+        return file_tokenizer(cached_folder(model.ref, self.settings.model_cache))
 
     def _check_file(self, file_id: str, method_type: str, minimum: int) -> None:
         path = self.service.storage.path(file_id)
@@ -179,14 +211,13 @@ class Worker:
         validate_dataset(path, method_type, min_examples=minimum,
                          max_line_bytes=self.settings.max_line_bytes)
 
-    def _fail_validation(self, job: FineTuningJob, param: str,
-                         exc: DatasetError) -> FineTuningJob | None:
-        code = exc.code
+    def _fail_validation(self, job: FineTuningJob, param: str, code: str,
+                         detail: str) -> FineTuningJob | None:
         if param == "validation_file" and code == "invalid_training_file":
             code = "invalid_validation_file"
         kind = param.replace("_", " ")
-        message = exc.message if code == "invalid_n_examples" else (
-            f"The job failed due to an invalid {kind}. {exc.message}")
+        message = (f"The job failed due to an invalid {kind}. {detail}"
+                   if code in ("invalid_training_file", "invalid_validation_file") else detail)
         error = JobError(code=code, message=message, param=param)
         return self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
                           changes={"error": error})

@@ -51,6 +51,7 @@ class Outcome:
     result: TrainingResult | None = None
     code: str | None = None
     message: str | None = None
+    param: str | None = None  # the request field at fault, for a failure that names one
     crash: Crash | None = None
 
 
@@ -139,7 +140,8 @@ class TrainerProcess:
         if isinstance(final, TrainingResult):
             return Outcome(status=final.status, result=final)
         if isinstance(final, Failed):
-            return Outcome(status=RunStatus.FAILED, code=final.code, message=final.message)
+            return Outcome(status=RunStatus.FAILED, code=final.code, message=final.message,
+                           param=final.param)
         if self._cancel_sent_at is not None:
             return Outcome(status=RunStatus.CANCELLED)
         after = oom_kill_count()

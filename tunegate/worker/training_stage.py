@@ -21,12 +21,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunegate import ids
-from tunegate.domain import catalog, work_dirs
+from tunegate.domain import work_dirs
 from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
 from tunegate.domain.jobs import (
     Checkpoint,
@@ -49,8 +48,9 @@ from tunegate.training.messages import (
     StepMetrics,
     TrainerMessage,
 )
-from tunegate.training.spec import BaseModelRef, RunStatus, TrainingResult, TrainingSpec
+from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
 from tunegate.worker.faults import freeze_point
+from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import Outcome, TrainerProcess
@@ -64,14 +64,6 @@ KEEP_CHECKPOINTS = 3
 RESULTS_FILE_ID = "results-file-id"
 # A child that dies is started again from the saved state this many times before the job fails.
 TRAINER_RESTARTS = 2
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """The base a job trains on, and the adapter it continues from (for ``ft:`` models)."""
-
-    base: catalog.BaseModel
-    init_adapter: str | None
 
 
 class TrainingStage:
@@ -97,27 +89,15 @@ class TrainingStage:
     # Setup ----------------------------------------------------------------------------------
 
     def resolve_model(self, job: FineTuningJob) -> ResolvedModel:
-        models_dir = self.settings.base_models_dir
-        base = catalog.find_base_model(models_dir, job.model)
-        if base is not None:
-            return ResolvedModel(base, None)
-        tuned = self.store.get_model(job.project_id, job.model)
-        base = catalog.find_base_model(models_dir, tuned.base_model) if tuned else None
-        if tuned is None or base is None:
-            raise LookupError(f"Model {job.model} is no longer available.")
-        return ResolvedModel(base, str(Path(tuned.path) / "adapter"))
+        return resolve_model(self.settings, self.store, job)
 
     def build_spec(self, job: FineTuningJob, model: ResolvedModel) -> TrainingSpec:
         storage = self.service.storage
         work_dir = self.work_dir(job.id)
-        base = model.base
         return TrainingSpec(
             job_id=job.id,
             method=job.method_type,
-            base_model=BaseModelRef(
-                name=base.id, kind=base.kind,
-                path=str(base.path.parent if base.kind == "gguf" else base.path),
-                gguf_file=base.path.name if base.kind == "gguf" else None),
+            base_model=model.ref,
             training_file=str(storage.path(job.training_file)),
             validation_file=str(storage.path(job.validation_file)) if job.validation_file else None,
             hyperparameters=job.hyperparameters,
@@ -306,7 +286,8 @@ class TrainingStage:
         elif outcome.status is RunStatus.PAUSED:
             self._paused(job)
         elif outcome.status is RunStatus.FAILED:
-            self._fail(job, outcome.code or "training_error", outcome.message or "Training failed.")
+            self._fail(job, outcome.code or "training_error", outcome.message or "Training failed.",
+                       outcome.param)
         # cancelled: the API moved the job already; run() settles the folder.
 
     def _paused(self, job: FineTuningJob) -> None:
@@ -319,9 +300,10 @@ class TrainingStage:
             self.store.add_events([job_event(job.id, "Training state saved; resume continues "
                                              "from where it stopped")])
 
-    def _fail(self, job: FineTuningJob, code: str, message: str) -> None:
+    def _fail(self, job: FineTuningJob, code: str, message: str,
+              param: str | None = None) -> None:
         self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
-                   changes={"error": JobError(code=code, message=message, param=None)})
+                   changes={"error": JobError(code=code, message=message, param=param)})
 
     def _succeed(self, job: FineTuningJob, result: TrainingResult, model: ResolvedModel) -> None:
         name = self._model_name(job, model)
