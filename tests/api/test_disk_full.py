@@ -21,8 +21,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from tests.api.test_errors import create_job, expect_error, training_file, upload
+from tests.api.test_errors import expect_error
 from tests.conftest import chat_lines
+from tests.helpers import post_file, post_job, upload
 from tunegate.api.app import create_app
 from tunegate.domain import files as domain_files
 from tunegate.settings import Settings
@@ -50,13 +51,13 @@ def fake_copy_onto_full_disk(source: IO[bytes], target: IO[bytes], length: int =
 
 def test_an_upload_that_fills_the_disk_is_507_and_leaves_no_bytes(
         client: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    kept = training_file(client)
+    kept = upload(client)
     with monkeypatch.context() as fake:
         fake.setattr(domain_files.shutil, "copyfileobj", fake_copy_onto_full_disk)
-        expect_full(client, upload(client))
+        expect_full(client, post_file(client))
     assert stored_names(settings) == [kept]  # no partial file, no stored row
     assert [f["id"] for f in client.get("/v1/files").json()["data"]] == [kept]
-    assert upload(client).status_code == 200  # room again: the same upload goes through
+    assert post_file(client).status_code == 200  # room again: the same upload goes through
 
 
 def test_enospc_anywhere_else_is_507_too(settings: Settings,
@@ -117,10 +118,10 @@ def test_an_upload_larger_than_the_free_space_is_507_before_the_body_is_read(
     assert error["code"] == "insufficient_storage" and error["type"] == "server_error"
     assert f"only {free} bytes free" in error["message"]
     with app.test_client() as client:
-        expect_full(client, upload(client, chat_lines(100)))
-        assert upload(client, chat_lines(3)).status_code == 200  # one that fits goes through
+        expect_full(client, post_file(client, chat_lines(100)))
+        assert post_file(client, chat_lines(3)).status_code == 200  # one that fits goes through
         # Only uploads are judged by size: a JSON body as large is read as usual.
-        response = create_job(client, training_file="file-x", suffix="s" * free)
+        response = post_job(client, training_file="file-x", suffix="s" * free)
         assert response.status_code == 400
 
 
@@ -152,20 +153,20 @@ BIG_METADATA = {f"key{i}": "v" * 512 for i in range(16)}
 
 def test_a_full_database_is_507_and_stores_nothing(app: Any, client: Any,
                                                    settings: Settings) -> None:
-    file_id = training_file(client)
+    file_id = upload(client)
     with full_database(app.state_service.store.engine):
-        expect_full(client, create_job(client, training_file=file_id, metadata=BIG_METADATA))
+        expect_full(client, post_job(client, training_file=file_id, metadata=BIG_METADATA))
         assert client.get("/v1/fine_tuning/jobs").json()["data"] == []  # rolled back
         # A file's row is small and may still fit in its table's last page: upload until it
         # does not. The bytes go first and the row after; when the row fails, the bytes go too.
         stored = [file_id]
         for _ in range(500):
-            response = upload(client, chat_lines(3))
+            response = post_file(client, chat_lines(3))
             if response.status_code != 200:
                 break
             stored.append(response.json()["id"])
         expect_full(client, response)
         assert stored_names(settings) == sorted(stored)
-    response = create_job(client, training_file=file_id, metadata=BIG_METADATA)
+    response = post_job(client, training_file=file_id, metadata=BIG_METADATA)
     assert response.status_code == 200, response.text
-    assert upload(client, chat_lines(3)).status_code == 200
+    assert post_file(client, chat_lines(3)).status_code == 200

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_errors import create_job, expect_error, training_file, upload
+from tests.api.test_errors import expect_error
 from tests.conftest import chat_lines
+from tests.helpers import post_file, post_job, upload
 from tunegate.api.nesting import MAX_DEPTH
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 
@@ -68,7 +69,7 @@ def test_query_parameter_nested_thousands_deep_is_400(client: Any) -> None:
 
 def test_jsonl_line_nested_thousands_deep_is_400(client: Any) -> None:
     line = b'{"messages": ' + brackets(5000) + b"}\n"
-    small_error(client, upload(client, chat_lines(2) + line), 400, param="file",
+    small_error(client, post_file(client, chat_lines(2) + line), 400, param="file",
                 code="invalid_file_format", says="Line 3 nests")
 
 
@@ -76,7 +77,7 @@ def test_jsonl_line_nested_thousands_deep_is_400(client: Any) -> None:
 
 
 def test_a_20_mb_suffix_is_quoted_by_its_prefix(client: Any) -> None:
-    response = create_job(client, training_file=training_file(client), suffix="a" * BIG)
+    response = post_job(client, training_file=upload(client), suffix="a" * BIG)
     error = small_error(client, response, 400, param="suffix", code=None, says="is too long")
     # The repr's first 100 characters (its quote and 99 a's), then the rule.
     assert error["message"] == f"Invalid value for 'suffix': '{'a' * 99}… is too long"
@@ -84,12 +85,12 @@ def test_a_20_mb_suffix_is_quoted_by_its_prefix(client: Any) -> None:
 
 def test_metadata_with_200k_keys_is_quoted_by_its_prefix(client: Any) -> None:
     metadata = {f"key{i}": "v" for i in range(200_000)}
-    response = create_job(client, training_file=training_file(client), metadata=metadata)
+    response = post_job(client, training_file=upload(client), metadata=metadata)
     small_error(client, response, 400, param="metadata", says="has too many properties")
 
 
 def test_a_huge_metadata_key_is_clipped_in_param_too(client: Any) -> None:
-    response = create_job(client, training_file=training_file(client),
+    response = post_job(client, training_file=upload(client),
                           metadata={"k" * BIG: "v" * 513})
     error = small_error(client, response, 400, says="is too long")
     assert error["param"] == "metadata." + "k" * 100 + "…"
@@ -106,12 +107,12 @@ def test_a_huge_string_inside_chat_completions_is_quoted_by_its_prefix(client: A
 
 
 def test_huge_ids_and_names_elsewhere_are_quoted_by_their_prefix(client: Any) -> None:
-    small_error(client, create_job(client, model="m" * BIG, training_file="file-x"), 400,
+    small_error(client, post_job(client, model="m" * BIG, training_file="file-x"), 400,
                 param="model", code="model_not_available")
-    small_error(client, create_job(client, training_file="f" * BIG), 400,
+    small_error(client, post_job(client, training_file="f" * BIG), 400,
                 param="training_file")
     small_error(client, client.get("/v1/files?order=" + "x" * 8000), 400, param="order")
     small_error(client, client.get("/v1/fine_tuning/jobs/" + "j" * 8000), 404)
     small_error(client, client.get("/v1/models/" + "m" * 8000), 404, code="model_not_found")
     # A form field may be 1 MB (Starlette's part limit; more is a malformed body).
-    small_error(client, upload(client, purpose="p" * 500_000), 400, param="purpose")
+    small_error(client, post_file(client, purpose="p" * 500_000), 400, param="purpose")
