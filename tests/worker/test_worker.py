@@ -239,10 +239,11 @@ def test_without_a_tokenizer_on_disk_the_trainer_checks_lengths(short_service: S
 
 def test_a_trainer_failure_keeps_the_parameter_it_names(
         service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunegate.training.spec import RunStatus
     from tunegate.worker import training_stage
     from tunegate.worker.trainer_process import Outcome
 
-    failed = Outcome(status="failed", code="invalid_training_file", message="Too long.",
+    failed = Outcome(status=RunStatus.FAILED, code="invalid_training_file", message="Too long.",
                      param="training_file")
     monkeypatch.setattr(training_stage.TrainerProcess, "start", lambda self, standby=None: None)
     monkeypatch.setattr(training_stage.TrainerProcess, "running", property(lambda self: False))
