@@ -277,8 +277,10 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
     batch = hyperparams.auto_batch_size(len(train_rows))
     stamps: list[tuple[float, float]] = []
 
-    def emit(event: dict[str, Any]) -> None:
-        if event["kind"] in ("hyperparameters", "metrics"):
+    from tunegate.training.messages import HyperparametersResolved, StepMetrics, TrainerMessage
+
+    def emit(message: TrainerMessage) -> None:
+        if isinstance(message, (HyperparametersResolved, StepMetrics)):
             stamps.append((time.perf_counter(), time.process_time()))
 
     with tempfile.TemporaryDirectory() as work:

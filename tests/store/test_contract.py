@@ -210,11 +210,15 @@ class TestOwnership:
         assert store.record_progress(job.id, "w1", [make_event(job.id, "step")],
                                      {"trained_tokens": 7})
         assert not store.record_progress(job.id, "w2", [make_event(job.id, "not mine")])
+        store.transition(job.id, JobStatus.PAUSED, events=[])
+        # The step in flight when the pause came: the saved state resumes after it.
+        assert store.record_progress(job.id, "w1", [make_event(job.id, "last step")])
         store.transition(job.id, JobStatus.CANCELLED, events=[])
         assert not store.record_progress(job.id, "w1", [make_event(job.id, "late")],
                                          {"trained_tokens": 9})
         messages = [e.message for e in store.list_events(job.id, after=None, limit=10).items]
-        assert "step" in messages and not {"early", "not mine", "late"} & set(messages)
+        assert {"step", "last step"} <= set(messages)
+        assert not {"early", "not mine", "late"} & set(messages)
         assert store.get_job(job.id).trained_tokens == 7
 
     def test_last_metrics_step_is_the_newest_metrics_event(self, store: SqlStore) -> None:

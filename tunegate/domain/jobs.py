@@ -38,6 +38,9 @@ class JobStatus(enum.StrEnum):
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 # Jobs that hold a place under a project's active-job limit (paused ones wait without a worker).
 ACTIVE = frozenset({JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING})
+# Where a run's progress is still recorded: a pause lets the step in flight finish, and that
+# step is the one the saved state resumes after (a cancel's steps are dropped).
+RECORDS_PROGRESS = frozenset({JobStatus.RUNNING, JobStatus.PAUSED})
 
 _S = JobStatus
 # Every allowed status change, with why it happens (the diagram's labels).

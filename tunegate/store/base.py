@@ -108,9 +108,10 @@ class Store(Protocol):
     def add_events(self, events: Sequence[JobEvent]) -> None: ...
     def record_progress(self, job_id: str, worker_id: str, events: Sequence[JobEvent],
                         changes: Mapping[str, Any] | None = None) -> bool:
-        """Add a running job's ``events`` and ``changes`` only while ``worker_id`` owns it and it
-        is ``running``, atomically; ``False`` (nothing written) otherwise: a cancelled or
-        re-queued job gets no progress after the event that ended its run."""
+        """Add a run's ``events`` and ``changes`` only while ``worker_id`` owns the job and it is
+        ``running`` or ``paused`` (``RECORDS_PROGRESS``), atomically; ``False`` (nothing written)
+        otherwise: a cancelled or re-queued job gets no progress after the event that ended its
+        run."""
         ...
     def last_metrics_step(self, job_id: str) -> int:
         """The step of the job's newest metrics event; 0 when it has none."""

@@ -33,6 +33,7 @@ from sqlalchemy.sql import Select
 from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import (
     ACTIVE,
+    RECORDS_PROGRESS,
     TERMINAL,
     Checkpoint,
     EventLevel,
@@ -432,7 +433,7 @@ class SqlStore:
             # between this check and the inserts.
             query = select(table.c.id).where(
                 table.c.id == job_id, table.c.worker_id == worker_id,
-                table.c.status == JobStatus.RUNNING.value)
+                table.c.status.in_(sorted(status.value for status in RECORDS_PROGRESS)))
             if self.engine.dialect.name == "postgresql":
                 query = query.with_for_update()
             if connection.execute(query).first() is None:

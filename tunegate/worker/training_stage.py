@@ -28,6 +28,7 @@ from tunegate import ids
 from tunegate.domain import work_dirs
 from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
 from tunegate.domain.jobs import (
+    RECORDS_PROGRESS,
     Checkpoint,
     EventLevel,
     FineTuningJob,
@@ -207,8 +208,8 @@ class TrainingStage:
 
     def _record(self, job: FineTuningJob, model: ResolvedModel,
                 messages: list[TrainerMessage]) -> bool:
-        """Record the child's messages while the job is running under this worker; ``False``
-        once it is not (cancelled, paused, re-queued): nothing more of this run is recorded."""
+        """Record the child's messages while the job is running (or pausing) under this worker;
+        ``False`` once it is not (cancelled, re-queued): nothing more of this run is recorded."""
         return all(self._record_one(job, model, message) for message in messages)
 
     def _record_one(self, job: FineTuningJob, model: ResolvedModel,
@@ -261,7 +262,7 @@ class TrainingStage:
 
     def _record_checkpoint(self, job: FineTuningJob, model: ResolvedModel,
                            saved: CheckpointSaved) -> bool:
-        if self._current_status(job.id) is not JobStatus.RUNNING:
+        if self._current_status(job.id) not in RECORDS_PROGRESS:
             return False
         name = checkpoint_model_name(self._model_name(job, model), saved.step)
         checkpoint = Checkpoint(id=ids.new_id(ids.CHECKPOINT), job_id=job.id, created_at=now(),
