@@ -256,7 +256,7 @@ def test_unknown_validation_file_is_400(client: Any) -> None:
 
 
 def test_unknown_model_lists_the_available_ones(client: Any) -> None:
-    response = post_job(client, model="gpt-4o-mini", training_file=upload(client))
+    response = post_job(client, model="gpt-9", training_file=upload(client))
     expect_error(client, response, 400, param="model", code="model_not_available",
                  says=EMBEDDED_MODEL_ID)
 
