@@ -150,10 +150,6 @@ class Settings:
     # Model names (OpenAI's, by default) that stand for a local base model: (name, base) pairs.
     model_aliases: Aliases = _model_aliases(f"{ALL_OPENAI}={DEFAULT_ALIAS_TARGET}")
 
-    def alias_target(self, model: str) -> str | None:
-        """The base model id that ``model`` stands for, if it is an alias."""
-        return next((base for name, base in self.model_aliases if name == model), None)
-
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tunegate.sqlite3').resolve()}"
