@@ -4,7 +4,7 @@ Three kinds of caller, one group of functions each:
 
 - HTTP: the in-process app's test client (``app.test_client()``) or an ``httpx`` client; the
   ``post_*`` functions give the raw response (for tests about errors), the others check the
-  200 and give the object.
+  200 and give the object; ``expect_error`` checks an error response's envelope.
 - The service, without HTTP (the worker tests): ``service_upload``, ``service_create_job``.
 - The official ``openai`` SDK against a served app: ``sdk_upload``, ``sdk_create_job``,
   ``wait_for_status``, ``wait_until_finished``.
@@ -68,6 +68,31 @@ def create_job(client: Any, training_file: str, *, headers: Mapping[str, str] | 
     response = post_job(client, headers=headers, training_file=training_file, **fields)
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+ANY = object()  # expect_error: any value
+
+
+def expect_error(client: Any, response: Any, status: int, *, param: Any = ANY, code: Any = ANY,
+                 says: str | None = None) -> dict[str, Any]:
+    """Assert the envelope, status and request id; then that the server still serves."""
+    assert response.status_code == status, response.text
+    assert response.headers.get("x-request-id", "").startswith("req_")
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert list(body) == ["error"]
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["type"] == ("server_error" if status >= 500 else "invalid_request_error")
+    if param is not ANY:
+        assert error["param"] == param, error
+    if code is not ANY:
+        assert error["code"] == code, error
+    if says is not None:
+        assert says in error["message"], error
+    assert client.get("/v1/models").status_code == 200
+    return error
 
 
 # The service, without HTTP --------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 import uvicorn
 
 from tunegate.processes import die_with_parent
-from tunegate.settings import Settings
+from tunegate.settings import Settings, format_aliases
 
 log = logging.getLogger("tunegate")
 
@@ -82,6 +82,7 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
     env["TUNEGATE_MODEL_CACHE"] = str(settings.model_cache.resolve())
     env["TUNEGATE_WORKER_STAGES"] = ",".join(settings.worker_stages)
     env["TUNEGATE_MAX_SEQ_LEN"] = str(settings.max_seq_len)
+    env["TUNEGATE_MODEL_ALIASES"] = format_aliases(settings.model_aliases)
     env.pop("TUNEGATE_API_KEY", None)  # workers serve no requests: keep secrets out of them
     return env
 

@@ -50,6 +50,47 @@ def _embedded(value: str) -> bool:
     return value.strip().lower() != "external"
 
 
+# OpenAI's fine-tunable models (snapshots and the names that resolve to them; the reference's
+# job `model` enum, token-limit table and SFT guide), which unchanged OpenAI code names. By
+# default each is an alias of the embedded base model (tunegate.domain.catalog.EMBEDDED_MODEL_ID).
+OPENAI_MODEL_NAMES = (
+    "gpt-4.1-2025-04-14", "gpt-4.1", "gpt-4.1-mini-2025-04-14", "gpt-4.1-mini",
+    "gpt-4.1-nano-2025-04-14", "gpt-4.1-nano", "gpt-4o-2024-08-06", "gpt-4o",
+    "gpt-4o-mini-2024-07-18", "gpt-4o-mini", "o4-mini-2025-04-16", "o4-mini",
+    "gpt-3.5-turbo", "gpt-3.5-turbo-0125", "gpt-3.5-turbo-1106", "gpt-3.5-turbo-0613",
+    "babbage-002", "davinci-002",
+)
+DEFAULT_ALIAS_TARGET = "SmolLM2-135M-Instruct"
+ALIASES_OFF = ("off", "disabled", "none")
+ALL_OPENAI = "*"
+Aliases = tuple[tuple[str, str], ...]
+
+
+def _model_aliases(value: str) -> Aliases:
+    """``TUNEGATE_MODEL_ALIASES``: a comma list of ``name=base`` entries (``*=base``: every name
+    of ``OPENAI_MODEL_NAMES``); a later entry for a name replaces an earlier one. ``off`` (or an
+    empty value) means no aliases."""
+    text = value.strip()
+    if text.lower() in ALIASES_OFF or not text:
+        return ()
+    aliases: dict[str, str] = {}
+    for entry in text.split(","):
+        name, equals, base = (part.strip() for part in entry.partition("="))
+        if not equals or not name or not base or ":" in name or any(c.isspace() for c in name):
+            raise ValueError(
+                "TUNEGATE_MODEL_ALIASES takes 'off' or a comma list of name=base entries "
+                f"(names without ':' or spaces; '*=base' for every OpenAI name), got {entry!r}")
+        for alias in (OPENAI_MODEL_NAMES if name == ALL_OPENAI else (name,)):
+            aliases.pop(alias, None)  # a later entry wins, and is listed where it was given
+            aliases[alias] = base
+    return tuple(aliases.items())
+
+
+def format_aliases(aliases: Aliases) -> str:
+    """The setting's value that gives ``aliases`` back."""
+    return ",".join(f"{name}={base}" for name, base in aliases) or "off"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a tunegate process needs to know about its environment."""
@@ -106,6 +147,8 @@ class Settings:
     max_active_jobs: int = 8
     # Requests per minute per API key (a token bucket of this size); 0 switches it off.
     rate_limit: int = 600
+    # Model names (OpenAI's, by default) that stand for a local base model: (name, base) pairs.
+    model_aliases: Aliases = _model_aliases(f"{ALL_OPENAI}={DEFAULT_ALIAS_TARGET}")
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -177,4 +220,5 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_MAX_EXAMPLES": ("max_examples", int),
     "TUNEGATE_MAX_ACTIVE_JOBS": ("max_active_jobs", int),
     "TUNEGATE_RATE_LIMIT": ("rate_limit", int),
+    "TUNEGATE_MODEL_ALIASES": ("model_aliases", _model_aliases),
 }

@@ -21,9 +21,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from tests.api.test_errors import expect_error
 from tests.conftest import chat_lines
-from tests.helpers import post_file, post_job, upload
+from tests.helpers import expect_error, post_file, post_job, upload
 from tunegate.api.app import create_app
 from tunegate.domain import files as domain_files
 from tunegate.settings import Settings

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_errors import expect_error
 from tests.conftest import chat_lines
-from tests.helpers import post_file, post_job, upload
+from tests.helpers import expect_error, post_file, post_job, upload
 from tunegate.api.nesting import MAX_DEPTH
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 

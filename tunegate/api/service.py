@@ -32,7 +32,7 @@ from tunegate.domain.jobs import (
 from tunegate.errors import Conflict, InvalidRequest, NotFound, clip
 from tunegate.serving import completions, open_pool
 from tunegate.serving.pool import ModelFiles
-from tunegate.settings import Settings
+from tunegate.settings import OPENAI_MODEL_NAMES, Settings
 from tunegate.store.base import FineTunedModel, Page, Store
 
 
@@ -131,18 +131,40 @@ class Service:
             )
 
     def _check_model(self, project_id: str, model: str) -> None:
-        if catalog.find_base_model(self.settings.base_models_dir, model):
+        """A base model, an alias of one (TUNEGATE_MODEL_ALIASES), or a fine-tuned model of
+        the project; else 400 naming what is available."""
+        models_dir = self.settings.base_models_dir
+        if catalog.find_base_model(models_dir, model):
             return
+        alias = catalog.find_alias(models_dir, self.settings.model_aliases, model)
+        if alias is not None:
+            if alias.base is not None:
+                return
+            raise InvalidRequest(
+                f"Model {model} stands for the base model {alias.target} on this server "
+                f"(setting TUNEGATE_MODEL_ALIASES), which is not available. Available base "
+                f"models: {self._base_model_ids()}.", param="model", code="model_not_available")
         tuned = self.store.get_model(project_id, model)
         if tuned is not None and tuned.kind == "model":
             return
-        available = [m.id for m in catalog.base_models(self.settings.base_models_dir)]
+        if self.settings.model_aliases:
+            aliases = ("; OpenAI model names standing for a local base model (setting "
+                       "TUNEGATE_MODEL_ALIASES): "
+                       + ", ".join(name for name, _ in self.settings.model_aliases))
+        elif model in OPENAI_MODEL_NAMES:
+            aliases = ("; OpenAI model names are not accepted on this server (setting "
+                       "TUNEGATE_MODEL_ALIASES is off)")
+        else:
+            aliases = ""
         raise InvalidRequest(
             f"Model {clip(model)} is not available for fine-tuning or does not exist. Available base "
-            f"models: {', '.join(available) or 'none'}; fine-tuned models (ft:…) of this "
-            "project can be trained further.",
+            f"models: {self._base_model_ids()}; fine-tuned models (ft:…) of this "
+            f"project can be trained further{aliases}.",
             param="model", code="model_not_available",
         )
+
+    def _base_model_ids(self) -> str:
+        return ", ".join(m.id for m in catalog.base_models(self.settings.base_models_dir)) or "none"
 
     def create_job(self, project_id: str, body: Mapping[str, Any],
                    organization_id: str | None = None) -> FineTuningJob:
@@ -281,12 +303,27 @@ class Service:
         return completions.run(self.inference, self._servable(project_id, request.model), request)
 
     def _servable(self, project_id: str | None, model_id: str) -> ModelFiles:
-        """What llama.cpp loads for ``model_id``: a GGUF base, plus the adapter for ft models."""
-        base = catalog.find_base_model(self.settings.base_models_dir, model_id)
+        """What llama.cpp loads for ``model_id``: a GGUF base, plus the adapter for ft models.
+
+        An alias runs the base it stands for, in the base's own process (the reply's ``model``
+        is still the name the client sent)."""
+        models_dir = self.settings.base_models_dir
+        base = catalog.find_base_model(models_dir, model_id)
         adapter = None
-        if base is None:
+        served_id = model_id  # the pool's key: an alias shares its base's process
+        alias = None if base else catalog.find_alias(models_dir, self.settings.model_aliases,
+                                                     model_id)
+        if alias is not None:
+            if alias.base is None:
+                raise InvalidRequest(
+                    f"The model {model_id} stands for the base model {alias.target} on this "
+                    "server (setting TUNEGATE_MODEL_ALIASES), which is not among the base "
+                    "models.", param="model", code="model_not_servable")
+            base = alias.base
+            served_id = base.id
+        elif base is None:
             tuned = self._tuned_model(project_id, model_id)
-            base = catalog.find_base_model(self.settings.base_models_dir, tuned.base_model)
+            base = catalog.find_base_model(models_dir, tuned.base_model)
             if base is None:
                 raise InvalidRequest(
                     f"The model {model_id} was trained from {tuned.base_model}, which is no "
@@ -303,4 +340,4 @@ class Service:
                 "Convert the folder with llama.cpp's convert_hf_to_gguf.py and put the .gguf in "
                 "the models folder to serve it (and to fine-tune servable models from it).",
                 param="model", code="model_not_servable")
-        return ModelFiles(model_id, base.path, adapter)
+        return ModelFiles(served_id, base.path, adapter)

@@ -2,6 +2,10 @@
 
 Torch-free: listing models never loads one. A base model is either a GGUF file or a Hugging Face
 folder (one with ``config.json``); its id is the file stem or the folder name.
+
+Aliases (setting ``TUNEGATE_MODEL_ALIASES``) are other names for base models, OpenAI's model
+names by default: a request may name one where it names a base model. They are names, not
+models: ``base_models`` does not list them, and a base model of the same id wins.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"
+from tunegate.settings import Aliases
+
+EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"  # settings.DEFAULT_ALIAS_TARGET too
 EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -71,3 +77,21 @@ def base_models(models_dir: Path) -> list[BaseModel]:
 
 def find_base_model(models_dir: Path, model_id: str) -> BaseModel | None:
     return next((model for model in base_models(models_dir) if model.id == model_id), None)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A name that stands for the base model ``target``; ``base`` is that model, ``None`` when
+    no base model has that id now."""
+
+    name: str
+    target: str
+    base: BaseModel | None
+
+
+def find_alias(models_dir: Path, aliases: Aliases, model_id: str) -> Alias | None:
+    """``model_id`` as an alias; ``None`` when it is none, or when a base model has that id."""
+    target = next((base for name, base in aliases if name == model_id), None)
+    if target is None or find_base_model(models_dir, model_id) is not None:
+        return None
+    return Alias(model_id, target, find_base_model(models_dir, target))

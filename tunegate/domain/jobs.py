@@ -230,6 +230,15 @@ def fine_tuned_model_name(base_model: str, organization: str, suffix: str | None
     return f"ft:{base_model}:{organization}:{suffix or ''}:{job_id[-8:]}"
 
 
+def base_name_of(model_name: str) -> str | None:
+    """The ``{base}`` of a fine-tuned model's name ``ft:{base}:{org}:{suffix}:{id}`` (read from
+    the right: a base id may hold ``:``); ``None`` for other names."""
+    if not model_name.startswith("ft:"):
+        return None
+    parts = model_name.removeprefix("ft:").rsplit(":", 3)
+    return parts[0] if len(parts) == 4 and parts[0] else None
+
+
 def checkpoint_model_name(model_name: str, step: int) -> str:
     return f"{model_name}:ckpt-step-{step}"
 

@@ -26,11 +26,18 @@ from tunegate.training.length_check import FileTokenizer, check_lengths, file_to
 from tunegate.training.model_cache import cached_folder
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
-from tunegate.worker.models import resolve_model
+from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 
 log = logging.getLogger("tunegate.worker")
+
+
+def alias_notice(model: ResolvedModel) -> str:
+    """The ``warn`` event of a job that names an alias: what is trained in its place."""
+    return (f"{model.alias} is an alias (setting TUNEGATE_MODEL_ALIASES): this server trains "
+            f"its local base model {model.base.id} in its place. The fine-tuned model is named "
+            f"after {model.alias} (ft:{model.alias}:…) and runs on {model.base.id}.")
 
 
 class Worker:
@@ -172,6 +179,9 @@ class Worker:
         checks = [("training_file", job.training_file, MIN_TRAINING_EXAMPLES)]
         if job.validation_file:
             checks.append(("validation_file", job.validation_file, 1))
+        model = self._model(job)
+        if model is not None and model.alias is not None:
+            self.store.add_events([job_event(job.id, alias_notice(model), EventLevel.WARN)])
         for param, file_id, minimum in checks:
             self.store.add_events([job_event(job.id, f"Validating {param.replace('_', ' ')}: "
                                              f"{file_id}")])
@@ -179,7 +189,7 @@ class Worker:
                 self._check_file(file_id, job.method_type, minimum)
             except DatasetError as exc:
                 return self._fail_validation(job, param, exc.code, exc.message)
-        tokenizer = self.length_tokenizer(job)
+        tokenizer = self.length_tokenizer(model)
         if tokenizer is not None:
             for param, file_id, _ in checks:
                 try:
@@ -194,13 +204,17 @@ class Worker:
                     break
         return self._move(job, JobStatus.QUEUED, "Files validated, moving job to queued state")
 
-    def length_tokenizer(self, job: FineTuningJob) -> FileTokenizer | None:
-        """The torch-free tokenizer of the job's base, if it is on disk and exact; ``None``
-        leaves the length check to the trainer (which runs it before loading the weights)."""
+    def _model(self, job: FineTuningJob) -> ResolvedModel | None:
         try:
-            model = resolve_model(self.settings, self.store, job)
+            return resolve_model(self.settings, self.store, job)
         except LookupError:
             return None  # the training stage reports it
+
+    def length_tokenizer(self, model: ResolvedModel | None) -> FileTokenizer | None:
+        """The torch-free tokenizer of the job's base, if it is on disk and exact; ``None``
+        leaves the length check to the trainer (which runs it before loading the weights)."""
+        if model is None:
+            return None
         return file_tokenizer(cached_folder(model.ref, self.settings.model_cache))
 
     def _check_file(self, file_id: str, method_type: str, minimum: int) -> None:

@@ -1,5 +1,5 @@
-"""Which base a job trains on: its ``model``, or the base of the fine-tuned model it continues
-(torch-free; both stages ask)."""
+"""Which base a job trains on: its ``model``, the base an alias stands for, or the base of the
+fine-tuned model it continues (torch-free; both stages ask)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunegate.domain import catalog
-from tunegate.domain.jobs import FineTuningJob
+from tunegate.domain.jobs import FineTuningJob, base_name_of
 from tunegate.settings import Settings
 from tunegate.store.base import Store
 from tunegate.training.spec import BaseModelRef
@@ -15,10 +15,22 @@ from tunegate.training.spec import BaseModelRef
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """The base a job trains on, and the adapter it continues from (for ``ft:`` models)."""
+    """The base a job trains on, and the adapter it continues from (for ``ft:`` models).
+
+    ``name`` is the ``{base}`` of the fine-tuned model's name when it is not ``base.id``: the
+    alias the job named (``gpt-4o-mini-2024-07-18``), or the one its ``ft:`` model was named by.
+    ``alias`` is the job's ``model`` when that is an alias.
+    """
 
     base: catalog.BaseModel
     init_adapter: str | None
+    name: str | None = None
+    alias: str | None = None
+
+    @property
+    def public_name(self) -> str:
+        """The ``{base}`` of ``ft:{base}:{org}:{suffix}:{id}``."""
+        return self.name or self.base.id
 
     @property
     def ref(self) -> BaseModelRef:
@@ -30,13 +42,20 @@ class ResolvedModel:
 
 
 def resolve_model(settings: Settings, store: Store, job: FineTuningJob) -> ResolvedModel:
-    """Raises ``LookupError`` when the model (or a fine-tuned model's base) is gone."""
+    """Raises ``LookupError`` when the model (or a fine-tuned model's base, or the base an
+    alias stands for) is gone."""
     models_dir = settings.base_models_dir
     base = catalog.find_base_model(models_dir, job.model)
     if base is not None:
         return ResolvedModel(base, None)
+    alias = catalog.find_alias(models_dir, settings.model_aliases, job.model)
+    if alias is not None:
+        if alias.base is None:
+            raise LookupError(f"Model {job.model} stands for the base model {alias.target} "
+                              "(setting TUNEGATE_MODEL_ALIASES), which is not available.")
+        return ResolvedModel(alias.base, None, name=job.model, alias=job.model)
     tuned = store.get_model(job.project_id, job.model)
     base = catalog.find_base_model(models_dir, tuned.base_model) if tuned else None
     if tuned is None or base is None:
         raise LookupError(f"Model {job.model} is no longer available.")
-    return ResolvedModel(base, str(Path(tuned.path) / "adapter"))
+    return ResolvedModel(base, str(Path(tuned.path) / "adapter"), name=base_name_of(tuned.id))

@@ -276,7 +276,8 @@ class TrainingStage:
 
     @staticmethod
     def _model_name(job: FineTuningJob, model: ResolvedModel) -> str:
-        return fine_tuned_model_name(model.base.id, job.organization_id, job.suffix, job.id)
+        # An alias (gpt-4o-mini-2024-07-18) names the model, not the local base it stands for.
+        return fine_tuned_model_name(model.public_name, job.organization_id, job.suffix, job.id)
 
     # The end --------------------------------------------------------------------------------
 
