@@ -26,8 +26,9 @@ def add_upload_part(upload_id: str, body: dict[str, Any] | None = None,
                     data: UploadFile | None = None) -> Response:
     if data is not None:
         try:
-            return service().uploads.add_part(visible(), upload_id, data.file,
-                                              data.size or 0), 200
+            size = data.file.seek(0, io.SEEK_END)  # spooled to disk by the form parser
+            data.file.seek(0)
+            return service().uploads.add_part(visible(), upload_id, data.file, size), 200
         finally:
             data.file.close()  # connexion never closes the form it parsed
     text = (body or {}).get("data")
