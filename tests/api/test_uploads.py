@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_disk_full import expect_full
+from tests.api.test_disk_full import FakeDiskUsage, expect_full
 from tests.api.test_errors import expect_error
 from tests.conftest import chat_lines
 from tests.helpers import (
@@ -307,3 +308,19 @@ def test_the_upload_s_folder_is_checked_as_an_id(settings: Settings) -> None:
     for hostile in ("../files", "upload_../x", "upload_a/b", ""):
         with pytest.raises(ValueError):
             storage.folder(hostile)
+
+
+def test_a_part_larger_than_the_free_space_is_507_before_it_is_read(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    upload_id = create_upload(client, 10_000, purpose="batch")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: FakeDiskUsage(
+        total=60 << 20, used=(60 << 20) - 4096, free=4096))
+
+    def never() -> Iterator[bytes]:
+        raise AssertionError("the body was read")
+        yield b""  # pragma: no cover
+
+    response = client.post(f"/v1/uploads/{upload_id}/parts", content=never(), headers={
+        "content-type": "multipart/form-data; boundary=x", "content-length": "4097"})
+    expect_full(client, response)
+    assert post_part(client, upload_id, b"x" * 1000).status_code == 200  # one that fits
