@@ -1,4 +1,5 @@
-"""What many tests do, written once: upload a file, create a job, wait for a job's status.
+"""What many tests do, written once: upload a file (whole, or in parts through the Uploads API),
+create a job, wait for a job's status.
 
 Three kinds of caller, one group of functions each:
 
@@ -93,6 +94,60 @@ def expect_error(client: Any, response: Any, status: int, *, param: Any = ANY, c
         assert says in error["message"], error
     assert client.get("/v1/models").status_code == 200
     return error
+
+
+def post_upload(client: Any, size: int, *, filename: str = TRAIN_NAME, purpose: str = FINE_TUNE,
+                headers: Mapping[str, str] | None = None, **fields: Any) -> Any:
+    """``POST /v1/uploads`` for a file of ``size`` bytes; the response."""
+    return client.post("/v1/uploads", headers=dict(headers or {}), json={
+        "filename": filename, "purpose": purpose, "bytes": size, "mime_type": "text/jsonl",
+        **fields})
+
+
+def create_upload(client: Any, size: int, *, headers: Mapping[str, str] | None = None,
+                  **fields: Any) -> str:
+    """Start an upload that must be accepted; its id."""
+    response = post_upload(client, size, headers=headers, **fields)
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def post_part(client: Any, upload_id: str, data: bytes, *,
+              headers: Mapping[str, str] | None = None) -> Any:
+    """``POST /v1/uploads/{upload_id}/parts`` with ``data`` as the form's file part."""
+    return client.post(f"/v1/uploads/{upload_id}/parts", headers=dict(headers or {}),
+                       files={"data": ("blob", data, "application/octet-stream")})
+
+
+def add_parts(client: Any, upload_id: str, content: bytes, part_size: int, *,
+              headers: Mapping[str, str] | None = None) -> list[str]:
+    """Send ``content`` as parts of ``part_size`` bytes, in order; the part ids."""
+    part_ids = []
+    for start in range(0, len(content), part_size):
+        response = post_part(client, upload_id, content[start:start + part_size],
+                             headers=headers)
+        assert response.status_code == 200, response.text
+        part_ids.append(str(response.json()["id"]))
+    return part_ids
+
+
+def post_complete(client: Any, upload_id: str, part_ids: list[str], *,
+                  headers: Mapping[str, str] | None = None, **fields: Any) -> Any:
+    """``POST /v1/uploads/{upload_id}/complete``; the response."""
+    return client.post(f"/v1/uploads/{upload_id}/complete", headers=dict(headers or {}),
+                       json={"part_ids": part_ids, **fields})
+
+
+def upload_in_parts(client: Any, content: bytes | None = None, *, part_size: int = 512,
+                    headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The whole Uploads API round (create, parts, complete), which must succeed; the
+    completed upload (its ``file`` is the new file)."""
+    content = _training(content)
+    upload_id = create_upload(client, len(content), headers=headers)
+    part_ids = add_parts(client, upload_id, content, part_size, headers=headers)
+    response = post_complete(client, upload_id, part_ids, headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
 
 
 # The service, without HTTP --------------------------------------------------------------------

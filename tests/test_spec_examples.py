@@ -167,6 +167,9 @@ def test_the_main_objects_have_examples() -> None:
         "Model",
         "ErrorResponse",
         "GatewayNotImplemented",
+        "Upload",
+        "UploadPart",
+        "FineTuningCheckpointPermission",
     ):
         assert f"components.schemas.{name}" in wheres, name
     statuses = {
@@ -244,6 +247,7 @@ def test_document_is_valid_openapi_3_0() -> None:
 
 
 JOB_PATH = "/fine_tuning/jobs/{fine_tuning_job_id}"
+CHECKPOINT_PATH = "/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}/permissions"
 EXPECTED_OPERATIONS = {
     ("post", "/fine_tuning/jobs"): "handlers.fine_tuning.create_job",
     ("get", "/fine_tuning/jobs"): "handlers.fine_tuning.list_jobs",
@@ -264,12 +268,30 @@ EXPECTED_OPERATIONS = {
     ("get", "/models/{model}/adapter"): "handlers.models.download_adapter",
     ("post", "/chat/completions"): "handlers.inference.create_chat_completion",
     ("post", "/completions"): "handlers.inference.create_completion",
+    # OpenAI's operationIds, routed by x-openapi-router-controller (issue 14).
+    ("post", "/uploads"): "createUpload",
+    ("post", "/uploads/{upload_id}/parts"): "addUploadPart",
+    ("post", "/uploads/{upload_id}/complete"): "completeUpload",
+    ("post", "/uploads/{upload_id}/cancel"): "cancelUpload",
+    ("post", CHECKPOINT_PATH): "createFineTuningCheckpointPermission",
+    ("get", CHECKPOINT_PATH): "listFineTuningCheckpointPermissions",
+    ("delete", CHECKPOINT_PATH + "/{permission_id}"): "deleteFineTuningCheckpointPermission",
 }
 
 
 def test_operation_ids_are_the_handler_paths() -> None:
     found = {(method, path): op["operationId"] for path, method, op, _ in operations()}
     assert found == EXPECTED_OPERATIONS
+
+
+def test_routed_operation_ids_name_functions_of_their_controller() -> None:
+    import importlib
+
+    routed = [op for _, _, op, _ in operations() if "x-openapi-router-controller" in op]
+    assert len(routed) == 7
+    for op in routed:
+        module = importlib.import_module(op["x-openapi-router-controller"])
+        assert callable(getattr(module, op["operationId"], None)), op["operationId"]
 
 
 def test_every_operation_declares_the_error_responses() -> None:
@@ -347,6 +369,11 @@ RESPONSE_SCHEMAS = [
     "ErrorResponse",
     "Error",
     "GatewayNotImplemented",
+    "Upload",
+    "UploadPart",
+    "FineTuningCheckpointPermission",
+    "FineTuningCheckpointPermissionList",
+    "DeleteFineTuningCheckpointPermissionResponse",
 ]
 OPEN_OBJECTS = {"FineTuningJobEvent.data"}
 

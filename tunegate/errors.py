@@ -55,6 +55,14 @@ class InvalidRequest(TunegateError):
     """The request is well-formed for the spec but breaks a rule of ours (400)."""
 
 
+class Forbidden(TunegateError):
+    """The key is valid but may not do this (403): an operation that needs an admin key, or a
+    change to an object the caller may only read."""
+
+    status = 403
+    retryable = False
+
+
 class NotFound(TunegateError):
     status = 404
 

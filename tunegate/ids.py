@@ -19,6 +19,9 @@ JOB = "ftjob-"
 EVENT = "ftevent-"
 CHECKPOINT = "ftckpt_"
 FILE = "file-"
+UPLOAD = "upload_"
+UPLOAD_PART = "part_"
+PERMISSION = "cp_"
 REQUEST = "req_"
 
 _lock = threading.Lock()

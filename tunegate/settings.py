@@ -177,6 +177,11 @@ class Settings:
         return self.data_dir / "files"
 
     @property
+    def uploads_dir(self) -> Path:
+        """Parts of pending uploads (the Uploads API), one folder per upload."""
+        return self.data_dir / "uploads"
+
+    @property
     def base_models_dir(self) -> Path:
         return self.models_dir if self.models_dir is not None else self.data_dir / "base-models"
 

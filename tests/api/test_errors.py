@@ -375,6 +375,9 @@ FINE_TUNING_OPERATIONS = [
     ("POST", "/v1/fine_tuning/jobs/ftjob-x/resume", None),
     ("GET", "/v1/fine_tuning/jobs/ftjob-x/events", None),
     ("GET", "/v1/fine_tuning/jobs/ftjob-x/checkpoints", None),
+    ("POST", "/v1/fine_tuning/checkpoints/ft:x:y::z/permissions", {"project_ids": ["p"]}),
+    ("GET", "/v1/fine_tuning/checkpoints/ft:x:y::z/permissions", None),
+    ("DELETE", "/v1/fine_tuning/checkpoints/ft:x:y::z/permissions/cp_x", None),
 ]
 
 

@@ -11,14 +11,15 @@ same shape gets: same status, same body (the id aside), so not even existence le
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.api.conftest import ADMIN, ALICE, BOB, TestKey
-from tests.helpers import create_job, upload
+from tests.conftest import chat_lines
+from tests.helpers import add_parts, create_job, create_upload, upload
 from tunegate import ids
 from tunegate.api.service import Service, job_event, now
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
@@ -39,6 +40,9 @@ class World:
     live_job: str  # queued: paused, resumed and cancelled by the owner
     model: str
     checkpoint_model: str
+    upload: str  # pending, with one part: completed by the owner
+    part: str
+    spare_upload: str  # pending: cancelled by the owner
 
 
 def succeed(service: Service, job_id: str, key: TestKey, folder: Path) -> tuple[str, str, str]:
@@ -76,13 +80,24 @@ def build_world(client: Any, service: Service, key: TestKey, folder: Path) -> Wo
     live_job = create_job(client, training_file, headers=key.headers, suffix="live")["id"]
     service.store.transition(live_job, JobStatus.QUEUED, events=[job_event(live_job, "queued")])
     model, checkpoint_model, result_file = succeed(service, job, key, folder)
+    content = chat_lines(12)
+    in_parts = create_upload(client, len(content), headers=key.headers)
+    [part] = add_parts(client, in_parts, content, len(content), headers=key.headers)
+    spare_upload = create_upload(client, 10, headers=key.headers)
     return World(key, training_file, spare_file, result_file, job, live_job, model,
-                 checkpoint_model)
+                 checkpoint_model, in_parts, part, spare_upload)
 
 
-# (method, path, JSON body or None) for each route, for one world's objects. Read routes first,
-# then those that change state in the order the owner can apply them, deletions last.
-Route = tuple[str, str, dict[str, Any] | None]
+@dataclass(frozen=True)
+class Form:
+    """A multipart body (``files=`` of the test client)."""
+
+    files: dict[str, Any]
+
+
+# (method, path, JSON body, a form or None) for each route, for one world's objects. Read routes
+# first, then those that change state in the order the owner can apply them, deletions last.
+Route = tuple[str, str, dict[str, Any] | Form | None]
 
 
 def routes(world: World) -> list[Route]:
@@ -101,6 +116,9 @@ def routes(world: World) -> list[Route]:
         ("POST", f"/v1/fine_tuning/jobs/{world.live_job}/pause", None),
         ("POST", f"/v1/fine_tuning/jobs/{world.live_job}/resume", None),
         ("POST", f"/v1/fine_tuning/jobs/{world.live_job}/cancel", None),
+        ("POST", f"/v1/uploads/{world.upload}/parts", Form({"data": ("b", b"extra part")})),
+        ("POST", f"/v1/uploads/{world.upload}/complete", {"part_ids": [world.part]}),
+        ("POST", f"/v1/uploads/{world.spare_upload}/cancel", None),
         ("DELETE", f"/v1/files/{world.spare_file}", None),
         ("DELETE", f"/v1/models/{world.checkpoint_model}", None),
     ]
@@ -126,6 +144,17 @@ def create_routes(world: World) -> list[Route]:
     ]
 
 
+# Routes only admin keys may use: any other key, the owner's too, gets the same 403 before
+# anything is looked up (so it tells nothing either).
+def admin_routes(world: World) -> list[Route]:
+    permissions = f"/v1/fine_tuning/checkpoints/{world.checkpoint_model}/permissions"
+    return [
+        ("POST", permissions, {"project_ids": ["proj-somebody"]}),
+        ("GET", permissions, None),
+        ("DELETE", f"{permissions}/cp_00VcbQuodSf3yCyiRXhpLMIY", None),
+    ]
+
+
 def never_existed(object_id: str) -> str:
     """The same id with other random characters: the shape of an object nobody has."""
     if object_id.startswith("ft:"):  # ft:{base}:{org}:{suffix}:{id}[:ckpt-step-N]
@@ -143,6 +172,8 @@ def swap(text: str, pairs: list[tuple[str, str]]) -> str:
 
 def send(client: Any, route: Route, headers: dict[str, str]) -> Any:
     method, path, body = route
+    if isinstance(body, Form):
+        return client.request(method, path, headers=headers, files=body.files)
     return client.request(method, path, headers=headers, json=body)
 
 
@@ -161,8 +192,10 @@ def assert_answers_as_missing(client: Any, route: Route, key: TestKey, real_ids:
     longest_first = sorted(real_ids, key=len, reverse=True)
     to_fake = [(real, never_existed(real)) for real in longest_first]
     method, path, body = route
-    fake_body = None if body is None else {
-        name: swap(value, to_fake) if isinstance(value, str) else value
+    fake_body = body if not isinstance(body, dict) else {
+        name: swap(value, to_fake) if isinstance(value, str)
+        else [swap(item, to_fake) if isinstance(item, str) else item for item in value]
+        if isinstance(value, list) else value
         for name, value in body.items()}
     missing = send(client, (method, swap(path, to_fake), fake_body), key.headers)
     assert missing.status_code == response.status_code, (route, missing.text)
@@ -174,13 +207,18 @@ def test_every_route_refuses_the_other_project_and_no_key(keyed_client: Any,
     probes = 0
     for owner, other in (worlds, worlds[::-1]):
         real_ids = [owner.training_file, owner.result_file, owner.job, owner.live_job,
-                    owner.spare_file, owner.model, owner.checkpoint_model]
-        for route in routes(owner) + inference_routes(owner):
+                    owner.spare_file, owner.model, owner.checkpoint_model, owner.upload,
+                    owner.part, owner.spare_upload]
+        for route in routes(owner) + inference_routes(owner) + admin_routes(owner):
             for headers in ({}, {"Authorization": "Bearer sk-tg-wrong"}):
                 response = send(keyed_client, route, headers)
                 assert response.status_code == 401, (route, response.text)
                 assert response.json()["error"]["code"] == "invalid_api_key"
-            assert_answers_as_missing(keyed_client, route, other.key, real_ids)
+            if route in admin_routes(owner):
+                assert_answers_as_missing(keyed_client, route, other.key, real_ids, (403,))
+                assert_answers_as_missing(keyed_client, route, owner.key, real_ids, (403,))
+            else:
+                assert_answers_as_missing(keyed_client, route, other.key, real_ids)
             probes += 3
         for route in create_routes(owner):
             assert_answers_as_missing(keyed_client, route, other.key, real_ids, (400,))
@@ -217,9 +255,55 @@ def test_admin_sees_and_manages_every_project(keyed_client: Any,
     for route in routes(worlds[0]):
         response = send(keyed_client, route, ADMIN.headers)
         assert response.status_code == 200, (route, response.text)
+    # Only an admin manages checkpoint permissions, of any project's models.
+    permissions = f"/v1/fine_tuning/checkpoints/{worlds[1].checkpoint_model}/permissions"
+    granted = keyed_client.post(permissions, headers=ADMIN.headers,
+                                json={"project_ids": ["proj-somebody"]})
+    assert granted.status_code == 200, granted.text
+    listed = keyed_client.get(permissions, headers=ADMIN.headers).json()["data"]
+    assert listed == granted.json()["data"]
+    deleted = keyed_client.delete(f"{permissions}/{listed[0]['id']}", headers=ADMIN.headers)
+    assert deleted.status_code == 200, deleted.text
     # What an admin creates goes into its own project, in its own organization.
     own_file = upload(keyed_client, headers=ADMIN.headers)
     job = create_job(keyed_client, own_file, headers=ADMIN.headers)
     assert job["organization_id"] == ADMIN.organization
     assert keyed_client.get(f"/v1/files/{own_file}", headers=ALICE.headers).status_code == 404
 
+
+
+def test_a_shared_checkpoint_crosses_the_wall_until_it_is_taken_back(
+        keyed_client: Any, worlds: tuple[World, World]) -> None:
+    """An admin shares one of Alice's checkpoints with Bob: Bob reads it and trains from it,
+    and sees nothing else of Alice's; once the permission is deleted, every route answers Bob
+    exactly as for a model that never existed."""
+    alice, bob = worlds
+    checkpoint = alice.checkpoint_model
+    permissions = f"/v1/fine_tuning/checkpoints/{checkpoint}/permissions"
+    granted = keyed_client.post(permissions, headers=ADMIN.headers,
+                                json={"project_ids": [bob.key.project]})
+    assert granted.status_code == 200, granted.text
+    model_routes: list[Route] = [
+        ("GET", f"/v1/models/{checkpoint}", None),
+        ("GET", f"/v1/models/{checkpoint}/adapter?format=peft", None),
+    ]
+    for route in model_routes:
+        assert send(keyed_client, route, bob.key.headers).status_code == 200, route
+    job = create_job(keyed_client, bob.training_file, headers=bob.key.headers, model=checkpoint)
+    assert job["model"] == checkpoint
+    listed = [model["id"] for model in
+              keyed_client.get("/v1/models", headers=bob.key.headers).json()["data"]]
+    assert checkpoint in listed and alice.model not in listed
+    real_ids = [alice.model, checkpoint, alice.training_file]
+    assert_answers_as_missing(keyed_client, ("GET", f"/v1/models/{alice.model}", None),
+                              bob.key, real_ids)
+    permission_id = granted.json()["data"][0]["id"]
+    deleted = keyed_client.delete(f"{permissions}/{permission_id}", headers=ADMIN.headers)
+    assert deleted.status_code == 200, deleted.text
+    for route in [*model_routes, ("DELETE", f"/v1/models/{checkpoint}", None),
+                  *inference_routes(replace(alice, model=checkpoint))]:
+        assert_answers_as_missing(keyed_client, route, bob.key, real_ids)
+    assert_answers_as_missing(keyed_client, ("POST", "/v1/fine_tuning/jobs", {
+        "model": checkpoint, "training_file": bob.training_file}), bob.key, real_ids, (400,))
+    assert checkpoint not in [model["id"] for model in
+                              keyed_client.get("/v1/models", headers=bob.key.headers).json()["data"]]

@@ -18,7 +18,8 @@ failure it finds can be replayed by running it again.
 Rules of ours that JSON Schema cannot state (a ``training_file`` must name an uploaded
 ``fine-tune`` file, ``model`` a known base model, metadata keys are at most 64 characters,
 ``reinforcement`` and mixing the two hyperparameter places are refused, a ``fine-tune`` upload
-must be JSONL) make schema-valid requests answer 400, which the ``positive_data_acceptance`` check
+must be JSONL, an upload's ``part_ids`` must name its own parts adding up to its ``bytes``) make
+schema-valid requests answer 400, which the ``positive_data_acceptance`` check
 would count as a failure. ``acceptable()`` rewrites exactly those values in the generated cases,
 and only where the generated value was itself schema-valid, so negative cases stay negative. The
 400s themselves are asserted in ``test_errors.py``.
@@ -27,8 +28,10 @@ Keys are configured (``tests/api/conftest.py``): every case carries project Alic
 a schemathesis auth provider, so ``ignored_auth`` resends each successful case without a key and
 with a wrong one, and expects 401 both times.
 
-Only the contract of fine-tuning, files and models is fuzzed here (the tags below); the inference
-operations load llama.cpp and are tested with their own code.
+Only the contract of fine-tuning, files, models and uploads is fuzzed here (the tags below); the
+inference operations load llama.cpp and are tested with their own code. Alice's key is not an
+admin key, so the checkpoint-permission operations answer her 403 (after validation): what is
+fuzzed there is the contract's refusals.
 
 The schema is loaded at import time from a proxy app (``Target``) that each test points at its
 own app: ``schemathesis.pytest.from_fixture`` would be the natural way, but schemathesis 4.32
@@ -37,6 +40,7 @@ renames pytest nodes through ``Node._nodeid``, which pytest 9 no longer has.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
@@ -59,14 +63,17 @@ from starlette.types import Receive, Scope, Send
 
 from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
-from tests.helpers import upload
+from tests.helpers import add_parts, create_upload, upload
 from tunegate.api.app import build_service, create_app
 from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.job_requests import MAX_METADATA_KEY
 from tunegate.settings import Settings
 
-TAGS = ["Fine-tuning", "Files", "Models"]
+TAGS = ["Fine-tuning", "Files", "Models", "Uploads"]
+# The bytes of the upload a positive completeUpload case completes (see acceptable()).
+COMPLETABLE = b'{"n": 1}\n'
+
 
 load_all_checks()
 # Every check schemathesis has, named explicitly so that no configuration can switch one off.
@@ -124,6 +131,13 @@ class Target:
             return known
         self._training_file = upload(self.client, name="seed.jsonl", headers=ALICE.headers)
         return self._training_file
+
+    def completable_upload(self) -> tuple[str, list[str]]:
+        """A fresh pending upload whose one part makes it whole: (its id, its part ids)."""
+        upload_id = create_upload(self.client, len(COMPLETABLE), purpose="batch",
+                                  headers=ALICE.headers)
+        return upload_id, add_parts(self.client, upload_id, COMPLETABLE, len(COMPLETABLE),
+                                    headers=ALICE.headers)
 
 
 TARGET = Target()
@@ -232,6 +246,11 @@ def acceptable(case: Any) -> None:
     body = case.body
     if not isinstance(body, dict):
         return
+    if label == "POST /uploads/{upload_id}/complete" and isinstance(body.get("part_ids"), list):
+        # part_ids must name the parts of that very upload, adding up to its declared bytes.
+        case.path_parameters["upload_id"], body["part_ids"] = TARGET.completable_upload()
+        if isinstance(body.get("md5"), str):
+            body["md5"] = hashlib.md5(COMPLETABLE).hexdigest()
     if label == "POST /files" and body.get("purpose") == "fine-tune" and "file" in body:
         body["file"] = chat_lines(12)
     if label != "POST /fine_tuning/jobs":
@@ -305,6 +324,8 @@ WORKFLOWS = {
     ("POST /fine_tuning/jobs", "ResumeJob"): 409,
     ("POST /fine_tuning/jobs", "ListEvents"): 200,
     ("POST /fine_tuning/jobs", "ListCheckpoints"): 200,
+    ("POST /uploads", "AddUploadPart"): 200,
+    ("POST /uploads", "CancelUpload"): 200,
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.api.conftest import BOB, write_keys_file
+from tests.api.conftest import ADMIN, BOB, write_keys_file
 from tests.inference.conftest import BASE, FRANCE, STRONG, ZERO, MakeModel
 from tunegate.api.app import create_app
 
@@ -64,6 +64,38 @@ def test_a_fine_tuned_model_is_served_to_its_project_only(settings, make_model: 
             assert refused.status_code == missing.status_code == 404
             assert refused.text == missing.text.replace(model.id + "x", model.id)
             assert client.post(path, json=request).status_code == 401
+
+
+def test_a_shared_checkpoint_answers_the_project_it_is_shared_with(
+        settings, make_model: MakeModel, tmp_path: Path) -> None:
+    """An admin key shares a checkpoint of the default project with Bob's: Bob's chat and
+    completions with it are answered (the same text as the owner gets); once the permission
+    is deleted, Bob gets the 404 of a model that never existed, before anything is loaded."""
+    checkpoint = make_model(ZERO, suffix="shared", kind="checkpoint")
+    keyed = replace(settings, api_key="sk-tg-owner", rate_limit=0,
+                    keys_file=write_keys_file(tmp_path / "keys.json", (BOB, ADMIN)))
+    owner = {"Authorization": "Bearer sk-tg-owner"}
+    permissions = f"/v1/fine_tuning/checkpoints/{checkpoint.id}/permissions"
+    with create_app(keyed, validate_responses=True).test_client() as client:
+        request = {"model": checkpoint.id, "messages": FRANCE, "temperature": 0,
+                   "max_tokens": 8}
+        assert client.post(CHAT, json=request, headers=BOB.headers).status_code == 404
+        granted = client.post(permissions, json={"project_ids": [BOB.project]},
+                              headers=ADMIN.headers).json()["data"][0]
+        shared = client.post(CHAT, json=request, headers=BOB.headers)
+        assert shared.status_code == 200, shared.text
+        own = client.post(CHAT, json=request, headers=owner).json()
+        assert shared.json()["choices"][0]["message"] == own["choices"][0]["message"]
+        completion = {"model": checkpoint.id, "prompt": "Paris is", "max_tokens": 1}
+        assert client.post(COMPLETIONS, json=completion, headers=BOB.headers).status_code == 200
+        assert client.delete(f"{permissions}/{granted['id']}",
+                             headers=ADMIN.headers).status_code == 200
+        for path, body in ((CHAT, request), (COMPLETIONS, completion)):
+            refused = client.post(path, json=body, headers=BOB.headers)
+            missing = client.post(path, json={**body, "model": checkpoint.id + "x"},
+                                  headers=BOB.headers)
+            assert refused.status_code == missing.status_code == 404
+            assert refused.text == missing.text.replace(checkpoint.id + "x", checkpoint.id)
 
 
 # --------------------------------------------------------------------------- base model

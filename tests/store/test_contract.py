@@ -10,7 +10,9 @@ import pytest
 from tunegate import ids
 from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import Checkpoint, EventLevel, FineTuningJob, JobError, JobEvent, JobStatus
-from tunegate.errors import Conflict, NotFound, TooManyRequests
+from tunegate.domain.models import CheckpointPermission
+from tunegate.domain.uploads import UPLOAD_LIFETIME_SECONDS, StoredUpload, UploadPart, UploadStatus
+from tunegate.errors import Conflict, InvalidRequest, NotFound, TooManyRequests
 from tunegate.store import SqlStore
 from tunegate.store.base import FineTunedModel
 
@@ -313,3 +315,169 @@ class TestActiveJobLimit:
         assert store.get_job(refused.id) is None  # nothing of it was stored
         assert store.list_events(refused.id, after=None, limit=10).items == []
         store.create_job(refused, make_event(refused.id), max_active=4)
+
+
+# Uploads and checkpoint permissions (issue 14) ----------------------------------------------
+
+NOW = 1_800_000_000
+
+
+def make_upload(project: str = PROJECT, size: int = 10, created_at: int = NOW) -> StoredUpload:
+    return StoredUpload(id=ids.new_id(ids.UPLOAD), project_id=project, created_at=created_at,
+                        expires_at=created_at + UPLOAD_LIFETIME_SECONDS, filename="big.jsonl",
+                        purpose="fine-tune", bytes=size, mime_type="text/jsonl",
+                        file_expires_after=7200)
+
+
+def make_part(upload: StoredUpload, size: int = 5) -> UploadPart:
+    return UploadPart(id=ids.new_id(ids.UPLOAD_PART), upload_id=upload.id, created_at=NOW,
+                      bytes=size)
+
+
+class TestUploads:
+    def test_round_trip_and_projects(self, store: SqlStore) -> None:
+        upload = make_upload()
+        store.add_upload(upload)
+        assert store.get_upload(PROJECT, upload.id) == upload
+        assert store.get_upload(None, upload.id) == upload
+        assert store.get_upload("other", upload.id) is None
+
+    def test_parts_are_kept_in_creation_order_until_the_upload_ends(self, store: SqlStore) -> None:
+        upload = make_upload()
+        store.add_upload(upload)
+        parts = [make_part(upload), make_part(upload, 3)]
+        for part in parts:
+            store.add_upload_part(part, at=NOW, max_total=100)
+        assert store.upload_parts(upload.id) == parts
+        file = replace(make_file(), bytes=10)
+        completed = store.complete_upload(upload.id, file, at=NOW + 1)
+        assert completed.status is UploadStatus.COMPLETED and completed.file_id == file.id
+        assert store.get_file(PROJECT, file.id) == file  # in the same transaction
+        assert store.upload_parts(upload.id) == []
+
+    def test_parts_only_while_pending_and_within_the_total(self, store: SqlStore) -> None:
+        upload = make_upload()
+        store.add_upload(upload)
+        store.add_upload_part(make_part(upload, 60), at=NOW, max_total=100)
+        with pytest.raises(InvalidRequest, match="past the 100 bytes"):
+            store.add_upload_part(make_part(upload, 41), at=NOW, max_total=100)
+        store.add_upload_part(make_part(upload, 40), at=NOW, max_total=100)  # exactly the limit
+        with pytest.raises(Conflict, match="is expired"):
+            store.add_upload_part(make_part(upload), at=upload.expires_at, max_total=100)
+        assert store.cancel_upload(upload.id, at=NOW).status is UploadStatus.CANCELLED
+        with pytest.raises(Conflict, match="is cancelled"):
+            store.add_upload_part(make_part(upload), at=NOW, max_total=100)
+        assert store.upload_parts(upload.id) == []
+        with pytest.raises(NotFound):
+            store.add_upload_part(make_part(make_upload()), at=NOW, max_total=100)
+
+    def test_complete_and_cancel_are_compare_and_set(self, store: SqlStore) -> None:
+        upload = make_upload()
+        store.add_upload(upload)
+        first = make_file()
+        store.complete_upload(upload.id, first, at=NOW)
+        second = make_file()
+        with pytest.raises(Conflict, match="is completed"):
+            store.complete_upload(upload.id, second, at=NOW)
+        assert store.get_file(PROJECT, second.id) is None  # rolled back with the refusal
+        with pytest.raises(Conflict, match="is completed"):
+            store.cancel_upload(upload.id, at=NOW)
+        late = make_upload()
+        store.add_upload(late)
+        with pytest.raises(Conflict, match="is expired"):
+            store.complete_upload(late.id, make_file(), at=late.expires_at + 1)
+
+    def test_expiry_is_recorded_by_expire_uploads_only(self, store: SqlStore) -> None:
+        old, young = make_upload(created_at=NOW - 4000), make_upload()
+        done = make_upload(created_at=NOW - 4000)
+        for upload in (old, young, done):
+            store.add_upload(upload)
+        store.add_upload_part(make_part(old), at=NOW - 3000, max_total=100)
+        store.cancel_upload(done.id, at=NOW - 3000)
+        ids_ = [old.id, young.id, done.id, "upload_neverexisted"]
+        assert store.pending_upload_ids(ids_, at=NOW) == {young.id}
+        assert store.get_upload(PROJECT, old.id).status is UploadStatus.PENDING  # reads change nothing
+        assert store.expire_uploads(NOW) == 1
+        assert store.get_upload(PROJECT, old.id).status is UploadStatus.EXPIRED
+        assert store.get_upload(PROJECT, done.id).status is UploadStatus.CANCELLED
+        assert store.upload_parts(old.id) == []
+        assert store.expire_uploads(NOW) == 0
+
+    def test_sizes_past_32_bits(self, store: SqlStore) -> None:
+        upload = make_upload(size=8 * 1024 ** 3)
+        store.add_upload(upload)
+        store.add_upload_part(make_part(upload, 3 * 1024 ** 3), at=NOW, max_total=8 * 1024 ** 3)
+        big = replace(make_file(), bytes=8 * 1024 ** 3)
+        store.complete_upload(upload.id, big, at=NOW)
+        assert store.get_file(PROJECT, big.id).bytes == 8 * 1024 ** 3
+
+
+def make_model(project: str = PROJECT, suffix: str = "m") -> FineTunedModel:
+    return FineTunedModel(id=f"ft:SmolLM2-135M-Instruct:org:{suffix}:{ids.short_id()}",
+                          project_id=project, job_id="ftjob-x", base_model="SmolLM2",
+                          created_at=5, kind="model", path="/tmp/m")
+
+
+def permission(model: FineTunedModel, project: str) -> CheckpointPermission:
+    return CheckpointPermission(id=ids.new_id(ids.PERMISSION), model_id=model.id,
+                                project_id=project, created_at=NOW)
+
+
+class TestCheckpointPermissions:
+    def test_a_permission_shares_the_model_for_reading_not_deleting(self, store: SqlStore) -> None:
+        model, other = make_model(), make_model(suffix="other")
+        store.add_model(model)
+        store.add_model(other)
+        assert store.get_model("bob", model.id) is None
+        [granted] = store.add_permissions(model.id, [permission(model, "bob")])
+        assert store.get_model("bob", model.id) == model
+        assert store.list_models("bob") == [model]
+        assert store.get_model("carol", model.id) is None and store.list_models("carol") == []
+        assert not store.delete_model("bob", model.id)
+        assert store.delete_permission(model.id, granted.id)
+        assert not store.delete_permission(model.id, granted.id)
+        assert store.get_model("bob", model.id) is None and store.list_models("bob") == []
+
+    def test_each_project_is_granted_once(self, store: SqlStore) -> None:
+        model = make_model()
+        store.add_model(model)
+        first = store.add_permissions(model.id, [permission(model, "bob")])
+        again = store.add_permissions(model.id, [permission(model, "carol"),
+                                                 permission(model, "bob")])
+        assert [p.project_id for p in again] == ["carol", "bob"] and again[1] == first[0]
+        listed = store.list_permissions(model.id, project_id=None, after=None, limit=10,
+                                        ascending=True)
+        assert [p.project_id for p in listed.items] == ["bob", "carol"]
+
+    def test_list_pages_filters_and_orders(self, store: SqlStore) -> None:
+        model = make_model()
+        store.add_model(model)
+        granted = store.add_permissions(model.id, [permission(model, f"p{i}") for i in range(5)])
+        newest = store.list_permissions(model.id, project_id=None, after=None, limit=2,
+                                        ascending=False)
+        assert newest.items == granted[:2:-1] and newest.has_more
+        rest = store.list_permissions(model.id, project_id=None, after=granted[3].id, limit=10,
+                                      ascending=False)
+        assert rest.items == granted[2::-1] and not rest.has_more
+        only = store.list_permissions(model.id, project_id="p1", after=None, limit=10,
+                                      ascending=True)
+        assert only.items == [granted[1]]
+
+    def test_a_permission_belongs_to_its_model(self, store: SqlStore) -> None:
+        model, other = make_model(), make_model(suffix="other")
+        store.add_model(model)
+        store.add_model(other)
+        [granted] = store.add_permissions(model.id, [permission(model, "bob")])
+        assert not store.delete_permission(other.id, granted.id)
+        assert store.list_permissions(other.id, project_id=None, after=None, limit=10,
+                                      ascending=True).items == []
+
+    def test_deleting_the_model_ends_its_permissions(self, store: SqlStore) -> None:
+        model = make_model()
+        store.add_model(model)
+        store.add_permissions(model.id, [permission(model, "bob")])
+        assert store.delete_model(PROJECT, model.id)
+        assert store.list_permissions(model.id, project_id=None, after=None, limit=10,
+                                      ascending=True).items == []
+        store.add_model(model)  # the same name again (a restored backup, say): not shared
+        assert store.get_model("bob", model.id) is None

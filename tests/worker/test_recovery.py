@@ -127,6 +127,67 @@ def test_the_janitor_removes_dead_uploads_and_row_less_files(service: Service) -
     assert young.exists() and storage.path(kept).exists()
 
 
+def _upload(service: Service, created_at: int | None = None) -> str:
+    from tunegate import ids
+    from tunegate.domain.jobs import now
+    from tunegate.domain.uploads import UPLOAD_LIFETIME_SECONDS, StoredUpload
+
+    created = now() if created_at is None else created_at
+    upload = StoredUpload(id=ids.new_id(ids.UPLOAD), project_id="default", created_at=created,
+                          expires_at=created + UPLOAD_LIFETIME_SECONDS, filename="big.jsonl",
+                          purpose="fine-tune", bytes=10, mime_type="text/jsonl")
+    service.store.add_upload(upload)
+    return upload.id
+
+
+def _part(service: Service, upload_id: str, content: bytes = b"abcde") -> Path:
+    """A part on disk and in the store, as ``POST /v1/uploads/{id}/parts`` leaves it, aged."""
+    import io
+
+    from tunegate import ids
+    from tunegate.domain.jobs import now
+    from tunegate.domain.uploads import UploadPart
+
+    part_id = ids.new_id(ids.UPLOAD_PART)
+    size = service.upload_storage.write_part(upload_id, part_id, io.BytesIO(content))
+    service.store.add_upload_part(UploadPart(part_id, upload_id, now(), size), at=now(),
+                                  max_total=1 << 30)
+    path = service.upload_storage.folder(upload_id) / part_id
+    _age(path)
+    _age(path.parent)
+    return path
+
+
+def test_the_janitor_keeps_pending_parts_and_removes_ended_uploads_parts(
+        service: Service) -> None:
+    from tunegate.domain.jobs import now
+    from tunegate.domain.uploads import UPLOAD_LIFETIME_SECONDS, UploadStatus
+
+    uploads = service.upload_storage
+    pending = _part(service, _upload(service))
+    # Parts of an upload that expired since (the store refuses parts of an expired one).
+    expired_id = _upload(service, created_at=now() - UPLOAD_LIFETIME_SECONDS - 1)
+    uploads.folder(expired_id).mkdir()
+    (uploads.folder(expired_id) / "part_writtenbeforeitexpired").write_bytes(b"old")
+    cancelled_id = _upload(service)
+    _part(service, cancelled_id)
+    service.store.cancel_upload(cancelled_id, at=now())  # the API died before removing them
+    rowless = uploads.folder("upload_NeverHadARow")
+    rowless.mkdir()
+    dead = pending.parent / ".partial-part_whosewriterdied"
+    dead.write_bytes(b"half a part")
+    _age(dead)
+    swept = Janitor(service).sweep()
+    assert pending.is_file()  # older than the row-less grace, but parts are not files/ bytes
+    assert not dead.exists()
+    assert not uploads.folder(expired_id).exists() and not uploads.folder(cancelled_id).exists()
+    assert not rowless.exists()
+    assert (swept.expired_uploads, swept.upload_folders, swept.abandoned_partials) == (1, 3, 1)
+    assert swept.orphan_files == 0
+    assert service.store.get_upload(None, expired_id).status is UploadStatus.EXPIRED
+    assert Janitor(service).sweep().upload_folders == 0  # nothing left to do
+
+
 def test_the_janitor_settles_folders_of_finished_jobs_no_worker_holds(service: Service) -> None:
     failed = service_create_job(service, service_upload(service, chat_lines(12)))
     service.store.transition(failed, JobStatus.FAILED, events=[])

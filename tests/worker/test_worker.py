@@ -254,3 +254,29 @@ def test_a_trainer_failure_keeps_the_parameter_it_names(
     error = service.get_job("default", job_id).error
     assert (error.code, error.param, error.message) == ("invalid_training_file",
                                                         "training_file", "Too long.")
+
+
+def test_a_job_trains_from_a_shared_model_only_while_it_is_shared(service: Service,
+                                                                   tmp_path: Path) -> None:
+    """What the training stage asks before it starts a run: the model of a job of Bob's project
+    that was shared with Bob resolves to its base and adapter; once the permission is deleted it
+    is gone (the stage then fails the job, ``model_not_available``)."""
+    from tunegate import ids
+    from tunegate.domain.models import CheckpointPermission, FineTunedModel
+    from tunegate.worker.models import resolve_model
+
+    model = FineTunedModel(id=f"ft:{EMBEDDED_MODEL_ID}:org-a:s:abcd1234:ckpt-step-10",
+                           project_id="proj-alice", job_id="ftjob-x", base_model=EMBEDDED_MODEL_ID,
+                           created_at=1, kind="checkpoint", path=str(tmp_path / "step-10"))
+    service.store.add_model(model)
+    [granted] = service.store.add_permissions(model.id, [CheckpointPermission(
+        ids.new_id(ids.PERMISSION), model.id, "proj-bob", 1)])
+    job = service.get_job(None, service_create_job(
+        service, service_upload(service, chat_lines(12), project="proj-bob"), project="proj-bob",
+        model=model.id))
+    resolved = resolve_model(service.settings, service.store, job)
+    assert resolved.base.id == EMBEDDED_MODEL_ID
+    assert resolved.init_adapter == str(tmp_path / "step-10" / "adapter")
+    service.store.delete_permission(model.id, granted.id)
+    with pytest.raises(LookupError, match="no longer available"):
+        resolve_model(service.settings, service.store, job)

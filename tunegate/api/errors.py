@@ -30,7 +30,7 @@ from tunegate.errors import (
 log = logging.getLogger("tunegate.api")
 
 # Creating operations: once committed, a retry would duplicate the object (the SDK retries 5xx).
-CREATE_PATHS = ("/v1/fine_tuning/jobs", "/v1/files")
+CREATE_PATHS = ("/v1/fine_tuning/jobs", "/v1/files", "/v1/uploads")
 
 _TYPE_BY_STATUS = {
     401: "invalid_request_error",

@@ -8,6 +8,7 @@ before routing, so an unauthenticated caller learns nothing (not even which rout
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,12 +19,18 @@ from tunegate import ids
 from tunegate.api.errors import envelope
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.rate_limit import RateLimiter
+from tunegate.domain.uploads import MAX_PART_BYTES
 from tunegate.errors import InsufficientStorage, TooManyRequests
 
 GATEWAY_DETAIL = "Fine-tuning is not implemented in the local llama.cpp gateway"
 FINE_TUNING_PREFIX = "/v1/fine_tuning/"
-# The routes whose body is stored in the files folder (and needs its room there).
+# The routes whose body is stored in the data folder (and needs its room there): uploads, and
+# the parts of an upload (the Uploads API).
 UPLOAD_ROUTES = (("POST", "/v1/files"),)
+UPLOAD_PART_ROUTE = re.compile(r"/v1/uploads/[^/]+/parts")
+# What a part's form may add to its bytes (boundaries, part headers) before the size alone says
+# it is too large; the exact check is on the part's bytes (tunegate.api.uploads).
+PART_FORM_BYTES = 64 * 1024
 SERVICE_KEY = "tunegate.service"
 CALLER_KEY = "tunegate.caller"
 REQUEST_ID_KEY = "tunegate.request_id"
@@ -155,7 +162,13 @@ class TunegateMiddleware:
                 f"Request body is {size} bytes; the limit is {self.max_body_bytes} bytes "
                 "(setting TUNEGATE_MAX_UPLOAD_BYTES).",
                 type="invalid_request_error", code="request_too_large"), []
-        if size is not None and (method, path) in UPLOAD_ROUTES:
+        is_part = method == "POST" and UPLOAD_PART_ROUTE.fullmatch(path) is not None
+        if size is not None and is_part and size > MAX_PART_BYTES + PART_FORM_BYTES:
+            return 413, envelope(
+                f"Request body is {size} bytes; a part of an upload holds at most "
+                f"{MAX_PART_BYTES} bytes (64 MiB). Split the file into smaller parts.",
+                type="invalid_request_error", param="data", code="part_too_large"), []
+        if size is not None and ((method, path) in UPLOAD_ROUTES or is_part):
             return self._no_room(size)
         return None
 

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from tunegate import ids
 from tunegate.adapters import files as adapter_files
+from tunegate.api.uploads import Uploads
 from tunegate.domain import catalog, work_dirs
 from tunegate.domain.datasets import DatasetError, check_jsonl_upload
 from tunegate.domain.files import FINE_TUNE, FileStorage, StoredFile, clean_filename
@@ -29,7 +30,9 @@ from tunegate.domain.jobs import (
     job_event,
     now,
 )
-from tunegate.errors import Conflict, InvalidRequest, NotFound, clip
+from tunegate.domain.models import CheckpointPermission
+from tunegate.domain.uploads import UploadStorage
+from tunegate.errors import Conflict, Forbidden, InvalidRequest, NotFound, clip
 from tunegate.serving import completions, open_pool
 from tunegate.serving.pool import ModelFiles
 from tunegate.settings import OPENAI_MODEL_NAMES, Settings
@@ -51,6 +54,9 @@ class Service:
         self.settings = settings
         self.store = store
         self.storage = storage
+        # Parts of pending uploads (the Uploads API), and its use cases.
+        self.upload_storage = UploadStorage(settings.uploads_dir)
+        self.uploads = Uploads(settings, store, storage, self.upload_storage)
         # Model processes start on first use: nothing of llama.cpp runs until a completion.
         self.inference = open_pool(settings)
 
@@ -144,8 +150,8 @@ class Service:
                 f"Model {model} stands for the base model {alias.target} on this server "
                 f"(setting TUNEGATE_MODEL_ALIASES), which is not available. Available base "
                 f"models: {self._base_model_ids()}.", param="model", code="model_not_available")
-        tuned = self.store.get_model(project_id, model)
-        if tuned is not None and tuned.kind == "model":
+        # A fine-tuned model or checkpoint of the project, or one shared with it.
+        if self.store.get_model(project_id, model) is not None:
             return
         if self.settings.model_aliases:
             aliases = ("; OpenAI model names standing for a local base model (setting "
@@ -158,8 +164,8 @@ class Service:
             aliases = ""
         raise InvalidRequest(
             f"Model {clip(model)} is not available for fine-tuning or does not exist. Available base "
-            f"models: {self._base_model_ids()}; fine-tuned models (ft:…) of this "
-            f"project can be trained further{aliases}.",
+            f"models: {self._base_model_ids()}; fine-tuned models and checkpoints (ft:…) "
+            f"of this project, or shared with it, can be trained further{aliases}.",
             param="model", code="model_not_available",
         )
 
@@ -268,11 +274,20 @@ class Service:
                 param="model", code="base_model_not_deletable",
             )
         tuned = self._tuned_model(project_id, model_id)
-        users = self.store.unfinished_jobs_using(project_id, model=model_id)
+        if project_id is not None and tuned.project_id != project_id:
+            raise Forbidden(
+                f"The model {model_id} belongs to another project, which shares it with this "
+                "one; only its own project (or an admin key) can delete it.",
+                param="model", code="model_not_owned")
+        # Jobs of the projects it is shared with count too; only the caller's are named.
+        users = self.store.unfinished_jobs_using(None, model=model_id)
         if users:
+            own = self.store.unfinished_jobs_using(project_id, model=model_id)
+            job = (f"fine-tuning job {own[0]}" if own
+                   else "a fine-tuning job of a project it is shared with")
             raise Conflict(
-                f"Model {model_id} is the starting point of fine-tuning job {users[0]}, which "
-                "has not finished; cancel the job or wait for it to end first.",
+                f"Model {model_id} is the starting point of {job}, which has not finished; "
+                "cancel the job or wait for it to end first.",
                 param="model", code="model_in_use",
             )
         self.store.delete_model(project_id, model_id)
@@ -287,6 +302,55 @@ class Service:
             raise InvalidRequest(f"{model_id} is a base model; only fine-tuned models and "
                                  "checkpoints have adapters.", param="model", code="no_adapter")
         return adapter_files.download(self._tuned_model(project_id, model_id), format)
+
+    # Checkpoint permissions ------------------------------------------------------------------
+    # OpenAI's endpoints "require an admin API key"; so do ours (an admin key is the operator's).
+
+    @staticmethod
+    def _require_admin(admin: bool) -> None:
+        if not admin:
+            raise Forbidden(
+                "Checkpoint permissions need an admin API key (a key with \"admin\": true in "
+                "the keys file, TUNEGATE_KEYS_FILE).", code="admin_key_required")
+
+    def _shareable(self, model_id: str) -> FineTunedModel:
+        tuned = self.store.get_model(None, model_id)
+        if tuned is None:
+            raise NotFound(f"The model `{clip(model_id)}` does not exist or you do not have access "
+                           "to it.", param="fine_tuned_model_checkpoint", code="model_not_found")
+        return tuned
+
+    def create_permissions(self, admin: bool, model_id: str,
+                           project_ids: list[str]) -> Page[CheckpointPermission]:
+        """Share a fine-tuned model or checkpoint with other projects (each at most once);
+        the permission of each project named, in the order named (OpenAI answers a list)."""
+        self._require_admin(admin)
+        tuned = self._shareable(model_id)
+        if tuned.project_id in project_ids:
+            raise InvalidRequest(f"Project {clip(tuned.project_id)} owns {model_id}: share it with "
+                                 "other projects.", param="project_ids")
+        created = now()
+        wanted = [CheckpointPermission(id=ids.new_id(ids.PERMISSION), model_id=model_id,
+                                       project_id=project, created_at=created)
+                  for project in dict.fromkeys(project_ids)]  # each once, in the given order
+        return Page(self.store.add_permissions(model_id, wanted))
+
+    def list_permissions(self, admin: bool, model_id: str, *, project_id: str | None,
+                         after: str | None, limit: int, order: str) -> Page[CheckpointPermission]:
+        self._require_admin(admin)
+        self._shareable(model_id)
+        return self.store.list_permissions(model_id, project_id=project_id, after=after,
+                                           limit=limit, ascending=order == "ascending")
+
+    def delete_permission(self, admin: bool, model_id: str, permission_id: str) -> str:
+        """Take a shared model back from a project; it then answers there as if it never
+        existed (a job of that project still waiting to train from it fails)."""
+        self._require_admin(admin)
+        self._shareable(model_id)
+        if not self.store.delete_permission(model_id, permission_id):
+            raise NotFound(f"No such checkpoint permission: {clip(permission_id)}",
+                           param="permission_id")
+        return permission_id
 
     # Inference ------------------------------------------------------------------------------
 

@@ -21,3 +21,18 @@ class FineTunedModel:
     def to_api(self) -> dict[str, Any]:
         return {"id": self.id, "object": "model", "created": self.created_at,
                 "owned_by": self.project_id}
+
+
+@dataclass(frozen=True)
+class CheckpointPermission:
+    """Project ``project_id`` may use fine-tuned model (or checkpoint) ``model_id`` of another
+    project: see it, serve it, and train from it. Granted and taken back by admin keys."""
+
+    id: str
+    model_id: str
+    project_id: str
+    created_at: int
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "checkpoint.permission", "created_at": self.created_at,
+                "project_id": self.project_id}

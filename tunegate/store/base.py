@@ -12,7 +12,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import Checkpoint, FineTuningJob, JobEvent, JobStatus
-from tunegate.domain.models import FineTunedModel
+from tunegate.domain.models import CheckpointPermission, FineTunedModel
+from tunegate.domain.uploads import StoredUpload, UploadPart
 
 T = TypeVar("T")
 
@@ -44,7 +45,8 @@ class OwnedJob:
 
 class Store(Protocol):
     """Methods taking ``project_id`` see only that project's rows; ``None`` sees every project
-    (an admin key's reads, and the worker)."""
+    (an admin key's reads, and the worker). A fine-tuned model is also seen by the projects it
+    is shared with (checkpoint permissions), for reading and using, not for deleting."""
 
     # Files
     def add_file(self, file: StoredFile) -> None: ...
@@ -132,6 +134,51 @@ class Store(Protocol):
 
     # Fine-tuned models
     def add_model(self, model: FineTunedModel) -> None: ...
-    def get_model(self, project_id: str | None, model_id: str) -> FineTunedModel | None: ...
-    def list_models(self, project_id: str | None) -> list[FineTunedModel]: ...
-    def delete_model(self, project_id: str | None, model_id: str) -> bool: ...
+    def get_model(self, project_id: str | None, model_id: str) -> FineTunedModel | None:
+        """The model if the project owns it or has a permission for it."""
+        ...
+    def list_models(self, project_id: str | None) -> list[FineTunedModel]:
+        """The project's own models and those shared with it (oldest first)."""
+        ...
+    def delete_model(self, project_id: str | None, model_id: str) -> bool:
+        """Delete the model if the project owns it, with every permission for it."""
+        ...
+
+    # Checkpoint permissions (a model shared with other projects)
+    def add_permissions(self, model_id: str,
+                        permissions: Sequence[CheckpointPermission]) -> list[CheckpointPermission]:
+        """Grant each permission's project access to ``model_id``, atomically; a project that
+        has one already keeps it. Returns, in the given order, the permission each project
+        now has (the existing one where there was one)."""
+        ...
+    def list_permissions(self, model_id: str, *, project_id: str | None, after: str | None,
+                         limit: int, ascending: bool) -> Page[CheckpointPermission]: ...
+    def delete_permission(self, model_id: str, permission_id: str) -> bool: ...
+
+    # Uploads (a file sent in parts)
+    def add_upload(self, upload: StoredUpload) -> None: ...
+    def get_upload(self, project_id: str | None, upload_id: str) -> StoredUpload | None: ...
+    def add_upload_part(self, part: UploadPart, *, at: int, max_total: int) -> None:
+        """Record a part of a pending upload, atomically checking that the upload is pending
+        and not expired at ``at`` (``Conflict`` naming its status otherwise) and that its parts
+        then total at most ``max_total`` bytes (``InvalidRequest`` otherwise)."""
+        ...
+    def upload_parts(self, upload_id: str) -> list[UploadPart]:
+        """The parts of a pending upload, oldest first (none once it is not pending)."""
+        ...
+    def complete_upload(self, upload_id: str, file: StoredFile, *, at: int) -> StoredUpload:
+        """Compare-and-set a pending, unexpired upload to ``completed`` with ``file`` as its
+        file: the file row inserted and the part rows deleted in the same transaction.
+        ``Conflict`` naming the status when the upload is no longer pending."""
+        ...
+    def cancel_upload(self, upload_id: str, *, at: int) -> StoredUpload:
+        """Compare-and-set a pending, unexpired upload to ``cancelled`` (its part rows
+        deleted); ``Conflict`` naming the status otherwise."""
+        ...
+    def expire_uploads(self, at: int) -> int:
+        """Record every pending upload past its ``expires_at`` as ``expired`` (part rows
+        deleted); how many."""
+        ...
+    def pending_upload_ids(self, upload_ids: Sequence[str], *, at: int) -> set[str]:
+        """Those of ``upload_ids`` that are pending and not expired at ``at``."""
+        ...

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -18,7 +29,7 @@ files = Table(
     metadata,
     Column("id", object_id(), primary_key=True),
     Column("project_id", String(64), nullable=False),
-    Column("bytes", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),  # up to 8 GiB from the Uploads API (0002)
     Column("created_at", Integer, nullable=False),
     Column("filename", Text, nullable=False),
     Column("purpose", String(32), nullable=False),
@@ -93,4 +104,45 @@ fine_tuned_models = Table(
     Column("kind", String(16), nullable=False),
     Column("path", Text, nullable=False),
     Index("ix_models_project", "project_id", "id"),
+)
+
+# The Uploads API (migration 0002). Parts have rows only while their upload is pending.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("expires_at", Integer, nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("mime_type", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("file_expires_after", Integer),
+    Column("file_id", String(64)),
+    Index("ix_uploads_project", "project_id", "id"),
+    Index("ix_uploads_status", "status", "expires_at"),
+)
+
+upload_parts = Table(
+    "upload_parts",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("upload_id", object_id(), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Index("ix_upload_parts_upload", "upload_id", "id"),
+)
+
+# Fine-tuned models (and checkpoints) shared with other projects (migration 0002).
+checkpoint_permissions = Table(
+    "checkpoint_permissions",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("model_id", String(255), nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Index("ix_permissions_model_project", "model_id", "project_id", unique=True),
+    Index("ix_permissions_project", "project_id", "model_id"),
 )

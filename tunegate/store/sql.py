@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,16 @@ from tunegate.domain.jobs import (
     check_transition,
     entry_changes,
 )
-from tunegate.errors import Conflict, InsufficientStorage, NotFound, TooManyRequests, clip
+from tunegate.domain.models import CheckpointPermission
+from tunegate.domain.uploads import StoredUpload, UploadPart, UploadStatus
+from tunegate.errors import (
+    Conflict,
+    InsufficientStorage,
+    InvalidRequest,
+    NotFound,
+    TooManyRequests,
+    clip,
+)
 from tunegate.store import schema
 from tunegate.store.base import FineTunedModel, OwnedJob, Page
 from tunegate.store.migrations.migrate import migrate
@@ -183,6 +193,31 @@ def _model(row: Row[Any]) -> FineTunedModel:
         id=row.id, project_id=row.project_id, job_id=row.job_id, base_model=row.base_model,
         created_at=row.created_at, kind=row.kind, path=row.path,
     )
+
+
+def _upload(row: Row[Any]) -> StoredUpload:
+    return StoredUpload(
+        id=row.id, project_id=row.project_id, created_at=row.created_at,
+        expires_at=row.expires_at, filename=row.filename, purpose=row.purpose, bytes=row.bytes,
+        mime_type=row.mime_type, status=UploadStatus(row.status),
+        file_expires_after=row.file_expires_after, file_id=row.file_id,
+    )
+
+
+def _upload_part(row: Row[Any]) -> UploadPart:
+    return UploadPart(id=row.id, upload_id=row.upload_id, created_at=row.created_at,
+                      bytes=row.bytes)
+
+
+def _permission(row: Row[Any]) -> CheckpointPermission:
+    return CheckpointPermission(id=row.id, model_id=row.model_id, project_id=row.project_id,
+                                created_at=row.created_at)
+
+
+def _upload_conflict(upload: StoredUpload, at: int, doing: str) -> Conflict:
+    status = upload.status_at(at).value
+    return Conflict(f"Upload {upload.id} is {status}: {doing} only while it is pending.",
+                    param="upload_id", code="invalid_upload_status")
 
 
 def _in_project(table: Any, project_id: str | None) -> Any:
@@ -503,23 +538,165 @@ class SqlStore:
         with self.engine.begin() as connection:
             connection.execute(insert(schema.fine_tuned_models).values(**_model_values(model)))
 
+    @staticmethod
+    def _visible_model(project_id: str | None) -> Any:
+        """Models the project owns or was given a permission for (every model for None)."""
+        table, shared = schema.fine_tuned_models, schema.checkpoint_permissions
+        if project_id is None:
+            return true()
+        return or_(table.c.project_id == project_id, exists(select(1).where(
+            shared.c.model_id == table.c.id, shared.c.project_id == project_id)))
+
     def get_model(self, project_id: str | None, model_id: str) -> FineTunedModel | None:
         table = schema.fine_tuned_models
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(
-                table.c.id == model_id, _in_project(table, project_id))).first()
+                table.c.id == model_id, self._visible_model(project_id))).first()
         return _model(row) if row else None
 
     def list_models(self, project_id: str | None) -> list[FineTunedModel]:
         table = schema.fine_tuned_models
         with self.engine.begin() as connection:
-            rows = connection.execute(select(table).where(_in_project(table, project_id))
+            rows = connection.execute(select(table).where(self._visible_model(project_id))
                                       .order_by(table.c.created_at, table.c.id))
             return [_model(row) for row in rows]
 
     def delete_model(self, project_id: str | None, model_id: str) -> bool:
-        table = schema.fine_tuned_models
+        table, shared = schema.fine_tuned_models, schema.checkpoint_permissions
         with self.engine.begin() as connection:
             result = connection.execute(delete(table).where(
                 table.c.id == model_id, _in_project(table, project_id)))
+            if result.rowcount > 0:
+                connection.execute(delete(shared).where(shared.c.model_id == model_id))
         return result.rowcount > 0
+
+    # Checkpoint permissions -----------------------------------------------------------------
+
+    def add_permissions(self, model_id: str,
+                        permissions: Sequence[CheckpointPermission]) -> list[CheckpointPermission]:
+        table = schema.checkpoint_permissions
+        projects = sorted({permission.project_id for permission in permissions})
+        with self.engine.begin() as connection:
+            held = {row.project_id: _permission(row) for row in connection.execute(
+                select(table).where(table.c.model_id == model_id,
+                                    table.c.project_id.in_(projects)))}
+            granted: list[CheckpointPermission] = []
+            for permission in permissions:
+                if permission.project_id not in held:
+                    connection.execute(insert(table).values(
+                        id=permission.id, model_id=model_id, project_id=permission.project_id,
+                        created_at=permission.created_at))
+                    held[permission.project_id] = replace(permission, model_id=model_id)
+                granted.append(held[permission.project_id])
+        return granted
+
+    def list_permissions(self, model_id: str, *, project_id: str | None, after: str | None,
+                         limit: int, ascending: bool) -> Page[CheckpointPermission]:
+        table = schema.checkpoint_permissions
+        query = select(table).where(table.c.model_id == model_id)
+        if project_id is not None:
+            query = query.where(table.c.project_id == project_id)
+        rows, more = self._page(query, table.c.id, after=after, limit=limit, ascending=ascending)
+        return Page([_permission(row) for row in rows], more)
+
+    def delete_permission(self, model_id: str, permission_id: str) -> bool:
+        table = schema.checkpoint_permissions
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(table).where(
+                table.c.id == permission_id, table.c.model_id == model_id))
+        return result.rowcount > 0
+
+    # Uploads --------------------------------------------------------------------------------
+
+    def add_upload(self, upload: StoredUpload) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(schema.uploads).values(
+                id=upload.id, project_id=upload.project_id, created_at=upload.created_at,
+                expires_at=upload.expires_at, filename=upload.filename, purpose=upload.purpose,
+                bytes=upload.bytes, mime_type=upload.mime_type, status=upload.status.value,
+                file_expires_after=upload.file_expires_after, file_id=upload.file_id))
+
+    def get_upload(self, project_id: str | None, upload_id: str) -> StoredUpload | None:
+        table = schema.uploads
+        with self.engine.begin() as connection:
+            row = connection.execute(select(table).where(
+                table.c.id == upload_id, _in_project(table, project_id))).first()
+        return _upload(row) if row else None
+
+    def _pending_upload(self, connection: Connection, upload_id: str, at: int,
+                        doing: str) -> StoredUpload:
+        """The upload, locked for this transaction, if it is pending and not expired."""
+        query = select(schema.uploads).where(schema.uploads.c.id == upload_id)
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update()  # SQLite's BEGIN IMMEDIATE serializes already
+        row = connection.execute(query).first()
+        if row is None:
+            raise NotFound(f"No such Upload object: {clip(upload_id)}", param="upload_id")
+        upload = _upload(row)
+        if upload.status_at(at) is not UploadStatus.PENDING:
+            raise _upload_conflict(upload, at, doing)
+        return upload
+
+    def add_upload_part(self, part: UploadPart, *, at: int, max_total: int) -> None:
+        parts = schema.upload_parts
+        with self.engine.begin() as connection:
+            upload = self._pending_upload(connection, part.upload_id, at, "parts can be added")
+            stored = connection.execute(select(func.coalesce(func.sum(parts.c.bytes), 0))
+                                        .where(parts.c.upload_id == part.upload_id)).scalar_one()
+            if int(stored) + part.bytes > max_total:
+                raise InvalidRequest(
+                    f"Upload {upload.id} holds {int(stored)} bytes of parts; this part's "
+                    f"{part.bytes} bytes would take it past the {max_total} bytes an upload "
+                    "may hold.", param="data", code="upload_too_large")
+            connection.execute(insert(parts).values(
+                id=part.id, upload_id=part.upload_id, created_at=part.created_at,
+                bytes=part.bytes))
+
+    def upload_parts(self, upload_id: str) -> list[UploadPart]:
+        table = schema.upload_parts
+        with self.engine.begin() as connection:
+            rows = connection.execute(select(table).where(table.c.upload_id == upload_id)
+                                      .order_by(table.c.id))
+            return [_upload_part(row) for row in rows]
+
+    def _finish_upload(self, connection: Connection, upload_id: str, status: UploadStatus,
+                       **values: Any) -> StoredUpload:
+        table = schema.uploads
+        connection.execute(update(table).where(table.c.id == upload_id)
+                           .values(status=status.value, **values))
+        connection.execute(delete(schema.upload_parts)
+                           .where(schema.upload_parts.c.upload_id == upload_id))
+        return _upload(connection.execute(select(table).where(table.c.id == upload_id)).one())
+
+    def complete_upload(self, upload_id: str, file: StoredFile, *, at: int) -> StoredUpload:
+        with self.engine.begin() as connection:
+            self._pending_upload(connection, upload_id, at, "it can be completed")
+            connection.execute(insert(schema.files).values(**_file_values(file)))
+            return self._finish_upload(connection, upload_id, UploadStatus.COMPLETED,
+                                       file_id=file.id)
+
+    def cancel_upload(self, upload_id: str, *, at: int) -> StoredUpload:
+        with self.engine.begin() as connection:
+            self._pending_upload(connection, upload_id, at, "it can be cancelled")
+            return self._finish_upload(connection, upload_id, UploadStatus.CANCELLED)
+
+    def expire_uploads(self, at: int) -> int:
+        table = schema.uploads
+        with self.engine.begin() as connection:
+            expired = list(connection.execute(select(table.c.id).where(
+                table.c.status == UploadStatus.PENDING.value,
+                table.c.expires_at <= at)).scalars())
+            for upload_id in expired:
+                self._finish_upload(connection, upload_id, UploadStatus.EXPIRED)
+        return len(expired)
+
+    def pending_upload_ids(self, upload_ids: Sequence[str], *, at: int) -> set[str]:
+        table = schema.uploads
+        pending: set[str] = set()
+        with self.engine.begin() as connection:
+            for start in range(0, len(upload_ids), 500):  # under every driver's parameter limit
+                chunk = list(upload_ids[start:start + 500])
+                pending.update(connection.execute(select(table.c.id).where(
+                    table.c.id.in_(chunk), table.c.status == UploadStatus.PENDING.value,
+                    table.c.expires_at > at)).scalars())
+        return pending

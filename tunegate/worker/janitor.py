@@ -3,10 +3,13 @@
 Runs when a worker starts and then every ``SWEEP_SECONDS``. What it removes, and why it is safe:
 
 - files past their ``expires_at`` (row and bytes; reads only hide them, they never delete);
-- upload parts whose writer died (``FileStorage`` writers hold a lock on them), after
-  ``PARTIAL_GRACE_SECONDS``;
+- partial files whose writer died (``FileStorage`` writers hold a lock on them), after
+  ``PARTIAL_GRACE_SECONDS``: uploads' bytes in ``files/`` and upload parts in ``uploads/``;
+- uploads (the Uploads API) past their ``expires_at``, recorded ``expired``, and the parts folder
+  (``uploads/<upload-id>/``) of every upload that is not pending any more, or has no row;
 - complete files without a row, older than ``ORPHAN_GRACE_SECONDS`` (an upload renames its bytes
-  into place and commits the row right after; one killed in between leaves the bytes alone);
+  into place and commits the row right after; one killed in between leaves the bytes alone).
+  Only ``files/`` is read for this: parts have their own folder, whose rule is the one above;
 - job folders whose job has finished and that no worker holds, settled by the status's rule
   (``ON_ENTRY``: failed and cancelled ones go, a succeeded one keeps its model files), and
   folders of jobs that do not exist.
@@ -36,6 +39,8 @@ ORPHAN_GRACE_SECONDS = 60.0
 class Swept:
     expired_files: int = 0
     abandoned_partials: int = 0
+    expired_uploads: int = 0
+    upload_folders: int = 0
     orphan_files: int = 0
     job_folders: int = 0
 
@@ -47,12 +52,16 @@ class Janitor:
     def __init__(self, services: Services):
         self.store = services.store
         self.storage = services.storage
+        self.upload_storage = services.upload_storage
         self.settings = services.settings
 
     def sweep(self) -> Swept:
         swept = Swept(expired_files=self.delete_expired_files(),
-                      abandoned_partials=self.storage.remove_abandoned_partials(
-                          PARTIAL_GRACE_SECONDS),
+                      abandoned_partials=(
+                          self.storage.remove_abandoned_partials(PARTIAL_GRACE_SECONDS)
+                          + self.upload_storage.remove_abandoned_partials(PARTIAL_GRACE_SECONDS)),
+                      expired_uploads=self.store.expire_uploads(now()),
+                      upload_folders=self._remove_finished_upload_folders(),
                       orphan_files=self._delete_orphan_files(),
                       job_folders=self._settle_job_folders())
         if swept:
@@ -65,6 +74,16 @@ class Janitor:
             self.store.delete_file(stored.project_id, stored.id)
             self.storage.delete(stored.id)
         return len(expired)
+
+    def _remove_finished_upload_folders(self) -> int:
+        """Parts of uploads that were completed, cancelled or expired (the API removes them
+        itself when it completes or cancels one; this catches a process that died first), and
+        folders without an upload row."""
+        on_disk = self.upload_storage.upload_ids()
+        finished = set(on_disk) - self.store.pending_upload_ids(on_disk, at=now())
+        for upload_id in finished:
+            self.upload_storage.remove(upload_id)
+        return len(finished)
 
     def _delete_orphan_files(self) -> int:
         on_disk = self.storage.stored_ids(older_than=ORPHAN_GRACE_SECONDS)

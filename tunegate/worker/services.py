@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from tunegate.domain.files import FileStorage
+from tunegate.domain.uploads import UploadStorage
 from tunegate.settings import Settings
 from tunegate.store.base import Store
 
@@ -15,3 +16,4 @@ class Services(Protocol):
     settings: Settings
     store: Store
     storage: FileStorage
+    upload_storage: UploadStorage

@@ -1,0 +1,41 @@
+"""/v1/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}/permissions…: share a fine-tuned
+model or checkpoint with other projects (admin keys only, as OpenAI's).
+
+Routed like handlers.uploads: OpenAI's operationIds with ``x-openapi-router-controller:
+handlers.permissions``, bound to the functions at the bottom.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers import caller, service
+
+Response = tuple[dict[str, Any], int]
+
+
+def create_permissions(fine_tuned_model_checkpoint: str, body: dict[str, Any]) -> Response:
+    granted = service().create_permissions(caller().admin, fine_tuned_model_checkpoint,
+                                           body["project_ids"])
+    return granted.to_api(), 200
+
+
+def list_permissions(fine_tuned_model_checkpoint: str, project_id: str | None = None,
+                     after: str | None = None, limit: int = 10,
+                     order: str = "descending") -> Response:
+    page = service().list_permissions(caller().admin, fine_tuned_model_checkpoint,
+                                      project_id=project_id, after=after, limit=limit,
+                                      order=order)
+    return page.to_api(), 200
+
+
+def delete_permission(fine_tuned_model_checkpoint: str, permission_id: str) -> Response:
+    deleted = service().delete_permission(caller().admin, fine_tuned_model_checkpoint,
+                                          permission_id)
+    return {"id": deleted, "object": "checkpoint.permission", "deleted": True}, 200
+
+
+# operationId -> function (see the module docstring).
+createFineTuningCheckpointPermission = create_permissions
+listFineTuningCheckpointPermissions = list_permissions
+deleteFineTuningCheckpointPermission = delete_permission
