@@ -5,8 +5,9 @@
 Runs a real `tunegate serve` (embedded worker, the embedded model) and trains ``--jobs`` small
 jobs one after the other. While they train it kills, at random moments 2-12 s apart, a random
 victim: the worker, the trainer child, or the whole process group (then starts `serve` again
-on the same data folder). Recovery time is from the kill until the job records progress again
-(a new metrics step, or a final status). At the end it prints, per kind of kill, how many and
+on the same data folder). Recovery time is from the kill until the job records a step it had not
+recorded before (or ends): it includes the restart and the steps redone since the last saved
+state (up to an epoch). At the end it prints, per kind of kill, how many and
 the recovery times, and over all jobs: jobs not succeeded (lost), metrics steps recorded twice
 or missing, duplicate checkpoints, and files in the data folder that no row owns.
 """
@@ -144,10 +145,14 @@ class Api:
         return {f["id"] for f in self._get("/files?limit=10000")["data"]}
 
 
-def _progress(api: Api, job_id: str) -> tuple[int, str]:
-    status = api.status(job_id)
+def _last_step(api: Api, job_id: str) -> int:
     steps = api.steps(job_id)
-    return (max(steps) if steps else 0), status
+    return max(steps) if steps else 0
+
+
+def _recovered(api: Api, job_id: str, before: int) -> bool:
+    """Training went on: a step after ``before`` is recorded, or the job has ended."""
+    return _last_step(api, job_id) > before or api.status(job_id) in TERMINAL
 
 
 def run(kills: int, seed: int, jobs: int, workdir: Path, cache: Path) -> None:
@@ -166,17 +171,17 @@ def run(kills: int, seed: int, jobs: int, workdir: Path, cache: Path) -> None:
                 time.sleep(rng.uniform(2, 12))
                 if done_kills >= kills or api.status(job_id) in TERMINAL:
                     continue
-                before = _progress(api, job_id)
+                before = _last_step(api, job_id)
                 victim = rng.choice(VICTIMS)
                 killed_at = time.monotonic()
                 if not server.kill(victim):
                     continue
                 done_kills += 1
-                while _progress(api, job_id) == before and api.status(job_id) not in TERMINAL:
+                while not _recovered(api, job_id, before):
                     time.sleep(0.2)
                 recoveries[victim].append(time.monotonic() - killed_at)
-                print(f"kill {done_kills}: {victim} at step {before[0]} ({before[1]}), "
-                      f"progress again after {recoveries[victim][-1]:.1f} s", flush=True)
+                print(f"kill {done_kills}: {victim} after step {before}, a new step (or the "
+                      f"end) {recoveries[victim][-1]:.1f} s later", flush=True)
         report(api, server, job_ids, recoveries)
     finally:
         server.stop()
