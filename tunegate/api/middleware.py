@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunegate import ids
@@ -59,23 +59,30 @@ def _needs_key(path: str) -> bool:
     return path.startswith("/v1/") and path not in PUBLIC_PATHS and not _is_docs(path)
 
 
-def _security_headers(headers: MutableHeaders, path: str) -> None:
-    headers["x-content-type-options"] = "nosniff"
-    headers["referrer-policy"] = "no-referrer"
-    headers["x-frame-options"] = "DENY"
-    headers["content-security-policy"] = DOCS_CSP if _is_docs(path) else API_CSP
-    if "cache-control" not in headers and not _is_docs(path):
-        headers["cache-control"] = "no-store"  # answers hold private data: never keep a copy
+def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    csp = DOCS_CSP if _is_docs(path) else API_CSP
+    return [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"), (b"content-security-policy", csp.encode())]
 
 
 def _stamped(send: Send, request_id: str, path: str | None = None) -> Send:
-    """``send`` that adds ``x-request-id`` (and, given the path, the security headers)."""
+    """``send`` that sets ``x-request-id`` (and, given the path, the security headers),
+    replacing any the response had, on raw header lists (no ``MutableHeaders``: every response
+    passes here twice)."""
+    stamp = [(b"x-request-id", request_id.encode("latin-1"))]
+    if path is not None:
+        stamp += _security_headers(path)
+    replaced = {name for name, _ in stamp}
+    # Answers hold private data: never keep a copy, unless the response says otherwise.
+    no_store = path is not None and not _is_docs(path)
+
     async def send_with_id(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = MutableHeaders(scope=message)
-            headers["x-request-id"] = request_id
-            if path is not None:
-                _security_headers(headers, path)
+            headers = [item for item in message.get("headers", ()) if item[0] not in replaced]
+            headers += stamp
+            if no_store and all(name != b"cache-control" for name, _ in headers):
+                headers.append((b"cache-control", b"no-store"))
+            message["headers"] = headers
         await send(message)
 
     return send_with_id

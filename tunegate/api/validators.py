@@ -152,7 +152,7 @@ class ParamValidator(ParameterValidator):
         if schema.get("nullable") and value in (None, "null"):
             return None
         try:
-            Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).validate(value)
+            _parameter_validator(schema).validate(value)
         except ValidationError as exc:
             message = quoted_message(exc.message, exc.instance)
             raise InvalidRequest(
@@ -160,6 +160,21 @@ class ParamValidator(ParameterValidator):
                 param=param["name"],
             ) from None
         return None
+
+
+# A parameter's validator, made once per schema (the spec's schemas live as long as the app):
+# building one costs more than the validation itself, on every request with a query parameter.
+_PARAMETER_VALIDATORS: dict[int, tuple[dict, Draft4Validator]] = {}
+
+
+def _parameter_validator(schema: dict) -> Draft4Validator:
+    known = _PARAMETER_VALIDATORS.get(id(schema))
+    if known is None or known[0] is not schema:  # keeps the schema: its id stays its own
+        if len(_PARAMETER_VALIDATORS) > 4096:  # apps built and dropped (tests): start afresh
+            _PARAMETER_VALIDATORS.clear()
+        known = (schema, Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+        _PARAMETER_VALIDATORS[id(schema)] = known
+    return known[1]
 
 
 class StreamingMultipartValidator(MultiPartFormDataValidator):
