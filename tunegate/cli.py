@@ -173,9 +173,9 @@ class StopsWorkerFirst(uvicorn.Server):
 
 
 def serve(settings: Settings) -> None:
-
     from tunegate.api.app import create_app
     from tunegate.api.keys import KeyRing
+    from tunegate.api.server import uvicorn_options
 
     try:
         keys = KeyRing.from_settings(settings)
@@ -188,8 +188,7 @@ def serve(settings: Settings) -> None:
     worker = EmbeddedWorker(settings) if settings.embedded_worker else None
     if worker is not None:
         worker.start()
-    server = StopsWorkerFirst(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                             log_level="info"),
+    server = StopsWorkerFirst(uvicorn.Config(app, **uvicorn_options(settings)),
                               before_exit=worker.stop if worker is not None else lambda: None)
     try:
         server.run()

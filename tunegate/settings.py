@@ -149,6 +149,9 @@ class Settings:
     rate_limit: int = 600
     # Model names (OpenAI's, by default) that stand for a local base model: (name, base) pairs.
     model_aliases: Aliases = _model_aliases(f"{ALL_OPENAI}={DEFAULT_ALIAS_TARGET}")
+    # Seconds `serve` keeps an idle HTTP connection open: longer than clients keep theirs
+    # (httpx 5 s, load balancers ~60 s), so that the client, not the server, closes it.
+    keep_alive: float = 75.0
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -226,4 +229,5 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_MAX_ACTIVE_JOBS": ("max_active_jobs", int),
     "TUNEGATE_RATE_LIMIT": ("rate_limit", int),
     "TUNEGATE_MODEL_ALIASES": ("model_aliases", _model_aliases),
+    "TUNEGATE_KEEP_ALIVE": ("keep_alive", float),
 }

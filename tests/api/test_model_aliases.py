@@ -49,8 +49,8 @@ def test_with_aliases_off_an_openai_name_is_an_unknown_model(settings: Settings)
         assert error["message"] == (
             f"Model {ALIAS} is not available for fine-tuning or does not exist. Available base "
             f"models: {EMBEDDED_MODEL_ID}; fine-tuned models and checkpoints (ft:…) of this "
-            "project, or shared with it, can be trained further; OpenAI model names are not accepted on this server (setting "
-            "TUNEGATE_MODEL_ALIASES is off).")
+            "project, or shared with it, can be trained further; OpenAI model names are not "
+            "accepted on this server (setting TUNEGATE_MODEL_ALIASES is off).")
         expect_error(client, client.post("/v1/chat/completions", json={"model": ALIAS, **CHAT}),
                      404, param="model", code="model_not_found")
 

@@ -1,0 +1,97 @@
+"""How ``serve`` runs uvicorn (tunegate/api/server.py): the keep-alive setting, and an answer
+nobody waited for is logged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+
+from tests.conftest import free_port
+from tunegate.api.server import uvicorn_options
+from tunegate.settings import Settings
+
+REQUEST = b"GET /%s HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``/slow`` answers after 0.5 s, any other path at once."""
+    assert scope["type"] == "http"
+    if scope["path"] == "/slow":
+        await asyncio.sleep(0.5)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@contextmanager
+def running(keep_alive: float) -> Iterator[int]:
+    settings = Settings(port=free_port(), keep_alive=keep_alive)
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield settings.port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def answer(sock: socket.socket) -> bytes:
+    """One whole response (they all end with the 2-byte body ``ok``), or what came before EOF."""
+    data = b""
+    while not data.endswith(b"\r\n\r\nok"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_the_keep_alive_setting_is_honoured() -> None:
+    assert uvicorn_options(Settings.from_env({"TUNEGATE_KEEP_ALIVE": "12.5"})) \
+        ["timeout_keep_alive"] == 12.5
+    assert uvicorn_options(Settings())["timeout_keep_alive"] > 5  # above httpx's idle expiry
+    with running(keep_alive=0.3) as port, connect(port) as short, connect(port) as long_lived:
+        for sock in (short, long_lived):
+            sock.sendall(REQUEST % b"a")
+            assert answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)
+        assert short.recv(1) == b""  # closed by the server after 0.3 s idle
+    with running(keep_alive=30) as port, connect(port) as sock:
+        sock.sendall(REQUEST % b"a")
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)
+        sock.sendall(REQUEST % b"b")  # still open after 1 s idle
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_an_answer_the_client_did_not_wait_for_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tunegate.api")
+    with running(keep_alive=5) as port:
+        with connect(port) as sock:
+            sock.sendall(REQUEST % b"slow")
+        time.sleep(1.0)  # the app answers after 0.5 s, to a closed connection
+    dropped = [record for record in caplog.records if record.name == "tunegate.api"]
+    assert len(dropped) == 1 and dropped[0].levelno == logging.WARNING
+    assert "GET /slow" in dropped[0].getMessage()
+    assert "before any answer" in dropped[0].getMessage()
