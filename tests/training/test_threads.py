@@ -61,3 +61,24 @@ def test_a_pinned_count_never_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     governor = ThreadGovernor(sample=lambda: CpuSample(0.0, 0.0, 0.0))
     assert governor.start() == 1
     assert governor.tick() is None
+
+
+def test_threads_go_within_seconds_and_come_back_after_a_quiet_while(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setattr(threads, "allowed_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(ThreadGovernor, "_apply", lambda self: None)
+    samples = iter([
+        CpuSample(0.0, 0.0, 0.0),
+        CpuSample(2.0, 4.0, 4.0),  # start: a quiet machine -> 2 threads
+        CpuSample(4.0, 8.0, 8.0),  # too soon to look again
+        CpuSample(8.0, 20.0, 14.0),  # others took a core's worth since 2 s -> 1 thread now
+        CpuSample(14.0, 26.0, 20.0),  # quiet again for 6 s: not long enough for a thread
+        CpuSample(29.0, 41.0, 35.0),  # quiet for 21 s -> 2 threads
+        CpuSample(35.0, 53.0, 47.0),
+    ])
+    governor = ThreadGovernor(sample=lambda: next(samples))
+    assert governor.start() == 2
+    assert [governor.tick() for _ in range(5)] == [None, 1, None, 2, None]

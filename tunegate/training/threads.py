@@ -9,8 +9,14 @@ cores with about two cores' worth of other load: 2 threads trained at 24 tokens/
 So the count is the number of cores others leave free: at least 1, at most the cores this
 process may run on. "Others" is measured, not guessed from the lagging load average: the host's
 busy CPU time (``/proc/stat``) minus this process's own CPU time, over the last window (model
-loading at start, then every ``RECHECK_SECONDS``). Without ``/proc/stat`` the 1-minute load
-average stands in.
+loading at start, then while it trains). Without ``/proc/stat`` the 1-minute load average
+stands in.
+
+Threads go quickly and come back slowly: work that appears on our cores (the API answering a
+burst of requests, say) is looked for every ``DROP_CHECK_SECONDS``, since two threads on a
+contended core make almost no progress (bench/README.md, api_load.py); a thread is added only
+when the machine has stayed quiet for ``RECHECK_SECONDS``, which also keeps the count from
+flapping (every change is an event in the job's history).
 
 ``TUNEGATE_TRAIN_THREADS=N`` (or ``TrainerOptions.threads``) pins the count. Losses are bitwise
 repeatable for a fixed thread count; a change of thread count mid-run may change the last bits.
@@ -25,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 ENV = "TUNEGATE_TRAIN_THREADS"
-RECHECK_SECONDS = 20.0
+RECHECK_SECONDS = 20.0  # quiet this long before a thread is added
+DROP_CHECK_SECONDS = 5.0  # how often to look for work that appeared on our cores
 MIN_WINDOW_SECONDS = 0.5  # shorter windows are too coarse for /proc/stat's 10 ms ticks
 SLACK = 0.25  # a core at most 25 % busy with other work still counts as free
 
@@ -79,12 +86,14 @@ class ThreadGovernor:
         self.allowed = allowed_cores()
         self.host_cores = max(self.allowed, os.cpu_count() or 1)
         self._sample, self._load = sample, load
-        self._last = sample()
+        self._last = self._recent = sample()  # where the long and the short window start
         self.threads = 0
 
     def start(self) -> int:
         """Choose and apply the first thread count."""
-        self.threads = self.fixed or self._choose(self._sample())
+        now = self._sample()
+        self.threads = self.fixed or self._choose(self._last, now)
+        self._last = self._recent = now
         self._apply()
         return self.threads
 
@@ -93,20 +102,27 @@ class ThreadGovernor:
         if self.fixed:
             return None
         now = self._sample()
-        if now.wall - self._last.wall < RECHECK_SECONDS:
+        if now.wall - self._recent.wall < DROP_CHECK_SECONDS:
             return None
-        wanted = self._choose(now)
+        wanted = self._choose(self._recent, now)
+        self._recent = now
+        if wanted < self.threads:  # others are using our cores now: make way at once
+            self._last = now
+        elif now.wall - self._last.wall >= RECHECK_SECONDS:
+            wanted = min(wanted, self._choose(self._last, now))  # quiet all along?
+            self._last = now
+        else:
+            wanted = self.threads
         if wanted == self.threads:
             return None
         self.threads = wanted
         self._apply()
         return wanted
 
-    def _choose(self, now: CpuSample) -> int:
-        others = others_busy_cores(self._last, now)
+    def _choose(self, since: CpuSample, now: CpuSample) -> int:
+        others = others_busy_cores(since, now)
         if others is None:  # no /proc/stat: the load average, minus our own threads
             others = max(0.0, self._load() - self.threads)
-        self._last = now
         return choose_threads(self.allowed, self.host_cores, others)
 
     def _apply(self) -> None:
