@@ -65,7 +65,10 @@ def test_workers_elsewhere_or_in_the_old_format_are_left_to_the_heartbeat() -> N
 
 def test_a_zombie_worker_is_dead() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    time.sleep(1)  # exited, not collected: a zombie until wait()
+    deadline = time.monotonic() + 60  # exited, not collected: a zombie until wait()
+    while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child never exited"
+        time.sleep(0.05)
     try:
         assert identity.known_dead(_local_id(child.pid))
     finally:

@@ -295,10 +295,11 @@ class TrainingStage:
     def _paused(self, job: FineTuningJob) -> None:
         """The run saved its state and stopped: a pause the user asked for leaves the job
         ``paused``; a worker that is shutting down puts it back in the queue."""
-        if self._current_status(job.id) is JobStatus.RUNNING:
+        status = self._current_status(job.id)
+        if status is JobStatus.RUNNING:
             self._move(job, JobStatus.QUEUED, "The worker is shutting down; training state "
                        "saved and the job is back in the queue")
-        elif self._current_status(job.id) is JobStatus.PAUSED:
+        elif status is JobStatus.PAUSED:
             self.store.add_events([job_event(job.id, "Training state saved; resume continues "
                                              "from where it stopped")])
 
