@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -162,14 +162,18 @@ def load_dataset(path: str | Path, tokenizer: ChatTokenizer, max_seq_len: int, *
     Emits one ``warn`` event about truncation.
     """
     role = file_role(validation)
-    examples: list[Example] = []
+    return load_fitting(path, iter_examples(path, tokenizer, role), fit, role, max_seq_len, emit)
+
+
+def load_fitting(path: str | Path, items: Iterable[Item],
+                 fit: Callable[[Item, LengthTally], Item | None], role: FileRole,
+                 max_seq_len: int, emit: Emit | None) -> Dataset[Item]:
+    """The items that ``fit`` keeps within ``max_seq_len`` (it counts every one in the tally),
+    then :func:`finish_loading`: the one loop of chat files and preference files."""
     tally = LengthTally(max_seq_len)
-    for example in iter_examples(path, tokenizer, role):
-        kept = fit(example, tally)
-        if kept is not None:
-            examples.append(kept)
+    kept = [fitted for item in items if (fitted := fit(item, tally)) is not None]
     finish_loading(tally, role, emit)
-    return Dataset(examples, tally.n_truncated, tally.n_dropped, file_fingerprint(path))
+    return Dataset(kept, tally.n_truncated, tally.n_dropped, file_fingerprint(path))
 
 
 def iter_examples(path: str | Path, tokenizer: ChatTokenizer,

@@ -31,9 +31,8 @@ from tunegate.training.data import (
     FileRole,
     LengthTally,
     encode_chat,
-    file_fingerprint,
     file_role,
-    finish_loading,
+    load_fitting,
     read_rows,
     template_support,
     truncated,
@@ -92,14 +91,8 @@ def load_preferences(path: str | Path, tokenizer: ChatTokenizer, max_seq_len: in
     :func:`tunegate.training.data.load_dataset` does.
     """
     role = file_role(validation)
-    pairs: list[PreferencePair] = []
-    tally = LengthTally(max_seq_len)
-    for pair in iter_pairs(path, tokenizer, role):
-        kept = fit_pair(pair, tally)
-        if kept is not None:
-            pairs.append(kept)
-    finish_loading(tally, role, emit)
-    return Dataset(pairs, tally.n_truncated, tally.n_dropped, file_fingerprint(path))
+    return load_fitting(path, iter_pairs(path, tokenizer, role), fit_pair, role, max_seq_len,
+                        emit)
 
 
 def fit_pair(pair: PreferencePair, tally: LengthTally) -> PreferencePair | None:
