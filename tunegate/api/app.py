@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tunegate.api import errors as api_errors
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.middleware import RequestIdInside, TunegateMiddleware
+from tunegate.api.operations import resolver
 from tunegate.api.rate_limit import RateLimiter
 from tunegate.api.service import Service
 from tunegate.api.validators import validator_map
@@ -61,6 +62,7 @@ def create_app(settings: Settings, *, service: Service | None = None,
                              middlewares=list(MIDDLEWARES))  # connexion adds ours to the list
     app.add_api(
         SPEC.name,
+        resolver=resolver(),
         validate_responses=validate_responses,
         validator_map=validator_map(),
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/docs"),
