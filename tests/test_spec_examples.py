@@ -4,7 +4,7 @@
   (OpenAPI 3.0 semantics, via openapi-schema-validator's OAS30Validator).
 * The document is a valid OpenAPI 3.0 description (openapi-spec-validator).
 * A few structural promises of the contract hold: OpenAI's operationIds, each bound to its
-  handler, the error responses
+  handler, the top-level-only `security`, the error responses
   and the `x-request-id` header on every operation, and "every key of a response object is
   required" on the response schemas.
 """
@@ -293,6 +293,14 @@ def test_each_operation_id_binds_its_handler() -> None:
         assert handler(operation_id) is getattr(importlib.import_module(module), name)
     with pytest.raises(ValueError, match="names no handler"):
         handler("createUnicorn")
+
+
+def test_the_spec_declares_security_only_at_the_top() -> None:
+    """tunegate.api.spec serves the top-level ``security`` as the server's keys make it; an
+    operation's own ``security`` would be served unchanged, and could lie in one of the modes."""
+    assert SPEC["security"] == [{}, {"bearerAuth": []}]  # the open server's, as served
+    for path, method, op, _ in operations():
+        assert "security" not in op, f"{method} {path}"
 
 
 def test_every_operation_declares_the_error_responses() -> None:
