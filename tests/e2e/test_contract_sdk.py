@@ -8,10 +8,12 @@ One module-scoped server, open (no keys), whose worker only validates files.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -36,7 +38,7 @@ SDK_PURPOSES = set(get_args(FileObject.model_fields["purpose"].annotation))
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with pytest.MonkeyPatch.context() as patch:  # conftest's isolation is function-scoped
-        for name in [name for name in __import__("os").environ if name.startswith("TUNEGATE_")]:
+        for name in [name for name in os.environ if name.startswith("TUNEGATE_")]:
             patch.delenv(name)
         running = start_server(tmp_path_factory.mktemp("contract"), env=VALIDATE_ONLY)
     yield running
@@ -44,9 +46,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture
-def strict(server: Server) -> OpenAI:
-    return OpenAI(base_url=server.api, api_key="any", max_retries=0,
-                  _strict_response_validation=True)
+def strict(server: Server) -> Iterator[OpenAI]:
+    with OpenAI(base_url=server.api, api_key="any", max_retries=0,
+                _strict_response_validation=True) as client:
+        yield client
 
 
 def test_the_contract_s_purposes_are_the_sdk_s(strict: OpenAI) -> None:
@@ -119,7 +122,5 @@ def test_half_an_expiry_policy_fails_loudly(strict: OpenAI) -> None:
 
 
 def test_the_server_serves_its_spec(server: Server) -> None:
-    import httpx
-
     assert httpx.get(f"{server.api}/openapi.yaml").content == Path(SPEC).read_bytes()
     assert httpx.get(f"{server.api}/openapi.json").json() == yaml.safe_load(SPEC.read_bytes())
