@@ -15,7 +15,9 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
 - chat and text completions refuse what tunegate cannot honour (``n`` or ``best_of`` other than
   1, a forced ``tool_choice``, log probabilities, ``echo``, ``suffix``, a JSON
   ``response_format``, ``stream_options`` without ``stream``, non-text content parts, tools
-  without a function name), and generation is kept to a few tokens (the model runs on CPU).
+  without a function name); the prompt must fit the model's context (the embedded model's is
+  2048 tokens), so conversations, tools and prompts are cut to ``MAX_PROMPT_BYTES``; and
+  generation is kept to a few tokens (the model runs on CPU).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
 Two users: ``tests/schemathesis_hooks.py`` (the hooks schemathesis.toml names, for a run from
@@ -36,6 +38,9 @@ NO_BASE_MODELS = ("DELETE /models/{model}", "GET /models/{model}/adapter")
 EXPIRES_AFTER = ("expires_after[anchor]", "expires_after[seconds]")
 # Tokens a generated completion may ask for: enough to see an answer, few enough to stay fast.
 MAX_TOKENS = 4
+# A prompt this long (as UTF-8 JSON) fits a 2048-token context even at a token per byte, with
+# room for the chat template and the tool instructions it adds.
+MAX_PROMPT_BYTES = 1200
 _REFUSED = {
     "POST /chat/completions": ("logprobs", "top_logprobs", "audio"),
     "POST /completions": ("logprobs", "echo", "suffix"),
@@ -147,6 +152,34 @@ def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
     for name in ("max_tokens", "max_completion_tokens"):
         if body.get(name) is None or body[name] > MAX_TOKENS:
             body[name] = MAX_TOKENS
+    _fit_the_context(body)
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def _fit_the_context(body: dict[str, Any]) -> None:
+    """Cut the prompt (tools first, then the oldest messages) to ``MAX_PROMPT_BYTES``."""
+    if isinstance(body.get("prompt"), str):
+        prompt = body["prompt"]
+        while _size(prompt) > MAX_PROMPT_BYTES:
+            prompt = prompt[:len(prompt) // 2]
+        body["prompt"] = prompt
+        return
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return
+    parts = (messages, body.get("tools"), body.get("functions"))
+    if sum(map(_size, parts)) <= MAX_PROMPT_BYTES:
+        return
+    body.pop("tools", None)
+    body.pop("functions", None)
+    body.pop("tool_choice", None)
+    while len(messages) > 1 and _size(messages) > MAX_PROMPT_BYTES:
+        del messages[0]
+    if _size(messages) > MAX_PROMPT_BYTES:
+        messages[0] = {"role": "user", "content": "Hello"}
 
 
 def _named_function(tool: Any, where: str) -> bool:
