@@ -15,22 +15,36 @@ from tunegate.errors import InvalidRequest
 Response = tuple[dict[str, Any], int]
 
 
+EXPIRES_AFTER = ("expires_after[anchor]", "expires_after[seconds]")
+
+
+def _expires_after_seconds(body: dict[str, Any]) -> int | None:
+    """The expiry policy's lifetime: both of its fields or neither (OpenAI requires both)."""
+    given = [name for name in EXPIRES_AFTER if body.get(name) is not None]
+    if len(given) == 1:
+        (missing,) = set(EXPIRES_AFTER) - set(given)
+        raise InvalidRequest(f"'{given[0]}' was sent without '{missing}': an expiry policy "
+                             "needs both form fields (or neither).", param=missing)
+    return body.get("expires_after[seconds]")
+
+
 def create_file(body: dict[str, Any], file: UploadFile | None = None) -> Response:
-    if file is None:
-        # A `file` part without a filename (e.g. filename="") arrives as a text field.
-        raise InvalidRequest("'file' must be a file part (with a filename) of the form.",
-                             param="file")
-    upload = Upload(
-        filename=file.filename or "",  # the service names nameless files
-        body=file.file,
-        purpose=body["purpose"],
-        expires_after_seconds=body.get("expires_after[seconds]"),
-    )
     try:
+        if file is None:
+            # A `file` part without a filename (e.g. filename="") arrives as a text field.
+            raise InvalidRequest("'file' must be a file part (with a filename) of the form.",
+                                 param="file")
+        upload = Upload(
+            filename=file.filename or "",  # the service names nameless files
+            body=file.file,
+            purpose=body["purpose"],
+            expires_after_seconds=_expires_after_seconds(body),
+        )
         return service().upload_file(project(), upload).to_api(), 200
     finally:
         # connexion never closes the form it parsed: release the spooled temporary file now.
-        file.file.close()
+        if file is not None:
+            file.file.close()
 
 
 def list_files(purpose: str | None = None, limit: int = 10000, order: str = "desc",

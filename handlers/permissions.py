@@ -1,8 +1,6 @@
 """/v1/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}/permissions…: share a fine-tuned
 model or checkpoint with other projects (admin keys only, as OpenAI's).
-
-Routed like handlers.uploads: OpenAI's operationIds with ``x-openapi-router-controller:
-handlers.permissions``, bound to the functions at the bottom.
+The spec's operationIds are bound to these functions by ``tunegate.api.operations``.
 """
 
 from __future__ import annotations
@@ -36,6 +34,3 @@ def delete_permission(fine_tuned_model_checkpoint: str, permission_id: str) -> R
 
 
 # operationId -> function (see the module docstring).
-createFineTuningCheckpointPermission = create_permissions
-listFineTuningCheckpointPermissions = list_permissions
-deleteFineTuningCheckpointPermission = delete_permission

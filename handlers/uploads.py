@@ -1,9 +1,5 @@
-"""/v1/uploads…: a file sent in parts (OpenAI's Uploads API).
-
-The spec names these operations with OpenAI's operationIds (``createUpload``, …) and routes them
-here with ``x-openapi-router-controller: handlers.uploads``; connexion then looks the operationId
-up as an attribute of this module, hence the camelCase names bound at the bottom.
-"""
+"""/v1/uploads…: a file sent in parts (OpenAI's Uploads API). The spec's operationIds
+(``createUpload``, …) are bound to these functions by ``tunegate.api.operations``."""
 
 from __future__ import annotations
 
@@ -50,7 +46,3 @@ def cancel_upload(upload_id: str) -> Response:
 
 
 # operationId -> function (see the module docstring).
-createUpload = create_upload
-addUploadPart = add_upload_part
-completeUpload = complete_upload
-cancelUpload = cancel_upload

@@ -3,7 +3,8 @@
 * Every `example` / `examples` in the document validates against the schema it illustrates
   (OpenAPI 3.0 semantics, via openapi-schema-validator's OAS30Validator).
 * The document is a valid OpenAPI 3.0 description (openapi-spec-validator).
-* A few structural promises of the contract hold: the fixed operationIds, the error responses
+* A few structural promises of the contract hold: OpenAI's operationIds, each bound to its
+  handler, the top-level-only `security`, the error responses
   and the `x-request-id` header on every operation, and "every key of a response object is
   required" on the response schemas.
 """
@@ -11,6 +12,8 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,50 +251,60 @@ def test_document_is_valid_openapi_3_0() -> None:
 
 JOB_PATH = "/fine_tuning/jobs/{fine_tuning_job_id}"
 CHECKPOINT_PATH = "/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}/permissions"
+# OpenAI's operationIds (shared/reference/openai-finetuning-subset.yaml; OpenAI's full spec for
+# the two inference operations), so that a generated client reads like OpenAI's; tunegate's own
+# route is named in their style. Each binds to the handler beside it.
 EXPECTED_OPERATIONS = {
-    ("post", "/fine_tuning/jobs"): "handlers.fine_tuning.create_job",
-    ("get", "/fine_tuning/jobs"): "handlers.fine_tuning.list_jobs",
-    ("get", JOB_PATH): "handlers.fine_tuning.retrieve_job",
-    ("post", JOB_PATH + "/cancel"): "handlers.fine_tuning.cancel_job",
-    ("post", JOB_PATH + "/pause"): "handlers.fine_tuning.pause_job",
-    ("post", JOB_PATH + "/resume"): "handlers.fine_tuning.resume_job",
-    ("get", JOB_PATH + "/events"): "handlers.fine_tuning.list_events",
-    ("get", JOB_PATH + "/checkpoints"): "handlers.fine_tuning.list_checkpoints",
-    ("post", "/files"): "handlers.files.create_file",
-    ("get", "/files"): "handlers.files.list_files",
-    ("get", "/files/{file_id}"): "handlers.files.retrieve_file",
-    ("delete", "/files/{file_id}"): "handlers.files.delete_file",
-    ("get", "/files/{file_id}/content"): "handlers.files.download_file",
-    ("get", "/models"): "handlers.models.list_models",
-    ("get", "/models/{model}"): "handlers.models.retrieve_model",
-    ("delete", "/models/{model}"): "handlers.models.delete_model",
-    ("get", "/models/{model}/adapter"): "handlers.models.download_adapter",
-    ("post", "/chat/completions"): "handlers.inference.create_chat_completion",
-    ("post", "/completions"): "handlers.inference.create_completion",
-    # OpenAI's operationIds, routed by x-openapi-router-controller (issue 14).
-    ("post", "/uploads"): "createUpload",
-    ("post", "/uploads/{upload_id}/parts"): "addUploadPart",
-    ("post", "/uploads/{upload_id}/complete"): "completeUpload",
-    ("post", "/uploads/{upload_id}/cancel"): "cancelUpload",
-    ("post", CHECKPOINT_PATH): "createFineTuningCheckpointPermission",
-    ("get", CHECKPOINT_PATH): "listFineTuningCheckpointPermissions",
-    ("delete", CHECKPOINT_PATH + "/{permission_id}"): "deleteFineTuningCheckpointPermission",
+    ("post", "/fine_tuning/jobs"): ("createFineTuningJob", "handlers.fine_tuning.create_job"),
+    ("get", "/fine_tuning/jobs"): ("listPaginatedFineTuningJobs", "handlers.fine_tuning.list_jobs"),
+    ("get", JOB_PATH): ("retrieveFineTuningJob", "handlers.fine_tuning.retrieve_job"),
+    ("post", JOB_PATH + "/cancel"): ("cancelFineTuningJob", "handlers.fine_tuning.cancel_job"),
+    ("post", JOB_PATH + "/pause"): ("pauseFineTuningJob", "handlers.fine_tuning.pause_job"),
+    ("post", JOB_PATH + "/resume"): ("resumeFineTuningJob", "handlers.fine_tuning.resume_job"),
+    ("get", JOB_PATH + "/events"): ("listFineTuningEvents", "handlers.fine_tuning.list_events"),
+    ("get", JOB_PATH + "/checkpoints"): ("listFineTuningJobCheckpoints",
+                                        "handlers.fine_tuning.list_checkpoints"),
+    ("post", "/files"): ("createFile", "handlers.files.create_file"),
+    ("get", "/files"): ("listFiles", "handlers.files.list_files"),
+    ("get", "/files/{file_id}"): ("retrieveFile", "handlers.files.retrieve_file"),
+    ("delete", "/files/{file_id}"): ("deleteFile", "handlers.files.delete_file"),
+    ("get", "/files/{file_id}/content"): ("downloadFile", "handlers.files.download_file"),
+    ("get", "/models"): ("listModels", "handlers.models.list_models"),
+    ("get", "/models/{model}"): ("retrieveModel", "handlers.models.retrieve_model"),
+    ("delete", "/models/{model}"): ("deleteModel", "handlers.models.delete_model"),
+    ("get", "/models/{model}/adapter"): ("downloadModelAdapter",
+                                         "handlers.models.download_adapter"),
+    ("post", "/chat/completions"): ("createChatCompletion",
+                                    "handlers.inference.create_chat_completion"),
+    ("post", "/completions"): ("createCompletion", "handlers.inference.create_completion"),
 }
+OPERATION_IDS = {operation_id for operation_id, _ in EXPECTED_OPERATIONS.values()}
 
 
-def test_operation_ids_are_the_handler_paths() -> None:
+def test_operation_ids_are_openais_names() -> None:
     found = {(method, path): op["operationId"] for path, method, op, _ in operations()}
-    assert found == EXPECTED_OPERATIONS
+    assert found == {key: operation_id for key, (operation_id, _) in EXPECTED_OPERATIONS.items()}
+    for operation_id in found.values():
+        assert re.fullmatch(r"[a-z]+(?:[A-Z][a-z]*)+", operation_id), operation_id
 
 
-def test_routed_operation_ids_name_functions_of_their_controller() -> None:
-    import importlib
+def test_each_operation_id_binds_its_handler() -> None:
+    from tunegate.api.operations import HANDLERS, handler
 
-    routed = [op for _, _, op, _ in operations() if "x-openapi-router-controller" in op]
-    assert len(routed) == 7
-    for op in routed:
-        module = importlib.import_module(op["x-openapi-router-controller"])
-        assert callable(getattr(module, op["operationId"], None)), op["operationId"]
+    assert dict(HANDLERS) == dict(EXPECTED_OPERATIONS.values())
+    for operation_id, dotted in EXPECTED_OPERATIONS.values():
+        module, name = dotted.rsplit(".", 1)
+        assert handler(operation_id) is getattr(importlib.import_module(module), name)
+    with pytest.raises(ValueError, match="names no handler"):
+        handler("createUnicorn")
+
+
+def test_the_spec_declares_security_only_at_the_top() -> None:
+    """tunegate.api.spec serves the top-level ``security`` as the server's keys make it; an
+    operation's own ``security`` would be served unchanged, and could lie in one of the modes."""
+    assert SPEC["security"] == [{}, {"bearerAuth": []}]  # the open server's, as served
+    for path, method, op, _ in operations():
+        assert "security" not in op, f"{method} {path}"
 
 
 def test_every_operation_declares_the_error_responses() -> None:
@@ -317,7 +330,7 @@ def test_every_response_declares_x_request_id() -> None:
 
 
 def test_links_point_at_existing_operations() -> None:
-    ids = set(EXPECTED_OPERATIONS.values())
+    ids = OPERATION_IDS
     count = 0
     for _, _, op, _ in operations():
         for response in op["responses"].values():

@@ -18,11 +18,13 @@ failure it finds can be replayed by running it again.
 Rules of ours that JSON Schema cannot state (a ``training_file`` must name an uploaded
 ``fine-tune`` file, ``model`` a known base model, metadata keys are at most 64 characters,
 ``reinforcement`` and mixing the two hyperparameter places are refused, a ``fine-tune`` upload
-must be JSONL, an upload's ``part_ids`` must name its own parts adding up to its ``bytes``) make
-schema-valid requests answer 400, which the ``positive_data_acceptance`` check
-would count as a failure. ``acceptable()`` rewrites exactly those values in the generated cases,
-and only where the generated value was itself schema-valid, so negative cases stay negative. The
-400s themselves are asserted in ``test_errors.py``.
+must be JSONL, an expiry policy has both of its fields, an upload's ``part_ids`` must name its own
+parts adding up to its ``bytes``) make schema-valid requests answer 400,
+which the ``positive_data_acceptance`` check would count as a failure. ``acceptable()``
+(``tests/contract_rules.py``, which the outside run of ``schemathesis.toml`` applies too) rewrites
+exactly those values in the generated cases, and only where the generated value was itself
+schema-valid, so negative cases stay negative. The 400s themselves are asserted in
+``test_errors.py`` and ``test_unknown_parameters.py``.
 
 Keys are configured (``tests/api/conftest.py``): every case carries project Alice's key through
 a schemathesis auth provider, so ``ignored_auth`` resends each successful case without a key and
@@ -40,7 +42,6 @@ renames pytest nodes through ``Node._nodeid``, which pytest 9 no longer has.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
@@ -56,11 +57,13 @@ import schemathesis
 from hypothesis import HealthCheck
 from jsonschema import Draft4Validator
 from schemathesis.checks import CHECKS, is_check_class, load_all_checks
+from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import negative_data_rejection
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
+from tests import contract_rules as rules
 from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
 from tests.helpers import add_parts, create_upload, upload
@@ -72,9 +75,6 @@ from tunegate.settings import Settings
 
 TAGS = ["Fine-tuning", "Files", "Models", "Uploads"]
 # The bytes of the upload a positive completeUpload case completes (see acceptable()).
-COMPLETABLE = b'{"n": 1}\n'
-
-
 load_all_checks()
 # Every check schemathesis has, named explicitly so that no configuration can switch one off.
 ALL_CHECKS = [check for check in CHECKS.get_all() if not is_check_class(check)]
@@ -134,9 +134,9 @@ class Target:
 
     def completable_upload(self) -> tuple[str, list[str]]:
         """A fresh pending upload whose one part makes it whole: (its id, its part ids)."""
-        upload_id = create_upload(self.client, len(COMPLETABLE), purpose="batch",
+        upload_id = create_upload(self.client, len(rules.COMPLETABLE), purpose="batch",
                                   headers=ALICE.headers)
-        return upload_id, add_parts(self.client, upload_id, COMPLETABLE, len(COMPLETABLE),
+        return upload_id, add_parts(self.client, upload_id, rules.COMPLETABLE, len(rules.COMPLETABLE),
                                     headers=ALICE.headers)
 
 
@@ -144,7 +144,10 @@ TARGET = Target()
 with tempfile.TemporaryDirectory() as _bootstrap:
     # Only the spec is read from this throwaway app; every test brings its own app.
     TARGET.app = create_app(Settings(data_dir=Path(_bootstrap)))
-    schema = schemathesis.openapi.from_asgi("/v1/openapi.json", TARGET).include(tag=TAGS)
+    # Not schemathesis.toml (the outside run's; its hooks rewrite cases for a real server):
+    # everything this run needs is set here.
+    schema = schemathesis.openapi.from_asgi("/v1/openapi.json", TARGET,
+                                            config=SchemathesisConfig()).include(tag=TAGS)
     TARGET.app.state_service.store.close()
     TARGET.app = None
 
@@ -162,16 +165,14 @@ class AliceKey:
 
 def _query_valid_as_sent(case: Any, query_string: str) -> bool:
     """Whether the query the server received is valid by the contract, read the way the server
-    reads it: ``metadata[key]=text`` entries fold into one object of strings, unknown names are
-    ignored, and a name given twice is refused."""
+    reads it: ``metadata[key]=text`` entries fold into one object of strings, and an unknown
+    name or one given twice is refused."""
     declared = {param["name"]: param for param in case.operation.definition.raw.get("parameters", [])
                 if param.get("in") == "query"}
     seen: set[str] = set()
     for key, text in QueryParams(query_string).multi_items():
         name = key if key in declared else key.split("[", 1)[0]
-        if name not in declared:
-            continue
-        if key in seen:
+        if name not in declared or key in seen:
             return False
         seen.add(key)
         param, schema = declared[name], declared[name]["schema"]
@@ -218,58 +219,16 @@ def validate(case: Any, response: Any, **kwargs: Any) -> None:
     excluded = [negative_data_rejection] if misfiled_negative(case, response) else []
     case.validate_response(response, checks=ALL_CHECKS, excluded_checks=excluded, **kwargs)
 
-# Operations that answer 400 for a base model (only fine-tuned models can be deleted or exported).
-NO_BASE_MODELS = ("DELETE /models/{model}", "GET /models/{model}/adapter")
+def test_the_rules_know_the_code_s_limits() -> None:
+    assert rules.MAX_METADATA_KEY == MAX_METADATA_KEY
 
 
 def acceptable(case: Any) -> None:
-    """Make a generated case meet the server-side rules JSON Schema cannot express (see above).
-
-    Only positive cases are touched: a rewrite could repair the very value a negative case broke.
-    """
-    if case.meta is not None and not case.meta.generation.mode.is_positive:
-        return
-    label = case.operation.label
-    if label in NO_BASE_MODELS and case.path_parameters.get("model") == EMBEDDED_MODEL_ID:
-        case.path_parameters["model"] = f"ft:{EMBEDDED_MODEL_ID}:org-local::gone0000"
-    if label == "GET /fine_tuning/jobs" and isinstance(case.query, dict):
-        # deepObject has no escaping: `metadata[a]b[c]=v` cannot say which brackets are the
-        # key's, so a key with brackets is not something a query string can carry (schemathesis
-        # draws the filter as an object or as ready-made `metadata[key]` entries).
-        filters = case.query.get("metadata")
-        if isinstance(filters, dict):
-            case.query["metadata"] = {key: value for key, value in filters.items()
-                                      if "[" not in key and "]" not in key}
-        for name in [name for name in case.query if name.startswith("metadata[")]:
-            if any(bracket in name[len("metadata["):-1] for bracket in "[]"):
-                del case.query[name]
-    body = case.body
-    if not isinstance(body, dict):
-        return
-    if label == "POST /uploads/{upload_id}/complete" and isinstance(body.get("part_ids"), list):
-        # part_ids must name the parts of that very upload, adding up to its declared bytes.
-        case.path_parameters["upload_id"], body["part_ids"] = TARGET.completable_upload()
-        if isinstance(body.get("md5"), str):
-            body["md5"] = hashlib.md5(COMPLETABLE).hexdigest()
-    if label == "POST /files" and body.get("purpose") == "fine-tune" and "file" in body:
-        body["file"] = chat_lines(12)
-    if label != "POST /fine_tuning/jobs":
-        return
-    for key in ("training_file", "validation_file"):
-        if isinstance(body.get(key), str):
-            body[key] = TARGET.training_file()
-    if isinstance(body.get("model"), str) and body["model"]:
-        body["model"] = EMBEDDED_MODEL_ID
-    method = body.get("method")
-    if isinstance(method, dict) and method.get("type") == "reinforcement":
-        method["type"] = "supervised"
-    if body.get("hyperparameters") and isinstance(method, dict) and (
-            method.get("type") != "supervised"
-            or (method.get("supervised") or {}).get("hyperparameters")):
-        del body["hyperparameters"]
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict):
-        body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+    """Make a generated case meet the server-side rules JSON Schema cannot express
+    (``tests/contract_rules.py``, shared with the outside run that schemathesis.toml sets up)."""
+    rules.acceptable(case, training_file=TARGET.training_file, base_models=[EMBEDDED_MODEL_ID],
+                     training_content=chat_lines(12),
+                     completable_upload=TARGET.completable_upload)
 
 
 @pytest.fixture(scope="module", autouse=True)

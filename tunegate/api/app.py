@@ -11,18 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import connexion
-import yaml
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.middleware.security import SecurityMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tunegate.api import errors as api_errors
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.middleware import RequestIdInside, TunegateMiddleware
+from tunegate.api.operations import resolver
 from tunegate.api.rate_limit import RateLimiter
 from tunegate.api.service import Service
+from tunegate.api.spec import ServedSpec, served
 from tunegate.api.validators import validator_map
 from tunegate.domain.files import FileStorage
 from tunegate.settings import Settings
@@ -32,9 +33,10 @@ from tunegate.store import Store, open_store
 # setuptools copies the linked file into the wheel, so an installed package finds it here.
 SPEC = Path(__file__).resolve().parents[1] / "openapi.yaml"
 API_BASE = "/v1"
-# The spec declares the bearer scheme (for clients, Swagger UI's "Authorize" and schemathesis);
-# keys are checked by TunegateMiddleware, in one place, before routing and with OpenAI's error
-# envelope. connexion's own security layer would check them a second time, differently.
+# The spec declares the bearer scheme (for clients, Swagger UI's "Authorize" and schemathesis),
+# required or not as this server's keys make it (tunegate.api.spec); keys are checked by
+# TunegateMiddleware, in one place, before routing and with OpenAI's error envelope.
+# connexion's own security layer would check them a second time, differently.
 MIDDLEWARES = [middleware for middleware in ConnexionMiddleware.default_middlewares
                if middleware is not SecurityMiddleware]
 
@@ -56,25 +58,28 @@ def create_app(settings: Settings, *, service: Service | None = None,
     ``rate`` to ``settings.rate_limit`` per key on the wall clock (tests pass their own clock).
     """
     service = service or build_service(settings)
+    keys = keys or KeyRing.from_settings(settings)
+    contract = served(SPEC, keyed=keys.enabled)
     app = connexion.AsyncApp(__name__, specification_dir=str(SPEC.parent),
                              swagger_ui_options=None, lifespan=_stops_models(service),
                              middlewares=list(MIDDLEWARES))  # connexion adds ours to the list
     app.add_api(
         SPEC.name,
+        resolver=resolver(),
         validate_responses=validate_responses,
         validator_map=validator_map(),
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/docs"),
     )
-    api_errors.install(app, yaml.safe_load(SPEC.read_text(encoding="utf-8"))["paths"], API_BASE)
+    api_errors.install(app, contract.document["paths"], API_BASE)
     app.add_middleware(TunegateMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
-                       service=service, keys=keys or KeyRing.from_settings(settings),
+                       service=service, keys=keys,
                        rate=rate or RateLimiter(settings.rate_limit),
                        open_caller=Caller(settings.project_id, settings.organization_id),
                        max_body_bytes=settings.max_upload_bytes,
                        fine_tuning=settings.fine_tuning,
                        upload_room=service.storage.free_bytes)
     app.add_middleware(RequestIdInside, position=MiddlewarePosition.BEFORE_CONTEXT)
-    app.add_middleware(SpecFile, position=MiddlewarePosition.BEFORE_SWAGGER)
+    app.add_middleware(SpecFile, position=MiddlewarePosition.BEFORE_SWAGGER, spec=contract)
     app.add_url_rule("/docs", "docs_redirect", _docs_redirect)
     app.state_service = service  # type: ignore[attr-defined]  # for tests and the CLI
     return app
@@ -98,22 +103,27 @@ def _docs_redirect(request: Request) -> Response:
 
 
 class SpecFile:
-    """``GET /v1/openapi.yaml`` answers openapi.yaml itself, byte for byte (comments, ``$ref``s).
+    """``GET /v1/openapi.yaml`` answers openapi.yaml itself (comments, ``$ref``s) and
+    ``GET /v1/openapi.json`` the same document as JSON, ``$ref``s kept, each with this server's
+    ``security`` (tunegate.api.spec).
 
-    connexion's Swagger UI middleware owns that path and would answer its own re-serialized,
+    connexion's Swagger UI middleware owns both paths and would answer its own re-serialized,
     ``$ref``-resolved rendering (7 times the size) before any route of the app is reached, so
-    this sits in front of it. Keys and security headers still apply: TunegateMiddleware is
-    further out.
+    this sits in front of it; Swagger UI's page reads the JSON served here. Keys and security
+    headers still apply: TunegateMiddleware is further out.
     """
 
-    PATH = f"{API_BASE}/openapi.yaml"
+    PATHS = {f"{API_BASE}/openapi.yaml": "application/yaml",
+             f"{API_BASE}/openapi.json": "application/json"}
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, spec: ServedSpec) -> None:
         self.app = app
+        self.bodies = {f"{API_BASE}/openapi.yaml": spec.yaml, f"{API_BASE}/openapi.json": spec.json}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["path"] == self.PATH
+        if (scope["type"] == "http" and scope["path"] in self.PATHS
                 and scope["method"] in ("GET", "HEAD")):
-            await FileResponse(SPEC, media_type="application/yaml")(scope, receive, send)
+            path = scope["path"]
+            await Response(self.bodies[path], media_type=self.PATHS[path])(scope, receive, send)
             return
         await self.app(scope, receive, send)

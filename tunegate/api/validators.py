@@ -6,7 +6,10 @@
 - Messages quote a bad value by its first ``QUOTE_CHARS`` characters only, where jsonschema's
   quote it whole (a 20 MB ``suffix`` would come back as a 20 MB answer).
 - Parameters: one-line messages that name the parameter, instead of jsonschema's dump; a
-  parameter (or form field) given twice is a 400, where connexion would silently keep one value.
+  parameter (or form field) given twice is a 400, where connexion would silently keep one value;
+  so is a query parameter (or, where the body's schema says ``additionalProperties: false``, a
+  form field) the contract does not declare, which connexion would silently ignore: a client
+  that sends ``?project=x`` for the filter ``metadata[project]=x`` learns it at once.
 - Multipart: connexion's validator keeps the whole request in memory to replay it; ours spools
   it to disk while parsing, so a 500 MB upload costs megabytes of RAM, and a malformed
   multipart body is a 400 instead of a 500.
@@ -131,10 +134,32 @@ def _refuse_deep_keys(keys: Iterable[str]) -> None:
                                  f"{MAX_DEPTH} levels deep.", param=clip(key.split("[", 1)[0]))
 
 
+def _unknown(name: str, accepted: Iterable[str], hint: str = "") -> InvalidRequest:
+    names = ", ".join(f"'{each}'" for each in accepted)
+    takes = f" Accepted here: {names}." if names else " This operation takes none."
+    return InvalidRequest(f"Unknown parameter: '{clip(name)}'.{takes}{hint}", param=clip(name),
+                          code="unknown_parameter")
+
+
+def _refuse_unknown_query(keys: Iterable[str], query: Iterable[Mapping[str, Any]]) -> None:
+    """Every query key names a declared parameter: itself, or ``name[key]`` of a deepObject."""
+    params = {param["name"]: param for param in query}
+    deep = [name for name, param in params.items() if param.get("style") == "deepObject"]
+    for key in keys:
+        if key in params or (key.split("[", 1)[0] in deep and key.endswith("]")
+                             and "[" in key):
+            continue
+        accepted = [f"{name}[<key>]" if name in deep else name for name in params]
+        hint = "".join(f" A filter on {name} is written {name}[{clip(key)}]=<value>."
+                       for name in deep if key and "[" not in key)
+        raise _unknown(key, accepted, hint)
+
+
 class ParamValidator(ParameterValidator):
     def validate(self, scope: Scope) -> None:
         query = self.parameters.get("query", [])
         keys = [key for key, _ in QueryParams(scope.get("query_string", b"")).multi_items()]
+        _refuse_unknown_query(keys, query)
         _refuse_deep_keys(keys)
         _refuse_repeats(keys, {param["name"]: param.get("schema", param) for param in query},
                         "query parameter")
@@ -229,11 +254,26 @@ class StreamingMultipartValidator(MultiPartFormDataValidator):
             await form.close()
         _refuse_repeats([key for key, items in values.items() for _ in items],
                         self._schema.get("properties", {}), "form field")
+        self._refuse_unknown_fields(values)
         files = {key: value[0] if len(value) == 1 else value for key, value in values.items()
                  if "" in value}
         parsed = self._uri_parser.resolve_form(
             {key: value for key, value in values.items() if key not in files})
         return {**parsed, **files}
+
+    def _refuse_unknown_fields(self, fields: Iterable[str]) -> None:
+        """A field the schema does not declare, where it allows none (``expires_after`` sent
+        as one part, say, instead of ``expires_after[anchor]`` and ``expires_after[seconds]``)."""
+        if self._schema.get("additionalProperties", True) is not False:
+            return
+        declared = list(self._schema.get("properties", {}))
+        for name in fields:
+            if name in declared:
+                continue
+            root = name.split("[", 1)[0]
+            parts = [each for each in declared if each.startswith(root + "[")]
+            hint = (f" '{root}' is sent as the form fields {', '.join(parts)}." if parts else "")
+            raise _unknown(name, declared, hint)
 
     def _validate(self, body: Any) -> dict | None:
         try:

@@ -23,8 +23,12 @@ from typing import IO, Any
 
 CHUNK = 1024 * 1024
 
-# Purposes OpenAI accepts on upload; outputs (``*-results``, ``*_output``) are ours to create.
-UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+# Purposes accepted on upload: OpenAI's, less ``evals``, which the OpenAI SDKs' file object
+# lacks (a strict client could not list files once one was stored; openapi.yaml refuses it).
+# Outputs (``*-results``, ``*_output``) are ours to create.
+UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data")
+# Purposes an older tunegate stored that the SDKs cannot read back, and what is shown instead.
+SHOWN_PURPOSE = {"evals": "user_data"}
 FINE_TUNE = "fine-tune"
 FINE_TUNE_RESULTS = "fine-tune-results"
 # A stored name is shown back (listings, Content-Disposition), never used as a path; the cap
@@ -74,7 +78,7 @@ class StoredFile:
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "filename": self.filename,
-            "purpose": self.purpose,
+            "purpose": SHOWN_PURPOSE.get(self.purpose, self.purpose),
             "status": self.status,
             "status_details": self.status_details,
         }

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,7 +247,7 @@ class LlamaServer:
             with self._client.stream("POST", "/completion", json=body) as response:
                 if response.status_code != 200:
                     raise EngineError(_error_message(response.read().decode("utf-8", "replace")))
-                yield from _deltas(response.iter_lines())
+                yield from _deltas(_sse_lines(response.iter_bytes()))
         except httpx.TransportError as exc:
             raise self._failure(exc) from None
 
@@ -279,7 +279,24 @@ def _error_message(text: str) -> str:
         return text
 
 
-def _deltas(lines: Iterator[str]) -> Iterator[Delta]:
+def _sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of an event stream, split on line feeds only.
+
+    httpx's ``iter_lines`` splits like ``str.splitlines``, also on U+0085, U+2028, U+001C and
+    others, which llama.cpp writes raw inside its JSON strings (a prompt or an answer holding
+    one would cut an event in two, and the request would fail with a 500).
+    """
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def _deltas(lines: Iterable[str]) -> Iterator[Delta]:
     """``/completion``'s server-sent events as Deltas; the last one says why it stopped."""
     count = 0
     for line in lines:

@@ -1,0 +1,200 @@
+"""tunegate's rules that openapi.yaml cannot state in JSON Schema, as a rewrite of the requests
+schemathesis generates: what makes a schema-valid request acceptable to a real server.
+
+Without them, schemathesis' ``positive_data_acceptance`` check counts the server's (documented)
+400s for schema-valid requests as failures:
+
+- a job's ``training_file`` / ``validation_file`` must name an uploaded ``fine-tune`` file, and
+  ``model`` a base model the server has; ``reinforcement`` is refused, and so are
+  hyperparameters given both at the top level and in ``method``; metadata keys are at most 64
+  characters;
+- a ``fine-tune`` upload must be JSONL; ``expires_after[anchor]`` and ``expires_after[seconds]``
+  come together or not at all;
+- an upload's ``part_ids`` must name its own parts, adding up to its ``bytes`` (and match
+  ``md5`` when one is sent);
+- base models cannot be deleted and have no adapter;
+- a ``metadata[key]`` filter cannot carry brackets in its key (deepObject has no escaping);
+- chat and text completions refuse what tunegate cannot honour (``n`` or ``best_of`` other than
+  1, a forced ``tool_choice``, log probabilities, ``echo``, ``suffix``, a JSON
+  ``response_format``, ``stream_options`` without ``stream``, non-text content parts, tools
+  without a function name); the prompt must fit the model's context (the embedded model's is
+  2048 tokens), so conversations, tools and prompts are cut to ``MAX_PROMPT_BYTES``; and
+  generation is kept to a few tokens (the model runs on CPU).
+
+Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
+Two users: ``tests/schemathesis_hooks.py`` (the hooks schemathesis.toml names, for a run from
+outside against a real server) and ``tests/api/test_schemathesis.py`` (the in-process app).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+# tunegate.domain.job_requests.MAX_METADATA_KEY, written here so that this file (shipped for
+# outside schemathesis runs) needs nothing of tunegate's.
+MAX_METADATA_KEY = 64
+# Operations that answer 400 for a base model (only fine-tuned models can be deleted or exported).
+NO_BASE_MODELS = ("DELETE /models/{model}", "GET /models/{model}/adapter")
+EXPIRES_AFTER = ("expires_after[anchor]", "expires_after[seconds]")
+# Tokens a generated completion may ask for: enough to see an answer, few enough to stay fast.
+MAX_TOKENS = 4
+# A prompt this long (as UTF-8 JSON) fits a 2048-token context even at a token per byte, with
+# room for the chat template and the tool instructions it adds.
+MAX_PROMPT_BYTES = 1200
+# What a completable upload (see ``acceptable``) holds: one part, these bytes.
+COMPLETABLE = b'{"n": 1}\n'
+_REFUSED = {
+    "POST /chat/completions": ("logprobs", "top_logprobs", "audio"),
+    "POST /completions": ("logprobs", "echo", "suffix"),
+}
+
+
+def one_example() -> bytes:
+    """A valid JSONL ``fine-tune`` file of one chat example: accepted at upload; a job on it fails
+    validation at once (fewer than 10 examples), so no job of a fuzzing run ever trains."""
+    return (json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                     {"role": "assistant", "content": "Hello"}]}) + "\n").encode()
+
+
+def is_positive(case: Any) -> bool:
+    """Generated as valid, every part of it (a coverage-phase case can be negative in one part)."""
+    meta = case.meta
+    return meta is None or (meta.generation.mode.is_positive and not any(
+        component.mode.is_negative for component in meta.components.values()))
+
+
+def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequence[str],
+               training_content: bytes,
+               completable_upload: Callable[[], tuple[str, list[str]]]) -> None:
+    """Make the positive ``case`` meet the rules above, in place.
+
+    ``training_file()`` is the id of a ``fine-tune`` file on the server, ``base_models`` its base
+    models (the first one is used), ``training_content`` what a ``fine-tune`` upload sends,
+    ``completable_upload()`` a fresh pending upload holding one part of ``COMPLETABLE`` (its
+    id and its part ids).
+    """
+    if not is_positive(case):
+        return
+    label = case.operation.label
+    if label in NO_BASE_MODELS and case.path_parameters.get("model") in base_models:
+        case.path_parameters["model"] = f"ft:{case.path_parameters['model']}:org-local::gone0000"
+    if label == "GET /fine_tuning/jobs" and isinstance(case.query, dict):
+        _plain_metadata_filter(case.query)
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    if label == "POST /uploads/{upload_id}/complete" and isinstance(body.get("part_ids"), list):
+        case.path_parameters["upload_id"], body["part_ids"] = completable_upload()
+        if isinstance(body.get("md5"), str):
+            body["md5"] = hashlib.md5(COMPLETABLE).hexdigest()
+    elif label == "POST /files":
+        _upload(body, training_content)
+    elif label == "POST /fine_tuning/jobs":
+        _job(body, training_file, base_models[0])
+    elif label in _REFUSED:
+        _generation(body, label, base_models[0])
+
+
+def _plain_metadata_filter(query: dict[str, Any]) -> None:
+    # schemathesis draws the filter as an object or as ready-made `metadata[key]` entries.
+    filters = query.get("metadata")
+    if isinstance(filters, dict):
+        query["metadata"] = {key: value for key, value in filters.items()
+                             if "[" not in key and "]" not in key}
+    for name in [name for name in query if name.startswith("metadata[")]:
+        if any(bracket in name[len("metadata["):-1] for bracket in "[]"):
+            del query[name]
+
+
+def _upload(body: dict[str, Any], training_content: bytes) -> None:
+    half_expiry = sum(name in body for name in EXPIRES_AFTER) == 1
+    if half_expiry:
+        body["expires_after[anchor]"] = "created_at"
+        body["expires_after[seconds]"] = body.get("expires_after[seconds]", 3600)
+    if "file" in body and (half_expiry or body.get("purpose") == "fine-tune"):
+        # As text: schemathesis re-checks an edited body against the schema, and takes one
+        # holding bytes for invalid (its validator cannot read binary), hence for a negative case.
+        body["file"] = training_content.decode()
+
+
+def _job(body: dict[str, Any], training_file: Callable[[], str], base_model: str) -> None:
+    for key in ("training_file", "validation_file"):
+        if isinstance(body.get(key), str):
+            body[key] = training_file()
+    if isinstance(body.get("model"), str) and body["model"]:
+        body["model"] = base_model
+    method = body.get("method")
+    if isinstance(method, dict) and method.get("type") == "reinforcement":
+        method["type"] = "supervised"
+    if body.get("hyperparameters") and isinstance(method, dict) and (
+            method.get("type") != "supervised"
+            or (method.get("supervised") or {}).get("hyperparameters")):
+        del body["hyperparameters"]
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+
+
+def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
+    if isinstance(body.get("model"), str):
+        body["model"] = base_model
+    for name in _REFUSED[label]:
+        body.pop(name, None)
+    for name in ("n", "best_of"):
+        if body.get(name) not in (None, 1):
+            body[name] = 1
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
+        body["response_format"] = {"type": "text"}
+    if not body.get("stream"):
+        body.pop("stream_options", None)
+    for name in ("tool_choice", "function_call"):
+        if body.get(name) not in (None, "auto", "none"):
+            del body[name]
+    for name in ("tools", "functions"):
+        if isinstance(body.get(name), list):
+            body[name] = [tool for tool in body[name] if _named_function(tool, name)] or None
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            message["content"] = [{"type": "text", "text": str(part.get("text", ""))}
+                                  for part in message["content"] if isinstance(part, dict)]
+    for name in ("max_tokens", "max_completion_tokens"):
+        if body.get(name) is None or body[name] > MAX_TOKENS:
+            body[name] = MAX_TOKENS
+    _fit_the_context(body)
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def _fit_the_context(body: dict[str, Any]) -> None:
+    """Cut the prompt (tools first, then the oldest messages) to ``MAX_PROMPT_BYTES``."""
+    if isinstance(body.get("prompt"), str):
+        prompt = body["prompt"]
+        while _size(prompt) > MAX_PROMPT_BYTES:
+            prompt = prompt[:len(prompt) // 2]
+        body["prompt"] = prompt
+        return
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return
+    parts = (messages, body.get("tools"), body.get("functions"))
+    if sum(map(_size, parts)) <= MAX_PROMPT_BYTES:
+        return
+    body.pop("tools", None)
+    body.pop("functions", None)
+    body.pop("tool_choice", None)
+    while len(messages) > 1 and _size(messages) > MAX_PROMPT_BYTES:
+        del messages[0]
+    if _size(messages) > MAX_PROMPT_BYTES:
+        messages[0] = {"role": "user", "content": "Hello"}
+
+
+def _named_function(tool: Any, where: str) -> bool:
+    function = tool if where == "functions" else (tool or {}).get("function")
+    return (isinstance(function, dict) and bool(function.get("name"))
+            and (where == "functions" or tool.get("type", "function") == "function"))

@@ -1,0 +1,83 @@
+"""schemathesis' CLI run as a user runs it, from the repository root (so with its
+``schemathesis.toml`` and the hooks that file names), against a real ``tunegate serve``:
+every check, exit status 0.
+
+- Open (no keys, the default): every operation, chat and text completions included (they run
+  the embedded model). The served spec says no credentials are needed, so ``ignored_auth`` has
+  nothing to object to. The completions skip the coverage phase here: it sends them a couple of
+  hundred requests, each a generation (about 5 minutes on 2 busy cores); a full run from the
+  command line includes it.
+- With a key, sent with ``-H`` as the README says: the served spec requires it, and
+  ``ignored_auth`` resends successful requests without it and with a wrong one, expecting 401.
+  The completions are left out of this run: their auth is the same middleware's, and
+  generating is most of the open run's time.
+
+Both run a few examples per operation (``--max-examples``) on a fixed seed. The worker only
+validates; the hooks' training file has one example, so every job the run creates fails its
+validation and nothing trains. Run time on 2 busy cores: about a minute for both.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VALIDATE_ONLY, Server, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+KEY = "sk-tg-schemathesis-cli-0000000000000000"
+EXAMPLES = "3"
+
+
+def run_schemathesis(server: Server, *args: str) -> str:
+    """``schemathesis run <server>/v1/openapi.json --checks all`` from the repository root;
+    its output, after asserting that it used the repository's config and exited 0."""
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith(("TUNEGATE_", "SCHEMATHESIS_"))}
+    done = subprocess.run(
+        [str(SCHEMATHESIS), "run", f"{server.api}/openapi.json", "--checks", "all",
+         "--max-examples", EXAMPLES, "--seed", "14", "--no-color", *args],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=840)
+    output = done.stdout + done.stderr
+    assert f"Configuration:    {ROOT / 'schemathesis.toml'}" in output, output[-3000:]
+    assert done.returncode == 0, output[-12000:]
+    assert " passed" in output and "failed" not in output, output[-3000:]
+    return output
+
+
+def test_open_server(tmp_path: Path) -> None:
+    server = start_server(tmp_path, env=VALIDATE_ONLY)
+    try:
+        api = run_schemathesis(server, "--exclude-tag", "Inference")
+        completions = run_schemathesis(server, "--include-tag", "Inference",
+                                       "--phases", "examples,fuzzing")
+    finally:
+        stop_server(server)
+    assert "Selected: 17/19" in api, api[-3000:]
+    assert "Selected: 2/19" in completions, completions[-3000:]
+    log = server.log()
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in log  # the model answered
+    assert '"POST /v1/fine_tuning/jobs HTTP/1.1" 200' in log  # jobs were created
+
+
+def test_keyed_server(tmp_path: Path) -> None:
+    # No request-rate limit: a run sends a thousand requests in seconds (against a limited
+    # server, pass schemathesis `--rate-limit` to match TUNEGATE_RATE_LIMIT).
+    server = start_server(tmp_path, env={**VALIDATE_ONLY, "TUNEGATE_API_KEY": KEY,
+                                         "TUNEGATE_RATE_LIMIT": "0"})
+    try:
+        output = run_schemathesis(server, "-H", f"Authorization: Bearer {KEY}",
+                                  "--exclude-tag", "Inference")
+    finally:
+        stop_server(server)
+    assert "Selected: 17/19" in output, output[-3000:]
+    log = server.log()
+    assert '"POST /v1/fine_tuning/jobs HTTP/1.1" 200' in log
+    assert log.count('HTTP/1.1" 401') > 10  # ignored_auth's probes, refused

@@ -1,0 +1,30 @@
+"""Reading llama-server's event stream: events split on line feeds only."""
+
+from __future__ import annotations
+
+import json
+
+from tunegate.serving.engine import Delta, _deltas, _sse_lines
+
+# Characters str.splitlines (and httpx's iter_lines) reads as line breaks, which llama.cpp writes
+# raw inside JSON strings.
+UNICODE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def events(*payloads: dict) -> bytes:
+    return b"".join(f"data: {json.dumps(p, ensure_ascii=False)}\n\n".encode() for p in payloads)
+
+
+def test_unicode_line_breaks_inside_an_event_do_not_split_it() -> None:
+    stream = events({"content": f"a{UNICODE_BREAKS}b", "stop": False},
+                    {"content": "", "stop": True, "stop_type": "eos", "tokens_predicted": 2,
+                     "prompt": f"the prompt{UNICODE_BREAKS}"})
+    # Delivered in awkward pieces: one byte at a time, multi-byte characters cut in two.
+    pieces = [stream[index:index + 1] for index in range(len(stream))]
+    assert list(_deltas(_sse_lines(pieces))) == [
+        Delta(f"a{UNICODE_BREAKS}b", 1), Delta("", 2, "stop")]
+
+
+def test_lines_are_split_on_line_feeds_and_lose_their_carriage_return() -> None:
+    assert list(_sse_lines([b"data: 1\r\n\r\ndata: 2", b"\n", b"tail"])) == [
+        "data: 1", "", "data: 2", "tail"]
