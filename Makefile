@@ -28,11 +28,25 @@ LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(LLAMA_KEY
 LLAMA_BUILT := $(LLAMA_WHEELS)/.complete
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup llama-cpp run test test-fast lint bench clean
+.PHONY: setup llama-cpp system-packages run test test-fast lint bench clean
 # The tiers without real training or real servers (well under two minutes on 2 cores).
 FAST_TIERS := (unit or store or api or worker) and not slow and not e2e
 
 setup: $(STAMP)
+
+# What some tests need from the operating system (Debian's packages): PostgreSQL for the store's
+# PostgreSQL variants, Chromium for the dashboard's browser tests. `.ci/run` installs them; without
+# them `make test` skips those tests and says why. Not needed by `make run`.
+SYSTEM_PACKAGES := postgresql chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "system packages present: $(SYSTEM_PACKAGES)"; fi
 
 llama-cpp: $(LLAMA_BUILT)
 
