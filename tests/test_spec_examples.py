@@ -277,6 +277,17 @@ EXPECTED_OPERATIONS = {
     ("post", "/chat/completions"): ("createChatCompletion",
                                     "handlers.inference.create_chat_completion"),
     ("post", "/completions"): ("createCompletion", "handlers.inference.create_completion"),
+    ("post", "/uploads"): ("createUpload", "handlers.uploads.create_upload"),
+    ("post", "/uploads/{upload_id}/parts"): ("addUploadPart", "handlers.uploads.add_upload_part"),
+    ("post", "/uploads/{upload_id}/complete"): ("completeUpload",
+                                                "handlers.uploads.complete_upload"),
+    ("post", "/uploads/{upload_id}/cancel"): ("cancelUpload", "handlers.uploads.cancel_upload"),
+    ("post", CHECKPOINT_PATH): ("createFineTuningCheckpointPermission",
+                                "handlers.permissions.create_permissions"),
+    ("get", CHECKPOINT_PATH): ("listFineTuningCheckpointPermissions",
+                               "handlers.permissions.list_permissions"),
+    ("delete", CHECKPOINT_PATH + "/{permission_id}"): ("deleteFineTuningCheckpointPermission",
+                                                       "handlers.permissions.delete_permission"),
 }
 OPERATION_IDS = {operation_id for operation_id, _ in EXPECTED_OPERATIONS.values()}
 

@@ -152,6 +152,9 @@ class Settings:
     # Seconds `serve` keeps an idle HTTP connection open: longer than clients keep theirs
     # (httpx 5 s, load balancers ~60 s), so that the client, not the server, closes it.
     keep_alive: float = 75.0
+    # Seconds `serve` waits, on SIGTERM/SIGINT, for requests still being answered (a chat or an
+    # event stream can run for hours) before it closes them and stops its worker.
+    shutdown_grace: float = 10.0
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -230,4 +233,5 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_RATE_LIMIT": ("rate_limit", int),
     "TUNEGATE_MODEL_ALIASES": ("model_aliases", _model_aliases),
     "TUNEGATE_KEEP_ALIVE": ("keep_alive", float),
+    "TUNEGATE_SHUTDOWN_GRACE": ("shutdown_grace", float),
 }

@@ -1,5 +1,5 @@
-"""How ``serve`` runs uvicorn (tunegate/api/server.py): the keep-alive setting, and an answer
-nobody waited for is logged."""
+"""How ``serve`` runs uvicorn (tunegate/api/server.py): the keep-alive setting, an answer
+nobody waited for is logged, and a shutdown does not wait forever for an endless answer."""
 
 from __future__ import annotations
 
@@ -23,18 +23,19 @@ REQUEST = b"GET /%s HTTP/1.1\r\nHost: test\r\n\r\n"
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/slow`` answers after 0.5 s, any other path at once."""
+    """``/slow`` answers after 0.5 s, ``/endless`` after an hour, any other path at once."""
     assert scope["type"] == "http"
     if scope["path"] == "/slow":
         await asyncio.sleep(0.5)
+    if scope["path"] == "/endless":
+        await asyncio.sleep(3600)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-@contextmanager
-def running(keep_alive: float) -> Iterator[int]:
-    settings = Settings(port=free_port(), keep_alive=keep_alive)
+def started(settings: Settings) -> tuple[uvicorn.Server, threading.Thread]:
+    """uvicorn serving ``app`` as ``serve`` would, in a thread, once it accepts connections."""
     server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -42,6 +43,13 @@ def running(keep_alive: float) -> Iterator[int]:
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.02)
+    return server, thread
+
+
+@contextmanager
+def running(keep_alive: float) -> Iterator[int]:
+    settings = Settings(port=free_port(), keep_alive=keep_alive)
+    server, thread = started(settings)
     try:
         yield settings.port
     finally:
@@ -64,6 +72,21 @@ def answer(sock: socket.socket) -> bytes:
             break
         data += chunk
     return data
+
+
+def test_a_shutdown_closes_an_endless_answer_after_the_grace_period() -> None:
+    assert uvicorn_options(Settings.from_env({"TUNEGATE_SHUTDOWN_GRACE": "3"})) \
+        ["timeout_graceful_shutdown"] == 3
+    settings = Settings(port=free_port(), shutdown_grace=0.5)
+    server, thread = started(settings)
+    with connect(settings.port) as sock:
+        sock.sendall(REQUEST % b"endless")
+        time.sleep(0.3)  # the request is being answered
+        asked = time.monotonic()
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive(), "the shutdown waited for the endless answer"
+        assert time.monotonic() - asked < 5
 
 
 def test_the_keep_alive_setting_is_honoured() -> None:

@@ -10,6 +10,10 @@ reproduces them: 3 of 400 requests). Keeping idle connections longer than client
 (``TUNEGATE_KEEP_ALIVE``, 75 s like nginx, above httpx's 5 s, aiohttp's 15 s and the usual load
 balancers' 60 s) lets the client close first.
 
+On SIGTERM/SIGINT uvicorn waits for every request still being answered, with no limit by
+default: one open chat stream kept ``serve`` (and its worker) running for over ten minutes.
+``TUNEGATE_SHUTDOWN_GRACE`` (10 s) bounds that wait; what is still open then is closed.
+
 ``Protocol`` logs a request whose connection closed before its answer was complete: uvicorn
 drops that answer silently, without an access-log line (a client that timed out, say).
 """
@@ -55,4 +59,5 @@ class Protocol(HttpToolsProtocol):
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """``uvicorn.run`` keyword arguments for ``tunegate serve``."""
     return {"host": settings.host, "port": settings.port, "log_level": "info",
-            "http": Protocol, "timeout_keep_alive": settings.keep_alive}
+            "http": Protocol, "timeout_keep_alive": settings.keep_alive,
+            "timeout_graceful_shutdown": settings.shutdown_grace}
