@@ -234,9 +234,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
     settings = settings_from(args)
-    if args.command == "keys":
-        add_key(settings, args)
-    elif args.command == "serve":
-        serve(settings)
-    else:
-        work(settings)
+    from tunegate.domain.data_folder import ForeignDataFolder
+
+    try:
+        if args.command == "keys":
+            add_key(settings, args)
+        elif args.command == "serve":
+            serve(settings)
+        else:
+            work(settings)
+    except ForeignDataFolder as exc:
+        raise SystemExit(f"tunegate {args.command}: {exc}") from None

@@ -20,6 +20,7 @@ validation and nothing trains. Run time on 2 busy cores: about a minute for both
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,10 @@ def run_schemathesis(server: Server, *args: str) -> str:
     output = done.stdout + done.stderr
     assert f"Configuration:    {ROOT / 'schemathesis.toml'}" in output, output[-3000:]
     assert done.returncode == 0, output[-12000:]
-    assert " passed" in output and "failed" not in output, output[-3000:]
+    # Every generated case passed (warnings, e.g. "Authentication failed" for the admin-only
+    # permissions routes, may still be printed above the summary).
+    tally = re.search(r"Test cases:\s*\n\s*(\d+) generated, (\d+) passed\s*\n", output)
+    assert tally is not None and tally[1] == tally[2] and int(tally[1]) > 0, output[-3000:]
     return output
 
 
@@ -60,8 +64,8 @@ def test_open_server(tmp_path: Path) -> None:
                                        "--phases", "examples,fuzzing")
     finally:
         stop_server(server)
-    assert "Selected: 17/19" in api, api[-3000:]
-    assert "Selected: 2/19" in completions, completions[-3000:]
+    assert "Selected: 24/26" in api, api[-3000:]
+    assert "Selected: 2/26" in completions, completions[-3000:]
     log = server.log()
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in log  # the model answered
     assert '"POST /v1/fine_tuning/jobs HTTP/1.1" 200' in log  # jobs were created
@@ -77,7 +81,7 @@ def test_keyed_server(tmp_path: Path) -> None:
                                   "--exclude-tag", "Inference")
     finally:
         stop_server(server)
-    assert "Selected: 17/19" in output, output[-3000:]
+    assert "Selected: 24/26" in output, output[-3000:]
     log = server.log()
     assert '"POST /v1/fine_tuning/jobs HTTP/1.1" 200' in log
     assert log.count('HTTP/1.1" 401') > 10  # ignored_auth's probes, refused

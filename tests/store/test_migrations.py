@@ -95,6 +95,6 @@ def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
     migrate(engine)
     with engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    assert versions == [("0002",)]
+    assert versions == [("0003",)]
     assert differences(engine, schema.metadata) == []
     engine.dispose()

@@ -25,6 +25,7 @@ from tunegate.api.rate_limit import RateLimiter
 from tunegate.api.service import Service
 from tunegate.api.spec import ServedSpec, served
 from tunegate.api.validators import validator_map
+from tunegate.domain import data_folder
 from tunegate.domain.files import FileStorage
 from tunegate.settings import Settings
 from tunegate.store import Store, open_store
@@ -45,8 +46,9 @@ def build_service(settings: Settings, store: Store | None = None) -> Service:
     """The service over the configured store and data folder (migrating the store first)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.base_models_dir.mkdir(parents=True, exist_ok=True)
-    return Service(settings, store or open_store(settings.sqlalchemy_url),
-                   FileStorage(settings.files_dir))
+    store = store or open_store(settings.sqlalchemy_url)
+    data_folder.claim(settings.data_dir, store.identity())
+    return Service(settings, store, FileStorage(settings.files_dir))
 
 
 def create_app(settings: Settings, *, service: Service | None = None,

@@ -48,6 +48,10 @@ class Store(Protocol):
     (an admin key's reads, and the worker). A fine-tuned model is also seen by the projects it
     is shared with (checkpoint permissions), for reading and using, not for deleting."""
 
+    def identity(self) -> str:
+        """The database's own id, made once when it was created (``tunegate.domain.data_folder``)."""
+        ...
+
     # Files
     def add_file(self, file: StoredFile) -> None: ...
     def get_file(self, project_id: str | None, file_id: str) -> StoredFile | None: ...

@@ -146,3 +146,6 @@ checkpoint_permissions = Table(
     Index("ix_permissions_model_project", "model_id", "project_id", unique=True),
     Index("ix_permissions_project", "project_id", "model_id"),
 )
+
+# One row, made by migration 0003: the id the data folder records (tunegate.domain.data_folder).
+store_identity = Table("store_identity", metadata, Column("id", String(64), primary_key=True))

@@ -244,6 +244,10 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def identity(self) -> str:
+        with self.engine.begin() as connection:
+            return str(connection.execute(select(schema.store_identity.c.id)).scalar_one())
+
     # Paging ---------------------------------------------------------------------------------
 
     def _page(self, query: Select[Any], id_column: Any, *, after: str | None, limit: int,
