@@ -55,9 +55,11 @@ class JobFeed:
         limit); what came since, oldest first."""
         fresh: list[FineTuningJobEvent] = []
         for event in self.client.fine_tuning.jobs.list_events(self.job_id, limit=PAGE_SIZE):
-            if event.id in self._seen or (self._first and len(fresh) >= HISTORY_LIMIT):
+            if event.id in self._seen:
                 break
             fresh.append(event)
+            if self._first and len(fresh) >= HISTORY_LIMIT:
+                break  # before the SDK asks for the next page
         self._first = False
         self._seen.update(event.id for event in fresh)
         return fresh[::-1]
