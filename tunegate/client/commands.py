@@ -4,6 +4,7 @@ each a function of its parsed arguments that returns the exit code."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +51,14 @@ def run(args: argparse.Namespace, terminal: Terminal | None = None) -> int:
         command = lambda: chat(args, connection, terminal)  # noqa: E731
     else:
         command = lambda: jobs(args, connection, terminal)  # noqa: E731
-    return run_reporting_errors(command, connection.url, terminal.err)
+    try:
+        return run_reporting_errors(command, connection.url, terminal.err)
+    except KeyboardInterrupt:  # before a job exists (during an upload, say): nothing to ask
+        terminal.complain("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tunegate jobs list | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_FAILED
 
 
 # train ------------------------------------------------------------------------------------
