@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from tests.conftest import TEST_DATA, TUNEGATE_CLI, Server, start_server, stop_server
+from tests.conftest import FIXTURES, TEST_DATA, TUNEGATE_CLI, Server, start_server, stop_server
 from tests.e2e.test_training_sdk import BASE, fact_lines, serve_with_shared_cache
 from tests.helpers import wait_for_status
 
@@ -169,6 +169,15 @@ def test_the_cookbook_toy_file_fails_with_invalid_n_examples(cli_server: Server)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert re.fullmatch(r"Job ftjob-\S+ failed: invalid_n_examples: .*\n", done.stderr), done.stderr
     assert "Fine-tuned model" not in done.stdout and "Traceback" not in done.stderr
+
+    # A file the upload itself refuses: the server's message and code, and no job.
+    jobs_before = tunegate("jobs", "list", "--url", cli_server.api).stdout
+    broken = tunegate("train", str(FIXTURES / "broken_line_7.jsonl"), "--model", BASE,
+                      "--url", cli_server.api)
+    assert broken.returncode == 1 and broken.stdout == ""
+    assert re.fullmatch(r"error: .*Line 7 is not valid JSON.* \(HTTP 400, code invalid_file_format\)\n",
+                        broken.stderr), broken.stderr
+    assert tunegate("jobs", "list", "--url", cli_server.api).stdout == jobs_before
 
 
 def test_ctrl_c_leaves_the_job_running_and_the_jobs_commands_manage_it(

@@ -16,7 +16,7 @@ from openai import OpenAI
 
 from tests.unit.test_client_display import fake_job, message
 from tunegate.cli import main
-from tunegate.client.commands import Terminal, chat, interrupted, method_of
+from tunegate.client.commands import Terminal, chat, interrupted, method_of, train
 from tunegate.client.connection import DEFAULT_URL, NO_KEY, Connection
 from tunegate.client.feed import HISTORY_LIMIT, JobFeed
 
@@ -193,3 +193,60 @@ def test_train_refuses_a_missing_file_before_any_request(capsys: pytest.CaptureF
               "http://127.0.0.1:9/v1"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"tunegate train: no such file: {tmp_path / 'nope.jsonl'}\n"
+
+
+class FakeTrainingServer:
+    """Answers what ``tunegate train`` asks, the way a server would: the uploads, the job
+    (running for one poll, then succeeded) and its events."""
+
+    def __init__(self) -> None:
+        self.uploads: list[bytes] = []
+        self.created: dict[str, Any] = {}
+        self.polls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/v1/files":
+            self.uploads.append(request.content)
+            return httpx.Response(200, json={
+                "id": f"file-{len(self.uploads)}", "object": "file", "bytes": 120,
+                "created_at": 1, "filename": "x.jsonl", "purpose": "fine-tune",
+                "status": "processed"})
+        if path == "/v1/fine_tuning/jobs" and request.method == "POST":
+            self.created = json.loads(request.content)
+            return httpx.Response(200, json=fake_job("validating_files").model_dump())
+        if path.endswith("/events"):
+            return httpx.Response(200, json={"object": "list", "has_more": False, "data": [
+                message(n, f"event {n}").model_dump() for n in range(self.polls, 0, -1)]})
+        self.polls += 1
+        if self.polls == 1:
+            return httpx.Response(200, json=fake_job("running").model_dump())
+        return httpx.Response(200, json=fake_job(
+            "succeeded", fine_tuned_model="ft:base:org-local:s:fake").model_dump())
+
+
+def test_train_uploads_creates_with_the_flags_and_follows_to_the_end(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    server = FakeTrainingServer()
+    client = fake_server_client(server)
+    monkeypatch.setattr(Connection, "client", lambda self: client)
+    monkeypatch.setattr("tunegate.client.follow.POLL_SECONDS", 0.0)
+    (tmp_path / "pairs.jsonl").write_text('{"pair": 1}\n')
+    (tmp_path / "held-out.jsonl").write_text('{"pair": 2}\n')
+    args = argparse.Namespace(
+        file=tmp_path / "pairs.jsonl", validation_file=tmp_path / "held-out.jsonl",
+        model="base", suffix="s", method="dpo", epochs=3, batch_size=2,
+        learning_rate_multiplier=None, seed=7)
+    terminal = Terminal(out=io.StringIO(), err=io.StringIO())
+    assert train(args, Connection("http://fake-server/v1", NO_KEY), terminal) == 0
+    assert [b'{"pair": 1}' in body for body in server.uploads] == [True, False]
+    assert all(b'name="purpose"\r\n\r\nfine-tune' in body for body in server.uploads)
+    assert server.created == {
+        "model": "base", "training_file": "file-1", "validation_file": "file-2", "suffix": "s",
+        "seed": 7, "method": {"type": "dpo", "dpo": {"hyperparameters": {
+            "n_epochs": 3, "batch_size": 2}}}}
+    lines = terminal.out.getvalue().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines[3:5]] == ["event 1", "event 2"]  # once each
+    assert lines[-2:] == ["Fine-tuned model: ft:base:org-local:s:fake",
+                          'Try it: tunegate chat --url http://fake-server/v1 '
+                          'ft:base:org-local:s:fake "Hello!"']

@@ -24,7 +24,7 @@ EXIT_FAILED = 1  # the job failed or was cancelled, or the server refused a requ
 EXIT_INTERRUPTED = 130  # Ctrl-C, the job left as it was (the shell's code for SIGINT)
 
 
-def follow(feed: Feed, display: Display, *, interval: float = POLL_SECONDS,
+def follow(feed: Feed, display: Display, *, interval: float | None = None,
            sleep: Callable[[float], None] = time.sleep,
            clock: Callable[[], float] = time.time) -> FineTuningJob:
     """Show the job's events and progress until it succeeds, fails or is cancelled; the job
@@ -45,7 +45,7 @@ def follow(feed: Feed, display: Display, *, interval: float = POLL_SECONDS,
             display.refresh(progress, now)
             if progress.finished:
                 return snapshot.job
-            sleep(interval)
+            sleep(POLL_SECONDS if interval is None else interval)
     finally:
         display.stop()
 
