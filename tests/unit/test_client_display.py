@@ -1,6 +1,7 @@
 """The followed job's display, fed by a fake event feed (no server): a terminal gets a redrawn
 progress line (control codes, a bar), a pipe plain lines only; both print every message event
-once, in order; the progress figures and the ETA come from the metrics events and the job."""
+once, in order; the progress figures and the ETA come from the metrics events and the job; a
+server that stops answering for a while is waited for."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
+import openai
+import pytest
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from rich.console import Console
 
 from tunegate.client.display import LiveDisplay, PlainDisplay, display_for
-from tunegate.client.feed import Snapshot
+from tunegate.client.feed import ServerUnreachable, Snapshot
 from tunegate.client.follow import EXIT_FAILED, EXIT_OK, ending, follow
 from tunegate.client.progress import Metrics, Progress, duration, figures
 
@@ -177,3 +181,41 @@ def test_the_ending_names_the_model_or_the_error() -> None:
     assert failed.err == ["Job ftjob-fake failed: invalid_n_examples: Training file has 5 example(s)"]
     cancelled = ending(fake_job("cancelled"), chat_command="tunegate chat")
     assert (cancelled.code, cancelled.err) == (EXIT_FAILED, ["Job ftjob-fake cancelled."])
+
+
+class FakeRestartingFeed(FakeEventFeed):
+    """A fake event feed whose server stops answering for ``down`` polls after the first."""
+
+    def __init__(self, snapshots: list[Snapshot], down: int):
+        super().__init__(snapshots)
+        self.down = down
+
+    def poll(self) -> Snapshot:
+        if self.polls >= 1 and self.down > 0:
+            self.down -= 1
+            self.polls += 1
+            try:
+                raise openai.APIConnectionError(request=httpx.Request("GET", "http://gone/v1"))
+            except openai.APIConnectionError as error:
+                raise ServerUnreachable("gone") from error
+        return super().poll()
+
+
+def test_a_server_that_restarts_is_waited_for() -> None:
+    out = io.StringIO()
+    seconds = iter(range(T0, T0 + 1000, 10))  # each poll 10 s later
+    job = follow(FakeRestartingFeed(a_ten_step_job(), down=5), PlainDisplay(out),
+                 sleep=lambda _: None, clock=lambda: next(seconds))
+    assert job.status == "succeeded"
+    lines = out.getvalue().splitlines()
+    assert lines.count("The server does not answer; trying again for 120 s") == 1
+    assert lines.count("The server answers again") == 1
+    assert lines.index("The server answers again") < lines.index(
+        next(line for line in lines if line.endswith("Fine-tuning job started")))
+
+
+def test_a_server_gone_for_good_ends_the_follow_with_the_sdks_error() -> None:
+    seconds = iter(range(T0, T0 + 10000, 10))
+    with pytest.raises(openai.APIConnectionError):
+        follow(FakeRestartingFeed(a_ten_step_job(), down=100), PlainDisplay(io.StringIO()),
+               sleep=lambda _: None, clock=lambda: next(seconds))

@@ -44,6 +44,10 @@ class Display(Protocol):
 
     def refresh(self, progress: Progress, now: float) -> None: ...
 
+    def notice(self, text: str) -> None:
+        """A line from the follower itself (not an event of the job)."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -75,6 +79,9 @@ class PlainDisplay:
 
     def refresh(self, progress: Progress, now: float) -> None:
         pass  # nothing is redrawn in a pipe
+
+    def notice(self, text: str) -> None:
+        self._write(text)
 
     def stop(self) -> None:
         self.out.flush()
@@ -115,6 +122,9 @@ class LiveDisplay:
 
     def refresh(self, progress: Progress, now: float) -> None:
         self._live.update(self._renderable(progress, now), refresh=True)
+
+    def notice(self, text: str) -> None:
+        self.console.print(Text(text, style="yellow"), soft_wrap=False, overflow="fold")
 
     def stop(self) -> None:
         self._live.stop()

@@ -31,10 +31,16 @@ class Snapshot:
     events: list[FineTuningJobEvent]
 
 
+class ServerUnreachable(Exception):
+    """A poll found no server (restarting, say); the SDK's connection error is the cause."""
+
+
 class Feed(Protocol):
     """Where a follower gets its snapshots (the SDK's :class:`JobFeed`, or a test's fake)."""
 
-    def poll(self) -> Snapshot: ...
+    def poll(self) -> Snapshot:
+        """The job now and its new events; :class:`ServerUnreachable` when no server answers."""
+        ...
 
 
 class JobFeed:
@@ -47,8 +53,13 @@ class JobFeed:
         self._first = True
 
     def poll(self) -> Snapshot:
-        job = self.client.fine_tuning.jobs.retrieve(self.job_id)
-        return Snapshot(job, self._new_events())
+        import openai
+
+        try:
+            job = self.client.fine_tuning.jobs.retrieve(self.job_id)
+            return Snapshot(job, self._new_events())
+        except openai.APIConnectionError as error:  # timeouts too
+            raise ServerUnreachable(str(error)) from error
 
     def _new_events(self) -> list[FineTuningJobEvent]:
         """Pages newest first until an event seen before (or, on the first poll, the history

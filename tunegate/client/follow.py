@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tunegate.client.display import Display
-from tunegate.client.feed import Feed
+from tunegate.client.feed import Feed, ServerUnreachable
 from tunegate.client.progress import Metrics, Progress
 
 if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob
 
 POLL_SECONDS = 1.0
+RECONNECT_SECONDS = 120.0
 
 # Exit codes of the client commands (argparse's own is 2 for a bad command line).
 EXIT_OK = 0
@@ -28,12 +29,29 @@ def follow(feed: Feed, display: Display, *, interval: float | None = None,
            sleep: Callable[[float], None] = time.sleep,
            clock: Callable[[], float] = time.time) -> FineTuningJob:
     """Show the job's events and progress until it succeeds, fails or is cancelled; the job
-    then. A paused job is followed on (it may be resumed); Ctrl-C ends the wait."""
+    then. A paused job is followed on (it may be resumed), a server that stops answering is
+    polled on for ``RECONNECT_SECONDS``; Ctrl-C ends the wait."""
     progress = Progress()
+    unreachable_since: float | None = None
     display.start()
     try:
         while True:
-            snapshot = feed.poll()
+            try:
+                snapshot = feed.poll()
+            except ServerUnreachable as gone:
+                # A server restarting (its worker re-queues the job and resumes it) is worth
+                # waiting for; one gone for good is a one-line error after a while.
+                if unreachable_since is None:
+                    unreachable_since = clock()
+                    display.notice(f"The server does not answer; trying again for "
+                                   f"{RECONNECT_SECONDS:.0f} s")
+                elif clock() - unreachable_since > RECONNECT_SECONDS:
+                    raise gone.__cause__ or gone from None
+                sleep(POLL_SECONDS if interval is None else interval)
+                continue
+            if unreachable_since is not None:
+                unreachable_since = None
+                display.notice("The server answers again")
             progress.observe_job(snapshot.job.status, snapshot.job.estimated_finish)
             now = clock()
             for event in snapshot.events:
