@@ -4,6 +4,7 @@ each a function of its parsed arguments that returns the exit code."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -44,13 +45,9 @@ def run(args: argparse.Namespace, terminal: Terminal | None = None) -> int:
     """Run the client command ``args`` names; its exit code."""
     terminal = terminal or Terminal()
     connection = Connection.resolve(args.url)
-    command: Callable[[], int]
-    if args.command == "train":
-        command = lambda: train(args, connection, terminal)  # noqa: E731
-    elif args.command == "chat":
-        command = lambda: chat(args, connection, terminal)  # noqa: E731
-    else:
-        command = lambda: jobs(args, connection, terminal)  # noqa: E731
+    commands: dict[str, Callable[[argparse.Namespace, Connection, Terminal], int]] = {
+        "train": train, "jobs": jobs, "chat": chat}
+    command = functools.partial(commands[args.command], args, connection, terminal)
     try:
         return run_reporting_errors(command, connection.url, terminal.err)
     except KeyboardInterrupt:  # before a job exists (during an upload, say): nothing to ask
