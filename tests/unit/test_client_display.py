@@ -195,7 +195,11 @@ class FakeRestartingFeed(FakeEventFeed):
             self.down -= 1
             self.polls += 1
             try:
-                raise openai.APIConnectionError(request=httpx.Request("GET", "http://gone/v1"))
+                try:
+                    raise ConnectionRefusedError(111, "Connection refused")
+                except ConnectionRefusedError as refused:
+                    raise openai.APIConnectionError(
+                        request=httpx.Request("GET", "http://gone/v1")) from refused
             except openai.APIConnectionError as error:
                 raise ServerUnreachable("gone") from error
         return super().poll()
@@ -216,6 +220,7 @@ def test_a_server_that_restarts_is_waited_for() -> None:
 
 def test_a_server_gone_for_good_ends_the_follow_with_the_sdks_error() -> None:
     seconds = iter(range(T0, T0 + 10000, 10))
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(openai.APIConnectionError) as raised:
         follow(FakeRestartingFeed(a_ten_step_job(), down=100), PlainDisplay(io.StringIO()),
                sleep=lambda _: None, clock=lambda: next(seconds))
+    assert isinstance(raised.value.__cause__, ConnectionRefusedError)  # the reason, for its line

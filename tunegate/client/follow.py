@@ -46,7 +46,9 @@ def follow(feed: Feed, display: Display, *, interval: float | None = None,
                     display.notice(f"The server does not answer; trying again for "
                                    f"{RECONNECT_SECONDS:.0f} s")
                 elif clock() - unreachable_since > RECONNECT_SECONDS:
-                    raise gone.__cause__ or gone from None
+                    # The SDK's error itself, its own cause kept: the line names the reason.
+                    error = gone.__cause__ or gone
+                    raise error from error.__cause__
                 sleep(POLL_SECONDS if interval is None else interval)
                 continue
             if unreachable_since is not None:
