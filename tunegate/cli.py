@@ -1,5 +1,6 @@
 """``tunegate serve`` (API, plus one embedded worker by default), ``tunegate worker`` and
-``tunegate keys add`` (a new API key, printed once, its hash appended to the keys file)."""
+``tunegate keys add`` (a new API key, printed once, its hash appended to the keys file); the
+client commands ``train``, ``jobs`` and ``chat`` talk to a server (``tunegate.client``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
+from tunegate.client.arguments import CLIENT_COMMANDS, add_client_commands
 from tunegate.processes import die_with_parent
 from tunegate.settings import Settings, format_aliases
 
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--org", help="its organization (default: org-local)")
     add.add_argument("--admin", action="store_true", help="may read every project's objects")
     add.add_argument("--name", help="a label for the key (default: the project)")
+    add_client_commands(commands)
     return parser
 
 
@@ -231,8 +234,14 @@ def add_key(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
+    if args.command in CLIENT_COMMANDS:
+        from tunegate.client.commands import run
+
+        # No logging set up: the SDK's and httpx's INFO lines (each request, each retry) are
+        # not for a user at a terminal.
+        sys.exit(run(args))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = settings_from(args)
     from tunegate.domain.data_folder import ForeignDataFolder
 

@@ -4,8 +4,9 @@ imports included), read with ``ast``: no module is run.
 The rules (README "Layout"): the kernel (settings, ids, errors, processes) imports nothing of
 ours; domain and chat only the kernel; store and adapters only domain and the
 kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
-the worker never the API or serving; handlers only the API, domain and the kernel; only the CLI
-imports both the API and the worker.
+the worker never the API or serving; handlers only the API, domain and the kernel; the client
+(``tunegate train``, ``jobs``, ``chat``) only the kernel; only the CLI imports both the API and
+the worker.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = {"tunegate", "tunegate.settings", "tunegate.ids", "tunegate.errors", "tunegate.processes"}
-LAYERS = ("api", "domain", "chat", "store", "adapters", "training", "serving", "worker")
+LAYERS = ("api", "domain", "chat", "store", "adapters", "training", "serving", "worker",
+          "client")
 # What each layer may import of ours, besides itself and the kernel.
 ALLOWED: Mapping[str, set[str]] = {
     "kernel": set(),
@@ -29,10 +31,12 @@ ALLOWED: Mapping[str, set[str]] = {
     "worker": {"domain", "store", "training", "adapters"},
     "api": {"domain", "store", "adapters", "serving", "chat"},
     "handlers": {"api", "domain"},
+    # The command-line client knows a server only through the HTTP API (the openai SDK).
+    "client": set(),
     "cli": set(LAYERS),
 }
 TORCH = {"torch", "transformers", "peft"}
-NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "cli"}
+NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "cli", "client"}
 
 
 def layer_of(module: str) -> str:

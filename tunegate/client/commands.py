@@ -1,0 +1,194 @@
+"""The client commands: ``train``, ``jobs list|show|follow|cancel|pause|resume`` and ``chat``,
+each a function of its parsed arguments that returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from tunegate.client.connection import Connection, run_reporting_errors
+from tunegate.client.display import display_for
+from tunegate.client.feed import JobFeed
+from tunegate.client.follow import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ending, follow
+from tunegate.client.listing import job_details, jobs_table
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+EXIT_USAGE = 2  # argparse's code for a bad command line: a missing file is one too
+
+
+@dataclass
+class Terminal:
+    """Where a command reads and writes (the process's streams; a test's own)."""
+
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    err: IO[str] = field(default_factory=lambda: sys.stderr)
+    stdin: IO[str] = field(default_factory=lambda: sys.stdin)
+
+    def say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def complain(self, line: str) -> None:
+        self.err.write(line + "\n")
+        self.err.flush()
+
+
+def run(args: argparse.Namespace, terminal: Terminal | None = None) -> int:
+    """Run the client command ``args`` names; its exit code."""
+    terminal = terminal or Terminal()
+    connection = Connection.resolve(args.url)
+    commands: dict[str, Callable[[argparse.Namespace, Connection, Terminal], int]] = {
+        "train": train, "jobs": jobs, "chat": chat}
+    command = functools.partial(commands[args.command], args, connection, terminal)
+    try:
+        return run_reporting_errors(command, connection.url, terminal.err)
+    except KeyboardInterrupt:  # before a job exists (during an upload, say): nothing to ask
+        terminal.complain("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tunegate jobs list | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_FAILED
+
+
+# train ------------------------------------------------------------------------------------
+
+
+def method_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The job's ``method`` from the flags; hyperparameters not given stay the server's auto."""
+    hyperparameters = {name: value for name, value in (
+        ("n_epochs", args.epochs), ("batch_size", args.batch_size),
+        ("learning_rate_multiplier", args.learning_rate_multiplier)) if value is not None}
+    return {"type": args.method, args.method: {"hyperparameters": hyperparameters}}
+
+
+def _upload(client: OpenAI, path: Path, terminal: Terminal) -> str:
+    with path.open("rb") as data:
+        uploaded = client.files.create(file=(path.name, data, "application/jsonl"),
+                                       purpose="fine-tune")
+    terminal.say(f"Uploaded {path} as {uploaded.id} ({uploaded.bytes:,} bytes)")
+    return uploaded.id
+
+
+def train(args: argparse.Namespace, connection: Connection, terminal: Terminal) -> int:
+    """Upload, create the job, follow it to its end."""
+    for path in (args.file, args.validation_file):
+        if path is not None and not path.is_file():
+            terminal.complain(f"tunegate train: no such file: {path}")
+            return EXIT_USAGE
+    client = connection.client()
+    training_file = _upload(client, args.file, terminal)
+    validation_file = (_upload(client, args.validation_file, terminal)
+                       if args.validation_file is not None else None)
+    options: dict[str, Any] = {"validation_file": validation_file, "suffix": args.suffix,
+                               "seed": args.seed}
+    job = client.fine_tuning.jobs.create(
+        model=args.model, training_file=training_file, method=method_of(args),  # type: ignore[arg-type]
+        **{name: value for name, value in options.items() if value is not None})
+    terminal.say(f"Created job {job.id} on {job.model}")
+    return follow_job(client, job.id, connection, terminal)
+
+
+# following ---------------------------------------------------------------------------------
+
+
+def follow_job(client: OpenAI, job_id: str, connection: Connection, terminal: Terminal) -> int:
+    """Follow until the job ends and say how; Ctrl-C asks what to do with the job."""
+    try:
+        job = follow(JobFeed(client, job_id), display_for(terminal.out))
+    except KeyboardInterrupt:
+        return interrupted(client, job_id, connection, terminal)
+    result = ending(job, chat_command=f"tunegate chat{connection.url_flag()}")
+    for line in result.out:
+        terminal.say(line)
+    for line in result.err:
+        terminal.complain(line)
+    return result.code
+
+
+CANCEL_ANSWERS = ("y", "yes", "c", "cancel")
+
+
+def interrupted(client: OpenAI, job_id: str, connection: Connection, terminal: Terminal) -> int:
+    """After Ctrl-C: in a terminal, ask whether to cancel the job; otherwise (or when the
+    answer is no) leave it running and say how to follow it again."""
+    again = f"tunegate jobs follow{connection.url_flag()} {job_id}"
+    if terminal.stdin.isatty():
+        terminal.out.write(f"\nCancel job {job_id}? [y/N] (no: it keeps running) ")
+        terminal.out.flush()
+        try:
+            answer = terminal.stdin.readline()
+        except KeyboardInterrupt:  # a second Ctrl-C: leave it
+            answer = ""
+        if answer.strip().lower() in CANCEL_ANSWERS:
+            job = client.fine_tuning.jobs.cancel(job_id)
+            terminal.complain(f"Job {job.id} {job.status}.")
+            return EXIT_FAILED
+    terminal.complain(f"\nJob {job_id} left running; follow it again with: {again}")
+    return EXIT_INTERRUPTED
+
+
+# jobs ------------------------------------------------------------------------------------
+
+
+def jobs(args: argparse.Namespace, connection: Connection, terminal: Terminal) -> int:
+    client = connection.client()
+    action = args.jobs_command
+    if action == "list":
+        page = client.fine_tuning.jobs.list(limit=args.limit)
+        if args.json:
+            for job in page.data:
+                terminal.say(job.to_json(indent=None))
+        else:
+            jobs_table(page.data, terminal.out)
+        return EXIT_OK
+    if action == "show":
+        job = client.fine_tuning.jobs.retrieve(args.job_id)
+        if args.json:
+            terminal.say(job.to_json())
+        else:
+            events = list(client.fine_tuning.jobs.list_events(args.job_id, limit=20).data)
+            job_details(job, events, terminal.out)
+        return EXIT_OK
+    if action == "follow":
+        return follow_job(client, args.job_id, connection, terminal)
+    change = {"cancel": client.fine_tuning.jobs.cancel, "pause": client.fine_tuning.jobs.pause,
+              "resume": client.fine_tuning.jobs.resume}[action]
+    job = change(args.job_id)
+    terminal.say(f"{job.id} {job.status}")
+    return EXIT_OK
+
+
+# chat ------------------------------------------------------------------------------------
+
+
+def chat(args: argparse.Namespace, connection: Connection, terminal: Terminal) -> int:
+    """One question; the answer written as its tokens arrive."""
+    from openai import omit
+    from openai.types.chat import ChatCompletionMessageParam
+
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": args.prompt}]
+    if args.system:
+        messages.insert(0, {"role": "system", "content": args.system})
+    stream = connection.client().chat.completions.create(
+        model=args.model, messages=messages, stream=True, max_tokens=args.max_tokens,
+        temperature=omit if args.temperature is None else args.temperature)
+    try:
+        for chunk in stream:
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    terminal.out.write(choice.delta.content)
+                    terminal.out.flush()  # token by token, not when a buffer fills
+    except KeyboardInterrupt:
+        stream.close()  # the server stops generating when the stream goes
+        terminal.say("")
+        return EXIT_INTERRUPTED
+    terminal.say("")
+    return EXIT_OK
