@@ -30,7 +30,9 @@ class BaseModel:
     owned_by: str
 
     def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "model", "created": self.created, "owned_by": self.owned_by}
+        # Local models do not shut down (OpenAI's snapshots announce a shutdown_date).
+        return {"id": self.id, "object": "model", "created": self.created, "owned_by": self.owned_by,
+                "shutdown_date": None}
 
 
 def embedded_gguf() -> Path | None:

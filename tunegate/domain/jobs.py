@@ -269,7 +269,8 @@ class JobEvent:
             "level": self.level.value,
             "message": self.message,
             "type": self.type,
-            "data": self.data,
+            # OpenAI's event schema has no null data; its message events carry {}.
+            "data": self.data if self.data is not None else {},
         }
 
 
