@@ -42,6 +42,7 @@ renames pytest nodes through ``Node._nodeid``, which pytest 9 no longer has.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import time
@@ -59,7 +60,7 @@ from jsonschema import Draft4Validator
 from schemathesis.checks import CHECKS, is_check_class, load_all_checks
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
-from schemathesis.specs.openapi.checks import negative_data_rejection
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
@@ -68,6 +69,7 @@ from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
 from tests.helpers import add_parts, create_upload, upload
 from tunegate.api.app import build_service, create_app
+from tunegate.api.event_stream import STOPPING_KEY
 from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.job_requests import MAX_METADATA_KEY
@@ -117,6 +119,12 @@ class Target:
             if authorization != f"Bearer {ALICE.key}".encode():
                 # ignored_auth's probes: the same request with no key or a wrong one.
                 CASES["probes without a valid key"] += 1
+            # A live event stream of a job that never ends (no worker here) would never answer
+            # in full: every request runs as if the server were stopping, so a stream sends
+            # the stored events and ends (tunegate.api.event_stream), checked like any answer.
+            stopping = asyncio.Event()
+            stopping.set()
+            scope = {**scope, STOPPING_KEY: stopping}
         await self.app(scope, receive, send)
 
     def use(self, app: Any, client: Any) -> None:
@@ -214,9 +222,21 @@ def misfiled_negative(case: Any, response: Any) -> bool:
                                 if "?" in response.request.url else "")
 
 
+def misfiled_positive(case: Any) -> bool:
+    """Whether schemathesis 4.32 filed ``case`` as positive although one of its parts was made
+    invalid: its coverage phase mutates a header (``Last-Event-ID: 0``, the only header
+    parameter of the contract) into a negative component of a case it still calls positive.
+    Only ``positive_data_acceptance`` is skipped for such a case (its 400 is right)."""
+    meta = case.meta
+    return meta is not None and meta.generation.mode.is_positive and not rules.is_positive(case)
+
+
 def validate(case: Any, response: Any, **kwargs: Any) -> None:
-    """Every check, except ``negative_data_rejection`` on a misfiled negative case."""
+    """Every check, except ``negative_data_rejection`` on a misfiled negative case and
+    ``positive_data_acceptance`` on a misfiled positive one."""
     excluded = [negative_data_rejection] if misfiled_negative(case, response) else []
+    if misfiled_positive(case):
+        excluded.append(positive_data_acceptance)
     case.validate_response(response, checks=ALL_CHECKS, excluded_checks=excluded, **kwargs)
 
 def test_the_rules_know_the_code_s_limits() -> None:
