@@ -27,6 +27,7 @@ class ScriptedStore:
         self.events: list[JobEvent] = []
         self.statuses: dict[str, JobStatus] = {}
         self.calls: list[tuple[dict[str, str | None], int]] = []
+        self.failures = 0  # reads that fail (a locked or restarting database)
 
     def commit(self, *events: JobEvent, status: JobStatus | None = None) -> None:
         self.events.extend(events)
@@ -35,6 +36,9 @@ class ScriptedStore:
 
     def events_after(self, after: Mapping[str, str | None], *, limit: int) -> EventsAfter:
         self.calls.append((dict(after), limit))
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("database is locked")
         rows = sorted((e for e in self.events if e.job_id in after
                        and (after[e.job_id] is None or e.id > after[e.job_id])),  # type: ignore[operator]
                       key=lambda e: e.id)
@@ -164,5 +168,24 @@ def test_a_job_that_disappears_ends_its_streams() -> None:
         await feed.tick()
         assert await follower.next(1) == [] and follower.finished
         follower.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_read_is_retried_at_the_next_tick() -> None:
+    async def scenario() -> None:
+        store = ScriptedStore()
+        store.commit(event("j", "created"), status=JobStatus.RUNNING)
+        feed = EventFeed(store, poll_seconds=0.01)  # type: ignore[arg-type]
+        follower = Follower(feed, "j", after=None)
+        await follower.next(1)
+        store.failures = 2
+        store.commit(event("j", "step 1"))
+        got: list[str] = []
+        while not got:
+            got = messages(await follower.next(5))
+        assert got == ["step 1"] and store.failures == 0
+        follower.close()
+        await feed.close()
 
     asyncio.run(scenario())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 
 import anyio
@@ -29,6 +30,7 @@ from tunegate import ids
 from tunegate.domain.jobs import JobEvent, JobStatus
 from tunegate.store.base import Store
 
+log = logging.getLogger("tunegate.api")
 POLL_SECONDS = 0.5
 LOOKBACK_SECONDS = 60.0
 # Events read per store call: a replay of a long job comes in pages of this size.
@@ -97,8 +99,10 @@ class EventFeed:
             watched = self._jobs[job_id] = _Watched(floor_millis=ids.millis_of(
                 ids.new_id(ids.EVENT), ids.EVENT) - self.lookback_millis)
         watched.listeners.add(listener)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        # A task of another loop (a test client's, gone) cannot serve this one.
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
         return listener
 
     def release(self, listener: Listener) -> None:
@@ -121,8 +125,12 @@ class EventFeed:
     async def _run(self) -> None:
         while self._jobs:
             await asyncio.sleep(self.poll_seconds)
-            if self._jobs:
+            if not self._jobs:
+                break
+            try:
                 await self.tick()
+            except Exception:  # a store that failed once (locked, restarting) is read again
+                log.exception("Reading new job events for the live streams failed; retrying")
 
     async def tick(self) -> None:
         """One store read for every watched job, and the deliveries it makes."""
