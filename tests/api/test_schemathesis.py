@@ -125,6 +125,9 @@ class Target:
             stopping = asyncio.Event()
             stopping.set()
             scope = {**scope, STOPPING_KEY: stopping}
+            if b"stream=true" in scope.get("query_string", b"") and scope["path"].endswith(
+                    "/events"):
+                CASES["live event streams"] += 1
         await self.app(scope, receive, send)
 
     def use(self, app: Any, client: Any) -> None:
