@@ -159,7 +159,8 @@ def test_bad_resume_points_are_400_before_any_stream(app: Any, job_id: str) -> N
         expect_error(client, client.get(url, params={"stream": "maybe"}, headers=ALICE.headers),
                      400, param="stream")
         expect_error(client, client.get(url, params={"stream": "true"}, headers={
-            **ALICE.headers, "Last-Event-ID": "not an id"}), 400)
+            **ALICE.headers, "Last-Event-ID": "not an id"}), 400, param="last_event_id",
+            code="unknown_event_id")
 
 
 def test_keys_and_projects_apply_before_the_stream_starts(app: Any, job_id: str) -> None:

@@ -60,7 +60,7 @@ from jsonschema import Draft4Validator
 from schemathesis.checks import CHECKS, is_check_class, load_all_checks
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
@@ -225,21 +225,9 @@ def misfiled_negative(case: Any, response: Any) -> bool:
                                 if "?" in response.request.url else "")
 
 
-def misfiled_positive(case: Any) -> bool:
-    """Whether schemathesis 4.32 filed ``case`` as positive although one of its parts was made
-    invalid: its coverage phase mutates a header (``Last-Event-ID: 0``, the only header
-    parameter of the contract) into a negative component of a case it still calls positive.
-    Only ``positive_data_acceptance`` is skipped for such a case (its 400 is right)."""
-    meta = case.meta
-    return meta is not None and meta.generation.mode.is_positive and not rules.is_positive(case)
-
-
 def validate(case: Any, response: Any, **kwargs: Any) -> None:
-    """Every check, except ``negative_data_rejection`` on a misfiled negative case and
-    ``positive_data_acceptance`` on a misfiled positive one."""
+    """Every check, except ``negative_data_rejection`` on a misfiled negative case."""
     excluded = [negative_data_rejection] if misfiled_negative(case, response) else []
-    if misfiled_positive(case):
-        excluded.append(positive_data_acceptance)
     case.validate_response(response, checks=ALL_CHECKS, excluded_checks=excluded, **kwargs)
 
 def test_the_rules_know_the_code_s_limits() -> None:
