@@ -66,6 +66,14 @@ ALL_OPENAI = "*"
 Aliases = tuple[tuple[str, str], ...]
 
 
+def _heartbeat(value: str) -> float:
+    seconds = float(value)
+    if not seconds > 0:  # 0 would send pings without pause
+        raise ValueError(f"TUNEGATE_SSE_HEARTBEAT_SECONDS={value!r}: give a number of seconds "
+                         "above 0")
+    return seconds
+
+
 def _model_aliases(value: str) -> Aliases:
     """``TUNEGATE_MODEL_ALIASES``: a comma list of ``name=base`` entries (``*=base``: every name
     of ``OPENAI_MODEL_NAMES``); a later entry for a name replaces an earlier one. ``off`` (or an
@@ -233,5 +241,5 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_RATE_LIMIT": ("rate_limit", int),
     "TUNEGATE_MODEL_ALIASES": ("model_aliases", _model_aliases),
     "TUNEGATE_KEEP_ALIVE": ("keep_alive", float),
-    "TUNEGATE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat", float),
+    "TUNEGATE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat", _heartbeat),
 }
