@@ -66,6 +66,14 @@ ALL_OPENAI = "*"
 Aliases = tuple[tuple[str, str], ...]
 
 
+def _heartbeat(value: str) -> float:
+    seconds = float(value)
+    if not seconds > 0:  # 0 would send pings without pause
+        raise ValueError(f"TUNEGATE_SSE_HEARTBEAT_SECONDS={value!r}: give a number of seconds "
+                         "above 0")
+    return seconds
+
+
 def _model_aliases(value: str) -> Aliases:
     """``TUNEGATE_MODEL_ALIASES``: a comma list of ``name=base`` entries (``*=base``: every name
     of ``OPENAI_MODEL_NAMES``); a later entry for a name replaces an earlier one. ``off`` (or an
@@ -155,6 +163,9 @@ class Settings:
     # Seconds `serve` waits, on SIGTERM/SIGINT, for requests still being answered (a chat or an
     # event stream can run for hours) before it closes them and stops its worker.
     shutdown_grace: float = 10.0
+    # Seconds of silence after which a live event stream sends a ": ping" comment, so that
+    # proxies and clients see the connection is alive while a long step runs.
+    sse_heartbeat: float = 15.0
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -234,4 +245,5 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_MODEL_ALIASES": ("model_aliases", _model_aliases),
     "TUNEGATE_KEEP_ALIVE": ("keep_alive", float),
     "TUNEGATE_SHUTDOWN_GRACE": ("shutdown_grace", float),
+    "TUNEGATE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat", _heartbeat),
 }

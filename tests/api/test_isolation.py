@@ -108,6 +108,8 @@ def routes(world: World) -> list[Route]:
         ("GET", f"/v1/files/{world.result_file}/content", None),
         ("GET", f"/v1/fine_tuning/jobs/{world.job}", None),
         ("GET", f"/v1/fine_tuning/jobs/{world.job}/events", None),
+        # The live stream (a finished job: its stored events, then the end).
+        ("GET", f"/v1/fine_tuning/jobs/{world.job}/events?stream=true", None),
         ("GET", f"/v1/fine_tuning/jobs/{world.job}/checkpoints", None),
         ("GET", f"/v1/models/{world.model}", None),
         ("GET", f"/v1/models/{world.checkpoint_model}", None),

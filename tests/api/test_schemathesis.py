@@ -42,6 +42,7 @@ renames pytest nodes through ``Node._nodeid``, which pytest 9 no longer has.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import time
@@ -68,6 +69,7 @@ from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
 from tests.helpers import add_parts, create_upload, upload
 from tunegate.api.app import build_service, create_app
+from tunegate.api.event_stream import STOPPING_KEY
 from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.job_requests import MAX_METADATA_KEY
@@ -117,6 +119,15 @@ class Target:
             if authorization != f"Bearer {ALICE.key}".encode():
                 # ignored_auth's probes: the same request with no key or a wrong one.
                 CASES["probes without a valid key"] += 1
+            # A live event stream of a job that never ends (no worker here) would never answer
+            # in full: every request runs as if the server were stopping, so a stream sends
+            # the stored events and ends (tunegate.api.event_stream), checked like any answer.
+            stopping = asyncio.Event()
+            stopping.set()
+            scope = {**scope, STOPPING_KEY: stopping}
+            if b"stream=true" in scope.get("query_string", b"") and scope["path"].endswith(
+                    "/events"):
+                CASES["live event streams"] += 1
         await self.app(scope, receive, send)
 
     def use(self, app: Any, client: Any) -> None:

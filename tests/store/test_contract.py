@@ -9,7 +9,15 @@ import pytest
 
 from tunegate import ids
 from tunegate.domain.files import StoredFile
-from tunegate.domain.jobs import Checkpoint, EventLevel, FineTuningJob, JobError, JobEvent, JobStatus
+from tunegate.domain.jobs import (
+    TRANSITIONS,
+    Checkpoint,
+    EventLevel,
+    FineTuningJob,
+    JobError,
+    JobEvent,
+    JobStatus,
+)
 from tunegate.domain.models import CheckpointPermission
 from tunegate.domain.uploads import UPLOAD_LIFETIME_SECONDS, StoredUpload, UploadPart, UploadStatus
 from tunegate.errors import Conflict, InvalidRequest, NotFound, TooManyRequests
@@ -233,6 +241,20 @@ class TestOwnership:
         store.add_events([make_event(job.id, "a message after them")])
         assert store.last_metrics_step(job.id) == 3
 
+    @pytest.mark.parametrize("target", sorted(TRANSITIONS[JobStatus.RUNNING]))
+    def test_every_way_out_of_running_clears_the_estimate(self, store: SqlStore,
+                                                          target: JobStatus) -> None:
+        job = add_job(store, status=JobStatus.QUEUED)
+        store.claim_job([JobStatus.QUEUED], "w1", 1.0)
+        store.transition(job.id, JobStatus.RUNNING, events=[], worker_id="w1")
+        assert store.record_progress(job.id, "w1", [], {"estimated_finish": 99})
+        assert store.get_job(job.id).estimated_finish == 99
+        assert store.transition(job.id, target, events=[]).estimated_finish is None
+        # The step in flight when a pause came is still recorded, its estimate is not.
+        store.record_progress(job.id, "w1", [make_event(job.id, "step")],
+                              {"estimated_finish": 120, "trained_tokens": 5})
+        assert store.get_job(job.id).estimated_finish is None
+
     def test_entering_a_status_applies_its_stamps(self, store: SqlStore) -> None:
         job = add_job(store, status=JobStatus.QUEUED)
         store.update_job(job.id, {"estimated_finish": 99})
@@ -243,6 +265,32 @@ class TestOwnership:
 
 
 class TestEventsCheckpointsModels:
+    def test_events_after_reads_several_jobs_oldest_first(self, store: SqlStore) -> None:
+        first, second = add_job(store), add_job(store, status=JobStatus.QUEUED)
+        store.add_events([make_event(first.id, f"a{i}") for i in range(3)])
+        store.add_events([make_event(second.id, f"b{i}") for i in range(2)])
+        mine = store.list_events(first.id, after=None, limit=10).items[::-1]  # Created, a0..a2
+        read = store.events_after({first.id: mine[1].id, second.id: None, "ftjob-gone": None},
+                                  limit=10)
+        assert read.statuses == {first.id: JobStatus.VALIDATING_FILES,
+                                 second.id: JobStatus.QUEUED}
+        assert [e.message for e in read.events if e.job_id == first.id] == ["a1", "a2"]
+        assert [e.message for e in read.events if e.job_id == second.id] == [
+            "Created", "b0", "b1"]
+        assert [e.id for e in read.events] == sorted(e.id for e in read.events)
+        assert not read.has_more
+        cut = store.events_after({first.id: None}, limit=2)
+        assert [e.message for e in cut.events] == ["Created", "a0"] and cut.has_more
+        assert store.events_after({}, limit=5).events == []
+
+    def test_has_event_names_an_event_of_that_job(self, store: SqlStore) -> None:
+        job, other = add_job(store), add_job(store)
+        event = make_event(job.id)
+        store.add_events([event])
+        assert store.has_event(job.id, event.id)
+        assert not store.has_event(other.id, event.id)
+        assert not store.has_event(job.id, ids.new_id(ids.EVENT))
+
     def test_events_page_newest_first(self, store: SqlStore) -> None:
         job = add_job(store)
         store.add_events([make_event(job.id, f"e{i}") for i in range(3)])

@@ -60,3 +60,15 @@ def test_every_status_says_what_entering_it_does() -> None:
         assert ("finished_at" in changes) == (status in TERMINAL)
         assert ("estimated_finish" in changes) == (status is not JobStatus.RUNNING
                                                    and status is not JobStatus.VALIDATING_FILES)
+
+
+def test_progress_recorded_after_running_sets_no_estimate() -> None:
+    """Every edge out of ``running`` clears ``estimated_finish`` on entry, and the progress a
+    pause still records (the step in flight) may not set it again."""
+    from tunegate.domain.jobs import ON_ENTRY, TRANSITIONS, JobStatus, progress_changes
+
+    changes = {"estimated_finish": 99, "trained_tokens": 5}
+    for target in TRANSITIONS[JobStatus.RUNNING]:
+        assert ON_ENTRY[target].clears_estimate, target
+        assert progress_changes(target, changes) == {"trained_tokens": 5}
+    assert progress_changes(JobStatus.RUNNING, changes) == changes

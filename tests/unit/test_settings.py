@@ -29,3 +29,11 @@ def test_bad_values_are_refused(name: str, value: str) -> None:
 def test_the_readme_documents_every_setting() -> None:
     text = README.read_text()
     assert [name for name in ENVIRONMENT if f"`{name}`" not in text] == []
+
+
+def test_the_stream_heartbeat_is_a_positive_number_of_seconds() -> None:
+    assert Settings.from_env({"TUNEGATE_SSE_HEARTBEAT_SECONDS": "2.5"}).sse_heartbeat == 2.5
+    assert Settings.from_env({}).sse_heartbeat == 15.0
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ValueError):
+            Settings.from_env({"TUNEGATE_SSE_HEARTBEAT_SECONDS": bad})
