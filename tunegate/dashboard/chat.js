@@ -58,6 +58,10 @@ export function chatPanel(baseModel, signal) {
       h("div", {}, h("h3", {}, `base: ${baseModel}`), baseAnswer)),
     note);
   let running = null;
+  let picked = false; // the user chose a model: keep it when the list grows
+  picker.addEventListener("change", () => {
+    picked = true;
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!picker.value || !prompt.value.trim()) return;
@@ -75,11 +79,13 @@ export function chatPanel(baseModel, signal) {
     setModels(models) {
       const chosen = picker.value;
       picker.replaceChildren(...models.map((m) => h("option", { value: m.id }, m.label)));
-      if (models.some((m) => m.id === chosen)) picker.value = chosen;
+      // Otherwise the first (the final model once there is one) is shown.
+      if (picked && models.some((m) => m.id === chosen)) picker.value = chosen;
       ask.disabled = models.length === 0;
     },
     select(id) {
       picker.value = id;
+      picked = true;
       prompt.focus();
     },
   };
