@@ -50,6 +50,21 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{_base62(_monotonic_ms(), TIME_CHARS)}{random_part}"
 
 
+def millis_of(object_id: str, prefix: str) -> int:
+    """The creation time (unix milliseconds) written in an id made by :func:`new_id`."""
+    digits = object_id[len(prefix):len(prefix) + TIME_CHARS]
+    number = 0
+    for char in digits:
+        number = number * 62 + ALPHABET.index(char)
+    return number
+
+
+def floor_id(prefix: str, millis: int) -> str:
+    """An id that sorts before every id with ``prefix`` made at ``millis`` or later, and after
+    every one made before: a cursor for "everything since then"."""
+    return f"{prefix}{_base62(max(0, millis), TIME_CHARS)}"
+
+
 def short_id(length: int = 8) -> str:
     """A random alphanumeric tag, as in the last segment of ``ft:…:abc12345`` model names."""
     return "".join(secrets.choice(ALPHABET) for _ in range(length))

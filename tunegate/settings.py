@@ -152,6 +152,9 @@ class Settings:
     # Seconds `serve` keeps an idle HTTP connection open: longer than clients keep theirs
     # (httpx 5 s, load balancers ~60 s), so that the client, not the server, closes it.
     keep_alive: float = 75.0
+    # Seconds of silence after which a live event stream sends a ": ping" comment, so that
+    # proxies and clients see the connection is alive while a long step runs.
+    sse_heartbeat: float = 15.0
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -230,4 +233,5 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_RATE_LIMIT": ("rate_limit", int),
     "TUNEGATE_MODEL_ALIASES": ("model_aliases", _model_aliases),
     "TUNEGATE_KEEP_ALIVE": ("keep_alive", float),
+    "TUNEGATE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat", float),
 }

@@ -81,6 +81,15 @@ def test_training_succeeds_and_writes_adapter_results_and_checkpoints(make_spec:
     assert [m["step"] for m in metrics] == list(range(1, 17))
     assert {m["total_steps"] for m in metrics} == {16}
     assert metrics[-1]["estimated_finish_seconds"] == 0
+    # What a chart needs besides the losses: the schedule's rate (warmup, then linear decay, at
+    # most the resolved rate) and a positive throughput on every step.
+    from tunegate.training.hyperparams import BASE_LEARNING_RATE
+
+    rates = [m["learning_rate"] for m in metrics]
+    peak = rates.index(max(rates))
+    assert 0 < min(rates) and max(rates) <= BASE_LEARNING_RATE * 2 * (1 + 1e-9)
+    assert rates[peak:] == sorted(rates[peak:], reverse=True) and rates[-1] < rates[peak]
+    assert all(m["tokens_per_second"] > 0 for m in metrics)
     # trained_tokens counts every token of every example, once per epoch
     tokens = [m["trained_tokens"] for m in metrics]
     assert tokens == sorted(tokens) and result.trained_tokens == tokens[-1]

@@ -230,7 +230,8 @@ def test_listing_files_hides_expired_ones_and_deletes_nothing(
     Note("hello", "warn"),
     HyperparametersResolved({"n_epochs": 3, "batch_size": 1}),
     StepMetrics(step=2, total_steps=9, trained_tokens=120,
-                values={"train_loss": 1.5, "valid_loss": None}, estimated_finish_seconds=3.5),
+                values={"train_loss": 1.5, "valid_loss": None}, estimated_finish_seconds=3.5,
+                learning_rate=2e-4, tokens_per_second=812.5),
     CheckpointSaved(step=3, path="/w/checkpoints/step-3", metrics={"step": 3, "train_loss": 1}),
     TrainingResult(RunStatus.PAUSED, None, 10, None, {"n_epochs": 1}),
     Failed("out_of_memory", "Training ran out of memory."),
@@ -252,7 +253,7 @@ def test_metrics_event_data_is_openais_shape() -> None:
     metrics = StepMetrics(step=4, total_steps=9, trained_tokens=1,
                           values={"train_loss": 0.5, "train_mean_token_accuracy": 0.75})
     assert list(metrics.event_data()) == ["step", "train_loss", "train_mean_token_accuracy",
-                                          "total_steps"]
+                                          "learning_rate", "tokens_per_second", "total_steps"]
 
 
 def test_a_crash_report_names_the_signal_and_the_memory() -> None:

@@ -88,7 +88,8 @@ def create_app(settings: Settings, *, service: Service | None = None,
 
 
 def _stops_models(service: Service) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: when the server shuts down, its model processes stop with it."""
+    """The app's lifespan: when the server shuts down, its model processes and its event
+    poller stop with it."""
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -96,6 +97,7 @@ def _stops_models(service: Service) -> Callable[[Any], AbstractAsyncContextManag
             yield
         finally:
             service.inference.close()
+            await service.live_events.close()
 
     return lifespan
 

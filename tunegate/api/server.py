@@ -11,17 +11,21 @@ reproduces them: 3 of 400 requests). Keeping idle connections longer than client
 balancers' 60 s) lets the client close first.
 
 ``Protocol`` logs a request whose connection closed before its answer was complete: uvicorn
-drops that answer silently, without an access-log line (a client that timed out, say).
+drops that answer silently, without an access-log line (a client that timed out, say). It also
+tells long answers that the server is stopping: on SIGTERM uvicorn waits for every open answer
+to end, and a live event stream (``tunegate.api.event_stream``) would never end by itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tunegate.api.event_stream import STOPPING_KEY
 from tunegate.api.middleware import REQUEST_ID_KEY
 from tunegate.settings import Settings
 
@@ -34,7 +38,17 @@ class Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.scope[RECEIVED_KEY] = time.monotonic()  # type: ignore[literal-required]
+        self.scope[STOPPING_KEY] = asyncio.Event()  # type: ignore[literal-required]
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: an answer still streaming is asked to end now."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            stopping = cycle.scope.get(STOPPING_KEY)
+            if isinstance(stopping, asyncio.Event):
+                stopping.set()
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle

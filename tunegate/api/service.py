@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from tunegate import ids
 from tunegate.adapters import files as adapter_files
+from tunegate.api.event_feed import EventFeed, Follower
 from tunegate.api.uploads import Uploads
 from tunegate.domain import catalog, work_dirs
 from tunegate.domain.datasets import DatasetError, check_jsonl_upload
@@ -59,6 +60,8 @@ class Service:
         self.uploads = Uploads(settings, store, storage, self.upload_storage)
         # Model processes start on first use: nothing of llama.cpp runs until a completion.
         self.inference = open_pool(settings)
+        # New job events for the live event streams: one poller for all of them.
+        self.live_events = EventFeed(store)
 
     # Files ----------------------------------------------------------------------------------
     # Messages quote ids and names the client sent with clip(): they may be megabytes long.
@@ -241,6 +244,19 @@ class Service:
                     limit: int) -> Page[JobEvent]:
         self.get_job(project_id, job_id)
         return self.store.list_events(job_id, after=after, limit=limit)
+
+    def follow_events(self, project_id: str | None, job_id: str, *,
+                      after: str | None) -> Follower:
+        """The job's events after ``after`` (all without it), then live ones until its terminal
+        event. Checked now, before any stream starts: an unknown or hidden job is a 404 and an
+        ``after`` that is not one of the job's events a 400."""
+        self.get_job(project_id, job_id)
+        if after is not None and not self.store.has_event(job_id, after):
+            raise InvalidRequest(
+                f"No event {clip(after)} in fine-tuning job {job_id}: resume a stream with the "
+                "id of one of the job's events (the `id:` line of the last event received).",
+                param="last_event_id", code="unknown_event_id")
+        return Follower(self.live_events, job_id, after)
 
     def list_checkpoints(self, project_id: str | None, job_id: str, *, after: str | None,
                          limit: int) -> Page[Checkpoint]:

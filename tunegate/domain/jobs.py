@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +102,18 @@ def entry_changes(target: JobStatus, at: int) -> dict[str, Any]:
     if entry.clears_estimate:
         changes["estimated_finish"] = None
     return changes
+
+
+def progress_changes(status: JobStatus, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` as progress recorded while the job is in ``status`` may apply them.
+
+    A pause lets the step in flight finish and records it (``RECORDS_PROGRESS``), but a job
+    that left ``running`` has no finish to estimate: entering ``paused`` cleared
+    ``estimated_finish``, and that step's figures must not set it again.
+    """
+    if ON_ENTRY[status].clears_estimate:
+        return {key: value for key, value in changes.items() if key != "estimated_finish"}
+    return dict(changes)
 
 
 def state_diagram() -> str:

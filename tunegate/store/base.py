@@ -37,6 +37,16 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class EventsAfter:
+    """What ``Store.events_after`` read in one transaction: the jobs' statuses (a missing job
+    is absent) and their events, oldest first; ``has_more`` when ``limit`` cut them."""
+
+    statuses: dict[str, JobStatus]
+    events: list[JobEvent]
+    has_more: bool
+
+
+@dataclass(frozen=True)
 class OwnedJob:
     job: FineTuningJob
     worker_id: str
@@ -119,6 +129,14 @@ class Store(Protocol):
         """The step of the job's newest metrics event; 0 when it has none."""
         ...
     def list_events(self, job_id: str, *, after: str | None, limit: int) -> Page[JobEvent]: ...
+    def has_event(self, job_id: str, event_id: str) -> bool:
+        """Whether ``event_id`` is an event of ``job_id``."""
+        ...
+    def events_after(self, after: Mapping[str, str | None], *, limit: int) -> EventsAfter:
+        """For each job of ``after``, its status and its events whose ids sort after the given
+        one (every event for ``None``), oldest first, at most ``limit`` in all: one
+        transaction for any number of jobs (the live event streams' poll)."""
+        ...
     def add_checkpoint(self, checkpoint: Checkpoint, path: str) -> bool:
         """Add it unless the job has a checkpoint at that step already; return whether added
         (a run that resumed from before a checkpoint saves that checkpoint again)."""

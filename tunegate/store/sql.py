@@ -44,6 +44,7 @@ from tunegate.domain.jobs import (
     JobStatus,
     check_transition,
     entry_changes,
+    progress_changes,
 )
 from tunegate.domain.models import CheckpointPermission
 from tunegate.domain.uploads import StoredUpload, UploadPart, UploadStatus
@@ -56,7 +57,7 @@ from tunegate.errors import (
     clip,
 )
 from tunegate.store import schema
-from tunegate.store.base import FineTunedModel, OwnedJob, Page
+from tunegate.store.base import EventsAfter, FineTunedModel, OwnedJob, Page
 from tunegate.store.migrations.migrate import migrate
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -466,18 +467,20 @@ class SqlStore:
         with self.engine.begin() as connection:
             # Under SQLite's BEGIN IMMEDIATE (PostgreSQL: the row lock) no cancel can commit
             # between this check and the inserts.
-            query = select(table.c.id).where(
+            query = select(table.c.status).where(
                 table.c.id == job_id, table.c.worker_id == worker_id,
                 table.c.status.in_(sorted(status.value for status in RECORDS_PROGRESS)))
             if self.engine.dialect.name == "postgresql":
                 query = query.with_for_update()
-            if connection.execute(query).first() is None:
+            status = connection.execute(query).scalar()
+            if status is None:
                 return False
             if events:
                 connection.execute(insert(schema.job_events), [_event_values(e) for e in events])
-            if changes:
+            allowed = progress_changes(JobStatus(status), changes or {})
+            if allowed:
                 connection.execute(update(table).where(table.c.id == job_id)
-                                   .values(**_change_values(changes)))
+                                   .values(**_change_values(allowed)))
         return True
 
     def last_metrics_step(self, job_id: str) -> int:
@@ -493,6 +496,28 @@ class SqlStore:
         query = select(table).where(table.c.job_id == job_id)
         rows, more = self._page(query, table.c.id, after=after, limit=limit)
         return Page([_event(row) for row in rows], more)
+
+    def has_event(self, job_id: str, event_id: str) -> bool:
+        table = schema.job_events
+        with self.engine.begin() as connection:
+            return connection.execute(select(table.c.id).where(
+                table.c.id == event_id, table.c.job_id == job_id)).first() is not None
+
+    def events_after(self, after: Mapping[str, str | None], *, limit: int) -> EventsAfter:
+        if not after:
+            return EventsAfter({}, [], False)
+        jobs, table = schema.jobs, schema.job_events
+        wanted = [table.c.job_id == job_id if cursor is None
+                  else and_(table.c.job_id == job_id, table.c.id > cursor)
+                  for job_id, cursor in after.items()]
+        with self.engine.begin() as connection:
+            # Statuses first: a terminal status read here has its event among the rows below
+            # (one transaction wrote both), under SQLite's lock and PostgreSQL's read committed.
+            statuses = {row.id: JobStatus(row.status) for row in connection.execute(
+                select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(sorted(after))))}
+            rows = list(connection.execute(select(table).where(or_(*wanted))
+                                           .order_by(table.c.id.asc()).limit(limit + 1)))
+        return EventsAfter(statuses, [_event(row) for row in rows[:limit]], len(rows) > limit)
 
     def add_checkpoint(self, checkpoint: Checkpoint, path: str) -> bool:
         table = schema.checkpoints

@@ -32,17 +32,26 @@ class HyperparametersResolved:
 
 @dataclass(frozen=True)
 class StepMetrics:
-    """One optimizer step's figures; ``values`` holds train_*/valid_*/full_valid_* keys."""
+    """One optimizer step's figures; ``values`` holds train_*/valid_*/full_valid_* keys.
+
+    ``learning_rate`` is the rate this step's update used (after warmup and decay);
+    ``tokens_per_second`` the step's example tokens over the seconds of its forward, backward
+    and update (validation and checkpoints left out), what a throughput chart wants.
+    """
 
     step: int
     total_steps: int
     trained_tokens: int
     values: dict[str, float | None]
     estimated_finish_seconds: float | None = None
+    learning_rate: float | None = None
+    tokens_per_second: float | None = None
 
     def event_data(self) -> dict[str, Any]:
-        """The metrics event's ``data`` as OpenAI shows it: step first, total_steps last."""
-        return {"step": self.step, **self.values, "total_steps": self.total_steps}
+        """The metrics event's ``data`` as OpenAI shows it (step first, total_steps last), with
+        tunegate's two additions for charts before total_steps."""
+        return {"step": self.step, **self.values, "learning_rate": self.learning_rate,
+                "tokens_per_second": self.tokens_per_second, "total_steps": self.total_steps}
 
 
 @dataclass(frozen=True)

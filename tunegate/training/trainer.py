@@ -268,15 +268,18 @@ def train(loop: Loop, progress: state.Progress) -> RunStatus:
             loop.emit(note(f"Training now uses {threads} CPU thread(s) "
                            "(following the machine's load)"))
         examples = step_batch(loop.train_set, loop.hp, loop.seed, progress.step)
+        step_started = time.monotonic()
         done = loop.objective.train_step(examples, loop.should_stop)
         if done is None:
             return RunStatus.CANCELLED
         step_metrics, tokens = done
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
                                        loop.options.max_grad_norm)
+        learning_rate = float(loop.optimizer.param_groups[0]["lr"])  # the rate this update uses
         loop.optimizer.step()
         loop.scheduler.step()
         loop.optimizer.zero_grad(set_to_none=True)
+        step_seconds = time.monotonic() - step_started
         progress.step += 1
         progress.trained_tokens += tokens
         step = progress.step
@@ -289,7 +292,9 @@ def train(loop: Loop, progress: state.Progress) -> RunStatus:
         loop.emit(StepMetrics(step=step, total_steps=loop.total_steps,
                               trained_tokens=progress.trained_tokens,
                               values={k: v for k, v in metrics.items() if k != "step"},
-                              estimated_finish_seconds=round(remaining, 1)))
+                              estimated_finish_seconds=round(remaining, 1),
+                              learning_rate=learning_rate,
+                              tokens_per_second=round(tokens / max(step_seconds, 1e-6), 1)))
         progress.rows.append({column: metrics.get(key)
                               for column, key in loop.objective.csv_columns.items()})
         if epoch_end:
