@@ -4,8 +4,9 @@ and starts a job, and shows the server's errors with their line numbers; the cha
 with the fine-tuned model beside the base; a server with keys gets a key prompt. Every test
 checks that the page asked no host but the server.
 
-Screenshots of the job page (running, and finished) are saved under the session's pytest
-temporary folder: ``<basetemp>/artifacts/dashboard-job-*.png`` (``--basetemp=DIR`` to choose it).
+Screenshots of the job page (running, and finished), its chat panel and the jobs list are saved
+under the session's pytest temporary folder: ``<basetemp>/artifacts/dashboard-*.png``
+(``--basetemp=DIR`` to choose it).
 
 Never ``playwright install``: it downloads browsers. Without ``/usr/bin/chromium``
 (``make system-packages`` installs it) these tests are skipped.
@@ -129,6 +130,8 @@ def test_a_running_jobs_page_draws_its_loss_curve_to_the_end(
     page.screenshot(path=str(artifacts / "dashboard-job-running.png"), full_page=True)
 
     page.wait_for_selector(".job-view[data-status=succeeded]", timeout=TRAINING_MS)
+    how = "the event stream" if _has_event_stream(training_server) else "polling"
+    page.wait_for_selector(f"text=events read by {how}")
     done = client.fine_tuning.jobs.retrieve(trained_job)
     assert done.status == "succeeded", training_server.log()[-3000:]
     page.wait_for_function(f"() => {POINTS} >= 16")
@@ -151,8 +154,33 @@ def test_a_running_jobs_page_draws_its_loss_curve_to_the_end(
     page.screenshot(path=str(artifacts / "dashboard-job-succeeded.png"), full_page=True)
 
 
-def test_the_chat_panel_answers_with_the_tuned_model_and_the_base(
+def _has_event_stream(server: Server) -> bool:
+    """Whether this server's contract declares the events' ``stream`` parameter."""
+    spec = httpx.get(f"{server.api}/openapi.json", timeout=10).json()
+    operation = spec["paths"]["/fine_tuning/jobs/{fine_tuning_job_id}/events"]["get"]
+    return any(parameter.get("name") == "stream" for parameter in operation["parameters"])
+
+
+def test_without_the_event_stream_the_page_polls_the_events(
         tab: Tab, client: OpenAI, trained_job: str) -> None:
+    """A server without ``stream=true`` (an older tunegate answers 400 unknown_parameter):
+    the page reads the same events by polling the paged list."""
+    done = wait_until_finished(client, trained_job)
+    refusal = {"error": {"message": "Unknown query parameter 'stream'.", "type":
+                         "invalid_request_error", "param": "stream", "code": "unknown_parameter"}}
+    tab.page.route(lambda url: "/events?stream=true" in url, lambda route: route.fulfill(
+        status=400, content_type="application/json", body=json.dumps(refusal)))
+    tab.open(f"#/jobs/{trained_job}")
+    page = tab.page
+    page.wait_for_selector("text=events read by polling")
+    assert tab.points() == 16
+    events = page.locator("table.events").inner_text()
+    assert "The job has successfully completed" in events and "Step 16/16" in events
+    assert done.fine_tuned_model in page.locator(".summary").inner_text()
+
+
+def test_the_chat_panel_answers_with_the_tuned_model_and_the_base(
+        tab: Tab, client: OpenAI, trained_job: str, artifacts: Path) -> None:
     done = wait_until_finished(client, trained_job)
     assert done.status == "succeeded"
     tab.open(f"#/jobs/{trained_job}")
@@ -171,6 +199,7 @@ def test_the_chat_panel_answers_with_the_tuned_model_and_the_base(
     # The tuned model learned the made-up fact; the base never saw it.
     assert "blue3" in page.locator("pre.answer[data-role=tuned]").inner_text()
     assert "blue3" not in page.locator("pre.answer[data-role=base]").inner_text()
+    page.locator(".chat").screenshot(path=str(artifacts / "dashboard-chat.png"))
     chats = [r for r in tab.requests if r.url.endswith("/v1/chat/completions")]
     assert {json.loads(r.post_data)["model"] for r in chats} == {done.fine_tuned_model, done.model}
     assert all(json.loads(r.post_data)["stream"] is True for r in chats)
@@ -182,7 +211,7 @@ def _choose(page: Any, name: str, content: bytes, field: str = "training") -> No
 
 
 def test_a_job_started_from_the_form_runs_and_its_cancel_button_works(
-        tab: Tab, client: OpenAI) -> None:
+        tab: Tab, client: OpenAI, artifacts: Path) -> None:
     tab.open()
     page = tab.page
     page.wait_for_selector(f"select[name=model] option[value='{BASE}']",
@@ -208,6 +237,7 @@ def test_a_job_started_from_the_form_runs_and_its_cancel_button_works(
     first_row.wait_for()
     assert first_row.get_attribute("data-job-id") == job_id
     assert "from-form" in first_row.inner_text() and "cancelled" in first_row.inner_text()
+    page.screenshot(path=str(artifacts / "dashboard-jobs.png"), full_page=True)
 
 
 def test_the_form_shows_errors_with_their_line_numbers(tab: Tab, client: OpenAI) -> None:

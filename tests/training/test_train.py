@@ -87,7 +87,7 @@ def test_training_succeeds_and_writes_adapter_results_and_checkpoints(make_spec:
 
     rates = [m["learning_rate"] for m in metrics]
     peak = rates.index(max(rates))
-    assert 0 < min(rates) and max(rates) <= BASE_LEARNING_RATE * 2 * (1 + 1e-9)
+    assert min(rates) > 0 and max(rates) <= BASE_LEARNING_RATE * 2 * (1 + 1e-9)
     assert rates[peak:] == sorted(rates[peak:], reverse=True) and rates[-1] < rates[peak]
     assert all(m["tokens_per_second"] > 0 for m in metrics)
     # trained_tokens counts every token of every example, once per epoch
