@@ -1,5 +1,6 @@
 """A built wheel is complete: installed outside the checkout, ``tunegate serve`` starts from it
-and answers ``/v1/openapi.yaml`` with the repository's openapi.yaml, byte for byte.
+and answers ``/v1/openapi.yaml`` with the repository's openapi.yaml, byte for byte, and the
+dashboard (``/dashboard/``) with the files of tunegate/dashboard/, each from the wheel.
 
 openapi.yaml and handlers/ live at the repository's top level; tunegate/openapi.yaml is a
 symlink that setuptools resolves into the wheel. Offline: no build isolation, no index.
@@ -100,5 +101,12 @@ def test_an_installed_wheel_serves_its_spec(tmp_path: Path) -> None:
         answer = httpx.get(f"{server.api}/openapi.yaml", timeout=10)
         assert answer.status_code == 200, server.log()[-3000:]
         assert answer.content == (ROOT / "openapi.yaml").read_bytes()
+        assets = sorted((ROOT / "tunegate" / "dashboard").iterdir())
+        assert {path.name for path in (site / "tunegate" / "dashboard").iterdir()} == {
+            path.name for path in assets}
+        for path in assets:
+            served = httpx.get(f"{server.base_url}/dashboard/{path.name}", timeout=10)
+            assert served.status_code == 200, path.name
+            assert served.content == path.read_bytes(), path.name
     finally:
         stop_server(server)

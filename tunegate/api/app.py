@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tunegate.api import errors as api_errors
+from tunegate.api.dashboard import DashboardFiles
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.middleware import RequestIdInside, TunegateMiddleware
 from tunegate.api.operations import resolver
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, service: Service | None = None,
                        upload_room=service.storage.free_bytes)
     app.add_middleware(RequestIdInside, position=MiddlewarePosition.BEFORE_CONTEXT)
     app.add_middleware(SpecFile, position=MiddlewarePosition.BEFORE_SWAGGER, spec=contract)
+    app.add_middleware(DashboardFiles, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_url_rule("/docs", "docs_redirect", _docs_redirect)
     app.state_service = service  # type: ignore[attr-defined]  # for tests and the CLI
     return app

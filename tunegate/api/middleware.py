@@ -16,6 +16,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunegate import ids
+from tunegate.api.dashboard import is_dashboard
 from tunegate.api.errors import envelope
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.rate_limit import RateLimiter
@@ -34,7 +35,8 @@ PART_FORM_BYTES = 64 * 1024
 SERVICE_KEY = "tunegate.service"
 CALLER_KEY = "tunegate.caller"
 REQUEST_ID_KEY = "tunegate.request_id"
-# Readable without a key: the contract and Swagger UI (whose "Authorize" button takes the key).
+# Readable without a key: the contract and Swagger UI (whose "Authorize" button takes the key);
+# the dashboard too, being outside /v1 (its page asks for the key).
 PUBLIC_PATHS = ("/v1/openapi.json", "/v1/openapi.yaml")
 DOCS_PREFIXES = ("/v1/docs", "/docs")
 INVALID_KEY = ("Incorrect or missing API key. Send it as 'Authorization: Bearer <key>' "
@@ -45,6 +47,11 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # Swagger UI's page has an inline script and style, data: images, and fetches the spec itself.
 DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
             "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'")
+# The dashboard's page: its own files only (no inline script or style), and calls to this
+# server alone, so that the page cannot load anything from, or send anything to, another host.
+DASHBOARD_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                 "connect-src 'self'; base-uri 'none'; form-action 'none'; "
+                 "frame-ancestors 'none'")
 
 
 # An answer given by the middleware itself: status, JSON body, extra headers.
@@ -60,7 +67,7 @@ def _needs_key(path: str) -> bool:
 
 
 def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
-    csp = DOCS_CSP if _is_docs(path) else API_CSP
+    csp = DOCS_CSP if _is_docs(path) else DASHBOARD_CSP if is_dashboard(path) else API_CSP
     return [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"), (b"content-security-policy", csp.encode())]
 
