@@ -3,8 +3,7 @@
 "Exactly" is Alembic's own comparison (``compare_metadata``, what ``alembic revision
 --autogenerate`` uses): column types and nullability, indexes, constraints and server defaults
 of the migrated database against ``tunegate.store.schema``, plus the collations it does not
-compare. SQLite always; PostgreSQL too when ``TUNEGATE_TEST_POSTGRES_URL`` names a database the
-suite may empty (its tables are dropped).
+compare. SQLite, and PostgreSQL on a fresh database (``postgres_url``, tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Index, MetaData, String, create_engine, inspect
 from sqlalchemy.engine import Engine
 
-from tests.store.conftest import POSTGRES_URL
+from tests.store.conftest import database_url
 from tunegate.store import open_store, schema
 from tunegate.store.migrations.migrate import migrate
 
@@ -27,24 +26,10 @@ from tunegate.store.migrations.migrate import migrate
 @pytest.fixture(params=["sqlite", "postgresql"])
 def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A blank database of each backend after ``open_store`` ran the migrations on it."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'blank.sqlite3'}"
-    elif POSTGRES_URL:
-        url = POSTGRES_URL
-        _drop_everything(url)
-    else:
-        pytest.skip("set TUNEGATE_TEST_POSTGRES_URL to check the migrations on PostgreSQL")
+    url = database_url(request, tmp_path, "blank.sqlite3")
     open_store(url).close()
     engine = create_engine(url)
     yield engine
-    engine.dispose()
-
-
-def _drop_everything(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        schema.metadata.drop_all(connection)
-        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     engine.dispose()
 
 
@@ -88,8 +73,11 @@ def test_the_comparison_sees_types_nullability_and_indexes(migrated: Engine) -> 
     assert kinds == {"modify_type", "modify_nullable", "remove_index", "add_index"}
 
 
-def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'twice.sqlite3'}"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrating_twice_is_a_no_op(backend: str, tmp_path: Path,
+                                    request: pytest.FixtureRequest) -> None:
+    url = (f"sqlite:///{tmp_path / 'twice.sqlite3'}" if backend == "sqlite"
+           else str(request.getfixturevalue("postgres_url")))
     open_store(url).close()
     engine = create_engine(url)
     migrate(engine)
