@@ -8,6 +8,8 @@ compare. SQLite, and PostgreSQL on a fresh database (``postgres_url``, tests/con
 
 from __future__ import annotations
 
+import multiprocessing
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,3 +88,35 @@ def test_migrating_twice_is_a_no_op(backend: str, tmp_path: Path,
     assert versions == [("0003",)]
     assert differences(engine, schema.metadata) == []
     engine.dispose()
+
+
+def _open_when_released(url: str, go: Any, out: Any) -> None:
+    go.wait()
+    try:
+        open_store(url).close()
+        out.put("ok")
+    except Exception as exc:  # reported to the test, which names it
+        out.put(f"{type(exc).__name__}: {exc}"[:500])
+
+
+def test_processes_starting_together_on_a_blank_database_migrate_it_once(
+        postgres_url: str) -> None:
+    """`serve` and its workers on many hosts may all start at once on a new database: each
+    migrates it, one after the other (PostgreSQL creates no table twice in parallel)."""
+    context = multiprocessing.get_context("spawn")
+    go, out = context.Event(), context.Queue()
+    processes = [context.Process(target=_open_when_released, args=(postgres_url, go, out))
+                 for _ in range(4)]
+    for process in processes:
+        process.start()
+    time.sleep(2)  # all four imported and waiting (spawn re-imports this module)
+    go.set()
+    results = [out.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    assert results == ["ok"] * 4, results
+    engine = create_engine(postgres_url)
+    try:
+        assert differences(engine, schema.metadata) == []
+    finally:
+        engine.dispose()
