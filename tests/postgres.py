@@ -40,7 +40,7 @@ START_ATTEMPTS = 3  # a free port can be taken by someone else before the server
 def server_programs() -> Path | None:
     """The folder holding ``initdb`` and ``pg_ctl``, the newest Debian version first."""
     on_path = shutil.which("initdb")
-    candidates = [os.path.dirname(on_path)] if on_path else []
+    candidates = [os.path.dirname(os.path.realpath(on_path))] if on_path else []
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"),
                          key=lambda folder: int(Path(folder).parent.name)
                          if Path(folder).parent.name.isdigit() else 0, reverse=True)
