@@ -2,6 +2,11 @@
 
 - ``settings`` / ``app`` / ``client``: the in-process app (responses validated against the spec).
 - ``server``: a real ``tunegate serve`` subprocess (with its embedded worker) on a free port.
+- ``postgres_server`` / ``postgres_url``: a PostgreSQL server for the session (a throwaway one,
+  tests/postgres.py, unless ``TUNEGATE_TEST_POSTGRES_URL`` names one) and a new database on it
+  for one test.
+
+At the end of the run, what was skipped and why, grouped by reason (``pytest_terminal_summary``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import postgres
 from tunegate.api.app import create_app
 from tunegate.settings import Settings
 
@@ -37,6 +44,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         folder = Path(str(item.path)).relative_to(TESTS).parts[0]
         item.add_marker(folder if folder in TIERS else "unit")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What was skipped, one line per reason with its count and folders, so that a run that
+    skipped a tier says so at the end (pyproject's ``-r`` leaves skips to this)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for report in skipped:
+        if isinstance(report.longrepr, tuple):  # (path, line, "Skipped: reason")
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        else:
+            reason = str(report.longrepr)
+        by_reason[reason].append(report.nodeid.split("::")[0].rsplit("/", 1)[0])
+    if not by_reason:
+        return
+    terminalreporter.section(f"skipped: {len(skipped)} tests, by reason", sep="-")
+    for reason, places in sorted(by_reason.items(), key=lambda item: -len(item[1])):
+        folders = ", ".join(sorted(set(places)))
+        terminalreporter.write_line(f"{len(places):4d}  {reason}  [{folders}]")
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +176,35 @@ def server(tmp_path: Path) -> Iterator[Server]:
     running = start_server(tmp_path, env=VALIDATE_ONLY)
     yield running
     stop_server(running)
+
+
+# PostgreSQL: read before any test's environment is cleared (_isolated_environment).
+POSTGRES_URL = os.environ.get("TUNEGATE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server the tests may create databases on: the one
+    ``TUNEGATE_TEST_POSTGRES_URL`` names (its user needs CREATEDB), else a throwaway server
+    started once for the session and removed after it, however the tests ended."""
+    if postgres.driver_missing():
+        pytest.skip(postgres.HOW_TO_GET_THE_DRIVER)
+    if POSTGRES_URL:
+        yield POSTGRES_URL
+        return
+    programs = postgres.server_programs()
+    if programs is None:
+        pytest.skip(postgres.HOW_TO_GET_IT)
+    server = postgres.ThrowawayPostgres.start(programs)
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database for one test; dropped afterwards."""
+    url = postgres.create_database(postgres_server)
+    yield url
+    postgres.drop_database(url)

@@ -1,9 +1,9 @@
-"""The store contract suite runs against every backend: SQLite always, PostgreSQL when
-``TUNEGATE_TEST_POSTGRES_URL`` names a database the suite may fill (it is skipped otherwise)."""
+"""The store contract suite runs against every backend: SQLite, and PostgreSQL on a fresh
+database of the session's server (``postgres_url``, tests/conftest.py: a throwaway server, or
+the one ``TUNEGATE_TEST_POSTGRES_URL`` names; skipped, saying how to get one, without either)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,25 +11,17 @@ import pytest
 
 from tunegate.store import SqlStore, open_store
 
-POSTGRES_URL = os.environ.get("TUNEGATE_TEST_POSTGRES_URL")
+
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
+    """A blank database of the backend ``request.param`` names. PostgreSQL's is asked for only
+    here, so that SQLite's variants never start a server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / name}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    elif POSTGRES_URL:
-        opened = open_store(POSTGRES_URL)
-        _empty(opened)
-    else:
-        pytest.skip("set TUNEGATE_TEST_POSTGRES_URL to run the contract against PostgreSQL")
+    opened = open_store(database_url(request, tmp_path, "store.sqlite3"))
     yield opened
     opened.close()
-
-
-def _empty(store: SqlStore) -> None:
-    from tunegate.store import schema
-
-    with store.engine.begin() as connection:
-        for table in reversed(schema.metadata.sorted_tables):
-            connection.execute(table.delete())

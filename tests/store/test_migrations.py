@@ -3,12 +3,13 @@
 "Exactly" is Alembic's own comparison (``compare_metadata``, what ``alembic revision
 --autogenerate`` uses): column types and nullability, indexes, constraints and server defaults
 of the migrated database against ``tunegate.store.schema``, plus the collations it does not
-compare. SQLite always; PostgreSQL too when ``TUNEGATE_TEST_POSTGRES_URL`` names a database the
-suite may empty (its tables are dropped).
+compare. SQLite, and PostgreSQL on a fresh database (``postgres_url``, tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Index, MetaData, String, create_engine, inspect
 from sqlalchemy.engine import Engine
 
-from tests.store.conftest import POSTGRES_URL
+from tests.store.conftest import database_url
 from tunegate.store import open_store, schema
 from tunegate.store.migrations.migrate import migrate
 
@@ -27,24 +28,10 @@ from tunegate.store.migrations.migrate import migrate
 @pytest.fixture(params=["sqlite", "postgresql"])
 def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A blank database of each backend after ``open_store`` ran the migrations on it."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'blank.sqlite3'}"
-    elif POSTGRES_URL:
-        url = POSTGRES_URL
-        _drop_everything(url)
-    else:
-        pytest.skip("set TUNEGATE_TEST_POSTGRES_URL to check the migrations on PostgreSQL")
+    url = database_url(request, tmp_path, "blank.sqlite3")
     open_store(url).close()
     engine = create_engine(url)
     yield engine
-    engine.dispose()
-
-
-def _drop_everything(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        schema.metadata.drop_all(connection)
-        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     engine.dispose()
 
 
@@ -88,8 +75,11 @@ def test_the_comparison_sees_types_nullability_and_indexes(migrated: Engine) -> 
     assert kinds == {"modify_type", "modify_nullable", "remove_index", "add_index"}
 
 
-def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'twice.sqlite3'}"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrating_twice_is_a_no_op(backend: str, tmp_path: Path,
+                                    request: pytest.FixtureRequest) -> None:
+    url = (f"sqlite:///{tmp_path / 'twice.sqlite3'}" if backend == "sqlite"
+           else str(request.getfixturevalue("postgres_url")))
     open_store(url).close()
     engine = create_engine(url)
     migrate(engine)
@@ -98,3 +88,35 @@ def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
     assert versions == [("0003",)]
     assert differences(engine, schema.metadata) == []
     engine.dispose()
+
+
+def _open_when_released(url: str, go: Any, out: Any) -> None:
+    go.wait()
+    try:
+        open_store(url).close()
+        out.put("ok")
+    except Exception as exc:  # reported to the test, which names it
+        out.put(f"{type(exc).__name__}: {exc}"[:500])
+
+
+def test_processes_starting_together_on_a_blank_database_migrate_it_once(
+        postgres_url: str) -> None:
+    """`serve` and its workers on many hosts may all start at once on a new database: each
+    migrates it, one after the other (PostgreSQL creates no table twice in parallel)."""
+    context = multiprocessing.get_context("spawn")
+    go, out = context.Event(), context.Queue()
+    processes = [context.Process(target=_open_when_released, args=(postgres_url, go, out))
+                 for _ in range(4)]
+    for process in processes:
+        process.start()
+    time.sleep(2)  # all four imported and waiting (spawn re-imports this module)
+    go.set()
+    results = [out.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    assert results == ["ok"] * 4, results
+    engine = create_engine(postgres_url)
+    try:
+        assert differences(engine, schema.metadata) == []
+    finally:
+        engine.dispose()

@@ -98,9 +98,14 @@ def _claim_all(url: str, worker_id: str, out: multiprocessing.Queue) -> None:
     out.put(claimed)
 
 
-def test_two_worker_processes_never_claim_the_same_job(service: Service) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_worker_processes_never_claim_the_same_job(
+        backend: str, settings: Settings, request: pytest.FixtureRequest) -> None:
+    database = "" if backend == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    service = build_service(replace(settings, max_active_jobs=1000, database_url=database))
     file_id = service_upload(service, chat_lines(12))
     job_ids = {service_create_job(service, file_id) for _ in range(40)}
+    service.store.close()  # the claims are the worker processes' own
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     url = service.settings.sqlalchemy_url

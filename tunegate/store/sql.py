@@ -64,6 +64,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # "database or disk is full": SQLite's SQLITE_FULL (the file system, or max_page_count), and
 # PostgreSQL's SQLSTATE 53100 (disk_full).
 POSTGRES_DISK_FULL = "53100"
+# A worker's host that dies (or loses its network) inside a transaction keeps that transaction's
+# row locks until PostgreSQL notices the connection is gone, which TCP keepalives take hours
+# to do: the heartbeat takeover of its job would wait on the job row that long. Every tunegate
+# transaction is a few statements, never idle, so a session idle inside one is such a host's.
+POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT = "30s"
 # A job takes minutes: the SDK's two automatic resends, 30 s apart, give one a chance to end.
 ACTIVE_JOBS_RETRY_SECONDS = 30
 
@@ -82,6 +87,16 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET idle_in_transaction_session_timeout = "
+                       f"'{POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT}'")
+        cursor.close()
+        dbapi_connection.commit()  # the driver opened a transaction for the SET
 
 
 def _is_full(driver_error: BaseException) -> bool:
@@ -110,6 +125,8 @@ def open_store(url: str) -> SqlStore:
     _translate_errors(engine)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    elif engine.dialect.name == "postgresql":
+        _configure_postgresql(engine)
     migrate(engine)
     return SqlStore(engine)
 

@@ -91,6 +91,7 @@ class Worker:
         job = self.store.claim_job([JobStatus.VALIDATING_FILES], self.worker_id, time.time())
         if job is None:
             return False
+        log.info("claimed job %s to validate its files", job.id)
         with self._owned(job.id):
             self.validate_files(job)
         return True
@@ -101,6 +102,8 @@ class Worker:
         job = self.store.claim_job([JobStatus.QUEUED], self.worker_id, time.time())
         if job is None:
             return False
+        # With many workers on one store, the logs say which one ran what.
+        log.info("claimed job %s to train it", job.id)
         from tunegate.worker.training_stage import TrainingStage  # needs the training extra
 
         with self._owned(job.id):
