@@ -123,9 +123,11 @@ INTENDED: tuple[Intended, ...] = (
     # ---- events and checkpoints
     _d("FineTuningJobEvent", "required only in ours", ("data", "type"), (), _ALWAYS_SENT),
     _d("FineTuningJobEvent.data", "properties only in ours",
-       tuple(sorted((*_OPENAI_METRICS, "total_steps", *_REWARD_METRICS))), (),
+       tuple(sorted((*_OPENAI_METRICS, "total_steps", "learning_rate", "tokens_per_second",
+                     *_REWARD_METRICS))), (),
        "OpenAI's schema leaves a metrics event's data an open object (its guide names the "
-       "keys); tunegate's lists them, with the DPO reward figures it adds."),
+       "keys); tunegate's lists them, with the DPO reward figures and the learning rate and "
+       "tokens/s it adds for charts."),
     _d("FineTuningJobCheckpoint.metrics", "properties only in ours", _REWARD_METRICS, (),
        "DPO runs report the implicit-reward figures besides the loss (OpenAI publishes no "
        "DPO metrics); null for supervised runs."),
