@@ -26,7 +26,9 @@ free port in a temporary data folder, seeds ``--items`` files and as many jobs, 
 (b), counts optimizer steps (metrics events) and the CPU used by the trainer, the API and
 everything else (in cores' worth), with the trainer's thread-count changes.
 ``--trainer-nice N`` / ``--api-nice N`` renice the trainer or the API process from outside, to
-compare priorities (without them: what ``tunegate serve`` does by itself).
+compare priorities (without them: what ``tunegate serve`` does by itself);
+``--nice-sequence 0,10 --train-rounds 6`` alternates the trainer's nice value between window
+pairs of one run, so that both meet the same load from other processes.
 Set ``TUNEGATE_MODEL_CACHE`` to a folder to convert the base model once for several runs.
 """
 
@@ -315,6 +317,7 @@ class Window:
     trainer_cpu: float  # CPU seconds of the trainer process
     api_cpu: float  # of the API process
     others_cpu: float  # of everything else on the machine (this bench's clients included)
+    nice: int = 0  # the trainer's
     steps: int = 0
     threads: str = ""  # the trainer's thread count changes inside the window
     load: LoadResult | None = None
@@ -359,13 +362,17 @@ def training(folder: Path, args: argparse.Namespace) -> list[Window]:
               f"{os.getpriority(os.PRIO_PROCESS, server.pid)}", flush=True)
         time.sleep(args.seconds)  # past the first steps and the first thread re-check
         windows = []
+        nices = [int(value) for value in args.nice_sequence.split(",") if value.strip()]
         for index in range(2 * args.train_rounds):
+            if nices:  # root may lower a nice value again
+                os.setpriority(os.PRIO_PROCESS, trainer, nices[index // 2 % len(nices)])
             if index % 2:
-                windows.append(_measured("with load", server, trainer, lambda: concurrent(
-                    server, args.clients, args.seconds, args.shared_client, rate=args.rate)))
+                window = _measured("with load", server, trainer, lambda: concurrent(
+                    server, args.clients, args.seconds, args.shared_client, rate=args.rate))
             else:
-                windows.append(_measured("idle", server, trainer,
-                                         lambda: time.sleep(args.seconds)))
+                window = _measured("idle", server, trainer, lambda: time.sleep(args.seconds))
+            window.nice = os.getpriority(os.PRIO_PROCESS, trainer)
+            windows.append(window)
         time.sleep(2)  # the last window's events reach the store
         events = _events(client, job["id"])
         client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
@@ -404,6 +411,9 @@ def main() -> None:
     parser.add_argument("--train-rounds", type=int, default=2)
     parser.add_argument("--trainer-nice", type=int, default=0)
     parser.add_argument("--api-nice", type=int, default=0)
+    parser.add_argument("--nice-sequence", default="",
+                        help="trainer nice values to cycle through, one per idle+load pair of "
+                             "windows (e.g. 0,10: compares them under the same other load)")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -437,12 +447,12 @@ def main() -> None:
             windows = training(folder, args)
             print(f"\n(c) training beside the API, {args.clients} clients in the loaded windows "
                   "(CPU in cores' worth: seconds / window)")
-            print(f"  {'window':<10} {'s':>4} {'steps':>6} {'trainer':>8} {'API':>6} "
+            print(f"  {'window':<10} {'nice':>4} {'s':>4} {'steps':>6} {'trainer':>8} {'API':>6} "
                   f"{'others':>7} {'req/s':>7} {'p99 ms':>7} {'failed':>7}")
             for window in windows:
                 seconds = window.end - window.start
                 load = window.load
-                print(f"  {window.label:<10} {seconds:>4.0f} {window.steps:>6} "
+                print(f"  {window.label:<10} {window.nice:>4} {seconds:>4.0f} {window.steps:>6} "
                       f"{window.trainer_cpu / seconds:>8.2f} {window.api_cpu / seconds:>6.2f} "
                       f"{window.others_cpu / seconds:>7.2f} "
                       + (f"{load.ok / load.seconds:>7.1f} {load.percentile(0.99) * 1000:>7.0f} "

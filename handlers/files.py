@@ -47,13 +47,13 @@ def create_file(body: dict[str, Any], file: UploadFile | None = None) -> Respons
             file.file.close()
 
 
-def list_files(purpose: str | None = None, limit: int = 10000, order: str = "desc",
-               after: str | None = None) -> Response:
+async def list_files(purpose: str | None = None, limit: int = 10000, order: str = "desc",
+                     after: str | None = None) -> Response:
     page = service().list_files(visible(), purpose=purpose, after=after, limit=limit, order=order)
     return page.to_api(), 200
 
 
-def retrieve_file(file_id: str) -> Response:
+async def retrieve_file(file_id: str) -> Response:
     return service().get_file(visible(), file_id).to_api(), 200
 
 

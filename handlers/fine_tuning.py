@@ -21,12 +21,12 @@ def create_job(body: dict[str, Any]) -> Response:
     return service().create_job(who.project_id, body, who.organization_id).to_api(), 200
 
 
-def list_jobs(after: str | None = None, limit: int = 20,
-              metadata: dict[str, str] | None = None) -> Response:
+async def list_jobs(after: str | None = None, limit: int = 20,
+                    metadata: dict[str, str] | None = None) -> Response:
     return service().list_jobs(visible(), after=after, limit=limit, metadata=metadata).to_api(), 200
 
 
-def retrieve_job(fine_tuning_job_id: str) -> Response:
+async def retrieve_job(fine_tuning_job_id: str) -> Response:
     return service().get_job(visible(), fine_tuning_job_id).to_api(), 200
 
 
@@ -60,7 +60,7 @@ def list_events(fine_tuning_job_id: str, after: str | None = None, limit: int = 
     return JobEventStream(follower, heartbeat=service().settings.sse_heartbeat)
 
 
-def list_checkpoints(fine_tuning_job_id: str, after: str | None = None,
-                     limit: int = 10) -> Response:
+async def list_checkpoints(fine_tuning_job_id: str, after: str | None = None,
+                           limit: int = 10) -> Response:
     page = service().list_checkpoints(visible(), fine_tuning_job_id, after=after, limit=limit)
     return page.to_api(), 200

@@ -13,11 +13,11 @@ from handlers import service, visible
 Response = tuple[dict[str, Any], int]
 
 
-def list_models() -> Response:
+async def list_models() -> Response:
     return {"object": "list", "data": service().list_models(visible())}, 200
 
 
-def retrieve_model(model: str) -> Response:
+async def retrieve_model(model: str) -> Response:
     return service().get_model(visible(), model), 200
 
 

@@ -18,9 +18,9 @@ def create_permissions(fine_tuned_model_checkpoint: str, body: dict[str, Any]) -
     return granted.to_api(), 200
 
 
-def list_permissions(fine_tuned_model_checkpoint: str, project_id: str | None = None,
-                     after: str | None = None, limit: int = 10,
-                     order: str = "descending") -> Response:
+async def list_permissions(fine_tuned_model_checkpoint: str, project_id: str | None = None,
+                           after: str | None = None, limit: int = 10,
+                           order: str = "descending") -> Response:
     page = service().list_permissions(caller().admin, fine_tuned_model_checkpoint,
                                       project_id=project_id, after=after, limit=limit,
                                       order=order)

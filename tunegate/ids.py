@@ -14,6 +14,7 @@ import time
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 TIME_CHARS = 9  # 62**9 ms is ~400,000 years: fixed width keeps lexical order == numeric order
 RANDOM_CHARS = 15
+_RANDOM_SPACE = len(ALPHABET) ** RANDOM_CHARS
 
 JOB = "ftjob-"
 EVENT = "ftevent-"
@@ -46,7 +47,9 @@ def _monotonic_ms() -> int:
 
 def new_id(prefix: str) -> str:
     """A fresh id with ``prefix`` that sorts after every id this process made before."""
-    random_part = "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_CHARS))
+    # One draw for all 15 characters: as uniform as 15 draws, one urandom read instead of 15
+    # (every request gets an id, its x-request-id).
+    random_part = _base62(secrets.randbelow(_RANDOM_SPACE), RANDOM_CHARS)
     return f"{prefix}{_base62(_monotonic_ms(), TIME_CHARS)}{random_part}"
 
 

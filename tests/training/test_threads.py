@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tunegate.training import threads
@@ -82,3 +86,16 @@ def test_threads_go_within_seconds_and_come_back_after_a_quiet_while(
     governor = ThreadGovernor(sample=lambda: next(samples))
     assert governor.start() == 2
     assert [governor.tick() for _ in range(5)] == [None, 1, None, 2, None]
+
+
+def test_the_trainer_nice_setting_is_honoured() -> None:
+    show = ("from tunegate.training.threads import apply_priority; import os; "
+            "print(apply_priority(), os.getpriority(os.PRIO_PROCESS, 0))")
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    wanted = min(19, ours + 3)  # a higher nice value: any user may take it
+    for value, expected in ((str(wanted), f"{wanted} {wanted}"), ("", f"None {ours}"),
+                            ("high", f"None {ours}")):
+        env = {**os.environ, threads.NICE_ENV: value}
+        ran = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True,
+                             text=True, check=True)
+        assert ran.stdout.split() == expected.split(), ran.stderr

@@ -1,22 +1,35 @@
 """``Store`` on SQLAlchemy Core: SQLite (the embedded default) or PostgreSQL.
 
-SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``, so a
+SQLite runs in WAL mode and every writing transaction starts with ``BEGIN IMMEDIATE``, so a
 compare-and-set or a claim is serialized across processes (the API and its workers) without
 lost updates; PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``.
+
+Reads of one statement (``_read``) take no lock: on SQLite they go through a second engine
+whose connections never issue ``BEGIN`` (in WAL mode a statement sees the last commit and never
+waits for a writer), so the API's listings queue neither behind each other nor behind a
+worker's writes. The statements of the frequent reads are built once (``_select``) with bound
+parameters, which spares SQLAlchemy rebuilding and re-keying them on every request.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
+    Integer,
     Row,
+    Table,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -29,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 
 from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import (
@@ -73,7 +86,9 @@ POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT = "30s"
 ACTIVE_JOBS_RETRY_SECONDS = 30
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, writes: bool = True) -> None:
+    """WAL, the busy timeout and explicit transactions; ``writes``: each one BEGIN IMMEDIATE."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions defer locking).
@@ -83,6 +98,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    if not writes:
+        # No "begin" listener: each statement is its own read transaction (autocommit), which
+        # in WAL mode waits for no writer.
+        return
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -117,29 +137,66 @@ def _translate_errors(engine: Engine) -> None:
             raise InsufficientStorage() from context.sqlalchemy_exception
 
 
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C, behind json.loads
+
+
+def _json_loads(text: str | bytes) -> Any:
+    """A JSON column's value: one call of the C scanner for the text ``json.dumps`` wrote (a job
+    row holds five, most of them ``null``; ``json.loads`` costs three Python calls more), and
+    ``json.loads`` for anything else (bytes from psycopg, leading blanks) and for its errors."""
+    if not isinstance(text, str):
+        return json.loads(text)
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def open_store(url: str) -> SqlStore:
     """Connect, apply migrations, and return a ready store."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    engine = create_engine(url, json_deserializer=_json_loads)
     _translate_errors(engine)
+    reads = None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+        reads = create_engine(url, json_deserializer=_json_loads)
+        _translate_errors(reads)  # a read's temporary sort file may meet a full disk too
+        _configure_sqlite(reads, writes=False)
     elif engine.dialect.name == "postgresql":
         _configure_postgresql(engine)
     migrate(engine)
-    return SqlStore(engine)
+    return SqlStore(engine, reads)
 
 
-# Row -> domain object
+# Row -> domain object. Rows of ``select(table)`` are read by position (a Row's attribute
+# access costs ~0.3 us a field, which a listing of 50 jobs pays 950 times): the columns named
+# like the domain class's fields, in the order of its fields.
+
+Domain = TypeVar("Domain")
 
 
-def _file(row: Row[Any]) -> StoredFile:
-    return StoredFile(
-        id=row.id, project_id=row.project_id, bytes=row.bytes, created_at=row.created_at,
-        filename=row.filename, purpose=row.purpose, expires_at=row.expires_at,
-        status=row.status, status_details=row.status_details,
-    )
+def _from_row(table: Table, domain_class: type[Domain],
+              **convert: Callable[[Any], Any]) -> Callable[[Row[Any]], Domain]:
+    """``row of select(table) -> domain_class(...)``, each field from the column of its name,
+    passed through ``convert[name]`` where given."""
+    names = [field.name for field in dataclasses.fields(domain_class)]  # type: ignore[arg-type]
+    columns = list(table.c.keys())
+    values_of = itemgetter(*(columns.index(name) for name in names))
+    converters = [(names.index(name), function) for name, function in convert.items()]
+
+    def build(row: Row[Any]) -> Domain:
+        values = list(values_of(row))
+        for index, function in converters:
+            values[index] = function(values[index])
+        return domain_class(*values)
+
+    return build
+
+
+_file = _from_row(schema.files, StoredFile)
 
 
 def _file_values(file: StoredFile) -> dict[str, Any]:
@@ -159,16 +216,9 @@ def _model_values(model: FineTunedModel) -> dict[str, Any]:
     }
 
 
-def _job(row: Row[Any]) -> FineTuningJob:
-    return FineTuningJob(
-        id=row.id, project_id=row.project_id, created_at=row.created_at, model=row.model,
-        organization_id=row.organization_id, status=JobStatus(row.status),
-        training_file=row.training_file, validation_file=row.validation_file, method=row.method,
-        seed=row.seed, suffix=row.suffix, metadata=row.metadata, integrations=row.integrations,
-        fine_tuned_model=row.fine_tuned_model, finished_at=row.finished_at,
-        trained_tokens=row.trained_tokens, error=JobError(**row.error) if row.error else None,
-        result_files=list(row.result_files or []), estimated_finish=row.estimated_finish,
-    )
+_job = _from_row(schema.jobs, FineTuningJob, status=JobStatus,
+                 error=lambda error: JobError(**error) if error else None,
+                 result_files=lambda files: list(files or []))
 
 
 def _job_values(job: FineTuningJob) -> dict[str, Any]:
@@ -184,11 +234,7 @@ def _job_values(job: FineTuningJob) -> dict[str, Any]:
     }
 
 
-def _event(row: Row[Any]) -> JobEvent:
-    return JobEvent(
-        id=row.id, job_id=row.job_id, created_at=row.created_at, level=EventLevel(row.level),
-        message=row.message, type=row.type, data=row.data,
-    )
+_event = _from_row(schema.job_events, JobEvent, level=EventLevel)
 
 
 def _event_values(item: JobEvent) -> dict[str, Any]:
@@ -198,38 +244,11 @@ def _event_values(item: JobEvent) -> dict[str, Any]:
     }
 
 
-def _checkpoint(row: Row[Any]) -> Checkpoint:
-    return Checkpoint(
-        id=row.id, job_id=row.job_id, created_at=row.created_at,
-        fine_tuned_model_checkpoint=row.fine_tuned_model_checkpoint,
-        step_number=row.step_number, metrics=row.metrics,
-    )
-
-
-def _model(row: Row[Any]) -> FineTunedModel:
-    return FineTunedModel(
-        id=row.id, project_id=row.project_id, job_id=row.job_id, base_model=row.base_model,
-        created_at=row.created_at, kind=row.kind, path=row.path,
-    )
-
-
-def _upload(row: Row[Any]) -> StoredUpload:
-    return StoredUpload(
-        id=row.id, project_id=row.project_id, created_at=row.created_at,
-        expires_at=row.expires_at, filename=row.filename, purpose=row.purpose, bytes=row.bytes,
-        mime_type=row.mime_type, status=UploadStatus(row.status),
-        file_expires_after=row.file_expires_after, file_id=row.file_id,
-    )
-
-
-def _upload_part(row: Row[Any]) -> UploadPart:
-    return UploadPart(id=row.id, upload_id=row.upload_id, created_at=row.created_at,
-                      bytes=row.bytes)
-
-
-def _permission(row: Row[Any]) -> CheckpointPermission:
-    return CheckpointPermission(id=row.id, model_id=row.model_id, project_id=row.project_id,
-                                created_at=row.created_at)
+_checkpoint = _from_row(schema.checkpoints, Checkpoint)
+_model = _from_row(schema.fine_tuned_models, FineTunedModel)
+_upload = _from_row(schema.uploads, StoredUpload, status=UploadStatus)
+_upload_part = _from_row(schema.upload_parts, UploadPart)
+_permission = _from_row(schema.checkpoint_permissions, CheckpointPermission)
 
 
 def _upload_conflict(upload: StoredUpload, at: int, doing: str) -> Conflict:
@@ -241,6 +260,50 @@ def _upload_conflict(upload: StoredUpload, at: int, doing: str) -> Conflict:
 def _in_project(table: Any, project_id: str | None) -> Any:
     """The row filter of a project; ``None`` (an admin's reads) matches every project."""
     return true() if project_id is None else table.c.project_id == project_id
+
+
+def _project(project_id: str | None) -> dict[str, str]:
+    """The ``where`` of ``_select`` for a project's rows; ``{}`` (every project) for ``None``."""
+    return {} if project_id is None else {"project_id": project_id}
+
+
+@functools.cache
+def _select(table: Table, equal: tuple[str, ...], *, after: str | None = None,
+            order: tuple[str, ...] = (), page: bool = False,
+            unexpired: bool = False) -> Select[Any]:
+    """``SELECT * FROM table WHERE column = :column (each of equal) [AND id > / < :after]
+    [AND (expires_at IS NULL OR expires_at > :at)] ORDER BY ... [LIMIT :limit]``, built once
+    per shape and executed with the values as parameters. ``after`` is ">" or "<"; ``order``
+    names columns, "-" first for descending."""
+    query = select(table).where(*(table.c[name] == bindparam(name) for name in equal))
+    if after is not None:
+        bound: Any = bindparam("after")
+        query = query.where(table.c.id > bound if after == ">" else table.c.id < bound)
+    if unexpired:
+        query = query.where(or_(table.c.expires_at.is_(None),
+                                table.c.expires_at > bindparam("at")))
+    for name in order:
+        query = query.order_by(table.c[name[1:]].desc() if name[0] == "-" else table.c[name])
+    return query.limit(bindparam("limit", type_=Integer)) if page else query
+
+
+@functools.cache
+def _visible_models(*, by_id: bool, of_project: bool) -> Select[Any]:
+    """Fine-tuned models (``:id`` only, with ``by_id``) that project ``:project_id`` owns or
+    was given a permission for (every project's without ``of_project``), oldest first."""
+    table, shared = schema.fine_tuned_models, schema.checkpoint_permissions
+    query = select(table)
+    if by_id:
+        query = query.where(table.c.id == bindparam("id"))
+    if of_project:
+        project: Any = bindparam("project_id")
+        query = query.where(or_(table.c.project_id == project, exists(select(1).where(
+            shared.c.model_id == table.c.id, shared.c.project_id == project))))
+    return query.order_by(table.c.created_at, table.c.id)
+
+
+_EXPIRED_FILES = select(schema.files).where(schema.files.c.expires_at.is_not(None),
+                                            schema.files.c.expires_at <= bindparam("now"))
 
 
 def _change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,11 +319,20 @@ def _change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
 class SqlStore:
     """The SQL implementation of ``tunegate.store.base.Store``."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, reads: Engine | None = None):
+        """``reads``: the engine of single-statement reads (default: ``engine``)."""
         self.engine = engine
+        self._reads = reads or engine
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._reads is not self.engine:
+            self._reads.dispose()
+
+    def _read(self, query: Select[Any], values: Mapping[str, Any]) -> list[Row[Any]]:
+        """All rows of one read-only statement."""
+        with self._reads.connect() as connection:
+            return list(connection.execute(query, dict(values)).all())
 
     def identity(self) -> str:
         with self.engine.begin() as connection:
@@ -268,14 +340,22 @@ class SqlStore:
 
     # Paging ---------------------------------------------------------------------------------
 
-    def _page(self, query: Select[Any], id_column: Any, *, after: str | None, limit: int,
-              ascending: bool = False) -> tuple[list[Row[Any]], bool]:
-        """Keyset paging on time-ordered ids: ``after`` needs no lookup and survives deletes."""
-        if after is not None:
-            query = query.where(id_column > after if ascending else id_column < after)
-        query = query.order_by(id_column.asc() if ascending else id_column.desc()).limit(limit + 1)
-        with self.engine.begin() as connection:
-            rows = list(connection.execute(query))
+    def _page(self, table: Table, where: Mapping[str, Any], *, after: str | None, limit: int,
+              ascending: bool = False, unexpired_at: int | None = None,
+              extra: Sequence[ColumnElement[bool]] = ()) -> tuple[list[Row[Any]], bool]:
+        """Keyset paging on time-ordered ids: ``after`` needs no lookup and survives deletes.
+
+        ``where``: column = value filters; ``unexpired_at``: only rows whose ``expires_at`` is
+        unset or later; ``extra``: further conditions (a statement with them is built per
+        call)."""
+        query = _select(table, tuple(where), after=None if after is None else
+                        ">" if ascending else "<", order=("id" if ascending else "-id",),
+                        page=True, unexpired=unexpired_at is not None)
+        if extra:
+            query = query.where(*extra)
+        values = {**where, "limit": limit + 1, **({} if after is None else {"after": after}),
+                  **({} if unexpired_at is None else {"at": unexpired_at})}
+        rows = self._read(query, values)
         return rows[:limit], len(rows) > limit
 
     # Files ----------------------------------------------------------------------------------
@@ -285,21 +365,15 @@ class SqlStore:
             connection.execute(insert(schema.files).values(**_file_values(file)))
 
     def get_file(self, project_id: str | None, file_id: str) -> StoredFile | None:
-        table = schema.files
-        with self.engine.begin() as connection:
-            row = connection.execute(select(table).where(
-                table.c.id == file_id, _in_project(table, project_id))).first()
-        return _file(row) if row else None
+        where = {"id": file_id, **_project(project_id)}
+        rows = self._read(_select(schema.files, tuple(where)), where)
+        return _file(rows[0]) if rows else None
 
     def list_files(self, project_id: str | None, *, purpose: str | None, after: str | None,
                    limit: int, ascending: bool, at: int | None = None) -> Page[StoredFile]:
-        table = schema.files
-        query = select(table).where(_in_project(table, project_id))
-        if at is not None:
-            query = query.where(or_(table.c.expires_at.is_(None), table.c.expires_at > at))
-        if purpose is not None:
-            query = query.where(table.c.purpose == purpose)
-        rows, more = self._page(query, table.c.id, after=after, limit=limit, ascending=ascending)
+        where = {**_project(project_id), **({} if purpose is None else {"purpose": purpose})}
+        rows, more = self._page(schema.files, where, after=after, limit=limit,
+                                ascending=ascending, unexpired_at=at)
         return Page([_file(row) for row in rows], more)
 
     def delete_file(self, project_id: str | None, file_id: str) -> bool:
@@ -310,11 +384,7 @@ class SqlStore:
         return result.rowcount > 0
 
     def expired_files(self, now: int) -> list[StoredFile]:
-        table = schema.files
-        with self.engine.begin() as connection:
-            rows = connection.execute(select(table).where(
-                table.c.expires_at.is_not(None), table.c.expires_at <= now))
-            return [_file(row) for row in rows]
+        return [_file(row) for row in self._read(_EXPIRED_FILES, {"now": now})]
 
     def known_file_ids(self, file_ids: Sequence[str]) -> set[str]:
         table = schema.files
@@ -354,11 +424,9 @@ class SqlStore:
                 code="too_many_active_jobs")
 
     def get_job(self, job_id: str, project_id: str | None = None) -> FineTuningJob | None:
-        table = schema.jobs
-        query = select(table).where(table.c.id == job_id, _in_project(table, project_id))
-        with self.engine.begin() as connection:
-            row = connection.execute(query).first()
-        return _job(row) if row else None
+        where = {"id": job_id, **_project(project_id)}
+        rows = self._read(_select(schema.jobs, tuple(where)), where)
+        return _job(rows[0]) if rows else None
 
     def unfinished_jobs_using(self, project_id: str | None, *, file_id: str | None = None,
                               model: str | None = None) -> list[str]:
@@ -372,16 +440,15 @@ class SqlStore:
                  .where(_in_project(table, project_id), or_(*uses),
                         table.c.status.not_in(sorted(status.value for status in TERMINAL)))
                  .order_by(table.c.id))
-        with self.engine.begin() as connection:
-            return list(connection.execute(query).scalars())
+        return [row.id for row in self._read(query, {})]
 
     def list_jobs(self, project_id: str | None, *, after: str | None, limit: int,
                   metadata: Mapping[str, str] | None) -> Page[FineTuningJob]:
         table = schema.jobs
-        query = select(table).where(_in_project(table, project_id))
-        for key, value in (metadata or {}).items():
-            query = query.where(self._metadata_is(table.c.metadata, key, value))
-        rows, more = self._page(query, table.c.id, after=after, limit=limit)
+        extra = [self._metadata_is(table.c.metadata, key, value)
+                 for key, value in (metadata or {}).items()]
+        rows, more = self._page(table, _project(project_id), after=after, limit=limit,
+                                extra=extra)
         return Page([_job(row) for row in rows], more)
 
     def _metadata_is(self, column: Any, key: str, value: str) -> Any:
@@ -471,9 +538,8 @@ class SqlStore:
 
     def owned_jobs(self) -> list[OwnedJob]:
         table = schema.jobs
-        with self.engine.begin() as connection:
-            rows = connection.execute(select(table).where(table.c.worker_id.is_not(None)))
-            return [OwnedJob(_job(row), row.worker_id, row.heartbeat_at) for row in rows]
+        rows = self._read(select(table).where(table.c.worker_id.is_not(None)), {})
+        return [OwnedJob(_job(row), row.worker_id, row.heartbeat_at) for row in rows]
 
     # Events and checkpoints -----------------------------------------------------------------
 
@@ -506,16 +572,14 @@ class SqlStore:
 
     def last_metrics_step(self, job_id: str) -> int:
         table = schema.job_events
-        with self.engine.begin() as connection:
-            data = connection.execute(
-                select(table.c.data).where(table.c.job_id == job_id, table.c.type == "metrics")
-                .order_by(table.c.id.desc()).limit(1)).scalar()
+        rows = self._read(select(table.c.data).where(table.c.job_id == job_id,
+                                                     table.c.type == "metrics")
+                          .order_by(table.c.id.desc()).limit(1), {})
+        data = rows[0].data if rows else None
         return int(data.get("step", 0)) if data else 0
 
     def list_events(self, job_id: str, *, after: str | None, limit: int) -> Page[JobEvent]:
-        table = schema.job_events
-        query = select(table).where(table.c.job_id == job_id)
-        rows, more = self._page(query, table.c.id, after=after, limit=limit)
+        rows, more = self._page(schema.job_events, {"job_id": job_id}, after=after, limit=limit)
         return Page([_event(row) for row in rows], more)
 
     def has_event(self, job_id: str, event_id: str) -> bool:
@@ -566,16 +630,14 @@ class SqlStore:
 
     def checkpoint_paths(self, job_id: str) -> dict[str, str]:
         table = schema.checkpoints
-        with self.engine.begin() as connection:
-            rows = connection.execute(select(table.c.fine_tuned_model_checkpoint, table.c.path)
-                                      .where(table.c.job_id == job_id))
-            return {row.fine_tuned_model_checkpoint: row.path for row in rows}
+        rows = self._read(select(table.c.fine_tuned_model_checkpoint, table.c.path)
+                          .where(table.c.job_id == job_id), {})
+        return {row.fine_tuned_model_checkpoint: row.path for row in rows}
 
     def list_checkpoints(self, job_id: str, *, after: str | None,
                          limit: int) -> Page[Checkpoint]:
-        table = schema.checkpoints
-        query = select(table).where(table.c.job_id == job_id)
-        rows, more = self._page(query, table.c.id, after=after, limit=limit)
+        rows, more = self._page(schema.checkpoints, {"job_id": job_id}, after=after,
+                                limit=limit)
         return Page([_checkpoint(row) for row in rows], more)
 
     # Fine-tuned models ----------------------------------------------------------------------
@@ -584,28 +646,14 @@ class SqlStore:
         with self.engine.begin() as connection:
             connection.execute(insert(schema.fine_tuned_models).values(**_model_values(model)))
 
-    @staticmethod
-    def _visible_model(project_id: str | None) -> Any:
-        """Models the project owns or was given a permission for (every model for None)."""
-        table, shared = schema.fine_tuned_models, schema.checkpoint_permissions
-        if project_id is None:
-            return true()
-        return or_(table.c.project_id == project_id, exists(select(1).where(
-            shared.c.model_id == table.c.id, shared.c.project_id == project_id)))
-
     def get_model(self, project_id: str | None, model_id: str) -> FineTunedModel | None:
-        table = schema.fine_tuned_models
-        with self.engine.begin() as connection:
-            row = connection.execute(select(table).where(
-                table.c.id == model_id, self._visible_model(project_id))).first()
-        return _model(row) if row else None
+        query = _visible_models(by_id=True, of_project=project_id is not None)
+        rows = self._read(query, {"id": model_id, **_project(project_id)})
+        return _model(rows[0]) if rows else None
 
     def list_models(self, project_id: str | None) -> list[FineTunedModel]:
-        table = schema.fine_tuned_models
-        with self.engine.begin() as connection:
-            rows = connection.execute(select(table).where(self._visible_model(project_id))
-                                      .order_by(table.c.created_at, table.c.id))
-            return [_model(row) for row in rows]
+        query = _visible_models(by_id=False, of_project=project_id is not None)
+        return [_model(row) for row in self._read(query, _project(project_id))]
 
     def delete_model(self, project_id: str | None, model_id: str) -> bool:
         table, shared = schema.fine_tuned_models, schema.checkpoint_permissions
@@ -638,11 +686,9 @@ class SqlStore:
 
     def list_permissions(self, model_id: str, *, project_id: str | None, after: str | None,
                          limit: int, ascending: bool) -> Page[CheckpointPermission]:
-        table = schema.checkpoint_permissions
-        query = select(table).where(table.c.model_id == model_id)
-        if project_id is not None:
-            query = query.where(table.c.project_id == project_id)
-        rows, more = self._page(query, table.c.id, after=after, limit=limit, ascending=ascending)
+        where = {"model_id": model_id, **_project(project_id)}
+        rows, more = self._page(schema.checkpoint_permissions, where, after=after, limit=limit,
+                                ascending=ascending)
         return Page([_permission(row) for row in rows], more)
 
     def delete_permission(self, model_id: str, permission_id: str) -> bool:
@@ -663,11 +709,9 @@ class SqlStore:
                 file_expires_after=upload.file_expires_after, file_id=upload.file_id))
 
     def get_upload(self, project_id: str | None, upload_id: str) -> StoredUpload | None:
-        table = schema.uploads
-        with self.engine.begin() as connection:
-            row = connection.execute(select(table).where(
-                table.c.id == upload_id, _in_project(table, project_id))).first()
-        return _upload(row) if row else None
+        where = {"id": upload_id, **_project(project_id)}
+        rows = self._read(_select(schema.uploads, tuple(where)), where)
+        return _upload(rows[0]) if rows else None
 
     def _pending_upload(self, connection: Connection, upload_id: str, at: int,
                         doing: str) -> StoredUpload:
@@ -699,11 +743,9 @@ class SqlStore:
                 bytes=part.bytes))
 
     def upload_parts(self, upload_id: str) -> list[UploadPart]:
-        table = schema.upload_parts
-        with self.engine.begin() as connection:
-            rows = connection.execute(select(table).where(table.c.upload_id == upload_id)
-                                      .order_by(table.c.id))
-            return [_upload_part(row) for row in rows]
+        where = {"upload_id": upload_id}
+        query = _select(schema.upload_parts, tuple(where), order=("id",))
+        return [_upload_part(row) for row in self._read(query, where)]
 
     def _finish_upload(self, connection: Connection, upload_id: str, status: UploadStatus,
                        **values: Any) -> StoredUpload:

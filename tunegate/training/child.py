@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tunegate.processes import die_with_parent
 from tunegate.training.messages import Failed, TrainerMessage, to_line
+from tunegate.training.threads import apply_priority
 
 # The first argument of a child that waits for its run (tunegate.worker.standby).
 STANDBY_FLAG = "--standby"
@@ -38,6 +39,7 @@ def should_stop() -> str | None:
 
 def main(argv: list[str]) -> int:
     die_with_parent(signal.SIGKILL)
+    apply_priority()  # TUNEGATE_TRAINER_NICE, before the imports a standby child does
     # First thing: a pause or cancel that arrives early must not kill the run by default action.
     signal.signal(signal.SIGUSR1, lambda *_: _request("pause"))
     signal.signal(signal.SIGTERM, lambda *_: _request("cancel"))

@@ -20,17 +20,25 @@ flapping (every change is an event in the job's history).
 
 ``TUNEGATE_TRAIN_THREADS=N`` (or ``TrainerOptions.threads``) pins the count. Losses are bitwise
 repeatable for a fixed thread count; a change of thread count mid-run may change the last bits.
+
+``TUNEGATE_TRAINER_NICE=N`` runs the trainer at nice N (``apply_priority``). The default is the
+API's own priority: with 50 clients hammering the API on 2 cores, a trainer at nice 5 made a
+third of the progress it made at nice 0, at nice 10 none, for 1.4x / 1.8x the API's requests/s
+(bench/README.md, api_load.py); the API then answered faster than before this rule at equal
+priority. Whoever prefers the API's latency to the training's progress sets 10.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 ENV = "TUNEGATE_TRAIN_THREADS"
+NICE_ENV = "TUNEGATE_TRAINER_NICE"
 RECHECK_SECONDS = 20.0  # quiet this long before a thread is added
 DROP_CHECK_SECONDS = 5.0  # how often to look for work that appeared on our cores
 MIN_WINDOW_SECONDS = 0.5  # shorter windows are too coarse for /proc/stat's 10 ms ticks
@@ -129,6 +137,21 @@ class ThreadGovernor:
         import torch
 
         torch.set_num_threads(self.threads)
+
+
+def apply_priority(env: Mapping[str, str] = os.environ) -> int | None:
+    """Set this process's nice value from ``TUNEGATE_TRAINER_NICE``; the value set, or None
+    (unset, not a number, or a priority this user may not take: a warning on stderr)."""
+    raw = env.get(NICE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+        os.setpriority(os.PRIO_PROCESS, 0, value)
+    except (ValueError, OSError) as exc:
+        print(f"{NICE_ENV}={raw!r} not applied: {exc}", file=sys.stderr)
+        return None
+    return value
 
 
 def _host_busy_seconds() -> float | None:

@@ -1,0 +1,21 @@
+"""Where handlers run (handlers/__init__.py): JSON reads on the event loop, the rest in threads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.test_spec_examples import follow, operations
+from tunegate.api.operations import handler
+
+
+@pytest.mark.parametrize(("method", "path", "operation"),
+                         [(method, path, op) for path, method, op, _ in operations()])
+def test_only_the_json_reads_are_coroutines(method: str, path: str, operation: dict) -> None:
+    answers = follow(operation["responses"]["200"]).get("content", {})
+    json_read = method == "get" and list(answers) == ["application/json"]
+    # A coroutine runs on the event loop: a write waiting for the database's lock, an upload or
+    # a stream would hold up every other request there.
+    assert asyncio.iscoroutinefunction(handler(operation["operationId"])) == json_read, (
+        f"{method.upper()} {path}")
