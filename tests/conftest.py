@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -155,6 +156,15 @@ def start_server(tmp_path: Path, *extra_args: str, env: dict[str, str] | None = 
             time.sleep(0.2)
     stop_server(server)
     raise RuntimeError(f"tunegate serve did not become ready:\n{server.log()}")
+
+
+def start_server_afresh(tmp_path: Path, *extra_args: str, **options: Any) -> Server:
+    """``start_server`` with none of the developer's ``TUNEGATE_*`` settings: for module-scoped
+    fixtures, which ``_isolated_environment`` (function-scoped) has not reached yet."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("TUNEGATE_")]:
+            patch.delenv(name)
+        return start_server(tmp_path, *extra_args, **options)
 
 
 def stop_server(server: Server) -> None:

@@ -8,7 +8,6 @@ One module-scoped server, open (no keys), whose worker only validates files.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
@@ -20,7 +19,13 @@ import yaml
 from openai import OpenAI
 from openai.types import FileObject
 
-from tests.conftest import VALIDATE_ONLY, Server, chat_lines, start_server, stop_server
+from tests.conftest import (
+    VALIDATE_ONLY,
+    Server,
+    chat_lines,
+    start_server_afresh,
+    stop_server,
+)
 from tests.helpers import sdk_create_job, sdk_upload
 from tunegate import ids
 from tunegate.api.app import SPEC
@@ -37,10 +42,7 @@ SDK_PURPOSES = set(get_args(FileObject.model_fields["purpose"].annotation))
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with pytest.MonkeyPatch.context() as patch:  # conftest's isolation is function-scoped
-        for name in [name for name in os.environ if name.startswith("TUNEGATE_")]:
-            patch.delenv(name)
-        running = start_server(tmp_path_factory.mktemp("contract"), env=VALIDATE_ONLY)
+    running = start_server_afresh(tmp_path_factory.mktemp("contract"), env=VALIDATE_ONLY)
     yield running
     stop_server(running)
 

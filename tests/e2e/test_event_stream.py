@@ -8,7 +8,6 @@ shuts down (SIGTERM) while a stream is open ends the stream and exits.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import pytest
 from openai import OpenAI
 
 from tests.api.conftest import ALICE, BOB, write_keys_file
-from tests.conftest import Server, chat_lines, start_server, stop_server
+from tests.conftest import Server, chat_lines, start_server, start_server_afresh, stop_server
 from tests.e2e.test_training_sdk import fact_lines
 from tests.helpers import sdk_create_job, sdk_upload
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
@@ -67,13 +66,9 @@ def events_url(server: Server, job_id: str) -> str:
 def keyed_training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("event-stream")
     cache = tmp_path_factory.getbasetemp() / "model-cache"  # shared with the other e2e modules
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TUNEGATE_"):
-                patch.delenv(name)
-        server = start_server(tmp, "--keys-file", str(write_keys_file(tmp / "keys.json")), env={
-            "TUNEGATE_MODEL_CACHE": str(cache), "TUNEGATE_RATE_LIMIT": "0",
-            "TUNEGATE_SSE_HEARTBEAT_SECONDS": "1"})
+    server = start_server_afresh(tmp, "--keys-file", str(write_keys_file(tmp / "keys.json")), env={
+        "TUNEGATE_MODEL_CACHE": str(cache), "TUNEGATE_RATE_LIMIT": "0",
+        "TUNEGATE_SSE_HEARTBEAT_SECONDS": "1"})
     yield server
     stop_server(server)
 

@@ -28,7 +28,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VALIDATE_ONLY, Server, chat_lines, start_server, stop_server
+from tests.conftest import (
+    VALIDATE_ONLY,
+    Server,
+    chat_lines,
+    start_server_afresh,
+    stop_server,
+)
 from tunegate.api.app import SPEC
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 
@@ -43,10 +49,7 @@ SCHEMAS = yaml.safe_load(SPEC.read_text(encoding="utf-8"))["components"]["schema
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with pytest.MonkeyPatch.context() as patch:  # conftest's isolation is function-scoped
-        for name in [name for name in os.environ if name.startswith("TUNEGATE_")]:
-            patch.delenv(name)
-        running = start_server(tmp_path_factory.mktemp("generated"), env=VALIDATE_ONLY)
+    running = start_server_afresh(tmp_path_factory.mktemp("generated"), env=VALIDATE_ONLY)
     yield running
     stop_server(running)
 

@@ -13,7 +13,6 @@ upload limit.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from tests.conftest import (
     VALIDATE_ONLY,
     Server,
     chat_lines,
-    start_server,
+    start_server_afresh,
     stop_server,
 )
 from tests.helpers import sdk_create_job, sdk_upload, wait_for_status
@@ -57,11 +56,7 @@ def _start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Ser
 
     (conftest's autouse isolation is function-scoped, so it has not run yet for module fixtures.)
     """
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TUNEGATE_"):
-                patch.delenv(name)
-        return start_server(tmp_path, *args, env={**VALIDATE_ONLY, **(env or {})})
+    return start_server_afresh(tmp_path, *args, env={**VALIDATE_ONLY, **(env or {})})
 
 
 @pytest.fixture(scope="module")

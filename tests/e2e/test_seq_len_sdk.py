@@ -5,7 +5,6 @@ the base's tokenizer is on disk, else in the trainer before any weights load (is
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 
@@ -13,7 +12,7 @@ import pytest
 from openai import OpenAI
 from openai.types.fine_tuning import FineTuningJob
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, start_server_afresh, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +34,9 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tiny = tmp / "models" / "tiny"
     build_tokenizer().save_pretrained(tiny)
     (tiny / "config.json").write_text("{}")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TUNEGATE_"):
-                patch.delenv(name)
-        running = start_server(tmp, env={
-            "TUNEGATE_MAX_SEQ_LEN": str(LIMIT), "TUNEGATE_MODELS_DIR": str(tmp / "models"),
-            "TUNEGATE_MODEL_CACHE": str(tmp / "cache")})
+    running = start_server_afresh(tmp, env={
+        "TUNEGATE_MAX_SEQ_LEN": str(LIMIT), "TUNEGATE_MODELS_DIR": str(tmp / "models"),
+        "TUNEGATE_MODEL_CACHE": str(tmp / "cache")})
     yield running
     stop_server(running)
 

@@ -8,7 +8,6 @@ Each scenario runs with the SDK's loose parsing and with ``_strict_response_vali
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,13 @@ import pytest
 from openai import OpenAI
 
 from tests.api.conftest import ADMIN, ALICE, BOB, TestKey, write_keys_file
-from tests.conftest import VALIDATE_ONLY, Server, chat_lines, start_server, stop_server
+from tests.conftest import (
+    VALIDATE_ONLY,
+    Server,
+    chat_lines,
+    start_server_afresh,
+    stop_server,
+)
 from tests.helpers import sdk_create_job, sdk_upload, wait_for_status
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.models import FineTunedModel
@@ -36,13 +41,9 @@ PART_SIZE = 8 * 1024
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("uploads-sdk")
     keys = write_keys_file(tmp / "keys.json")
-    with pytest.MonkeyPatch.context() as patch:  # nothing of the developer's TUNEGATE_*
-        for name in list(os.environ):
-            if name.startswith("TUNEGATE_"):
-                patch.delenv(name)
-        running = start_server(tmp, "--keys-file", str(keys), env={
-            **VALIDATE_ONLY, "TUNEGATE_MAX_UPLOAD_BYTES": str(REQUEST_LIMIT),
-            "TUNEGATE_RATE_LIMIT": "0"})
+    running = start_server_afresh(tmp, "--keys-file", str(keys), env={
+        **VALIDATE_ONLY, "TUNEGATE_MAX_UPLOAD_BYTES": str(REQUEST_LIMIT),
+        "TUNEGATE_RATE_LIMIT": "0"})
     yield running
     stop_server(running)
 
