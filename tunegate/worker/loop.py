@@ -62,7 +62,9 @@ class Worker:
         """
         log.info("worker %s started", self.worker_id)
         self.stop_requested = stop_requested
-        if "train" in self.settings.worker_stages and self.settings.trainer_standby:
+        # A standby child waits here, where a Ray worker never trains.
+        if ("train" in self.settings.worker_stages and self.settings.trainer_standby
+                and self.settings.executor == "local"):
             self.standby = Standby()
         try:
             while not stop_requested():
