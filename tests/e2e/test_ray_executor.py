@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +147,10 @@ def test_a_job_trains_on_a_ray_node_and_its_model_is_served(
             model=done.fine_tuned_model, temperature=0, max_tokens=12,
             messages=[{"role": "user", "content": "What is the code word of planet Zorb-5?"}])
         assert answer.choices[0].message.content
+        # SIGTERM still stops the worker its own way (Ray's native handler would kill it).
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=60) == 0, worker.log()[-2000:]
+        assert "SIGTERM received" not in worker.log()
     finally:
         worker.stop()
         stop_server(server)
@@ -179,6 +184,43 @@ def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
         assert any("resuming after step 3" in m for m in messages), messages
         checkpoints = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id)]
         assert sorted(checkpoints) == [3, 6, 9], checkpoints
+    finally:
+        worker.stop()
+        stop_server(server)
+
+
+def test_pause_frees_the_node_and_cancel_stops_the_remote_run_within_seconds(
+        tmp_path: Path, ray_cluster: RayCluster) -> None:
+    node_tmp = ray_cluster.add_node("node-1") / "tmp"
+    env = _ray_env(ray_cluster)
+    server = start_server(tmp_path, "--worker", "external", env=env)
+    worker = start_worker(tmp_path / "worker", server, env)
+
+    def runs_on_node() -> list[Path]:
+        return list(node_tmp.glob("tunegate-run-*"))
+
+    try:
+        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        job = sdk_create_job(client, sdk_upload(client, fact_lines(12)).id, seed=7,
+                             method={"type": "supervised", "supervised": {"hyperparameters": {
+                                 "n_epochs": 5, "batch_size": 2}}})  # 30 steps
+        wait_for_event(client, job.id, lambda e: e.type == "metrics", timeout=600)
+        client.fine_tuning.jobs.pause(job.id)
+        wait_for(lambda: not runs_on_node(), "the paused run to leave the node", 60)
+        wait_for_event(client, job.id, lambda e: e.message.startswith("Training state saved"))
+        assert (server.data_dir / "jobs" / job.id / "run" / "progress.json").is_file()
+        paused_at = max(e.data["step"] for e in events_of(client, job.id) if e.type == "metrics")
+
+        client.fine_tuning.jobs.resume(job.id)
+        wait_for_event(client, job.id, lambda e: e.type == "metrics"
+                       and e.data["step"] > paused_at, timeout=600)
+        client.fine_tuning.jobs.cancel(job.id)
+        cancelled = time.monotonic()
+        wait_for(lambda: not runs_on_node(), "the cancelled run to leave the node", 30)
+        print(f"cancelled run left the node after {time.monotonic() - cancelled:.1f}s")
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+        steps = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
+        assert steps == list(range(1, len(steps) + 1)), steps  # the resume went on, no repeat
     finally:
         worker.stop()
         stop_server(server)

@@ -188,7 +188,13 @@ def connect(address: str) -> None:
     """Join the cluster once per worker process (as a driver: it reserves no resources)."""
     global _connected_to
     if _connected_to is None:
+        # ray.init installs a native SIGTERM handler that prints a stack and kills the
+        # process; the worker's own (save the run's state, hand the job back) must stay.
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
         ray.init(address=address, log_to_driver=False, configure_logging=False)
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
         _connected_to = address
 
 
