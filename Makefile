@@ -65,7 +65,7 @@ $(STAMP): pyproject.toml Makefile $(LLAMA_BUILT)
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps --no-index \
 		--find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	# torch is pinned in pyproject (CPU build from this machine's disk).
-	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,ray,dev]'
 	touch $(STAMP)
 
 run: setup

@@ -46,6 +46,25 @@ def _serve_merged(value: str) -> bool:
     return _bool(value, "TUNEGATE_SERVE_MERGED")
 
 
+EXECUTORS = ("local", "ray")
+
+
+def _executor(value: str) -> str:
+    name = value.strip().lower()
+    if name not in EXECUTORS:
+        raise ValueError(f"TUNEGATE_EXECUTOR takes one of {EXECUTORS}, got {value!r}")
+    return name
+
+
+def _resource_count(name: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        count = float(value)
+        if count < 0:
+            raise ValueError(f"{name}={value!r}: give a number of 0 or more")
+        return count
+    return parse
+
+
 def _embedded(value: str) -> bool:
     return value.strip().lower() != "external"
 
@@ -166,6 +185,13 @@ class Settings:
     # Seconds of silence after which a live event stream sends a ": ping" comment, so that
     # proxies and clients see the connection is alive while a long step runs.
     sse_heartbeat: float = 15.0
+    # Where a training run executes: "local" (a child process of the worker) or "ray" (an actor
+    # on a Ray cluster node; tunegate.worker.ray_executor), the cluster's address ("auto": the
+    # one `ray start` left on this host), and what one run reserves there.
+    executor: str = "local"
+    ray_address: str = "auto"
+    ray_cpus_per_run: float = 1.0
+    ray_gpus_per_run: float = 0.0
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -246,4 +272,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_KEEP_ALIVE": ("keep_alive", float),
     "TUNEGATE_SHUTDOWN_GRACE": ("shutdown_grace", float),
     "TUNEGATE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat", _heartbeat),
+    "TUNEGATE_EXECUTOR": ("executor", _executor),
+    "TUNEGATE_RAY_ADDRESS": ("ray_address", str),
+    "TUNEGATE_RAY_CPUS": ("ray_cpus_per_run", _resource_count("TUNEGATE_RAY_CPUS")),
+    "TUNEGATE_RAY_GPUS": ("ray_gpus_per_run", _resource_count("TUNEGATE_RAY_GPUS")),
 }

@@ -329,6 +329,7 @@ with app.test_client() as client:
 assert not served.alive(), "the model process stops with the app"
 assert "llama_cpp" not in sys.modules, "llama.cpp runs in the model process, not in the API's"
 assert "torch" not in sys.modules, "the API process must never import torch"
+assert "ray" not in sys.modules, "only Ray workers import ray (TUNEGATE_EXECUTOR=ray)"
 """
 
 

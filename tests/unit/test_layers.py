@@ -4,7 +4,8 @@ imports included), read with ``ast``: no module is run.
 The rules (README "Layout"): the kernel (settings, ids, errors, processes) imports nothing of
 ours; domain and chat only the kernel; store and adapters only domain and the
 kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
-the worker never the API or serving; handlers only the API, domain and the kernel; the client
+the worker never the API or serving; only tunegate.worker.ray_executor imports ray; handlers
+only the API, domain and the kernel; the client
 (``tunegate train``, ``jobs``, ``chat``) only the kernel; only the CLI imports both the API and
 the worker.
 """
@@ -37,6 +38,8 @@ ALLOWED: Mapping[str, set[str]] = {
 }
 TORCH = {"torch", "transformers", "peft"}
 NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "cli", "client"}
+# Ray is an optional extra that only Ray workers install: one module imports it.
+RAY_MODULE = "tunegate.worker.ray_executor"
 
 
 def layer_of(module: str) -> str:
@@ -76,6 +79,8 @@ def violations(sources: Mapping[str, str]) -> list[str]:
         for name in set(imported(ast.parse(source), module)):
             if name.split(".")[0] in TORCH and layer in NO_TORCH:
                 found.append(f"{module} imports {name}: {layer} never loads torch")
+            if name.split(".")[0] == "ray" and module != RAY_MODULE:
+                found.append(f"{module} imports {name}: only {RAY_MODULE} imports ray")
             if name not in ours:
                 continue  # third-party, or a name imported from one of our modules
             target = layer_of(name)
@@ -115,4 +120,17 @@ def test_a_forbidden_import_is_caught() -> None:
         "tunegate.settings (kernel) imports tunegate.domain.jobs (domain)",
         "tunegate.worker.loop (worker) imports tunegate.api (api)",
         "tunegate.worker.loop (worker) imports tunegate.api.app (api)",
+    ]
+
+
+def test_ray_stays_in_the_executor_module() -> None:
+    """The Ray executor exists and is the only importer of ray; another module that imports it
+    (the worker loop at module level, the API inside a function) is caught."""
+    sources = our_sources()
+    assert "import ray" in sources[RAY_MODULE]
+    sources["tunegate.worker.loop"] += "\nimport ray\n"
+    sources["tunegate.api.app"] += "\ndef f():\n    import ray.util\n"
+    assert violations(sources) == [
+        "tunegate.api.app imports ray.util: only tunegate.worker.ray_executor imports ray",
+        "tunegate.worker.loop imports ray: only tunegate.worker.ray_executor imports ray",
     ]

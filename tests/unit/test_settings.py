@@ -37,3 +37,17 @@ def test_the_stream_heartbeat_is_a_positive_number_of_seconds() -> None:
     for bad in ("0", "-1", "soon"):
         with pytest.raises(ValueError):
             Settings.from_env({"TUNEGATE_SSE_HEARTBEAT_SECONDS": bad})
+
+
+def test_the_executor_and_its_ray_resources() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.executor, defaults.ray_address) == ("local", "auto")
+    assert (defaults.ray_cpus_per_run, defaults.ray_gpus_per_run) == (1.0, 0.0)
+    ray = Settings.from_env({"TUNEGATE_EXECUTOR": "Ray", "TUNEGATE_RAY_ADDRESS": "10.0.0.5:6379",
+                             "TUNEGATE_RAY_CPUS": "4", "TUNEGATE_RAY_GPUS": "0.5"})
+    assert (ray.executor, ray.ray_address) == ("ray", "10.0.0.5:6379")
+    assert (ray.ray_cpus_per_run, ray.ray_gpus_per_run) == (4.0, 0.5)
+    for name, bad in (("TUNEGATE_EXECUTOR", "slurm"), ("TUNEGATE_RAY_GPUS", "-1"),
+                      ("TUNEGATE_RAY_CPUS", "many")):
+        with pytest.raises(ValueError, match=name if name != "TUNEGATE_RAY_CPUS" else None):
+            Settings.from_env({name: bad})

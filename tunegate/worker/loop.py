@@ -62,8 +62,12 @@ class Worker:
         """
         log.info("worker %s started", self.worker_id)
         self.stop_requested = stop_requested
-        if "train" in self.settings.worker_stages and self.settings.trainer_standby:
+        # A standby child waits here, where a Ray worker never trains.
+        if ("train" in self.settings.worker_stages and self.settings.trainer_standby
+                and self.settings.executor == "local"):
             self.standby = Standby()
+        if self.settings.executor == "ray" and "train" in self.settings.worker_stages:
+            self._join_ray_cluster()
         try:
             while not stop_requested():
                 try:
@@ -78,6 +82,17 @@ class Worker:
         finally:
             if self.standby is not None:
                 self.standby.discard()
+
+    def _join_ray_cluster(self) -> None:
+        """Fail at start, not on the first job, when Ray is missing or the cluster is not there."""
+        try:
+            from tunegate.worker.ray_executor import connect
+        except ImportError as exc:
+            raise RuntimeError("TUNEGATE_EXECUTOR=ray needs Ray on the worker: "
+                               "pip install 'tunegate[ray]'") from exc
+        connect(self.settings.ray_address)
+        log.info("worker %s trains on the Ray cluster at %s", self.worker_id,
+                 self.settings.ray_address)
 
     def run_once(self) -> bool:
         """Do one unit of work (validate files first: it is quick); return whether there was any."""

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunegate import ids
 from tunegate.domain import work_dirs
@@ -55,6 +55,9 @@ from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import Outcome, TrainerProcess
+
+if TYPE_CHECKING:
+    from tunegate.worker.ray_executor import RayRun
 
 log = logging.getLogger("tunegate.training_stage")
 # Longest exception text quoted in a job's error (the whole text goes to the server log).
@@ -173,7 +176,7 @@ class TrainingStage:
         spec = self.build_spec(job, model)
         # Steps up to the last recorded one come again after a crash; they are not recorded twice.
         self.recorded_through = self.store.last_metrics_step(job.id)
-        process = TrainerProcess(spec.to_json(), self.work_dir(job.id))
+        process = self._executor_run(spec)
         process.start(self.standby)
         try:
             return self._supervise(job, model, process)
@@ -181,8 +184,17 @@ class TrainingStage:
             if process.running:  # the worker failed mid-run: no child trains on unowned
                 process.kill()
 
+    def _executor_run(self, spec: TrainingSpec) -> TrainerProcess | RayRun:
+        """A child process here, or an actor on a Ray node (TUNEGATE_EXECUTOR)."""
+        if self.settings.executor == "ray":
+            # Imported only here: ray is an optional extra, and only Ray workers need it.
+            from tunegate.worker.ray_executor import RayRun
+
+            return RayRun(spec, self.work_dir(spec.job_id), self.settings)
+        return TrainerProcess(spec.to_json(), self.work_dir(spec.job_id))
+
     def _supervise(self, job: FineTuningJob, model: ResolvedModel,
-                   process: TrainerProcess) -> Outcome:
+                   process: TrainerProcess | RayRun) -> Outcome:
         pause_sent = False
         recording = True
         while process.running:
