@@ -39,7 +39,7 @@ import ray
 from tunegate.settings import Settings
 from tunegate.training.messages import CheckpointSaved, Failed, Note, TrainerMessage, from_line
 from tunegate.training.spec import RESULT_FILE, RunStatus, TrainingResult, TrainingSpec
-from tunegate.worker.trainer_process import CANCEL_GRACE_SECONDS, Crash, Outcome
+from tunegate.worker.trainer_process import Crash, Outcome, StoppedBySignals
 
 # What a finished (or paused) run sends back, relative to its work folder.
 RUN_OUTPUTS = ("adapter", "results.csv", RESULT_FILE, "run", "trainer.log")
@@ -198,7 +198,7 @@ def connect(address: str) -> None:
         _connected_to = address
 
 
-class RayRun:
+class RayRun(StoppedBySignals):
     """One training run on a Ray node, seen through ``TrainerProcess``'s interface."""
 
     def __init__(self, spec: TrainingSpec, work_dir: Path, settings: Settings):
@@ -314,16 +314,6 @@ class RayRun:
     def running(self) -> bool:
         self._pump()
         return not self.finished
-
-    def pause(self) -> None:
-        self._signal(signal.SIGUSR1)
-
-    def cancel(self, now: float) -> None:
-        if self._cancel_sent_at is None:
-            self._cancel_sent_at = now
-            self._signal(signal.SIGTERM)
-        elif now - self._cancel_sent_at > CANCEL_GRACE_SECONDS:
-            self.kill()
 
     def kill(self) -> None:
         if self._actor is not None:

@@ -55,7 +55,32 @@ class Outcome:
     crash: Crash | None = None
 
 
-class TrainerProcess:
+class StoppedBySignals:
+    """How a worker stops a trainer, wherever it runs: SIGUSR1 pauses it (it saves its state and
+    exits), SIGTERM asks it to stop at its next step, and a kill follows when that takes longer
+    than ``CANCEL_GRACE_SECONDS``. Subclasses deliver the signals (``_signal``, ``kill``)."""
+
+    _cancel_sent_at: float | None = None
+
+    def _signal(self, signum: int) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def pause(self) -> None:
+        self._signal(signal.SIGUSR1)
+
+    def cancel(self, now: float) -> None:
+        """Ask politely first; kill when the grace period is over."""
+        if self._cancel_sent_at is None:
+            self._cancel_sent_at = now
+            self._signal(signal.SIGTERM)
+        elif now - self._cancel_sent_at > CANCEL_GRACE_SECONDS:
+            self.kill()
+
+
+class TrainerProcess(StoppedBySignals):
     def __init__(self, spec_json: str, work_dir: Path):
         self.work_dir = work_dir
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -106,17 +131,6 @@ class TrainerProcess:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
-
-    def pause(self) -> None:
-        self._signal(signal.SIGUSR1)
-
-    def cancel(self, now: float) -> None:
-        """Ask politely first; kill when the grace period is over."""
-        if self._cancel_sent_at is None:
-            self._cancel_sent_at = now
-            self._signal(signal.SIGTERM)
-        elif now - self._cancel_sent_at > CANCEL_GRACE_SECONDS:
-            self.kill()
 
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
