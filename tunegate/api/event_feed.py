@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import anyio
@@ -96,8 +97,9 @@ class EventFeed:
         listener = Listener(job_id)
         watched = self._jobs.get(job_id)
         if watched is None:
-            watched = self._jobs[job_id] = _Watched(floor_millis=ids.millis_of(
-                ids.new_id(ids.EVENT), ids.EVENT) - self.lookback_millis)
+            # Event ids carry their wall-clock milliseconds (tunegate.ids).
+            watched = self._jobs[job_id] = _Watched(
+                floor_millis=int(time.time() * 1000) - self.lookback_millis)
         watched.listeners.add(listener)
         loop = asyncio.get_running_loop()
         # A task of another loop (a test client's, gone) cannot serve this one.
