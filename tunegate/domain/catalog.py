@@ -3,6 +3,12 @@
 Torch-free: listing models never loads one. A base model is either a GGUF file or a Hugging Face
 folder (one with ``config.json``); its id is the file stem or the folder name.
 
+Only models of an architecture in :mod:`tunegate.domain.architectures` are base models: any
+other file or folder in the models folder is *refused*: not listed, and a request that names
+it gets a 400 (``unsupported_base_model``) saying why and which families work, before any job
+is created (never a job that trains and then fails at export). :func:`refused_base_model`
+finds those.
+
 Aliases (setting ``TUNEGATE_MODEL_ALIASES``) are other names for base models, OpenAI's model
 names by default: a request may name one where it names a base model. They are names, not
 models: ``base_models`` does not list them, and a base model of the same id wins.
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tunegate.domain.architectures import UnsupportedArchitecture, architecture_of
 from tunegate.settings import Aliases
 
 EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"  # settings.DEFAULT_ALIAS_TARGET too
@@ -55,7 +62,18 @@ def _created(path: Path) -> int:
     return int(path.stat().st_mtime)
 
 
-def _folder_models(folder: Path) -> list[BaseModel]:
+@dataclass(frozen=True)
+class RefusedModel:
+    """A file or folder of the models folder whose architecture tunegate cannot handle."""
+
+    model: BaseModel
+    reason: str  # a sentence: "its GGUF architecture is 'mamba', which …"
+
+    def message(self) -> str:
+        return f"Base model {self.model.id} ({self.model.path.name}) cannot be used: {self.reason}"
+
+
+def _folder_entries(folder: Path) -> list[BaseModel]:
     if not folder.is_dir():
         return []
     found = []
@@ -65,6 +83,31 @@ def _folder_models(folder: Path) -> list[BaseModel]:
         elif entry.is_dir() and (entry / "config.json").is_file():
             found.append(BaseModel(entry.name, "hf", entry, _created(entry), "operator"))
     return found
+
+
+def _refusal(model: BaseModel) -> str | None:
+    """Why ``model`` cannot be used (cheap: the header, cached per file), or None."""
+    try:
+        architecture_of(model.path)
+    except UnsupportedArchitecture as exc:
+        return str(exc)
+    return None
+
+
+def _folder_models(folder: Path) -> list[BaseModel]:
+    return [model for model in _folder_entries(folder) if _refusal(model) is None]
+
+
+def refused_base_model(models_dir: Path, model_id: str) -> RefusedModel | None:
+    """``model_id`` as a model of the models folder that is refused, with the reason; None
+    when no entry has that id, or when it is a usable base model."""
+    if find_base_model(models_dir, model_id) is not None:
+        return None
+    for model in _folder_entries(models_dir):
+        reason = _refusal(model) if model.id == model_id else None
+        if reason is not None:
+            return RefusedModel(model, reason)
+    return None
 
 
 def base_models(models_dir: Path) -> list[BaseModel]:
