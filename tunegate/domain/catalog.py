@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -78,6 +79,8 @@ def _folder_entries(folder: Path) -> list[BaseModel]:
         return []
     found = []
     for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):  # hidden: e.g. a copy being added (add_base_model)
+            continue
         if entry.is_file() and entry.suffix == ".gguf":
             found.append(BaseModel(entry.stem, "gguf", entry, _created(entry), "operator"))
         elif entry.is_dir() and (entry / "config.json").is_file():
@@ -144,3 +147,59 @@ def find_alias(models_dir: Path, aliases: Aliases, model_id: str) -> Alias | Non
     if target is None or find_base_model(models_dir, model_id) is not None:
         return None
     return Alias(model_id, target, find_base_model(models_dir, target))
+
+
+class ModelNotAdded(Exception):
+    """``add_base_model`` refused; ``str()`` says why, for the operator."""
+
+
+def add_base_model(models_dir: Path, source: Path, *, name: str | None = None,
+                   link: bool = False) -> BaseModel:
+    """Put ``source`` (a ``.gguf`` file or a Hugging Face folder) into ``models_dir`` as base
+    model ``name`` (default: its stem or folder name), after checking that its architecture is
+    one tunegate trains, exports and serves. With ``link`` a symbolic link is made instead of
+    a copy. A copy is written under a hidden temporary name and renamed, so a server listing
+    the folder meanwhile never sees half a model. Raises :class:`ModelNotAdded`.
+    """
+    source = source.resolve()
+    is_gguf = source.is_file() and source.suffix == ".gguf"
+    if not is_gguf and not (source / "config.json").is_file():
+        raise ModelNotAdded(f"{source} is neither a .gguf file nor a Hugging Face folder "
+                            "(one with config.json)")
+    try:
+        architecture_of(source)
+    except UnsupportedArchitecture as exc:
+        raise ModelNotAdded(f"{source.name} cannot be used: {exc}") from None
+    model_id = name or (source.stem if is_gguf else source.name)
+    if find_base_model(models_dir, model_id) is not None or any(
+            entry.id == model_id for entry in _folder_entries(models_dir)):
+        raise ModelNotAdded(f"a base model {model_id} is already there; pick another --name")
+    target = models_dir / (f"{model_id}.gguf" if is_gguf else model_id)
+    if target.exists() or target.is_symlink():
+        raise ModelNotAdded(f"{target} already exists")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    if link:
+        target.symlink_to(source, target_is_directory=not is_gguf)
+    else:
+        _copy_atomically(source, target)
+    added = find_base_model(models_dir, model_id)
+    assert added is not None, target
+    return added
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    temporary = target.with_name(f".{target.name}.adding")  # hidden, and no .gguf suffix
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.unlink(missing_ok=True)
+    try:
+        if source.is_dir():
+            shutil.copytree(source, temporary)
+        else:
+            shutil.copyfile(source, temporary)
+        temporary.rename(target)
+    except BaseException:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
+        raise
