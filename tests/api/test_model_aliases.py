@@ -22,6 +22,7 @@ from tests.helpers import (
     upload,
     wait_for_status,
 )
+from tests.unit.test_architectures import write_gguf
 from tunegate.api.app import create_app
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID, embedded_gguf
 from tunegate.settings import OPENAI_MODEL_NAMES, Settings
@@ -79,7 +80,7 @@ def test_an_alias_of_a_missing_base_is_refused_naming_it(settings: Settings) -> 
 def test_an_operators_model_of_an_aliased_name_is_that_model(settings: Settings) -> None:
     """A base model file named gpt-4o-mini wins over the alias; it is listed as itself."""
     settings.base_models_dir.mkdir(parents=True)
-    (settings.base_models_dir / "gpt-4o-mini.gguf").write_bytes(b"GGUF")
+    write_gguf(settings.base_models_dir / "gpt-4o-mini.gguf", "llama")
     with client_with(settings) as client:
         listed = [m["id"] for m in client.get("/v1/models").json()["data"]]
         assert "gpt-4o-mini" in listed

@@ -33,7 +33,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("seq-len")
     tiny = tmp / "models" / "tiny"
     build_tokenizer().save_pretrained(tiny)
-    (tiny / "config.json").write_text("{}")
+    (tiny / "config.json").write_text('{"model_type": "llama"}')
     running = start_server_afresh(tmp, env={
         "TUNEGATE_MAX_SEQ_LEN": str(LIMIT), "TUNEGATE_MODELS_DIR": str(tmp / "models"),
         "TUNEGATE_MODEL_CACHE": str(tmp / "cache")})

@@ -23,7 +23,7 @@ from .helpers import (
     SEED,
     TINY,
     Adapter,
-    SmolAdapter,
+    RealAdapter,
     copy_gguf,
     gguf_rows_from_hf,
     hf_module_to_gguf_name,
@@ -90,14 +90,13 @@ def smol_f32_gguf(smol_q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) 
     return copy_gguf(smol_q4_gguf, tmp_path_factory.mktemp("smol_f32") / "smollm2-f32.gguf")
 
 
-@pytest.fixture(scope="session")
-def smol_hf_model(smol_q4_gguf: Path) -> Any:
-    """The shipped base dequantized into a float32 Hugging Face model (~20 s)."""
+def hf_model_from_gguf(path: Path) -> Any:
+    """A GGUF dequantized into a float32 Hugging Face model by transformers."""
     import torch
     import transformers
 
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        smol_q4_gguf.parent, gguf_file=smol_q4_gguf.name, dtype=torch.float32
+        path.parent, gguf_file=path.name, dtype=torch.float32
     )
     # transformers keeps a GGUF quantizer marker although the weights are plain float32;
     # PEFT and save_pretrained refuse such a model (NOTES.md).
@@ -108,7 +107,16 @@ def smol_hf_model(smol_q4_gguf: Path) -> Any:
     return model.eval()
 
 
-def _smol_adapter(base_model: Any, base_gguf: Path, out: Path, targets: list[str]) -> SmolAdapter:
+@pytest.fixture(scope="session")
+def smol_hf_model(smol_q4_gguf: Path) -> Any:
+    """The shipped base dequantized into a float32 Hugging Face model (~20 s)."""
+    return hf_model_from_gguf(smol_q4_gguf)
+
+
+def real_adapter(base_model: Any, base_gguf: Path, out: Path, targets: list[str],
+                 arch: str = "llama", keep_model: bool = False) -> RealAdapter:
+    """A random (non-zero) r=8 PEFT adapter on a copy of ``base_model``, saved, exported
+    against ``base_gguf``, and PEFT's deltas in GGUF rows; with ``keep_model``, the PeftModel."""
     import peft
     import torch
 
@@ -124,31 +132,32 @@ def _smol_adapter(base_model: Any, base_gguf: Path, out: Path, targets: list[str
     peft_model.save_pretrained(out / "peft", save_embedding_layers=False)
     deltas = {}
     for module, layer in lora_modules(peft_model).items():
-        name = hf_module_to_gguf_name(module, cfg.num_hidden_layers)
+        name = hf_module_to_gguf_name(module, cfg.num_hidden_layers, arch)
         with torch.no_grad():
             delta = layer.get_delta_weight("default").numpy()
-        deltas[name] = gguf_rows_from_hf(delta, name, cfg.num_attention_heads, cfg.num_key_value_heads)
+        deltas[name] = gguf_rows_from_hf(delta, name, cfg.num_attention_heads,
+                                         cfg.num_key_value_heads, arch)
     gguf_path = export_lora_gguf(out / "peft", base_gguf, out / "adapter.gguf")
-    return SmolAdapter(out / "peft", gguf_path, deltas)
+    return RealAdapter(out / "peft", gguf_path, deltas, peft_model.eval() if keep_model else None)
 
 
 @pytest.fixture(scope="session")
 def smol_adapters(
     smol_hf_model: Any, smol_q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, SmolAdapter]:
+) -> dict[str, RealAdapter]:
     """The adapter shapes tunegate writes, on the real base: attention-only and all-linear.
     Exported against the shipped Q4_1 GGUF, as the worker does."""
     root = tmp_path_factory.mktemp("smol_adapters")
     return {
-        "attention": _smol_adapter(smol_hf_model, smol_q4_gguf, root / "attn", ATTENTION),
-        "all_linear": _smol_adapter(smol_hf_model, smol_q4_gguf, root / "all", ALL_LINEAR),
+        "attention": real_adapter(smol_hf_model, smol_q4_gguf, root / "attn", ATTENTION),
+        "all_linear": real_adapter(smol_hf_model, smol_q4_gguf, root / "all", ALL_LINEAR),
     }
 
 
 @pytest.fixture(scope="session")
 def smol_merged_f32_gguf(
     smol_f32_gguf: Path,
-    smol_adapters: dict[str, SmolAdapter],
+    smol_adapters: dict[str, RealAdapter],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """The float32 base with the all-linear adapter merged in: W + PEFT's delta (GGUF rows)."""

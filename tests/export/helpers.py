@@ -6,7 +6,8 @@ this module costs nothing; the test modules skip themselves when the train extra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,40 +47,45 @@ class Adapter:
 
 
 @dataclass
-class SmolAdapter:
-    """A PEFT adapter on the real base, its GGUF export, and PEFT's deltas for a merged copy."""
+class RealAdapter:
+    """A PEFT adapter on a real base, its GGUF export, and PEFT's deltas for a merged copy."""
 
     dir: Path
     gguf: Path
     deltas: dict[str, np.ndarray]  # GGUF tensor name -> PEFT's scaling * B @ A, in GGUF row order
+    model: Any = None  # the PeftModel (base + adapter) the deltas came from
 
 
-def hf_rows_from_gguf(rows: np.ndarray, gguf_name: str, n_head: int, n_head_kv: int) -> np.ndarray:
+def hf_rows_from_gguf(rows: np.ndarray, gguf_name: str, n_head: int, n_head_kv: int,
+                      arch: str = "llama") -> np.ndarray:
     """GGUF row order -> Hugging Face row order, using transformers' own GGUF loader code.
 
-    transformers un-permutes attn_q/attn_k rows when it loads a llama GGUF (other tensors pass
-    through unchanged), so it is an oracle for the layout that does not share our code.
+    transformers un-permutes attn_q/attn_k rows when it loads a llama GGUF (other tensors, and
+    other architectures' projections, pass through unchanged), so it is an oracle for the
+    layout that does not share our code.
     """
-    from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+    from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, TensorProcessor
 
-    processor = LlamaTensorProcessor(
+    processor = TENSOR_PROCESSORS.get(arch, TensorProcessor)(
         config={"num_attention_heads": n_head, "num_key_value_heads": n_head_kv}
     )
     return np.asarray(processor.process(rows, gguf_name).weights)
 
 
-def gguf_rows_from_hf(rows: np.ndarray, gguf_name: str, n_head: int, n_head_kv: int) -> np.ndarray:
+def gguf_rows_from_hf(rows: np.ndarray, gguf_name: str, n_head: int, n_head_kv: int,
+                      arch: str = "llama") -> np.ndarray:
     """Inverse of :func:`hf_rows_from_gguf`, derived from it through an index vector."""
     index = np.arange(rows.shape[0])[:, None]
-    idx = hf_rows_from_gguf(index, gguf_name, n_head, n_head_kv)[:, 0]
+    idx = hf_rows_from_gguf(index, gguf_name, n_head, n_head_kv, arch)[:, 0]
     out = np.empty_like(rows)
     out[idx] = rows  # HF row i came from GGUF row idx[i]
     return out
 
 
-def hf_module_to_gguf_name(module: str, n_layer: int) -> str:
+def hf_module_to_gguf_name(module: str, n_layer: int, arch: str = "llama") -> str:
     """``model.layers.0.self_attn.q_proj`` -> ``blk.0.attn_q.weight``."""
-    name = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layer).get_name(module)
+    model_arch = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
+    name = gguf.get_tensor_name_map(model_arch, n_layer).get_name(module)
     assert name is not None, module
     return f"{name}.weight"
 
@@ -168,3 +174,37 @@ def write_tiny_base(path: Path, arch: str = "llama", **overrides: Any) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+@contextmanager
+def llama(model: Path, lora: Path | None = None, **kwargs: Any) -> Iterator[Any]:
+    """``llama_cpp.Llama`` on ``model`` (with the LoRA GGUF ``lora``), closed afterwards."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        model_path=str(model),
+        lora_path=str(lora) if lora else None,
+        n_ctx=128,
+        n_batch=128,
+        n_threads=2,
+        seed=0,
+        verbose=False,
+        **kwargs,
+    )
+    try:
+        yield llm
+    finally:
+        llm.close()
+
+
+def logits(model: Path, tokens: list[int], lora: Path | None = None) -> np.ndarray:
+    """Logits at every position for ``tokens``, evaluated in one batch (float32 KV cache).
+
+    llama-cpp-python fills ``scores`` only with ``logits_all=True``; without it they are
+    uninitialised memory."""
+    import llama_cpp
+
+    f32 = llama_cpp.GGML_TYPE_F32
+    with llama(model, lora, logits_all=True, type_k=f32, type_v=f32) as llm:
+        llm.eval(tokens)
+        return np.array(llm.scores[: len(tokens)], dtype=np.float64)

@@ -8,8 +8,6 @@ Both sides use the same float32 copy of the shipped Q4_1 base, so quantization p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import pytest
 import tunegate.adapters.export
 from tunegate.adapters.export import export_lora_gguf
 
-from .helpers import THIRD_PARTY_WARNINGS, SmolAdapter
+from .helpers import THIRD_PARTY_WARNINGS, RealAdapter, llama, logits
 
 llama_cpp = pytest.importorskip("llama_cpp")
 pytest.importorskip("peft")
@@ -34,35 +32,6 @@ pytestmark = [pytest.mark.slow] + [pytest.mark.filterwarnings(w) for w in THIRD_
 # two paths flip f16 roundings, which gave Δ ≈ 1e-2 on both correct and subtly wrong exports.
 TOLERANCE = 5e-4
 PROMPT = b"<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-
-
-@contextmanager
-def llama(model: Path, lora: Path | None = None, **kwargs: Any) -> Iterator[Any]:
-    llm = llama_cpp.Llama(
-        model_path=str(model),
-        lora_path=str(lora) if lora else None,
-        n_ctx=128,
-        n_batch=128,
-        n_threads=2,
-        seed=0,
-        verbose=False,
-        **kwargs,
-    )
-    try:
-        yield llm
-    finally:
-        llm.close()
-
-
-def logits(model: Path, tokens: list[int], lora: Path | None = None) -> np.ndarray:
-    """Logits at every position for ``tokens``, evaluated in one batch (float32 KV cache).
-
-    llama-cpp-python fills ``scores`` only with ``logits_all=True``; without it they are
-    uninitialised memory."""
-    f32 = llama_cpp.GGML_TYPE_F32
-    with llama(model, lora, logits_all=True, type_k=f32, type_v=f32) as llm:
-        llm.eval(tokens)
-        return np.array(llm.scores[: len(tokens)], dtype=np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +69,7 @@ def test_transformers_rows_are_the_gguf_rows(smol_hf_model: Any, smol_f32_gguf: 
 
 def test_adapter_logits_equal_merged_logits(
     smol_f32_gguf: Path,
-    smol_adapters: dict[str, SmolAdapter],
+    smol_adapters: dict[str, RealAdapter],
     tokens: list[int],
     base_logits: np.ndarray,
     merged_logits: np.ndarray,
@@ -117,7 +86,7 @@ def test_adapter_logits_equal_merged_logits(
 
 def test_without_row_permutation_logits_differ(
     smol_f32_gguf: Path,
-    smol_adapters: dict[str, SmolAdapter],
+    smol_adapters: dict[str, RealAdapter],
     smol_q4_gguf: Path,
     tokens: list[int],
     merged_logits: np.ndarray,
@@ -142,7 +111,7 @@ def q4_last_logits(smol_q4_gguf: Path, tokens: list[int]) -> np.ndarray:
 @pytest.mark.parametrize("shape", ["attention", "all_linear"])
 def test_shipped_q4_base_loads_adapter_and_generates(
     smol_q4_gguf: Path,
-    smol_adapters: dict[str, SmolAdapter],
+    smol_adapters: dict[str, RealAdapter],
     tokens: list[int],
     q4_last_logits: np.ndarray,
     shape: str,

@@ -278,10 +278,37 @@ def test_lm_head_on_untied_base(make_tiny_adapter: Callable[..., Adapter], tmp_p
 
 
 def test_refuses_unknown_architecture(make_tiny_adapter: Callable[..., Adapter], tmp_path: Path) -> None:
-    base = write_tiny_base(tmp_path / "qwen.gguf", arch="qwen2")
+    base = write_tiny_base(tmp_path / "mamba.gguf", arch="mamba")
     adapter = make_tiny_adapter()
-    with pytest.raises(ExportError, match="'qwen2' is not supported"):
+    with pytest.raises(ExportError, match="'mamba' is not supported.*gemma3"):
         export_lora_gguf(adapter.dir, base, tmp_path / "a.gguf")
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "gemma2", "gemma3"])
+def test_families_without_rope_permutation_keep_hf_row_order(
+    make_tiny_adapter: Callable[..., Adapter], tmp_path: Path, arch: str
+) -> None:
+    """Same tensor layout as llama, but llama.cpp's converter leaves q/k rows alone there: B is
+    written as PEFT saved it (scaling 1), so llama.cpp computes PEFT's delta unchanged."""
+    base = write_tiny_base(tmp_path / f"{arch}.gguf", arch=arch)
+    adapter = make_tiny_adapter(target_modules=ATTENTION)
+    _, tensors = read_adapter(export_lora_gguf(adapter.dir, base, tmp_path / "a.gguf"))
+    for module, layer in lora_modules(adapter.model).items():
+        name = hf_module_to_gguf_name(module, N_LAYER)
+        b = layer.lora_B["default"].weight.detach().numpy()
+        np.testing.assert_array_equal(np.asarray(tensors[f"{name}.lora_b"].data), b)
+
+
+def test_the_table_permutes_exactly_where_transformers_un_permutes() -> None:
+    """transformers' GGUF loader is the other side of llama.cpp's converter: it undoes the q/k
+    reordering (LlamaTensorProcessor) for exactly the architectures whose rows were reordered."""
+    from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, LlamaTensorProcessor
+
+    from tunegate.domain.architectures import ARCHITECTURES
+
+    for row in ARCHITECTURES:
+        un_permutes = TENSOR_PROCESSORS.get(row.gguf_arch) is LlamaTensorProcessor
+        assert bool(row.rope_permuted) == un_permutes, row.gguf_arch
 
 
 def test_refuses_adapter_for_another_base(

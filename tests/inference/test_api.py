@@ -269,7 +269,7 @@ def test_completion_parameters_are_checked_too(client) -> None:
 def test_a_hugging_face_folder_base_is_not_servable(client, settings) -> None:
     folder = settings.base_models_dir / "tiny-hf"
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text("{}")
+    (folder / "config.json").write_text('{"model_type": "llama"}')
     error = error_of(chat(client, "tiny-hf"), 400)
     assert error["code"] == "model_not_servable" and "GGUF" in error["message"]
 

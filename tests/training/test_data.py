@@ -69,6 +69,27 @@ def test_prompt_is_masked_and_completion_plus_eos_trained(tmp_path: Path,
     assert example.input_ids[-1] == tiny_tokenizer.eos_token_id
 
 
+def test_a_completion_starts_with_the_bos_the_tokenizer_adds_to_plain_text(
+        tmp_path: Path, tiny_tokenizer: Any) -> None:
+    """As llama.cpp adds BOS to a /v1/completions prompt of a model that asks for one (Gemma),
+    training puts it first too, masked; a tokenizer that adds none (SmolLM2's) is unchanged."""
+    from tokenizers import processors
+
+    from .conftest import build_tokenizer
+
+    row = {"prompt": "The capital of France is", "completion": " Paris."}
+    without = load(tmp_path, tiny_tokenizer, [row]).examples[0]
+    with_bos = build_tokenizer()  # the session's tiny_tokenizer stays as it is
+    bos = with_bos.convert_tokens_to_ids("<|im_start|>")
+    with_bos.backend_tokenizer.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|im_start|> $A",
+                                      special_tokens=[("<|im_start|>", bos)])])
+    example = load(tmp_path, with_bos, [row]).examples[0]
+    assert example.input_ids == [bos, *without.input_ids]
+    assert trained_text(with_bos, example) == " Paris.<|im_end|>"
+
+
 def test_an_example_with_nothing_to_train_fails_naming_its_line(tmp_path: Path,
                                                                 tiny_tokenizer: Any) -> None:
     rows = [chat("a", "b"), chat("c", "d", weight=0)]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_architectures import write_gguf
 from tunegate.domain import catalog
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import base_name_of
@@ -77,7 +78,7 @@ def test_an_alias_resolves_to_its_base_and_a_real_base_of_that_name_wins(tmp_pat
     assert missing is not None and (missing.target, missing.base) == ("missing", None)
     assert catalog.find_alias(models, table, "gpt-4.1") is None
     assert catalog.find_alias(models, (), "gpt-4o-mini") is None
-    (models / "gpt-4o-mini.gguf").write_bytes(b"GGUF")  # the operator's own model of that name
+    write_gguf(models / "gpt-4o-mini.gguf", "llama")  # the operator's own model of that name
     assert catalog.find_alias(models, table, "gpt-4o-mini") is None
     assert "gpt-4o-mini" not in [m.id for m in catalog.base_models(tmp_path / "none")]
 

@@ -197,7 +197,7 @@ def save_tiny_tokenizer(folder: Path, *, converted: bool) -> None:
     from tests.training.conftest import build_tokenizer
 
     build_tokenizer().save_pretrained(folder)
-    (folder / "config.json").write_text("{}")
+    (folder / "config.json").write_text('{"model_type": "llama"}')
     if converted:
         (folder / "tunegate-source.json").write_text("{}")
 

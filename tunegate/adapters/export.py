@@ -25,20 +25,13 @@ from typing import Any
 import gguf
 import numpy as np
 
+from tunegate.domain import architectures
+
 __all__ = ["ExportError", "export_lora_gguf"]
 
 _PEFT_PREFIX = "base_model.model."
 _LORA_SUFFIXES = {".lora_A.weight": "lora_a", ".lora_B.weight": "lora_b"}
 _BASE_COPY_SUFFIX = ".base_layer.weight"
-
-# Architectures whose GGUF conversion we know. For llama, convert_hf_to_gguf.py reorders the rows
-# of q_proj and k_proj from Hugging Face's "rotate half" rotary layout to the interleaved layout
-# ggml's rope expects. B produces the rows of the update B·A, so it must be reordered the same way
-# (A acts on the input side, which is untouched). Value: HF projection -> the head count its rows
-# are grouped by (k_proj has only the KV heads under grouped-query attention).
-_ROPE_PERMUTED: dict[str, dict[str, str]] = {
-    "llama": {"q_proj": "n_head", "k_proj": "n_head_kv"},
-}
 
 # adapter_config.json settings that change what the adapter computes in ways a GGUF LoRA
 # (only A and B per linear layer) cannot carry. Value: why, for the error message.
@@ -65,6 +58,7 @@ class _Base:
     """What the export needs to know about the base GGUF."""
 
     arch: str
+    rope_permuted: dict[str, str]  # HF projection -> the head count its rows are grouped by
     name: str | None
     head_counts: dict[str, int]  # "n_head" and "n_head_kv"
     tensor_shapes: dict[str, tuple[int, ...]]  # GGUF name -> ggml shape (ne0 = input features)
@@ -149,10 +143,11 @@ def _read_base(path: Path) -> _Base:
         return None if f is None else f.contents()
 
     arch = field(gguf.Keys.General.ARCHITECTURE)
-    if arch not in _ROPE_PERMUTED:
+    row = architectures.by_gguf_arch(str(arch))
+    if row is None:
         raise ExportError(
             f"base architecture {arch!r} is not supported for LoRA export "
-            f"(supported: {', '.join(sorted(_ROPE_PERMUTED))})"
+            f"(supported: {architectures.supported_families()})"
         )
     n_layer = field(gguf.Keys.LLM.BLOCK_COUNT.format(arch=arch))
     n_head = field(gguf.Keys.Attention.HEAD_COUNT.format(arch=arch))
@@ -164,6 +159,7 @@ def _read_base(path: Path) -> _Base:
     model_arch = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
     return _Base(
         arch=arch,
+        rope_permuted=dict(row.rope_permuted),
         name=field(gguf.Keys.General.NAME),
         head_counts={"n_head": int(n_head), "n_head_kv": int(n_head_kv)},
         tensor_shapes={t.name: tuple(int(d) for d in t.shape) for t in reader.tensors},
@@ -276,8 +272,13 @@ def _fold_factor(config: dict[str, Any], module: str, rank: int) -> float:
 
 
 def _to_gguf_row_order(module: str, b: np.ndarray, base: _Base) -> np.ndarray:
-    """Reorder B's rows the way convert_hf_to_gguf.py reorders this projection's weight rows."""
-    head_key = _ROPE_PERMUTED[base.arch].get(module.rsplit(".", 1)[-1])
+    """Reorder B's rows the way convert_hf_to_gguf.py reorders this projection's weight rows.
+
+    Only the llama family's q/k are reordered (tunegate.domain.architectures says why): llama.cpp
+    turns Hugging Face's "rotate half" rows into interleaved pairs there, and B produces the rows
+    of the update B·A, so it must be reordered the same way (A acts on the untouched input side).
+    """
+    head_key = base.rope_permuted.get(module.rsplit(".", 1)[-1])
     return b if head_key is None else _rope_permute(b, base.head_counts[head_key])
 
 

@@ -145,6 +145,7 @@ class Service:
         models_dir = self.settings.base_models_dir
         if catalog.find_base_model(models_dir, model):
             return
+        self._refuse_unsupported(model)
         alias = catalog.find_alias(models_dir, self.settings.model_aliases, model)
         if alias is not None:
             if alias.base is not None:
@@ -171,6 +172,13 @@ class Service:
             f"of this project, or shared with it, can be trained further{aliases}.",
             param="model", code="model_not_available",
         )
+
+    def _refuse_unsupported(self, model_id: str) -> None:
+        """400 ``unsupported_base_model`` when ``model_id`` is a refused file of the models
+        folder (an architecture tunegate cannot export or serve): why, and what works."""
+        refused = catalog.refused_base_model(self.settings.base_models_dir, model_id)
+        if refused is not None:
+            raise InvalidRequest(refused.message(), param="model", code="unsupported_base_model")
 
     def _base_model_ids(self) -> str:
         return ", ".join(m.id for m in catalog.base_models(self.settings.base_models_dir)) or "none"
@@ -389,6 +397,8 @@ class Service:
         is still the name the client sent)."""
         models_dir = self.settings.base_models_dir
         base = catalog.find_base_model(models_dir, model_id)
+        if base is None:
+            self._refuse_unsupported(model_id)
         adapter = None
         served_id = model_id  # the pool's key: an alias shares its base's process
         alias = None if base else catalog.find_alias(models_dir, self.settings.model_aliases,

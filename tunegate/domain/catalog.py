@@ -3,6 +3,12 @@
 Torch-free: listing models never loads one. A base model is either a GGUF file or a Hugging Face
 folder (one with ``config.json``); its id is the file stem or the folder name.
 
+Only models of an architecture in :mod:`tunegate.domain.architectures` are base models: any
+other file or folder in the models folder is *refused*: not listed, and a request that names
+it gets a 400 (``unsupported_base_model``) saying why and which families work, before any job
+is created (never a job that trains and then fails at export). :func:`refused_base_model`
+finds those.
+
 Aliases (setting ``TUNEGATE_MODEL_ALIASES``) are other names for base models, OpenAI's model
 names by default: a request may name one where it names a base model. They are names, not
 models: ``base_models`` does not list them, and a base model of the same id wins.
@@ -12,10 +18,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tunegate.domain.architectures import UnsupportedArchitecture, architecture_of
 from tunegate.settings import Aliases
 
 EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"  # settings.DEFAULT_ALIAS_TARGET too
@@ -55,16 +63,54 @@ def _created(path: Path) -> int:
     return int(path.stat().st_mtime)
 
 
-def _folder_models(folder: Path) -> list[BaseModel]:
+@dataclass(frozen=True)
+class RefusedModel:
+    """A file or folder of the models folder whose architecture tunegate cannot handle."""
+
+    model: BaseModel
+    reason: str  # a sentence: "its GGUF architecture is 'mamba', which …"
+
+    def message(self) -> str:
+        return f"Base model {self.model.id} ({self.model.path.name}) cannot be used: {self.reason}"
+
+
+def _folder_entries(folder: Path) -> list[BaseModel]:
     if not folder.is_dir():
         return []
     found = []
     for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):  # hidden: e.g. a copy being added (add_base_model)
+            continue
         if entry.is_file() and entry.suffix == ".gguf":
             found.append(BaseModel(entry.stem, "gguf", entry, _created(entry), "operator"))
         elif entry.is_dir() and (entry / "config.json").is_file():
             found.append(BaseModel(entry.name, "hf", entry, _created(entry), "operator"))
     return found
+
+
+def _refusal(model: BaseModel) -> str | None:
+    """Why ``model`` cannot be used (cheap: the header, cached per file), or None."""
+    try:
+        architecture_of(model.path)
+    except UnsupportedArchitecture as exc:
+        return str(exc)
+    return None
+
+
+def _folder_models(folder: Path) -> list[BaseModel]:
+    return [model for model in _folder_entries(folder) if _refusal(model) is None]
+
+
+def refused_base_model(models_dir: Path, model_id: str) -> RefusedModel | None:
+    """``model_id`` as a model of the models folder that is refused, with the reason; None
+    when no entry has that id, or when it is a usable base model."""
+    if find_base_model(models_dir, model_id) is not None:
+        return None
+    for model in _folder_entries(models_dir):
+        reason = _refusal(model) if model.id == model_id else None
+        if reason is not None:
+            return RefusedModel(model, reason)
+    return None
 
 
 def base_models(models_dir: Path) -> list[BaseModel]:
@@ -101,3 +147,59 @@ def find_alias(models_dir: Path, aliases: Aliases, model_id: str) -> Alias | Non
     if target is None or find_base_model(models_dir, model_id) is not None:
         return None
     return Alias(model_id, target, find_base_model(models_dir, target))
+
+
+class ModelNotAdded(Exception):
+    """``add_base_model`` refused; ``str()`` says why, for the operator."""
+
+
+def add_base_model(models_dir: Path, source: Path, *, name: str | None = None,
+                   link: bool = False) -> BaseModel:
+    """Put ``source`` (a ``.gguf`` file or a Hugging Face folder) into ``models_dir`` as base
+    model ``name`` (default: its stem or folder name), after checking that its architecture is
+    one tunegate trains, exports and serves. With ``link`` a symbolic link is made instead of
+    a copy. A copy is written under a hidden temporary name and renamed, so a server listing
+    the folder meanwhile never sees half a model. Raises :class:`ModelNotAdded`.
+    """
+    source = source.resolve()
+    is_gguf = source.is_file() and source.suffix == ".gguf"
+    if not is_gguf and not (source / "config.json").is_file():
+        raise ModelNotAdded(f"{source} is neither a .gguf file nor a Hugging Face folder "
+                            "(one with config.json)")
+    try:
+        architecture_of(source)
+    except UnsupportedArchitecture as exc:
+        raise ModelNotAdded(f"{source.name} cannot be used: {exc}") from None
+    model_id = name or (source.stem if is_gguf else source.name)
+    if find_base_model(models_dir, model_id) is not None or any(
+            entry.id == model_id for entry in _folder_entries(models_dir)):
+        raise ModelNotAdded(f"a base model {model_id} is already there; pick another --name")
+    target = models_dir / (f"{model_id}.gguf" if is_gguf else model_id)
+    if target.exists() or target.is_symlink():
+        raise ModelNotAdded(f"{target} already exists")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    if link:
+        target.symlink_to(source, target_is_directory=not is_gguf)
+    else:
+        _copy_atomically(source, target)
+    added = find_base_model(models_dir, model_id)
+    assert added is not None, target
+    return added
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    temporary = target.with_name(f".{target.name}.adding")  # hidden, and no .gguf suffix
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.unlink(missing_ok=True)
+    try:
+        if source.is_dir():
+            shutil.copytree(source, temporary)
+        else:
+            shutil.copyfile(source, temporary)
+        temporary.rename(target)
+    except BaseException:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
+        raise

@@ -6,7 +6,9 @@ Rules (OpenAI's, see reference §5):
   assistant messages are trained (their content and the end-of-turn token that closes them),
   and not those with ``weight: 0``. ``tools``/``tool_calls`` go through the template when it
   renders them, else the fallback of :mod:`tunegate.chat.format`.
-- ``{"prompt": ..., "completion": ...}``: the prompt is masked, the completion and EOS trained.
+- ``{"prompt": ..., "completion": ...}``: the prompt is masked, the completion and EOS trained;
+  the tokens the tokenizer adds to plain text (BOS for Gemma) come first, as llama.cpp adds them
+  to a ``/v1/completions`` prompt. This is the format for base models without a chat template.
 - Examples longer than ``max_seq_len`` tokens (``TUNEGATE_MAX_SEQ_LEN``) are cut from the end;
   those left without any trained token are dropped. One ``warn`` event counts both and names the
   longest example (line, tokens); a file where every example is dropped fails, saying the same.
@@ -282,10 +284,13 @@ def encode_completion(row: dict[str, Any], tokenizer: ChatTokenizer,
         raise ChatFormatError("'prompt' and 'completion' must be strings")
     if not completion.strip():
         raise ChatFormatError("'completion' is empty, so there is nothing to train on")
-    encoded = tokenizer(prompt + completion, add_special_tokens=False, return_offsets_mapping=True)
+    # With the special tokens the tokenizer adds to plain text (Gemma's BOS; SmolLM2's tokenizer
+    # adds none), as llama.cpp adds them to a /v1/completions prompt: the model is trained on
+    # the token layout it is served. They cover no text (offsets (0, 0)), so they stay masked.
+    encoded = tokenizer(prompt + completion, add_special_tokens=True, return_offsets_mapping=True)
     ids = list(encoded["input_ids"])
-    labels = [token if begin >= len(prompt) else IGNORE
-              for token, (begin, _) in zip(ids, encoded["offset_mapping"], strict=True)]
+    labels = [token if begin >= len(prompt) and end > begin else IGNORE
+              for token, (begin, end) in zip(ids, encoded["offset_mapping"], strict=True)]
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
         labels.append(tokenizer.eos_token_id)

@@ -8,9 +8,11 @@ Defaults, and why:
   on CPU, see bench/README.md), and the runs here are short (a few epochs over small files)
   where it bought nothing measurable; without it training consumes no random numbers, which
   also keeps resume-after-pause bit-exact.
-- Targets ``q,k,v,o,gate,up,down_proj`` (llama naming). Embeddings and ``lm_head`` are left
-  alone so the adapter converts to a llama.cpp LoRA GGUF. A model without those names gets
-  PEFT's ``"all-linear"`` (which also excludes the output layer).
+- Targets: every attention and MLP projection, named per family by
+  :mod:`tunegate.domain.architectures` (``q,k,v,o,gate,up,down_proj``; Phi-3's fused
+  ``qkv_proj``, ``gate_up_proj``). Embeddings and ``lm_head`` are left alone so the adapter
+  converts to a llama.cpp LoRA GGUF. A model whose ``model_type`` is not in that table is
+  refused (``TrainingFailed``, unsupported_base_model): it could not be exported or served.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunegate.domain import architectures
+from tunegate.training.errors import UNSUPPORTED_BASE_MODEL, TrainingFailed
+
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel
@@ -26,7 +31,6 @@ if TYPE_CHECKING:
 RANK = 16
 ALPHA = 32
 DROPOUT = 0.0
-TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def attach_lora(model: PreTrainedModel, init_adapter: str | Path | None = None) -> PeftModel:
@@ -44,12 +48,27 @@ def attach_lora(model: PreTrainedModel, init_adapter: str | Path | None = None) 
                                 category=FutureWarning)
         if init_adapter is not None:
             return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
-        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-        targets: list[str] | str = ([t for t in TARGET_MODULES if t in names]
-                                    if set(TARGET_MODULES) & names else "all-linear")
         config = LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=DROPOUT,
-                            target_modules=targets, bias="none", task_type="CAUSAL_LM")
+                            target_modules=target_modules(model), bias="none", task_type="CAUSAL_LM")
         return get_peft_model(model, config)
+
+
+def target_modules(model: PreTrainedModel) -> list[str]:
+    """The projections LoRA adapts on ``model``: its family's, those the model has."""
+    model_type = str(getattr(model.config, "model_type", ""))
+    arch = architectures.by_hf_model_type(model_type)
+    if arch is None:
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"The base model's model_type is "
+                             f"{model_type!r}, which tunegate cannot train, export and serve. "
+                             f"Supported architectures: {architectures.supported_families()}.",
+                             "model")
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [t for t in arch.lora_targets if t in names]
+    if not targets:
+        raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"The base model ({model_type}) has none "
+                             f"of the projections LoRA adapts ({', '.join(arch.lora_targets)}).",
+                             "model")
+    return targets
 
 
 def trainable_parameters(model: PeftModel) -> dict[str, object]:
