@@ -291,8 +291,10 @@ def run_seed(dataset: str, budget: int, cache_dir: Path, evaluate: bool) -> dict
 
 
 def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
-                 lr_multiplier: float | None = None, dtype: str = "auto") -> dict[str, Any]:
-    """tunegate's trainer with ``TUNEGATE_TRAIN_DTYPE=dtype`` (auto: its own choice)."""
+                 lr_multiplier: float | None = None, dtype: str = "auto",
+                 train_seed: int = SEED) -> dict[str, Any]:
+    """tunegate's trainer with ``TUNEGATE_TRAIN_DTYPE=dtype`` (auto: its own choice), its
+    adapter initialised and its examples ordered by ``train_seed`` (the slice stays SEED's)."""
     import torch
 
     from tunegate.training import hyperparams
@@ -329,7 +331,7 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
         spec = TrainingSpec(
             job_id="bench", base_model=BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name),
             training_file=str(train_file), work_dir=str(Path(work) / "job"),
-            cache_dir=str(cache_dir), seed=SEED,
+            cache_dir=str(cache_dir), seed=train_seed,
             hyperparameters={"n_epochs": 1, "batch_size": batch,
                              "learning_rate_multiplier": lr_multiplier or "auto"})
         result = run_training(spec, emit, lambda: None, TrainerOptions(valid_every=10**9))
@@ -510,7 +512,8 @@ def child(args: argparse.Namespace) -> None:
         out = run_seed(args.dataset, args.tokens, cache, not args.no_eval)
     elif args.child in ("tunegate", "tunegate-fp32"):
         dtype = "fp32" if args.child == "tunegate-fp32" else "auto"
-        out = run_tunegate(args.dataset, args.tokens, cache, not args.no_eval, args.lrm, dtype)
+        out = run_tunegate(args.dataset, args.tokens, cache, not args.no_eval, args.lrm, dtype,
+                           args.train_seed)
     elif args.child == "base":
         out = run_base_eval(args.dataset, cache)
     else:
@@ -525,6 +528,7 @@ def spawn(kind: str, args: argparse.Namespace, dataset: str = "gsm8k") -> dict[s
                "--threads", str(args.threads or 0)]
     if args.lrm:
         command += ["--lrm", str(args.lrm)]
+    command += ["--train-seed", str(args.train_seed)]
     if args.no_eval:
         command.append("--no-eval")
     # The child's stderr (progress, warnings) passes through; its stdout carries the result.
@@ -583,6 +587,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="pin torch threads in every recipe (default: "
                         "each recipe's own choice; --levers: 1)")
     parser.add_argument("--lrm", type=float, help="tunegate's learning_rate_multiplier (auto)")
+    parser.add_argument("--train-seed", type=int, default=SEED,
+                        help=f"tunegate's training seed (default {SEED}; the data slice stays "
+                        "the same): run twice with --only tunegate-fp32 for the run-to-run spread")
     parser.add_argument("--only", choices=["seed", "tunegate", "tunegate-fp32"],
                         help="run one recipe (tunegate: its chosen dtype)")
     parser.add_argument("--cache-dir", default=os.environ.get(
