@@ -133,3 +133,14 @@ def test_bfloat16_keeps_lora_weights_and_optimizer_state_float32_and_resumes_exa
     assert before.losses() + after.losses() == straight.losses()
     adapter = load_file(str(Path(resumed.adapter_dir) / "adapter_model.safetensors"))
     assert {t.dtype for t in adapter.values()} == {torch.float32}
+
+
+def test_a_bad_setting_fails_the_run_with_a_specific_error(make_spec: MakeSpec,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunegate.training.errors import TrainingFailed
+
+    monkeypatch.setenv("TUNEGATE_TRAIN_DTYPE", "fp16")
+    with pytest.raises(TrainingFailed) as caught:
+        train(make_spec())
+    assert caught.value.code == "invalid_setting"
+    assert "TUNEGATE_TRAIN_DTYPE takes one of" in caught.value.message

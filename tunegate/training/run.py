@@ -156,7 +156,7 @@ def choose_precision(device: torch.device) -> precision.Precision:
     try:
         setting = precision.configured_setting()
     except ValueError as exc:
-        raise TrainingFailed(INVALID_SETTING, f"{exc}; set it on the worker.") from exc
+        raise TrainingFailed(INVALID_SETTING, f"{exc} (the worker's environment).") from exc
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return precision.choose_precision(device.type, setting, precision.cpu_flags(), cuda_bf16)
 
