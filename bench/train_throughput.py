@@ -6,7 +6,9 @@ Run from the repository root (see bench/README.md):
     .venv/bin/python bench/train_throughput.py --quick    # smoke run, ~2 min
     .venv/bin/python bench/train_throughput.py --levers   # what each technique buys, ~6 min
 
-For each data set both recipes train the same base (the embedded SmolLM2-135M, float32) on the
+For each data set three runs train the same base (the embedded SmolLM2-135M): the seed recipe
+(float32), tunegate's trainer in float32 (``TUNEGATE_TRAIN_DTYPE=fp32``) and tunegate's trainer
+in the dtype it chooses (``auto``: bfloat16 on a CPU with AMX or AVX-512-BF16), each on the
 same number of tokens (``--tokens`` of each recipe's own rendering: seeded passes over the
 training file, repeated if the file is shorter), each in its own process so that peak RSS is
 its own. Printed per recipe:
@@ -21,6 +23,10 @@ its own. Printed per recipe:
   held-out examples, each model in the format it was trained on (the seed's
   "Human: ...\\nAssistant: ..." text, tunegate's chat template). Both the end-of-turn token and
   the prompt are excluded, so both numbers measure the same answer text. Also the base model's.
+  Every model is evaluated in float32. The noise: ``±`` is the standard error of the
+  token-weighted mean over the held-out examples, and the line under the table gives the
+  chosen dtype's loss minus the float32 run's on the same examples with its (paired) standard
+  error: a difference within about two of those is noise.
 
 The seed recipe, as the document tunegate started from describes it: the file tokenized with
 ``padding=True`` in ``datasets.map(batched=True)`` blocks of 1,000 rows (every row padded to the
@@ -132,13 +138,36 @@ def seed_length(tokenizer: Any) -> Any:
 
 def answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], recipe: str) -> float:
     """Mean cross-entropy over the answer tokens (prompt and end-of-turn token excluded)."""
+    return mean_loss(answer_losses(model, tokenizer, rows, recipe))
+
+
+def mean_loss(losses: list[list[float]]) -> float:
+    """Token-weighted mean of per-example ``[loss sum, tokens]`` pairs."""
+    return sum(total for total, _ in losses) / sum(count for _, count in losses)
+
+
+def standard_error(losses: list[list[float]], minus: list[list[float]] | None = None) -> float:
+    """Standard error of :func:`mean_loss` over the examples (a ratio estimator); with
+    ``minus`` (the same examples, same token counts), of the difference of the two means."""
+    if minus is not None:
+        losses = [[a - b, n] for (a, n), (b, _) in zip(losses, minus, strict=True)]
+    mean = mean_loss(losses)
+    n = len(losses)
+    tokens = sum(count for _, count in losses)
+    spread = sum((total - mean * count) ** 2 for total, count in losses) / max(1, n - 1)
+    return math.sqrt(n * spread) / tokens
+
+
+def answer_losses(model: Any, tokenizer: Any, rows: list[dict[str, Any]],
+                  recipe: str) -> list[list[float]]:
+    """Per held-out example: [summed cross-entropy of its answer tokens, their count]."""
     import torch
     import torch.nn.functional as F
 
     from tunegate.training.data import IGNORE, encode_chat, template_support
 
     support = template_support(tokenizer)
-    total, count = 0.0, 0
+    losses: list[list[float]] = []
     model.eval()
     with torch.no_grad():
         for row in rows:
@@ -156,10 +185,10 @@ def answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], recipe: 
             logits = model(input_ids=torch.tensor([ids], device=device),
                            use_cache=False).logits[0, :-1]
             targets = torch.tensor(labels[1:], device=device)
-            total += float(F.cross_entropy(logits.float(), targets, ignore_index=IGNORE,
-                                           reduction="sum"))
-            count += int((targets != IGNORE).sum())
-    return total / count
+            losses.append([float(F.cross_entropy(logits.float(), targets, ignore_index=IGNORE,
+                                                 reduction="sum")),
+                           int((targets != IGNORE).sum())])
+    return losses
 
 
 def load_base(cache_dir: Path, attn: str = "sdpa") -> tuple[Any, Any]:
@@ -256,13 +285,16 @@ def run_seed(dataset: str, budget: int, cache_dir: Path, evaluate: bool) -> dict
               "seconds": seconds, "cpu_seconds": clock["cpu_end"] - clock["cpu_start"],
               "threads": torch.get_num_threads()}
     if evaluate:
-        result["eval_answer_loss"] = answer_loss(model, tokenizer, held_out, "seed")
+        result["eval_losses"] = answer_losses(model, tokenizer, held_out, "seed")
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
 def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
-                 lr_multiplier: float | None = None) -> dict[str, Any]:
+                 lr_multiplier: float | None = None, dtype: str = "auto",
+                 train_seed: int = SEED) -> dict[str, Any]:
+    """tunegate's trainer with ``TUNEGATE_TRAIN_DTYPE=dtype`` (auto: its own choice), its
+    adapter initialised and its examples ordered by ``train_seed`` (the slice stays SEED's)."""
     import torch
 
     from tunegate.training import hyperparams
@@ -276,12 +308,21 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
     # The batch size and learning rate tunegate would pick for the whole file.
     batch = hyperparams.auto_batch_size(len(train_rows))
     stamps: list[tuple[float, float]] = []
+    chosen: list[str] = []
+    os.environ["TUNEGATE_TRAIN_DTYPE"] = dtype
 
-    from tunegate.training.messages import HyperparametersResolved, StepMetrics, TrainerMessage
+    from tunegate.training.messages import (
+        HyperparametersResolved,
+        Note,
+        StepMetrics,
+        TrainerMessage,
+    )
 
     def emit(message: TrainerMessage) -> None:
         if isinstance(message, (HyperparametersResolved, StepMetrics)):
             stamps.append((time.perf_counter(), time.process_time()))
+        elif isinstance(message, Note) and message.message.startswith("Training on "):
+            chosen.append("bf16" if "bfloat16 base weights" in message.message else "fp32")
 
     with tempfile.TemporaryDirectory() as work:
         train_file = Path(work) / "train.jsonl"
@@ -290,14 +331,15 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
         spec = TrainingSpec(
             job_id="bench", base_model=BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name),
             training_file=str(train_file), work_dir=str(Path(work) / "job"),
-            cache_dir=str(cache_dir), seed=SEED,
+            cache_dir=str(cache_dir), seed=train_seed,
             hyperparameters={"n_epochs": 1, "batch_size": batch,
                              "learning_rate_multiplier": lr_multiplier or "auto"})
         result = run_training(spec, emit, lambda: None, TrainerOptions(valid_every=10**9))
         train_rss = peak_rss_mb()
         # From the hyperparameters event (model loaded, data tokenized) to the last step.
         seconds = stamps[-1][0] - stamps[0][0]
-        out = {"recipe": "tunegate", "dataset": dataset, "examples": len(rows),
+        out = {"recipe": "tunegate" if dtype == "auto" else f"tunegate-{dtype}",
+               "dtype": chosen[0], "dataset": dataset, "examples": len(rows),
                "train_peak_rss_mb": train_rss, "useful_tokens": result.trained_tokens,
                "padded_tokens": computed_tokens(spec, tokenizer, TrainerOptions()),
                "seconds": seconds, "cpu_seconds": stamps[-1][1] - stamps[0][1],
@@ -308,7 +350,7 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
 
             base, _ = load_base(cache_dir)
             model = PeftModel.from_pretrained(base, result.adapter_dir)
-            out["eval_answer_loss"] = answer_loss(model, tokenizer, held_out, "tunegate")
+            out["eval_losses"] = answer_losses(model, tokenizer, held_out, "tunegate")
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
@@ -468,8 +510,10 @@ def child(args: argparse.Namespace) -> None:
         os.environ["TUNEGATE_TRAIN_THREADS"] = str(args.threads)  # tunegate's trainer
     if args.child == "seed":
         out = run_seed(args.dataset, args.tokens, cache, not args.no_eval)
-    elif args.child == "tunegate":
-        out = run_tunegate(args.dataset, args.tokens, cache, not args.no_eval, args.lrm)
+    elif args.child in ("tunegate", "tunegate-fp32"):
+        dtype = "fp32" if args.child == "tunegate-fp32" else "auto"
+        out = run_tunegate(args.dataset, args.tokens, cache, not args.no_eval, args.lrm, dtype,
+                           args.train_seed)
     elif args.child == "base":
         out = run_base_eval(args.dataset, cache)
     else:
@@ -484,6 +528,7 @@ def spawn(kind: str, args: argparse.Namespace, dataset: str = "gsm8k") -> dict[s
                "--threads", str(args.threads or 0)]
     if args.lrm:
         command += ["--lrm", str(args.lrm)]
+    command += ["--train-seed", str(args.train_seed)]
     if args.no_eval:
         command.append("--no-eval")
     # The child's stderr (progress, warnings) passes through; its stdout carries the result.
@@ -495,28 +540,38 @@ def spawn(kind: str, args: argparse.Namespace, dataset: str = "gsm8k") -> dict[s
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def report(dataset: str, seed: dict[str, Any], ours: dict[str, Any],
+def report(dataset: str, seed: dict[str, Any], runs: list[dict[str, Any]],
            base: dict[str, Any] | None) -> None:
-    print(f"\n== {dataset}: {seed['examples']} examples (seed) / {ours['examples']} (tunegate), "
-          f"held-out answer loss after the same number of training tokens ==")
-    print(f"{'recipe':10s} {'thr':>3s} {'useful tok':>10s} {'useful/s':>9s} {'padded/s':>9s} "
-          f"{'seconds':>8s} {'useful/cpu-s':>12s} {'peak RSS':>9s} {'eval loss':>9s}")
+    """The table for one data set: the seed recipe, then tunegate's runs (fp32, chosen)."""
+    print(f"\n== {dataset}: {seed['examples']} examples (seed) / {runs[0]['examples']} "
+          f"(tunegate), held-out answer loss after the same number of training tokens ==")
+    print(f"{'recipe':13s} {'dtype':5s} {'thr':>3s} {'useful tok':>10s} {'useful/s':>9s} "
+          f"{'padded/s':>9s} {'seconds':>8s} {'useful/cpu-s':>12s} {'peak RSS':>9s} "
+          f"{'eval loss':>16s}")
     # peak RSS: of the training process at the end of training (evaluation excluded)
-    for r in (seed, ours):
-        loss = f"{r['eval_answer_loss']:.4f}" if "eval_answer_loss" in r else "-"
-        print(f"{r['recipe']:10s} {r['threads']:3d} {r['useful_tokens']:10d} "
-              f"{r['useful_tokens'] / r['seconds']:9.1f} "
+    for r in (seed, *runs):
+        loss = (f"{mean_loss(r['eval_losses']):.4f} ± {standard_error(r['eval_losses']):.4f}"
+                if "eval_losses" in r else "-")
+        print(f"{r['recipe']:13s} {r.get('dtype', 'fp32'):5s} {r['threads']:3d} "
+              f"{r['useful_tokens']:10d} {r['useful_tokens'] / r['seconds']:9.1f} "
               f"{r['padded_tokens'] / r['seconds']:9.1f} {r['seconds']:8.1f} "
               f"{r['useful_tokens'] / r['cpu_seconds']:12.1f} "
-              f"{r['train_peak_rss_mb']:7.0f}MB {loss:>9s}")
+              f"{r['train_peak_rss_mb']:7.0f}MB {loss:>16s}")
     if base:
         print(f"base model eval loss: {base['eval_answer_loss_seed_format']:.4f} (seed format), "
               f"{base['eval_answer_loss_chat_format']:.4f} (chat format)")
-    ratio = (ours["useful_tokens"] / ours["seconds"]) / (seed["useful_tokens"] / seed["seconds"])
-    cpu_ratio = ((ours["useful_tokens"] / ours["cpu_seconds"])
-                 / (seed["useful_tokens"] / seed["cpu_seconds"]))
-    print(f"useful tokens/s ratio tunegate/seed: {ratio:.2f}x wall clock, "
-          f"{cpu_ratio:.2f}x per CPU second")
+    fp32, chosen = runs[0], runs[-1]
+    if "eval_losses" in fp32 and "eval_losses" in chosen and chosen is not fp32:
+        difference = mean_loss(chosen["eval_losses"]) - mean_loss(fp32["eval_losses"])
+        print(f"eval loss {chosen['recipe']} ({chosen['dtype']}) minus {fp32['recipe']}: "
+              f"{difference:+.4f} ± {standard_error(chosen['eval_losses'], fp32['eval_losses']):.4f}"
+              " (paired standard error over the same held-out examples)")
+    for r in runs:
+        ratio = ((r["useful_tokens"] / r["seconds"]) / (seed["useful_tokens"] / seed["seconds"]))
+        cpu_ratio = ((r["useful_tokens"] / r["cpu_seconds"])
+                     / (seed["useful_tokens"] / seed["cpu_seconds"]))
+        print(f"useful tokens/s ratio {r['recipe']}/seed: {ratio:.2f}x wall clock, "
+              f"{cpu_ratio:.2f}x per CPU second")
 
 
 def main() -> None:
@@ -532,7 +587,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="pin torch threads in every recipe (default: "
                         "each recipe's own choice; --levers: 1)")
     parser.add_argument("--lrm", type=float, help="tunegate's learning_rate_multiplier (auto)")
-    parser.add_argument("--only", choices=["seed", "tunegate"], help="run one recipe")
+    parser.add_argument("--train-seed", type=int, default=SEED,
+                        help=f"tunegate's training seed (default {SEED}; the data slice stays "
+                        "the same): run twice with --only tunegate-fp32 for the run-to-run spread")
+    parser.add_argument("--only", choices=["seed", "tunegate", "tunegate-fp32"],
+                        help="run one recipe (tunegate: its chosen dtype)")
     parser.add_argument("--cache-dir", default=os.environ.get(
         "TUNEGATE_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "tunegate-bench-models")))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -547,8 +606,13 @@ def main() -> None:
     import torch
 
     if torch.cuda.is_available():
-        print(f"device: {torch.cuda.get_device_name()} (both recipes on CUDA; the seed recipe in "
-              "float32 as described, tunegate's trainer with bfloat16 autocast)")
+        print(f"device: {torch.cuda.get_device_name()} (all recipes on CUDA; the seed recipe in "
+              "float32 as described, tunegate's trainer with bfloat16 autocast unless fp32)")
+    else:
+        from tunegate.training import precision
+
+        print("CPU bfloat16: " + precision.choose_precision(
+            "cpu", "auto", precision.cpu_flags()).describe())
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}, "
           f"threads: {args.threads or 'each recipe its own'}")
     if args.levers:
@@ -569,9 +633,9 @@ def main() -> None:
                 print(json.dumps(spawn(args.only, args, dataset)))
                 continue
             seed = spawn("seed", args, dataset)
-            ours = spawn("tunegate", args, dataset)
+            runs = [spawn("tunegate-fp32", args, dataset), spawn("tunegate", args, dataset)]
             base = None if args.no_eval else spawn("base", args, dataset)
-            report(dataset, seed, ours, base)
+            report(dataset, seed, runs, base)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}; "
           f"total {math.ceil(time.perf_counter() - started)} s")
 

@@ -46,6 +46,18 @@ def _serve_merged(value: str) -> bool:
     return _bool(value, "TUNEGATE_SERVE_MERGED")
 
 
+TRAIN_DTYPE_ENV = "TUNEGATE_TRAIN_DTYPE"
+TRAIN_DTYPES = ("auto", "bf16", "fp32")
+
+
+def parse_train_dtype(value: str) -> str:
+    """``TUNEGATE_TRAIN_DTYPE``: the number format of training (tunegate.training.precision)."""
+    name = value.strip().lower() or "auto"
+    if name not in TRAIN_DTYPES:
+        raise ValueError(f"{TRAIN_DTYPE_ENV} takes one of {TRAIN_DTYPES}, got {value!r}")
+    return name
+
+
 EXECUTORS = ("local", "ray")
 
 
@@ -146,6 +158,10 @@ class Settings:
     trainer_standby: bool = True
     # Longest training example in tokens; longer ones are cut from the end (with a warning).
     max_seq_len: int = 2048
+    # Training's number format: "auto" (bfloat16 on CPUs with AMX/AVX-512-BF16, and on CUDA
+    # autocast where supported), "bf16" or "fp32". The trainer child reads the variable itself
+    # (tunegate.training.precision); parsing it here stops a bad value when a process starts.
+    train_dtype: str = "auto"
     # Models (base or fine-tuned) kept loaded by llama.cpp for chat/completions, least recently
     # used dropped first; and the context window (prompt + completion tokens) each one gets.
     inference_cache_size: int = 4
@@ -255,6 +271,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", float),
     "TUNEGATE_TRAINER_STANDBY": ("trainer_standby", _trainer_standby),
     "TUNEGATE_MAX_SEQ_LEN": ("max_seq_len", int),
+    TRAIN_DTYPE_ENV: ("train_dtype", parse_train_dtype),
     "TUNEGATE_INFERENCE_CACHE": ("inference_cache_size", int),
     "TUNEGATE_INFERENCE_CONTEXT": ("inference_context", int),
     "TUNEGATE_INFERENCE_PARALLEL": ("inference_parallel", int),

@@ -1,4 +1,5 @@
-"""The training benchmark still runs (its --quick mode): both recipes train and it compares them.
+"""The training benchmark still runs (its --quick mode): the seed recipe and tunegate's trainer
+(float32, and its chosen dtype) train, and it compares them.
 
 Timings are printed, never asserted (bench/README.md has the measured numbers).
 """
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_train_throughput_quick_trains_both_recipes(request: pytest.FixtureRequest,
+def test_train_throughput_quick_trains_every_recipe(request: pytest.FixtureRequest,
                                                      tmp_path: Path) -> None:
     # The converted base the slow training tests use (converting again would take ~25 s).
     cache = request.config.cache
@@ -32,9 +33,10 @@ def test_train_throughput_quick_trains_both_recipes(request: pytest.FixtureReque
         env={**os.environ, "TUNEGATE_SHARED_DATA": str(TEST_DATA)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()
-            if line.startswith(("seed ", "tunegate "))}
-    assert set(rows) == {"seed", "tunegate"}, done.stdout
+            if line.startswith(("seed ", "tunegate"))}
+    assert set(rows) == {"seed", "tunegate-fp32", "tunegate"}, done.stdout
+    assert rows["tunegate-fp32"][1] == "fp32" and rows["tunegate"][1] in ("fp32", "bf16")
     for recipe, cells in rows.items():
-        useful_tokens = int(cells[2])
+        useful_tokens = int(cells[3])
         assert useful_tokens >= 1500, (recipe, cells)  # --quick trains 1,500 tokens each
     assert "useful tokens/s ratio tunegate/seed" in done.stdout

@@ -59,6 +59,25 @@ def test_governor_rechecks_at_most_every_interval(monkeypatch: pytest.MonkeyPatc
     assert governor.tick() is None
 
 
+def test_a_short_start_window_is_measured_not_read_from_the_load_average(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A standby trainer loads a cached model in ~0.4 s. A quiet machine whose 1-minute load
+    average still shows the run before (2.0) starts on 2 threads; one where others keep a core
+    busy during those 0.4 s starts on 1."""
+    pytest.importorskip("torch")
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setattr(threads, "allowed_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(ThreadGovernor, "_apply", lambda self: None)
+    quiet = iter([CpuSample(0.0, 0.0, 0.0), CpuSample(0.4, 0.41, 0.4)])
+    assert ThreadGovernor(sample=lambda: next(quiet), load=lambda: 2.0).start() == 2
+    busy = iter([CpuSample(0.0, 0.0, 0.0), CpuSample(0.4, 0.8, 0.4)])
+    assert ThreadGovernor(sample=lambda: next(busy), load=lambda: 0.0).start() == 1
+    # Too short to measure at all (0.1 s): the load average decides.
+    instant = iter([CpuSample(0.0, 0.0, 0.0), CpuSample(0.1, 0.1, 0.1)])
+    assert ThreadGovernor(sample=lambda: next(instant), load=lambda: 2.0).start() == 1
+
+
 def test_a_pinned_count_never_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
     monkeypatch.setenv(threads.ENV, "1")
@@ -77,7 +96,7 @@ def test_threads_go_within_seconds_and_come_back_after_a_quiet_while(
     samples = iter([
         CpuSample(0.0, 0.0, 0.0),
         CpuSample(2.0, 4.0, 4.0),  # start: a quiet machine -> 2 threads
-        CpuSample(4.0, 8.0, 8.0),  # too soon to look again
+        CpuSample(3.0, 6.0, 6.0),  # too soon to look again
         CpuSample(8.0, 20.0, 14.0),  # others took a core's worth since 2 s -> 1 thread now
         CpuSample(14.0, 26.0, 20.0),  # quiet again for 6 s: not long enough for a thread
         CpuSample(29.0, 41.0, 35.0),  # quiet for 21 s -> 2 threads

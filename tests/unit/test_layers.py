@@ -4,7 +4,8 @@ imports included), read with ``ast``: no module is run.
 The rules (README "Layout"): the kernel (settings, ids, errors, processes) imports nothing of
 ours; domain and chat only the kernel; store and adapters only domain and the
 kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
-the worker never the API or serving; only tunegate.worker.ray_executor imports ray; handlers
+the worker never the API or serving; a few training modules (spec, errors, messages,
+precision) never torch; only tunegate.worker.ray_executor imports ray; handlers
 only the API, domain and the kernel; the client
 (``tunegate train``, ``jobs``, ``chat``) only the kernel; only the CLI imports both the API and
 the worker.
@@ -38,6 +39,9 @@ ALLOWED: Mapping[str, set[str]] = {
 }
 TORCH = {"torch", "transformers", "peft"}
 NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "cli", "client"}
+# Training modules the worker (or a torch-free test) reads without loading torch.
+TORCH_FREE_TRAINING = {"tunegate.training.spec", "tunegate.training.errors",
+                       "tunegate.training.messages", "tunegate.training.precision"}
 # Ray is an optional extra that only Ray workers install: one module imports it.
 RAY_MODULE = "tunegate.worker.ray_executor"
 
@@ -79,6 +83,8 @@ def violations(sources: Mapping[str, str]) -> list[str]:
         for name in set(imported(ast.parse(source), module)):
             if name.split(".")[0] in TORCH and layer in NO_TORCH:
                 found.append(f"{module} imports {name}: {layer} never loads torch")
+            if name.split(".")[0] in TORCH and module in TORCH_FREE_TRAINING:
+                found.append(f"{module} imports {name}: it is torch-free")
             if name.split(".")[0] == "ray" and module != RAY_MODULE:
                 found.append(f"{module} imports {name}: only {RAY_MODULE} imports ray")
             if name not in ours:
@@ -113,11 +119,13 @@ def test_a_forbidden_import_is_caught() -> None:
     sources["tunegate.worker.loop"] += "\ndef f():\n    from tunegate.api import app\n"
     sources["tunegate.serving.engine"] += "\nimport torch\n"
     sources["tunegate.settings"] += "\nfrom tunegate.domain import jobs\n"
+    sources["tunegate.training.precision"] += "\ndef f():\n    import torch\n"
     assert violations(sources) == [
         "tunegate.domain.jobs (domain) imports tunegate.api.service (api)",
         "tunegate.serving.engine imports torch: serving never loads torch",
         "tunegate.settings (kernel) imports tunegate.domain (domain)",
         "tunegate.settings (kernel) imports tunegate.domain.jobs (domain)",
+        "tunegate.training.precision imports torch: it is torch-free",
         "tunegate.worker.loop (worker) imports tunegate.api (api)",
         "tunegate.worker.loop (worker) imports tunegate.api.app (api)",
     ]

@@ -14,6 +14,7 @@ INVALID_VALIDATION_FILE = "invalid_validation_file"
 UNSUPPORTED_BASE_MODEL = "unsupported_base_model"
 INVALID_HYPERPARAMETERS = "invalid_hyperparameters"
 INVALID_RESUME_STATE = "invalid_resume_state"
+INVALID_SETTING = "invalid_setting"  # a TUNEGATE_* variable of the trainer's environment
 
 
 class TrainingFailed(Exception):

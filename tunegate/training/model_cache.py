@@ -101,9 +101,10 @@ def load_tokenizer(ref: BaseModelRef, cache_dir: str | Path) -> PreTrainedTokeni
 
 
 def load_model(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation: str = "sdpa",
-               emit: Emit | None = None,
-               tokenizer: PreTrainedTokenizerBase | None = None) -> PreTrainedModel:
-    """The base model in float32 on CPU (the caller moves it), converting a GGUF base on first
+               emit: Emit | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
+               dtype: str = "float32") -> PreTrainedModel:
+    """The base model in ``dtype`` ("float32" or "bfloat16", cast while loading: the cache
+    keeps one float32 copy) on CPU (the caller moves it), converting a GGUF base on first
     use (saving ``tokenizer``, the one :func:`load_tokenizer` gave, if given).
 
     Raises ``TrainingFailed`` (unsupported_base_model) when it is not a loadable causal LM.
@@ -113,7 +114,7 @@ def load_model(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation:
 
     folder = resolve_hf_folder(ref, cache_dir, emit, tokenizer=tokenizer)
     try:
-        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
                                                     attn_implementation=attn_implementation)
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,

@@ -14,10 +14,20 @@ from typing import Any
 
 import torch
 
-from tunegate.training import attention, dpo, hyperparams, lora, model_cache, state, trainer
+from tunegate.training import (
+    attention,
+    dpo,
+    hyperparams,
+    lora,
+    model_cache,
+    precision,
+    state,
+    trainer,
+)
 from tunegate.training.data import Dataset, load_dataset
 from tunegate.training.errors import (
     INVALID_RESUME_STATE,
+    INVALID_SETTING,
     OUT_OF_MEMORY,
     UNSUPPORTED_BASE_MODEL,
     TrainingFailed,
@@ -75,6 +85,7 @@ def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
 def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
          options: TrainerOptions) -> TrainingResult:
     device = configure_runtime(spec.seed)
+    chosen = choose_precision(device)
     # Created before loading, so that the CPU use of other processes meanwhile is measured.
     governor = ThreadGovernor(options.threads) if device.type == "cpu" else None
     # The data first, with the tokenizer alone: a file that cannot train fails in seconds,
@@ -85,9 +96,11 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     valid_set: Dataset[Any] | None = (
         load(spec.validation_file, tokenizer, spec.max_seq_len, validation=True, emit=emit)
         if spec.validation_file else None)
-    model = _load_model(spec, emit, tokenizer)
+    model = _load_model(spec, emit, tokenizer, chosen.base_dtype)
     if governor is not None:
-        emit(note(f"Training on CPU with {governor.start()} thread(s)"))
+        emit(note(f"Training on CPU with {governor.start()} thread(s), {chosen.describe()}"))
+    else:
+        emit(note(f"Training on {device.type.upper()}, {chosen.describe()}"))
     hp = hyperparams.resolve(spec.hyperparameters, len(train_set.examples), spec.method)
     emit(HyperparametersResolved(hp.to_dict()))
 
@@ -96,7 +109,7 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     # An example longer than the budget gets a micro-batch of its own (packing.plan).
     budget = options.token_budget or (trainer.CUDA_TOKEN_BUDGET if device.type == "cuda"
                                       else trainer.CPU_TOKEN_BUDGET)
-    engine = trainer.Engine(model, device, budget)
+    engine = trainer.Engine(model, device, budget, autocast=chosen.autocast)
     objective: trainer.Objective = trainer.SupervisedObjective(engine)
     if spec.method == "dpo":
         assert hp.beta is not None
@@ -138,11 +151,21 @@ def configure_runtime(seed: int) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _load_model(spec: TrainingSpec, emit: Emit, tokenizer: Any) -> Any:
+def choose_precision(device: torch.device) -> precision.Precision:
+    """The run's number formats (TUNEGATE_TRAIN_DTYPE, else what the hardware does fast)."""
+    try:
+        setting = precision.configured_setting()
+    except ValueError as exc:
+        raise TrainingFailed(INVALID_SETTING, f"{exc} (the worker's environment).") from exc
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision.choose_precision(device.type, setting, precision.cpu_flags(), cuda_bf16)
+
+
+def _load_model(spec: TrainingSpec, emit: Emit, tokenizer: Any, dtype: str) -> Any:
     started = time.monotonic()
     model = model_cache.load_model(spec.base_model, spec.cache_dir,
                                    attn_implementation=attention.register(), emit=emit,
-                                   tokenizer=tokenizer)
+                                   tokenizer=tokenizer, dtype=dtype)
     if model.get_output_embeddings() is None:
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
                              f"{spec.base_model.name} is not a causal language model.", "model")

@@ -12,11 +12,24 @@ busy CPU time (``/proc/stat``) minus this process's own CPU time, over the last 
 loading at start, then while it trains). Without ``/proc/stat`` the 1-minute load average
 stands in.
 
+Measured on a 2-core Intel Xeon (AMX), SmolLM2-135M, GSM8K steps, 2 threads against 1, with
+``others`` the cores' worth other processes used meanwhile: others 0.03-0.07: 329 vs 168-178
+tokens/s in float32, 393 vs 269-280 in bfloat16; others 0.25: 310 vs 280 (bfloat16); others
+0.9-1.1: 41-77 vs 178-230 (3-5x slower). Hence SLACK, and the start rule below.
+
+The start window is short: a standby trainer (tunegate.worker.standby) has its imports done and
+loads a cached model in well under a second. The first window therefore counts from
+``MIN_START_WINDOW_SECONDS``; it used to need ``MIN_WINDOW_SECONDS`` like the others, and a
+shorter one fell back to the 1-minute load average, which on an idle machine still carries the
+run before (the seed recipe's 2 threads in bench/train_throughput.py, the previous job) and so
+started a quiet machine on 1 thread, for ``RECHECK_SECONDS`` at least.
+
 Threads go quickly and come back slowly: work that appears on our cores (the API answering a
-burst of requests, say) is looked for every ``DROP_CHECK_SECONDS``, since two threads on a
-contended core make almost no progress (bench/README.md, api_load.py); a thread is added only
-when the machine has stayed quiet for ``RECHECK_SECONDS``, which also keeps the count from
-flapping (every change is an event in the job's history).
+burst of requests, say) is looked for every ``DROP_CHECK_SECONDS`` (between steps), since two
+threads on a contended core make a third to a fifth of one thread's progress (above;
+bench/README.md, api_load.py); a thread is added only when the machine has stayed quiet for
+``RECHECK_SECONDS``, which also keeps the count from flapping (every change is an event in the
+job's history).
 
 ``TUNEGATE_TRAIN_THREADS=N`` (or ``TrainerOptions.threads``) pins the count. Losses are bitwise
 repeatable for a fixed thread count; a change of thread count mid-run may change the last bits.
@@ -40,8 +53,10 @@ from dataclasses import dataclass
 ENV = "TUNEGATE_TRAIN_THREADS"
 NICE_ENV = "TUNEGATE_TRAINER_NICE"
 RECHECK_SECONDS = 20.0  # quiet this long before a thread is added
-DROP_CHECK_SECONDS = 5.0  # how often to look for work that appeared on our cores
+DROP_CHECK_SECONDS = 2.0  # how often to look for work that appeared on our cores
 MIN_WINDOW_SECONDS = 0.5  # shorter windows are too coarse for /proc/stat's 10 ms ticks
+# ... except the first: coarse (+-0.1 core over 0.2 s) beats the load average's last minute.
+MIN_START_WINDOW_SECONDS = 0.2
 SLACK = 0.25  # a core at most 25 % busy with other work still counts as free
 
 
@@ -66,10 +81,12 @@ def allowed_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def others_busy_cores(before: CpuSample, after: CpuSample) -> float | None:
-    """Cores' worth of CPU used by other processes between two samples (None if unknown)."""
+def others_busy_cores(before: CpuSample, after: CpuSample,
+                      min_window: float = MIN_WINDOW_SECONDS) -> float | None:
+    """Cores' worth of CPU used by other processes between two samples (None if unknown:
+    no host clock, or a window shorter than ``min_window`` seconds)."""
     window = after.wall - before.wall
-    if before.host_busy is None or after.host_busy is None or window < MIN_WINDOW_SECONDS:
+    if before.host_busy is None or after.host_busy is None or window < min_window:
         return None
     others = (after.host_busy - before.host_busy) - (after.own - before.own)
     return max(0.0, others / window)
@@ -100,7 +117,7 @@ class ThreadGovernor:
     def start(self) -> int:
         """Choose and apply the first thread count."""
         now = self._sample()
-        self.threads = self.fixed or self._choose(self._last, now)
+        self.threads = self.fixed or self._choose(self._last, now, MIN_START_WINDOW_SECONDS)
         self._last = self._recent = now
         self._apply()
         return self.threads
@@ -127,8 +144,9 @@ class ThreadGovernor:
         self._apply()
         return wanted
 
-    def _choose(self, since: CpuSample, now: CpuSample) -> int:
-        others = others_busy_cores(since, now)
+    def _choose(self, since: CpuSample, now: CpuSample,
+                min_window: float = MIN_WINDOW_SECONDS) -> int:
+        others = others_busy_cores(since, now, min_window)
         if others is None:  # no /proc/stat: the load average, minus our own threads
             others = max(0.0, self._load() - self.threads)
         return choose_threads(self.allowed, self.host_cores, others)

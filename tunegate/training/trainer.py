@@ -57,7 +57,8 @@ class TrainerOptions:
 class Engine:
     """The model's forward pass on packed micro-batches, returning loss sums (no logits kept)."""
 
-    def __init__(self, model: Any, device: torch.device, token_budget: int):
+    def __init__(self, model: Any, device: torch.device, token_budget: int,
+                 autocast: bool | None = None):
         self.model = model
         base = model.get_base_model()
         # The decoder stack without the head: the loss applies the (frozen) head in chunks.
@@ -65,7 +66,9 @@ class Engine:
         self.head_weight = base.get_output_embeddings().weight
         self.device = device
         self.token_budget = token_budget
-        self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        # bfloat16 autocast around the decoder (tunegate.training.precision); None: CUDA's rule.
+        self.autocast = (device.type == "cuda" and torch.cuda.is_bf16_supported()
+                         if autocast is None else autocast)
 
     def hidden(self, batch: MicroBatch) -> torch.Tensor:
         """The decoder's last hidden states [T, H] of a micro-batch already on the device."""
