@@ -27,6 +27,13 @@ WHEEL_CACHE ?= $(HOME)/.cache/tunegate/wheels
 LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(LLAMA_KEY)
 LLAMA_BUILT := $(LLAMA_WHEELS)/.complete
 JOBS := $(shell nproc 2>/dev/null || echo 2)
+# llama.cpp's converter (`tunegate models add` turns a Hugging Face folder into a GGUF with it),
+# from the same sdist: convert_hf_to_gguf.py, its conversion/ package and the gguf-py it was
+# written against (newer than the gguf pinned for transformers, so it is never pip-installed:
+# tunegate runs the script with that gguf-py on PYTHONPATH). Kept beside the wheel, installed
+# into the package's folder next to the programs (llama_cpp/convert).
+LLAMA_CONVERTER := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_CPP_VERSION)-convert
+LLAMA_VENDOR := llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp
 
 .PHONY: setup llama-cpp system-packages run test test-fast lint bench clean
 # The tiers without real training or real servers (well under two minutes on 2 cores).
@@ -48,7 +55,18 @@ system-packages:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "system packages present: $(SYSTEM_PACKAGES)"; fi
 
-llama-cpp: $(LLAMA_BUILT)
+llama-cpp: $(LLAMA_BUILT) $(LLAMA_CONVERTER)/.complete
+
+$(LLAMA_CONVERTER)/.complete:
+	rm -rf $(LLAMA_CONVERTER).partial && mkdir -p $(LLAMA_CONVERTER).partial/sdist
+	$(PYTHON) -m pip download --quiet --no-deps --no-binary :all: \
+		-d $(LLAMA_CONVERTER).partial/sdist llama-cpp-python==$(LLAMA_CPP_VERSION)
+	tar -xzf $(LLAMA_CONVERTER).partial/sdist/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz \
+		-C $(LLAMA_CONVERTER).partial --strip-components=3 $(LLAMA_VENDOR)/LICENSE \
+		$(LLAMA_VENDOR)/convert_hf_to_gguf.py $(LLAMA_VENDOR)/conversion $(LLAMA_VENDOR)/gguf-py/gguf
+	rm -rf $(LLAMA_CONVERTER).partial/sdist
+	rm -rf $(LLAMA_CONVERTER) && mv $(LLAMA_CONVERTER).partial $(LLAMA_CONVERTER)
+	touch $(LLAMA_CONVERTER)/.complete
 
 $(LLAMA_BUILT):
 	rm -rf $(LLAMA_WHEELS).partial && mkdir -p $(LLAMA_WHEELS).partial
@@ -58,12 +76,14 @@ $(LLAMA_BUILT):
 	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS)
 	touch $(LLAMA_BUILT)
 
-$(STAMP): pyproject.toml Makefile $(LLAMA_BUILT)
+$(STAMP): pyproject.toml Makefile $(LLAMA_BUILT) $(LLAMA_CONVERTER)/.complete
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# Exactly this build of llama.cpp, whatever an earlier setup installed.
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps --no-index \
 		--find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	convert=$$($(BIN)/python -c 'import importlib.util as u; print(*u.find_spec("llama_cpp").submodule_search_locations)')/convert && \
+		rm -rf "$$convert" && cp -r $(LLAMA_CONVERTER) "$$convert" && rm "$$convert/.complete"
 	# torch is pinned in pyproject (CPU build from this machine's disk). gemma: the second base
 	# model of the tests (Gemma 3 270M, ~250 MB), not needed by `make run`.
 	$(BIN)/python -m pip install --quiet -e '.[train,ray,dev,gemma]'

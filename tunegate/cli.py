@@ -57,14 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--name", help="a label for the key (default: the project)")
     models = commands.add_parser("models", help="manage the base models of the models folder")
     add_model = models.add_subparsers(dest="models_command", required=True).add_parser(
-        "add", help="check a .gguf file or Hugging Face folder and copy it into the models folder")
+        "add", help="check a .gguf file and copy it into the models folder, or convert a "
+        "Hugging Face folder into a .gguf there (llama.cpp's convert_hf_to_gguf.py)")
     add_model.add_argument("path", type=Path, help="a .gguf file or a folder with config.json")
     add_model.add_argument("--models-dir", type=Path,
                            help="the models folder (TUNEGATE_MODELS_DIR)")
     add_model.add_argument("--data", type=Path, help="data folder (TUNEGATE_DATA)")
-    add_model.add_argument("--name", help="the base model's id (default: the file stem)")
+    add_model.add_argument("--name",
+                           help="the base model's id (default: the file stem or folder name)")
     add_model.add_argument("--link", action="store_true",
-                           help="link to PATH instead of copying it")
+                           help="link to the .gguf PATH instead of copying it")
     add_client_commands(commands)
     return parser
 
@@ -245,17 +247,23 @@ def add_key(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def add_model(settings: Settings, args: argparse.Namespace) -> None:
+    from tunegate.adapters.convert import convert_hf_folder
     from tunegate.domain import architectures, catalog
+
+    def convert(folder: Path, output: Path) -> None:
+        # The converter's own log (one line per tensor) shows a long conversion is alive.
+        convert_hf_folder(folder, output, progress=lambda line: print(line, file=sys.stderr))
 
     try:
         model = catalog.add_base_model(settings.base_models_dir, args.path, name=args.name,
-                                       link=args.link)
+                                       link=args.link, convert=convert)
     except catalog.ModelNotAdded as exc:
         raise SystemExit(f"tunegate models add: {exc}") from None
     arch = architectures.architecture_of(model.path)
+    done = "linked" if args.link else "copied" if args.path.is_file() else "converted"
     print(model.id)
-    print(f"({arch.family}, {'linked' if args.link else 'copied'} to {model.path}; "
-          f"a running server lists it at once)", file=sys.stderr)
+    print(f"({arch.family}, {done} to {model.path}; a running server lists it at once)",
+          file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

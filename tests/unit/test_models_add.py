@@ -1,15 +1,19 @@
 """``tunegate models add PATH``: a base model checked (its architecture) and copied or linked
-into the models folder, listed by the catalog at once; refusals say why and add nothing."""
+into the models folder, or a Hugging Face folder converted to a GGUF there, listed by the
+catalog at once; refusals and failed conversions say why and add nothing."""
 
 from __future__ import annotations
 
 import json
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.unit.test_architectures import write_gguf
 from tunegate import cli
+from tunegate.adapters import convert
 from tunegate.domain import catalog
 
 
@@ -29,16 +33,82 @@ def test_a_gguf_is_copied_and_listed(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert [p.name for p in models.iterdir()] == ["my-qwen.gguf"]  # no temporary left
 
 
-def test_a_folder_is_linked_under_another_name(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    source = tmp_path / "hf"
-    source.mkdir()
-    (source / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+def hf_folder(parent: Path, model_type: str = "llama", name: str = "hf") -> Path:
+    folder = parent / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+    return folder
+
+
+@pytest.fixture
+def converter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+    """Install a stand-in for llama.cpp's convert_hf_to_gguf.py (the real one runs in
+    tests/e2e/test_hf_folder_sdk.py): ``converter(body)`` writes a script whose ``body`` sees
+    ``out`` (the --outfile path) and ``gguf_py`` (whether the vendored gguf-py is on
+    PYTHONPATH); returns the folder it runs in."""
+    def install(body: str) -> Path:
+        script = tmp_path / "llama_cpp" / "convert" / convert.SCRIPT
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(textwrap.dedent("""\
+            import os, pathlib, shutil, sys
+            out = pathlib.Path(sys.argv[sys.argv.index("--outfile") + 1])
+            assert sys.argv[sys.argv.index("--outtype") + 1] == "auto"
+            gguf_py = os.environ["PYTHONPATH"].split(os.pathsep)[0]
+            gguf_py = gguf_py == str(pathlib.Path(__file__).parent / "gguf-py")
+            """) + textwrap.dedent(body))
+        monkeypatch.setattr(convert, "converter_script", lambda: script)
+        return script.parent
+    return install
+
+
+def test_a_folder_is_converted_to_a_gguf_under_its_name(
+        tmp_path: Path, converter: Callable[[str], Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    made = write_gguf(tmp_path / "made.gguf", "llama")
+    converter(f"assert gguf_py\nprint('converting')\nshutil.copyfile({str(made)!r}, out)\n")
     models = tmp_path / "models"
-    add(source, "--models-dir", models, "--name", "gemma-local", "--link")
-    assert capsys.readouterr().out == "gemma-local\n"
-    assert (models / "gemma-local").resolve() == source.resolve()
-    assert catalog.find_base_model(models, "gemma-local") is not None
+    add(hf_folder(tmp_path), "--models-dir", models)
+    out, err = capsys.readouterr()
+    assert out == "hf\n" and "converting" in err and "converted to" in err
+    assert [p.name for p in models.iterdir()] == ["hf.gguf"]  # the folder itself is not copied
+    assert (models / "hf.gguf").read_bytes() == made.read_bytes()
+    base = catalog.find_base_model(models, "hf")
+    assert base is not None and base.kind == "gguf"
+
+
+@pytest.mark.parametrize("body, says", [
+    ("out.write_bytes(b'GGUF half')\nprint('ValueError: no weights', file=sys.stderr)\n"
+     "sys.exit(1)\n", "failed on hf (exit status 1): ValueError: no weights"),
+    ("shutil.copyfile(QWEN_GGUF, out)\n", "wrote a 'qwen2' GGUF of hf"),
+    ("out.write_bytes(b'not a gguf')\n", "wrote no usable GGUF of hf"),
+])
+def test_a_failed_conversion_says_why_and_leaves_nothing(
+        tmp_path: Path, converter: Callable[[str], Path], body: str, says: str) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    write_gguf(models / "kept.gguf", "llama")
+    converter(body.replace("QWEN_GGUF", repr(str(write_gguf(tmp_path / "q.gguf", "qwen2")))))
+    with pytest.raises(SystemExit) as refused:
+        add(hf_folder(tmp_path), "--models-dir", models)
+    assert str(refused.value).startswith("tunegate models add: llama.cpp's convert_hf_to_gguf")
+    assert says in str(refused.value)
+    assert [p.name for p in models.iterdir()] == ["kept.gguf"]  # no temporary, no half GGUF
+
+
+def test_an_unsupported_folder_is_refused_before_converting(
+        tmp_path: Path, converter: Callable[[str], Path]) -> None:
+    ran = converter("pathlib.Path(__file__).with_name('ran').touch()\n") / "ran"
+    with pytest.raises(SystemExit, match="model_type is 'mamba'"):
+        add(hf_folder(tmp_path, "mamba"), "--models-dir", tmp_path / "models")
+    with pytest.raises(SystemExit, match="cannot be linked"):
+        add(hf_folder(tmp_path, name="linked"), "--models-dir", tmp_path / "models", "--link")
+    assert not ran.exists() and not (tmp_path / "models").exists()
+
+
+def test_a_missing_converter_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(convert.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(convert.ConversionFailed, match="run `make setup`"):
+        convert.converter_script()
 
 
 @pytest.mark.parametrize("make, says", [

@@ -427,7 +427,8 @@ class Service:
             raise InvalidRequest(
                 f"{model_id} cannot be served: its base model {base.id} is a Hugging Face folder, "
                 "and tunegate serves completions with llama.cpp, which runs GGUF files only. "
-                "Convert the folder with llama.cpp's convert_hf_to_gguf.py and put the .gguf in "
-                "the models folder to serve it (and to fine-tune servable models from it).",
+                "Add the folder with `tunegate models add FOLDER` instead (it converts it to a "
+                "GGUF with llama.cpp's convert_hf_to_gguf.py) to serve it and to fine-tune "
+                "servable models from it.",
                 param="model", code="model_not_servable")
         return ModelFiles(served_id, base.path, adapter)

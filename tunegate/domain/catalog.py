@@ -1,7 +1,9 @@
 """Base models tunegate can fine-tune: the embedded SmolLM2 GGUF plus the operator's models folder.
 
 Torch-free: listing models never loads one. A base model is either a GGUF file or a Hugging Face
-folder (one with ``config.json``); its id is the file stem or the folder name.
+folder (one with ``config.json``); its id is the file stem or the folder name. A folder placed
+there by hand trains but is not served (llama.cpp runs GGUF files): ``tunegate models add
+FOLDER`` converts it to a GGUF instead (:func:`add_base_model`).
 
 Only models of an architecture in :mod:`tunegate.domain.architectures` are base models: any
 other file or folder in the models folder is *refused*: not listed, and a request that names
@@ -19,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -154,12 +157,16 @@ class ModelNotAdded(Exception):
 
 
 def add_base_model(models_dir: Path, source: Path, *, name: str | None = None,
-                   link: bool = False) -> BaseModel:
+                   link: bool = False,
+                   convert: Callable[[Path, Path], None] | None = None) -> BaseModel:
     """Put ``source`` (a ``.gguf`` file or a Hugging Face folder) into ``models_dir`` as base
     model ``name`` (default: its stem or folder name), after checking that its architecture is
     one tunegate trains, exports and serves. With ``link`` a symbolic link is made instead of
-    a copy. A copy is written under a hidden temporary name and renamed, so a server listing
-    the folder meanwhile never sees half a model. Raises :class:`ModelNotAdded`.
+    a copy. A Hugging Face folder is not copied but converted: ``convert(folder, output)``
+    writes its GGUF (tunegate.adapters.convert; llama.cpp serves GGUF files only), and the
+    base model is ``<name>.gguf``. What is written goes under a hidden temporary name and is
+    renamed, so a server listing the folder meanwhile never sees half a model, and a failure
+    leaves nothing. Raises :class:`ModelNotAdded`.
     """
     source = source.resolve()
     is_gguf = source.is_file() and source.suffix == ".gguf"
@@ -170,36 +177,38 @@ def add_base_model(models_dir: Path, source: Path, *, name: str | None = None,
         architecture_of(source)
     except UnsupportedArchitecture as exc:
         raise ModelNotAdded(f"{source.name} cannot be used: {exc}") from None
+    if not is_gguf and convert is None:
+        raise ModelNotAdded(f"{source.name} is a Hugging Face folder: it needs converting to a "
+                            "GGUF, and no converter was given")
+    if not is_gguf and link:
+        raise ModelNotAdded(f"{source.name} is a Hugging Face folder, which is converted to a "
+                            "GGUF (llama.cpp serves GGUF files only): it cannot be linked")
     model_id = name or (source.stem if is_gguf else source.name)
     if find_base_model(models_dir, model_id) is not None or any(
             entry.id == model_id for entry in _folder_entries(models_dir)):
         raise ModelNotAdded(f"a base model {model_id} is already there; pick another --name")
-    target = models_dir / (f"{model_id}.gguf" if is_gguf else model_id)
+    target = models_dir / f"{model_id}.gguf"
     if target.exists() or target.is_symlink():
         raise ModelNotAdded(f"{target} already exists")
     models_dir.mkdir(parents=True, exist_ok=True)
     if link:
-        target.symlink_to(source, target_is_directory=not is_gguf)
+        target.symlink_to(source)
+    elif is_gguf:
+        _write_atomically(target, lambda temporary: shutil.copyfile(source, temporary))
     else:
-        _copy_atomically(source, target)
+        assert convert is not None
+        _write_atomically(target, lambda temporary: convert(source, temporary))
     added = find_base_model(models_dir, model_id)
     assert added is not None, target
     return added
 
 
-def _copy_atomically(source: Path, target: Path) -> None:
+def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     temporary = target.with_name(f".{target.name}.adding")  # hidden, and no .gguf suffix
-    shutil.rmtree(temporary, ignore_errors=True)
     temporary.unlink(missing_ok=True)
     try:
-        if source.is_dir():
-            shutil.copytree(source, temporary)
-        else:
-            shutil.copyfile(source, temporary)
+        write(temporary)
         temporary.rename(target)
     except BaseException:
-        if temporary.is_dir():
-            shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            temporary.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
