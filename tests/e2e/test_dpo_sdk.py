@@ -73,10 +73,16 @@ def test_a_dpo_job_trains_on_preference_pairs(client: OpenAI, dpo_server: Server
     assert isinstance(resolved.learning_rate_multiplier, float)
     assert done.trained_tokens > 0
 
-    metrics = [event for event in events_of(client, job.id) if event.type == "metrics"]
+    events = events_of(client, job.id)
+    metrics = [event for event in events if event.type == "metrics"]
     assert [event.data["step"] for event in metrics] == [1, 2, 3, 4]
     assert all(set(REWARD_METRICS) <= set(event.data) for event in metrics)
-    assert metrics[0].data["train_loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2 at the start
+    # Policy and reference are the same model at the start: the loss is log 2, to float32
+    # rounding. In bfloat16 (auto on CPUs with AMX or AVX-512-BF16) the reference pass and
+    # step 1's forward round differently; seen: 0.6949 on an Intel Xeon with AMX, 0.6862 on an
+    # AMD EPYC with AVX-512-BF16 (|beta * reward margin| of 0.004 and 0.014).
+    bf16 = any("bfloat16 base weights" in event.message for event in events)
+    assert metrics[0].data["train_loss"] == pytest.approx(0.6931, abs=0.02 if bf16 else 1e-3)
     assert metrics[-1].data["valid_reward_accuracy"] is not None
     assert metrics[-1].data["full_valid_reward_margin"] is not None
 

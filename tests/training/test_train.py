@@ -172,6 +172,36 @@ def test_a_killed_run_resumes_from_its_last_epoch_checkpoint(make_spec: MakeSpec
     assert after.losses() == straight[4:]
 
 
+def test_the_journal_beside_the_saved_state_holds_everything_reported_up_to_it(
+        make_spec: MakeSpec, tmp_path: Path) -> None:
+    """What a worker that died before reading the trainer's last messages records from
+    (tunegate.training.journal): at the step-4 state, steps 1-4 and checkpoint 4; after the
+    resume, every step and checkpoint once, even where the journal ran ahead of the state."""
+    from dataclasses import replace
+
+    from tunegate.training import journal
+    from tunegate.training.messages import CheckpointSaved, StepMetrics
+
+    rows = memorisation_rows(8)  # batch 2: 4 steps per epoch
+    straight = train(make_spec(rows))[1].losses()
+    work = tmp_path / "killed-job"
+    kill_at_step(make_spec(rows, work_dir=work), 7)
+    saved = journal.load(work)
+    assert [(type(m).__name__, m.step) for m in saved] == [
+        *(("StepMetrics", step) for step in (1, 2, 3, 4)), ("CheckpointSaved", 4)]
+    assert [m.values["train_loss"] for m in saved if isinstance(m, StepMetrics)] == straight[:4]
+    assert isinstance(saved[-1], CheckpointSaved) and Path(saved[-1].path).is_dir()
+    # A kill between writing the journal and the state leaves the journal ahead.
+    ahead = replace(next(m for m in saved if isinstance(m, StepMetrics)), step=5)
+    journal.save(work, [*saved, ahead])
+
+    result, _ = train(make_spec(rows, work_dir=work, resume=True))
+    assert result.status == "succeeded"
+    final = journal.load(work)
+    assert [m.step for m in final if isinstance(m, StepMetrics)] == list(range(1, 13))
+    assert [m.step for m in final if isinstance(m, CheckpointSaved)] == [4, 8, 12]
+
+
 def test_cancel_stops_between_steps_and_inside_a_step(make_spec: MakeSpec) -> None:
     from tunegate.training.run import run_training
     from tunegate.training.trainer import TrainerOptions

@@ -41,7 +41,8 @@ TORCH = {"torch", "transformers", "peft"}
 NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "cli", "client"}
 # Training modules the worker (or a torch-free test) reads without loading torch.
 TORCH_FREE_TRAINING = {"tunegate.training.spec", "tunegate.training.errors",
-                       "tunegate.training.messages", "tunegate.training.precision"}
+                       "tunegate.training.messages", "tunegate.training.precision",
+                       "tunegate.training.journal"}
 # Ray is an optional extra that only Ray workers install: one module imports it.
 RAY_MODULE = "tunegate.worker.ray_executor"
 

@@ -290,3 +290,40 @@ def test_a_job_cancelled_while_it_publishes_leaves_nothing(service: Service,
     messages = [e.message for e in service.list_events("default", job_id, after=None,
                                                         limit=20).items]
     assert "The job has successfully completed" not in messages
+
+
+def _step(step: int) -> StepMetrics:
+    return StepMetrics(step=step, total_steps=6, trained_tokens=10 * step,
+                       values={"train_loss": 1.0 / step})
+
+
+def test_a_taking_over_worker_records_what_the_dead_one_never_read(service: Service,
+                                                                  tmp_path: Path) -> None:
+    """The worker died after the trainer saved step 3's state, having recorded step 1 only:
+    the journal beside the state gives the next worker steps 2 and 3 and the step-3
+    checkpoint, once, at this folder's path (the trainer's was a Ray node's); a checkpoint
+    pruned since is skipped."""
+    from tunegate.domain.catalog import BaseModel
+    from tunegate.training import journal
+    from tunegate.worker.training_stage import ResolvedModel, TrainingStage
+
+    job_id = _running_job_of(service, "w1")
+    folder = service.settings.job_dir(job_id)
+    (folder / "checkpoints" / "step-3" / "adapter").mkdir(parents=True)
+    elsewhere = "/tmp/ray-node/jobs/x/checkpoints"
+    journal.save(folder, [_step(1), CheckpointSaved(1, f"{elsewhere}/step-1", {}), _step(2),
+                          _step(3), CheckpointSaved(3, f"{elsewhere}/step-3", {"train_loss": .3})])
+    stage = TrainingStage(service, "w1")
+    model = ResolvedModel(BaseModel("tiny", "hf", tmp_path, 0, "test"), None)
+    job = service.get_job("default", job_id)
+    stage._record_one(job, model, _step(1))  # what the dead worker did read
+
+    stage._record_journal(job, model)
+    stage._record_journal(job, model)  # a second takeover adds nothing
+    events = service.store.list_events(job_id, after=None, limit=50).items
+    assert sorted(e.data["step"] for e in events if e.type == "metrics") == [1, 2, 3]
+    assert [e.message for e in events if e.message.startswith("Checkpoint")] == [
+        "Checkpoint created at step 3"]
+    assert service.store.checkpoint_paths(job_id) == {
+        f"ft:tiny:org-local::{job_id[-8:]}:ckpt-step-3": str(folder / "checkpoints" / "step-3")}
+    assert stage.recorded_through == 3  # the child's repeats of steps 1-3 are not recorded

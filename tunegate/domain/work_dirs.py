@@ -12,9 +12,10 @@ from pathlib import Path
 
 from tunegate.domain.jobs import ON_ENTRY, JobStatus, WorkDir
 
-# What a succeeded job does not need any more: resumable state, the trainer's input and the
-# worker's note of the results file's id (tunegate.worker.training_stage).
-_TRIMMED = ("run", "spec.json", "results-file-id")
+# What a succeeded job does not need any more: resumable state, the journal of what the run
+# reported (tunegate.training.journal), the trainer's input and the worker's note of the
+# results file's id (tunegate.worker.training_stage).
+_TRIMMED = ("run", "reported.jsonl", "spec.json", "results-file-id")
 
 
 def settle(folder: Path, status: JobStatus) -> None:

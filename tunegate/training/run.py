@@ -18,6 +18,7 @@ from tunegate.training import (
     attention,
     dpo,
     hyperparams,
+    journal,
     lora,
     model_cache,
     precision,
@@ -139,6 +140,7 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
                                       list(objective.csv_columns))
     result = TrainingResult(RunStatus.SUCCEEDED, str(adapter), progress.trained_tokens,
                             str(results), hp.to_dict())
+    journal.save(work_dir, loop.reported)  # before the result: see tunegate.training.journal
     result.save(work_dir)  # the run is done: a worker that dies after this never trains it again
     state.clear_run_state(work_dir)
     return result
@@ -210,6 +212,8 @@ def _start_or_resume(spec: TrainingSpec, loop: trainer.Loop, train_set: Dataset[
         progress = state.load_run_state(spec.work_dir, loop.engine.model, loop.optimizer,
                                         loop.scheduler)
         if progress is not None:
+            # Without what a killed run reported past its state: those steps come again.
+            loop.reported = [m for m in journal.load(spec.work_dir) if m.step <= progress.step]
             return progress
         emit(note("No saved training state was found; training starts from the beginning",
                   "warn"))

@@ -17,12 +17,12 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
-from tunegate.training import state
+from tunegate.training import journal, state
 from tunegate.training.data import Dataset, Example, Item
 from tunegate.training.hyperparams import ResolvedHyperparameters, steps_per_epoch
 from tunegate.training.loss import LossSums, causal_lm_loss
@@ -243,6 +243,18 @@ class Loop:
     emit: Emit
     should_stop: ShouldStop
     governor: ThreadGovernor | None = None  # CPU only
+    # Every metrics and checkpoint message of the run so far (tunegate.training.journal).
+    reported: list[journal.Reported] = field(default_factory=list)
+
+    def report(self, message: journal.Reported) -> None:
+        self.reported.append(message)
+        self.emit(message)
+
+    def save_state(self, progress: state.Progress) -> None:
+        """The resumable state, after the journal of what the run reported up to it."""
+        journal.save(self.work_dir, self.reported)
+        state.save_run_state(self.work_dir, self.engine.model, self.optimizer, self.scheduler,
+                             progress)
 
     @property
     def engine(self) -> Engine:
@@ -292,7 +304,7 @@ def train(loop: Loop, progress: state.Progress) -> RunStatus:
             return RunStatus.CANCELLED
         elapsed = time.monotonic() - started
         remaining = elapsed / (step - first_step) * (loop.total_steps - step)
-        loop.emit(StepMetrics(step=step, total_steps=loop.total_steps,
+        loop.report(StepMetrics(step=step, total_steps=loop.total_steps,
                               trained_tokens=progress.trained_tokens,
                               values={k: v for k, v in metrics.items() if k != "step"},
                               estimated_finish_seconds=round(remaining, 1),
@@ -307,7 +319,7 @@ def train(loop: Loop, progress: state.Progress) -> RunStatus:
         if stop == "cancel":
             return RunStatus.CANCELLED
         if stop == "pause" and step < loop.total_steps:
-            state.save_run_state(loop.work_dir, model, loop.optimizer, loop.scheduler, progress)
+            loop.save_state(progress)
             return RunStatus.PAUSED
     return RunStatus.SUCCEEDED
 
@@ -339,8 +351,7 @@ def _checkpoint(loop: Loop, progress: state.Progress, metrics: dict[str, Any],
     step = progress.step
     folder = state.save_checkpoint(loop.work_dir, step, loop.engine.model,
                                    {k: v for k, v in metrics.items() if k != "step"})
-    loop.emit(CheckpointSaved(step=step, path=str(folder), metrics=metrics))
+    loop.report(CheckpointSaved(step=step, path=str(folder), metrics=metrics))
     if save_state:
         # A crash after this point resumes here, not from the start.
-        state.save_run_state(loop.work_dir, loop.engine.model, loop.optimizer, loop.scheduler,
-                             progress)
+        loop.save_state(progress)

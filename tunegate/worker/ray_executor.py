@@ -7,11 +7,13 @@ local executor does and relays its message lines, so there is one training loop 
 message protocol. Nothing is shared but the Ray object store:
 
 - in: the spec and one tarball (training/validation files, the starting adapter, ``run/``
-  saved state) as a task argument; the node writes them to a folder of its own temp dir;
+  saved state and its journal, tunegate.training.journal) as a task argument; the node writes
+  them to a folder of its own temp dir;
 - back: the child's lines, each checkpoint as a tarball of ``checkpoints/step-N/`` *and* the
-  ``run/`` state written right after it, and at the end a tarball of what the run left
-  (``adapter/``, ``results.csv``, ``result.json``, ``run/``, the log). The worker unpacks them
-  into the job's folder, so the API serves them and a resume never needs the node again.
+  ``run/`` state (and journal) written right after it, and at the end a tarball of what the
+  run left (``adapter/``, ``results.csv``, ``result.json``, ``run/``, the journal, the log).
+  The worker unpacks them into the job's folder, so the API serves them and a resume never
+  needs the node again.
 
 ``RayRun`` has ``TrainerProcess``'s interface; a lost actor (its node died) ends as a crash,
 which ``TrainingStage`` restarts from the last saved state on whatever node Ray picks.
@@ -37,12 +39,13 @@ from typing import Any
 import ray
 
 from tunegate.settings import Settings
+from tunegate.training import journal
 from tunegate.training.messages import CheckpointSaved, Failed, Note, TrainerMessage, from_line
 from tunegate.training.spec import RESULT_FILE, RunStatus, TrainingResult, TrainingSpec
 from tunegate.worker.trainer_process import Crash, Outcome, StoppedBySignals
 
 # What a finished (or paused) run sends back, relative to its work folder.
-RUN_OUTPUTS = ("adapter", "results.csv", RESULT_FILE, "run", "trainer.log")
+RUN_OUTPUTS = ("adapter", "results.csv", RESULT_FILE, "run", journal.FILE, "trainer.log")
 INPUTS = "inputs"
 
 
@@ -152,7 +155,7 @@ class RemoteTrainer:
         message = from_line(line)
         assert isinstance(message, CheckpointSaved)
         folder = Path(message.path).relative_to(self.work_dir)
-        self._add({"line": line, "outputs": pack(self.work_dir, [str(folder), "run"])})
+        self._add({"line": line, "outputs": pack(self.work_dir, [str(folder), "run", journal.FILE])})
 
     def _add(self, item: dict[str, Any]) -> None:
         with self._lock:
@@ -228,7 +231,8 @@ class RayRun(StoppedBySignals):
         self._actor.start.remote(self.spec.to_json(), ray.put(self._inputs()))
 
     def _inputs(self) -> bytes:
-        """The run's data and saved state, as the node's ``inputs/`` and ``run/`` folders."""
+        """The run's data and saved state, as the node's ``inputs/`` and ``run/`` folders (and the
+        journal that goes with the state)."""
         staging = Path(tempfile.mkdtemp(prefix=".inputs-", dir=self.work_dir))
         try:
             inputs = staging / INPUTS
@@ -240,7 +244,9 @@ class RayRun(StoppedBySignals):
                 shutil.copytree(self.spec.init_adapter, inputs / "init_adapter")
             if (self.work_dir / "run").is_dir():
                 shutil.copytree(self.work_dir / "run", staging / "run")
-            return pack(staging, [INPUTS, "run"])
+                if (self.work_dir / journal.FILE).is_file():  # what the run reported up to it
+                    shutil.copyfile(self.work_dir / journal.FILE, staging / journal.FILE)
+            return pack(staging, [INPUTS, "run", journal.FILE])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

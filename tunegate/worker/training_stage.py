@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from tunegate.domain.jobs import (
 )
 from tunegate.errors import Conflict
 from tunegate.store.base import FineTunedModel
+from tunegate.training import journal
 from tunegate.training.messages import (
     CheckpointSaved,
     HyperparametersResolved,
@@ -154,6 +156,7 @@ class TrainingStage:
     def _train(self, job: FineTuningJob, model: ResolvedModel) -> Outcome:
         """Run the trainer (again after a crash) until it ends; a run that finished before the
         worker died is not trained again."""
+        self._record_journal(job, model)
         saved = TrainingResult.saved(self.work_dir(job.id))
         if saved is not None:
             return Outcome(status=RunStatus.SUCCEEDED, result=saved)
@@ -171,6 +174,21 @@ class TrainingStage:
         return Outcome(status=RunStatus.FAILED, code="training_crashed", crash=outcome.crash,
                        message=f"The training process died {TRAINER_RESTARTS + 1} times; the last "
                                f"time: {outcome.message}")
+
+    def _record_journal(self, job: FineTuningJob, model: ResolvedModel) -> None:
+        """Record what an earlier run reported but no worker recorded: a worker killed right
+        after an epoch's saved state (tunegate.training.journal)."""
+        self.recorded_through = self.store.last_metrics_step(job.id)
+        work_dir = self.work_dir(job.id)
+        for message in journal.load(work_dir):
+            if isinstance(message, CheckpointSaved):
+                # Here, not where the trainer wrote it (a Ray node's folder); gone if pruned.
+                folder = work_dir / "checkpoints" / Path(message.path).name
+                if not folder.is_dir():
+                    continue
+                message = replace(message, path=str(folder))
+            if not self._record_one(job, model, message):
+                return
 
     def _run_child(self, job: FineTuningJob, model: ResolvedModel) -> Outcome:
         spec = self.build_spec(job, model)
