@@ -3,6 +3,7 @@
 Layout of ``work_dir``::
 
     run/                    resumable state: lora.safetensors, optimizer.pt, progress.json
+    reported.jsonl          what the run reported up to that state (tunegate.training.journal)
     checkpoints/step-N/     adapter/ (PEFT) + metrics.json; only the last three are kept
     adapter/                the final PEFT adapter
     results.csv             one row per step; the columns are the objective's ``csv_columns``
