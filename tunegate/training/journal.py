@@ -27,6 +27,7 @@ Reported = StepMetrics | CheckpointSaved
 def save(work_dir: str | Path, reported: list[Reported]) -> None:
     """Replace the journal with ``reported`` (atomically: a reader sees the old or the new)."""
     path = Path(work_dir) / FILE
+    path.parent.mkdir(parents=True, exist_ok=True)  # a pause at step 1 may be the first write
     temporary = path.with_name(f".{FILE}.tmp-{os.getpid()}")
     temporary.write_text("".join(to_line(message) for message in reported), encoding="utf-8")
     os.replace(temporary, path)
