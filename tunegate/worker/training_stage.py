@@ -7,6 +7,8 @@ worker at any moment, without redoing or recording anything twice:
 - a step's metrics are recorded once: a resumed run skips steps up to the job's last recorded
   one (the figures would be the same: resuming is exact);
 - checkpoints are recorded once per step (the store refuses a second one);
+- what the trainer reported before its last saved state is recorded even if the worker died
+  before reading it: a taking-over worker records it from the journal (tunegate.training.journal);
 - a finished run is recorded in ``result.json`` before its resumable state goes, so a worker
   that dies while exporting or publishing never trains it again: the next one goes straight to
   the export (which skips files already written) and the one-transaction publish;
