@@ -16,6 +16,7 @@ from tunegate.api.app import build_service
 from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import JobStatus
+from tunegate.errors import InvalidRequest
 from tunegate.settings import Settings
 from tunegate.store import open_store
 from tunegate.worker.janitor import Janitor
@@ -129,6 +130,43 @@ def test_expired_files_are_swept(service: Service, monkeypatch: pytest.MonkeyPat
     assert janitor.delete_expired_files() == 1
     assert not service.storage.path(stored).exists()
     assert service.store.get_file("default", stored) is None
+
+
+@pytest.mark.parametrize("param", ["training_file", "validation_file"])
+def test_no_job_starts_on_an_expired_file(service: Service, monkeypatch: pytest.MonkeyPatch,
+                                          param: str) -> None:
+    """Expired but not yet swept: hidden from reads, so refused to a new job too (before, job
+    creation read the store directly and accepted it)."""
+    files = {"training_file": service_upload(service, chat_lines(12)),
+             "validation_file": service_upload(service, chat_lines(2))}
+    files[param] = service_upload(service, chat_lines(12), expires_after_seconds=3600)
+    later = time.time() + 3601
+    monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
+    with pytest.raises(InvalidRequest) as refused:
+        service.create_job("default", {"model": EMBEDDED_MODEL_ID, **files})
+    assert (refused.value.param, refused.value.code) == (param, "file_expired")
+    assert "upload it again" in refused.value.message
+    assert service.store.get_file("default", files[param]) is not None  # refused, not deleted
+
+
+def test_no_sweep_deletes_an_expired_file_that_an_unfinished_job_uses(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file uploaded with ``expires_after`` under a job that waits or trains for longer stays
+    until the job ends (a resume or a restart still reads it), then goes with the next sweep.
+    Before, the sweep deleted it under the job while ``DELETE /v1/files`` refused to (409)."""
+    used = service_upload(service, chat_lines(12), expires_after_seconds=3600)
+    job_id = service_create_job(service, used)
+    Worker(service).run_once()  # validated: queued, not yet trained
+    later = time.time() + 3601
+    monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
+    janitor = Janitor(service)
+    assert janitor.delete_expired_files() == 0
+    assert service.storage.path(used).exists()
+    assert service.store.get_file("default", used) is not None
+    service.cancel_job("default", job_id)
+    assert janitor.delete_expired_files() == 1
+    assert not service.storage.path(used).exists()
+    assert service.store.get_file("default", used) is None
 
 
 def test_a_job_whose_trainer_cannot_start_fails_instead_of_running_forever(

@@ -96,7 +96,7 @@ class Service:
 
     def get_file(self, project_id: str | None, file_id: str) -> StoredFile:
         stored = self.store.get_file(project_id, file_id)
-        if stored is None or (stored.expires_at is not None and stored.expires_at <= now()):
+        if stored is None or stored.expired(now()):
             raise NotFound(f"No such File object: {clip(file_id)}", param="file_id")
         return stored
 
@@ -132,6 +132,10 @@ class Service:
         stored = self.store.get_file(project_id, file_id)
         if stored is None:
             raise InvalidRequest(f"invalid {param}: no such file {clip(file_id)}", param=param)
+        if stored.expired(now()):
+            raise InvalidRequest(
+                f"invalid {param}: {file_id} expired at {stored.expires_at} (its expires_after); "
+                "upload it again to train on it.", param=param, code="file_expired")
         if stored.purpose != FINE_TUNE:
             raise InvalidRequest(
                 f"invalid {param}: {file_id} was uploaded with purpose '{stored.purpose}'; "

@@ -70,6 +70,11 @@ class StoredFile:
     status: str = "processed"
     status_details: str | None = None
 
+    def expired(self, at: float) -> bool:
+        """Past its ``expires_at``: hidden from every read and refused to new jobs. The bytes
+        stay while an unfinished job uses them (``Janitor.delete_expired_files``)."""
+        return self.expires_at is not None and self.expires_at <= at
+
     def to_api(self) -> dict[str, Any]:
         return {
             "id": self.id,

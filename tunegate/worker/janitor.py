@@ -2,7 +2,8 @@
 
 Runs when a worker starts and then every ``SWEEP_SECONDS``. What it removes, and why it is safe:
 
-- files past their ``expires_at`` (row and bytes; reads only hide them, they never delete);
+- files past their ``expires_at`` that no unfinished job uses (row and bytes; reads only hide
+  them, they never delete; a job's file waits for the job to end);
 - partial files whose writer died (``FileStorage`` writers hold a lock on them), after
   ``PARTIAL_GRACE_SECONDS``: uploads' bytes in ``files/`` and upload parts in ``uploads/``;
 - uploads (the Uploads API) past their ``expires_at``, recorded ``expired``, and the parts folder
@@ -69,11 +70,17 @@ class Janitor:
         return swept
 
     def delete_expired_files(self) -> int:
-        expired = self.store.expired_files(now())
-        for stored in expired:
+        """Expired files that no unfinished job uses: a job may train, pause and resume past
+        its file's expiry (no new job can start on an expired file), and its file goes with
+        the first sweep after the job ends. The same rule as ``DELETE /v1/files`` (409)."""
+        deleted = 0
+        for stored in self.store.expired_files(now()):
+            if self.store.unfinished_jobs_using(stored.project_id, file_id=stored.id):
+                continue
             self.store.delete_file(stored.project_id, stored.id)
             self.storage.delete(stored.id)
-        return len(expired)
+            deleted += 1
+        return deleted
 
     def _remove_finished_upload_folders(self) -> int:
         """Parts of uploads that were completed, cancelled or expired (the API removes them
