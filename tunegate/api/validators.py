@@ -9,7 +9,8 @@
   parameter (or form field) given twice is a 400, where connexion would silently keep one value;
   so is a query parameter (or, where the body's schema says ``additionalProperties: false``, a
   form field) the contract does not declare, which connexion would silently ignore: a client
-  that sends ``?project=x`` for the filter ``metadata[project]=x`` learns it at once.
+  that sends ``?project=x`` for the filter ``metadata[project]=x`` learns it at once. A JSON
+  body's undeclared fields are refused the same way (tunegate.api.unknown_fields).
 - Multipart: connexion's validator keeps the whole request in memory to replay it; ours spools
   it to disk while parsing, so a 500 MB upload costs megabytes of RAM, and a malformed
   multipart body is a 400 instead of a 500.
@@ -36,6 +37,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
 from tunegate.api.nesting import MAX_DEPTH, too_deep
+from tunegate.api.unknown_fields import refuse_unknown_fields
 from tunegate.errors import QUOTE_CHARS, InvalidRequest, clip
 
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -114,6 +116,7 @@ class JSONBodyValidator(JSONRequestBodyValidator):
     def _validate(self, body: Any) -> dict | None:
         if not self._nullable and body is None:
             raise InvalidRequest("The request body must not be empty.", code="missing_body")
+        refuse_unknown_fields(body, self._schema)
         try:
             self._validator.validate(body)
         except ValidationError as exc:
