@@ -199,3 +199,21 @@ def test_chat_completions_refuse_what_is_not_an_openai_parameter(client: Any) ->
     assert message.endswith("Did you mean 'max_tokens'?")
     assert_unrecognized(client.post("/v1/completions", json={
         "model": "m", "prompt": "p", "temprature": 0}), "temprature")
+
+
+@pytest.mark.parametrize(("params", "schema"), [
+    ("openai.types.chat.completion_create_params:CompletionCreateParamsBase",
+     "CreateChatCompletionRequest"),
+    ("openai.types.completion_create_params:CompletionCreateParamsBase",
+     "CreateCompletionRequest"),
+    ("openai.types.fine_tuning.job_create_params:JobCreateParams", "CreateFineTuningJobRequest"),
+])
+def test_the_contract_declares_every_argument_the_installed_sdk_can_send(
+        params: str, schema: str) -> None:
+    """A newer SDK's new argument must be added to the contract (accepted, maybe ignored), or
+    its users get 400 from a body field tunegate refuses."""
+    import importlib
+
+    module, name = params.split(":")
+    sent = set(getattr(importlib.import_module(module), name).__annotations__)
+    assert sent <= set(DOCUMENT["components"]["schemas"][schema]["properties"])
