@@ -114,10 +114,10 @@ def _unsupported_media_type(message: str) -> str:
     match = _MEDIA_TYPES.search(message)
     if not match:
         return message
-    sent = match.group(1) or "none"
     expected = [each.strip().strip("'\"") for each in match.group(2).split(",") if each.strip()]
-    return (f"This operation reads a body of type {' or '.join(expected)}; the request's "
-            f"Content-Type is {clip(sent)}.")
+    sent = (f"the request's Content-Type is {clip(match.group(1))}" if match.group(1)
+            else "the request has no Content-Type")
+    return f"This operation reads a body of type {' or '.join(expected)}; {sent}."
 
 
 def allowed_methods(paths: Mapping[str, Mapping[str, Any]],
