@@ -24,7 +24,8 @@ def _expires_after_seconds(body: dict[str, Any]) -> int | None:
     if len(given) == 1:
         (missing,) = set(EXPIRES_AFTER) - set(given)
         raise InvalidRequest(f"'{given[0]}' was sent without '{missing}': an expiry policy "
-                             "needs both form fields (or neither).", param=missing)
+                             "needs both form fields (or neither).", param=missing,
+                             code="incomplete_expiry_policy")
     return body.get("expires_after[seconds]")
 
 
@@ -33,7 +34,7 @@ def create_file(body: dict[str, Any], file: UploadFile | None = None) -> Respons
         if file is None:
             # A `file` part without a filename (e.g. filename="") arrives as a text field.
             raise InvalidRequest("'file' must be a file part (with a filename) of the form.",
-                                 param="file")
+                                 param="file", code="missing_file_part")
         upload = Upload(
             filename=file.filename or "",  # the service names nameless files
             body=file.file,

@@ -30,7 +30,7 @@ def add_upload_part(upload_id: str, body: dict[str, Any] | None = None,
     text = (body or {}).get("data")
     if not isinstance(text, str):
         raise InvalidRequest("'data' must be a part of the form (a file part for binary data).",
-                             param="data")
+                             param="data", code="missing_file_part")
     # A plain form field (`curl -F data=...`): text, at most 1 MiB by the form parser's limit.
     raw = text.encode()
     return service().uploads.add_part(visible(), upload_id, io.BytesIO(raw), len(raw)), 200

@@ -228,9 +228,11 @@ def test_nullable_fields_accept_null() -> None:
         "integrations": None,
         "seed": None,
         "metadata": None,
-        "something_from_extra_body": True,
     }
     assert errors_of({"$ref": "#/components/schemas/CreateFineTuningJobRequest"}, request) == []
+    # What the contract does not declare (an SDK's extra_body, say) is refused, not ignored.
+    request["something_from_extra_body"] = True
+    assert errors_of({"$ref": "#/components/schemas/CreateFineTuningJobRequest"}, request)
 
 
 @pytest.mark.parametrize("suffix", ["a:b", "a/b", "", "x" * 65, "sp ace"])

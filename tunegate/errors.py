@@ -33,6 +33,8 @@ class TunegateError(Exception):
 
     status = 400
     type = "invalid_request_error"
+    # Every 4xx names a code (scripts branch on it); each subclass sets a general one, and the
+    # places that raise name a specific one where there is something specific to say.
     code: str | None = None
     # Sent as ``x-should-retry`` when set, overriding the SDK's rule (it resends 408/409/429/5xx).
     retryable: bool | None = None
@@ -54,17 +56,21 @@ class TunegateError(Exception):
 class InvalidRequest(TunegateError):
     """The request is well-formed for the spec but breaks a rule of ours (400)."""
 
+    code = "invalid_request"
+
 
 class Forbidden(TunegateError):
     """The key is valid but may not do this (403): an operation that needs an admin key, or a
     change to an object the caller may only read."""
 
     status = 403
+    code = "forbidden"
     retryable = False
 
 
 class NotFound(TunegateError):
     status = 404
+    code = "not_found"
 
 
 class Conflict(TunegateError):
@@ -74,15 +80,18 @@ class Conflict(TunegateError):
     """
 
     status = 409
+    code = "conflict"
     retryable = False
 
 
 class PayloadTooLarge(TunegateError):
     status = 413
+    code = "request_too_large"
 
 
 class UnsupportedMediaType(TunegateError):
     status = 415
+    code = "unsupported_media_type"
 
 
 class TooManyRequests(TunegateError):
@@ -97,6 +106,7 @@ class TooManyRequests(TunegateError):
 
     status = 429
     type = "requests"
+    code = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, retry_after: int | None = None,
                  param: str | None = None, code: str | None = None):

@@ -78,8 +78,15 @@ def test_wrong_method_is_405_with_allow(client: Any, method: str, path: str,
 def test_wrong_content_type_is_415(client: Any) -> None:
     response = client.post("/v1/fine_tuning/jobs", content=b"model=x",
                            headers={"content-type": "text/plain"})
-    expect_error(client, response, 415, says="text/plain")
-    expect_error(client, client.post("/v1/files", json={"purpose": "fine-tune"}), 415)
+    error = expect_error(client, response, 415, says="text/plain",
+                         code="unsupported_media_type")
+    assert "application/json" in error["message"] and "[" not in error["message"]
+    error = expect_error(client, client.post("/v1/fine_tuning/jobs", content=b"x",
+                                             headers={"content-type": ""}), 415)
+    assert error["message"].endswith("application/json; the request has no Content-Type.")
+    error = expect_error(client, client.post("/v1/files", json={"purpose": "fine-tune"}), 415)
+    assert error["message"] == ("This operation reads a body of type multipart/form-data; the "
+                                "request's Content-Type is application/json.")
 
 
 def test_non_utf8_json_body_is_400(client: Any) -> None:

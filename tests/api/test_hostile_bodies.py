@@ -54,7 +54,7 @@ def job_with_metadata_value(depth: int) -> bytes:
 def test_nesting_at_the_limit_reaches_the_schema(client: Any) -> None:
     # 64 levels are read, then refused by the contract (metadata values are strings).
     at_limit = post_json(client, "/v1/fine_tuning/jobs", job_with_metadata_value(MAX_DEPTH - 2))
-    small_error(client, at_limit, 400, param="metadata.k", code=None)
+    small_error(client, at_limit, 400, param="metadata.k", code="invalid_type")
     over = post_json(client, "/v1/fine_tuning/jobs", job_with_metadata_value(MAX_DEPTH - 1))
     small_error(client, over, 400, code="invalid_json")
 
@@ -77,7 +77,8 @@ def test_jsonl_line_nested_thousands_deep_is_400(client: Any) -> None:
 
 def test_a_20_mb_suffix_is_quoted_by_its_prefix(client: Any) -> None:
     response = post_job(client, training_file=upload(client), suffix="a" * BIG)
-    error = small_error(client, response, 400, param="suffix", code=None, says="is too long")
+    error = small_error(client, response, 400, param="suffix", code="invalid_value",
+                        says="is too long")
     # The repr's first 100 characters (its quote and 99 a's), then the rule.
     assert error["message"] == f"Invalid value for 'suffix': '{'a' * 99}… is too long"
 

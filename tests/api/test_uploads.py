@@ -167,14 +167,17 @@ def test_completion_needs_exactly_the_upload_s_parts(client: Any, settings: Sett
     foreign = add_parts(client, other, b"abc", 3)[0]
     cases = [
         (part_ids[:-1], "upload_bytes_mismatch", "list every part"),  # a part missing
-        ([*part_ids, part_ids[0]], None, "listed twice"),
-        ([*part_ids[:-1], foreign], None, "is not a part of upload"),
-        ([*part_ids[:-1], "part_00VcbQupFPIjC3WIw5KHetPL"], None, "is not a part of upload"),
+        ([*part_ids, part_ids[0]], "duplicate_part", "listed twice"),
+        ([*part_ids[:-1], foreign], "unknown_part", "is not a part of upload"),
+        ([*part_ids[:-1], "part_00VcbQupFPIjC3WIw5KHetPL"], "unknown_part",
+         "is not a part of upload"),
+        ([*part_ids[:-1], ""], "unknown_part", "Part '' is not a part of upload"),
         ([], "upload_bytes_mismatch", "hold 0 bytes"),
     ]
     for listed, code, says in cases:
-        expect_error(client, post_complete(client, upload_id, listed), 400, param="part_ids",
-                     code=code if code else None, says=says)
+        error = expect_error(client, post_complete(client, upload_id, listed), 400,
+                             param="part_ids", code=code, says=says)
+        assert "  " not in error["message"], error
     expect_error(client, post_complete(client, upload_id, part_ids, md5="0" * 32), 400,
                  param="md5", code="md5_mismatch")
     expect_error(client, post_complete(client, upload_id, part_ids, md5="not-hex"), 400,
@@ -241,7 +244,7 @@ def test_an_upload_holds_at_most_8_gib(client: Any, monkeypatch: pytest.MonkeyPa
     ({"mime_type": ""}, "mime_type"),
     ({"expires_after": {"anchor": "created_at"}}, "expires_after.seconds"),
     ({"expires_after": {"anchor": "created_at", "seconds": 60}}, "expires_after.seconds"),
-    ({"colour": "blue"}, None),
+    ({"colour": "blue"}, "colour"),  # an undeclared field is named (unknown_parameter)
 ])
 def test_create_refuses_what_openai_refuses(client: Any, change: dict[str, Any],
                                             param: str | None) -> None:

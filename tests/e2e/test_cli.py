@@ -256,3 +256,17 @@ def test_a_keyed_server_takes_the_key_from_the_environment(tmp_path: Path) -> No
         assert re.fullmatch(r"error: .+ \(HTTP 401, code invalid_api_key\)\n", refused.stderr)
     finally:
         stop_server(server)
+
+
+def test_the_servers_root_url_works_and_a_wrong_model_uploads_nothing(
+        cli_server: Server, facts: Path) -> None:
+    """The address the browser shows (no /v1) is the server too; a model the server does not
+    have is refused before the file is uploaded."""
+    listed = tunegate("jobs", "list", "--url", cli_server.base_url)
+    assert listed.returncode == 0, listed.stderr
+    files = OpenAI(base_url=cli_server.api, api_key="local", max_retries=0).files
+    before = [file.id for file in files.list()]
+    done = tunegate("train", str(facts), "--model", "SmolLM-typo", "--url", cli_server.base_url)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.endswith("(HTTP 404, code model_not_found)\n"), done.stderr
+    assert [file.id for file in files.list()] == before

@@ -365,7 +365,8 @@ def test_cancel_then_cancel_again_is_one_409_without_retries(
         client.fine_tuning.jobs.cancel(job.id)
     error = caught.value
     assert error.status_code == 409
-    assert message(error) == f"Fine-tuning job {job.id} is cancelled and cannot be cancelled."
+    assert message(error) == (f"Fine-tuning job {job.id} has already been cancelled and cannot "
+                              "be cancelled.")
     assert error.code == "invalid_job_status"
     assert error.param == "fine_tuning_job_id"
     assert_request_id(error.request_id)

@@ -203,9 +203,14 @@ class FakeTrainingServer:
         self.uploads: list[bytes] = []
         self.created: dict[str, Any] = {}
         self.polls = 0
+        self.asked: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        self.asked.append(f"{request.method} {path}")
+        if path.startswith("/v1/models/"):
+            return httpx.Response(200, json={"id": path.rsplit("/", 1)[1], "object": "model",
+                                             "created": 1, "owned_by": "operator"})
         if path == "/v1/files":
             self.uploads.append(request.content)
             return httpx.Response(200, json={
@@ -239,6 +244,8 @@ def test_train_uploads_creates_with_the_flags_and_follows_to_the_end(
         learning_rate_multiplier=None, seed=7)
     terminal = Terminal(out=io.StringIO(), err=io.StringIO())
     assert train(args, Connection("http://fake-server/v1", NO_KEY), terminal) == 0
+    assert server.asked[:4] == ["GET /v1/models/base", "POST /v1/files", "POST /v1/files",
+                                "POST /v1/fine_tuning/jobs"]  # the model before any upload
     assert [b'{"pair": 1}' in body for body in server.uploads] == [True, False]
     assert all(b'name="purpose"\r\n\r\nfine-tune' in body for body in server.uploads)
     assert server.created == {

@@ -10,6 +10,8 @@ from tunegate.domain.datasets import (
     check_jsonl_upload,
     validate_dataset,
 )
+from tunegate.training.data import read_rows
+from tunegate.training.errors import TrainingFailed
 
 
 def write(tmp_path: Path, content: bytes) -> Path:
@@ -166,3 +168,59 @@ def test_malformed_preference_lines_name_their_line(tmp_path: Path, bad: dict,
         validate_dataset(write(tmp_path, content), "dpo")
     assert raised.value.line == 5
     assert raised.value.message.startswith("Line 5") and fragment in raised.value.message
+
+
+# ------------------------------------------------------------- encodings (Windows tools)
+
+WINDOWS_ENCODINGS = [("utf-16", b""), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"),
+                     ("utf-8", b"\xef\xbb\xbf")]
+
+
+@pytest.mark.parametrize(("encoding", "bom"), WINDOWS_ENCODINGS)
+def test_a_file_with_a_byte_order_mark_is_read_in_its_encoding(
+        tmp_path: Path, encoding: str, bom: bytes) -> None:
+    """Notepad and PowerShell's ``Out-File`` save UTF-16 with a BOM; others UTF-8 with one."""
+    text = chat_lines(12).decode().replace("\n", "\r\n") + '{"messages": [{"role": "user", ' \
+        '"content": "café ☕"}, {"role": "assistant", "content": "ok"}]}\r\n'
+    path = write(tmp_path, bom + text.encode(encoding))
+    assert check_jsonl_upload(path) == 13
+    assert validate_dataset(path, "supervised").n_examples == 13
+    rows = list(read_rows(path, "invalid_training_file", "training_file"))
+    assert len(rows) == 13 and rows[-1][1]["messages"][0]["content"] == "café ☕"
+
+
+def refusal(path: Path) -> DatasetError:
+    with pytest.raises(DatasetError) as raised:
+        check_jsonl_upload(path)
+    return raised.value
+
+
+def test_a_latin_1_file_is_refused_with_advice_and_its_line(tmp_path: Path) -> None:
+    content = chat_lines(2) + '{"prompt": "café", "completion": "x"}\n'.encode("latin-1")
+    error = refusal(write(tmp_path, content))
+    assert error.line == 3
+    assert error.message.startswith("Line 3 is not UTF-8 text")
+    assert "save it as UTF-8" in error.message
+    assert "codec" not in error.message and "position" not in error.message
+    with pytest.raises(TrainingFailed) as failed:
+        list(read_rows(write(tmp_path, content), "invalid_training_file", "training_file"))
+    assert failed.value.message == error.message
+
+
+def test_utf_16_without_a_byte_order_mark_is_refused_with_advice(tmp_path: Path) -> None:
+    error = refusal(write(tmp_path, chat_lines(2).decode().encode("utf-16-le")))
+    assert error.line == 1 and "save it as UTF-8" in error.message
+
+
+def test_an_undecodable_utf_16_line_is_named(tmp_path: Path) -> None:
+    broken = b"\xff\xfe" + chat_lines(2).decode().encode("utf-16-le") + b"\x00\xd8a\x00\n\x00"
+    error = refusal(write(tmp_path, broken))
+    assert error.line == 3 and "not UTF-16 text" in error.message, error.message
+
+
+def test_a_json_error_names_the_file_line_and_the_character(tmp_path: Path) -> None:
+    """json's own "line 1 column 15" beside "Line 2" reads as a contradiction."""
+    error = refusal(write(tmp_path, b'{"a": 1}\n{"a": 1, oops}\n'))
+    assert error.message.startswith("Line 2 is not valid JSON: Expecting property name "
+                                    "enclosed in double quotes (at character 10)."), error.message
+    assert "column" not in error.message and "line 1" not in error.message

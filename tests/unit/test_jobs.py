@@ -20,7 +20,28 @@ def test_finished_jobs_cannot_be_cancelled(source: JobStatus) -> None:
     with pytest.raises(Conflict) as raised:
         check_transition("ftjob-x", source, JobStatus.CANCELLED)
     assert raised.value.status == 409
-    assert f"is {source.value} and cannot be cancelled" in raised.value.message
+    assert raised.value.code == "invalid_job_status"
+    assert raised.value.message == f"Fine-tuning job ftjob-x {FINISHED[source]} and cannot be cancelled."
+
+
+# How a finished job's status reads in a sentence ("is succeeded" does not).
+FINISHED = {JobStatus.SUCCEEDED: "has already succeeded", JobStatus.FAILED: "has already failed",
+            JobStatus.CANCELLED: "has already been cancelled"}
+
+
+@pytest.mark.parametrize(("source", "reads"), [
+    (JobStatus.VALIDATING_FILES, "is validating_files"), (JobStatus.QUEUED, "is queued"),
+    (JobStatus.PAUSED, "is paused"), (JobStatus.SUCCEEDED, "has already succeeded"),
+])
+def test_a_refused_pause_reads_as_a_sentence(source: JobStatus, reads: str) -> None:
+    if source is JobStatus.QUEUED:
+        source, target, verb = JobStatus.QUEUED, JobStatus.QUEUED, "resumed"
+    else:
+        target, verb = JobStatus.PAUSED, "paused"
+    with pytest.raises(Conflict) as raised:
+        check_transition("ftjob-x", source, target, only_from=None if verb == "paused"
+                         else frozenset({JobStatus.PAUSED}))
+    assert raised.value.message.startswith(f"Fine-tuning job ftjob-x {reads} and cannot be {verb}")
 
 
 def test_pause_and_resume_edges() -> None:

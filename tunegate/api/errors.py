@@ -40,7 +40,19 @@ _TYPE_BY_STATUS = {
     415: "invalid_request_error",
     429: TooManyRequests.type,
 }
+# connexion's own problems carry no code; scripts branch on one, so each status gets OpenAI's
+# (``unknown_url``) or a plain name of what went wrong.
+_CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    404: "unknown_url",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
 _PARAM_IN_MESSAGE = re.compile(r"parameter '([^']+)'|- '([^']+)'$")
+# connexion's 415: "Invalid Content-type (text/plain), expected ['application/json']".
+_MEDIA_TYPES = re.compile(r"\(([^)]*)\), expected \[([^\]]*)\]")
 
 
 def envelope(message: str, *, type: str, param: str | None = None,
@@ -84,13 +96,28 @@ def http_problem(request: ConnexionRequest, exc: Exception,
         if allow:
             headers = {key: value for key, value in headers.items() if key.lower() != "allow"}
             headers["Allow"] = allow
+    elif status == 415:
+        message = _unsupported_media_type(message)
     match = _PARAM_IN_MESSAGE.search(message)
     param = (match.group(1) or match.group(2)) if match else None
     error_type = "server_error" if status >= 500 else _TYPE_BY_STATUS.get(
         status, "invalid_request_error")
     if status >= 500:
         log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, message)
-    return _response(request, status, envelope(message, type=error_type, param=param), headers)
+    code = None if status >= 500 else _CODE_BY_STATUS.get(status, "invalid_request")
+    return _response(request, status, envelope(message, type=error_type, param=param, code=code),
+                     headers)
+
+
+def _unsupported_media_type(message: str) -> str:
+    """connexion's 415 as a sentence, without Python's list syntax."""
+    match = _MEDIA_TYPES.search(message)
+    if not match:
+        return message
+    expected = [each.strip().strip("'\"") for each in match.group(2).split(",") if each.strip()]
+    sent = (f"the request's Content-Type is {clip(match.group(1))}" if match.group(1)
+            else "the request has no Content-Type")
+    return f"This operation reads a body of type {' or '.join(expected)}; {sent}."
 
 
 def allowed_methods(paths: Mapping[str, Mapping[str, Any]],

@@ -97,7 +97,8 @@ class Service:
     def get_file(self, project_id: str | None, file_id: str) -> StoredFile:
         stored = self.store.get_file(project_id, file_id)
         if stored is None or stored.expired(now()):
-            raise NotFound(f"No such File object: {clip(file_id)}", param="file_id")
+            raise NotFound(f"No such File object: {clip(file_id)}", param="file_id",
+                           code="file_not_found")
         return stored
 
     def list_files(self, project_id: str | None, *, purpose: str | None, after: str | None,
@@ -131,7 +132,8 @@ class Service:
             return
         stored = self.store.get_file(project_id, file_id)
         if stored is None:
-            raise InvalidRequest(f"invalid {param}: no such file {clip(file_id)}", param=param)
+            raise InvalidRequest(f"invalid {param}: no such file {clip(file_id)}", param=param,
+                                 code="file_not_found")
         if stored.expired(now()):
             raise InvalidRequest(
                 f"invalid {param}: {file_id} expired at {stored.expires_at} (its expires_after); "
@@ -140,7 +142,7 @@ class Service:
             raise InvalidRequest(
                 f"invalid {param}: {file_id} was uploaded with purpose '{stored.purpose}'; "
                 "fine-tuning files need purpose 'fine-tune'.",
-                param=param,
+                param=param, code="invalid_file_purpose",
             )
 
     def _check_model(self, project_id: str, model: str) -> None:
@@ -218,7 +220,8 @@ class Service:
     def get_job(self, project_id: str | None, job_id: str) -> FineTuningJob:
         job = self.store.get_job(job_id, project_id)
         if job is None:
-            raise NotFound(f"No such fine-tuning job: {clip(job_id)}", param="fine_tuning_job_id")
+            raise NotFound(f"No such fine-tuning job: {clip(job_id)}", param="fine_tuning_job_id",
+                           code="fine_tuning_job_not_found")
         return job
 
     def list_jobs(self, project_id: str | None, *, after: str | None, limit: int,
@@ -356,7 +359,8 @@ class Service:
         tuned = self._shareable(model_id)
         if tuned.project_id in project_ids:
             raise InvalidRequest(f"Project {clip(tuned.project_id)} owns {model_id}: share it with "
-                                 "other projects.", param="project_ids")
+                                 "other projects.", param="project_ids",
+                                 code="owner_in_project_ids")
         created = now()
         wanted = [CheckpointPermission(id=ids.new_id(ids.PERMISSION), model_id=model_id,
                                        project_id=project, created_at=created)
@@ -377,7 +381,7 @@ class Service:
         self._shareable(model_id)
         if not self.store.delete_permission(model_id, permission_id):
             raise NotFound(f"No such checkpoint permission: {clip(permission_id)}",
-                           param="permission_id")
+                           param="permission_id", code="permission_not_found")
         return permission_id
 
     # Inference ------------------------------------------------------------------------------

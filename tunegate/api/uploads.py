@@ -52,7 +52,8 @@ class Uploads:
     def _get(self, project_id: str | None, upload_id: str) -> StoredUpload:
         upload = self.store.get_upload(project_id, upload_id)
         if upload is None:
-            raise NotFound(f"No such Upload object: {clip(upload_id)}", param="upload_id")
+            raise NotFound(f"No such Upload object: {clip(upload_id)}", param="upload_id",
+                           code="upload_not_found")
         return upload
 
     @staticmethod
@@ -66,11 +67,12 @@ class Uploads:
         """A new ``pending`` upload of ``bytes`` bytes (nothing is stored on disk yet)."""
         if body["purpose"] not in UPLOAD_PURPOSES:
             raise InvalidRequest(f"Invalid purpose {clip(str(body['purpose']))}; use one of "
-                                 f"{', '.join(UPLOAD_PURPOSES)}.", param="purpose")
+                                 f"{', '.join(UPLOAD_PURPOSES)}.", param="purpose",
+                                 code="invalid_purpose")
         size = body["bytes"]
         if not 0 <= size <= MAX_UPLOAD_BYTES:
             raise InvalidRequest(f"An upload holds 0 to {MAX_UPLOAD_BYTES} bytes; {size} "
-                                 "were declared.", param="bytes")
+                                 "were declared.", param="bytes", code="invalid_upload_size")
         expires_after = body.get("expires_after")
         created = now()
         upload = StoredUpload(
@@ -112,14 +114,14 @@ class Uploads:
         seen: set[str] = set()
         for part_id in part_ids:
             if part_id in seen:
-                raise InvalidRequest(f"Part {clip(part_id)} is listed twice in part_ids.",
-                                     param="part_ids")
+                raise InvalidRequest(f"Part '{clip(part_id)}' is listed twice in part_ids.",
+                                     param="part_ids", code="duplicate_part")
             seen.add(part_id)
         parts = {part.id: part for part in self.store.upload_parts(upload.id)}
         unknown = [part_id for part_id in part_ids if part_id not in parts]
         if unknown:
-            raise InvalidRequest(f"Part {clip(unknown[0])} is not a part of upload {upload.id}.",
-                                 param="part_ids")
+            raise InvalidRequest(f"Part '{clip(unknown[0])}' is not a part of upload {upload.id}.",
+                                 param="part_ids", code="unknown_part")
         listed = [parts[part_id] for part_id in part_ids]
         total = sum(part.bytes for part in listed)
         if total != upload.bytes:

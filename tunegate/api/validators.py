@@ -9,7 +9,8 @@
   parameter (or form field) given twice is a 400, where connexion would silently keep one value;
   so is a query parameter (or, where the body's schema says ``additionalProperties: false``, a
   form field) the contract does not declare, which connexion would silently ignore: a client
-  that sends ``?project=x`` for the filter ``metadata[project]=x`` learns it at once.
+  that sends ``?project=x`` for the filter ``metadata[project]=x`` learns it at once. A JSON
+  body's undeclared fields are refused the same way (tunegate.api.unknown_fields).
 - Multipart: connexion's validator keeps the whole request in memory to replay it; ours spools
   it to disk while parsing, so a 500 MB upload costs megabytes of RAM, and a malformed
   multipart body is a 400 instead of a 500.
@@ -36,6 +37,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
 from tunegate.api.nesting import MAX_DEPTH, too_deep
+from tunegate.api.unknown_fields import refuse_unknown_fields
 from tunegate.errors import QUOTE_CHARS, InvalidRequest, clip
 
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -79,10 +81,17 @@ def quoted_message(message: str, instance: Any) -> str:
 def _schema_error(error: ValidationError, prefix: str = "") -> InvalidRequest:
     param = _path(error)
     if _missing(error):
-        return InvalidRequest(f"{prefix}Missing required parameter: '{param}'.", param=param)
+        return InvalidRequest(f"{prefix}Missing required parameter: '{param}'.", param=param,
+                              code="missing_required_parameter")
     where = f" for '{param}'" if param else ""
     message = quoted_message(error.message, error.instance)
-    return InvalidRequest(f"{prefix}Invalid value{where}: {message}", param=param)
+    return InvalidRequest(f"{prefix}Invalid value{where}: {message}", param=param,
+                          code=_schema_code(error))
+
+
+def _schema_code(error: ValidationError) -> str:
+    """OpenAI's codes for a value of the wrong type and for any other value a rule refuses."""
+    return "invalid_type" if error.validator == "type" else "invalid_value"
 
 
 class JSONBodyValidator(JSONRequestBodyValidator):
@@ -91,7 +100,8 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         try:
             text = raw.decode(self._encoding)
         except (UnicodeDecodeError, LookupError):
-            raise InvalidRequest(f"The request body is not valid {self._encoding} text.") from None
+            raise InvalidRequest(f"The request body is not valid {self._encoding} text.",
+                                 code="invalid_encoding") from None
         if not text:
             return None
         # Before json.loads: it recurses per level (a RecursionError, a 500, near 1,000).
@@ -105,7 +115,8 @@ class JSONBodyValidator(JSONRequestBodyValidator):
 
     def _validate(self, body: Any) -> dict | None:
         if not self._nullable and body is None:
-            raise InvalidRequest("The request body must not be empty.")
+            raise InvalidRequest("The request body must not be empty.", code="missing_body")
+        refuse_unknown_fields(body, self._schema)
         try:
             self._validator.validate(body)
         except ValidationError as exc:
@@ -121,7 +132,7 @@ def _refuse_repeats(keys: Iterable[str], declared: Mapping[str, Any], where: str
         name = key if key in declared else key.split("[", 1)[0]  # deepObject: metadata[k]
         if key in seen and name in declared and declared[name].get("type") != "array":
             raise InvalidRequest(f"The {where} '{clip(key)}' is given more than once.",
-                                 param=name)
+                                 param=name, code="duplicate_parameter")
         seen.add(key)
 
 
@@ -131,7 +142,8 @@ def _refuse_deep_keys(keys: Iterable[str]) -> None:
     for key in keys:
         if key.count("[") > MAX_DEPTH:
             raise InvalidRequest(f"The query parameter '{clip(key)}' nests more than "
-                                 f"{MAX_DEPTH} levels deep.", param=clip(key.split("[", 1)[0]))
+                                 f"{MAX_DEPTH} levels deep.", param=clip(key.split("[", 1)[0]),
+                                 code="invalid_value")
 
 
 def _unknown(name: str, accepted: Iterable[str], hint: str = "") -> InvalidRequest:
@@ -172,7 +184,8 @@ class ParamValidator(ParameterValidator):
         if value is None:
             if param.get("required"):
                 raise InvalidRequest(f"Missing required {parameter_type} parameter "
-                                     f"'{param['name']}'.", param=param["name"])
+                                     f"'{param['name']}'.", param=param["name"],
+                                     code="missing_required_parameter")
             return None
         if schema.get("nullable") and value in (None, "null"):
             return None
@@ -182,7 +195,7 @@ class ParamValidator(ParameterValidator):
             message = quoted_message(exc.message, exc.instance)
             raise InvalidRequest(
                 f"Invalid {parameter_type} parameter '{param['name']}': {message}.",
-                param=param["name"],
+                param=param["name"], code=_schema_code(exc),
             ) from None
         return None
 
@@ -236,7 +249,8 @@ class StreamingMultipartValidator(MultiPartFormDataValidator):
         try:
             fields = await self._parse(tee(), scope)
         except MultiPartException as exc:
-            raise InvalidRequest(f"Malformed multipart/form-data body: {exc.message}") from None
+            raise InvalidRequest(f"Malformed multipart/form-data body: {exc.message}",
+                                 code="invalid_multipart") from None
         self._validate(fields)
         return int(spool.tell())
 
@@ -244,7 +258,8 @@ class StreamingMultipartValidator(MultiPartFormDataValidator):
         """The form's fields, with each file part replaced by "" (its schema is a string)."""
         headers = Headers(scope=scope)
         if "boundary=" not in headers.get("content-type", ""):
-            raise InvalidRequest("A multipart/form-data body needs a boundary in Content-Type.")
+            raise InvalidRequest("A multipart/form-data body needs a boundary in Content-Type.",
+                                 code="invalid_multipart")
         form = await MultiPartParser(headers, stream).parse()
         values: dict[str, list[Any]] = {}
         try:

@@ -20,9 +20,9 @@ JOB_ACTIONS = {
 
 def _connection_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--url", help="the server's API base (TUNEGATE_URL, default "
-                                       "http://127.0.0.1:8000/v1); the key is read from "
-                                       "TUNEGATE_API_KEY or OPENAI_API_KEY")
+    options.add_argument("--url", help="the server's address, with or without /v1 "
+                                       "(TUNEGATE_URL, default http://127.0.0.1:8000/v1); the "
+                                       "key is read from TUNEGATE_API_KEY or OPENAI_API_KEY")
     return options
 
 
@@ -31,11 +31,13 @@ def add_client_commands(commands: Any) -> None:
     connection = _connection_options()
     train = commands.add_parser(
         "train", parents=[connection], help="upload a file, fine-tune on it and follow the job",
-        description="Upload FILE (purpose fine-tune), create a job and follow it; ends with the "
+        description="Check the model, upload FILE (purpose fine-tune), create a job and follow "
+                    "it; ends with the "
                     "fine-tuned model's name. Exit code 0 when it succeeds, 1 when it fails or "
                     "is cancelled, 130 after Ctrl-C with the job left running.")
     train.add_argument("file", type=Path, help="training data (JSONL)")
-    train.add_argument("--model", required=True, help="base model (or ft:… to continue one)")
+    train.add_argument("--model", required=True,
+                       help="base model (or ft:… to continue one), as `GET /models` lists it")
     train.add_argument("--suffix", help="part of the fine-tuned model's name")
     train.add_argument("--validation-file", type=Path, help="held-out data (JSONL)")
     train.add_argument("--method", choices=["supervised", "dpo"], default="supervised",

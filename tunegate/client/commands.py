@@ -69,31 +69,56 @@ def method_of(args: argparse.Namespace) -> dict[str, Any]:
     return {"type": args.method, args.method: {"hyperparameters": hyperparameters}}
 
 
-def _upload(client: OpenAI, path: Path, terminal: Terminal) -> str:
-    with path.open("rb") as data:
-        uploaded = client.files.create(file=(path.name, data, "application/jsonl"),
-                                       purpose="fine-tune")
-    terminal.say(f"Uploaded {path} as {uploaded.id} ({uploaded.bytes:,} bytes)")
-    return uploaded.id
-
-
 def train(args: argparse.Namespace, connection: Connection, terminal: Terminal) -> int:
-    """Upload, create the job, follow it to its end."""
+    """Check the model, upload, create the job, follow it to its end.
+
+    The model is checked before anything is uploaded, and the files of an attempt whose job
+    was not created are deleted again: a failed ``train`` leaves nothing behind.
+    """
     for path in (args.file, args.validation_file):
         if path is not None and not path.is_file():
             terminal.complain(f"tunegate train: no such file: {path}")
             return EXIT_USAGE
     client = connection.client()
-    training_file = _upload(client, args.file, terminal)
-    validation_file = (_upload(client, args.validation_file, terminal)
-                       if args.validation_file is not None else None)
-    options: dict[str, Any] = {"validation_file": validation_file, "suffix": args.suffix,
-                               "seed": args.seed}
-    job = client.fine_tuning.jobs.create(
-        model=args.model, training_file=training_file, method=method_of(args),  # type: ignore[arg-type]
-        **{name: value for name, value in options.items() if value is not None})
+    client.models.retrieve(args.model)  # a 404 names the model: nothing uploaded yet
+    uploaded: list[str] = []
+    try:
+        training_file = _upload(client, args.file, terminal, uploaded)
+        validation_file = (_upload(client, args.validation_file, terminal, uploaded)
+                           if args.validation_file is not None else None)
+        options: dict[str, Any] = {"validation_file": validation_file, "suffix": args.suffix,
+                                   "seed": args.seed}
+        job = client.fine_tuning.jobs.create(
+            model=args.model, training_file=training_file, method=method_of(args),  # type: ignore[arg-type]
+            **{name: value for name, value in options.items() if value is not None})
+    except BaseException:
+        _delete(client, uploaded, terminal)
+        raise
     terminal.say(f"Created job {job.id} on {job.model}")
     return follow_job(client, job.id, connection, terminal)
+
+
+def _upload(client: OpenAI, path: Path, terminal: Terminal, uploaded: list[str]) -> str:
+    with path.open("rb") as data:
+        stored = client.files.create(file=(path.name, data, "application/jsonl"),
+                                     purpose="fine-tune")
+    uploaded.append(stored.id)
+    terminal.say(f"Uploaded {path} as {stored.id} ({stored.bytes:,} bytes)")
+    return stored.id
+
+
+def _delete(client: OpenAI, file_ids: list[str], terminal: Terminal) -> None:
+    """Take back the files of an attempt that made no job (best effort: the error that ended
+    the attempt is the one to report)."""
+    import openai
+
+    for file_id in file_ids:
+        try:
+            client.files.delete(file_id)
+        except openai.OpenAIError:
+            terminal.complain(f"could not delete {file_id}; delete it with the files API")
+        else:
+            terminal.complain(f"Deleted {file_id}: no job was created")
 
 
 # following ---------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from openai import OpenAI
 
-DEFAULT_URL = "http://127.0.0.1:8000/v1"
+API_BASE = "/v1"
+DEFAULT_URL = "http://127.0.0.1:8000" + API_BASE
 # An open tunegate server needs no key, but the SDK refuses to start without one.
 NO_KEY = "none"
 
@@ -26,7 +27,7 @@ class Connection:
     def resolve(cls, url: str | None, environ: Mapping[str, str] = os.environ) -> Connection:
         """``url`` (``--url``), else ``TUNEGATE_URL``, else the local default; the key from
         ``TUNEGATE_API_KEY``, else ``OPENAI_API_KEY``, else a placeholder."""
-        return cls(url=(url or environ.get("TUNEGATE_URL") or DEFAULT_URL).rstrip("/"),
+        return cls(url=api_url(url or environ.get("TUNEGATE_URL") or DEFAULT_URL),
                    api_key=(environ.get("TUNEGATE_API_KEY") or environ.get("OPENAI_API_KEY")
                             or NO_KEY))
 
@@ -38,6 +39,13 @@ class Connection:
     def url_flag(self) -> str:
         """``--url …`` for a command line shown to the user; empty for the default server."""
         return "" if self.url == DEFAULT_URL else f" --url {self.url}"
+
+
+def api_url(url: str) -> str:
+    """The API base under ``url``: the server's root (the address the browser shows for the
+    dashboard) and its ``/v1`` both name it."""
+    url = url.rstrip("/")
+    return url if url.endswith(API_BASE) else url + API_BASE
 
 
 def describe_error(error: Exception, url: str) -> str | None:

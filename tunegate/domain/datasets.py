@@ -6,12 +6,12 @@ before any model is loaded. Rendering and masking for training live in ``tunegat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunegate.domain.jsonl_text import LineTooLong, UnreadableLine, parse_line, text_lines
 from tunegate.errors import clip
 
 MIN_TRAINING_EXAMPLES = 10
@@ -48,38 +48,36 @@ class DatasetError(Exception):
 def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES,
                ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; raise on anything but objects,
-    and on a line longer than ``max_line_bytes`` (not counting its newline)."""
-    with path.open("rb") as source:
-        line_number = 0
-        while raw := source.readline(max_line_bytes + 1):
-            line_number += 1
-            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                raise DatasetError(
-                    f"Line {line_number} is longer than {max_line_bytes} bytes (setting "
-                    "TUNEGATE_MAX_LINE_BYTES).", line=line_number,
-                )
-            if not raw.strip():
-                continue
-            try:
-                value = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise DatasetError(
-                    f"Line {line_number} is not valid JSON ({exc}). Expected JSONL: one JSON "
-                    "object per line.",
-                    line=line_number,
-                ) from None
-            except RecursionError:  # json recurses per level and gives up near 1,000
-                raise DatasetError(
-                    f"Line {line_number} nests arrays and objects too deeply to be read.",
-                    line=line_number,
-                ) from None
-            if not isinstance(value, dict):
-                raise DatasetError(
-                    f"Line {line_number} is a JSON {type(value).__name__}, not an object. "
-                    "Expected JSONL: one JSON object per line.",
-                    line=line_number,
-                )
-            yield line_number, value
+    on text that is not UTF-8 (nor UTF-16 with a byte order mark), and on a line longer than
+    ``max_line_bytes`` (not counting its newline)."""
+    try:
+        for line_number, text in text_lines(path, max_line_bytes):
+            if text.strip():
+                yield line_number, _object(text, line_number)
+    except LineTooLong as exc:
+        raise DatasetError(
+            f"Line {exc.line} is longer than {max_line_bytes} bytes (setting "
+            "TUNEGATE_MAX_LINE_BYTES).", line=exc.line,
+        ) from None
+    except UnreadableLine as exc:
+        raise DatasetError(exc.message, line=exc.line) from None
+
+
+def _object(text: str, line_number: int) -> dict[str, Any]:
+    try:
+        value = parse_line(text, line_number)
+    except RecursionError:  # json recurses per level and gives up near 1,000
+        raise DatasetError(
+            f"Line {line_number} nests arrays and objects too deeply to be read.",
+            line=line_number,
+        ) from None
+    if not isinstance(value, dict):
+        raise DatasetError(
+            f"Line {line_number} is a JSON {type(value).__name__}, not an object. "
+            "Expected JSONL: one JSON object per line.",
+            line=line_number,
+        )
+    return value
 
 
 def check_jsonl_upload(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES,

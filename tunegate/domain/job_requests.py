@@ -38,13 +38,13 @@ def normalize_method(body: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRequest(
                 "The deprecated top-level 'hyperparameters' applies to supervised jobs only; "
                 f"put them in method.{method_type}.hyperparameters.",
-                param="hyperparameters",
+                param="hyperparameters", code="misplaced_hyperparameters",
             )
         if given:
             raise InvalidRequest(
                 "Give hyperparameters either in method.supervised.hyperparameters or in the "
                 "deprecated top-level 'hyperparameters', not both.",
-                param="hyperparameters",
+                param="hyperparameters", code="misplaced_hyperparameters",
             )
         given = dict(legacy)
     hyperparameters = {
@@ -60,7 +60,7 @@ def check_metadata(metadata: dict[str, str] | None) -> None:
             raise InvalidRequest(
                 f"Metadata keys are at most {MAX_METADATA_KEY} characters; "
                 f"{key[:20]!r}… has {len(key)}.",
-                param="metadata",
+                param="metadata", code="metadata_key_too_long",
             )
 
 

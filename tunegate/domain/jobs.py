@@ -132,6 +132,19 @@ _VERBS = {
 }
 
 
+# A finished status as the subject of a sentence: "is succeeded and cannot be cancelled" does
+# not read. Unfinished ones keep their wire value ("is validating_files"), what the job shows.
+_STANDING = {
+    JobStatus.SUCCEEDED: "has already succeeded",
+    JobStatus.FAILED: "has already failed",
+    JobStatus.CANCELLED: "has already been cancelled",
+}
+
+
+def _standing(status: JobStatus) -> str:
+    return _STANDING.get(status, f"is {status.value}")
+
+
 def sources_of(target: JobStatus) -> frozenset[JobStatus]:
     """Every status from which ``target`` may be reached."""
     return frozenset(source for source, targets in TRANSITIONS.items() if target in targets)
@@ -148,7 +161,7 @@ def check_transition(job_id: str, current: JobStatus, target: JobStatus,
     if only_from is not None and current not in only_from:
         allowed = " or ".join(sorted(status.value for status in only_from))
         raise Conflict(
-            f"Fine-tuning job {job_id} is {current.value} and cannot be {verb}; "
+            f"Fine-tuning job {job_id} {_standing(current)} and cannot be {verb}; "
             f"only a {allowed} job can.",
             param="fine_tuning_job_id",
             code="invalid_job_status",
@@ -156,7 +169,7 @@ def check_transition(job_id: str, current: JobStatus, target: JobStatus,
     if target in TRANSITIONS[current]:
         return
     raise Conflict(
-        f"Fine-tuning job {job_id} is {current.value} and cannot be {verb}.",
+        f"Fine-tuning job {job_id} {_standing(current)} and cannot be {verb}.",
         param="fine_tuning_job_id",
         code="invalid_job_status",
     )

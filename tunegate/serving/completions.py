@@ -96,7 +96,7 @@ def _common(body: Mapping[str, Any], max_tokens: int | None, **prompt: Any) -> G
     stream = bool(body.get("stream"))
     if options and not stream:
         raise InvalidRequest("stream_options is only allowed when stream is true.",
-                             param="stream_options")
+                             param="stream_options", code="invalid_value")
 
     def number(name: str, default: float) -> float:
         value = body.get(name)
@@ -120,7 +120,7 @@ def _message_text(message: Mapping[str, Any], index: int) -> str:
         return text_of(message.get("content"))
     except ChatFormatError as exc:
         raise InvalidRequest(f"Unsupported message content: {exc}.",
-                             param=f"messages.{index}.content") from None
+                             param=f"messages.{index}.content", code="unsupported_content") from None
 
 
 def chat_request(body: Mapping[str, Any]) -> GenerationRequest:
@@ -157,7 +157,8 @@ def _offered_tools(body: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     for index, tool in enumerate(tools):
         if tool.get("type", "function") != "function" or not (tool.get("function") or {}).get("name"):
             raise InvalidRequest("Each tool must be {\"type\": \"function\", \"function\": "
-                                 "{\"name\": ...}}.", param=f"tools.{index}")
+                                 "{\"name\": ...}}.", param=f"tools.{index}",
+                                 code="invalid_tool")
     return tools or None
 
 

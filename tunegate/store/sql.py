@@ -470,7 +470,8 @@ class SqlStore:
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
             if row is None:
-                raise NotFound(f"No such fine-tuning job: {clip(job_id)}", param="fine_tuning_job_id")
+                raise NotFound(f"No such fine-tuning job: {clip(job_id)}", param="fine_tuning_job_id",
+                               code="fine_tuning_job_not_found")
             check_transition(job_id, JobStatus(row.status), target, only_from)
             # A job that already holds a place keeps it: only a job joining the active ones counts.
             if (max_active is not None and target in ACTIVE
@@ -721,7 +722,8 @@ class SqlStore:
             query = query.with_for_update()  # SQLite's BEGIN IMMEDIATE serializes already
         row = connection.execute(query).first()
         if row is None:
-            raise NotFound(f"No such Upload object: {clip(upload_id)}", param="upload_id")
+            raise NotFound(f"No such Upload object: {clip(upload_id)}", param="upload_id",
+                           code="upload_not_found")
         upload = _upload(row)
         if upload.status_at(at) is not UploadStatus.PENDING:
             raise _upload_conflict(upload, at, doing)

@@ -24,7 +24,6 @@ a growing string, without ``{% generation %}`` markers.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from tunegate.chat.format import (
     probe_support,
     to_template_messages,
 )
+from tunegate.domain.jsonl_text import UNLIMITED, UnreadableLine, parse_line, text_lines
 from tunegate.training.errors import (
     INVALID_TRAINING_FILE,
     INVALID_VALIDATION_FILE,
@@ -352,17 +352,19 @@ def render_chat(tokenizer: ChatTokenizer, messages: list[dict[str, Any]],
 
 
 def read_rows(path: str | Path, code: str, param: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    """The file's non-blank lines as objects, read as the upload check reads them (UTF-8, or
+    UTF-16 with a byte order mark); anything else fails the run with ``code``. Line lengths
+    were checked at upload, against the server's setting."""
+    try:
+        for number, text in text_lines(Path(path), UNLIMITED):
             if not text.strip():
                 continue
-            try:
-                row = json.loads(text)
-            except ValueError as exc:
-                raise TrainingFailed(code, f"Line {number} is not valid JSON: {exc}.", param) from exc
+            row = parse_line(text, number)
             if not isinstance(row, dict):
                 raise TrainingFailed(code, f"Line {number} is not a JSON object.", param)
             yield number, row
+    except UnreadableLine as exc:
+        raise TrainingFailed(code, exc.message, param) from None
 
 
 def file_fingerprint(path: str | Path) -> str:
