@@ -24,6 +24,7 @@ from tunegate.api.middleware import RequestIdInside, TunegateMiddleware
 from tunegate.api.operations import resolver
 from tunegate.api.rate_limit import RateLimiter
 from tunegate.api.service import Service
+from tunegate.api import spec
 from tunegate.api.spec import ServedSpec, served
 from tunegate.api.validators import validator_map
 from tunegate.domain import data_folder
@@ -67,7 +68,9 @@ def create_app(settings: Settings, *, service: Service | None = None,
                              swagger_ui_options=None, lifespan=_stops_models(service),
                              middlewares=list(MIDDLEWARES))  # connexion adds ours to the list
     app.add_api(
-        SPEC.name,
+        # The parsed document, not the file's name: connexion would parse it again (and render
+        # it as a Jinja template first, which a spec whose examples show {{…}} must not be).
+        spec.document(SPEC),
         resolver=resolver(),
         validate_responses=validate_responses,
         validator_map=validator_map(),
