@@ -18,13 +18,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tunegate.api import errors as api_errors
+from tunegate.api import spec
 from tunegate.api.dashboard import DashboardFiles
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.middleware import RequestIdInside, TunegateMiddleware
 from tunegate.api.operations import resolver
 from tunegate.api.rate_limit import RateLimiter
 from tunegate.api.service import Service
-from tunegate.api import spec
 from tunegate.api.spec import ServedSpec, served
 from tunegate.api.validators import validator_map
 from tunegate.domain import data_folder
