@@ -36,8 +36,7 @@ LLAMA_CONVERTER := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_CPP_VERSION)-convert
 LLAMA_VENDOR := llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp
 
 .PHONY: setup llama-cpp system-packages run test test-fast lint bench clean
-# The tiers without real training or real servers (well under two minutes on 2 cores).
-FAST_TIERS := (unit or store or api or worker) and not slow and not e2e
+# The tests without a model, a server process or llama.cpp (tests/tiers.py holds them to it).
 
 setup: $(STAMP)
 
@@ -96,7 +95,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "$(FAST_TIERS)"
+	$(BIN)/python -m pytest --tier fast
 
 lint: setup
 	$(BIN)/ruff check tunegate handlers tests bench

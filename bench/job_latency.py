@@ -87,8 +87,8 @@ def main() -> None:
                         help="seconds the server sits idle before the warm job (default 5)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, \
-            running_server(Path(scratch) / "data", args.port) as server:
-        peak = PeakRss(server.pid)
+            running_server(Path(scratch), port=args.port) as server:
+        peak = PeakRss(server.process.pid)
         peak.start()
         base = f"http://127.0.0.1:{args.port}/v1"
         client = OpenAI(base_url=base, api_key="local")

@@ -1,32 +1,14 @@
-"""A real `tunegate serve` for benchmarks: started in a data folder, ready when it answers."""
+"""A real `tunegate serve` for benchmarks: the tests' own (tests/servers.py), so a benchmark
+never measures a server that did not start: it is handed back once it answers, else the run
+stops with the server's log."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/servers.py
 
+from tests.servers import Server, running_server  # noqa: E402
 
-@contextmanager
-def running_server(data_dir: Path, port: int, *extra_args: str) -> Iterator[subprocess.Popen]:
-    """Yield the server process once ``/v1/models`` answers; stop it afterwards."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tunegate", "serve", "--port", str(port), "--data", str(data_dir),
-         *extra_args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield server
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+__all__ = ["Server", "running_server"]

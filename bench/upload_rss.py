@@ -70,9 +70,9 @@ def main() -> None:
         payload = folder / "big.jsonl"
         _make_jsonl(payload, args.megabytes)
         port = 8765
-        with running_server(folder / "data", port, "--worker", "external") as server:
+        with running_server(folder, "--worker", "external", port=port) as server:
             base = f"http://127.0.0.1:{port}/v1"
-            baseline_kb = _proc_kb(server.pid, "VmRSS")
+            baseline_kb = _proc_kb(server.process.pid, "VmRSS")
             started = time.perf_counter()
             if args.in_parts:
                 stored = _upload_in_parts(base, payload, args.purpose)
@@ -83,7 +83,7 @@ def main() -> None:
                 response.raise_for_status()
                 stored = response.json()
             elapsed = time.perf_counter() - started
-            peak_kb = _proc_kb(server.pid, "VmHWM")
+            peak_kb = _proc_kb(server.process.pid, "VmHWM")
     size_mb = stored["bytes"] / 1e6
     how = "in 64 MiB parts" if args.in_parts else "in one request"
     print(f"upload {how}: {size_mb:.1f} MB (purpose {args.purpose}) in {elapsed:.1f} s "

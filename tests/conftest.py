@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests import postgres
+from tests import postgres, tiers
+from tests.servers import (  # re-exported: many test modules import them from here
+    TUNEGATE_CLI as TUNEGATE_CLI,
+)
+from tests.servers import Server as Server
+from tests.servers import free_port as free_port
+from tests.servers import start_server as start_server
+from tests.servers import start_server_afresh as start_server_afresh
+from tests.servers import stop_server as stop_server
 from tunegate.api.app import create_app
 from tunegate.settings import Settings
 
@@ -41,10 +42,32 @@ TIERS = ("unit", "store", "api", "worker", "export", "inference", "training", "e
 TESTS = Path(__file__).resolve().parent
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--tier", choices=("all", "fast"), default="all",
+                     help="fast: only tests that load no model and start no server or "
+                          "llama.cpp program, each held to it (tests/tiers.py)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         folder = Path(str(item.path)).relative_to(TESTS).parts[0]
         item.add_marker(folder if folder in TIERS else "unit")
+        tiers.mark_heavy(item, folder)
+    if config.getoption("tier") == "fast":
+        heavy = [item for item in items if tiers.is_heavy(item)]
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if not tiers.is_heavy(item)]
+        if loaded := tiers.model_packages_loaded():
+            raise pytest.UsageError(f"collecting the tests imported {', '.join(loaded)}: a test "
+                                    "module imports a model at its top; import it in the test")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    if item.config.getoption("tier") != "fast":
+        return (yield)
+    with tiers.refusing_heavy_work():
+        return (yield)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -101,79 +124,6 @@ def chat_lines(count: int, *, start: int = 0) -> bytes:
         for i in range(start, start + count)
     ]
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    base_url: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def api(self) -> str:
-        return f"{self.base_url}/v1"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-# The command that takes tunegate's command-line arguments: this checkout's package by default.
-TUNEGATE_CLI = (sys.executable, "-m", "tunegate")
-
-
-def start_server(tmp_path: Path, *extra_args: str, env: dict[str, str] | None = None,
-                 cli: Sequence[str] = TUNEGATE_CLI, cwd: Path | None = None,
-                 port: int | None = None) -> Server:
-    """Start ``tunegate serve`` (run by ``cli``, in ``cwd``) and wait until it answers; the
-    caller stops it. The same ``tmp_path`` (and ``port``) starts it again on the same data."""
-    port = port or free_port()
-    data_dir = tmp_path / "server-data"
-    log_path = tmp_path / "server.log"
-    environment = {**os.environ, "TUNEGATE_HEARTBEAT_TIMEOUT": "10", **(env or {})}
-    with log_path.open("ab") as log:
-        # Its own process group, so that a test can kill the server with everything it runs.
-        process = subprocess.Popen(
-            [*cli, "serve", "--port", str(port), "--data", str(data_dir), *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd,
-            start_new_session=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", data_dir, process, log_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"tunegate serve exited early:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.api}/openapi.json", timeout=2).status_code == 200:  # public
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"tunegate serve did not become ready:\n{server.log()}")
-
-
-def start_server_afresh(tmp_path: Path, *extra_args: str, **options: Any) -> Server:
-    """``start_server`` with none of the developer's ``TUNEGATE_*`` settings: for module-scoped
-    fixtures, which ``_isolated_environment`` (function-scoped) has not reached yet."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [name for name in os.environ if name.startswith("TUNEGATE_")]:
-            patch.delenv(name)
-        return start_server(tmp_path, *extra_args, **options)
-
-
-def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
 
 
 # API tests watch jobs wait in `queued`: their server's worker validates files but does not train,

@@ -29,7 +29,6 @@ from .conftest import hf_model_from_gguf, real_adapter
 from .helpers import ALL_LINEAR, THIRD_PARTY_WARNINGS, RealAdapter, copy_gguf, llama, logits
 
 pytest.importorskip("llama_cpp")
-pytest.importorskip("peft")
 
 pytestmark = [pytest.mark.slow] + [pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS]
 

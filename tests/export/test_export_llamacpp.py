@@ -20,7 +20,6 @@ from tunegate.adapters.export import export_lora_gguf
 from .helpers import THIRD_PARTY_WARNINGS, RealAdapter, llama, logits
 
 llama_cpp = pytest.importorskip("llama_cpp")
-pytest.importorskip("peft")
 
 pytestmark = [pytest.mark.slow] + [pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS]
 

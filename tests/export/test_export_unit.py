@@ -15,6 +15,7 @@ import gguf
 import numpy as np
 import pytest
 
+from tests import tiers
 from tunegate.adapters.export import ExportError, export_lora_gguf
 
 from .helpers import (
@@ -29,8 +30,7 @@ from .helpers import (
     write_tiny_base,
 )
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+torch = tiers.lazy("torch")
 
 pytestmark = [pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS]
 N_HEAD, N_HEAD_KV, N_LAYER = (
@@ -299,6 +299,7 @@ def test_families_without_rope_permutation_keep_hf_row_order(
         np.testing.assert_array_equal(np.asarray(tensors[f"{name}.lora_b"].data), b)
 
 
+@pytest.mark.model
 def test_the_table_permutes_exactly_where_transformers_un_permutes() -> None:
     """transformers' GGUF loader is the other side of llama.cpp's converter: it undoes the q/k
     reordering (LlamaTensorProcessor) for exactly the architectures whose rows were reordered."""

@@ -88,13 +88,16 @@ def build_tiny_model(vocab_size: int, seed: int = 0) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def _one_torch_thread(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny models gain nothing from threads, and on a busy machine OpenMP barriers between
     two threads cost more than the matmuls: one thread makes these tests 4x faster here. A
-    fixed count also keeps losses bitwise repeatable (see tunegate.training.threads)."""
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
+    fixed count also keeps losses bitwise repeatable (see tunegate.training.threads). Only
+    tests with a model import torch (tests/tiers.py)."""
     monkeypatch.setenv("TUNEGATE_TRAIN_THREADS", "1")
+    if request.node.get_closest_marker("model"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

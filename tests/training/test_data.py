@@ -110,6 +110,7 @@ def test_bad_json_fails_naming_its_line(tmp_path: Path, tiny_tokenizer: Any) -> 
         load_dataset(path, tiny_tokenizer, 512)
 
 
+@pytest.mark.model
 def test_a_tokenizer_without_chat_template_fails_specifically(tmp_path: Path) -> None:
     with pytest.raises(TrainingFailed) as caught:
         load(tmp_path, build_tokenizer(chat_template=None), [chat("a", "b")])
@@ -186,6 +187,7 @@ def test_double_encoded_arguments_are_decoded_to_an_object() -> None:
         '<tool_call>\n{"name": "land_drone", "arguments": {"location": "current"}}\n</tool_call>')
 
 
+@pytest.mark.model
 def test_templates_with_tool_support_render_tools_themselves(tmp_path: Path) -> None:
     tokenizer = build_tokenizer(chat_template=TOOL_TEMPLATE)
     assert template_support(tokenizer) == TemplateSupport(tools=True, tool_calls=True)

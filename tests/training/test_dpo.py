@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests import tiers
 from tunegate.training.messages import Note
 from tunegate.training.spec import TrainingSpec
 
@@ -22,7 +23,7 @@ from .conftest import (
     memorisation_rows,
 )
 
-torch = pytest.importorskip("torch")
+torch = tiers.lazy("torch")
 pytestmark = [pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS]
 
 MakeSpec = Callable[..., TrainingSpec]
@@ -115,6 +116,7 @@ def test_dpo_loss_and_gradient_equal_a_hand_computation(tiny_tokenizer: Any) -> 
         torch.testing.assert_close(ours[name], parameter.grad.float(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.model
 def test_the_loss_is_log_two_where_policy_and_reference_agree() -> None:
     from tunegate.training.dpo import dpo_loss
 

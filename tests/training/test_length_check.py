@@ -36,6 +36,7 @@ def tokenizers(request: pytest.FixtureRequest,
 
 
 @pytest.mark.parametrize("path", SUPERVISED, ids=lambda p: p.name[:30])
+@pytest.mark.model
 def test_supervised_examples_are_the_trainers_exactly(tokenizers: tuple[Any, FileTokenizer],
                                                       path: Path) -> None:
     transformers_tokenizer, light = tokenizers
@@ -44,6 +45,7 @@ def test_supervised_examples_are_the_trainers_exactly(tokenizers: tuple[Any, Fil
     assert expected and list(iter_examples(path, light, role)) == expected
 
 
+@pytest.mark.model
 def test_preference_pairs_are_the_trainers_exactly(
         tokenizers: tuple[Any, FileTokenizer]) -> None:
     transformers_tokenizer, light = tokenizers
@@ -61,6 +63,7 @@ def failure(function: Any, *args: Any, **kwargs: Any) -> tuple[str, str | None, 
 
 
 @pytest.mark.parametrize("limit", [64, 256, 4096])
+@pytest.mark.model
 def test_check_lengths_fails_where_and_as_the_trainer_does(
         tokenizers: tuple[Any, FileTokenizer], limit: int) -> None:
     transformers_tokenizer, light = tokenizers
@@ -78,6 +81,7 @@ def test_check_lengths_fails_where_and_as_the_trainer_does(
         assert failures  # the comparison covers the failure too
 
 
+@pytest.mark.model
 def test_a_long_file_fails_naming_the_limit_the_line_and_its_length(
         tokenizers: tuple[Any, FileTokenizer], tmp_path: Path) -> None:
     _, light = tokenizers
@@ -94,6 +98,7 @@ def test_a_long_file_fails_naming_the_limit_the_line_and_its_length(
     assert (tally.n_examples, tally.n_truncated, tally.longest_line) == (2, 0, 2)
 
 
+@pytest.mark.model
 def test_no_file_tokenizer_where_it_might_not_be_exact(tmp_path: Path) -> None:
     """Anything but the generic tokenizer saved as transformers 5 saves it: the trainer checks."""
     assert file_tokenizer(None) is None
@@ -116,6 +121,7 @@ def test_no_file_tokenizer_where_it_might_not_be_exact(tmp_path: Path) -> None:
     assert file_tokenizer(tmp_path / "old-layout") is None
 
 
+@pytest.mark.model
 def test_the_file_tokenizer_is_reloaded_when_its_files_change(tmp_path: Path) -> None:
     folder = tmp_path / "tok"
     build_tokenizer().save_pretrained(folder)

@@ -21,6 +21,7 @@ def test_hf_folders_are_used_in_place(tiny_base: Path, tmp_path: Path) -> None:
     assert caught.value.code == "unsupported_base_model"
 
 
+@pytest.mark.model
 def test_a_missing_gguf_file_is_unsupported(tmp_path: Path) -> None:
     ref = BaseModelRef("gone", "gguf", str(tmp_path), "gone.gguf")
     with pytest.raises(TrainingFailed) as caught:

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
+from tests import tiers
 from tunegate.training.data import IGNORE, Example, load_dataset
 from tunegate.training.packing import MicroBatch, pack, plan, shared_prefix
 
 from .conftest import build_tiny_model, chat, write_jsonl
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+torch = tiers.lazy("torch")
+F = tiers.lazy("torch.nn.functional")
 
 TOOLS = [{"type": "function", "function": {
     "name": f"tool_{i}", "description": "does a thing " * 6,
@@ -164,6 +165,7 @@ def test_packed_loss_is_the_token_weighted_mean_of_per_example_losses(
         assert total / tokens == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.model
 def test_fused_cross_entropy_matches_the_plain_one_in_value_and_gradient() -> None:
     from tunegate.training.loss import causal_lm_loss
 

@@ -40,6 +40,7 @@ def test_the_host_clock_reads_on_this_machine() -> None:
     assert sample.host_busy is None or sample.host_busy > 0
 
 
+@pytest.mark.model
 def test_governor_rechecks_at_most_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
     monkeypatch.delenv(threads.ENV, raising=False)
@@ -59,6 +60,7 @@ def test_governor_rechecks_at_most_every_interval(monkeypatch: pytest.MonkeyPatc
     assert governor.tick() is None
 
 
+@pytest.mark.model
 def test_a_short_start_window_is_measured_not_read_from_the_load_average(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A standby trainer loads a cached model in ~0.4 s. A quiet machine whose 1-minute load
@@ -78,6 +80,7 @@ def test_a_short_start_window_is_measured_not_read_from_the_load_average(
     assert ThreadGovernor(sample=lambda: next(instant), load=lambda: 2.0).start() == 1
 
 
+@pytest.mark.model
 def test_a_pinned_count_never_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
     monkeypatch.setenv(threads.ENV, "1")
@@ -86,6 +89,7 @@ def test_a_pinned_count_never_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     assert governor.tick() is None
 
 
+@pytest.mark.model
 def test_threads_go_within_seconds_and_come_back_after_a_quiet_while(
         monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests import tiers
 from tunegate.training.messages import StepMetrics, TrainerMessage
 from tunegate.training.spec import TrainingSpec
 
@@ -21,7 +22,7 @@ from .conftest import (
     memorisation_rows,
 )
 
-torch = pytest.importorskip("torch")
+torch = tiers.lazy("torch")
 pytestmark = [pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS]
 
 MakeSpec = Callable[..., TrainingSpec]

@@ -14,7 +14,7 @@ from tunegate.training.spec import TrainingSpec
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import TrainerProcess
 
-pytest.importorskip("torch")
+pytestmark = pytest.mark.model  # every test runs a trainer child
 
 MakeSpec = Callable[..., TrainingSpec]
 

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tunegate.api import errors as api_errors
+from tunegate.api import spec
 from tunegate.api.dashboard import DashboardFiles
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.middleware import RequestIdInside, TunegateMiddleware
@@ -67,7 +68,9 @@ def create_app(settings: Settings, *, service: Service | None = None,
                              swagger_ui_options=None, lifespan=_stops_models(service),
                              middlewares=list(MIDDLEWARES))  # connexion adds ours to the list
     app.add_api(
-        SPEC.name,
+        # The parsed document, not the file's name: connexion would parse it again (and render
+        # it as a Jinja template first, which a spec whose examples show {{…}} must not be).
+        spec.document(SPEC),
         resolver=resolver(),
         validate_responses=validate_responses,
         validator_map=validator_map(),

@@ -14,6 +14,8 @@ differs from it in those lines alone.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ import yaml
 SCHEME = "bearerAuth"
 OPEN_SECURITY: list[dict[str, list[str]]] = [{}, {SCHEME: []}]
 KEYED_SECURITY: list[dict[str, list[str]]] = [{SCHEME: []}]
+# libyaml's loader where PyYAML was built with it: the spec is parsed at every app start, and
+# the pure-Python loader takes seconds on it (most of a test run's in-process app starts).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # The top-level `security:` key and the indented lines under it (its items, their comments).
 _SECURITY_BLOCK = re.compile(r"^security:[^\n]*\n(?:[ \t]+[^\n]*\n)*", re.MULTILINE)
 
@@ -44,7 +49,7 @@ def security(keyed: bool) -> list[dict[str, list[str]]]:
 def with_security(text: str, requirement: list[dict[str, list[str]]]) -> str:
     """``text`` (an OpenAPI document in YAML) with its top-level ``security`` set to
     ``requirement``, every other byte unchanged; the text itself when it already says so."""
-    if yaml.safe_load(text).get("security") == requirement:
+    if load_yaml(text).get("security") == requirement:
         return text
     blocks = _SECURITY_BLOCK.findall(text)
     if len(blocks) != 1:
@@ -52,14 +57,37 @@ def with_security(text: str, requirement: list[dict[str, list[str]]]) -> str:
     lines = "".join(f"  - {yaml.safe_dump(item, default_flow_style=True).strip()}\n"
                     for item in requirement)
     changed = _SECURITY_BLOCK.sub(lambda _: f"security:\n{lines}", text, count=1)
-    if yaml.safe_load(changed) != {**yaml.safe_load(text), "security": requirement}:
+    if load_yaml(changed) != {**load_yaml(text), "security": requirement}:
         raise ValueError("rewriting the spec's 'security' block changed more than security")
     return changed
 
 
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, through libyaml where it is there (the same safe subset)."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+
+
 def served(path: Path, *, keyed: bool) -> ServedSpec:
-    """The contract at ``path`` as a server with (``keyed``) or without keys serves it."""
+    """The contract at ``path`` as a server with (``keyed``) or without keys serves it; read
+    once per process (and again when the file changes)."""
+    return _served(path, path.stat().st_mtime_ns, keyed)
+
+
+def document(path: Path) -> dict[str, Any]:
+    """The contract at ``path`` as the file says it, a copy of its own (connexion changes the
+    document it is given), parsed once per process."""
+    return copy.deepcopy(_parsed(path, path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: Path, _mtime_ns: int) -> dict[str, Any]:
+    parsed: dict[str, Any] = load_yaml(path.read_text(encoding="utf-8"))
+    return parsed
+
+
+@functools.lru_cache(maxsize=4)
+def _served(path: Path, _mtime_ns: int, keyed: bool) -> ServedSpec:
     text = with_security(path.read_text(encoding="utf-8"), security(keyed))
-    document = yaml.safe_load(text)
-    as_json = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    return ServedSpec(document, text.encode("utf-8"), as_json.encode("utf-8"))
+    parsed = load_yaml(text)
+    as_json = json.dumps(parsed, indent=2, ensure_ascii=False) + "\n"
+    return ServedSpec(parsed, text.encode("utf-8"), as_json.encode("utf-8"))

@@ -1,0 +1,113 @@
+"""Test tiers by cost, not by folder: ``make test-fast`` runs every test that loads no torch
+model, starts no tunegate process (server, worker, trainer child) and runs no llama.cpp program,
+wherever it lives; ``make test`` runs them all.
+
+A test is heavy when it carries one of two markers:
+
+- ``model``: it imports torch (a real or a tiny model, a trainer in process);
+- ``server``: it starts a tunegate process or a llama.cpp program. Every test of ``tests/e2e``
+  and ``tests/inference`` is one, and so is every test marked ``e2e`` or ``slow``.
+
+The fast tier keeps itself honest: under ``pytest --tier fast`` (what ``make test-fast`` runs)
+a test that imports torch, or starts such a process, fails at once, saying which marker it
+lacks. A heavy test is never dropped silently from the fast tier's view, and a cheap test is
+never left out of it for want of a marker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HEAVY = ("model", "server")
+# Folders whose every test starts a server or a llama.cpp program.
+SERVER_FOLDERS = ("e2e", "inference")
+MODEL_PACKAGES = ("torch", "transformers", "peft")
+# Fixtures that build a model or a tokenizer (tests/training/conftest.py, tests/export/): a test
+# that uses one, directly or through another fixture, is a ``model`` test.
+MODEL_FIXTURES = frozenset({"tiny_tokenizer", "tiny_base", "make_tiny_adapter", "smol_hf_model"})
+
+
+def mark_heavy(item: pytest.Item, folder: str) -> None:
+    """``server`` for what the folder or the older markers already say starts processes;
+    ``model`` for a test that uses a model fixture."""
+    if folder in SERVER_FOLDERS or item.get_closest_marker("e2e") or item.get_closest_marker("slow"):
+        item.add_marker("server")
+    if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker("model")
+
+
+def is_heavy(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in HEAVY)
+
+
+def model_packages_loaded() -> list[str]:
+    return [name for name in MODEL_PACKAGES if name in sys.modules]
+
+
+class _RefuseModelImports(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Sequence[str] | None, target: Any = None) -> None:
+        if name.split(".")[0] in MODEL_PACKAGES:
+            pytest.fail(f"this test imports {name} (a model): mark it @pytest.mark.model "
+                        "(tests/tiers.py), or keep it torch-free", pytrace=False)
+
+
+def _heavy_command(args: Any) -> str | None:
+    argv = [str(arg) for arg in (args if isinstance(args, (list, tuple)) else [args])]
+    for index, arg in enumerate(argv):
+        if Path(arg).name.startswith("llama-"):
+            return "a llama.cpp program"
+        if arg == "-m" and index + 1 < len(argv) and argv[index + 1].startswith("tunegate"):
+            return f"a tunegate process ({' '.join(argv[index + 1:index + 3])})"
+    return None
+
+
+@contextmanager
+def refusing_heavy_work() -> Iterator[None]:
+    """While a fast-tier test runs: torch cannot be imported, and no tunegate process or
+    llama.cpp program can be started."""
+    original_init = subprocess.Popen.__init__
+
+    def checked_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
+        what = _heavy_command(args)
+        if what is not None:
+            pytest.fail(f"this test starts {what}: mark it @pytest.mark.server (tests/tiers.py)",
+                        pytrace=False)
+        original_init(self, args, *rest, **options)
+
+    finder = _RefuseModelImports()
+    sys.meta_path.insert(0, finder)
+    subprocess.Popen.__init__ = checked_init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original_init  # type: ignore[method-assign]
+        sys.meta_path.remove(finder)
+
+
+class LazyModule:
+    """A module imported on first use: a test module that names torch at its top stays
+    collectable in the fast tier, and only its tests that touch torch need the ``model``
+    marker (and fail without it there)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        # pytest looks a module's names over for its own attributes while collecting: those
+        # are not a use.
+        if attribute.startswith(("_", "pytest")):
+            raise AttributeError(attribute)
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+def lazy(name: str) -> Any:
+    return LazyModule(name)
