@@ -193,6 +193,7 @@ def serve(settings: Settings) -> None:
     from tunegate.api.keys import KeyRing
     from tunegate.api.server import uvicorn_options
     from tunegate.domain import serve_lock
+    from tunegate.serving import socket_folders
 
     try:
         keys = KeyRing.from_settings(settings)
@@ -202,6 +203,11 @@ def serve(settings: Settings) -> None:
     if warning:
         log.warning(warning)
     lock = serve_lock.hold(settings.data_dir)  # before anything in the folder is touched
+    # Here, in the process that makes them, never in a constructor other processes run too.
+    left = socket_folders.sweep()
+    if left:
+        log.info("removed %d model-process socket folder(s) left by processes that are gone",
+                 len(left))
     app = create_app(settings, keys=keys)  # migrates the store before any worker starts
     worker = EmbeddedWorker(settings) if settings.embedded_worker else None
     if worker is not None:
