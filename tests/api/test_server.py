@@ -188,3 +188,15 @@ def test_heads_and_bodies_within_the_limits_are_answered() -> None:
         assert answer(sock).startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /" + b"a" * (MAX_TARGET_BYTES - 1) + b" HTTP/1.1\r\nHost: t\r\n\r\n")
         assert answer(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_slow_head_holds_up_no_other_client() -> None:
+    head = b"GET /a HTTP/1.1\r\nHost: test\r\nX-Slow: " + b"s" * 1000 + b"\r\n\r\n"
+    with running(keep_alive=5) as port, connect(port) as slow:
+        for start in range(0, len(head) - 1, 100):  # all but the last byte, in pieces
+            slow.sendall(head[start:min(start + 100, len(head) - 1)])
+            with connect(port) as other:  # answered while the slow head is unfinished
+                other.sendall(REQUEST % b"b")
+                assert answer(other).startswith(b"HTTP/1.1 200")
+        slow.sendall(head[-1:])
+        assert answer(slow).startswith(b"HTTP/1.1 200")
