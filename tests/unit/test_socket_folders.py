@@ -8,10 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
+from tunegate import cli
 from tunegate.serving import socket_folders
+from tunegate.settings import Settings
 
 MAKER = ("import sys, tempfile, time\n"
          "tempfile.tempdir = sys.argv[1]\n"
@@ -63,3 +68,13 @@ def test_old_style_folders_are_swept_once_old_and_silent(tmp_path: Path) -> None
     os.utime(old, (long_ago, long_ago))
     assert socket_folders.sweep(tmp_path) == [old]
     assert fresh.exists()
+
+
+def test_serve_sweeps_them_when_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    left = folder_of_a_killed_process(temp_dir)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
+    monkeypatch.setattr(cli.StopsWorkerFirst, "run", lambda self, sockets=None: None)
+    cli.serve(Settings(data_dir=tmp_path / "data", embedded_worker=False))
+    assert not left.exists()
