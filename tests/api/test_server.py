@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from tests.conftest import free_port
+from tunegate.api import request_head
 from tunegate.api.request_head import (
     MAX_HEAD_BYTES,
     MAX_HEADER_BYTES,
@@ -200,3 +201,14 @@ def test_a_slow_head_holds_up_no_other_client() -> None:
                 assert answer(other).startswith(b"HTTP/1.1 200")
         slow.sendall(head[-1:])
         assert answer(slow).startswith(b"HTTP/1.1 200")
+
+
+def test_a_head_that_never_ends_gets_408(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(request_head, "HEAD_TIMEOUT_S", 0.5)
+    with running(keep_alive=30) as port, connect(port) as sock:
+        sock.sendall(REQUEST % b"a")  # a whole request first: its connection stays open
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /b HTTP/1.1\r\nHost: te")  # then a head that never ends
+        line, body = response_head(sock)
+    assert line == b"HTTP/1.1 408 Request Timeout"
+    assert body["error"]["code"] == "request_timeout"

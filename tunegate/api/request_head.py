@@ -8,7 +8,10 @@ bound both the memory a head can take and the time the loop spends on it:
 
 - the request target (path and query) at most ``MAX_TARGET_BYTES``, else 414;
 - the header fields at most ``MAX_HEADER_BYTES`` together and ``MAX_HEADER_FIELDS`` in number,
-  else 431.
+  else 431;
+- the whole head within ``HEAD_TIMEOUT_S`` of its first byte, else 408: a client trickling a
+  head byte by byte holds up no one, but would hold its connection (and a file descriptor) for
+  as long as it likes.
 
 The body has its own limit, checked from ``Content-Length`` by the middleware (413).
 """
@@ -25,6 +28,7 @@ from tunegate.api.errors import envelope
 MAX_TARGET_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADER_FIELDS = 100
+HEAD_TIMEOUT_S = 30.0
 # What a head may still hold besides the target and the header fields (method, version, line
 # ends) while it is being received: a head larger than all of it is refused before its end.
 MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024
@@ -69,6 +73,11 @@ def _too_large_headers(size: int) -> HeadRefusal:
 def _too_many_headers(count: int) -> HeadRefusal:
     return HeadRefusal(431, f"The request has {count} header fields or more; tunegate accepts "
                             f"at most {MAX_HEADER_FIELDS}.", "too_many_headers")
+
+
+def too_slow() -> HeadRefusal:
+    return HeadRefusal(408, f"The request's head (request line and headers) did not arrive "
+                            f"within {HEAD_TIMEOUT_S:.0f} s.", "request_timeout")
 
 
 def judge_complete(target: bytes, headers: list[tuple[bytes, bytes]]) -> HeadRefusal | None:

@@ -14,8 +14,8 @@ On SIGTERM/SIGINT uvicorn waits for every request still being answered, with no 
 default: one open chat stream kept ``serve`` (and its worker) running for over ten minutes.
 ``TUNEGATE_SHUTDOWN_GRACE`` (10 s) bounds that wait; what is still open then is closed.
 
-``Protocol`` also holds a request's head to the limits of ``tunegate.api.request_head`` (414
-and 431, before the app, hence before authentication): it counts a head's bytes as they arrive,
+``Protocol`` also holds a request's head to the limits of ``tunegate.api.request_head`` (408,
+414 and 431, before the app, hence before authentication): it counts a head's bytes as they arrive,
 so a client sending an endless header is refused once it is over the limit, not at its end. The
 refused client's further bytes are read and dropped for up to ``LINGER_SECONDS`` before the
 connection closes: closing at once, with its bytes unread, would reset the connection, and the
@@ -38,6 +38,7 @@ from typing import Any
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tunegate.api import request_head
 from tunegate.api.event_stream import STOPPING_KEY
 from tunegate.api.middleware import REQUEST_ID_KEY
 from tunegate.api.request_head import HeadRefusal, judge_complete, judge_partial
@@ -59,6 +60,7 @@ class Protocol(HttpToolsProtocol):
         self.reading_head = True  # False from a head's end to its message's end
         self.heads = 0  # heads received whole on this connection
         self.refused = False
+        self.head_deadline: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -100,7 +102,19 @@ class Protocol(HttpToolsProtocol):
             self.transport.close()
         super().eof_received()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # Read at call time, so that a test can shorten it.
+        self.head_deadline = self.loop.call_later(request_head.HEAD_TIMEOUT_S,
+                                                  self.head_too_slow)
+
+    def head_too_slow(self) -> None:
+        if self.reading_head and not self.refused and not self.transport.is_closing():
+            self.refuse(request_head.too_slow())
+
     def on_headers_complete(self) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
         self.heads += 1
         self.reading_head = False
         self.head_bytes = 0
@@ -131,6 +145,8 @@ class Protocol(HttpToolsProtocol):
         super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             scope: Any = cycle.scope
