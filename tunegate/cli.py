@@ -192,6 +192,8 @@ def serve(settings: Settings) -> None:
     from tunegate.api.app import create_app
     from tunegate.api.keys import KeyRing
     from tunegate.api.server import uvicorn_options
+    from tunegate.domain import serve_lock
+    from tunegate.serving import socket_folders
 
     try:
         keys = KeyRing.from_settings(settings)
@@ -200,6 +202,12 @@ def serve(settings: Settings) -> None:
     warning = open_bind_warning(settings, keys.enabled)
     if warning:
         log.warning(warning)
+    lock = serve_lock.hold(settings.data_dir)  # before anything in the folder is touched
+    # Here, in the process that makes them, never in a constructor other processes run too.
+    left = socket_folders.sweep()
+    if left:
+        log.info("removed %d model-process socket folder(s) left by processes that are gone",
+                 len(left))
     app = create_app(settings, keys=keys)  # migrates the store before any worker starts
     worker = EmbeddedWorker(settings) if settings.embedded_worker else None
     if worker is not None:
@@ -211,6 +219,7 @@ def serve(settings: Settings) -> None:
     finally:
         if worker is not None:
             worker.stop()  # a failed start, say: no worker outlives serve
+        lock.release()
 
 
 def work(settings: Settings) -> None:
@@ -277,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = settings_from(args)
     from tunegate.domain.data_folder import ForeignDataFolder
+    from tunegate.domain.serve_lock import DataFolderInUse
 
     try:
         if args.command == "keys":
@@ -287,5 +297,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             serve(settings)
         else:
             work(settings)
-    except ForeignDataFolder as exc:
+    except (ForeignDataFolder, DataFolderInUse) as exc:
         raise SystemExit(f"tunegate {args.command}: {exc}") from None

@@ -4,6 +4,7 @@ nobody waited for is logged, and a shutdown does not wait forever for an endless
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import threading
@@ -16,6 +17,13 @@ import pytest
 import uvicorn
 
 from tests.conftest import free_port
+from tunegate.api import request_head
+from tunegate.api.request_head import (
+    MAX_HEAD_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_HEADER_FIELDS,
+    MAX_TARGET_BYTES,
+)
 from tunegate.api.server import uvicorn_options
 from tunegate.settings import Settings
 
@@ -118,3 +126,89 @@ def test_an_answer_the_client_did_not_wait_for_is_logged(
     assert len(dropped) == 1 and dropped[0].levelno == logging.WARNING
     assert "GET /slow" in dropped[0].getMessage()
     assert "before any answer" in dropped[0].getMessage()
+
+
+def response_head(sock: socket.socket) -> tuple[bytes, dict[str, Any]]:
+    """The status line of a refusal and its JSON body (the server closes after it)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0], json.loads(body)
+
+
+def test_a_1_mb_header_gets_431_while_another_client_is_answered() -> None:
+    with running(keep_alive=5) as port, connect(port) as flooder:
+        flooder.sendall(b"GET /a HTTP/1.1\r\nHost: test\r\nX-Big: ")
+        sent = 0
+        try:  # never ends its head: the refusal cannot wait for the end
+            while sent < 1024 * 1024:
+                flooder.sendall(b"a" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pytest.fail(f"the connection was reset after {sent} bytes, before the answer")
+        with connect(port) as other:  # the flooder's connection is still open
+            other.sendall(REQUEST % b"b")
+            assert answer(other).startswith(b"HTTP/1.1 200")
+        status, body = response_head(flooder)
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
+    assert body["error"]["code"] == "headers_too_large"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert str(MAX_HEADER_BYTES) in body["error"]["message"]
+
+
+@pytest.mark.parametrize(("head", "status", "code"), [
+    (b"GET /a HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (MAX_HEADER_BYTES + 1) + b"\r\n\r\n",
+     b"431", "headers_too_large"),
+    (b"GET /a HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(MAX_HEADER_FIELDS + 1))
+     + b"\r\n", b"431", "too_many_headers"),
+    (b"GET /" + b"a" * (MAX_TARGET_BYTES + 1) + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+     b"414", "url_too_long"),
+])
+def test_a_head_over_a_limit_is_refused_in_the_error_envelope(head: bytes, status: bytes,
+                                                              code: str) -> None:
+    with running(keep_alive=5) as port, connect(port) as sock:
+        sock.sendall(head)
+        line, body = response_head(sock)
+    assert line.split(b" ")[1] == status
+    assert body["error"]["code"] == code
+
+
+def test_heads_and_bodies_within_the_limits_are_answered() -> None:
+    big_header = b"X-Big: " + b"a" * (MAX_HEADER_BYTES // 2) + b"\r\n"
+    fields = b"".join(b"X-%d: 1\r\n" % n for n in range(MAX_HEADER_FIELDS - 1))
+    body = b"b" * (2 * MAX_HEAD_BYTES)  # a body is not a head, whatever its size
+    with running(keep_alive=5) as port, connect(port) as sock:
+        for _ in range(3):  # on one connection: no head is charged for another's bytes
+            sock.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\n" + big_header + b"\r\n")
+            assert answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /a HTTP/1.1\r\n" + fields + b"\r\n")
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body)
+                     + body)
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /" + b"a" * (MAX_TARGET_BYTES - 1) + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_slow_head_holds_up_no_other_client() -> None:
+    head = b"GET /a HTTP/1.1\r\nHost: test\r\nX-Slow: " + b"s" * 1000 + b"\r\n\r\n"
+    with running(keep_alive=5) as port, connect(port) as slow:
+        for start in range(0, len(head) - 1, 100):  # all but the last byte, in pieces
+            slow.sendall(head[start:min(start + 100, len(head) - 1)])
+            with connect(port) as other:  # answered while the slow head is unfinished
+                other.sendall(REQUEST % b"b")
+                assert answer(other).startswith(b"HTTP/1.1 200")
+        slow.sendall(head[-1:])
+        assert answer(slow).startswith(b"HTTP/1.1 200")
+
+
+def test_a_head_that_never_ends_gets_408(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(request_head, "HEAD_TIMEOUT_S", 0.5)
+    with running(keep_alive=30) as port, connect(port) as sock:
+        sock.sendall(REQUEST % b"a")  # a whole request first: its connection stays open
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /b HTTP/1.1\r\nHost: te")  # then a head that never ends
+        line, body = response_head(sock)
+    assert line == b"HTTP/1.1 408 Request Timeout"
+    assert body["error"]["code"] == "request_timeout"

@@ -1,5 +1,6 @@
-"""ASGI middleware around the whole API: request ids, security headers, API keys, the request
-rate, gateway mode, the upload size limit and the disk's room for an upload, in that order.
+"""ASGI middleware around the whole API: request ids, security headers, keys sent in the URL,
+API keys, the request rate, gateway mode, the upload size limit and the disk's room for an
+upload, in that order.
 
 It runs before connexion reads a byte of the body, which is where a size limit must act, and
 before routing, so an unauthenticated caller learns nothing (not even which routes exist).
@@ -20,8 +21,9 @@ from tunegate.api.dashboard import is_dashboard
 from tunegate.api.errors import envelope
 from tunegate.api.keys import Caller, KeyRing
 from tunegate.api.rate_limit import RateLimiter
+from tunegate.api.url_secrets import key_parameters
 from tunegate.domain.uploads import MAX_PART_BYTES
-from tunegate.errors import InsufficientStorage, TooManyRequests
+from tunegate.errors import InsufficientStorage, TooManyRequests, clip
 
 GATEWAY_DETAIL = "Fine-tuning is not implemented in the local llama.cpp gateway"
 FINE_TUNING_PREFIX = "/v1/fine_tuning/"
@@ -106,8 +108,23 @@ async def _send_json(send: Send, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": payload})
 
 
+def _key_in_url(query_string: bytes) -> Refusal | None:
+    """A 400 for a query that carries a credential (``?api_key=``): refused whether or not it
+    is a valid key, so that a client learns at once to send it where no log records it."""
+    names = key_parameters(query_string)
+    if not names:
+        return None
+    quoted = ", ".join(f"'{clip(name)}'" for name in names)
+    return 400, envelope(
+        f"API keys are not accepted in the URL (query parameter {quoted}): URLs end up in "
+        "logs and browser histories. Send the key in the 'Authorization: Bearer <key>' header "
+        "(the SDK's api_key), and consider this key exposed.",
+        type="invalid_request_error", param=clip(names[0]), code="api_key_in_url"), []
+
+
 class TunegateMiddleware:
-    """Stamps ``x-request-id`` and security headers, checks the API key (401) and its request
+    """Stamps ``x-request-id`` and security headers, refuses keys sent in the URL (400), checks
+    the API key (401) and its request
     rate (429), answers gateway-mode 501s, refuses oversize bodies with 413 and uploads the
     disk has no room for with 507, and hands the caller to the handlers.
 
@@ -135,7 +152,8 @@ class TunegateMiddleware:
         send = _stamped(send, request_id, path)
         request_headers = Headers(scope=scope)
         caller = self._caller(request_headers, path)
-        refusal = self._refusal(request_headers, scope["method"], path, caller)
+        refusal = _key_in_url(scope.get("query_string", b"")) or self._refusal(
+            request_headers, scope["method"], path, caller)
         if refusal is not None:
             status, body, headers = refusal
             await _send_json(send, status, body, headers)

@@ -5,6 +5,8 @@
   errors name the offending field in ``param``.
 - Messages quote a bad value by its first ``QUOTE_CHARS`` characters only, where jsonschema's
   quote it whole (a 20 MB ``suffix`` would come back as a 20 MB answer).
+- Patterns: ``$`` is the end of the value (``tunegate.api.patterns``), not also the place before
+  a final newline, in bodies, parameters and forms.
 - Parameters: one-line messages that name the parameter, instead of jsonschema's dump; a
   parameter (or form field) given twice is a 400, where connexion would silently keep one value;
   so is a query parameter (or, where the body's schema says ``additionalProperties: false``, a
@@ -24,7 +26,6 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
-from connexion.json_schema import Draft4RequestValidator
 from connexion.validators import (
     VALIDATOR_MAP,
     JSONRequestBodyValidator,
@@ -37,6 +38,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Receive, Scope
 
 from tunegate.api.nesting import MAX_DEPTH, too_deep
+from tunegate.api.patterns import ParameterValidator as PatternParameterValidator
+from tunegate.api.patterns import RequestValidator
 from tunegate.api.unknown_fields import refuse_unknown_fields
 from tunegate.errors import QUOTE_CHARS, InvalidRequest, clip
 
@@ -95,6 +98,10 @@ def _schema_code(error: ValidationError) -> str:
 
 
 class JSONBodyValidator(JSONRequestBodyValidator):
+    @property
+    def _validator(self) -> Any:
+        return RequestValidator(self._schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+
     async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
         try:
@@ -202,15 +209,16 @@ class ParamValidator(ParameterValidator):
 
 # A parameter's validator, made once per schema (the spec's schemas live as long as the app):
 # building one costs more than the validation itself, on every request with a query parameter.
-_PARAMETER_VALIDATORS: dict[int, tuple[dict, Draft4Validator]] = {}
+_PARAMETER_VALIDATORS: dict[int, tuple[dict, Any]] = {}
 
 
-def _parameter_validator(schema: dict) -> Draft4Validator:
+def _parameter_validator(schema: dict) -> Any:
     known = _PARAMETER_VALIDATORS.get(id(schema))
     if known is None or known[0] is not schema:  # keeps the schema: its id stays its own
         if len(_PARAMETER_VALIDATORS) > 4096:  # apps built and dropped (tests): start afresh
             _PARAMETER_VALIDATORS.clear()
-        known = (schema, Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+        known = (schema, PatternParameterValidator(
+            schema, format_checker=Draft4Validator.FORMAT_CHECKER))
         _PARAMETER_VALIDATORS[id(schema)] = known
     return known[1]
 
@@ -292,8 +300,8 @@ class StreamingMultipartValidator(MultiPartFormDataValidator):
 
     def _validate(self, body: Any) -> dict | None:
         try:
-            Draft4RequestValidator(self._schema,
-                                   format_checker=Draft4Validator.FORMAT_CHECKER).validate(body)
+            RequestValidator(self._schema,
+                             format_checker=Draft4Validator.FORMAT_CHECKER).validate(body)
         except ValidationError as exc:
             raise _schema_error(exc) from None
         return None

@@ -19,7 +19,6 @@ import json
 import math
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from tunegate.serving import binaries
+from tunegate.serving import binaries, process_logs, socket_folders
 from tunegate.serving.spawn import spawn
 
 # llama.cpp draws a fresh random seed for this value (LLAMA_DEFAULT_SEED).
@@ -113,11 +112,11 @@ class LlamaServer:
 
     def __init__(self, model: Path, adapter: Path | None, config: EngineConfig):
         self.model, self.adapter, self.config = model, adapter, config
-        self._folder = Path(tempfile.mkdtemp(prefix="tunegate-llama-"))
-        self.socket = self._folder / "server.sock"
+        self._folder = socket_folders.make_folder()
+        self.socket = self._folder / socket_folders.SOCKET_NAME
         log_dir = config.log_dir or self._folder
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log = log_dir / f"llama-server-{model.stem}-{time.time_ns()}.log"
+        self.log = process_logs.new_log(log_dir, model.stem)
         self._process = spawn(self._argv(), env=binaries.environment(), log=self.log)
         self._client = httpx.Client(
             transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://llama",
@@ -243,6 +242,7 @@ class LlamaServer:
         """
         body = {"prompt": list(prompt), "n_predict": max_tokens, "stop": list(stop),
                 "stream": True, "cache_prompt": False, **sampling.to_llama()}
+        process_logs.keep_short(self.log)  # a few lines a request, for as long as it runs
         try:
             with self._client.stream("POST", "/completion", json=body) as response:
                 if response.status_code != 200:
