@@ -34,14 +34,20 @@ MODEL_PACKAGES = ("torch", "transformers", "peft")
 # Fixtures that build a model or a tokenizer (tests/training/conftest.py, tests/export/): a test
 # that uses one, directly or through another fixture, is a ``model`` test.
 MODEL_FIXTURES = frozenset({"tiny_tokenizer", "tiny_base", "make_tiny_adapter", "smol_hf_model"})
+# Fixtures that start a real server (tests/conftest.py and the modules that share one).
+SERVER_FIXTURES = frozenset({"server", "servers", "alias_server", "cli_server", "keyed_server",
+                             "training_server", "keyed_training_server", "gemma_server",
+                             "hf_server"})
 
 
 def mark_heavy(item: pytest.Item, folder: str) -> None:
-    """``server`` for what the folder or the older markers already say starts processes;
-    ``model`` for a test that uses a model fixture."""
-    if folder in SERVER_FOLDERS or item.get_closest_marker("e2e") or item.get_closest_marker("slow"):
+    """``server`` for what the folder, the older markers or a server fixture already say starts
+    processes; ``model`` for a test that uses a model fixture."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if (folder in SERVER_FOLDERS or item.get_closest_marker("e2e") or item.get_closest_marker("slow")
+            or SERVER_FIXTURES & fixtures):
         item.add_marker("server")
-    if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+    if MODEL_FIXTURES & fixtures:
         item.add_marker("model")
 
 

@@ -46,6 +46,7 @@ def test_a_service_on_another_database_refuses_the_folder(tmp_path: Path) -> Non
         build_service(replace(settings, database_url=other_database))
 
 
+@pytest.mark.server
 def test_serve_says_why_it_refuses_and_exits(tmp_path: Path) -> None:
     build_service(Settings(data_dir=tmp_path)).store.close()
     env = {**os.environ, "TUNEGATE_DATA": str(tmp_path),

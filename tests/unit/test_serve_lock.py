@@ -51,6 +51,7 @@ def test_the_lock_ends_with_a_killed_holder(tmp_path: Path) -> None:
     serve_lock.hold(tmp_path).release()  # no stale lock to remove by hand
 
 
+@pytest.mark.server
 def test_a_second_serve_on_the_data_folder_says_why_and_exits(tmp_path: Path) -> None:
     with held_by_another_process(tmp_path) as holder:
         result = subprocess.run(

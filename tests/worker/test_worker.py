@@ -245,6 +245,7 @@ def short_service(settings: Settings) -> Service:
     return build_service(replace(settings, max_seq_len=64))
 
 
+@pytest.mark.model
 def test_examples_all_over_the_limit_fail_at_validation_when_the_tokenizer_is_on_disk(
         short_service: Service) -> None:
     """The embedded GGUF base converted by an earlier run: its copy's tokenizer is used."""
@@ -262,6 +263,7 @@ def test_examples_all_over_the_limit_fail_at_validation_when_the_tokenizer_is_on
     assert messages(short_service, job_id)[0] == job.error.message
 
 
+@pytest.mark.model
 def test_a_long_validation_file_of_an_hf_base_fails_at_validation(short_service: Service) -> None:
     save_tiny_tokenizer(short_service.settings.base_models_dir / "tiny", converted=False)
     body = {"model": "tiny", "training_file": service_upload(short_service, chat_lines(12)),

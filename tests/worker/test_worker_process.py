@@ -34,6 +34,7 @@ def _gone(pid: int, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.server
 def test_repeated_sigterm_stops_the_worker(tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
