@@ -16,10 +16,10 @@ from typing import IO, Any
 
 from tunegate import ids
 from tunegate.adapters import files as adapter_files
+from tunegate.api.accepted_files import check_contents, new_file
 from tunegate.api.event_feed import EventFeed, Follower
 from tunegate.api.uploads import Uploads
 from tunegate.domain import catalog, work_dirs
-from tunegate.domain.datasets import DatasetError, check_jsonl_upload
 from tunegate.domain.files import FINE_TUNE, FileStorage, StoredFile, clean_filename
 from tunegate.domain.job_requests import check_metadata, normalize_method, seed_for
 from tunegate.domain.jobs import (
@@ -71,24 +71,12 @@ class Service:
         file_id = ids.new_id(ids.FILE)  # the name on disk: never anything the client sent
         size = self.storage.write(file_id, upload.body)
         try:
-            if upload.purpose == FINE_TUNE:
-                check_jsonl_upload(self.storage.path(file_id),
-                                   max_line_bytes=self.settings.max_line_bytes,
-                                   max_examples=self.settings.max_examples)
-            created = now()
-            stored = StoredFile(
-                id=file_id, project_id=project_id, bytes=size, created_at=created,
-                filename=clean_filename(upload.filename), purpose=upload.purpose,
-                expires_at=(created + upload.expires_after_seconds
-                            if upload.expires_after_seconds else None),
-            )
+            check_contents(self.storage.path(file_id), upload.purpose, self.settings,
+                           param="file")
+            stored = new_file(file_id, project_id, size=size,
+                              filename=clean_filename(upload.filename), purpose=upload.purpose,
+                              expires_after_seconds=upload.expires_after_seconds)
             self.store.add_file(stored)
-        except DatasetError as exc:
-            self.storage.delete(file_id)
-            raise InvalidRequest(
-                f"Invalid file format for purpose 'fine-tune': {exc.message}", param="file",
-                code="invalid_file_format",
-            ) from None
         except BaseException:
             self.storage.delete(file_id)
             raise

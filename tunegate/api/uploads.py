@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from tunegate import ids
-from tunegate.domain.datasets import DatasetError, check_jsonl_upload
-from tunegate.domain.files import FINE_TUNE, UPLOAD_PURPOSES, FileStorage, StoredFile, clean_filename
+from tunegate.api.accepted_files import check_contents, new_file
+from tunegate.domain.files import UPLOAD_PURPOSES, FileStorage, clean_filename
 from tunegate.domain.jobs import now
 from tunegate.domain.uploads import (
     MAX_PART_BYTES,
@@ -151,14 +151,11 @@ class Uploads:
                 raise InvalidRequest(
                     f"The parts listed have md5 {joined.md5}, not {clip(md5)}: a part is "
                     "missing, changed or out of order.", param="md5", code="md5_mismatch")
-            if upload.purpose == FINE_TUNE:
-                self._check_jsonl(joined.path)
-            created = now()
-            stored = StoredFile(
-                id=file_id, project_id=upload.project_id, bytes=joined.bytes,
-                created_at=created, filename=upload.filename, purpose=upload.purpose,
-                expires_at=(created + upload.file_expires_after
-                            if upload.file_expires_after else None))
+            check_contents(joined.path, upload.purpose, self.settings, param="part_ids")
+            stored = new_file(file_id, upload.project_id, size=joined.bytes,
+                              filename=upload.filename, purpose=upload.purpose,
+                              expires_after_seconds=upload.file_expires_after)
+            created = stored.created_at
             self.storage.adopt(file_id, joined.path)
         except BaseException:
             joined.path.unlink(missing_ok=True)
@@ -170,15 +167,6 @@ class Uploads:
             raise
         self.parts.remove(upload.id)
         return completed.to_api(created, file=stored)
-
-    def _check_jsonl(self, path: Any) -> None:
-        try:
-            check_jsonl_upload(path, max_line_bytes=self.settings.max_line_bytes,
-                               max_examples=self.settings.max_examples)
-        except DatasetError as exc:
-            raise InvalidRequest(
-                f"Invalid file format for purpose 'fine-tune': {exc.message}", param="part_ids",
-                code="invalid_file_format") from None
 
     def cancel(self, project_id: str | None, upload_id: str) -> dict[str, Any]:
         """A pending upload becomes ``cancelled``; its parts are deleted."""
