@@ -36,7 +36,8 @@ from tunegate.chat.format import (
     probe_support,
     to_template_messages,
 )
-from tunegate.domain.jsonl_text import UNLIMITED, UnreadableLine, parse_line, text_lines
+from tunegate.domain.datasets import CHAT, PROMPT_COMPLETION, DatasetError, detect_format, iter_jsonl
+from tunegate.domain.jsonl_text import UNLIMITED
 from tunegate.training.errors import (
     INVALID_TRAINING_FILE,
     INVALID_VALIDATION_FILE,
@@ -185,11 +186,12 @@ def iter_examples(path: str | Path, tokenizer: ChatTokenizer,
     support: TemplateSupport | None = None
     for line, row in read_rows(path, role.code, role.param):
         try:
-            if "messages" in row:
+            kind = detect_format(row)  # the upload check's detector
+            if kind == CHAT:
                 if support is None:
                     support = template_support(tokenizer)
                 ids, labels = encode_chat(row, tokenizer, support)
-            elif "prompt" in row and "completion" in row:
+            elif kind == PROMPT_COMPLETION:
                 ids, labels = encode_completion(row, tokenizer)
             else:
                 raise ChatFormatError("expected 'messages' or 'prompt' and 'completion'")
@@ -352,18 +354,12 @@ def render_chat(tokenizer: ChatTokenizer, messages: list[dict[str, Any]],
 
 
 def read_rows(path: str | Path, code: str, param: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The file's non-blank lines as objects, read as the upload check reads them (UTF-8, or
-    UTF-16 with a byte order mark); anything else fails the run with ``code``. Line lengths
-    were checked at upload, against the server's setting."""
+    """The file's non-blank lines as objects, read by the upload check's own reader (UTF-8, or
+    UTF-16 with a byte order mark, each line an object, nesting bounded); anything else fails
+    the run with ``code``. Line lengths were checked at upload, against the server's setting."""
     try:
-        for number, text in text_lines(Path(path), UNLIMITED):
-            if not text.strip():
-                continue
-            row = parse_line(text, number)
-            if not isinstance(row, dict):
-                raise TrainingFailed(code, f"Line {number} is not a JSON object.", param)
-            yield number, row
-    except UnreadableLine as exc:
+        yield from iter_jsonl(Path(path), UNLIMITED)
+    except DatasetError as exc:
         raise TrainingFailed(code, exc.message, param) from None
 
 
