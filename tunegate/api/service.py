@@ -31,6 +31,7 @@ from tunegate.domain.jobs import (
     job_event,
     now,
 )
+from tunegate.domain.model_names import ResolvedName, resolve_name
 from tunegate.domain.models import CheckpointPermission
 from tunegate.domain.uploads import UploadStorage
 from tunegate.errors import Conflict, Forbidden, InvalidRequest, NotFound, clip
@@ -136,20 +137,19 @@ class Service:
     def _check_model(self, project_id: str, model: str) -> None:
         """A base model, an alias of one (TUNEGATE_MODEL_ALIASES), or a fine-tuned model of
         the project; else 400 naming what is available."""
-        models_dir = self.settings.base_models_dir
-        if catalog.find_base_model(models_dir, model):
+        resolved = self._resolve(project_id, model)
+        if resolved.is_base:
             return
         self._refuse_unsupported(model)
-        alias = catalog.find_alias(models_dir, self.settings.model_aliases, model)
-        if alias is not None:
-            if alias.base is not None:
+        if resolved.alias is not None:
+            if resolved.base is not None:
                 return
             raise InvalidRequest(
-                f"Model {model} stands for the base model {alias.target} on this server "
+                f"Model {model} stands for the base model {resolved.alias.target} on this server "
                 f"(setting TUNEGATE_MODEL_ALIASES), which is not available. Available base "
                 f"models: {self._base_model_ids()}.", param="model", code="model_not_available")
         # A fine-tuned model or checkpoint of the project, or one shared with it.
-        if self.store.get_model(project_id, model) is not None:
+        if resolved.tuned is not None:
             return
         if self.settings.model_aliases:
             aliases = ("; OpenAI model names standing for a local base model (setting "
@@ -166,6 +166,12 @@ class Service:
             f"of this project, or shared with it, can be trained further{aliases}.",
             param="model", code="model_not_available",
         )
+
+    def _resolve(self, project_id: str | None, model_id: str) -> ResolvedName:
+        """What ``model_id`` means to ``project_id`` (its fine-tuned models and those shared
+        with it; ``None``: every project's)."""
+        return resolve_name(self.settings.base_models_dir, self.settings.model_aliases, model_id,
+                            lambda name: self.store.get_model(project_id, name))
 
     def _refuse_unsupported(self, model_id: str) -> None:
         """400 ``unsupported_base_model`` when ``model_id`` is a refused file of the models
@@ -281,8 +287,7 @@ class Service:
     def _tuned_model(self, project_id: str | None, model_id: str) -> FineTunedModel:
         tuned = self.store.get_model(project_id, model_id)
         if tuned is None:
-            raise NotFound(f"The model `{clip(model_id)}` does not exist or you do not have access "
-                           "to it.", param="model", code="model_not_found")
+            raise _no_such_model(model_id)
         return tuned
 
     def delete_model(self, project_id: str | None, model_id: str) -> str:
@@ -391,25 +396,20 @@ class Service:
 
         An alias runs the base it stands for, in the base's own process (the reply's ``model``
         is still the name the client sent)."""
-        models_dir = self.settings.base_models_dir
-        base = catalog.find_base_model(models_dir, model_id)
-        if base is None:
+        resolved = self._resolve(project_id, model_id)
+        if not resolved.is_base:
             self._refuse_unsupported(model_id)
-        adapter = None
+        base, adapter = resolved.base, None
         served_id = model_id  # the pool's key: an alias shares its base's process
-        alias = None if base else catalog.find_alias(models_dir, self.settings.model_aliases,
-                                                     model_id)
-        if alias is not None:
-            if alias.base is None:
+        if resolved.alias is not None:
+            if base is None:
                 raise InvalidRequest(
-                    f"The model {model_id} stands for the base model {alias.target} on this "
-                    "server (setting TUNEGATE_MODEL_ALIASES), which is not among the base "
+                    f"The model {model_id} stands for the base model {resolved.alias.target} on "
+                    "this server (setting TUNEGATE_MODEL_ALIASES), which is not among the base "
                     "models.", param="model", code="model_not_servable")
-            base = alias.base
             served_id = base.id
-        elif base is None:
-            tuned = self._tuned_model(project_id, model_id)
-            base = catalog.find_base_model(models_dir, tuned.base_model)
+        elif resolved.tuned is not None:
+            tuned = resolved.tuned
             if base is None:
                 raise InvalidRequest(
                     f"The model {model_id} was trained from {tuned.base_model}, which is no "
@@ -419,6 +419,8 @@ class Service:
                 raise InvalidRequest(f"The model {model_id} has no llama.cpp adapter "
                                      f"({adapter_files.ADAPTER_GGUF}).", param="model",
                                      code="model_not_servable")
+        if base is None:
+            raise _no_such_model(model_id)
         if base.kind != "gguf":
             raise InvalidRequest(
                 f"{model_id} cannot be served: its base model {base.id} is a Hugging Face folder, "
@@ -428,3 +430,8 @@ class Service:
                 "servable models from it.",
                 param="model", code="model_not_servable")
         return ModelFiles(served_id, base.path, adapter)
+
+
+def _no_such_model(model_id: str) -> NotFound:
+    return NotFound(f"The model `{clip(model_id)}` does not exist or you do not have access to it.",
+                    param="model", code="model_not_found")

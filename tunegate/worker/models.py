@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tunegate.domain import catalog
 from tunegate.domain.jobs import FineTuningJob, base_name_of
+from tunegate.domain.model_names import resolve_name
 from tunegate.settings import Settings
 from tunegate.store.base import Store
 from tunegate.training.spec import BaseModelRef
@@ -44,18 +45,17 @@ class ResolvedModel:
 def resolve_model(settings: Settings, store: Store, job: FineTuningJob) -> ResolvedModel:
     """Raises ``LookupError`` when the model (or a fine-tuned model's base, or the base an
     alias stands for) is gone."""
-    models_dir = settings.base_models_dir
-    base = catalog.find_base_model(models_dir, job.model)
-    if base is not None:
-        return ResolvedModel(base, None)
-    alias = catalog.find_alias(models_dir, settings.model_aliases, job.model)
-    if alias is not None:
-        if alias.base is None:
-            raise LookupError(f"Model {job.model} stands for the base model {alias.target} "
-                              "(setting TUNEGATE_MODEL_ALIASES), which is not available.")
-        return ResolvedModel(alias.base, None, name=job.model, alias=job.model)
-    tuned = store.get_model(job.project_id, job.model)
-    base = catalog.find_base_model(models_dir, tuned.base_model) if tuned else None
-    if tuned is None or base is None:
+    resolved = resolve_name(settings.base_models_dir, settings.model_aliases, job.model,
+                            lambda name: store.get_model(job.project_id, name))
+    if resolved.is_base and resolved.base is not None:
+        return ResolvedModel(resolved.base, None)
+    if resolved.alias is not None:
+        if resolved.base is None:
+            raise LookupError(f"Model {job.model} stands for the base model "
+                              f"{resolved.alias.target} (setting TUNEGATE_MODEL_ALIASES), which "
+                              "is not available.")
+        return ResolvedModel(resolved.base, None, name=job.model, alias=job.model)
+    if resolved.tuned is None or resolved.base is None:
         raise LookupError(f"Model {job.model} is no longer available.")
-    return ResolvedModel(base, str(Path(tuned.path) / "adapter"), name=base_name_of(tuned.id))
+    return ResolvedModel(resolved.base, str(Path(resolved.tuned.path) / "adapter"),
+                         name=base_name_of(resolved.tuned.id))
