@@ -42,7 +42,7 @@ from tunegate.settings import Settings
 from tunegate.training import journal
 from tunegate.training.messages import CheckpointSaved, Failed, Note, TrainerMessage, from_line
 from tunegate.training.spec import RESULT_FILE, RunStatus, TrainingResult, TrainingSpec
-from tunegate.worker.trainer_process import Crash, Outcome, StoppedBySignals
+from tunegate.worker.training_run import Crash, Outcome, StoppedBySignals, outcome_of
 
 # What a finished (or paused) run sends back, relative to its work folder.
 RUN_OUTPUTS = ("adapter", "results.csv", RESULT_FILE, "run", journal.FILE, "trainer.log")
@@ -334,19 +334,15 @@ class RayRun(StoppedBySignals):
             self._pump(wait_seconds=1.0)
         self._free_node()
         final = self._final
-        if isinstance(final, TrainingResult):
-            if final.status is RunStatus.SUCCEEDED:  # the node cleared its run/ too
-                shutil.rmtree(self.work_dir / "run", ignore_errors=True)
-            return Outcome(status=final.status, result=final)
-        if isinstance(final, Failed):
-            return Outcome(status=RunStatus.FAILED, code=final.code, message=final.message,
-                           param=final.param)
-        if self._cancel_sent_at is not None:
-            return Outcome(status=RunStatus.CANCELLED)
-        crash: Crash = (NodeLost(-9, None, None, detail=self._lost) if self._lost is not None
-                        else Crash(self._exit or 0, None, None))
-        return Outcome(status=RunStatus.FAILED, code="training_crashed",
-                       message=f"{crash.describe()}; see {self.log_path}.", crash=crash)
+        if isinstance(final, TrainingResult) and final.status is RunStatus.SUCCEEDED:
+            shutil.rmtree(self.work_dir / "run", ignore_errors=True)  # the node cleared its own
+        return outcome_of(final, cancelled=self._cancel_sent_at is not None,
+                          crash=self._crash, log_path=self.log_path)
+
+    def _crash(self) -> Crash:
+        if self._lost is not None:
+            return NodeLost(-9, None, None, detail=self._lost)
+        return Crash(self._exit or 0, None, None)
 
     def _free_node(self) -> None:
         """The run is over: its actor goes, so the node's resources are free for the next."""

@@ -1,4 +1,5 @@
-"""The worker's handle on one training child process (see ``tunegate.training.child``)."""
+"""The local executor: one training child process on this machine (see
+``tunegate.training.child``), a :class:`~tunegate.worker.training_run.TrainingRun`."""
 
 from __future__ import annotations
 
@@ -7,78 +8,19 @@ import queue
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from tunegate.training.messages import Failed, TrainerMessage, from_line
-from tunegate.training.spec import RunStatus, TrainingResult
+from tunegate.training.spec import TrainingResult
 from tunegate.worker.standby import Standby, spawn_child
+from tunegate.worker.training_run import (  # Outcome: the training stage imports it from here
+    Crash,
+    Outcome,
+    StoppedBySignals,
+    outcome_of,
+)
 
-# A cancelled child stops at its next step or is killed after this (the API promises ~5 s).
-CANCEL_GRACE_SECONDS = 4.0
-
-
-@dataclass(frozen=True)
-class Crash:
-    """How a child died without saying why: its exit, and what memory tells about it."""
-
-    returncode: int
-    peak_rss_bytes: int | None  # the child's high-water mark, last seen while it ran
-    oom_killed: bool | None  # the kernel's OOM killer fired in our cgroup meanwhile (None: unknown)
-
-    def describe(self) -> str:
-        if self.returncode < 0:
-            reason = f"was killed by signal {-self.returncode} ({signal.Signals(-self.returncode).name})"
-        else:
-            reason = f"exited with status {self.returncode}"
-        seen = (f"; its memory peaked at {self.peak_rss_bytes / 2**20:.0f} MiB"
-                if self.peak_rss_bytes else "")
-        if self.oom_killed:
-            verdict = "; the kernel's out-of-memory killer stopped it"
-        elif self.oom_killed is False:
-            verdict = "; the kernel's out-of-memory killer did not fire"
-        else:
-            verdict = ""
-        return f"The training process {reason}{seen}{verdict}"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended. ``result`` is set for a child that finished (succeeded, paused,
-    cancelled); ``code``/``message`` for one that failed; ``crash`` for one that died."""
-
-    status: RunStatus
-    result: TrainingResult | None = None
-    code: str | None = None
-    message: str | None = None
-    param: str | None = None  # the request field at fault, for a failure that names one
-    crash: Crash | None = None
-
-
-class StoppedBySignals:
-    """How a worker stops a trainer, wherever it runs: SIGUSR1 pauses it (it saves its state and
-    exits), SIGTERM asks it to stop at its next step, and a kill follows when that takes longer
-    than ``CANCEL_GRACE_SECONDS``. Subclasses deliver the signals (``_signal``, ``kill``)."""
-
-    _cancel_sent_at: float | None = None
-
-    def _signal(self, signum: int) -> None:
-        raise NotImplementedError
-
-    def kill(self) -> None:
-        raise NotImplementedError
-
-    def pause(self) -> None:
-        self._signal(signal.SIGUSR1)
-
-    def cancel(self, now: float) -> None:
-        """Ask politely first; kill when the grace period is over."""
-        if self._cancel_sent_at is None:
-            self._cancel_sent_at = now
-            self._signal(signal.SIGTERM)
-        elif now - self._cancel_sent_at > CANCEL_GRACE_SECONDS:
-            self.kill()
-
+__all__ = ["Crash", "Outcome", "TrainerProcess", "oom_kill_count", "peak_rss_bytes"]
 
 class TrainerProcess(StoppedBySignals):
     def __init__(self, spec_json: str, work_dir: Path):
@@ -150,20 +92,15 @@ class TrainerProcess(StoppedBySignals):
         assert self._process is not None and self._reader is not None
         returncode = self._process.wait()
         self._reader.join(timeout=10)
-        final = self._final
-        if isinstance(final, TrainingResult):
-            return Outcome(status=final.status, result=final)
-        if isinstance(final, Failed):
-            return Outcome(status=RunStatus.FAILED, code=final.code, message=final.message,
-                           param=final.param)
-        if self._cancel_sent_at is not None:
-            return Outcome(status=RunStatus.CANCELLED)
+        return outcome_of(self._final, cancelled=self._cancel_sent_at is not None,
+                          crash=lambda: Crash(returncode, self._peak_rss, self._oom_killed()),
+                          log_path=self.log_path)
+
+    def _oom_killed(self) -> bool | None:
         after = oom_kill_count()
-        oom = None if after is None or self._oom_kills_before is None else (
-            after > self._oom_kills_before)
-        crash = Crash(returncode, self._peak_rss, oom)
-        return Outcome(status=RunStatus.FAILED, code="training_crashed",
-                       message=f"{crash.describe()}; see {self.log_path}.", crash=crash)
+        if after is None or self._oom_kills_before is None:
+            return None
+        return after > self._oom_kills_before
 
 
 def peak_rss_bytes(pid: int) -> int | None:
