@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from serving import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_DATA = REPO / "tests" / "data" / "microsoft-foundry__Text-GSM8K__chat_train.jsonl"
@@ -81,11 +81,6 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

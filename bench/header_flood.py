@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from serving import free_port
+
 SERVER = """
 import sys
 import uvicorn
@@ -37,11 +39,6 @@ options["log_level"] = "warning"
 uvicorn.run(app, **options)
 """
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rss_mib(pid: int) -> int:
@@ -81,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--megabytes", type=int, default=64)
     args = parser.parse_args()
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
     try:
         deadline = time.monotonic() + 30

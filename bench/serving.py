@@ -9,6 +9,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/servers.py
 
-from tests.servers import Server, running_server  # noqa: E402
+from tests.servers import Server, free_port, running_server  # noqa: E402
 
-__all__ = ["Server", "running_server"]
+__all__ = ["Server", "free_port", "running_server"]
