@@ -87,9 +87,9 @@ def fill_queue(settings: Settings, jobs: int) -> None:
     service = build_service(settings)
     try:
         upload = Upload("train.jsonl", io.BytesIO(training_bytes()), "fine-tune", None)
-        file_id = service.upload_file("default", upload).id
+        file_id = service.files.upload("default", upload).id
         for _ in range(jobs):
-            service.create_job("default", {"model": EMBEDDED_MODEL_ID, "training_file": file_id})
+            service.jobs.create("default", {"model": EMBEDDED_MODEL_ID, "training_file": file_id})
     finally:
         service.store.close()
 

@@ -41,7 +41,7 @@ def create_file(body: dict[str, Any], file: UploadFile | None = None) -> Respons
             purpose=body["purpose"],
             expires_after_seconds=_expires_after_seconds(body),
         )
-        return service().upload_file(project(), upload).to_api(), 200
+        return service().files.upload(project(), upload).to_api(), 200
     finally:
         # connexion never closes the form it parsed: release the spooled temporary file now.
         if file is not None:
@@ -50,21 +50,21 @@ def create_file(body: dict[str, Any], file: UploadFile | None = None) -> Respons
 
 async def list_files(purpose: str | None = None, limit: int = 10000, order: str = "desc",
                      after: str | None = None) -> Response:
-    page = service().list_files(visible(), purpose=purpose, after=after, limit=limit, order=order)
+    page = service().files.list(visible(), purpose=purpose, after=after, limit=limit, order=order)
     return page.to_api(), 200
 
 
 async def retrieve_file(file_id: str) -> Response:
-    return service().get_file(visible(), file_id).to_api(), 200
+    return service().files.get(visible(), file_id).to_api(), 200
 
 
 def delete_file(file_id: str) -> Response:
-    deleted = service().delete_file(visible(), file_id)
+    deleted = service().files.delete(visible(), file_id)
     return {"id": deleted, "object": "file", "deleted": True}, 200
 
 
 def download_file(file_id: str) -> StreamingResponse:
-    stored, chunks = service().file_content(visible(), file_id)
+    stored, chunks = service().files.content(visible(), file_id)
     return StreamingResponse(chunks, media_type="application/octet-stream", headers={
         "content-length": str(stored.bytes),
         # RFC 6266/5987 form: any filename (quotes, non-ASCII) survives the header.

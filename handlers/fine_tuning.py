@@ -18,28 +18,28 @@ JSON = {"content-type": "application/json"}
 
 def create_job(body: dict[str, Any]) -> Response:
     who = caller()
-    return service().create_job(who.project_id, body, who.organization_id).to_api(), 200
+    return service().jobs.create(who.project_id, body, who.organization_id).to_api(), 200
 
 
 async def list_jobs(after: str | None = None, limit: int = 20,
                     metadata: dict[str, str] | None = None) -> Response:
-    return service().list_jobs(visible(), after=after, limit=limit, metadata=metadata).to_api(), 200
+    return service().jobs.list(visible(), after=after, limit=limit, metadata=metadata).to_api(), 200
 
 
 async def retrieve_job(fine_tuning_job_id: str) -> Response:
-    return service().get_job(visible(), fine_tuning_job_id).to_api(), 200
+    return service().jobs.get(visible(), fine_tuning_job_id).to_api(), 200
 
 
 def cancel_job(fine_tuning_job_id: str) -> Response:
-    return service().cancel_job(visible(), fine_tuning_job_id).to_api(), 200
+    return service().jobs.cancel(visible(), fine_tuning_job_id).to_api(), 200
 
 
 def pause_job(fine_tuning_job_id: str) -> Response:
-    return service().pause_job(visible(), fine_tuning_job_id).to_api(), 200
+    return service().jobs.pause(visible(), fine_tuning_job_id).to_api(), 200
 
 
 def resume_job(fine_tuning_job_id: str) -> Response:
-    return service().resume_job(visible(), fine_tuning_job_id).to_api(), 200
+    return service().jobs.resume(visible(), fine_tuning_job_id).to_api(), 200
 
 
 def list_events(fine_tuning_job_id: str, after: str | None = None, limit: int = 20,
@@ -48,7 +48,7 @@ def list_events(fine_tuning_job_id: str, after: str | None = None, limit: int = 
     """The paged list (JSON), or with ``stream`` the live events (``text/event-stream``),
     resumed after the ``Last-Event-ID`` header, else the ``last_event_id`` parameter."""
     if not stream:
-        page = service().list_events(visible(), fine_tuning_job_id, after=after, limit=limit)
+        page = service().jobs.list_events(visible(), fine_tuning_job_id, after=after, limit=limit)
         return page.to_api(), 200, JSON
     if after is not None:
         raise InvalidRequest(
@@ -56,11 +56,11 @@ def list_events(fine_tuning_job_id: str, after: str | None = None, limit: int = 
             "by the Last-Event-ID header or the `last_event_id` parameter.", param="after",
             code="unsupported_parameter")
     resume = request.headers.get("last-event-id") or last_event_id
-    follower = service().follow_events(visible(), fine_tuning_job_id, after=resume)
+    follower = service().jobs.follow_events(visible(), fine_tuning_job_id, after=resume)
     return JobEventStream(follower, heartbeat=service().settings.sse_heartbeat)
 
 
 async def list_checkpoints(fine_tuning_job_id: str, after: str | None = None,
                            limit: int = 10) -> Response:
-    page = service().list_checkpoints(visible(), fine_tuning_job_id, after=after, limit=limit)
+    page = service().jobs.list_checkpoints(visible(), fine_tuning_job_id, after=after, limit=limit)
     return page.to_api(), 200

@@ -74,8 +74,8 @@ def _answer(result: dict[str, Any] | Iterator[dict[str, Any]]) -> Response | Eve
 
 
 def create_chat_completion(body: dict[str, Any]) -> Response | EventStream:
-    return _answer(service().chat_completion(visible(), body))
+    return _answer(service().completions.chat(visible(), body))
 
 
 def create_completion(body: dict[str, Any]) -> Response | EventStream:
-    return _answer(service().completion(visible(), body))
+    return _answer(service().completions.text(visible(), body))

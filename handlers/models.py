@@ -14,20 +14,20 @@ Response = tuple[dict[str, Any], int]
 
 
 async def list_models() -> Response:
-    return {"object": "list", "data": service().list_models(visible())}, 200
+    return {"object": "list", "data": service().models.list(visible())}, 200
 
 
 async def retrieve_model(model: str) -> Response:
-    return service().get_model(visible(), model), 200
+    return service().models.get(visible(), model), 200
 
 
 def delete_model(model: str) -> Response:
-    deleted = service().delete_model(visible(), model)
+    deleted = service().models.delete(visible(), model)
     return {"id": deleted, "object": "model", "deleted": True}, 200
 
 
 def download_adapter(model: str, format: str = "gguf") -> StreamingResponse:
-    adapter = service().adapter_download(visible(), model, format)
+    adapter = service().models.adapter_download(visible(), model, format)
     # A plain ASCII name for tools that ignore RFC 5987's filename* (curl -J), then the exact one.
     ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", adapter.filename)
     return StreamingResponse(adapter.chunks, media_type=adapter.media_type, headers={

@@ -13,7 +13,7 @@ Response = tuple[dict[str, Any], int]
 
 
 def create_permissions(fine_tuned_model_checkpoint: str, body: dict[str, Any]) -> Response:
-    granted = service().create_permissions(caller().admin, fine_tuned_model_checkpoint,
+    granted = service().permissions.create(caller().admin, fine_tuned_model_checkpoint,
                                            body["project_ids"])
     return granted.to_api(), 200
 
@@ -21,14 +21,14 @@ def create_permissions(fine_tuned_model_checkpoint: str, body: dict[str, Any]) -
 async def list_permissions(fine_tuned_model_checkpoint: str, project_id: str | None = None,
                            after: str | None = None, limit: int = 10,
                            order: str = "descending") -> Response:
-    page = service().list_permissions(caller().admin, fine_tuned_model_checkpoint,
+    page = service().permissions.list(caller().admin, fine_tuned_model_checkpoint,
                                       project_id=project_id, after=after, limit=limit,
                                       order=order)
     return page.to_api(), 200
 
 
 def delete_permission(fine_tuned_model_checkpoint: str, permission_id: str) -> Response:
-    deleted = service().delete_permission(caller().admin, fine_tuned_model_checkpoint,
+    deleted = service().permissions.delete(caller().admin, fine_tuned_model_checkpoint,
                                           permission_id)
     return {"id": deleted, "object": "checkpoint.permission", "deleted": True}, 200
 

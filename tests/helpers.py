@@ -162,14 +162,14 @@ def service_upload(service: Service, content: bytes | None = None, *, project: s
     from tunegate.api.service import Upload
 
     upload = Upload(name, io.BytesIO(_training(content)), purpose, expires_after_seconds)
-    return service.upload_file(project, upload).id
+    return service.files.upload(project, upload).id
 
 
 def service_create_job(service: Service, training_file: str, *, project: str = "default",
                        **fields: Any) -> str:
     """Create a job through the service, as ``POST /v1/fine_tuning/jobs`` does; its id."""
     body = {"model": EMBEDDED_MODEL_ID, "training_file": training_file, **fields}
-    return service.create_job(project, body).id
+    return service.jobs.create(project, body).id
 
 
 # The official openai SDK ----------------------------------------------------------------------

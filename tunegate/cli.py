@@ -223,7 +223,7 @@ def serve(settings: Settings) -> None:
 
 
 def work(settings: Settings) -> None:
-    from tunegate.api.app import build_service
+    from tunegate.worker.host import DataFolderHost
     from tunegate.worker.loop import Worker
 
     requested: list[int] = []
@@ -238,7 +238,7 @@ def work(settings: Settings) -> None:
         die_with_parent(signal.SIGKILL)
         if os.getppid() != int(parent):
             return
-    Worker(build_service(settings)).run(lambda: bool(requested))
+    Worker(DataFolderHost.open(settings)).run(lambda: bool(requested))
 
 
 def add_key(settings: Settings, args: argparse.Namespace) -> None:

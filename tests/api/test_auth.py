@@ -205,7 +205,7 @@ def test_a_failure_answers_without_a_trace(keyed_app: Any, monkeypatch: pytest.M
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("internal detail /srv/secret/path")
 
-    monkeypatch.setattr(keyed_app.state_service, "list_files", explode)
+    monkeypatch.setattr(keyed_app.state_service.files, "list", explode)
     with keyed_app.test_client(raise_server_exceptions=False) as client:
         response = client.get("/v1/files", headers=ALICE.headers)
     assert response.status_code == 500

@@ -66,7 +66,7 @@ def test_enospc_anywhere_else_is_507_too(settings: Settings,
         raise OSError(errno.EDQUOT, "Disk quota exceeded (fake)")
 
     app = create_app(settings, validate_responses=True)
-    monkeypatch.setattr(app.state_service, "list_models", fake_full_quota)
+    monkeypatch.setattr(app.state_service.models, "list", fake_full_quota)
     with app.test_client() as client:
         response = client.get("/v1/models")
         assert response.status_code == 507

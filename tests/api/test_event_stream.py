@@ -84,7 +84,7 @@ async def stream(app: Any, job: str, *, while_open: Callable[[], Any] | None = N
 
 
 def cancel(app: Any, job: str) -> None:
-    app.state_service.cancel_job(ALICE.project, job)
+    app.state_service.jobs.cancel(ALICE.project, job)
 
 
 def test_a_finished_job_replays_its_events_and_ends(app: Any, job_id: str) -> None:

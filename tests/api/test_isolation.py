@@ -21,10 +21,17 @@ from tests.api.conftest import ADMIN, ALICE, BOB, TestKey
 from tests.conftest import chat_lines
 from tests.helpers import add_parts, create_job, create_upload, upload
 from tunegate import ids
-from tunegate.api.service import Service, job_event, now
+from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
-from tunegate.domain.jobs import Checkpoint, JobStatus, checkpoint_model_name, fine_tuned_model_name
+from tunegate.domain.jobs import (
+    Checkpoint,
+    JobStatus,
+    checkpoint_model_name,
+    fine_tuned_model_name,
+    job_event,
+    now,
+)
 from tunegate.store.base import FineTunedModel
 
 

@@ -20,9 +20,8 @@ from tests.helpers import create_job, post_job, upload
 from tunegate.api.app import create_app
 from tunegate.api.errors import http_problem
 from tunegate.api.rate_limit import RateLimiter
-from tunegate.api.service import job_event
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
-from tunegate.domain.jobs import JobStatus
+from tunegate.domain.jobs import JobStatus, job_event
 from tunegate.serving.pool import ModelBusy, ModelFiles
 from tunegate.settings import Settings
 
@@ -193,7 +192,7 @@ def test_every_429_has_the_same_type_and_a_code_naming_its_limit(
         answers["request rate"] = client.get("/v1/models", headers=ALICE.headers)
 
     app = create_app(replace(keyed_settings, max_active_jobs=1), validate_responses=True)
-    app.state_service.inference = FullQueues()
+    app.state_service.completions.pool = FullQueues()  # what generation runs on
     with app.test_client() as client:
         training = upload(client, headers=ALICE.headers)
         first = create_job(client, training, headers=ALICE.headers)["id"]

@@ -86,7 +86,7 @@ def test_an_operators_model_of_an_aliased_name_is_that_model(settings: Settings)
         assert "gpt-4o-mini" in listed
         assert client.get("/v1/models/gpt-4o-mini").json()["owned_by"] == "operator"
     service = create_app(settings).state_service
-    assert service._servable("default", "gpt-4o-mini").base.name == "gpt-4o-mini.gguf"
+    assert service.completions.servable("default", "gpt-4o-mini").base.name == "gpt-4o-mini.gguf"
 
 
 def test_aliases_are_not_models(client: Any) -> None:
@@ -101,10 +101,10 @@ def test_aliases_are_not_models(client: Any) -> None:
 def test_chat_with_an_alias_runs_the_base_in_its_own_process(app: Any) -> None:
     """Served like the base (one llama.cpp process for both names); nothing starts here."""
     service = app.state_service
-    files = service._servable("default", "gpt-4o-mini")
+    files = service.completions.servable("default", "gpt-4o-mini")
     assert (files.model_id, files.base, files.adapter) == (EMBEDDED_MODEL_ID, embedded_gguf(),
                                                            None)
-    assert service._servable("default", EMBEDDED_MODEL_ID) == files
+    assert service.completions.servable("default", EMBEDDED_MODEL_ID) == files
 
 
 # A real server and the official SDK ---------------------------------------------------------

@@ -73,7 +73,7 @@ def run_job(service: Service, model: str, suffix: str | None = None) -> str:
 def test_a_job_on_an_alias_trains_the_base_it_stands_for(service: Service,
                                                          trained: list[TrainingSpec]) -> None:
     job_id = run_job(service, ALIAS)
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     assert job.status is JobStatus.SUCCEEDED, job.error
     assert job.model == ALIAS  # as the client sent it
     assert job.fine_tuned_model == f"ft:{ALIAS}:org-local::{job_id[-8:]}"
@@ -94,16 +94,16 @@ def test_a_job_on_an_alias_trains_the_base_it_stands_for(service: Service,
 def test_a_job_on_the_base_itself_has_no_alias_warning(service: Service,
                                                        trained: list[TrainingSpec]) -> None:
     job_id = run_job(service, EMBEDDED_MODEL_ID, suffix="plain")
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     assert job.fine_tuned_model == f"ft:{EMBEDDED_MODEL_ID}:org-local:plain:{job_id[-8:]}"
     assert [text for level, text in events(service, job_id) if level == "warn"] == []
 
 
 def test_a_job_continuing_an_aliased_model_keeps_the_alias_in_its_name(
         service: Service, trained: list[TrainingSpec]) -> None:
-    first = service.get_job("default", run_job(service, ALIAS, suffix="one"))
+    first = service.jobs.get("default", run_job(service, ALIAS, suffix="one"))
     assert first.fine_tuned_model is not None
-    second = service.get_job("default", run_job(service, first.fine_tuned_model, suffix="two"))
+    second = service.jobs.get("default", run_job(service, first.fine_tuned_model, suffix="two"))
     assert second.status is JobStatus.SUCCEEDED, second.error
     assert second.model == first.fine_tuned_model
     assert second.fine_tuned_model == f"ft:{ALIAS}:org-local:two:{second.id[-8:]}"
@@ -119,12 +119,12 @@ def test_an_alias_of_a_missing_base_fails_the_job_naming_both(settings: Settings
     service = build_service(settings)
     job_id = service_create_job(service, service_upload(service, chat_lines(12)), model=ALIAS)
     worker_service = build_service(replace(settings, model_aliases=((ALIAS, "gone"),)))
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     with pytest.raises(LookupError, match=f"{ALIAS} stands for the base model gone"):
         resolve_model(worker_service.settings, worker_service.store, job)
     worker = Worker(worker_service)
     assert worker.run_once() and worker.run_once()
-    failed = service.get_job("default", job_id)
+    failed = service.jobs.get("default", job_id)
     assert failed.status is JobStatus.FAILED and failed.error is not None
     assert failed.error.code == "model_not_available"
     assert "TUNEGATE_MODEL_ALIASES" in failed.error.message and trained == []

@@ -87,16 +87,16 @@ def _running_job_of(service: Service, worker_id: str) -> str:
 def test_the_reaper_takes_a_dead_local_workers_job_at_once(service: Service) -> None:
     job_id = _running_job_of(service, _local_id(_dead_pid()))
     assert Worker(service).reap_stale_jobs() == 1
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     assert job.status is JobStatus.QUEUED
-    events = service.list_events("default", job_id, after=None, limit=1).items
+    events = service.jobs.list_events("default", job_id, after=None, limit=1).items
     assert "The worker running this job died" in events[0].message
 
 
 def test_the_reaper_leaves_a_live_workers_job_alone(service: Service) -> None:
     job_id = _running_job_of(service, _local_id(os.getpid()))
     assert Worker(service).reap_stale_jobs() == 0
-    assert service.get_job("default", job_id).status is JobStatus.RUNNING
+    assert service.jobs.get("default", job_id).status is JobStatus.RUNNING
 
 
 # The janitor --------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def test_listing_files_hides_expired_ones_and_deletes_nothing(
     stored = service_upload(service, b'{"a": 1}\n', purpose="batch", expires_after_seconds=10)
     later = time.time() + 11
     monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
-    page = service.list_files("default", purpose=None, after=None, limit=10, order="desc")
+    page = service.files.list("default", purpose=None, after=None, limit=10, order="desc")
     assert stored not in [f.id for f in page.items]
     assert service.storage.path(stored).exists()
     assert service.store.get_file("default", stored) is not None
@@ -275,19 +275,19 @@ def test_a_job_cancelled_while_it_publishes_leaves_nothing(service: Service,
     (folder / "adapter").mkdir(parents=True)
     csv = folder / "results.csv"
     csv.write_text("step,train_loss\n1,0.5\n")
-    service.cancel_job("default", job_id)
+    service.jobs.cancel("default", job_id)
     files_before = set(os.listdir(service.storage.root))
     stage = TrainingStage(service, "w1")
     model = ResolvedModel(BaseModel("tiny", "hf", tmp_path, 0, "test"), None)
     result = TrainingResult(RunStatus.SUCCEEDED, str(folder / "adapter"), 10, str(csv), {})
-    stage._finish(service.get_job("default", job_id), Outcome(RunStatus.SUCCEEDED, result),
+    stage._finish(service.jobs.get("default", job_id), Outcome(RunStatus.SUCCEEDED, result),
                   model)
     stage._settle_work_dir(job_id)  # what run() does last
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     assert job.status is JobStatus.CANCELLED and job.fine_tuned_model is None
     assert not folder.exists()
     assert set(os.listdir(service.storage.root)) == files_before
-    messages = [e.message for e in service.list_events("default", job_id, after=None,
+    messages = [e.message for e in service.jobs.list_events("default", job_id, after=None,
                                                         limit=20).items]
     assert "The job has successfully completed" not in messages
 
@@ -315,7 +315,7 @@ def test_a_taking_over_worker_records_what_the_dead_one_never_read(service: Serv
                           _step(3), CheckpointSaved(3, f"{elsewhere}/step-3", {"train_loss": .3})])
     stage = TrainingStage(service, "w1")
     model = ResolvedModel(BaseModel("tiny", "hf", tmp_path, 0, "test"), None)
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     stage._record_one(job, model, _step(1))  # what the dead worker did read
 
     stage._record_journal(job, model)

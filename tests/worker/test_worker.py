@@ -41,7 +41,7 @@ def messages(service: Service, job_id: str) -> list[str]:
 def test_valid_files_move_the_job_to_queued(service: Service) -> None:
     job_id = create(service, chat_lines(12), validation_file=service_upload(service, chat_lines(2)))
     assert Worker(service).run_once()
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     assert job.status is JobStatus.QUEUED
     assert messages(service, job_id)[:3] == [
         "Files validated, moving job to queued state",
@@ -55,7 +55,7 @@ def test_too_few_examples_fail_the_job(service: Service) -> None:
     content = (TEST_DATA / "openai-cookbook__toy_chat_fine_tuning.jsonl").read_bytes()
     job_id = create(service, content)
     Worker(service).run_once()
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     assert job.status is JobStatus.FAILED and job.finished_at is not None
     assert job.error.code == "invalid_n_examples" and job.error.param == "training_file"
     assert job.error.message == "Training file has 5 example(s), but must have at least 10 examples"
@@ -65,7 +65,7 @@ def test_a_bad_line_in_the_validation_file_names_it(service: Service) -> None:
     bad = chat_lines(1) + json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode()
     job_id = create(service, chat_lines(12), validation_file=service_upload(service, bad))
     Worker(service).run_once()
-    error = service.get_job("default", job_id).error
+    error = service.jobs.get("default", job_id).error
     assert (error.code, error.param) == ("invalid_validation_file", "validation_file")
     assert "Line 2" in error.message
 
@@ -74,9 +74,9 @@ def test_a_job_cancelled_during_validation_stays_cancelled(service: Service) -> 
     job_id = create(service, chat_lines(12))
     worker = Worker(service)
     job = service.store.claim_job([JobStatus.VALIDATING_FILES], worker.worker_id, time.time())
-    service.cancel_job("default", job_id)
+    service.jobs.cancel("default", job_id)
     assert worker.validate_files(job) is None
-    assert service.get_job("default", job_id).status is JobStatus.CANCELLED
+    assert service.jobs.get("default", job_id).status is JobStatus.CANCELLED
 
 
 def test_the_reaper_requeues_a_running_job_whose_worker_died(service: Service) -> None:
@@ -86,7 +86,7 @@ def test_the_reaper_requeues_a_running_job_whose_worker_died(service: Service) -
     store.claim_job([JobStatus.QUEUED], "dead-worker", time.time() - 3600)
     store.transition(job_id, JobStatus.RUNNING, events=[], worker_id="dead-worker")
     assert Worker(service).reap_stale_jobs() == 1
-    assert service.get_job("default", job_id).status is JobStatus.QUEUED
+    assert service.jobs.get("default", job_id).status is JobStatus.QUEUED
     assert "stopped responding" in messages(service, job_id)[0]
     assert store.claim_job([JobStatus.QUEUED], "alive", time.time()).id == job_id
 
@@ -143,7 +143,7 @@ def test_no_job_starts_on_an_expired_file(service: Service, monkeypatch: pytest.
     later = time.time() + 3601
     monkeypatch.setattr("tunegate.domain.jobs.time.time", lambda: later)
     with pytest.raises(InvalidRequest) as refused:
-        service.create_job("default", {"model": EMBEDDED_MODEL_ID, **files})
+        service.jobs.create("default", {"model": EMBEDDED_MODEL_ID, **files})
     assert (refused.value.param, refused.value.code) == (param, "file_expired")
     assert "upload it again" in refused.value.message
     assert service.store.get_file("default", files[param]) is not None  # refused, not deleted
@@ -163,7 +163,7 @@ def test_no_sweep_deletes_an_expired_file_that_an_unfinished_job_uses(
     assert janitor.delete_expired_files() == 0
     assert service.storage.path(used).exists()
     assert service.store.get_file("default", used) is not None
-    service.cancel_job("default", job_id)
+    service.jobs.cancel("default", job_id)
     assert janitor.delete_expired_files() == 1
     assert not service.storage.path(used).exists()
     assert service.store.get_file("default", used) is None
@@ -184,7 +184,7 @@ def test_a_job_whose_trainer_cannot_start_fails_instead_of_running_forever(
     worker = Worker(service)
     assert worker.run_once()  # validated
     assert worker.run_once()  # claimed, started, failed
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     assert job.status is JobStatus.FAILED and job.finished_at is not None
     assert job.error.code == "internal_error"
     assert "OSError: [Errno 11] Resource temporarily unavailable" in job.error.message
@@ -194,11 +194,11 @@ def test_a_job_whose_trainer_cannot_start_fails_instead_of_running_forever(
 def test_cancelling_a_paused_job_removes_its_saved_state(service: Service) -> None:
     job_id = create(service, chat_lines(12))
     Worker(service).run_once()  # queued
-    service.pause_job("default", job_id)
+    service.jobs.pause("default", job_id)
     saved = service.settings.job_dir(job_id) / "run"
     saved.mkdir(parents=True)
     (saved / "optimizer.pt").write_bytes(b"state")
-    assert service.cancel_job("default", job_id).status is JobStatus.CANCELLED
+    assert service.jobs.cancel("default", job_id).status is JobStatus.CANCELLED
     assert not service.settings.job_dir(job_id).exists()
 
 
@@ -212,10 +212,10 @@ def test_a_pause_saved_after_a_cancel_leaves_no_state_and_no_resume_event(
 
     job_id = create(service, chat_lines(12))
     Worker(service).run_once()
-    service.cancel_job("default", job_id)
+    service.jobs.cancel("default", job_id)
     (service.settings.job_dir(job_id) / "run").mkdir(parents=True)
     stage = TrainingStage(service, "w1")
-    stage._finish(service.get_job("default", job_id), Outcome(RunStatus.PAUSED), model=None)  # type: ignore[arg-type]
+    stage._finish(service.jobs.get("default", job_id), Outcome(RunStatus.PAUSED), model=None)  # type: ignore[arg-type]
     stage._settle_work_dir(job_id)  # what run() does last
     assert not service.settings.job_dir(job_id).exists()
     assert not any("resume continues" in text for text in messages(service, job_id))
@@ -252,7 +252,7 @@ def test_examples_all_over_the_limit_fail_at_validation_when_the_tokenizer_is_on
     save_tiny_tokenizer(short_service.settings.model_cache / EMBEDDED_MODEL_ID, converted=True)
     job_id = create(short_service, LONG)
     Worker(short_service).run_once()
-    job = short_service.get_job("default", job_id)
+    job = short_service.jobs.get("default", job_id)
     assert job.status is JobStatus.FAILED
     assert (job.error.code, job.error.param) == ("invalid_training_file", "training_file")
     assert job.error.message.startswith(
@@ -268,9 +268,9 @@ def test_a_long_validation_file_of_an_hf_base_fails_at_validation(short_service:
     save_tiny_tokenizer(short_service.settings.base_models_dir / "tiny", converted=False)
     body = {"model": "tiny", "training_file": service_upload(short_service, chat_lines(12)),
             "validation_file": service_upload(short_service, LONG[:LONG.index(b"\n") + 1])}
-    job_id = short_service.create_job("default", body).id
+    job_id = short_service.jobs.create("default", body).id
     Worker(short_service).run_once()
-    error = short_service.get_job("default", job_id).error
+    error = short_service.jobs.get("default", job_id).error
     assert (error.code, error.param) == ("invalid_validation_file", "validation_file")
     assert "64 tokens" in error.message and "The longest is line 1 (" in error.message
 
@@ -279,7 +279,7 @@ def test_without_a_tokenizer_on_disk_the_trainer_checks_lengths(short_service: S
     """A GGUF base not converted yet: validation passes; the trainer checks before loading."""
     job_id = create(short_service, LONG)
     Worker(short_service).run_once()
-    assert short_service.get_job("default", job_id).status is JobStatus.QUEUED
+    assert short_service.jobs.get("default", job_id).status is JobStatus.QUEUED
 
 
 def test_a_trainer_failure_keeps_the_parameter_it_names(
@@ -296,7 +296,7 @@ def test_a_trainer_failure_keeps_the_parameter_it_names(
     job_id = create(service, chat_lines(12))
     worker = Worker(service)
     assert worker.run_once() and worker.run_once()  # validated; trained (failed)
-    error = service.get_job("default", job_id).error
+    error = service.jobs.get("default", job_id).error
     assert (error.code, error.param, error.message) == ("invalid_training_file",
                                                         "training_file", "Too long.")
 
@@ -316,7 +316,7 @@ def test_a_job_trains_from_a_shared_model_only_while_it_is_shared(service: Servi
     service.store.add_model(model)
     [granted] = service.store.add_permissions(model.id, [CheckpointPermission(
         ids.new_id(ids.PERMISSION), model.id, "proj-bob", 1)])
-    job = service.get_job(None, service_create_job(
+    job = service.jobs.get(None, service_create_job(
         service, service_upload(service, chat_lines(12), project="proj-bob"), project="proj-bob",
         model=model.id))
     resolved = resolve_model(service.settings, service.store, job)

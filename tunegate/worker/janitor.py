@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from tunegate.domain import work_dirs
 from tunegate.domain.jobs import now
-from tunegate.worker.services import Services
+from tunegate.worker.host import Host
 
 log = logging.getLogger("tunegate.janitor")
 
@@ -50,7 +50,7 @@ class Swept:
 
 
 class Janitor:
-    def __init__(self, services: Services):
+    def __init__(self, services: Host):
         self.store = services.store
         self.storage = services.storage
         self.upload_storage = services.upload_storage

@@ -24,10 +24,10 @@ from tunegate.store.base import OwnedJob
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.length_check import FileTokenizer, check_lengths, file_tokenizer
 from tunegate.training.model_cache import cached_folder
+from tunegate.worker.host import Host
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
 from tunegate.worker.models import ResolvedModel, resolve_model
-from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 
 log = logging.getLogger("tunegate.worker")
@@ -41,7 +41,7 @@ def alias_notice(model: ResolvedModel) -> str:
 
 
 class Worker:
-    def __init__(self, service: Services, worker_id: str | None = None):
+    def __init__(self, service: Host, worker_id: str | None = None):
         self.service = service
         self.store = service.store
         self.settings = service.settings

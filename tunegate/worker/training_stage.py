@@ -55,8 +55,8 @@ from tunegate.training.messages import (
 )
 from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
 from tunegate.worker.faults import freeze_point
+from tunegate.worker.host import Host
 from tunegate.worker.models import ResolvedModel, resolve_model
-from tunegate.worker.services import Services
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import Outcome, TrainerProcess
 
@@ -75,7 +75,7 @@ TRAINER_RESTARTS = 2
 
 
 class TrainingStage:
-    def __init__(self, service: Services, worker_id: str,
+    def __init__(self, service: Host, worker_id: str,
                  between_polls: Callable[[], object] = lambda: None,
                  shutting_down: Callable[[], bool] = lambda: False,
                  standby: Standby | None = None):

@@ -1,0 +1,71 @@
+"""The inference use cases (``/v1/chat/completions``, ``/v1/completions``): which files
+llama.cpp runs for the model named, then the generation itself (``tunegate.serving``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from tunegate.adapters import files as adapter_files
+from tunegate.api.models import Models, no_such_model
+from tunegate.errors import InvalidRequest
+from tunegate.serving import completions
+from tunegate.serving.pool import ModelFiles, ModelPool
+
+
+class Completions:
+    def __init__(self, pool: ModelPool, models: Models):
+        self.pool = pool
+        self.models = models
+
+    def chat(self, project_id: str | None,
+                        body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """An OpenAI chat completion; with ``stream``, an iterator of chunk objects."""
+        request = completions.chat_request(body)
+        return completions.run(self.pool, self.servable(project_id, request.model), request)
+
+    def text(self, project_id: str | None,
+                   body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """An OpenAI (legacy) text completion; with ``stream``, an iterator of chunk objects."""
+        request = completions.completion_request(body)
+        return completions.run(self.pool, self.servable(project_id, request.model), request)
+
+    def servable(self, project_id: str | None, model_id: str) -> ModelFiles:
+        """What llama.cpp loads for ``model_id``: a GGUF base, plus the adapter for ft models.
+
+        An alias runs the base it stands for, in the base's own process (the reply's ``model``
+        is still the name the client sent)."""
+        resolved = self.models.resolve(project_id, model_id)
+        if not resolved.is_base:
+            self.models.refuse_unsupported(model_id)
+        base, adapter = resolved.base, None
+        served_id = model_id  # the pool's key: an alias shares its base's process
+        if resolved.alias is not None:
+            if base is None:
+                raise InvalidRequest(
+                    f"The model {model_id} stands for the base model {resolved.alias.target} on "
+                    "this server (setting TUNEGATE_MODEL_ALIASES), which is not among the base "
+                    "models.", param="model", code="model_not_servable")
+            served_id = base.id
+        elif resolved.tuned is not None:
+            tuned = resolved.tuned
+            if base is None:
+                raise InvalidRequest(
+                    f"The model {model_id} was trained from {tuned.base_model}, which is no "
+                    "longer among the base models.", param="model", code="model_not_servable")
+            adapter = adapter_files.gguf_file(tuned)
+            if adapter is None and base.kind == "gguf":
+                raise InvalidRequest(f"The model {model_id} has no llama.cpp adapter "
+                                     f"({adapter_files.ADAPTER_GGUF}).", param="model",
+                                     code="model_not_servable")
+        if base is None:
+            raise no_such_model(model_id)
+        if base.kind != "gguf":
+            raise InvalidRequest(
+                f"{model_id} cannot be served: its base model {base.id} is a Hugging Face folder, "
+                "and tunegate serves completions with llama.cpp, which runs GGUF files only. "
+                "Add the folder with `tunegate models add FOLDER` instead (it converts it to a "
+                "GGUF with llama.cpp's convert_hf_to_gguf.py) to serve it and to fine-tune "
+                "servable models from it.",
+                param="model", code="model_not_servable")
+        return ModelFiles(served_id, base.path, adapter)
