@@ -8,8 +8,8 @@ from typing import Any
 
 from tunegate.chat.template import ChatTemplate, TemplateError, read_chat_template
 from tunegate.serving.engine import Delta, EngineConfig, EngineStartError, LlamaServer, Sampling
-from tunegate.serving.merged import MergedModels, MergeError
-from tunegate.serving.pool import ModelFiles, ModelLoadError
+from tunegate.serving.merged import MergedModels, MergeError, MergeNoSpace
+from tunegate.serving.pool import ModelFiles, ModelLoadError, ModelNoSpace
 
 
 class ServedModel:
@@ -78,5 +78,7 @@ class ModelLoader:
             if adapter is not None and self.merged is not None:
                 model, adapter = self.merged.merged(files.base, adapter), None
             return ServedModel(LlamaServer(model, adapter, self.config), read_chat_template(model))
+        except MergeNoSpace as exc:
+            raise ModelNoSpace(str(exc)) from exc
         except (EngineStartError, MergeError) as exc:
             raise ModelLoadError(str(exc)) from exc
