@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tunegate.serving import merged as merged_module
-from tunegate.serving.merged import LOCK, PARTIAL, MergedModels, MergeNoSpace
+from tunegate.serving.merged import LOCK, PARTIAL, MergedModels, MergeError, MergeNoSpace
 
 # llama-export-lora's fake: writes the "F16 copy", then, while <control>/hold-<adapter> exists,
 # says it is halfway (<control>/halfway-<adapter>) and waits. Each run leaves
@@ -218,4 +218,16 @@ def test_a_disk_that_fills_during_the_merge_is_told_apart_and_cleaned_up(
     with pytest.raises(MergeNoSpace) as refused:
         cache.merged(base, adapter(tmp_path, "tuned"))
     assert str(tmp_path) not in str(refused.value)
+    assert not list(cache.folder.iterdir())
+
+
+def test_a_failed_merge_tells_the_client_no_paths_and_keeps_llama_cpp_output_for_the_log(
+        tmp_path: Path, control: Path, base: Path) -> None:
+    cache = MergedModels(tmp_path / "merged", 1 << 40)
+    (control / "fail").touch()
+    with pytest.raises(MergeError) as failed:
+        cache.merged(base, adapter(tmp_path, "tuned"))
+    assert not isinstance(failed.value, MergeNoSpace)  # the disk has room: another failure
+    assert str(failed.value) == "merging the adapter failed: llama-export-lora exited with 1"
+    assert "fake export: write error" in failed.value.output
     assert not list(cache.folder.iterdir())

@@ -52,7 +52,13 @@ _FULL_DISK_MARGIN = 16 << 20
 
 
 class MergeError(Exception):
-    """llama.cpp could not merge or quantize; the message carries its last output."""
+    """llama.cpp could not merge or quantize. The message names the program and how it ended
+    (it reaches API clients, so it has no paths); ``output`` is the end of what it printed, for
+    the server log."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
 
 
 class MergeNoSpace(MergeError):
@@ -169,9 +175,9 @@ class MergedModels:
             _run(argv)
         except MergeError as exc:
             free = _free_bytes(self.folder)  # before the caller removes the partial files
-            if free < _FULL_DISK_MARGIN or os.strerror(errno.ENOSPC) in str(exc):
+            if free < _FULL_DISK_MARGIN or os.strerror(errno.ENOSPC) in exc.output:
                 raise MergeNoSpace(f"the disk filled up while merging ({free >> 20} MB free "
-                                   "left)") from exc
+                                   "left)", output=exc.output) from exc
             raise
 
     def _evict(self, keep: Path) -> None:
@@ -221,4 +227,5 @@ def _run(argv: list[str | Path]) -> None:
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
-        raise MergeError(f"{Path(str(argv[0])).name} failed ({result.returncode}): {tail}")
+        raise MergeError(f"merging the adapter failed: {Path(str(argv[0])).name} exited with "
+                         f"{result.returncode}", output=tail)
