@@ -157,9 +157,9 @@ class MergedModels:
         quantized = target.with_name(f"{target.name}{PARTIAL}")
         try:
             self._run_tool([binaries.program(binaries.EXPORT_LORA), "-m", str(base), "--lora",
-                       str(adapter), "-o", str(f16)])
+                            str(adapter), "-o", str(f16)])
             self._run_tool([binaries.program(binaries.QUANTIZE), "--allow-requantize",
-                       *_keep_unadapted(base), str(f16), str(quantized), QUANT])
+                            *_keep_unadapted(base), str(f16), str(quantized), QUANT])
             quantized.rename(target)
         finally:
             _unlink([f16, quantized])
