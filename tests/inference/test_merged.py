@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.inference.conftest import FRANCE, STRONG, ZERO, adapter_folder
+from tests.helpers import expect_error
+from tests.inference.conftest import FRANCE, STRONG, ZERO, MakeModel, adapter_folder
+from tunegate.serving import merged as merged_module
 from tunegate.serving.engine import EngineConfig
 from tunegate.serving.merged import PARTIAL, MergedModels
 from tunegate.serving.model import ModelLoader, ServedModel
@@ -75,8 +77,8 @@ def test_copies_are_reused_bounded_and_leave_the_adapter_alone(tmp_path: Path,
     second = adapter_folder(tmp_path, base_gguf, ZERO) / "adapter.gguf"
     before = _sha(first)
     cache = MergedModels(folder, max_bytes=1)  # room for one copy: the newest is always kept
-    assert not list(folder.glob(f"*{PARTIAL}"))  # swept on start
     copy = cache.merged(base_gguf, first)
+    assert not list(folder.glob(f"*{PARTIAL}"))  # a killed merge's leftovers go with the next
     made = copy.stat().st_ino
     assert cache.merged(base_gguf, first) == copy and copy.stat().st_ino == made  # reused
     assert _sha(first) == before  # the downloadable adapter is untouched
@@ -84,3 +86,21 @@ def test_copies_are_reused_bounded_and_leave_the_adapter_alone(tmp_path: Path,
     assert other != copy and cache.copies() == [other] and not copy.exists()  # LRU evicted
     os.utime(second, ns=(1, 1))  # a changed adapter (new mtime) is merged again
     assert cache.merged(base_gguf, second) != other
+
+
+def test_a_merge_that_cannot_fit_answers_507_without_paths(
+        client, settings, make_model: MakeModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's promise for a full disk holds for a merged copy too: 507, a message that
+    says what is needed, no llama.cpp output and no absolute paths; nothing left in the folder."""
+    model = make_model(STRONG, suffix="nospace")
+    monkeypatch.setattr(merged_module, "_free_bytes", lambda folder: 5 << 20)
+    response = client.post("/v1/chat/completions", json={"model": model.id, "messages": FRANCE,
+                                                         "max_tokens": 4})
+    error = expect_error(client, response, 507, param=None, code="insufficient_storage",
+                         says="5 MB free")
+    assert "/" not in error["message"].replace("base + adapter", "")  # no path of any kind
+    assert response.headers["x-should-retry"] == "false"
+    assert not list(settings.merged_dir.iterdir())
+    monkeypatch.undo()  # room again: the same request is answered
+    assert client.post("/v1/chat/completions", json={"model": model.id, "messages": FRANCE,
+                                                     "max_tokens": 4}).status_code == 200

@@ -8,6 +8,7 @@ home. ``ON_ENTRY`` in :mod:`tunegate.domain.jobs` says, per status, what to do w
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from tunegate.domain.jobs import ON_ENTRY, JobStatus, WorkDir
@@ -24,9 +25,27 @@ def settle(folder: Path, status: JobStatus) -> None:
     if rule is WorkDir.REMOVE:
         shutil.rmtree(folder, ignore_errors=True)
     elif rule is WorkDir.TRIM and folder.is_dir():
-        for entry in folder.iterdir():
-            if entry.name in _TRIMMED or entry.name.startswith("."):  # leftovers of temporaries
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+        _remove(entry for entry in folder.iterdir()
+                if entry.name in _TRIMMED or _is_temporary(entry))
+        # A process killed while writing a checkpoint (the trainer's ``.step-N.tmp-<pid>``) or
+        # exporting one (the worker's ``.adapter.gguf.<random>.tmp``) left its temporary there:
+        # nothing else ever removes it, and the folder is the model's home from now on.
+        checkpoints = folder / "checkpoints"
+        if checkpoints.is_dir():
+            _remove(entry for entry in checkpoints.iterdir() if _is_temporary(entry))
+            for checkpoint in checkpoints.iterdir():
+                if checkpoint.is_dir():
+                    _remove(entry for entry in checkpoint.iterdir() if _is_temporary(entry))
+
+
+def _is_temporary(entry: Path) -> bool:
+    """Every temporary of tunegate's writers is a hidden name beside its target."""
+    return entry.name.startswith(".")
+
+
+def _remove(entries: Iterable[Path]) -> None:
+    for entry in list(entries):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

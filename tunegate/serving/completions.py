@@ -20,10 +20,16 @@ from tunegate import ids
 from tunegate.chat.format import ChatFormatError, text_of
 from tunegate.chat.template import TemplateError
 from tunegate.chat.tool_calls import Reply, StreamReader, read_reply
-from tunegate.errors import InvalidRequest, ServerError, TooManyRequests, TunegateError
+from tunegate.errors import (
+    InsufficientStorage,
+    InvalidRequest,
+    ServerError,
+    TooManyRequests,
+    TunegateError,
+)
 from tunegate.serving.engine import EngineBusy, EngineDied, EngineError, EngineTimeout, Sampling
 from tunegate.serving.model import ServedModel
-from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelPool
+from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelNoSpace, ModelPool
 
 CHAT_ID = "chatcmpl-"
 COMPLETION_ID = "cmpl-"
@@ -253,6 +259,10 @@ def _lease(pool: ModelPool, files: ModelFiles) -> Iterator[ServedModel]:
     try:
         with pool.use(files) as model:
             yield model
+    except ModelNoSpace as exc:
+        raise InsufficientStorage(f"Could not serve the model {name}: {exc}. Free space in the "
+                                  "data folder (TUNEGATE_DATA), or serve base + adapter "
+                                  "(TUNEGATE_SERVE_MERGED=disabled).") from None
     except ModelLoadError as exc:
         raise ServerError(f"Could not load the model {name}: {exc}") from None
     except ModelBusy as exc:

@@ -3,13 +3,16 @@ completions need: render and tokenize a prompt, measure it against the context, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Sequence
 from typing import Any
 
 from tunegate.chat.template import ChatTemplate, TemplateError, read_chat_template
 from tunegate.serving.engine import Delta, EngineConfig, EngineStartError, LlamaServer, Sampling
-from tunegate.serving.merged import MergedModels, MergeError
-from tunegate.serving.pool import ModelFiles, ModelLoadError
+from tunegate.serving.merged import MergedModels, MergeError, MergeNoSpace
+from tunegate.serving.pool import ModelFiles, ModelLoadError, ModelNoSpace
+
+log = logging.getLogger("tunegate.serving")
 
 
 class ServedModel:
@@ -78,5 +81,10 @@ class ModelLoader:
             if adapter is not None and self.merged is not None:
                 model, adapter = self.merged.merged(files.base, adapter), None
             return ServedModel(LlamaServer(model, adapter, self.config), read_chat_template(model))
-        except (EngineStartError, MergeError) as exc:
+        except MergeNoSpace as exc:
+            raise ModelNoSpace(str(exc)) from exc
+        except MergeError as exc:
+            log.error("%s: %s; llama.cpp's output: %s", files.model_id, exc, exc.output)
+            raise ModelLoadError(f"{exc} (the server log has llama.cpp's output)") from exc
+        except EngineStartError as exc:
             raise ModelLoadError(str(exc)) from exc

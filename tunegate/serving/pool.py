@@ -31,6 +31,10 @@ class ModelLoadError(Exception):
     """llama.cpp could not load the base GGUF or the adapter."""
 
 
+class ModelNoSpace(ModelLoadError):
+    """The model could not be prepared for serving: its disk has no room (its merged copy)."""
+
+
 class ModelBusy(Exception):
     """Too many requests are already using or waiting for this model."""
 
