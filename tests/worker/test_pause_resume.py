@@ -199,19 +199,23 @@ def run_with(service: Service, monkeypatch: pytest.MonkeyPatch,
              script: Callable[[Service, str], dict[int, list[Callable[[], object]]]]) -> Timeline:
     """Train a job with the fake trainer while the user acts as ``script`` says (by poll);
     the worker goes on until the job ends or nothing is left to happen."""
-    from tunegate.worker import training_stage
-
     job_id = service_create_job(service, service_upload(service, chat_lines(12)))
     timeline = Timeline(service, job_id, script(service, job_id))
-    monkeypatch.setattr(training_stage.TrainingStage, "_executor_run",
-                        lambda self, spec: FakeTrainer(timeline, spec))
-    monkeypatch.setattr(training_stage, "time", FakeClock(timeline))
+    train_with_fakes(monkeypatch, timeline)
     worker = Worker(service)
     assert worker.run_once()  # files validated: queued
     for _ in range(50):
         if not worker.run_once() and not timeline.idle():
             break
     return timeline
+
+
+def train_with_fakes(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> None:
+    from tunegate.worker import training_stage
+
+    monkeypatch.setattr(training_stage.TrainingStage, "_executor_run",
+                        lambda self, spec: FakeTrainer(timeline, spec))
+    monkeypatch.setattr(training_stage, "time", FakeClock(timeline))
 
 
 def pause(service: Service, job_id: str) -> Callable[[], object]:
@@ -289,6 +293,28 @@ def test_pause_resume_pause_ends_paused_and_a_last_resume_finishes(
 
     timeline = run_with(service, monkeypatch, script)
     assert rested == [JobStatus.PAUSED]  # the second pause stopped the run it interrupted
+    check_the_run(timeline)
+
+
+def test_a_resume_while_the_worker_shuts_down_leaves_the_job_queued_once_saved(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker is asked to stop as the user pauses and resumes: it saves the run, shows the
+    job ``running`` while it does, and only then puts it back in the queue; another worker
+    finishes it."""
+    job_id = service_create_job(service, service_upload(service, chat_lines(12)))
+    stopping: list[bool] = []
+    timeline = Timeline(service, job_id, {PAUSE_AT: [
+        lambda: stopping.append(True), pause(service, job_id), resume(service, job_id)]})
+    train_with_fakes(monkeypatch, timeline)
+    worker = Worker(service)
+    worker.stop_requested = lambda: bool(stopping)
+    assert worker.run_once() and worker.run_once()  # validated; trained until it stopped
+    assert service.get_job("default", job_id).status is JobStatus.QUEUED
+    assert service.store.owned_jobs() == []
+    assert 0 < timeline.saved_step < TOTAL_STEPS
+    assert messages(service, job_id)[-1] == ("The worker is shutting down; training state saved "
+                                             "and the job is back in the queue")
+    assert Worker(service).run_once()  # another worker goes on from the saved state
     check_the_run(timeline)
 
 

@@ -261,10 +261,11 @@ class TrainingStage:
         (its pause was never seen, or is still being saved) no other worker can claim it, and
         its trainer may still be training: ``queued`` would say what is not happening. The
         worker moves it back to ``running`` (the store checks that it still holds the job) and
-        trains on. A worker that is shutting down lets the queue have it.
+        trains on; a worker that is shutting down lets its run save and re-queues the job then
+        (``_paused``), as for any job it was training.
         """
         status = self._current_status(job.id)
-        if status is not JobStatus.QUEUED or self.shutting_down():
+        if status is not JobStatus.QUEUED:
             return status
         taken = self._move(job, JobStatus.RUNNING, "Fine-tuning job running again: it was "
                            "resumed before its training stopped")
