@@ -13,8 +13,9 @@ worker at any moment, without redoing or recording anything twice:
   that dies while exporting or publishing never trains it again: the next one goes straight to
   the export (which skips files already written) and the one-transaction publish;
 - a resume that lands while this worker still holds the job (its pause not yet seen or not yet
-  saved) gives the job back to it: ``running`` again at the next poll, never ``queued`` while
-  its trainer trains, and continued from the pause's saved state if the run stopped;
+  saved) gives the job back to it: ``running`` again at the next poll (``queued`` for that
+  poll at most, not for the rest of the run), continued from the pause's saved state if the
+  run stopped;
 - a trainer child that dies (an OOM kill, a crash) is restarted from the last saved state, up
   to ``TRAINER_RESTARTS`` times, with a ``warn`` event saying how it died;
 - the job's folder is settled by its final status (tunegate.domain.work_dirs) once the child
