@@ -217,6 +217,44 @@ def test_pause_then_resume_continues_where_it_stopped(client: OpenAI) -> None:
         client, job.id)]
 
 
+def test_a_resume_right_after_pause_shows_the_job_running_while_it_trains(
+        client: OpenAI) -> None:
+    """Resume a moment after pause, as the dashboard allows: before the fix the worker never
+    saw the pause, the job said ``queued`` while the run trained to its end, and every step
+    appeared at once afterwards. Now its worker takes it back at its next poll: a user polling
+    sees it ``running`` with its steps coming in one by one, each once, and it succeeds.
+    (tests/worker/test_pause_resume.py races every interval with a scripted trainer.)"""
+    job = sdk_create_job(
+        client, sdk_upload(client, fact_lines(16)).id, seed=5,
+        method={"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 3, "batch_size": 2}}})
+    wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 2)
+    client.fine_tuning.jobs.with_raw_response.pause(job.id).parse()
+    assert client.fine_tuning.jobs.resume(job.id).status == "queued"  # the API's answer
+    at_resume = len([e for e in events_of(client, job.id) if e.type == "metrics"])
+    seen: list[tuple[str, int]] = []  # (status, metrics events) as a polling user sees them
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = client.fine_tuning.jobs.retrieve(job.id).status
+        seen.append((status, len([e for e in events_of(client, job.id) if e.type == "metrics"])))
+        if status in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.2)
+    assert seen[-1][0] == "succeeded", seen
+    steps = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
+    total = steps[-1]
+    assert steps == list(range(1, total + 1))  # none twice, none skipped
+    # Steps recorded while the job showed running, several polls apart (not in one burst at the
+    # end), and once running again it never went back to queued.
+    progressing = {count for status, count in seen
+                   if status == "running" and at_resume < count < total}
+    assert len(progressing) >= 3, seen
+    first_running = next(i for i, (status, _) in enumerate(seen) if status == "running")
+    assert "queued" not in [status for status, _ in seen[first_running:]], seen
+    messages = [e.message for e in events_of(client, job.id)]
+    assert "Fine-tuning job running again: it was resumed before its training stopped" in messages
+
+
 def test_cancel_stops_a_running_job(client: OpenAI, training_server: Server) -> None:
     job = sdk_create_job(
         client, sdk_upload(client, fact_lines(40)).id,

@@ -49,7 +49,8 @@ EDGES: dict[tuple[JobStatus, JobStatus], str] = {
     (_S.VALIDATING_FILES, _S.QUEUED): "the files passed the checks",
     (_S.VALIDATING_FILES, _S.FAILED): "a file did not pass (error names the line)",
     (_S.VALIDATING_FILES, _S.CANCELLED): "cancel",
-    (_S.QUEUED, _S.RUNNING): "a worker claims it",
+    (_S.QUEUED, _S.RUNNING):
+        "a worker claims it, or its worker keeps it (resumed before the pause stopped it)",
     (_S.QUEUED, _S.PAUSED): "pause",
     (_S.QUEUED, _S.FAILED): "its model is no longer available",
     (_S.QUEUED, _S.CANCELLED): "cancel",

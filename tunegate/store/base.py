@@ -95,11 +95,12 @@ class Store(Protocol):
                    only_from: frozenset[JobStatus] | None = None,
                    new_files: Sequence[StoredFile] = (),
                    new_models: Sequence[FineTunedModel] = (),
-                   max_active: int | None = None) -> FineTuningJob:
+                   max_active: int | None = None, disown: bool = False) -> FineTuningJob:
         """Compare-and-set ``status`` to ``target`` plus ``changes`` and ``events``, atomically,
         together with the rows a finished job brings (its result files and models). With
         ``max_active``, a move into an active status first checks the project's active-job
-        limit, as ``create_job`` does.
+        limit, as ``create_job`` does. With ``disown``, the worker's hold on the job ends in the
+        same transaction (the reaper's re-queue: no moment where the old owner still holds it).
 
         Succeeds only from a status the transition table allows (and, with ``worker_id``, only
         while that worker owns the job); otherwise raises ``Conflict`` naming the current status.

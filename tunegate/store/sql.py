@@ -465,7 +465,7 @@ class SqlStore:
                    only_from: frozenset[JobStatus] | None = None,
                    new_files: Sequence[StoredFile] = (),
                    new_models: Sequence[FineTunedModel] = (),
-                   max_active: int | None = None) -> FineTuningJob:
+                   max_active: int | None = None, disown: bool = False) -> FineTuningJob:
         table = schema.jobs
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
@@ -482,6 +482,8 @@ class SqlStore:
                 guard = and_(guard, table.c.worker_id == worker_id)
             values = {**_change_values({**entry_changes(target, int(time.time())), **(changes or {})}),
                       "status": target.value}
+            if disown:
+                values.update(worker_id=None, heartbeat_at=None)
             result = connection.execute(update(table).where(guard).values(**values))
             if result.rowcount != 1:
                 # Unreachable under BEGIN IMMEDIATE unless the worker lost ownership.

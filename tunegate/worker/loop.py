@@ -179,10 +179,14 @@ class Worker:
     def _reap(self, owned: OwnedJob, why: str) -> int:
         job, owner = owned.job, owned.worker_id
         if job.status is JobStatus.RUNNING:
+            # Re-queued and given up at once: an owner that is only slow must not find its job
+            # ``queued`` and still its own, which is how a resume looks (it would take it back).
             with contextlib.suppress(Conflict):
-                self.store.transition(job.id, JobStatus.QUEUED, worker_id=owner, events=[
-                    job_event(job.id, f"{why}; the job is back in the queue and resumes from "
-                              "its last saved state.", EventLevel.WARN)])
+                self.store.transition(job.id, JobStatus.QUEUED, worker_id=owner, disown=True,
+                                      events=[job_event(
+                                          job.id, f"{why}; the job is back in the queue and "
+                                          "resumes from its last saved state.", EventLevel.WARN)])
+                return 1
         return int(self.store.disown_job(job.id, owner))
 
     # Stage 1: validating_files --------------------------------------------------------------

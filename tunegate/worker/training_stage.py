@@ -12,6 +12,10 @@ worker at any moment, without redoing or recording anything twice:
 - a finished run is recorded in ``result.json`` before its resumable state goes, so a worker
   that dies while exporting or publishing never trains it again: the next one goes straight to
   the export (which skips files already written) and the one-transaction publish;
+- a resume that lands while this worker still holds the job (its pause not yet seen or not yet
+  saved) gives the job back to it: ``running`` again at the next poll (``queued`` for that
+  poll at most, not for the rest of the run), continued from the pause's saved state if the
+  run stopped;
 - a trainer child that dies (an OOM kill, a crash) is restarted from the last saved state, up
   to ``TRAINER_RESTARTS`` times, with a ``warn`` event saying how it died;
 - the job's folder is settled by its final status (tunegate.domain.work_dirs) once the child
@@ -82,6 +86,7 @@ class TrainingStage:
         # A trainer child already waiting with its imports done (tunegate.worker.standby).
         self.standby = standby
         self.recorded_through = 0  # metrics of steps up to here are recorded already
+        self.unannounced_checkpoints: set[int] = set()  # steps whose checkpoint has no event yet
         # Called while the child trains, so other jobs' file validation need not wait.
         self.between_polls = between_polls
         # When the worker is asked to stop, the run saves its state and goes back to the queue.
@@ -162,16 +167,25 @@ class TrainingStage:
         saved = TrainingResult.saved(self.work_dir(job.id))
         if saved is not None:
             return Outcome(status=RunStatus.SUCCEEDED, result=saved)
-        for restart in range(TRAINER_RESTARTS + 1):
+        restarts = 0
+        while True:
             outcome = self._run_child(job, model)
-            if outcome.crash is None or self._current_status(job.id) is not JobStatus.RUNNING:
+            status = self._status_holding(job)
+            if (outcome.status is RunStatus.PAUSED and status is JobStatus.RUNNING
+                    and not self.shutting_down()):
+                # Resumed while the run was saving its pause: the job stays with this worker
+                # and goes on from the state the pause saved (no crash, no restart counted).
+                self._note(job, "Training state saved at the pause; training goes on from it")
+                continue
+            if outcome.crash is None or status is not JobStatus.RUNNING:
                 return outcome
             if self.shutting_down():  # died as the worker stops: the queue gets the job back
                 return Outcome(status=RunStatus.PAUSED)
-            if restart < TRAINER_RESTARTS:
-                self._note(job, f"{outcome.crash.describe()}. Restarting it from the last saved "
-                           f"state (restart {restart + 1} of {TRAINER_RESTARTS}).",
-                           EventLevel.WARN)
+            if restarts == TRAINER_RESTARTS:
+                break
+            restarts += 1
+            self._note(job, f"{outcome.crash.describe()}. Restarting it from the last saved "
+                       f"state (restart {restarts} of {TRAINER_RESTARTS}).", EventLevel.WARN)
         assert outcome.crash is not None
         return Outcome(status=RunStatus.FAILED, code="training_crashed", crash=outcome.crash,
                        message=f"The training process died {TRAINER_RESTARTS + 1} times; the last "
@@ -218,13 +232,18 @@ class TrainingStage:
         pause_sent = False
         recording = True
         while process.running:
-            recording = recording and self._record(job, model, process.drain())
-            status = self._current_status(job.id)
+            messages = process.drain()
+            # The status first: a resume since the last poll gives the job back to this
+            # worker (``running``) before the messages are recorded.
+            status = self._status_holding(job)
             if status is JobStatus.CANCELLED:
                 process.cancel(time.monotonic())
             elif (status is JobStatus.PAUSED or self.shutting_down()) and not pause_sent:
+                # A pause cannot be taken back: a resume after it lets the run save and stop,
+                # and ``_train`` goes on from that state.
                 process.pause()
                 pause_sent = True
+            recording = recording and self._record(job, model, messages)
             self.between_polls()
             time.sleep(POLL_SECONDS)
         outcome = process.outcome()
@@ -236,13 +255,39 @@ class TrainingStage:
         current = self.store.get_job(job_id)
         return current.status if current else None
 
+    def _status_holding(self, job: FineTuningJob) -> JobStatus | None:
+        """The job's status, after taking back a job resumed while this worker holds it.
+
+        A resume moves ``paused`` to ``queued``, but while this worker still holds the job
+        (its pause was never seen, or is still being saved) no other worker can claim it, and
+        its trainer may still be training: ``queued`` would say what is not happening. The
+        worker moves it back to ``running`` (the store checks that it still holds the job) and
+        trains on; a worker that is shutting down lets its run save and re-queues the job then
+        (``_paused``), as for any job it was training.
+        """
+        status = self._current_status(job.id)
+        if status is not JobStatus.QUEUED:
+            return status
+        taken = self._move(job, JobStatus.RUNNING, "Fine-tuning job running again: it was "
+                           "resumed before its training stopped")
+        return JobStatus.RUNNING if taken is not None else self._current_status(job.id)
+
     # Progress -------------------------------------------------------------------------------
 
     def _record(self, job: FineTuningJob, model: ResolvedModel,
                 messages: list[TrainerMessage]) -> bool:
         """Record the child's messages while the job is running (or pausing) under this worker;
         ``False`` once it is not (cancelled, re-queued): nothing more of this run is recorded."""
-        return all(self._record_one(job, model, message) for message in messages)
+        return all(self._record_held(job, model, message) for message in messages)
+
+    def _record_held(self, job: FineTuningJob, model: ResolvedModel,
+                     message: TrainerMessage) -> bool:
+        """``_record_one``, again after taking the job back if a resume landed between the
+        poll's status check and this write (the store refuses progress to a ``queued`` job)."""
+        if self._record_one(job, model, message):
+            return True
+        return (self._status_holding(job) is JobStatus.RUNNING
+                and self._record_one(job, model, message))
 
     def _record_one(self, job: FineTuningJob, model: ResolvedModel,
                     message: TrainerMessage) -> bool:
@@ -302,8 +347,14 @@ class TrainingStage:
                                 metrics={"step": saved.step, **saved.metrics})
         if self.store.add_checkpoint(checkpoint, saved.path):
             self.store.prune_checkpoints(job.id, KEEP_CHECKPOINTS)
-            return self._progress(job, [job_event(job.id,
-                                                  f"Checkpoint created at step {saved.step}")])
+            self.unannounced_checkpoints.add(saved.step)
+        if saved.step not in self.unannounced_checkpoints:
+            return True
+        # Its event can be refused after the row went in (a resume landed in between):
+        # ``_record_held`` retries, and the event is still due then.
+        if not self._progress(job, [job_event(job.id, f"Checkpoint created at step {saved.step}")]):
+            return False
+        self.unannounced_checkpoints.discard(saved.step)
         return True
 
     @staticmethod
