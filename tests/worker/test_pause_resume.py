@@ -80,7 +80,7 @@ class Timeline:
         return True
 
     def look(self) -> None:
-        job = self.service.get_job("default", self.job_id)
+        job = self.service.jobs.get("default", self.job_id)
         self.seen.append(Seen(self.poll, job.status, self.alive is not None and self.alive.running,
                               len(self.trained), len(recorded_steps(self.service, self.job_id))))
 
@@ -219,11 +219,11 @@ def train_with_fakes(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> Non
 
 
 def pause(service: Service, job_id: str) -> Callable[[], object]:
-    return lambda: service.pause_job("default", job_id)
+    return lambda: service.jobs.pause("default", job_id)
 
 
 def resume(service: Service, job_id: str) -> Callable[[], object]:
-    return lambda: service.resume_job("default", job_id)
+    return lambda: service.jobs.resume("default", job_id)
 
 
 def check_the_run(timeline: Timeline) -> None:
@@ -237,7 +237,7 @@ def check_the_run(timeline: Timeline) -> None:
         if seen.status in (JobStatus.RUNNING, JobStatus.PAUSED):
             assert seen.steps_recorded == seen.steps_trained, (
                 f"poll {seen.poll}: trained steps are missing from the job", timeline.seen)
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     assert job.status is JobStatus.SUCCEEDED, (job.error, messages(service, job_id))
     steps = list(range(1, TOTAL_STEPS + 1))
     assert timeline.trained == steps  # none trained twice, none skipped
@@ -286,7 +286,7 @@ def test_pause_resume_pause_ends_paused_and_a_last_resume_finishes(
                              (resume_at, resume(service, job_id)),
                              (pause_again_at, pause(service, job_id)),
                              (final_resume_at, lambda: rested.append(
-                                 service.get_job("default", job_id).status)),
+                                 service.jobs.get("default", job_id).status)),
                              (final_resume_at, resume(service, job_id))]:
             actions.setdefault(poll, []).append(action)
         return actions
@@ -309,7 +309,7 @@ def test_a_resume_while_the_worker_shuts_down_leaves_the_job_queued_once_saved(
     worker = Worker(service)
     worker.stop_requested = lambda: bool(stopping)
     assert worker.run_once() and worker.run_once()  # validated; trained until it stopped
-    assert service.get_job("default", job_id).status is JobStatus.QUEUED
+    assert service.jobs.get("default", job_id).status is JobStatus.QUEUED
     assert service.store.owned_jobs() == []
     assert 0 < timeline.saved_step < TOTAL_STEPS
     assert messages(service, job_id)[-1] == ("The worker is shutting down; training state saved "
@@ -334,7 +334,7 @@ def test_a_job_the_reaper_requeued_is_not_taken_back_by_its_slow_worker(
     store.claim_job([JobStatus.QUEUED], "slow", time.time() - 7200)  # its last beat, long ago
     store.transition(job_id, JobStatus.RUNNING, events=[], worker_id="slow")
     slow_stage = TrainingStage(service, "slow")
-    job = service.get_job("default", job_id)
+    job = service.jobs.get("default", job_id)
     transition = store.transition
 
     def transition_then_the_slow_worker_looks(*args: object, **kwargs: object) -> object:
@@ -344,5 +344,5 @@ def test_a_job_the_reaper_requeued_is_not_taken_back_by_its_slow_worker(
 
     monkeypatch.setattr(store, "transition", transition_then_the_slow_worker_looks)
     assert Worker(service).reap_stale_jobs() == 1
-    assert service.get_job("default", job_id).status is JobStatus.QUEUED
+    assert service.jobs.get("default", job_id).status is JobStatus.QUEUED
     assert store.owned_jobs() == []
