@@ -69,7 +69,8 @@ class _RefuseModelImports(importlib.abc.MetaPathFinder):
 def _heavy_command(args: Any) -> str | None:
     argv = [str(arg) for arg in (args if isinstance(args, (list, tuple)) else [args])]
     for index, arg in enumerate(argv):
-        if Path(arg).name.startswith("llama-"):
+        path = Path(arg)  # the real programs, in the llama_cpp package (tests fake others)
+        if path.name.startswith("llama-") and "llama_cpp" in path.parts:
             return "a llama.cpp program"
         if arg == "-m" and index + 1 < len(argv) and argv[index + 1].startswith("tunegate"):
             return f"a tunegate process ({' '.join(argv[index + 1:index + 3])})"
