@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import chat_lines
 from tests.helpers import service_create_job, service_upload
+from tests.worker.scripted import stand_in_export
 from tunegate.api.app import build_service
 from tunegate.api.service import Service
 from tunegate.domain.jobs import JobStatus
@@ -27,7 +28,7 @@ from tunegate.settings import Settings
 from tunegate.training.messages import CheckpointSaved, StepMetrics, TrainerMessage
 from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
 from tunegate.worker.loop import Worker
-from tunegate.worker.trainer_process import Outcome
+from tunegate.worker.training_run import Executor, Outcome
 
 TOTAL_STEPS = 12
 STEPS_PER_EPOCH = 4
@@ -177,11 +178,7 @@ class FakeTrainer:
 
 
 @pytest.fixture
-def service(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Service:
-    from tunegate.worker import training_stage
-
-    monkeypatch.setattr(training_stage.TrainingStage, "_export",
-                        lambda self, folder, model, name: None)
+def service(settings: Settings) -> Service:
     return build_service(replace(settings, heartbeat_timeout=3600))
 
 
@@ -195,14 +192,13 @@ def messages(service: Service, job_id: str) -> list[str]:
                                                                   limit=500).items)]
 
 
-def run_with(service: Service, monkeypatch: pytest.MonkeyPatch,
+def run_with(service: Service,
              script: Callable[[Service, str], dict[int, list[Callable[[], object]]]]) -> Timeline:
     """Train a job with the fake trainer while the user acts as ``script`` says (by poll);
     the worker goes on until the job ends or nothing is left to happen."""
     job_id = service_create_job(service, service_upload(service, chat_lines(12)))
     timeline = Timeline(service, job_id, script(service, job_id))
-    train_with_fakes(monkeypatch, timeline)
-    worker = Worker(service)
+    worker = Worker(service, executor=fakes(timeline))
     assert worker.run_once()  # files validated: queued
     for _ in range(50):
         if not worker.run_once() and not timeline.idle():
@@ -210,12 +206,10 @@ def run_with(service: Service, monkeypatch: pytest.MonkeyPatch,
     return timeline
 
 
-def train_with_fakes(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> None:
-    from tunegate.worker import training_stage
-
-    monkeypatch.setattr(training_stage.TrainingStage, "_executor_run",
-                        lambda self, spec: FakeTrainer(timeline, spec))
-    monkeypatch.setattr(training_stage, "time", FakeClock(timeline))
+def fakes(timeline: Timeline) -> Executor:
+    """Runs are ``FakeTrainer``s paced by the timeline's clock; exports are stand-ins."""
+    return Executor(start_run=lambda spec, work_dir: FakeTrainer(timeline, spec),
+                    export=stand_in_export, clock=FakeClock(timeline))
 
 
 def pause(service: Service, job_id: str) -> Callable[[], object]:
@@ -255,7 +249,7 @@ PAUSE_AT = 5  # the middle of step 2: the pause takes effect at its end, after a
 
 @pytest.mark.parametrize("seconds", [0, 1, 5])
 def test_resume_any_time_after_pause_keeps_the_status_true(
-        service: Service, monkeypatch: pytest.MonkeyPatch, seconds: int) -> None:
+        service: Service, seconds: int) -> None:
     """0 s: resumed before the worker saw the pause; 1 s: while the pause was being saved;
     5 s: after the run stopped and the worker let the job go."""
     def script(service: Service, job_id: str) -> dict[int, list[Callable[[], object]]]:
@@ -264,7 +258,7 @@ def test_resume_any_time_after_pause_keeps_the_status_true(
         return {PAUSE_AT: [pause(service, job_id)],
                 PAUSE_AT + seconds * POLLS_PER_SECOND: [resume(service, job_id)]}
 
-    timeline = run_with(service, monkeypatch, script)
+    timeline = run_with(service, script)
     check_the_run(timeline)
     assert "Fine-tuning job resumed, moving job to queued state" in messages(
         service, timeline.job_id)
@@ -272,7 +266,7 @@ def test_resume_any_time_after_pause_keeps_the_status_true(
 
 @pytest.mark.parametrize("gaps", [(0, 1), (1, 1), (2, 1), (0, 3)])
 def test_pause_resume_pause_ends_paused_and_a_last_resume_finishes(
-        service: Service, monkeypatch: pytest.MonkeyPatch, gaps: tuple[int, int]) -> None:
+        service: Service, gaps: tuple[int, int]) -> None:
     """Pause, resume ``gaps[0]`` polls later, pause again ``gaps[1]`` polls after that: the run
     stops with its state saved and the job rests ``paused``, then a resume finishes it."""
     resume_at = PAUSE_AT + gaps[0]
@@ -291,13 +285,13 @@ def test_pause_resume_pause_ends_paused_and_a_last_resume_finishes(
             actions.setdefault(poll, []).append(action)
         return actions
 
-    timeline = run_with(service, monkeypatch, script)
+    timeline = run_with(service, script)
     assert rested == [JobStatus.PAUSED]  # the second pause stopped the run it interrupted
     check_the_run(timeline)
 
 
 def test_a_resume_while_the_worker_shuts_down_leaves_the_job_queued_once_saved(
-        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+        service: Service) -> None:
     """The worker is asked to stop as the user pauses and resumes: it saves the run, shows the
     job ``running`` while it does, and only then puts it back in the queue; another worker
     finishes it."""
@@ -305,8 +299,7 @@ def test_a_resume_while_the_worker_shuts_down_leaves_the_job_queued_once_saved(
     stopping: list[bool] = []
     timeline = Timeline(service, job_id, {PAUSE_AT: [
         lambda: stopping.append(True), pause(service, job_id), resume(service, job_id)]})
-    train_with_fakes(monkeypatch, timeline)
-    worker = Worker(service)
+    worker = Worker(service, executor=fakes(timeline))
     worker.stop_requested = lambda: bool(stopping)
     assert worker.run_once() and worker.run_once()  # validated; trained until it stopped
     assert service.jobs.get("default", job_id).status is JobStatus.QUEUED
@@ -314,7 +307,7 @@ def test_a_resume_while_the_worker_shuts_down_leaves_the_job_queued_once_saved(
     assert 0 < timeline.saved_step < TOTAL_STEPS
     assert messages(service, job_id)[-1] == ("The worker is shutting down; training state saved "
                                              "and the job is back in the queue")
-    assert Worker(service).run_once()  # another worker goes on from the saved state
+    assert Worker(service, executor=fakes(timeline)).run_once()  # another goes on from the state
     check_the_run(timeline)
 
 

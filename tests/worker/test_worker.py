@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import TEST_DATA, chat_lines
 from tests.helpers import service_create_job, service_upload
+from tests.worker.scripted import ScriptedExecutor, ending_with
 from tunegate.api.app import build_service
 from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
@@ -170,18 +171,14 @@ def test_no_sweep_deletes_an_expired_file_that_an_unfinished_job_uses(
 
 
 def test_a_job_whose_trainer_cannot_start_fails_instead_of_running_forever(
-        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+        service: Service) -> None:
     """An exception after `running` (here: the trainer child cannot be spawned) ends the job
     as failed with the reason; before, the worker gave the job up still `running`, and no
     reaper ever looked at it again."""
-    from tunegate.worker import training_stage
-
-    def cannot_spawn(self: object, standby: object = None) -> None:
-        raise OSError("[Errno 11] Resource temporarily unavailable")
-
-    monkeypatch.setattr(training_stage.TrainerProcess, "start", cannot_spawn)
+    cannot_spawn = ScriptedExecutor(
+        start_error=OSError("[Errno 11] Resource temporarily unavailable"))
     job_id = create(service, chat_lines(12))
-    worker = Worker(service)
+    worker = Worker(service, executor=cannot_spawn.executor())
     assert worker.run_once()  # validated
     assert worker.run_once()  # claimed, started, failed
     job = service.jobs.get("default", job_id)
@@ -283,18 +280,14 @@ def test_without_a_tokenizer_on_disk_the_trainer_checks_lengths(short_service: S
 
 
 def test_a_trainer_failure_keeps_the_parameter_it_names(
-        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+        service: Service) -> None:
     from tunegate.training.spec import RunStatus
-    from tunegate.worker import training_stage
-    from tunegate.worker.trainer_process import Outcome
+    from tunegate.worker.training_run import Outcome
 
     failed = Outcome(status=RunStatus.FAILED, code="invalid_training_file", message="Too long.",
                      param="training_file")
-    monkeypatch.setattr(training_stage.TrainerProcess, "start", lambda self, standby=None: None)
-    monkeypatch.setattr(training_stage.TrainerProcess, "running", property(lambda self: False))
-    monkeypatch.setattr(training_stage.TrainerProcess, "outcome", lambda self: failed)
     job_id = create(service, chat_lines(12))
-    worker = Worker(service)
+    worker = Worker(service, executor=ScriptedExecutor(ending=ending_with(failed)).executor())
     assert worker.run_once() and worker.run_once()  # validated; trained (failed)
     error = service.jobs.get("default", job_id).error
     assert (error.code, error.param, error.message) == ("invalid_training_file",

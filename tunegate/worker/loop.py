@@ -29,6 +29,7 @@ from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.standby import Standby
+from tunegate.worker.training_run import Executor
 
 log = logging.getLogger("tunegate.worker")
 
@@ -41,8 +42,11 @@ def alias_notice(model: ResolvedModel) -> str:
 
 
 class Worker:
-    def __init__(self, service: Host, worker_id: str | None = None):
+    def __init__(self, service: Host, worker_id: str | None = None,
+                 executor: Executor | None = None):
         self.service = service
+        # Where runs happen (None: as the settings say; tests script runs with one of theirs).
+        self.executor = executor
         self.store = service.store
         self.settings = service.settings
         self.worker_id = worker_id or new_worker_id()
@@ -123,7 +127,8 @@ class Worker:
 
         with self._owned(job.id):
             TrainingStage(self.service, self.worker_id, between_polls=self.validate_next,
-                          shutting_down=self.stop_requested, standby=self.standby).run(job)
+                          shutting_down=self.stop_requested, standby=self.standby,
+                          executor=self.executor).run(job)
         return True
 
     @contextlib.contextmanager

@@ -7,13 +7,17 @@ Ray executor (``ray_executor.RayRun``, an actor on a cluster node) implement it;
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 from tunegate.training.messages import Failed, TrainerMessage
-from tunegate.training.spec import RunStatus, TrainingResult
+from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
+from tunegate.worker.models import ResolvedModel
+from tunegate.worker.standby import Standby
 
 # A cancelled child stops at its next step or is killed after this (the API promises ~5 s).
 CANCEL_GRACE_SECONDS = 4.0
@@ -86,7 +90,7 @@ class TrainingRun(Protocol):
 
     log_path: Path
 
-    def start(self, standby: object = None) -> None:
+    def start(self, standby: Standby | None = None) -> None:
         """Begin (a local run may take over a standby child that has imported torch)."""
 
     def drain(self) -> list[TrainerMessage]:
@@ -112,6 +116,27 @@ class TrainingRun(Protocol):
     def outcome(self) -> Outcome:
         """Wait for the run to end and say how it ended."""
         ...
+
+
+class Clock(Protocol):
+    """What paces a run's supervision: ``time`` itself, or a test's clock."""
+
+    def sleep(self, seconds: float, /) -> None: ...
+
+    def monotonic(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where and how a job's runs happen, handed to the training stage (``training_stage.
+    default_executor`` reads the settings: a child process here, or a Ray actor):
+    ``start_run`` makes the run of a spec in its job folder; ``export`` writes a finished
+    adapter folder's GGUF beside it (``folder``, the base it was trained on, the model's name);
+    ``clock`` paces the polls. Tests give scripted runs and a stand-in export."""
+
+    start_run: Callable[[TrainingSpec, Path], TrainingRun]
+    export: Callable[[Path, ResolvedModel, str], None]
+    clock: Clock | ModuleType = time
 
 
 def outcome_of(final: TrainingResult | Failed | None, *, cancelled: bool,

@@ -25,11 +25,10 @@ worker at any moment, without redoing or recording anything twice:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tunegate import ids
 from tunegate.domain import work_dirs
@@ -48,6 +47,7 @@ from tunegate.domain.jobs import (
     now,
 )
 from tunegate.errors import Conflict
+from tunegate.settings import Settings
 from tunegate.store.base import FineTunedModel
 from tunegate.training import journal
 from tunegate.training.messages import (
@@ -62,10 +62,8 @@ from tunegate.worker.faults import freeze_point
 from tunegate.worker.host import Host
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.standby import Standby
-from tunegate.worker.trainer_process import Outcome, TrainerProcess
-
-if TYPE_CHECKING:
-    from tunegate.worker.ray_executor import RayRun
+from tunegate.worker.trainer_process import TrainerProcess
+from tunegate.worker.training_run import Executor, Outcome, TrainingRun
 
 log = logging.getLogger("tunegate.training_stage")
 # Longest exception text quoted in a job's error (the whole text goes to the server log).
@@ -82,7 +80,7 @@ class TrainingStage:
     def __init__(self, service: Host, worker_id: str,
                  between_polls: Callable[[], object] = lambda: None,
                  shutting_down: Callable[[], bool] = lambda: False,
-                 standby: Standby | None = None):
+                 standby: Standby | None = None, executor: Executor | None = None):
         # A trainer child already waiting with its imports done (tunegate.worker.standby).
         self.standby = standby
         self.recorded_through = 0  # metrics of steps up to here are recorded already
@@ -95,6 +93,7 @@ class TrainingStage:
         self.store = service.store
         self.settings = service.settings
         self.worker_id = worker_id
+        self.executor = executor or default_executor(self.settings)
 
     def work_dir(self, job_id: str) -> Path:
         return self.settings.job_dir(job_id)
@@ -210,7 +209,7 @@ class TrainingStage:
         spec = self.build_spec(job, model)
         # Steps up to the last recorded one come again after a crash; they are not recorded twice.
         self.recorded_through = self.store.last_metrics_step(job.id)
-        process = self._executor_run(spec)
+        process = self.executor.start_run(spec, self.work_dir(spec.job_id))
         process.start(self.standby)
         try:
             return self._supervise(job, model, process)
@@ -218,17 +217,8 @@ class TrainingStage:
             if process.running:  # the worker failed mid-run: no child trains on unowned
                 process.kill()
 
-    def _executor_run(self, spec: TrainingSpec) -> TrainerProcess | RayRun:
-        """A child process here, or an actor on a Ray node (TUNEGATE_EXECUTOR)."""
-        if self.settings.executor == "ray":
-            # Imported only here: ray is an optional extra, and only Ray workers need it.
-            from tunegate.worker.ray_executor import RayRun
-
-            return RayRun(spec, self.work_dir(spec.job_id), self.settings)
-        return TrainerProcess(spec.to_json(), self.work_dir(spec.job_id))
-
     def _supervise(self, job: FineTuningJob, model: ResolvedModel,
-                   process: TrainerProcess | RayRun) -> Outcome:
+                   process: TrainingRun) -> Outcome:
         pause_sent = False
         recording = True
         while process.running:
@@ -237,7 +227,7 @@ class TrainingStage:
             # worker (``running``) before the messages are recorded.
             status = self._status_holding(job)
             if status is JobStatus.CANCELLED:
-                process.cancel(time.monotonic())
+                process.cancel(self.executor.clock.monotonic())
             elif (status is JobStatus.PAUSED or self.shutting_down()) and not pause_sent:
                 # A pause cannot be taken back: a resume after it lets the run save and stop,
                 # and ``_train`` goes on from that state.
@@ -245,7 +235,7 @@ class TrainingStage:
                 pause_sent = True
             recording = recording and self._record(job, model, messages)
             self.between_polls()
-            time.sleep(POLL_SECONDS)
+            self.executor.clock.sleep(POLL_SECONDS)
         outcome = process.outcome()
         if recording:
             self._record(job, model, process.drain())
@@ -397,10 +387,10 @@ class TrainingStage:
         checkpoints = self.store.checkpoint_paths(job.id)
         if model.base.kind == "gguf":
             self._note(job, "Exporting the adapter and its checkpoints to GGUF")
-        self._export(work_dir, model, name)
+        self.executor.export(work_dir, model, name)
         freeze_point("export", job.id)
         for checkpoint_name, folder in checkpoints.items():
-            self._export(Path(folder), model, checkpoint_name)
+            self.executor.export(Path(folder), model, checkpoint_name)
         created = now()
         models = [FineTunedModel(id=name, project_id=job.project_id, job_id=job.id,
                                  base_model=model.base.id, created_at=created, kind="model",
@@ -417,15 +407,6 @@ class TrainingStage:
                             "result_files": [results.id] if results else []},
                    new_files=[results] if results else [], new_models=models)
 
-    def _export(self, folder: Path, model: ResolvedModel, name: str) -> None:
-        """Write ``adapter.gguf`` beside the PEFT ``adapter/`` folder (GGUF bases only); one
-        written before the worker died is complete (it is renamed into place) and is kept."""
-        target = folder / "adapter.gguf"
-        if model.base.kind != "gguf" or target.is_file():
-            return
-        from tunegate.adapters.export import export_lora_gguf
-
-        export_lora_gguf(folder / "adapter", model.base.path, target, name=name)
     def _results_file_id(self, job_id: str) -> str:
         """The results file's id, chosen once per job and kept in its folder: a publish redone
         after a crash overwrites the same bytes instead of leaving a file without a row."""
@@ -463,3 +444,27 @@ class TrainingStage:
             for file in new_files or []:
                 self.service.storage.delete(file.id)
             return None
+
+
+def default_executor(settings: Settings) -> Executor:
+    """The executor the settings choose (TUNEGATE_EXECUTOR): a child process here, or an actor
+    on a Ray node; either exports adapters to GGUF with llama.cpp's layout."""
+    if settings.executor == "ray":
+        # Imported only here: ray is an optional extra, and only Ray workers need it.
+        from tunegate.worker.ray_executor import RayRun
+
+        return Executor(start_run=lambda spec, work_dir: RayRun(spec, work_dir, settings),
+                        export=export_gguf)
+    return Executor(start_run=lambda spec, work_dir: TrainerProcess(spec.to_json(), work_dir),
+                    export=export_gguf)
+
+
+def export_gguf(folder: Path, model: ResolvedModel, name: str) -> None:
+    """Write ``adapter.gguf`` beside the PEFT ``adapter/`` folder (GGUF bases only); one
+    written before the worker died is complete (it is renamed into place) and is kept."""
+    target = folder / "adapter.gguf"
+    if model.base.kind != "gguf" or target.is_file():
+        return
+    from tunegate.adapters.export import export_lora_gguf
+
+    export_lora_gguf(folder / "adapter", model.base.path, target, name=name)
