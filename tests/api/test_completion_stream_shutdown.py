@@ -15,8 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from handlers.inference import EventStream
-from tunegate.api.event_stream import STOPPING_KEY
+from tunegate.api.event_stream import STOPPING_KEY, CompletionStream
 
 
 class StuckGeneration:
@@ -56,7 +55,7 @@ def test_a_stream_open_at_shutdown_ends_with_an_error_event() -> None:
                 if b"server_shutting_down" in message["body"]:
                     generation.release.set()  # the stuck token comes, too late to be sent
 
-        answer = asyncio.ensure_future(EventStream(generation.events())(scope, receive, send))
+        answer = asyncio.ensure_future(CompletionStream(generation.events())(scope, receive, send))
         await asyncio.wait_for(first_sent.wait(), 10)
         stopping.set()  # what Protocol.shutdown does
         await asyncio.wait_for(answer, 10)
@@ -84,7 +83,7 @@ def test_a_stream_that_ends_before_shutdown_is_untouched() -> None:
             sent.append(message)
 
         events = iter(["data: {}\n\n", "data: [DONE]\n\n"])
-        await EventStream(events)(scope, lambda: asyncio.sleep(3600), send)
+        await CompletionStream(events)(scope, lambda: asyncio.sleep(3600), send)
 
     asyncio.run(run())
     assert [message.get("body") for message in sent[1:]] == [b"data: {}\n\n",
