@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,11 @@ class FakeJobApi:
             self._json(route, _page(list(reversed(self.events))))
         elif url.path == f"{jobs}/checkpoints":
             self._json(route, _page(list(reversed(self.checkpoints))))
+        elif url.path == "/v1/chat/completions":
+            chunks = [{"choices": [{"index": 0, "delta": {"content": word}}]}
+                      for word in ("The code word ", "is blue3.")]
+            route.fulfill(status=200, content_type="text/event-stream", body="".join(
+                f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n")
         else:
             self._json(route, {"error": {"message": f"No route {url.path}", "type":
                                          "invalid_request_error", "param": None,
@@ -284,6 +290,21 @@ def test_a_succeeded_job_shows_its_duration_and_model_ids_that_wrap_at_colons(
         assert name.evaluate("e => getComputedStyle(e).wordBreak") != "break-all"
         assert name.evaluate("e => getComputedStyle(e).overflowWrap") == "normal"
     page.screenshot(path=str(artifacts / "dashboard-page-succeeded.png"), full_page=True)
+
+
+def test_the_chat_shows_each_answers_time_to_first_words(tab: JobTab, api: FakeJobApi) -> None:
+    created = int(time.time()) - 400
+    api.job = job("succeeded", created=created, finished_at=created + 192, fine_tuned_model=TUNED)
+    api.events = [event(1, created, "The job has successfully completed")]
+    page = tab.open("succeeded")
+    page.fill("textarea[name=prompt]", "What is the code word of planet Zorb-3?")
+    page.click(".chat button[type=submit]")
+    for role in ("tuned", "base"):
+        page.wait_for_selector(f"pre.answer[data-role={role}][data-state=done]")
+        assert page.locator(f"pre.answer[data-role={role}]").inner_text() == "The code word is blue3."
+        timing = page.locator(f".timing[data-role={role}]").inner_text()
+        assert re.fullmatch(r"first words after \d+\.\d s, whole answer after \d+\.\d s", timing), timing
+    assert "merging its adapter" in page.locator(".chat").inner_text()
 
 
 def test_cancel_does_not_look_like_pause(tab: JobTab, api: FakeJobApi) -> None:

@@ -68,7 +68,8 @@ export function chatPanel(baseModel, signal) {
   const note = h("p", { class: "muted" },
     "Answers use temperature 0. A model's first answer waits for the server to start its "
     + "llama.cpp process, and a fine-tuned model's first also for merging its adapter into the "
-    + "base weights: half a minute or more on a small CPU. Later answers start at once.");
+    + "base weights: from seconds to a minute on a small CPU (each answer's time is shown "
+    + "under it). Later answers start at once.");
   const form = h("form", { class: "chat-form" }, picker, prompt, h("div", { class: "actions" }, ask));
   const element = h("section", { class: "card chat" }, h("h2", {}, "Try it"), form,
     h("div", { class: "answers" },
