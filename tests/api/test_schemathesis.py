@@ -21,7 +21,7 @@ Rules of ours that JSON Schema cannot state (a ``training_file`` must name an up
 must be JSONL, an expiry policy has both of its fields, an upload's ``part_ids`` must name its own
 parts adding up to its ``bytes``) make schema-valid requests answer 400,
 which the ``positive_data_acceptance`` check would count as a failure. ``acceptable()``
-(``tests/contract_rules.py``, which the outside run of ``schemathesis.toml`` applies too) rewrites
+(``tunegate/contract/rules.py``, which the outside run of ``schemathesis.toml`` applies too) rewrites
 exactly those values in the generated cases, and only where the generated value was itself
 schema-valid, so negative cases stay negative. The 400s themselves are asserted in
 ``test_errors.py`` and ``test_unknown_parameters.py``.
@@ -64,13 +64,13 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
-from tests import contract_rules as rules
 from tests.api.conftest import ALICE
 from tests.conftest import chat_lines
 from tests.helpers import add_parts, create_upload, upload
 from tunegate.api.app import build_service, create_app
 from tunegate.api.event_stream import STOPPING_KEY
 from tunegate.api.service import Service
+from tunegate.contract import rules
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.job_requests import MAX_METADATA_KEY
 from tunegate.settings import Settings
@@ -236,7 +236,7 @@ def test_the_rules_know_the_code_s_limits() -> None:
 
 def acceptable(case: Any) -> None:
     """Make a generated case meet the server-side rules JSON Schema cannot express
-    (``tests/contract_rules.py``, shared with the outside run that schemathesis.toml sets up)."""
+    (``tunegate/contract/rules.py``, shared with the outside run that schemathesis.toml sets up)."""
     rules.acceptable(case, training_file=TARGET.training_file, base_models=[EMBEDDED_MODEL_ID],
                      training_content=chat_lines(12),
                      completable_upload=TARGET.completable_upload)

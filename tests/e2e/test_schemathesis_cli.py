@@ -1,6 +1,7 @@
-"""schemathesis' CLI run as a user runs it, from the repository root (so with its
-``schemathesis.toml`` and the hooks that file names), against a real ``tunegate serve``:
-every check, exit status 0.
+"""schemathesis' CLI run as an outside user runs it (README, "schemathesis from outside"):
+from a folder outside the checkout, with the config the package ships (``--config-file "$(python
+-m tunegate.contract)"``, whose hooks are ``tunegate.contract.hooks``), against a real
+``tunegate serve``: every check, exit status 0.
 
 - Open (no keys, the default): every operation, chat and text completions included (they run
   the embedded model). The served spec says no credentials are needed, so ``ignored_auth`` has
@@ -37,17 +38,24 @@ KEY = "sk-tg-schemathesis-cli-0000000000000000"
 EXAMPLES = "3"
 
 
-def run_schemathesis(server: Server, *args: str) -> str:
-    """``schemathesis run <server>/v1/openapi.json --checks all`` from the repository root;
-    its output, after asserting that it used the repository's config and exited 0."""
+def run_schemathesis(server: Server, outside: Path, *args: str) -> str:
+    """``schemathesis --config-file "$(python -m tunegate.contract)" run
+    <server>/v1/openapi.json --checks all`` from the folder ``outside``; its output, after
+    asserting that it used the package's config and exited 0."""
+    outside.mkdir(exist_ok=True)
+    assert ROOT not in outside.resolve().parents
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith(("TUNEGATE_", "SCHEMATHESIS_"))}
+    config = subprocess.run([sys.executable, "-m", "tunegate.contract"], cwd=outside,
+                            env=environment, capture_output=True, text=True, check=True,
+                            timeout=60).stdout.strip()
     done = subprocess.run(
-        [str(SCHEMATHESIS), "run", f"{server.api}/openapi.json", "--checks", "all",
-         "--max-examples", EXAMPLES, "--seed", "14", "--no-color", *args],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=840)
+        [str(SCHEMATHESIS), "--config-file", config, "run", f"{server.api}/openapi.json",
+         "--checks", "all", "--max-examples", EXAMPLES, "--seed", "14", "--no-color", *args],
+        cwd=outside, env=environment, capture_output=True, text=True, timeout=840)
     output = done.stdout + done.stderr
-    assert f"Configuration:    {ROOT / 'schemathesis.toml'}" in output, output[-3000:]
+    # schemathesis names the file it read (in a checkout, the repository's, which it links to).
+    assert f"Configuration:    {Path(config).resolve()}" in output, output[-3000:]
     assert done.returncode == 0, output[-12000:]
     # Every generated case passed (warnings, e.g. "Authentication failed" for the admin-only
     # permissions routes, may still be printed above the summary).
@@ -59,9 +67,10 @@ def run_schemathesis(server: Server, *args: str) -> str:
 
 def test_open_server(tmp_path: Path) -> None:
     server = start_server(tmp_path, env=VALIDATE_ONLY)
+    outside = tmp_path / "outside"
     try:
-        api = run_schemathesis(server, "--exclude-tag", "Inference")
-        completions = run_schemathesis(server, "--include-tag", "Inference",
+        api = run_schemathesis(server, outside, "--exclude-tag", "Inference")
+        completions = run_schemathesis(server, outside, "--include-tag", "Inference",
                                        "--phases", "examples,fuzzing")
     finally:
         stop_server(server)
@@ -78,7 +87,8 @@ def test_keyed_server(tmp_path: Path) -> None:
     server = start_server(tmp_path, env={**VALIDATE_ONLY, "TUNEGATE_API_KEY": KEY,
                                          "TUNEGATE_RATE_LIMIT": "0"})
     try:
-        output = run_schemathesis(server, "-H", f"Authorization: Bearer {KEY}",
+        output = run_schemathesis(server, tmp_path / "outside",
+                                  "-H", f"Authorization: Bearer {KEY}",
                                   "--exclude-tag", "Inference")
     finally:
         stop_server(server)

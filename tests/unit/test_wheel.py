@@ -1,6 +1,8 @@
 """A built wheel is complete: installed outside the checkout, ``tunegate serve`` starts from it
 and answers ``/v1/openapi.yaml`` with the repository's openapi.yaml, byte for byte, and the
-dashboard (``/dashboard/``) with the files of tunegate/dashboard/, each from the wheel.
+dashboard (``/dashboard/``) with the files of tunegate/dashboard/, each from the wheel; and it
+holds what an outside schemathesis run needs (``python -m tunegate.contract``: the config, whose
+hooks import from the wheel).
 
 openapi.yaml and handlers/ live at the repository's top level; tunegate/openapi.yaml is a
 symlink that setuptools resolves into the wheel. Offline: no build isolation, no index.
@@ -110,3 +112,10 @@ def test_an_installed_wheel_serves_its_spec(tmp_path: Path) -> None:
             assert served.content == path.read_bytes(), path.name
     finally:
         stop_server(server)
+    config = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys; sys.argv[1:] = []; "
+         "import tunegate.contract.hooks; runpy.run_module('tunegate.contract', run_name='__main__')"],
+        cwd=run_dir, env={"PYTHONPATH": str(site)}, capture_output=True, text=True, check=True)
+    shipped = Path(config.stdout.strip())
+    assert site in shipped.parents and not shipped.is_symlink(), shipped
+    assert shipped.read_bytes() == (ROOT / "schemathesis.toml").read_bytes()

@@ -31,6 +31,16 @@ export function duration(seconds) {
   return h ? `${h} h ${m} min` : m ? `${m} min ${s} s` : `${s} s`;
 }
 
+/**
+ * A model id that wraps only after its `:` separators (ft:base:org:suffix:tag:ckpt-step-N),
+ * never inside one of its parts.
+ */
+export function modelId(id) {
+  const parts = String(id).split(":");
+  return h("span", { class: "model-id" },
+    parts.flatMap((part, index) => (index ? [":", h("wbr"), part] : [part])));
+}
+
 export function number(value, digits = 4) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }

@@ -1,10 +1,11 @@
-// A job's page: status and controls, progress with ETA, the live loss chart, resolved
-// hyperparameters, checkpoints with their metrics, events, and the chat panel.
+// A job's page: status and controls, progress with ETA (or the stage once every step is done),
+// the live loss chart, resolved hyperparameters, checkpoints with their metrics, events, and the
+// chat panel.
 
 import { request } from "./api.js";
 import { createLossChart, drawLossChart } from "./chart.js";
 import { chatPanel } from "./chat.js";
-import { TERMINAL, duration, errorBox, h, number, statusBadge, when } from "./dom.js";
+import { TERMINAL, duration, errorBox, h, modelId, number, statusBadge, when } from "./dom.js";
 import { followEvents } from "./events.js";
 
 const REFRESH_MS = 3000;
@@ -12,8 +13,18 @@ const EVENTS_SHOWN = 200;
 const ACTIONS = [
   { name: "pause", label: "Pause", allowed: ["running", "queued"] },
   { name: "resume", label: "Resume", allowed: ["paused"] },
-  { name: "cancel", label: "Cancel", allowed: ["validating_files", "queued", "running", "paused"] },
+  // Styled apart from the others (style.css): a cancelled job cannot be resumed.
+  { name: "cancel", label: "Cancel job", allowed: ["validating_files", "queued", "running", "paused"] },
 ];
+// What the worker does once the last step is done, by the event that says it has begun (the
+// worker's "Exporting the adapter and its checkpoints to GGUF"); before any of them, the trainer
+// saves the final adapter and its results.
+const STAGES = [
+  { name: "exporting", pattern: /^Exporting\b/, text: "exporting the model to GGUF…" },
+];
+const SAVING = { name: "saving", text: "all steps done: saving the model…" };
+// Why a job that ended has no steps or no checkpoints, by its status ("yet" would promise some).
+const ENDED_BEFORE = { failed: "the job failed before", cancelled: "the job was cancelled before" };
 
 export function jobView(jobId, signal) {
   const page = new JobPage(jobId, signal);
@@ -29,6 +40,7 @@ class JobPage {
     this.points = new Map(); // step -> {step, train, valid, at}
     this.totalSteps = null;
     this.latest = null; // the newest metrics event's data
+    this.stage = null; // one of STAGES, once its event is seen
     this.events = [];
     this.drawPending = false;
     this.build();
@@ -37,11 +49,14 @@ class JobPage {
   build() {
     this.title = h("h2", {}, this.jobId);
     this.status = h("span");
+    this.stageText = h("span", { class: "stage" });
     this.summary = h("dl", { class: "summary" });
+    this.durationText = h("span");
     this.failure = h("div");
     this.actionNote = h("div");
     this.buttons = ACTIONS.map((action) => h("button", {
       type: "button", class: `action action-${action.name}`, disabled: true,
+      title: action.name === "cancel" ? "Stop the job for good (it cannot be resumed)" : null,
       onclick: () => this.act(action.name),
     }, action.label));
     this.progress = h("progress", { value: 0, max: 1, class: "job-progress" });
@@ -56,7 +71,7 @@ class JobPage {
     this.element = h("div", { class: "job-view" },
       h("p", {}, h("a", { href: "#/" }, "← all jobs")),
       h("section", { class: "card" },
-        h("div", { class: "job-head" }, this.title, this.status,
+        h("div", { class: "job-head" }, this.title, this.status, this.stageText,
           h("div", { class: "buttons" }, this.buttons)),
         this.actionNote, this.failure, this.summary,
         h("div", { class: "progress-row" }, this.progress, this.progressText)),
@@ -71,7 +86,7 @@ class JobPage {
       this.chatSlot,
       h("section", { class: "card" }, h("h2", {}, "Events"),
         h("table", { class: "events" }, this.eventRows)));
-    drawLossChart(this.chart, [], null);
+    drawLossChart(this.chart, [], null, { showValid: false, emptyText: "loading…" });
   }
 
   async start() {
@@ -93,6 +108,7 @@ class JobPage {
   async followJob() {
     while (!this.signal.aborted && !TERMINAL.has(this.job.status)) {
       await new Promise((resolve) => setTimeout(resolve, REFRESH_MS));
+      this.showDuration();
       try {
         await this.loadJob();
       } catch {
@@ -122,18 +138,37 @@ class JobPage {
     this.failure.replaceChildren(job.error
       ? errorBox(`Failed (${job.error.code}): ${job.error.message}`) : "");
     const facts = [
-      ["Base model", job.model], ["Fine-tuned model", job.fine_tuned_model || "–"],
+      ["Base model", job.model],
+      ["Fine-tuned model", job.fine_tuned_model ? modelId(job.fine_tuned_model) : "–"],
       ["Method", job.method.type], ["Suffix", job.user_provided_suffix || "–"],
       ["Created", when(job.created_at)], ["Finished", when(job.finished_at)],
+      ["Duration", this.durationText],
       ["Trained tokens", job.trained_tokens ?? "–"], ["Training file", job.training_file],
-      ["Validation file", job.validation_file || "–"],
+      ["Validation file", job.validation_file || "none"],
     ];
     this.summary.replaceChildren(...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     const resolved = { ...job.method[job.method.type]?.hyperparameters, seed: job.seed };
     this.hyperparameters.replaceChildren(...Object.entries(resolved).map(([k, v]) =>
       h("tr", {}, h("th", {}, k), h("td", {}, typeof v === "number" ? String(v) : v))));
+    this.showDuration();
     this.showProgress();
+    this.scheduleDraw(); // what an empty chart says, and the validation series, follow the job
     this.ensureChat();
+  }
+
+  /** From creation to the end, or to now while the job is not finished. */
+  showDuration() {
+    const job = this.job;
+    const end = job.finished_at || Date.now() / 1000;
+    this.durationText.textContent = job.finished_at
+      ? duration(end - job.created_at) : `${duration(end - job.created_at)} so far`;
+  }
+
+  /** What the worker is doing now: "training", a stage after the last step, or null. */
+  currentStage() {
+    if (this.job.status !== "running" || !this.latest) return null;
+    if (this.latest.step < this.latest.total_steps) return { name: "training" };
+    return this.stage || SAVING;
   }
 
   showProgress() {
@@ -153,8 +188,12 @@ class JobPage {
     if (this.latest?.learning_rate != null) {
       parts.push(`lr ${Number(this.latest.learning_rate).toExponential(2)}`);
     }
+    const stage = this.currentStage();
+    this.element.dataset.stage = stage?.name || "";
+    this.stageText.textContent = stage?.text || "";
     const eta = this.eta();
-    if (eta) parts.push(`ETA ${new Date(eta * 1000).toLocaleTimeString()} (in ${duration(eta - Date.now() / 1000)})`);
+    // Past the last step the head says what the job is doing (this.stageText), not an ETA.
+    if (eta && !stage?.text) parts.push(`ETA ${new Date(eta * 1000).toLocaleTimeString()} (in ${duration(eta - Date.now() / 1000)})`);
     if (TERMINAL.has(job.status)) parts.push(job.status);
     else if (!this.latest) parts.push(job.status === "running" ? "starting…" : job.status);
     this.progressText.textContent = parts.join(" · ");
@@ -163,13 +202,16 @@ class JobPage {
   /** When the job should end: the server's estimate, else the pace of the steps seen. */
   eta() {
     if (this.job.status !== "running") return null;
-    if (this.job.estimated_finish) return this.job.estimated_finish;
+    const now = Date.now() / 1000;
+    // A time already past says nothing: the job is late, or doing what follows the steps.
+    if (this.job.estimated_finish) return this.job.estimated_finish > now ? this.job.estimated_finish : null;
     const seen = [...this.points.values()].sort((a, b) => a.step - b.step);
     if (seen.length < 2 || !this.totalSteps) return null;
     const first = seen[0];
     const last = seen[seen.length - 1];
     const pace = (last.at - first.at) / (last.step - first.step);
-    return pace > 0 ? last.at + pace * (this.totalSteps - last.step) : null;
+    const eta = last.at + pace * (this.totalSteps - last.step);
+    return pace > 0 && eta > now ? eta : null;
   }
 
   addEvent(event) {
@@ -182,8 +224,13 @@ class JobPage {
       this.totalSteps = data.total_steps ?? this.totalSteps;
       if (!this.latest || data.step >= this.latest.step) this.latest = data;
       this.scheduleDraw();
-    } else if (this.job && !TERMINAL.has(this.job.status)) {
-      this.loadJob().catch(() => {}); // a status change or a new checkpoint: show it now
+    } else {
+      const stage = STAGES.find((candidate) => candidate.pattern.test(event.message || ""));
+      if (stage) this.stage = stage;
+      if (this.job && !TERMINAL.has(this.job.status)) {
+        this.loadJob().catch(() => {}); // a status change or a new checkpoint: show it now
+      }
+      if (stage && this.job) this.showProgress();
     }
     this.eventRows.prepend(h("tr", { class: `level-${event.level}` },
       h("td", { class: "when" }, when(event.created_at)), h("td", {}, event.level),
@@ -197,9 +244,25 @@ class JobPage {
     requestAnimationFrame(() => {
       this.drawPending = false;
       const points = [...this.points.values()].sort((a, b) => a.step - b.step);
-      drawLossChart(this.chart, points, this.totalSteps);
+      drawLossChart(this.chart, points, this.totalSteps, this.chartOptions(points));
       if (this.job) this.showProgress();
     });
+  }
+
+  chartOptions(points) {
+    const job = this.job;
+    if (!job) return { showValid: false, emptyText: "loading…" };
+    const hyperparameters = job.method[job.method.type]?.hyperparameters || {};
+    const why = ENDED_BEFORE[job.status];
+    let emptyText = "no training steps yet";
+    if (why) emptyText = `no training steps: ${why} its first step`;
+    else if (TERMINAL.has(job.status)) emptyText = "no training steps recorded";
+    return {
+      // A validation loss needs a validation file; tunegate computes none otherwise.
+      showValid: Boolean(job.validation_file) || points.some((p) => p.valid != null),
+      epochs: Number.isInteger(hyperparameters.n_epochs) ? hyperparameters.n_epochs : null,
+      emptyText,
+    };
   }
 
   async loadCheckpoints() {
@@ -216,15 +279,18 @@ class JobPage {
       return h("tr", {},
         h("td", {}, checkpoint.step_number), h("td", {}, number(m.train_loss)),
         h("td", {}, number(m.valid_loss ?? m.full_valid_loss)),
-        h("td", { class: "model-name" }, checkpoint.fine_tuned_model_checkpoint),
+        h("td", { class: "model-name" }, modelId(checkpoint.fine_tuned_model_checkpoint)),
         h("td", {}, h("button", {
           type: "button", class: "small",
           onclick: () => this.chat?.select(checkpoint.fine_tuned_model_checkpoint),
         }, "Try")));
     }));
     if (!page.data.length) {
-      this.checkpoints.append(h("tr", {}, h("td", { colspan: 5, class: "muted" },
-        "None yet: one is saved at the end of each epoch.")));
+      const status = this.job?.status;
+      let text = "None yet: one is saved at the end of each epoch.";
+      if (ENDED_BEFORE[status]) text = `None: ${ENDED_BEFORE[status]} the end of its first epoch.`;
+      else if (TERMINAL.has(status)) text = "None.";
+      this.checkpoints.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, text)));
     }
     this.ensureChat();
   }

@@ -49,8 +49,10 @@ function progressCell(job, progress) {
   if (job.status === "succeeded") return h("progress", { value: 1, max: 1 });
   if (job.status === "failed") return h("span", { class: "error-text" }, job.error?.message || "failed");
   if (!progress || TERMINAL.has(job.status)) return "–";
+  // Every step done while still running: the model is being saved and exported, not trained.
+  const after = progress.step >= progress.total ? " · finishing" : "";
   return h("span", {}, h("progress", { value: progress.step, max: progress.total }),
-           ` ${progress.step}/${progress.total}`);
+           ` ${progress.step}/${progress.total}${after}`);
 }
 
 function jobRow(job, progress) {

@@ -24,7 +24,7 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   generation is kept to a few tokens (the model runs on CPU).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
-Two users: ``tests/schemathesis_hooks.py`` (the hooks schemathesis.toml names, for a run from
+Two users: ``tunegate.contract.hooks`` (the hooks schemathesis.toml names, for a run from
 outside against a real server) and ``tests/api/test_schemathesis.py`` (the in-process app).
 """
 
@@ -35,9 +35,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-# tunegate.domain.job_requests.MAX_METADATA_KEY, written here so that this file (shipped for
-# outside schemathesis runs) needs nothing of tunegate's.
-MAX_METADATA_KEY = 64
+from tunegate.domain.job_requests import MAX_METADATA_KEY
+
 # Operations that answer 400 for a base model (only fine-tuned models can be deleted or exported).
 NO_BASE_MODELS = ("DELETE /models/{model}", "GET /models/{model}/adapter")
 EXPIRES_AFTER = ("expires_after[anchor]", "expires_after[seconds]")
