@@ -239,15 +239,22 @@ def test_a_prompt_longer_than_the_context_is_400(client) -> None:
 
 
 INVALID_CHAT = [
-    ({"n": 2}, "n"),
+    ({"n": 9}, "n"),
+    ({"n": 1000}, "n"),
     ({"temperature": 2.5}, "temperature"),
     ({"top_p": -0.1}, "top_p"),
     ({"max_tokens": 0}, "max_tokens"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"logprobs": True}, "logprobs"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
-     "tool_choice"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"logprobs": True, "top_logprobs": 50}, "top_logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs
+    ({"tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ({"tool_choice": "required"}, "tool_choice"),  # no tools
+    ({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "integer", "multipleOf": 2}}}},
+     "response_format.json_schema.schema"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"not": {}}}}],
+      "tool_choice": "required"}, "tools.0.function.parameters"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
     ({"messages": []}, "messages"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages.0.content"),
@@ -261,7 +268,8 @@ def test_invalid_parameters_are_400_naming_the_param(client) -> None:
 
 
 def test_completion_parameters_are_checked_too(client) -> None:
-    for params, param in (({"n": 3}, "n"), ({"echo": True}, "echo"), ({"prompt": 5}, "prompt")):
+    for params, param in (({"n": 9}, "n"), ({"logprobs": 6}, "logprobs"), ({"echo": True}, "echo"),
+                          ({"prompt": 5}, "prompt")):
         body = {"model": BASE, "prompt": "Hi", **params}
         assert error_of(client.post(COMPLETIONS, json=body), 400)["param"] == param
 
