@@ -345,3 +345,20 @@ def test_serving_runs_llama_cpp_in_its_own_process_and_never_torch(tmp_path: Pat
     done = subprocess.run([sys.executable, "-c", SERVE_ONCE, str(tmp_path), BASE],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_n_logprobs_and_json_answers_match_the_spec(client) -> None:
+    """The ``client`` validates each answer against openapi.yaml: n choices with OpenAI's chat
+    and legacy logprobs shapes, and a schema-constrained answer that parses."""
+    answer = chat(client, n=2, seed=3, temperature=1, logprobs=True, top_logprobs=2).json()
+    assert [choice["index"] for choice in answer["choices"]] == [0, 1]
+    assert all(choice["logprobs"]["content"] for choice in answer["choices"])
+    body = {"model": BASE, "prompt": "The capital of France is", "max_tokens": 4, "logprobs": 2}
+    response = client.post(COMPLETIONS, json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["choices"][0]["logprobs"]["tokens"]) == 4
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+              "required": ["city"], "additionalProperties": False}
+    format = {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}
+    reply = chat(client, response_format=format, max_tokens=40).json()
+    assert set(json.loads(reply["choices"][0]["message"]["content"])) == {"city"}
