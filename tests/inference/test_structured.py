@@ -101,8 +101,8 @@ class TakeOff(BaseModel):
 
 
 def test_a_forced_tool_call_validates_against_its_function(clients: list[OpenAI]) -> None:
-    weather = {"type": "function", "function": {
-        "name": "get_weather", "parameters": {
+    weather = {"type": "function", "function": {  # strict: parse() wants every tool strict
+        "name": "get_weather", "strict": True, "parameters": {
             "type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
             "required": ["city"], "additionalProperties": False}}}
     for client in clients:
