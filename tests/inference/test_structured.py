@@ -60,7 +60,7 @@ CITIES = ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Sydney", "Nairobi", "Toron
 def test_parse_returns_a_validated_object_for_every_prompt(clients: list[OpenAI]) -> None:
     def parse(index: int) -> City:
         completion = clients[index % 2].chat.completions.parse(
-            model=BASE, response_format=City, max_completion_tokens=120,
+            model=BASE, response_format=City, max_completion_tokens=120, temperature=0,
             messages=[{"role": "user", "content": f"Describe the city {CITIES[index]} as JSON."}])
         choice = completion.choices[0]
         assert choice.finish_reason == "stop"
