@@ -239,15 +239,22 @@ def test_a_prompt_longer_than_the_context_is_400(client) -> None:
 
 
 INVALID_CHAT = [
-    ({"n": 2}, "n"),
+    ({"n": 9}, "n"),
+    ({"n": 1000}, "n"),
     ({"temperature": 2.5}, "temperature"),
     ({"top_p": -0.1}, "top_p"),
     ({"max_tokens": 0}, "max_tokens"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"logprobs": True}, "logprobs"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
-     "tool_choice"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"logprobs": True, "top_logprobs": 50}, "top_logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs
+    ({"tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ({"tool_choice": "required"}, "tool_choice"),  # no tools
+    ({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "integer", "multipleOf": 2}}}},
+     "response_format.json_schema.schema"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"not": {}}}}],
+      "tool_choice": "required"}, "tools.0.function.parameters"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
     ({"messages": []}, "messages"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages.0.content"),
@@ -261,7 +268,8 @@ def test_invalid_parameters_are_400_naming_the_param(client) -> None:
 
 
 def test_completion_parameters_are_checked_too(client) -> None:
-    for params, param in (({"n": 3}, "n"), ({"echo": True}, "echo"), ({"prompt": 5}, "prompt")):
+    for params, param in (({"n": 9}, "n"), ({"logprobs": 6}, "logprobs"), ({"echo": True}, "echo"),
+                          ({"prompt": 5}, "prompt")):
         body = {"model": BASE, "prompt": "Hi", **params}
         assert error_of(client.post(COMPLETIONS, json=body), 400)["param"] == param
 
@@ -337,3 +345,20 @@ def test_serving_runs_llama_cpp_in_its_own_process_and_never_torch(tmp_path: Pat
     done = subprocess.run([sys.executable, "-c", SERVE_ONCE, str(tmp_path), BASE],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_n_logprobs_and_json_answers_match_the_spec(client) -> None:
+    """The ``client`` validates each answer against openapi.yaml: n choices with OpenAI's chat
+    and legacy logprobs shapes, and a schema-constrained answer that parses."""
+    answer = chat(client, n=2, seed=3, temperature=1, logprobs=True, top_logprobs=2).json()
+    assert [choice["index"] for choice in answer["choices"]] == [0, 1]
+    assert all(choice["logprobs"]["content"] for choice in answer["choices"])
+    body = {"model": BASE, "prompt": "The capital of France is", "max_tokens": 4, "logprobs": 2}
+    response = client.post(COMPLETIONS, json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["choices"][0]["logprobs"]["tokens"]) == 4
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+              "required": ["city"], "additionalProperties": False}
+    format = {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}
+    reply = chat(client, response_format=format, max_tokens=40).json()
+    assert set(json.loads(reply["choices"][0]["message"]["content"])) == {"city"}

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from openai import OpenAI
 
@@ -127,13 +128,38 @@ def test_the_openai_sdk_reads_tool_calls_plain_and_streamed(client, scripted) ->
         assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
-def test_forcing_a_tool_is_refused(client) -> None:
-    for choice in ("required", {"type": "function", "function": {"name": "takeoff_drone"}}):
-        body = {"model": BASE, "messages": ASK, "tools": TOOLS, "tool_choice": choice}
-        response = client.post(CHAT, json=body)
-        assert response.status_code == 400, response.text
-        error = response.json()["error"]
-        assert error["param"] == "tool_choice" and error["code"] == "unsupported_parameter"
+def test_a_forced_call_is_made_with_arguments_valid_for_its_function(client) -> None:
+    """SmolLM2-135M does not call tools on its own (see ``ScriptedAnswer``); forced, it must,
+    with the named function (or one of the offered ones for ``required``), streamed or not."""
+    tools = [*TOOLS, {"type": "function", "function": {
+        "name": "land_drone", "parameters": {"type": "object", "properties": {
+            "speed": {"type": "string", "enum": ["slow", "fast"]}},
+            "required": ["speed"], "additionalProperties": False}}}]
+    schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in tools}
+    named = {"type": "function", "function": {"name": "land_drone"}}
+    for choice, names in (("required", set(schemas)), (named, {"land_drone"})):
+        for stream in (False, True):
+            body = {"model": BASE, "messages": ASK, "tools": tools, "tool_choice": choice,
+                    "temperature": 0, "max_tokens": 40, "stream": stream}
+            response = client.post(CHAT, json=body)
+            assert response.status_code == 200, response.text
+            finish, calls = _calls(response, stream)
+            assert finish == "tool_calls", (choice, stream, response.text)
+            [call] = calls
+            assert call["function"]["name"] in names
+            jsonschema.validate(json.loads(call["function"]["arguments"]),
+                                schemas[call["function"]["name"]])
+
+
+def _calls(response: Any, stream: bool) -> tuple[str, list[dict[str, Any]]]:
+    if not stream:
+        choice = response.json()["choices"][0]
+        return choice["finish_reason"], choice["message"]["tool_calls"]
+    chunks = [json.loads(block[len("data: "):]) for block in response.text.split("\n\n")
+              if block.startswith("data: {")]
+    choices = [chunk["choices"][0] for chunk in chunks if chunk["choices"]]
+    calls = [call for c in choices for call in c["delta"].get("tool_calls") or []]
+    return choices[-1]["finish_reason"], calls
 
 
 def test_streamed_text_before_a_call_arrives_as_content(app, client) -> None:

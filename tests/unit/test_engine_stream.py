@@ -28,3 +28,15 @@ def test_unicode_line_breaks_inside_an_event_do_not_split_it() -> None:
 def test_lines_are_split_on_line_feeds_and_lose_their_carriage_return() -> None:
     assert list(_sse_lines([b"data: 1\r\n\r\ndata: 2", b"\n", b"tail"])) == [
         "data: 1", "", "data: 2", "tail"]
+
+
+def test_probabilities_of_tokens_without_text_travel_with_the_next_text() -> None:
+    first = {"token": "\xe2", "logprob": -0.1, "top_logprobs": []}  # half a character: no text
+    second = {"token": "\x82\xac", "logprob": -0.2, "top_logprobs": []}
+    last = {"token": "!", "logprob": -0.3, "top_logprobs": []}
+    stream = events({"content": "", "stop": False, "completion_probabilities": [first]},
+                    {"content": "€", "stop": False, "completion_probabilities": [second]},
+                    {"content": "!", "stop": True, "stop_type": "limit", "tokens_predicted": 3,
+                     "completion_probabilities": [last]})
+    assert list(_deltas(_sse_lines([stream]))) == [
+        Delta("€", 2, probabilities=(first, second)), Delta("!", 3, "length", (last,))]

@@ -16,12 +16,14 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
 - a ``metadata[key]`` filter cannot carry brackets in its key (deepObject has no escaping);
 - a live event stream resumes only after an event of its own job (``last_event_id``, the
   ``Last-Event-ID`` header), and takes no ``after`` (which pages the JSON list);
-- chat and text completions refuse what tunegate cannot honour (``n`` or ``best_of`` other than
-  1, a forced ``tool_choice``, log probabilities, ``echo``, ``suffix``, a JSON
-  ``response_format``, ``stream_options`` without ``stream``, non-text content parts, tools
-  without a function name); the prompt must fit the model's context (the embedded model's is
-  2048 tokens), so conversations, tools and prompts are cut to ``MAX_PROMPT_BYTES``; and
-  generation is kept to a few tokens (the model runs on CPU).
+- chat and text completions refuse what tunegate cannot honour (``n`` above 8, ``best_of``
+  other than 1, ``top_logprobs`` without ``logprobs``, ``echo``, ``suffix``, a JSON schema with
+  a keyword llama.cpp cannot enforce, a forced ``tool_choice`` naming no offered function,
+  ``stream_options`` without ``stream``, non-text content parts, tools without a function
+  name), so generated schemas become ``json_object`` and forced choices ``auto``; the prompt
+  must fit the model's context (the embedded model's is 2048 tokens), so conversations, tools
+  and prompts are cut to ``MAX_PROMPT_BYTES``; and generation is kept to a few tokens (the
+  model runs on CPU).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
 Two users: ``tunegate.contract.hooks`` (the hooks schemathesis.toml names, for a run from
@@ -49,9 +51,10 @@ MAX_PROMPT_BYTES = 1200
 # What a completable upload (see ``acceptable``) holds: one part, these bytes.
 COMPLETABLE = b'{"n": 1}\n'
 _REFUSED = {
-    "POST /chat/completions": ("logprobs", "top_logprobs", "audio"),
-    "POST /completions": ("logprobs", "echo", "suffix"),
+    "POST /chat/completions": ("top_logprobs", "audio"),
+    "POST /completions": ("echo", "suffix"),
 }
+MAX_CHOICES = 8  # tunegate.serving.completions.MAX_CHOICES
 
 
 def one_example() -> bytes:
@@ -168,12 +171,13 @@ def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
         body["model"] = base_model
     for name in _REFUSED[label]:
         body.pop(name, None)
-    for name in ("n", "best_of"):
-        if body.get(name) not in (None, 1):
-            body[name] = 1
+    if isinstance(body.get("n"), int) and body["n"] > MAX_CHOICES:
+        body["n"] = MAX_CHOICES
+    if body.get("best_of") not in (None, 1):
+        body["best_of"] = 1
     response_format = body.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-        body["response_format"] = {"type": "text"}
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        body["response_format"] = {"type": "json_object"}
     if not body.get("stream"):
         body.pop("stream_options", None)
     for name in ("tool_choice", "function_call"):

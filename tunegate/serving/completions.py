@@ -2,7 +2,9 @@
 
 Turns a request body into a :class:`GenerationRequest` (checking the parameters OpenAI has but
 tunegate does not support, with ``param`` naming them), renders and measures the prompt against
-the model's context, and shapes the results as OpenAI's ``chat.completion`` /
+the model's context, generates the ``n`` choices together (:mod:`fanout`), constrained where
+``response_format`` or a forced ``tool_choice`` asks (:mod:`constraints`), and shapes the
+results, log probabilities included (:mod:`logprobs`), as OpenAI's ``chat.completion`` /
 ``chat.completion.chunk`` / ``text_completion`` objects. Every key of those objects is always
 sent (``null`` when empty), except inside a streamed ``delta``, which like OpenAI's carries only
 what changed.
@@ -11,9 +13,9 @@ what changed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tunegate import ids
@@ -27,13 +29,31 @@ from tunegate.errors import (
     TooManyRequests,
     TunegateError,
 )
-from tunegate.serving.engine import EngineBusy, EngineDied, EngineError, EngineTimeout, Sampling
+from tunegate.serving import logprobs as token_logprobs
+from tunegate.serving.constraints import (
+    Constraint,
+    forced_tool_names,
+    response_constraint,
+    tool_call_constraint,
+)
+from tunegate.serving.engine import (
+    Delta,
+    EngineBusy,
+    EngineDied,
+    EngineError,
+    EngineTimeout,
+    Sampling,
+)
+from tunegate.serving.fanout import interleave
 from tunegate.serving.model import ServedModel
 from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelNoSpace, ModelPool
 
 CHAT_ID = "chatcmpl-"
 COMPLETION_ID = "cmpl-"
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+# Choices per request: each takes one of the model process's parallel slots (4 by default), so
+# more would only queue inside one request.
+MAX_CHOICES = 8
 
 Json = dict[str, Any]
 
@@ -51,6 +71,9 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     tools: list[dict[str, Any]] | None = None  # offered to the model (chat only)
+    n: int = 1  # choices, generated together
+    logprobs: int | None = None  # None: no log probabilities; else how many top ones per token
+    constraint: Constraint | None = None  # JSON mode, a schema or a forced tool call
 
     @property
     def chat(self) -> bool:
@@ -67,12 +90,9 @@ def _is_set(value: Any) -> bool:
 
 # Parameters OpenAI accepts that tunegate cannot honour: refused instead of silently ignored.
 _UNSUPPORTED_CHAT = {
-    "logprobs": "log probabilities are not returned",
-    "top_logprobs": "log probabilities are not returned",
     "audio": "audio output is not supported",
 }
 _UNSUPPORTED_TEXT = {
-    "logprobs": "log probabilities are not returned",
     "echo": "echo is not supported",
     "suffix": "insertion (suffix) is not supported",
 }
@@ -83,19 +103,47 @@ def _refuse_unsupported(body: Mapping[str, Any], table: Mapping[str, str]) -> No
         if _is_set(body.get(param)):
             raise InvalidRequest(f"Unsupported parameter '{param}': {why} by tunegate.",
                                  param=param, code="unsupported_parameter")
-    if body.get("n") not in (None, 1):
-        raise InvalidRequest("Only n=1 is supported: tunegate generates one choice per request.",
-                             param="n", code="unsupported_parameter")
     if body.get("best_of") not in (None, 1):
         raise InvalidRequest("Only best_of=1 is supported.", param="best_of",
                              code="unsupported_parameter")
-    response_format = body.get("response_format")
-    if isinstance(response_format, Mapping) and response_format.get("type") not in (None, "text"):
-        raise InvalidRequest("Only response_format type 'text' is supported (no JSON mode).",
-                             param="response_format", code="unsupported_parameter")
 
 
-def _common(body: Mapping[str, Any], max_tokens: int | None, **prompt: Any) -> GenerationRequest:
+def _choices(body: Mapping[str, Any]) -> int:
+    n = body.get("n")
+    if n is None:
+        return 1
+    if not 1 <= n <= MAX_CHOICES:
+        raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES} (got {n}).", param="n",
+                             code="invalid_value")
+    return int(n)
+
+
+def _chat_logprobs(body: Mapping[str, Any]) -> int | None:
+    """How many top log probabilities per token (``None``: none asked)."""
+    top = body.get("top_logprobs")
+    if top is not None and not 0 <= top <= token_logprobs.MAX_TOP_LOGPROBS:
+        raise InvalidRequest(f"top_logprobs must be between 0 and "
+                             f"{token_logprobs.MAX_TOP_LOGPROBS} (got {top}).",
+                             param="top_logprobs", code="invalid_value")
+    if not body.get("logprobs"):
+        if top is not None:
+            raise InvalidRequest("top_logprobs needs logprobs set to true.",
+                                 param="top_logprobs", code="invalid_value")
+        return None
+    return int(top or 0)
+
+
+def _legacy_logprobs(body: Mapping[str, Any]) -> int | None:
+    top = body.get("logprobs")
+    if top is not None and not 0 <= top <= token_logprobs.MAX_LEGACY_LOGPROBS:
+        raise InvalidRequest(f"logprobs must be between 0 and "
+                             f"{token_logprobs.MAX_LEGACY_LOGPROBS} (got {top}).",
+                             param="logprobs", code="invalid_value")
+    return top
+
+
+def _common(body: Mapping[str, Any], max_tokens: int | None, logprobs: int | None,
+            constraint: Constraint | None = None, **prompt: Any) -> GenerationRequest:
     stop = body.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     options = body.get("stream_options") or {}
@@ -113,9 +161,13 @@ def _common(body: Mapping[str, Any], max_tokens: int | None, **prompt: Any) -> G
         sampling=Sampling(
             temperature=number("temperature", 1.0), top_p=number("top_p", 1.0),
             seed=body.get("seed"), frequency_penalty=number("frequency_penalty", 0.0),
-            presence_penalty=number("presence_penalty", 0.0)),
+            presence_penalty=number("presence_penalty", 0.0),
+            json_schema=constraint.json_schema if constraint else None,
+            # llama.cpp sends a token's own log probability only with n_probs > 0.
+            n_probs=0 if logprobs is None else max(logprobs, 1)),
         max_tokens=max_tokens, stop=tuple(s for s in stops if s), stream=stream,
-        include_usage=bool(options.get("include_usage")), **prompt,
+        include_usage=bool(options.get("include_usage")), n=_choices(body), logprobs=logprobs,
+        constraint=constraint, **prompt,
     )
 
 
@@ -141,7 +193,10 @@ def chat_request(body: Mapping[str, Any]) -> GenerationRequest:
     max_tokens = body.get("max_completion_tokens")
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
-    return _common(body, max_tokens, messages=messages, prompt=None, tools=_offered_tools(body))
+    tools = _offered_tools(body)
+    constraint = _tool_constraint(body, tools) or response_constraint(body.get("response_format"))
+    return _common(body, max_tokens, _chat_logprobs(body), constraint, messages=messages,
+                   prompt=None, tools=tools)
 
 
 _MESSAGE_KEYS = ("role", "name", "tool_calls", "tool_call_id", "function_call")
@@ -149,17 +204,11 @@ _MESSAGE_KEYS = ("role", "name", "tool_calls", "tool_call_id", "function_call")
 
 def _offered_tools(body: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """The functions the model may call: ``tools`` (or the older ``functions``), unless
-    ``tool_choice`` is ``"none"``. Forcing a call is refused: nothing here can make a small
-    model call a tool, so promising it would be a lie."""
+    ``tool_choice`` is ``"none"``."""
     tools = list(body.get("tools") or []) or [
         {"type": "function", "function": function} for function in body.get("functions") or []]
-    choice = body.get("tool_choice", body.get("function_call"))
-    if choice == "none":
+    if _tool_choice(body) == "none":
         return None
-    if choice not in (None, "auto"):
-        raise InvalidRequest("Only tool_choice 'auto' and 'none' are supported: tunegate cannot "
-                             "force a model to call a tool.", param="tool_choice",
-                             code="unsupported_parameter")
     for index, tool in enumerate(tools):
         if tool.get("type", "function") != "function" or not (tool.get("function") or {}).get("name"):
             raise InvalidRequest("Each tool must be {\"type\": \"function\", \"function\": "
@@ -168,11 +217,26 @@ def _offered_tools(body: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     return tools or None
 
 
+def _tool_choice(body: Mapping[str, Any]) -> Any:
+    return body.get("tool_choice", body.get("function_call"))
+
+
+def _tool_constraint(body: Mapping[str, Any], tools: list[dict[str, Any]] | None
+                     ) -> Constraint | None:
+    """A forced tool call (``required`` or a named function) as a constraint on the answer."""
+    choice = _tool_choice(body)
+    if choice in (None, "auto", "none"):
+        return None
+    names = forced_tool_names(choice, tools or [])
+    return tool_call_constraint(names, tools or [])
+
+
 def completion_request(body: Mapping[str, Any]) -> GenerationRequest:
     """A checked text completion request (prompt: one string)."""
     _refuse_unsupported(body, _UNSUPPORTED_TEXT)
     max_tokens = body.get("max_tokens", COMPLETION_DEFAULT_MAX_TOKENS)
-    return _common(body, max_tokens, messages=None, prompt=body["prompt"])
+    return _common(body, max_tokens, _legacy_logprobs(body), messages=None,
+                   prompt=body["prompt"])
 
 
 # --------------------------------------------------------------------------- running
@@ -192,7 +256,8 @@ def _prepare(model: ServedModel, files: ModelFiles, request: GenerationRequest) 
     """Render and tokenize the prompt; refuse it when it does not fit the context."""
     try:
         if request.messages is not None:
-            prompt = model.chat_prompt(request.messages, request.tools)
+            prefix = request.constraint.prefix if request.constraint else ""
+            prompt = model.chat_prompt(request.messages, request.tools, prefix)
         else:
             prompt = model.text_prompt(request.prompt or "")
     except TemplateError as exc:
@@ -293,80 +358,142 @@ def _envelope(prepared: _Prepared, object: str, choices: list[Json],
             "usage": usage}
 
 
+def _generations(model: ServedModel, prepared: _Prepared
+                 ) -> Generator[tuple[int, Delta], None, None]:
+    """The ``n`` choices' text pieces as ``(choice index, delta)``, generated together. With a
+    seed, choice ``i`` samples with ``seed + i``: different choices, each reproducible."""
+    request = prepared.request
+
+    def start(index: int) -> Callable[[], Generator[Delta, None, None]]:
+        sampling = request.sampling
+        if index and sampling.seed is not None:
+            sampling = replace(sampling, seed=sampling.seed + index)
+        return lambda: model.generate(prepared.prompt, sampling, prepared.max_tokens,
+                                      request.stop)
+
+    return interleave([start(index) for index in range(request.n)])
+
+
 def _complete(model: ServedModel, prepared: _Prepared) -> Json:
     request = prepared.request
-    pieces: list[str] = []
-    last = None
-    for delta in model.generate(prepared.prompt, request.sampling, prepared.max_tokens,
-                                request.stop):
-        pieces.append(delta.text)
-        last = delta
-    assert last is not None and last.finish_reason is not None
-    text = "".join(pieces)
-    usage = _usage(prepared, last.completion_tokens)
-    if request.chat:
-        reply = _reply(request, text)
-        message = {"role": "assistant", "content": reply.content, "refusal": None,
-                   "tool_calls": reply.tool_calls or None}
-        return _envelope(prepared, "chat.completion", [{
-            "index": 0, "message": message, "logprobs": None,
-            "finish_reason": _finish_reason(reply, last.finish_reason)}], usage)
-    return _envelope(prepared, "text_completion", [{
-        "index": 0, "text": text, "logprobs": None, "finish_reason": last.finish_reason}], usage)
+    n = request.n
+    texts: list[list[str]] = [[] for _ in range(n)]
+    probabilities: list[list[Json]] = [[] for _ in range(n)]
+    last: list[Delta | None] = [None] * n
+    generations = _generations(model, prepared)
+    try:
+        for index, delta in generations:
+            texts[index].append(delta.text)
+            probabilities[index] += delta.probabilities
+            last[index] = delta
+    finally:
+        generations.close()
+    finished = [delta for delta in last if delta is not None and delta.finish_reason is not None]
+    assert len(finished) == n
+    usage = _usage(prepared, sum(delta.completion_tokens for delta in finished))
+    choices = [_choice(request, index, "".join(texts[index]), probabilities[index],
+                       finished[index].finish_reason or "stop") for index in range(n)]
+    return _envelope(prepared, "chat.completion" if request.chat else "text_completion",
+                     choices, usage)
 
 
-def _chunk(prepared: _Prepared, text: str | None, finish_reason: str | None,
-           role: bool = False) -> Json:
+def _choice(request: GenerationRequest, index: int, text: str, probabilities: list[Json],
+            finish_reason: str) -> Json:
+    top = request.logprobs
+    if not request.chat:
+        logprobs = None if top is None else token_logprobs.legacy_logprobs(probabilities, top)
+        return {"index": index, "text": text, "logprobs": logprobs,
+                "finish_reason": finish_reason}
+    prefix = request.constraint.prefix if request.constraint else ""
+    reply = _reply(request, prefix + text)
+    message = {"role": "assistant", "content": reply.content, "refusal": None,
+               "tool_calls": reply.tool_calls or None}
+    return {"index": index, "message": message,
+            "logprobs": None if top is None else token_logprobs.chat_logprobs(probabilities, top),
+            "finish_reason": _finish_reason(reply, finish_reason)}
+
+
+def _chunk(prepared: _Prepared, index: int, text: str | None, finish_reason: str | None,
+           role: bool = False, logprobs: Json | None = None) -> Json:
     if not prepared.request.chat:
         return _envelope(prepared, "text_completion", [{
-            "index": 0, "text": text or "", "logprobs": None,
+            "index": index, "text": text or "", "logprobs": logprobs,
             "finish_reason": finish_reason}], None)
     delta: Json = {"role": "assistant"} if role else {}
     if text is not None:
         delta["content"] = text
     return _envelope(prepared, "chat.completion.chunk", [{
-        "index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], None)
+        "index": index, "delta": delta, "logprobs": logprobs,
+        "finish_reason": finish_reason}], None)
+
+
+def _chunk_logprobs(request: GenerationRequest, delta: Delta, offset: int) -> Json | None:
+    top = request.logprobs
+    if top is None:
+        return None
+    if request.chat:
+        return token_logprobs.chat_logprobs(delta.probabilities, top)
+    return token_logprobs.legacy_logprobs(delta.probabilities, top, offset)
 
 
 def _chunks(pool: ModelPool, prepared: _Prepared) -> Iterator[Json]:
     request = prepared.request
+    n = request.n
+    # With tools offered, text from the first <tool_call> on waits for the end of the answer.
+    readers = [StreamReader(_offered_names(request)) if request.tools else None
+               for _ in range(n)]
+    if request.constraint and request.constraint.prefix:
+        for reader in readers:  # the given start of a forced call: held like a generated one
+            assert reader is not None
+            reader.feed(request.constraint.prefix)
+    last: list[Delta | None] = [None] * n
+    offsets = [0] * n  # text sent so far per choice (the legacy logprobs' text_offset)
     with _lease(pool, prepared.files) as model:
         if request.chat:
-            yield _chunk(prepared, "", None, role=True)
-        deltas = model.generate(prepared.prompt, request.sampling, prepared.max_tokens,
-                                request.stop)
-        last = None
-        # With tools offered, text from the first <tool_call> on waits for the end of the answer.
-        reader = StreamReader(_offered_names(request)) if request.tools else None
+            for index in range(n):
+                yield _chunk(prepared, index, "", None, role=True)
+        generations = _generations(model, prepared)
         try:
-            for delta in deltas:
+            for index, delta in generations:
+                reader = readers[index]
                 text = reader.feed(delta.text) if reader is not None else delta.text
-                if text:
-                    yield _chunk(prepared, text, None)
-                last = delta
+                logprobs = _chunk_logprobs(request, delta, offsets[index])
+                if text or (logprobs is not None and delta.probabilities):
+                    yield _chunk(prepared, index, text or None, None, logprobs=logprobs)
+                offsets[index] += len(delta.text)
+                last[index] = delta
         finally:
-            deltas.close()  # a closed stream (client gone) stops llama.cpp here
-    assert last is not None and last.finish_reason is not None
-    finish_reason = last.finish_reason
-    if reader is not None:
-        rest = reader.finish()
-        if rest.content:
-            yield _chunk(prepared, rest.content, None)
-        for index, call in enumerate(rest.tool_calls):
-            yield _tool_call_chunk(prepared, index, call)
-        finish_reason = _finish_reason(rest, finish_reason)
-    yield _chunk(prepared, None, finish_reason)
+            generations.close()  # a closed stream (client gone) stops llama.cpp here
+    completion_tokens = 0
+    for index in range(n):
+        final = last[index]
+        assert final is not None and final.finish_reason is not None
+        completion_tokens += final.completion_tokens
+        yield from _ends(prepared, index, readers[index], final.finish_reason)
     if request.include_usage:
-        usage = _usage(prepared, last.completion_tokens)
+        usage = _usage(prepared, completion_tokens)
         object = "chat.completion.chunk" if request.chat else "text_completion"
         yield _envelope(prepared, object, [], usage)
 
 
-def _tool_call_chunk(prepared: _Prepared, index: int, call: Json) -> Json:
+def _ends(prepared: _Prepared, index: int, reader: StreamReader | None,
+          finish_reason: str) -> Iterator[Json]:
+    """A streamed choice's last chunks: held text, its tool calls, its finish reason."""
+    if reader is not None:
+        rest = reader.finish()
+        if rest.content:
+            yield _chunk(prepared, index, rest.content, None)
+        for call_index, call in enumerate(rest.tool_calls):
+            yield _tool_call_chunk(prepared, index, call_index, call)
+        finish_reason = _finish_reason(rest, finish_reason)
+    yield _chunk(prepared, index, None, finish_reason)
+
+
+def _tool_call_chunk(prepared: _Prepared, index: int, call_index: int, call: Json) -> Json:
     """One whole tool call as a stream delta (OpenAI may split its arguments; clients join)."""
-    delta = {"tool_calls": [{"index": index, **call}]}
+    delta = {"tool_calls": [{"index": call_index, **call}]}
     return _envelope(prepared, "chat.completion.chunk", [{
-        "index": 0, "delta": delta, "logprobs": None, "finish_reason": None}], None)
+        "index": index, "delta": delta, "logprobs": None, "finish_reason": None}], None)
 
 
 def _reply(request: GenerationRequest, text: str) -> Reply:

@@ -43,13 +43,21 @@ class Sampling:
     seed: int | None = None
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    json_schema: dict[str, Any] | None = None  # the answer is JSON valid against it
+    n_probs: int = 0  # > 0: each token comes with its own and the top n_probs' log probabilities
 
     def to_llama(self) -> dict[str, Any]:
         """The ``/completion`` fields: only OpenAI's samplers, llama.cpp's extra ones off."""
         seed = RANDOM_SEED if self.seed is None else self.seed % RANDOM_SEED
-        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": 0, "min_p": 0.0,
-                "repeat_penalty": 1.0, "frequency_penalty": self.frequency_penalty,
-                "presence_penalty": self.presence_penalty, "seed": seed}
+        fields: dict[str, Any] = {
+            "temperature": self.temperature, "top_p": self.top_p, "top_k": 0, "min_p": 0.0,
+            "repeat_penalty": 1.0, "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty, "seed": seed}
+        if self.json_schema is not None:
+            fields["json_schema"] = self.json_schema
+        if self.n_probs:
+            fields["n_probs"] = self.n_probs
+        return fields
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class Delta:
     text: str
     completion_tokens: int
     finish_reason: str | None = None  # "stop" | "length"
+    # With ``n_probs``: llama.cpp's ``completion_probabilities`` of the tokens of ``text``.
+    probabilities: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -299,19 +309,22 @@ def _sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
 def _deltas(lines: Iterable[str]) -> Iterator[Delta]:
     """``/completion``'s server-sent events as Deltas; the last one says why it stopped."""
     count = 0
+    probabilities: list[dict[str, Any]] = []  # of tokens whose text has not been sent yet
     for line in lines:
         if not line.startswith("data: "):
             continue
         event = json.loads(line[len("data: "):])
         if "error" in event:
             raise EngineError(_error_message(json.dumps(event)))
+        probabilities += event.get("completion_probabilities") or []
         if not event.get("stop"):
             count += 1
             if event.get("content"):
-                yield Delta(event["content"], count)
+                yield Delta(event["content"], count, probabilities=tuple(probabilities))
+                probabilities = []
             continue
         count = int(event.get("tokens_predicted", count))
         finish = "length" if event.get("stop_type") == "limit" else "stop"
-        yield Delta(event.get("content") or "", count, finish)
+        yield Delta(event.get("content") or "", count, finish, tuple(probabilities))
         return
     raise EngineError("the model process ended the stream without a final event")

@@ -44,12 +44,14 @@ class ServedModel:
         return self._template
 
     def chat_prompt(self, messages: list[dict[str, Any]],
-                    tools: list[dict[str, Any]] | None = None) -> list[int]:
-        """``messages`` (and ``tools``) rendered by the GGUF's own chat template, as tokens.
+                    tools: list[dict[str, Any]] | None = None, prefix: str = "") -> list[int]:
+        """``messages`` (and ``tools``) rendered by the GGUF's own chat template, as tokens,
+        followed by ``prefix``: the start of the assistant's answer, given rather than generated.
 
         The template writes its own special tokens: nothing is added in front.
         """
-        return self.engine.tokenize(self.template.chat_text(messages, tools), add_special=False)
+        text = self.template.chat_text(messages, tools) + prefix
+        return self.engine.tokenize(text, add_special=False)
 
     def text_prompt(self, prompt: str) -> list[int]:
         """A raw completion prompt as tokens (special tokens in the text are honoured, BOS

@@ -1,0 +1,150 @@
+"""Shaping ``n`` choices, log probabilities and forced tool calls into OpenAI's objects, with
+``ScriptedModel`` (a test fake, named so) in place of llama.cpp: it records what it was asked
+and answers a fixed text per choice, so these run without a model process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tunegate.serving import completions
+from tunegate.serving.engine import Delta, Sampling
+from tunegate.serving.pool import ModelFiles
+
+FILES = ModelFiles("m", Path("m.gguf"))
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {
+    "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}]
+
+
+def probability(token: str) -> dict[str, Any]:
+    return {"token": token, "logprob": -0.5, "bytes": list(token.encode()),
+            "top_logprobs": [{"token": token, "logprob": -0.5, "bytes": list(token.encode())},
+                             {"token": "?", "logprob": -2.0, "bytes": [63]}]}
+
+
+class ScriptedModel:
+    """Test fake: a served model whose answer to seed ``s`` is ``answers[s % len(answers)]``,
+    one token per character."""
+
+    n_ctx = 2048
+
+    def __init__(self, answers: Sequence[str]):
+        self.answers = answers
+        self.samplings: list[Sampling] = []
+        self.prefixes: list[str] = []
+
+    def chat_prompt(self, messages: Any, tools: Any = None, prefix: str = "") -> list[int]:
+        self.prefixes.append(prefix)
+        return [1, 2, 3]
+
+    def text_prompt(self, prompt: str) -> list[int]:
+        return [1, 2]
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling, max_tokens: int,
+                 stop: Sequence[str] = ()) -> Iterator[Delta]:
+        self.samplings.append(sampling)
+        answer = self.answers[(sampling.seed or 0) % len(self.answers)]
+        for index, token in enumerate(answer):
+            probabilities = (probability(token),) if sampling.n_probs else ()
+            yield Delta(token, index + 1, probabilities=probabilities)
+        yield Delta("", len(answer), "stop")
+
+
+class ScriptedPool:
+    """Test fake: a pool that lends the one scripted model."""
+
+    def __init__(self, model: ScriptedModel):
+        self.model = model
+
+    @contextmanager
+    def use(self, files: ModelFiles) -> Iterator[ScriptedModel]:
+        yield self.model
+
+
+def run(model: ScriptedModel, body: dict[str, Any]) -> Any:
+    request = (completions.chat_request({"model": "m", **body}) if "messages" in body
+               else completions.completion_request({"model": "m", **body}))
+    return completions.run(ScriptedPool(model), FILES, request)  # type: ignore[arg-type]
+
+
+ASK = [{"role": "user", "content": "hi"}]
+
+
+def test_n_choices_each_with_its_own_seed() -> None:
+    model = ScriptedModel(["ab", "cde", "f"])
+    answer = run(model, {"messages": ASK, "n": 3, "seed": 0})
+    assert [(c["index"], c["message"]["content"]) for c in answer["choices"]] == [
+        (0, "ab"), (1, "cde"), (2, "f")]
+    assert sorted(s.seed for s in model.samplings) == [0, 1, 2]
+    assert answer["usage"]["completion_tokens"] == 6 and answer["usage"]["prompt_tokens"] == 3
+
+
+def test_streamed_n_choices_each_end_with_a_finish_reason() -> None:
+    chunks = list(run(ScriptedModel(["ab", "cd"]), {"messages": ASK, "n": 2, "seed": 0,
+                                                    "stream": True}))
+    texts: dict[int, str] = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content") or ""
+    assert texts == {0: "ab", 1: "cd"}
+    finishes = [c["choices"][0]["index"] for c in chunks if c["choices"][0]["finish_reason"]]
+    assert sorted(finishes) == [0, 1]
+
+
+def test_chat_logprobs_cover_every_token() -> None:
+    model = ScriptedModel(["Paris"])
+    answer = run(model, {"messages": ASK, "logprobs": True, "top_logprobs": 1})
+    content = answer["choices"][0]["logprobs"]["content"]
+    assert "".join(entry["token"] for entry in content) == "Paris"
+    assert all(len(entry["top_logprobs"]) == 1 for entry in content)
+    assert model.samplings[0].n_probs == 1
+    assert run(ScriptedModel(["x"]), {"messages": ASK})["choices"][0]["logprobs"] is None
+
+
+def test_streamed_chunks_carry_their_tokens_logprobs() -> None:
+    chunks = list(run(ScriptedModel(["ab"]), {"messages": ASK, "logprobs": True,
+                                              "stream": True}))
+    tokens = [entry["token"] for chunk in chunks for choice in chunk["choices"]
+              if choice["logprobs"] for entry in choice["logprobs"]["content"]]
+    assert tokens == ["a", "b"]
+
+
+def test_legacy_logprobs_on_text_completions() -> None:
+    model = ScriptedModel([" Paris"])
+    answer = run(model, {"prompt": "The capital is", "logprobs": 0})
+    logprobs = answer["choices"][0]["logprobs"]
+    assert "".join(logprobs["tokens"]) == " Paris"
+    assert logprobs["text_offset"] == [0, 1, 2, 3, 4, 5]
+    assert logprobs["top_logprobs"] == [{}] * 6
+    assert model.samplings[0].n_probs == 1  # a token's own log probability needs one
+
+
+def test_a_forced_call_starts_the_answer_and_is_read_as_a_call() -> None:
+    model = ScriptedModel(['{"name": "f", "arguments": {"x": 1}}'])
+    for stream in (False, True):
+        result = run(model, {"messages": ASK, "tools": TOOLS, "tool_choice": "required",
+                             "stream": stream})
+        if stream:
+            chunks = list(result)
+            calls = [call for c in chunks for call in c["choices"][0]["delta"].get("tool_calls")
+                     or []]
+            finish = chunks[-1]["choices"][0]["finish_reason"]
+            assert not any(c["choices"][0]["delta"].get("content") for c in chunks)
+        else:
+            calls = result["choices"][0]["message"]["tool_calls"]
+            finish = result["choices"][0]["finish_reason"]
+        assert finish == "tool_calls"
+        assert [json.loads(call["function"]["arguments"]) for call in calls] == [{"x": 1}]
+    assert model.prefixes == ["<tool_call>\n"] * 2
+    assert model.samplings[0].json_schema is not None
+
+
+def test_a_json_schema_is_sent_to_the_model() -> None:
+    model = ScriptedModel(['{"a": 1}'])
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    run(model, {"messages": ASK, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "s", "schema": schema}}})
+    assert model.samplings[0].json_schema == schema and model.prefixes == [""]
