@@ -30,35 +30,12 @@ from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (Debian's chromium: `make system-packages` installs it)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is missing")
 
 TRAINING_MS = 600_000  # a loaded 2-core machine: the first job also converts the base model
 KEY = "sk-tg-dashboard-0000000000000000000000000000"
 POINTS = "Number(document.querySelector('svg.loss-chart')?.dataset.trainPoints || 0)"
 # Playwright evaluates a bare expression with eval(), which the page's policy forbids (no
 # 'unsafe-eval'); a function is handed to the browser as it is.
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.getbasetemp() / "artifacts"
-    folder.mkdir(exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -29,14 +29,6 @@ from tunegate.api.dashboard import ASSETS, MEDIA_TYPES
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (Debian's chromium: `make system-packages` installs it)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is missing")
 
 ORIGIN = "http://tunegate.test"  # never resolved: every request is answered by FakeJobApi
 JOB_ID = "ftjob-0DashboardPagesTest00000"
@@ -137,21 +129,6 @@ def checkpoints(through: int, at: int) -> list[dict[str, Any]]:
              "fine_tuning_job_id": JOB_ID, "step_number": step,
              "metrics": {"step": step, "train_loss": 0.5, "valid_loss": None}}
             for step in range(per_epoch, through + 1, per_epoch)]
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.getbasetemp() / "artifacts"
-    folder.mkdir(exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 class JobTab:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from tests.servers import Server, start_server, stop_server
 from tunegate.domain import catalog
 from tunegate.store.base import FineTunedModel, Store
 
@@ -113,3 +114,11 @@ def _close_llama_cpp_devnull() -> Iterator[None]:
         handle = getattr(utils, name, None)
         if handle is not None:
             handle.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real ``tunegate serve`` for a module's SDK tests (its worker external: nothing trains)."""
+    running = start_server(tmp_path_factory.mktemp("inference-server"), "--worker", "external")
+    yield running
+    stop_server(running)

@@ -23,19 +23,12 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server
 from tests.inference.conftest import BASE, FRANCE, STRONG, ZERO, add_model
 from tunegate.domain import catalog
 from tunegate.store import SqlStore, Store, open_store
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("inference-server"), "--worker", "external")
-    yield running
-    stop_server(running)
 
 
 @pytest.fixture(scope="module")

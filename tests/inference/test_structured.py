@@ -20,17 +20,10 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel, ConfigDict, Field
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server
 from tests.inference.conftest import BASE, FRANCE
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("structured-server"), "--worker", "external")
-    yield running
-    stop_server(running)
 
 
 @pytest.fixture(scope="module")
