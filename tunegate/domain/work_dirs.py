@@ -30,3 +30,19 @@ def settle(folder: Path, status: JobStatus) -> None:
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Remove what saves cut short left in ``folder`` and its ``checkpoints/``: every name that
+    starts with "." is a temporary (``.run.tmp-<pid>``, ``.step-3.tmp-<pid>``, ``.run.old-<pid>``)
+    of a trainer killed mid-save, which can hold as much as the state itself. Call it only while
+    no process writes there."""
+    for parent in (folder, folder / "checkpoints"):
+        if not parent.is_dir():
+            continue
+        for entry in parent.iterdir():
+            if entry.name.startswith("."):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)

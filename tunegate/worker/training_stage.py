@@ -43,9 +43,10 @@ from tunegate.domain.jobs import (
     job_event,
     now,
 )
-from tunegate.errors import Conflict
+from tunegate.errors import Conflict, InsufficientStorage, is_disk_full
 from tunegate.store.base import FineTunedModel
 from tunegate.training import journal
+from tunegate.training.errors import INSUFFICIENT_STORAGE
 from tunegate.training.messages import (
     CheckpointSaved,
     HyperparametersResolved,
@@ -72,6 +73,8 @@ KEEP_CHECKPOINTS = 3
 RESULTS_FILE_ID = "results-file-id"
 # A child that dies is started again from the saved state this many times before the job fails.
 TRAINER_RESTARTS = 2
+DISK_FULL = ("The server's data folder filled up while the worker prepared or recorded the "
+             "training. Free space in the data folder (TUNEGATE_DATA) and create the job again.")
 
 
 class TrainingStage:
@@ -133,8 +136,13 @@ class TrainingStage:
             self._finish(started, self._train(started, model), model)
         except Exception as exc:
             # Whatever broke after `running` (a trainer that cannot be spawned, an export
-            # error), the job must end: the worker gives it up next, and no reaper looks at a
-            # running job that no worker owns.
+            # error, a full disk), the job must end: the worker gives it up next, and no reaper
+            # looks at a running job that no worker owns. On a full disk the store records the
+            # failure in the room it keeps for that (tunegate.store.reserve).
+            if isinstance(exc, InsufficientStorage) or is_disk_full(exc):
+                log.error("training job %s failed: the disk is full (%s)", job.id, exc)
+                self._fail(started, INSUFFICIENT_STORAGE, DISK_FULL)
+                return
             log.exception("training job %s failed inside the worker", job.id)
             detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL]
             self._fail(started, "internal_error", f"The worker failed while training: {detail}")
@@ -196,6 +204,8 @@ class TrainingStage:
         spec = self.build_spec(job, model)
         # Steps up to the last recorded one come again after a crash; they are not recorded twice.
         self.recorded_through = self.store.last_metrics_step(job.id)
+        # What an earlier child killed mid-save left (the new one writes under its own pid).
+        work_dirs.remove_temporaries(self.work_dir(job.id))
         process = self._executor_run(spec)
         process.start(self.standby)
         try:

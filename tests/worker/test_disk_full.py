@@ -1,0 +1,136 @@
+"""A full disk during training ends the job without a restart of anything (issue 26).
+
+Before, a trainer that died of ENOSPC left its job ``running`` for good: every write that would
+record the end failed (507 inside the worker), the worker stayed alive, so no other worker took
+the job over, and its own reaper skipped it, also after space was freed. These run on a real
+full disk (a small tmpfs, tests/small_disk.py). The trainer is a test fake of the worker's
+trainer process: what the real one does on ENOSPC (it removes what it half wrote and reports
+``insufficient_storage``) is tested on the real one in tests/training/test_disk_full.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chat_lines
+from tests.helpers import service_create_job, service_upload
+from tests.small_disk import fill, run_on_small_disk
+from tunegate.api.app import build_service
+from tunegate.api.service import Service
+from tunegate.domain.jobs import JobStatus
+from tunegate.errors import InsufficientStorage
+from tunegate.settings import Settings
+from tunegate.training.messages import TrainerMessage
+from tunegate.training.spec import RunStatus, TrainingSpec
+from tunegate.worker.loop import Worker
+from tunegate.worker.trainer_process import Outcome
+from tunegate.worker.training_stage import TrainingStage
+
+DISK = 16 << 20
+
+
+class FakeTrainerOnAFullDisk:
+    """Test fake of ``TrainerProcess``: a run whose epoch-1 state is saved, then the disk fills
+    up (here: another writer, outside the data folder) and the trainer reports
+    ``insufficient_storage``, as the real one does."""
+
+    def __init__(self, work_dir: Path, disk: Path):
+        self.work_dir = work_dir
+        self.disk = disk
+
+    def start(self, standby: object = None) -> None:
+        saved = self.work_dir / "run"
+        saved.mkdir(parents=True)
+        (saved / "optimizer.pt").write_bytes(b"\1" * (1 << 20))
+        fill(self.disk)
+
+    running = False
+
+    def drain(self) -> list[TrainerMessage]:
+        return []
+
+    def outcome(self) -> Outcome:
+        return Outcome(RunStatus.FAILED, code="insufficient_storage",
+                       message="The server's data folder filled up while training saved its state")
+
+    def kill(self) -> None:
+        pass
+
+
+def _queued_job(mount: Path) -> tuple[Service, Worker, str]:
+    service = build_service(Settings(data_dir=mount / "data", heartbeat_timeout=3600,
+                                     poll_interval=0.05))
+    job_id = service_create_job(service, service_upload(service, chat_lines(12)))
+    worker = Worker(service)
+    assert worker.run_once()  # validated: queued
+
+    def fake_executor(stage: TrainingStage, spec: TrainingSpec) -> FakeTrainerOnAFullDisk:
+        return FakeTrainerOnAFullDisk(stage.work_dir(spec.job_id), mount)
+
+    TrainingStage._executor_run = fake_executor  # type: ignore[assignment,method-assign]
+    return service, worker, job_id
+
+
+def scenario_the_job_fails_on_a_full_disk(mount: Path) -> None:
+    service, worker, job_id = _queued_job(mount)
+    assert worker.run_once()  # claimed, trained on a disk that filled up, ended
+    job = service.get_job("default", job_id)
+    assert job.status is JobStatus.FAILED, job.status
+    assert job.error is not None and job.error.code == "insufficient_storage"
+    assert "data folder filled up" in job.error.message
+    assert service.store.owned_jobs() == []
+    assert not service.settings.job_dir(job_id).exists()  # its state went with it
+
+
+def test_a_trainer_that_meets_a_full_disk_fails_its_job_at_once(tmp_path: Path) -> None:
+    run_on_small_disk(__name__, "scenario_the_job_fails_on_a_full_disk", tmp_path, DISK)
+
+
+def scenario_the_job_is_requeued_once_there_is_room(mount: Path) -> None:
+    service, worker, job_id = _queued_job(mount)
+    reserve = service.store.reserve  # type: ignore[attr-defined]
+    reserve.path.unlink()  # another process used the room kept for this
+    with pytest.raises(InsufficientStorage):
+        worker.run_once()  # the end of the run cannot be recorded
+    assert service.get_job("default", job_id).status is JobStatus.RUNNING
+    with pytest.raises(InsufficientStorage):
+        worker.reap_stale_jobs()  # nor handed back while the disk is full
+    (mount / "filler").unlink()
+    # Room again: the same worker, still alive, hands the job back to the queue.
+    assert worker.reap_stale_jobs() == 1
+    job = service.get_job("default", job_id)
+    assert job.status is JobStatus.QUEUED
+    assert service.store.owned_jobs() == []
+    last = service.list_events("default", job_id, after=None, limit=1).items[0]
+    assert "could not record how this job's run ended" in last.message
+    assert (service.settings.job_dir(job_id) / "run").is_dir()  # resumes from there
+    assert service.store.restore_reserve()
+
+
+def test_a_job_whose_end_cannot_be_recorded_is_requeued_when_there_is_room(
+        tmp_path: Path) -> None:
+    run_on_small_disk(__name__, "scenario_the_job_is_requeued_once_there_is_room", tmp_path, DISK)
+
+
+def test_a_failing_heartbeat_does_not_stop_the_heartbeat(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heartbeat that meets a full disk is tried again at the next beat; before, the
+    thread died, and another worker would soon take over a job that was training."""
+    service = build_service(replace(settings, heartbeat_timeout=0.15))  # a beat in 0.05 s
+    beats: list[float] = []
+
+    def fake_heartbeat_on_a_full_disk(job_id: str, worker_id: str, now: float) -> bool:
+        beats.append(now)
+        raise InsufficientStorage()
+
+    monkeypatch.setattr(service.store, "heartbeat", fake_heartbeat_on_a_full_disk)
+    worker = Worker(service)
+    with worker._heartbeat("ftjob-x"):
+        deadline = time.monotonic() + 30
+        while len(beats) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert len(beats) >= 3
