@@ -50,9 +50,10 @@ def run_on_small_disk(module: str, scenario: str, folder: Path, size: int,
                'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"', "sh",
                str(size), str(mount), sys.executable, "-c", CHILD, module, scenario, str(mount)]
     root = Path(__file__).resolve().parent.parent
+    # After the caller's path: a run against another copy of tunegate keeps that copy.
     environment = {**os.environ,
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(root),
-                                                               os.environ.get("PYTHONPATH")]))}
+                   "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"),
+                                                               str(root)]))}
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                           env=environment, check=False)
     output = done.stdout + done.stderr
@@ -60,9 +61,10 @@ def run_on_small_disk(module: str, scenario: str, folder: Path, size: int,
     return output
 
 
-def fill(folder: Path) -> Path:
+def fill(folder: Path, leave: int = 0) -> Path:
     """Write ``folder/filler`` until the disk has no byte left (a tmpfs counts whole pages:
-    large writes first, then single bytes into the last page); the filler's path."""
+    large writes first, then single bytes into the last page), then give ``leave`` bytes back;
+    the filler's path."""
     filler = folder / "filler"
     with open(filler, "wb", buffering=0) as file:
         for chunk in (1 << 20, 4096, 1):
@@ -74,4 +76,6 @@ def fill(folder: Path) -> Path:
                 if exc.errno != errno.ENOSPC:
                     raise
     assert shutil.disk_usage(folder).free == 0
+    if leave:
+        os.truncate(filler, filler.stat().st_size - leave)
     return filler

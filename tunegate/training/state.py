@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import random
@@ -26,11 +27,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunegate.errors import DISK_FULL_ERRNOS, is_disk_full
+
 if TYPE_CHECKING:
     import torch
     from peft import PeftModel
 
 KEEP_CHECKPOINTS = 3
+# A save that fails with less than this left on its disk failed because the disk is full.
+NEARLY_FULL_BYTES = 1 << 20
 
 
 @dataclass
@@ -134,13 +139,37 @@ def write_results_csv(path: Path, rows: Iterable[Mapping[str, Any]],
 @contextlib.contextmanager
 def removed_on_failure(temporary: Path) -> Iterator[Path]:
     """A fresh temporary path (file or folder) to write into, removed if the body fails:
-    a save that meets a full disk must not leave the disk full of the half it wrote."""
+    a save that meets a full disk must not leave the disk full of the half it wrote. A failure
+    on a full disk leaves as ``OSError`` ENOSPC, whatever the writer raised."""
     _remove(temporary)  # a leftover of an earlier process with this pid
     try:
         yield temporary
+    except Exception as exc:
+        full = _as_disk_full(exc, temporary.parent)
+        _remove(temporary)
+        if full is not None and full is not exc:
+            raise full from exc
+        raise
     except BaseException:
         _remove(temporary)
         raise
+
+
+def _as_disk_full(exc: Exception, folder: Path) -> OSError | None:
+    """``exc`` as the full disk it is, or ``None``. The writers of weights do not all keep the
+    errno: safetensors raises its own error naming "os error 28", torch's zip writer a
+    RuntimeError "file write failed"; a write that failed where almost no space is left failed
+    for that reason."""
+    if is_disk_full(exc):
+        return exc  # type: ignore[return-value]  # is_disk_full: an OSError
+    text = str(exc)
+    if any(f"os error {number}" in text or os.strerror(number) in text
+           for number in DISK_FULL_ERRNOS):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < NEARLY_FULL_BYTES:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
 
 
 def _remove(path: Path) -> None:
