@@ -24,7 +24,7 @@ from tunegate.api.service import Service
 from tunegate.domain.jobs import JobStatus
 from tunegate.errors import InsufficientStorage
 from tunegate.settings import Settings
-from tunegate.training.messages import TrainerMessage
+from tunegate.training.messages import StepMetrics, TrainerMessage
 from tunegate.training.spec import RunStatus, TrainingSpec
 from tunegate.worker.loop import Worker
 from tunegate.worker.trainer_process import Outcome
@@ -61,14 +61,48 @@ class FakeTrainerOnAFullDisk:
         pass
 
 
-def _queued_job(mount: Path) -> tuple[Service, Worker, str]:
+class FakeTrainerThroughAFullDisk:
+    """Test fake of ``TrainerProcess``: a run that reports step 1 while the disk is full (filled
+    by another writer, for two polls) and ends after the disk has room again."""
+
+    def __init__(self, disk: Path):
+        self.disk = disk
+        self.polls = 0
+
+    def start(self, standby: object = None) -> None:
+        fill(self.disk)
+
+    @property
+    def running(self) -> bool:
+        self.polls += 1
+        if self.polls == 3:
+            (self.disk / "filler").unlink()
+        return self.polls <= 3
+
+    def drain(self) -> list[TrainerMessage]:
+        if self.polls == 1:
+            return [StepMetrics(step=1, total_steps=2, trained_tokens=10,
+                                values={"train_loss": 0.5})]
+        return []
+
+    def outcome(self) -> Outcome:
+        return Outcome(RunStatus.FAILED, code="training_error", message="The fake run ended")
+
+    def kill(self) -> None:
+        pass
+
+
+def _queued_job(mount: Path, trainer: type = FakeTrainerOnAFullDisk,
+                ) -> tuple[Service, Worker, str]:
     service = build_service(Settings(data_dir=mount / "data", heartbeat_timeout=3600,
                                      poll_interval=0.05))
     job_id = service_create_job(service, service_upload(service, chat_lines(12)))
     worker = Worker(service)
     assert worker.run_once()  # validated: queued
 
-    def fake_executor(stage: TrainingStage, spec: TrainingSpec) -> FakeTrainerOnAFullDisk:
+    def fake_executor(stage: TrainingStage, spec: TrainingSpec) -> object:
+        if trainer is FakeTrainerThroughAFullDisk:
+            return FakeTrainerThroughAFullDisk(mount)
         return FakeTrainerOnAFullDisk(stage.work_dir(spec.job_id), mount)
 
     TrainingStage._executor_run = fake_executor  # type: ignore[assignment,method-assign]
@@ -114,6 +148,23 @@ def scenario_the_job_is_requeued_once_there_is_room(mount: Path) -> None:
 def test_a_job_whose_end_cannot_be_recorded_is_requeued_when_there_is_room(
         tmp_path: Path) -> None:
     run_on_small_disk(__name__, "scenario_the_job_is_requeued_once_there_is_room", tmp_path, DISK)
+
+
+def scenario_a_moment_of_full_disk_loses_no_progress(mount: Path) -> None:
+    service, worker, job_id = _queued_job(mount, FakeTrainerThroughAFullDisk)
+    assert worker.run_once()
+    job = service.get_job("default", job_id)
+    assert job.error is not None and job.error.code == "training_error"  # the run's own end
+    steps = [event.data["step"] for event in service.list_events(
+        "default", job_id, after=None, limit=50).items if event.type == "metrics"]
+    assert steps == [1]  # reported while the disk was full, recorded once there was room
+
+
+def test_a_disk_full_for_a_moment_does_not_end_the_run(tmp_path: Path) -> None:
+    """Before, the first progress record that met the full disk killed the trainer child and
+    the job ended (or stayed running), though the trainer's own saves would have fit."""
+    run_on_small_disk(__name__, "scenario_a_moment_of_full_disk_loses_no_progress", tmp_path,
+                      DISK)
 
 
 def test_a_failing_heartbeat_does_not_stop_the_heartbeat(

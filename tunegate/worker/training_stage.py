@@ -85,6 +85,7 @@ class TrainingStage:
         # A trainer child already waiting with its imports done (tunegate.worker.standby).
         self.standby = standby
         self.recorded_through = 0  # metrics of steps up to here are recorded already
+        self.waiting_for_room = False  # the trainer's messages wait for room in the store
         # Called while the child trains, so other jobs' file validation need not wait.
         self.between_polls = between_polls
         # When the worker is asked to stop, the run saves its state and goes back to the queue.
@@ -227,8 +228,10 @@ class TrainingStage:
                    process: TrainerProcess | RayRun) -> Outcome:
         pause_sent = False
         recording = True
+        waiting: list[TrainerMessage] = []  # not recorded yet: the store's disk is full
         while process.running:
-            recording = recording and self._record(job, model, process.drain())
+            waiting += process.drain()
+            recording = recording and self._record_while_room(job, model, waiting)
             status = self._current_status(job.id)
             if status is JobStatus.CANCELLED:
                 process.cancel(time.monotonic())
@@ -239,8 +242,27 @@ class TrainingStage:
             time.sleep(POLL_SECONDS)
         outcome = process.outcome()
         if recording:
-            self._record(job, model, process.drain())
+            self._record(job, model, waiting + process.drain())
         return outcome
+
+    def _record_while_room(self, job: FineTuningJob, model: ResolvedModel,
+                           waiting: list[TrainerMessage]) -> bool:
+        """Record ``waiting`` in order, removing each one recorded; on a full disk keep the rest
+        for the next poll. A disk full for a moment must not end a run whose own saves fit:
+        only the trainer's failed save, or a store still full when the run ends, ends it."""
+        while waiting:
+            try:
+                if not self._record_one(job, model, waiting[0]):
+                    return False
+            except InsufficientStorage:
+                if not self.waiting_for_room:  # once per full spell, not at every poll
+                    log.warning("job %s: the store's disk is full; the trainer's messages wait "
+                                "for room", job.id)
+                self.waiting_for_room = True
+                return True
+            waiting.pop(0)
+        self.waiting_for_room = False
+        return True
 
     def _current_status(self, job_id: str) -> JobStatus | None:
         current = self.store.get_job(job_id)
