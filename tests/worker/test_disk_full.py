@@ -65,11 +65,14 @@ class FakeTrainerThroughAFullDisk:
     """Test fake of ``TrainerProcess``: a run that reports step 1 while the disk is full (filled
     by another writer, for two polls) and ends after the disk has room again."""
 
-    def __init__(self, disk: Path):
+    def __init__(self, disk: Path, service: Service):
         self.disk = disk
+        self.service = service
         self.polls = 0
 
     def start(self, standby: object = None) -> None:
+        # A job to validate meanwhile: the worker tries between two polls, and cannot.
+        service_create_job(self.service, service_upload(self.service, chat_lines(12)))
         fill(self.disk)
 
     @property
@@ -102,7 +105,7 @@ def _queued_job(mount: Path, trainer: type = FakeTrainerOnAFullDisk,
 
     def fake_executor(stage: TrainingStage, spec: TrainingSpec) -> object:
         if trainer is FakeTrainerThroughAFullDisk:
-            return FakeTrainerThroughAFullDisk(mount)
+            return FakeTrainerThroughAFullDisk(mount, service)
         return FakeTrainerOnAFullDisk(stage.work_dir(spec.job_id), mount)
 
     TrainingStage._executor_run = fake_executor  # type: ignore[assignment,method-assign]
@@ -158,6 +161,11 @@ def scenario_a_moment_of_full_disk_loses_no_progress(mount: Path) -> None:
     steps = [event.data["step"] for event in service.list_events(
         "default", job_id, after=None, limit=50).items if event.type == "metrics"]
     assert steps == [1]  # reported while the disk was full, recorded once there was room
+    # The other job is validated once there is room (between the last polls, or now).
+    other = service.list_jobs("default", after=None, limit=10, metadata=None).items[0]
+    assert other.id != job_id
+    worker.validate_next()
+    assert service.get_job("default", other.id).status is JobStatus.QUEUED
 
 
 def test_a_disk_full_for_a_moment_does_not_end_the_run(tmp_path: Path) -> None:
