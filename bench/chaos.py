@@ -170,6 +170,10 @@ class Api:
         error = self._get(f"/fine_tuning/jobs/{job_id}")["error"]
         return str(error["code"]) if error else None
 
+    def error_message(self, job_id: str) -> str | None:
+        error = self._get(f"/fine_tuning/jobs/{job_id}")["error"]
+        return str(error["message"]) if error else None
+
     def steps(self, job_id: str) -> list[int]:
         events = self._get(f"/fine_tuning/jobs/{job_id}/events?limit=1000")["data"]
         return [e["data"]["step"] for e in reversed(events) if e["type"] == "metrics"]
@@ -237,6 +241,8 @@ def report(api: Api, server: Server, job_ids: list[str],
         steps = api.steps(job_id)
         if status == "failed" and api.error_code(job_id) == DISK_FULL_CODE:
             disk_full += 1
+            print(f"{job_id} failed on the full disk after step {max(steps, default=0)}: "
+                  f"{api.error_message(job_id)}")
         else:
             lost += status != "succeeded"
         duplicated += len(steps) - len(set(steps))
