@@ -65,6 +65,7 @@ class Server:
     cache: Path
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None  # where serve writes its log (default: beside the data folder)
 
     @property
     def api(self) -> str:
@@ -73,7 +74,7 @@ class Server:
     def start(self) -> None:
         env = {**os.environ, "TUNEGATE_MODEL_CACHE": str(self.cache),
                "TUNEGATE_HEARTBEAT_TIMEOUT": "600"}  # every takeover here must be the fast one
-        log = (self.data.parent / "serve.log").open("ab")
+        log = (self.log or self.data.parent / "serve.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tunegate", "serve", "--port", str(self.port), "--data",
              str(self.data)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
@@ -197,9 +198,9 @@ def _recovered(api: Api, job_id: str, before: int) -> bool:
 
 
 def run(kills: int, seed: int, jobs: int, workdir: Path, cache: Path,
-        faults: tuple[str, ...] = KILLS) -> None:
+        faults: tuple[str, ...] = KILLS, serve_log: Path | None = None) -> None:
     rng = random.Random(seed)
-    server = Server(workdir / "data", cache)
+    server = Server(workdir / "data", cache, log=serve_log)
     server.start()
     api = Api(server)
     recoveries: dict[str, list[float]] = {victim: [] for victim in faults}
@@ -277,6 +278,7 @@ def main() -> None:
                         help=f"comma-separated, of {', '.join(VICTIMS)} (default: the kills)")
     parser.add_argument("--disk-mib", type=int, default=512,
                         help="with the disk fault: the size of the data folder's tmpfs")
+    parser.add_argument("--serve-log", type=Path, help="keep serve's log there")
     parser.add_argument("--inside", type=Path, help=argparse.SUPPRESS)  # the mounted tmpfs
     args = parser.parse_args()
     faults = tuple(args.faults.split(","))
@@ -286,10 +288,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             sys.exit(_on_a_small_disk(Path(scratch), args.disk_mib))
     if args.inside is not None:
-        run(args.kills, args.seed, args.jobs, args.inside, args.model_cache, faults)
+        run(args.kills, args.seed, args.jobs, args.inside, args.model_cache, faults,
+            args.serve_log)
         return
     with tempfile.TemporaryDirectory() as scratch:
-        run(args.kills, args.seed, args.jobs, Path(scratch), args.model_cache, faults)
+        run(args.kills, args.seed, args.jobs, Path(scratch), args.model_cache, faults,
+            args.serve_log)
 
 
 def _on_a_small_disk(scratch: Path, mib: int) -> int:

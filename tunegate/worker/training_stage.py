@@ -142,7 +142,7 @@ class TrainingStage:
             # looks at a running job that no worker owns. On a full disk the store records the
             # failure in the room it keeps for that (tunegate.store.reserve).
             if isinstance(exc, InsufficientStorage) or is_disk_full(exc):
-                log.error("training job %s failed: the disk is full (%s)", job.id, exc)
+                log.error("training job %s failed: the disk is full", job.id, exc_info=True)
                 self._fail(started, INSUFFICIENT_STORAGE, DISK_FULL)
                 return
             log.exception("training job %s failed inside the worker", job.id)
