@@ -49,13 +49,14 @@ class FakeTrainerOnAFullDisk:
         fill(self.disk)
 
     running = False
+    MESSAGE = "The server's data folder filled up while training saved its state (fake)"
 
     def drain(self) -> list[TrainerMessage]:
-        return []
+        # The last step's metrics, which the store has no room for.
+        return [StepMetrics(step=4, total_steps=8, trained_tokens=40, values={"train_loss": .5})]
 
     def outcome(self) -> Outcome:
-        return Outcome(RunStatus.FAILED, code="insufficient_storage",
-                       message="The server's data folder filled up while training saved its state")
+        return Outcome(RunStatus.FAILED, code="insufficient_storage", message=self.MESSAGE)
 
     def kill(self) -> None:
         pass
@@ -118,7 +119,7 @@ def scenario_the_job_fails_on_a_full_disk(mount: Path) -> None:
     job = service.get_job("default", job_id)
     assert job.status is JobStatus.FAILED, job.status
     assert job.error is not None and job.error.code == "insufficient_storage"
-    assert "data folder filled up" in job.error.message
+    assert job.error.message == FakeTrainerOnAFullDisk.MESSAGE  # the trainer's own reason
     assert service.store.owned_jobs() == []
     assert not service.settings.job_dir(job_id).exists()  # its state went with it
 

@@ -244,8 +244,14 @@ class TrainingStage:
                 self.between_polls()
             time.sleep(POLL_SECONDS)
         outcome = process.outcome()
-        if recording:
-            self._record(job, model, waiting + process.drain())
+        waiting += process.drain()
+        if not recording or not self._record_while_room(job, model, waiting):
+            return outcome  # nothing more of this run is recorded (cancelled, re-queued)
+        if waiting and outcome.status is not RunStatus.FAILED:
+            # What the run reported cannot be recorded (the store's disk is still full).
+            raise InsufficientStorage()
+        # A failed run's own reason (its save met the full disk) says more than the messages
+        # the store could not take.
         return outcome
 
     def _record_while_room(self, job: FineTuningJob, model: ResolvedModel,
