@@ -28,7 +28,7 @@ from tunegate.training.messages import StepMetrics, TrainerMessage
 from tunegate.training.spec import RunStatus, TrainingSpec
 from tunegate.worker.loop import Worker
 from tunegate.worker.trainer_process import Outcome
-from tunegate.worker.training_stage import TrainingStage
+from tunegate.worker.training_stage import DISK_FULL_REQUEUES, TrainingStage
 
 DISK = 16 << 20
 
@@ -36,7 +36,10 @@ DISK = 16 << 20
 class FakeTrainerOnAFullDisk:
     """Test fake of ``TrainerProcess``: a run whose epoch-1 state is saved, then the disk fills
     up (here: another writer, outside the data folder) and the trainer reports
-    ``insufficient_storage``, as the real one does."""
+    ``insufficient_storage``, as the real one does. ``take_reserve``: another process used
+    the room the store keeps for recording this, just before."""
+
+    take_reserve = False
 
     def __init__(self, work_dir: Path, disk: Path):
         self.work_dir = work_dir
@@ -44,8 +47,10 @@ class FakeTrainerOnAFullDisk:
 
     def start(self, standby: object = None) -> None:
         saved = self.work_dir / "run"
-        saved.mkdir(parents=True)
+        saved.mkdir(parents=True, exist_ok=True)
         (saved / "optimizer.pt").write_bytes(b"\1" * (1 << 20))
+        if self.take_reserve:
+            (self.disk / "data" / "tunegate.reserve").unlink()
         fill(self.disk)
 
     running = False
@@ -113,25 +118,36 @@ def _queued_job(mount: Path, trainer: type = FakeTrainerOnAFullDisk,
     return service, worker, job_id
 
 
-def scenario_the_job_fails_on_a_full_disk(mount: Path) -> None:
+def scenario_the_job_waits_for_room_then_fails(mount: Path) -> None:
     service, worker, job_id = _queued_job(mount)
-    assert worker.run_once()  # claimed, trained on a disk that filled up, ended
+    for attempt in range(1, DISK_FULL_REQUEUES + 1):
+        assert worker.run_once()  # claimed, trained on a disk that filled up, ended
+        job = service.get_job("default", job_id)
+        assert job.status is JobStatus.QUEUED, job.status
+        last = service.list_events("default", job_id, after=None, limit=1).items[0]
+        assert last.message.startswith(FakeTrainerOnAFullDisk.MESSAGE)  # the trainer's reason
+        assert f"try {attempt} of {DISK_FULL_REQUEUES}" in last.message
+        assert service.store.owned_jobs() == []
+        assert (service.settings.job_dir(job_id) / "run").is_dir()  # resumes from there
+        assert not worker.run_once()  # no room: it waits in the queue
+        (mount / "filler").unlink()
+    assert worker.run_once()  # once too often: it fails, and its state goes
     job = service.get_job("default", job_id)
     assert job.status is JobStatus.FAILED, job.status
     assert job.error is not None and job.error.code == "insufficient_storage"
-    assert job.error.message == FakeTrainerOnAFullDisk.MESSAGE  # the trainer's own reason
-    assert service.store.owned_jobs() == []
-    assert not service.settings.job_dir(job_id).exists()  # its state went with it
+    assert job.error.message.startswith(FakeTrainerOnAFullDisk.MESSAGE)
+    assert f"met a full disk {DISK_FULL_REQUEUES + 1} times" in job.error.message
+    assert not service.settings.job_dir(job_id).exists()
 
 
-def test_a_trainer_that_meets_a_full_disk_fails_its_job_at_once(tmp_path: Path) -> None:
-    run_on_small_disk(__name__, "scenario_the_job_fails_on_a_full_disk", tmp_path, DISK)
+def test_a_trainer_that_meets_a_full_disk_sends_its_job_back_to_wait_for_room(
+        tmp_path: Path) -> None:
+    run_on_small_disk(__name__, "scenario_the_job_waits_for_room_then_fails", tmp_path, DISK)
 
 
 def scenario_the_job_is_requeued_once_there_is_room(mount: Path) -> None:
     service, worker, job_id = _queued_job(mount)
-    reserve = service.store.reserve  # type: ignore[attr-defined]
-    reserve.path.unlink()  # another process used the room kept for this
+    FakeTrainerOnAFullDisk.take_reserve = True
     with pytest.raises(InsufficientStorage):
         worker.run_once()  # the end of the run cannot be recorded
     assert service.get_job("default", job_id).status is JobStatus.RUNNING

@@ -229,10 +229,9 @@ def _start_or_resume(spec: TrainingSpec, loop: trainer.Loop, train_set: Dataset[
 
 
 def _disk_full() -> TrainingFailed:
+    # The worker says what follows: the job waits for room, or fails after several tries.
     return TrainingFailed(INSUFFICIENT_STORAGE, "The server's data folder filled up while "
-                          "training saved its state; what it had half written was removed. "
-                          "Free space in the data folder (TUNEGATE_DATA) and create the job "
-                          "again.")
+                          "training saved its state; what it had half written was removed.")
 
 
 def _out_of_memory() -> TrainingFailed:

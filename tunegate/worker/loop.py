@@ -114,6 +114,10 @@ class Worker:
     def train_next(self) -> bool:
         if "train" not in self.settings.worker_stages:
             return False
+        if not self.store.restore_reserve():
+            # The disk has not even room for the store's reserve: a run would only meet the
+            # full disk again (a job sent back to wait for room waits here).
+            return False
         job = self.store.claim_job([JobStatus.QUEUED], self.worker_id, time.time())
         if job is None:
             return False

@@ -75,7 +75,11 @@ RESULTS_FILE_ID = "results-file-id"
 # A child that dies is started again from the saved state this many times before the job fails.
 TRAINER_RESTARTS = 2
 DISK_FULL = ("The server's data folder filled up while the worker prepared or recorded the "
-             "training. Free space in the data folder (TUNEGATE_DATA) and create the job again.")
+             "training.")
+# A run that meets a full disk goes back to the queue, to resume from its last saved state once
+# there is room (Worker.train_next waits for it), this many times; the next time it fails.
+DISK_FULL_REQUEUES = 3
+BACK_FOR_ROOM = "The job is back in the queue"
 
 
 class TrainingStage:
@@ -142,8 +146,8 @@ class TrainingStage:
             # looks at a running job that no worker owns. On a full disk the store records the
             # failure in the room it keeps for that (tunegate.store.reserve).
             if isinstance(exc, InsufficientStorage) or is_disk_full(exc):
-                log.error("training job %s failed: the disk is full", job.id, exc_info=True)
-                self._fail(started, INSUFFICIENT_STORAGE, DISK_FULL)
+                log.error("training job %s met a full disk", job.id, exc_info=True)
+                self._wait_for_room(started, DISK_FULL)
                 return
             log.exception("training job %s failed inside the worker", job.id)
             detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL]
@@ -360,6 +364,8 @@ class TrainingStage:
             self._succeed(job, outcome.result, model)
         elif outcome.status is RunStatus.PAUSED:
             self._paused(job)
+        elif outcome.status is RunStatus.FAILED and outcome.code == INSUFFICIENT_STORAGE:
+            self._wait_for_room(job, outcome.message or DISK_FULL)
         elif outcome.status is RunStatus.FAILED:
             self._fail(job, outcome.code or "training_error", outcome.message or "Training failed.",
                        outcome.param)
@@ -375,6 +381,31 @@ class TrainingStage:
         elif status is JobStatus.PAUSED:
             self.store.add_events([job_event(job.id, "Training state saved; resume continues "
                                              "from where it stopped")])
+
+    def _wait_for_room(self, job: FineTuningJob, reason: str) -> None:
+        """The run met a full disk: back to the queue (its saved state is kept), or failed when
+        that happened ``DISK_FULL_REQUEUES`` times already. Either is recorded on the full
+        disk, in the room the store keeps for it (tunegate.store.reserve)."""
+        tries = self._times_back_for_room(job.id)
+        if tries >= DISK_FULL_REQUEUES:
+            self._fail(job, INSUFFICIENT_STORAGE, f"{reason} The run met a full disk {tries + 1} "
+                       "times; free space in the data folder (TUNEGATE_DATA) and create the job "
+                       "again.")
+            return
+        self._move(job, JobStatus.QUEUED, f"{reason} {BACK_FOR_ROOM} and resumes from its last "
+                   "saved state once the disk has room (free space in the data folder, "
+                   f"TUNEGATE_DATA); try {tries + 1} of {DISK_FULL_REQUEUES}.",
+                   level=EventLevel.WARN)
+
+    def _times_back_for_room(self, job_id: str) -> int:
+        count, after = 0, None
+        while True:
+            page = self.store.list_events(job_id, after=after, limit=1000)
+            count += sum(BACK_FOR_ROOM in event.message for event in page.items
+                         if event.level is EventLevel.WARN)
+            if not page.has_more:
+                return count
+            after = page.items[-1].id
 
     def _fail(self, job: FineTuningJob, code: str, message: str,
               param: str | None = None) -> None:
