@@ -79,7 +79,8 @@ DISK_FULL = ("The server's data folder filled up while the worker prepared or re
 # A run that meets a full disk goes back to the queue, to resume from its last saved state once
 # there is room (Worker.train_next waits for it), this many times; the next time it fails.
 DISK_FULL_REQUEUES = 3
-BACK_FOR_ROOM = "The job is back in the queue"
+# Said by each such warn event, which are counted (the reaper's words differ).
+BACK_FOR_ROOM = "The job waits in the queue for room on the disk"
 
 
 class TrainingStage:
@@ -392,8 +393,8 @@ class TrainingStage:
                        "times; free space in the data folder (TUNEGATE_DATA) and create the job "
                        "again.")
             return
-        self._move(job, JobStatus.QUEUED, f"{reason} {BACK_FOR_ROOM} and resumes from its last "
-                   "saved state once the disk has room (free space in the data folder, "
+        self._move(job, JobStatus.QUEUED, f"{reason} {BACK_FOR_ROOM}: it resumes from its last "
+                   "saved state once there is room (free space in the data folder, "
                    f"TUNEGATE_DATA); try {tries + 1} of {DISK_FULL_REQUEUES}.",
                    level=EventLevel.WARN)
 
