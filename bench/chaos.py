@@ -240,10 +240,11 @@ def report(api: Api, server: Server, job_ids: list[str],
     for job_id in job_ids:
         status = api.status(job_id)
         steps = api.steps(job_id)
+        if status != "succeeded":
+            print(f"{job_id} {status} after step {max(steps, default=0)}: "
+                  f"{api.error_code(job_id)}: {api.error_message(job_id)}")
         if status == "failed" and api.error_code(job_id) == DISK_FULL_CODE:
             disk_full += 1
-            print(f"{job_id} failed on the full disk after step {max(steps, default=0)}: "
-                  f"{api.error_message(job_id)}")
         else:
             lost += status != "succeeded"
         duplicated += len(steps) - len(set(steps))
