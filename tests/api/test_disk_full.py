@@ -28,6 +28,7 @@ from tests.helpers import expect_error, post_file, post_job, upload
 from tests.small_disk import fill, run_on_small_disk
 from tunegate.api.app import create_app
 from tunegate.domain import files as domain_files
+from tunegate.errors import is_disk_full
 from tunegate.settings import Settings
 
 
@@ -204,3 +205,14 @@ def scenario_a_delete_at_zero_bytes_free(mount: Path) -> None:
 
 def test_a_file_can_be_deleted_at_zero_bytes_free(tmp_path: Path) -> None:
     run_on_small_disk(__name__, "scenario_a_delete_at_zero_bytes_free", tmp_path, 16 << 20)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_short_write_without_errno_is_a_full_disk() -> None:
+    import numpy
+
+    with open("/dev/full", "wb") as full, pytest.raises(OSError) as raised:
+        numpy.zeros(1000).tofile(full)
+    assert raised.value.errno is None and is_disk_full(raised.value)
+    assert not is_disk_full(OSError("a different failure"))
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))

@@ -210,3 +210,23 @@ def test_a_failing_heartbeat_does_not_stop_the_heartbeat(
         while len(beats) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
     assert len(beats) >= 3
+
+
+def test_a_short_write_without_errno_sends_the_job_back_to_wait_for_room(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's tofile (the GGUF export's) reports a full disk as a short write with no errno;
+    before, the job failed with internal_error (chaos: the export after the last step)."""
+    from tunegate.worker import training_stage
+
+    def fake_export_onto_a_full_disk(self: object, standby: object = None) -> None:
+        raise OSError("9216 requested and 960 written")
+
+    monkeypatch.setattr(training_stage.TrainerProcess, "start", fake_export_onto_a_full_disk)
+    service = build_service(settings)
+    job_id = service_create_job(service, service_upload(service, chat_lines(12)))
+    worker = Worker(service)
+    assert worker.run_once()  # validated
+    assert worker.run_once()  # claimed, met the "full disk", back in the queue
+    assert service.get_job("default", job_id).status is JobStatus.QUEUED
+    last = service.list_events("default", job_id, after=None, limit=1).items[0]
+    assert "waits in the queue for room" in last.message and "try 1 of" in last.message
