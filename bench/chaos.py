@@ -277,7 +277,7 @@ def main() -> None:
                         default=Path.home() / ".cache" / "tunegate" / "bench-model-cache")
     parser.add_argument("--faults", default=",".join(KILLS),
                         help=f"comma-separated, of {', '.join(VICTIMS)} (default: the kills)")
-    parser.add_argument("--disk-mib", type=int, default=512,
+    parser.add_argument("--disk-mib", type=int, default=1024,
                         help="with the disk fault: the size of the data folder's tmpfs")
     parser.add_argument("--serve-log", type=Path, help="keep serve's log there")
     parser.add_argument("--inside", type=Path, help=argparse.SUPPRESS)  # the mounted tmpfs

@@ -10,6 +10,7 @@ its resumable state fails; the journal before it still fits).
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,20 @@ def scenario_the_resumable_state_does_not_fit(mount: Path) -> None:
 def test_a_save_that_meets_a_full_disk_fails_the_run_and_leaves_nothing_half_written(
         scenario: str, tmp_path: Path) -> None:
     run_on_small_disk(__name__, scenario, tmp_path, DISK, timeout=300)
+
+
+def test_a_full_disk_while_the_base_loads_is_not_an_unsupported_model(
+        tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading writes (transformers' progress bar goes to the run's log): chaos saw a job fail
+    with unsupported_base_model "[Errno 28] No space left on device" while the disk was full."""
+    from transformers import AutoModelForCausalLM
+
+    from tunegate.training import model_cache
+
+    def fake_load_onto_a_full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device (fake: the progress bar's write)")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", fake_load_onto_a_full_disk)
+    with pytest.raises(OSError) as raised:
+        model_cache.load_model(BaseModelRef("tiny", "hf", str(tiny_base)), tmp_path)
+    assert raised.value.errno == errno.ENOSPC
