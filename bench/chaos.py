@@ -1,6 +1,6 @@
 """Random kill -9s during real training: are jobs lost, steps recorded twice, files left behind?
 
-    .venv/bin/python bench/chaos.py [--kills 12] [--seed 1] [--jobs 2]
+    .venv/bin/python bench/chaos.py [--kills 12] [--seed 1] [--jobs 2] [--faults worker,disk]
 
 Runs a real `tunegate serve` (embedded worker, the embedded model) and trains ``--jobs`` small
 jobs one after the other. While they train it kills, at random moments 2-12 s apart, a random
@@ -10,14 +10,23 @@ recorded before (or ends): it includes the restart and the steps redone since th
 state (up to an epoch). At the end it prints, per kind of kill, how many and
 the recovery times, and over all jobs: jobs not succeeded (lost), metrics steps recorded twice
 or missing, duplicate checkpoints, and files in the data folder that no row owns.
+
+The ``disk`` fault fills the data folder's disk to the last byte for 3-8 s, then frees it. The
+data folder is then a tmpfs of ``--disk-mib`` (the bench runs itself again in a user and mount
+namespace, with ``unshare``, to mount it). A job whose trainer saved its state while the disk
+was full ends ``failed`` with ``insufficient_storage``: that is a truthful end, counted apart
+from the lost jobs (lost: any other end, or a job still not ended). Its recovery time is from
+the fill until the job records a new step or ends.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -33,7 +42,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "SmolLM2-135M-Instruct"
 TERMINAL = {"succeeded", "failed", "cancelled"}
-VICTIMS = ("worker", "trainer", "group")
+VICTIMS = ("worker", "trainer", "group", "disk")
+KILLS = ("worker", "trainer", "group")
+DISK_FULL_CODE = "insufficient_storage"
 
 
 def _free_port() -> int:
@@ -54,6 +65,7 @@ class Server:
     cache: Path
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None  # where serve writes its log (default: beside the data folder)
 
     @property
     def api(self) -> str:
@@ -62,7 +74,7 @@ class Server:
     def start(self) -> None:
         env = {**os.environ, "TUNEGATE_MODEL_CACHE": str(self.cache),
                "TUNEGATE_HEARTBEAT_TIMEOUT": "600"}  # every takeover here must be the fast one
-        log = (self.data.parent / "serve.log").open("ab")
+        log = (self.log or self.data.parent / "serve.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tunegate", "serve", "--port", str(self.port), "--data",
              str(self.data)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
@@ -78,6 +90,9 @@ class Server:
     def kill(self, victim: str) -> bool:
         """Kill the victim now; ``False`` when it is not there (e.g. no trainer between runs)."""
         assert self.process is not None
+        if victim == "disk":
+            self.fill_disk()
+            return True
         if victim == "group":
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
@@ -91,6 +106,25 @@ class Server:
             return False
         os.kill(pids[0], signal.SIGKILL)
         return True
+
+    @property
+    def filler(self) -> Path:
+        return self.data.parent / "filler"  # on the data folder's disk, outside the folder
+
+    def fill_disk(self) -> None:
+        """Write the filler until not one byte is left (large blocks, then single bytes)."""
+        with open(self.filler, "ab", buffering=0) as file:
+            for size in (1 << 20, 4096, 1):
+                block = b"\0" * size
+                try:
+                    while True:
+                        file.write(block)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+
+    def free_disk(self) -> None:
+        self.filler.unlink(missing_ok=True)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -133,6 +167,14 @@ class Api:
     def status(self, job_id: str) -> str:
         return str(self._get(f"/fine_tuning/jobs/{job_id}")["status"])
 
+    def error_code(self, job_id: str) -> str | None:
+        error = self._get(f"/fine_tuning/jobs/{job_id}")["error"]
+        return str(error["code"]) if error else None
+
+    def error_message(self, job_id: str) -> str | None:
+        error = self._get(f"/fine_tuning/jobs/{job_id}")["error"]
+        return str(error["message"]) if error else None
+
     def steps(self, job_id: str) -> list[int]:
         events = self._get(f"/fine_tuning/jobs/{job_id}/events?limit=1000")["data"]
         return [e["data"]["step"] for e in reversed(events) if e["type"] == "metrics"]
@@ -155,12 +197,13 @@ def _recovered(api: Api, job_id: str, before: int) -> bool:
     return _last_step(api, job_id) > before or api.status(job_id) in TERMINAL
 
 
-def run(kills: int, seed: int, jobs: int, workdir: Path, cache: Path) -> None:
+def run(kills: int, seed: int, jobs: int, workdir: Path, cache: Path,
+        faults: tuple[str, ...] = KILLS, serve_log: Path | None = None) -> None:
     rng = random.Random(seed)
-    server = Server(workdir / "data", cache)
+    server = Server(workdir / "data", cache, log=serve_log)
     server.start()
     api = Api(server)
-    recoveries: dict[str, list[float]] = {victim: [] for victim in VICTIMS}
+    recoveries: dict[str, list[float]] = {victim: [] for victim in faults}
     job_ids: list[str] = []
     try:
         done_kills = 0
@@ -172,16 +215,20 @@ def run(kills: int, seed: int, jobs: int, workdir: Path, cache: Path) -> None:
                 if done_kills >= kills or api.status(job_id) in TERMINAL:
                     continue
                 before = _last_step(api, job_id)
-                victim = rng.choice(VICTIMS)
+                victim = rng.choice(faults)
                 killed_at = time.monotonic()
                 if not server.kill(victim):
                     continue
                 done_kills += 1
+                if victim == "disk":
+                    time.sleep(rng.uniform(3, 8))
+                    server.free_disk()
                 while not _recovered(api, job_id, before):
                     time.sleep(0.2)
                 recoveries[victim].append(time.monotonic() - killed_at)
                 print(f"kill {done_kills}: {victim} after step {before}, a new step (or the "
-                      f"end) {recoveries[victim][-1]:.1f} s later", flush=True)
+                      f"end: {api.status(job_id)}) {recoveries[victim][-1]:.1f} s later",
+                      flush=True)
         report(api, server, job_ids, recoveries)
     finally:
         server.stop()
@@ -189,11 +236,17 @@ def run(kills: int, seed: int, jobs: int, workdir: Path, cache: Path) -> None:
 
 def report(api: Api, server: Server, job_ids: list[str],
            recoveries: dict[str, list[float]]) -> None:
-    lost = duplicated = missing = duplicate_checkpoints = 0
+    lost = duplicated = missing = duplicate_checkpoints = disk_full = 0
     for job_id in job_ids:
         status = api.status(job_id)
         steps = api.steps(job_id)
-        lost += status != "succeeded"
+        if status != "succeeded":
+            print(f"{job_id} {status} after step {max(steps, default=0)}: "
+                  f"{api.error_code(job_id)}: {api.error_message(job_id)}")
+        if status == "failed" and api.error_code(job_id) == DISK_FULL_CODE:
+            disk_full += 1
+        else:
+            lost += status != "succeeded"
         duplicated += len(steps) - len(set(steps))
         missing += len(set(range(1, max(steps, default=0) + 1)) - set(steps))
         checkpoints = api.checkpoint_steps(job_id)
@@ -207,7 +260,8 @@ def report(api: Api, server: Server, job_ids: list[str],
         if times:
             print(f"  {victim:8} {len(times):3} kills, median {statistics.median(times):5.1f} s, "
                   f"max {max(times):5.1f} s")
-    print(f"jobs: {len(job_ids)}, lost (not succeeded): {lost}")
+    print(f"jobs: {len(job_ids)}, lost (not succeeded): {lost}, failed on the full disk "
+          f"({DISK_FULL_CODE}): {disk_full}")
     print(f"metrics steps recorded twice: {duplicated}, missing: {missing}; "
           f"duplicate checkpoints: {duplicate_checkpoints}")
     print(f"files without a row: {len(stray_files)} {sorted(stray_files)[:5]}; "
@@ -221,9 +275,38 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--model-cache", type=Path,
                         default=Path.home() / ".cache" / "tunegate" / "bench-model-cache")
+    parser.add_argument("--faults", default=",".join(KILLS),
+                        help=f"comma-separated, of {', '.join(VICTIMS)} (default: the kills)")
+    parser.add_argument("--disk-mib", type=int, default=1024,
+                        help="with the disk fault: the size of the data folder's tmpfs")
+    parser.add_argument("--serve-log", type=Path, help="keep serve's log there")
+    parser.add_argument("--inside", type=Path, help=argparse.SUPPRESS)  # the mounted tmpfs
     args = parser.parse_args()
+    faults = tuple(args.faults.split(","))
+    if unknown := set(faults) - set(VICTIMS):
+        parser.error(f"unknown faults: {sorted(unknown)}")
+    if "disk" in faults and args.inside is None:
+        with tempfile.TemporaryDirectory() as scratch:
+            sys.exit(_on_a_small_disk(Path(scratch), args.disk_mib))
+    if args.inside is not None:
+        run(args.kills, args.seed, args.jobs, args.inside, args.model_cache, faults,
+            args.serve_log)
+        return
     with tempfile.TemporaryDirectory() as scratch:
-        run(args.kills, args.seed, args.jobs, Path(scratch), args.model_cache)
+        run(args.kills, args.seed, args.jobs, Path(scratch), args.model_cache, faults,
+            args.serve_log)
+
+
+def _on_a_small_disk(scratch: Path, mib: int) -> int:
+    """Run this bench again in a private mount namespace, its data on a fresh tmpfs."""
+    if shutil.which("unshare") is None:
+        raise SystemExit("the disk fault needs unshare (util-linux) and user namespaces")
+    mount = scratch / "disk"
+    mount.mkdir()
+    return subprocess.call(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+         'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"', "sh", f"{mib}m",
+         str(mount), sys.executable, *sys.argv, "--inside", str(mount)])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ place (``tunegate.api.errors``); nothing else builds error bodies.
 from __future__ import annotations
 
 import errno
+import re
 
 # A client value quoted in a message shows at most this many characters: a 20 MB ``suffix``
 # must not come back as a 20 MB answer (nor sit whole in the server log).
@@ -24,8 +25,17 @@ def clip(text: str, limit: int = QUOTE_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+# numpy's ``ndarray.tofile`` (the GGUF writer's) says a write came up short with no errno; on a
+# file that is a disk with no room left.
+SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno is None:
+        return SHORT_WRITE.fullmatch(str(exc)) is not None
+    return exc.errno in DISK_FULL_ERRNOS
 
 
 class TunegateError(Exception):

@@ -4,7 +4,8 @@ Three ways to meet it, none needing a real full disk: a file write that fails wi
 fake copy), an upload whose ``Content-Length`` is more than the free space (a fake
 ``shutil.disk_usage``), and SQLite's own "database or disk is full" (real, from
 ``PRAGMA max_page_count`` on the store's file). After each the server keeps serving, and the
-same request succeeds once there is room again.
+same request succeeds once there is room again. And on a real full disk (a small tmpfs), a
+file can still be deleted (issue 26).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import pytest
@@ -23,8 +25,10 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import chat_lines
 from tests.helpers import expect_error, post_file, post_job, upload
+from tests.small_disk import fill, run_on_small_disk
 from tunegate.api.app import create_app
 from tunegate.domain import files as domain_files
+from tunegate.errors import is_disk_full
 from tunegate.settings import Settings
 
 
@@ -169,3 +173,46 @@ def test_a_full_database_is_507_and_stores_nothing(app: Any, client: Any,
     response = post_job(client, training_file=file_id, metadata=BIG_METADATA)
     assert response.status_code == 200, response.text
     assert post_file(client, chat_lines(3)).status_code == 200
+
+
+# ------------------------------------------------------------- deleting at 0 bytes free
+
+
+def scenario_a_delete_at_zero_bytes_free(mount: Path) -> None:
+    """On a real disk with no byte left, a file can still be deleted: SQLite needs room to
+    delete its row, which the store keeps in reserve (tunegate.store.reserve)."""
+    settings = Settings(data_dir=mount / "data")
+    app = create_app(settings, validate_responses=True)
+    try:
+        with app.test_client() as client:
+            kept = upload(client)
+            doomed = upload(client, chat_lines(400))
+            filler = fill(mount)
+            expect_full(client, post_file(client))  # really full
+            response = client.delete(f"/v1/files/{doomed}")
+            assert response.status_code == 200, response.text
+            assert response.json() == {"id": doomed, "object": "file", "deleted": True}
+            assert stored_names(settings) == [kept]
+            assert client.delete(f"/v1/files/{kept}").status_code == 200  # the room it freed
+            filler.unlink()
+            # Room again: the reserve comes back (the worker's sweep does this every minute).
+            store = app.state_service.store
+            assert store.reserve is not None and not store.reserve.path.exists()
+            assert store.restore_reserve() and store.reserve.path.stat().st_blocks > 0
+    finally:
+        app.state_service.inference.close()
+
+
+def test_a_file_can_be_deleted_at_zero_bytes_free(tmp_path: Path) -> None:
+    run_on_small_disk(__name__, "scenario_a_delete_at_zero_bytes_free", tmp_path, 16 << 20)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_short_write_without_errno_is_a_full_disk() -> None:
+    import numpy
+
+    with open("/dev/full", "wb") as full, pytest.raises(OSError) as raised:
+        numpy.zeros(1000).tofile(full)
+    assert raised.value.errno is None and is_disk_full(raised.value)
+    assert not is_disk_full(OSError("a different failure"))
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))

@@ -43,9 +43,19 @@ def _is_temporary(entry: Path) -> bool:
     return entry.name.startswith(".")
 
 
+def remove_temporaries(folder: Path) -> None:
+    """Remove what saves cut short left in ``folder`` and its ``checkpoints/``: every name that
+    starts with "." is a temporary (``.run.tmp-<pid>``, ``.step-3.tmp-<pid>``, ``.run.old-<pid>``)
+    of a trainer killed mid-save, which can hold as much as the state itself. Call it only while
+    no process writes there."""
+    for parent in (folder, folder / "checkpoints"):
+        if parent.is_dir():
+            _remove(entry for entry in parent.iterdir() if _is_temporary(entry))
+
+
 def _remove(entries: Iterable[Path]) -> None:
     for entry in list(entries):
-        if entry.is_dir():
+        if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)

@@ -72,6 +72,8 @@ from tunegate.errors import (
 from tunegate.store import schema
 from tunegate.store.base import EventsAfter, FineTunedModel, OwnedJob, Page
 from tunegate.store.migrations.migrate import migrate
+from tunegate.store.reserve import FILE_NAME as RESERVE_FILE
+from tunegate.store.reserve import DiskReserve
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # "database or disk is full": SQLite's SQLITE_FULL (the file system, or max_page_count), and
@@ -84,6 +86,11 @@ POSTGRES_DISK_FULL = "53100"
 POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT = "30s"
 # A job takes minutes: the SDK's two automatic resends, 30 s apart, give one a chance to end.
 ACTIVE_JOBS_RETRY_SECONDS = 30
+# The statuses a job enters when it stops running (or never starts): recording one must work on
+# a full disk, or the job would stay `running` with nobody behind it (tunegate.store.reserve).
+STOPPING = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED, JobStatus.PAUSED})
+
+T = TypeVar("T")
 
 
 def _configure_sqlite(engine: Engine, *, writes: bool = True) -> None:
@@ -159,16 +166,20 @@ def open_store(url: str) -> SqlStore:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, json_deserializer=_json_loads)
     _translate_errors(engine)
-    reads = None
+    reads = reserve = None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
         reads = create_engine(url, json_deserializer=_json_loads)
         _translate_errors(reads)  # a read's temporary sort file may meet a full disk too
         _configure_sqlite(reads, writes=False)
+        if engine.url.database and engine.url.database != ":memory:":
+            reserve = DiskReserve(Path(engine.url.database).parent / RESERVE_FILE)
+            reserve.restore()
     elif engine.dialect.name == "postgresql":
+        # PostgreSQL's disk is the database server's: it keeps its own room.
         _configure_postgresql(engine)
     migrate(engine)
-    return SqlStore(engine, reads)
+    return SqlStore(engine, reads, reserve)
 
 
 # Row -> domain object. Rows of ``select(table)`` are read by position (a Row's attribute
@@ -319,10 +330,13 @@ def _change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
 class SqlStore:
     """The SQL implementation of ``tunegate.store.base.Store``."""
 
-    def __init__(self, engine: Engine, reads: Engine | None = None):
-        """``reads``: the engine of single-statement reads (default: ``engine``)."""
+    def __init__(self, engine: Engine, reads: Engine | None = None,
+                 reserve: DiskReserve | None = None):
+        """``reads``: the engine of single-statement reads (default: ``engine``); ``reserve``:
+        the space kept for writes that must work on a full disk (SQLite)."""
         self.engine = engine
         self._reads = reads or engine
+        self.reserve = reserve
 
     def close(self) -> None:
         self.engine.dispose()
@@ -333,6 +347,21 @@ class SqlStore:
         """All rows of one read-only statement."""
         with self._reads.connect() as connection:
             return list(connection.execute(query, dict(values)).all())
+
+    def _keeping_room(self, write: Callable[[], T]) -> T:
+        """``write()``, which frees space or records how a job stopped: on a full disk, once
+        more after releasing the reserve (tunegate.store.reserve)."""
+        try:
+            return write()
+        except InsufficientStorage:
+            if self.reserve is None or not self.reserve.release():
+                raise
+        return write()
+
+    def restore_reserve(self) -> bool:
+        if self.reserve is None:
+            return True
+        return self.reserve.restore()
 
     def identity(self) -> str:
         with self.engine.begin() as connection:
@@ -378,10 +407,14 @@ class SqlStore:
 
     def delete_file(self, project_id: str | None, file_id: str) -> bool:
         table = schema.files
-        with self.engine.begin() as connection:
-            result = connection.execute(delete(table).where(
-                table.c.id == file_id, _in_project(table, project_id)))
-        return result.rowcount > 0
+
+        def write() -> bool:
+            with self.engine.begin() as connection:
+                result = connection.execute(delete(table).where(
+                    table.c.id == file_id, _in_project(table, project_id)))
+            return result.rowcount > 0
+
+        return self._keeping_room(write)
 
     def expired_files(self, now: int) -> list[StoredFile]:
         return [_file(row) for row in self._read(_EXPIRED_FILES, {"now": now})]
@@ -466,6 +499,19 @@ class SqlStore:
                    new_files: Sequence[StoredFile] = (),
                    new_models: Sequence[FineTunedModel] = (),
                    max_active: int | None = None, disown: bool = False) -> FineTuningJob:
+        def write() -> FineTuningJob:
+            return self._transition(job_id, target, events=events, changes=changes,
+                                    worker_id=worker_id, only_from=only_from,
+                                    new_files=new_files, new_models=new_models,
+                                    max_active=max_active, disown=disown)
+
+        return self._keeping_room(write) if target in STOPPING else write()
+
+    def _transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
+                    changes: Mapping[str, Any] | None, worker_id: str | None,
+                    only_from: frozenset[JobStatus] | None, new_files: Sequence[StoredFile],
+                    new_models: Sequence[FineTunedModel],
+                    max_active: int | None, disown: bool) -> FineTuningJob:
         table = schema.jobs
         with self.engine.begin() as connection:
             row = connection.execute(select(table).where(table.c.id == job_id)).first()
@@ -533,11 +579,15 @@ class SqlStore:
 
     def disown_job(self, job_id: str, worker_id: str) -> bool:
         table = schema.jobs
-        with self.engine.begin() as connection:
-            result = connection.execute(update(table)
-                                        .where(table.c.id == job_id, table.c.worker_id == worker_id)
-                                        .values(worker_id=None, heartbeat_at=None))
-        return result.rowcount == 1
+
+        def write() -> bool:
+            with self.engine.begin() as connection:
+                result = connection.execute(
+                    update(table).where(table.c.id == job_id, table.c.worker_id == worker_id)
+                    .values(worker_id=None, heartbeat_at=None))
+            return result.rowcount == 1
+
+        return self._keeping_room(write)
 
     def owned_jobs(self) -> list[OwnedJob]:
         table = schema.jobs
@@ -660,12 +710,16 @@ class SqlStore:
 
     def delete_model(self, project_id: str | None, model_id: str) -> bool:
         table, shared = schema.fine_tuned_models, schema.checkpoint_permissions
-        with self.engine.begin() as connection:
-            result = connection.execute(delete(table).where(
-                table.c.id == model_id, _in_project(table, project_id)))
-            if result.rowcount > 0:
-                connection.execute(delete(shared).where(shared.c.model_id == model_id))
-        return result.rowcount > 0
+
+        def write() -> bool:
+            with self.engine.begin() as connection:
+                result = connection.execute(delete(table).where(
+                    table.c.id == model_id, _in_project(table, project_id)))
+                if result.rowcount > 0:
+                    connection.execute(delete(shared).where(shared.c.model_id == model_id))
+            return result.rowcount > 0
+
+        return self._keeping_room(write)
 
     # Checkpoint permissions -----------------------------------------------------------------
 

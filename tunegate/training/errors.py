@@ -15,6 +15,7 @@ UNSUPPORTED_BASE_MODEL = "unsupported_base_model"
 INVALID_HYPERPARAMETERS = "invalid_hyperparameters"
 INVALID_RESUME_STATE = "invalid_resume_state"
 INVALID_SETTING = "invalid_setting"  # a TUNEGATE_* variable of the trainer's environment
+INSUFFICIENT_STORAGE = "insufficient_storage"  # the disk filled up (the API's 507 has this code)
 
 
 class TrainingFailed(Exception):

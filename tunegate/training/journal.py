@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tunegate.training import state
 from tunegate.training.messages import CheckpointSaved, StepMetrics, TrainerMessage, from_line, to_line
 
 FILE = "reported.jsonl"
@@ -28,9 +29,9 @@ def save(work_dir: str | Path, reported: list[Reported]) -> None:
     """Replace the journal with ``reported`` (atomically: a reader sees the old or the new)."""
     path = Path(work_dir) / FILE
     path.parent.mkdir(parents=True, exist_ok=True)  # a pause at step 1 may be the first write
-    temporary = path.with_name(f".{FILE}.tmp-{os.getpid()}")
-    temporary.write_text("".join(to_line(message) for message in reported), encoding="utf-8")
-    os.replace(temporary, path)
+    with state.removed_on_failure(path.with_name(f".{FILE}.tmp-{os.getpid()}")) as temporary:
+        temporary.write_text("".join(to_line(message) for message in reported), encoding="utf-8")
+        os.replace(temporary, path)
 
 
 def load(work_dir: str | Path) -> list[Reported]:

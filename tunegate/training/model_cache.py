@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunegate.errors import is_disk_full
 from tunegate.training.errors import UNSUPPORTED_BASE_MODEL, TrainingFailed
 from tunegate.training.messages import Emit, note
 from tunegate.training.spec import BaseModelRef
@@ -96,8 +97,16 @@ def load_tokenizer(ref: BaseModelRef, cache_dir: str | Path) -> PreTrainedTokeni
             return AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
         return AutoTokenizer.from_pretrained(resolve_hf_folder(ref, cache_dir))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        _raise_if_disk_full(exc)
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"The tokenizer of base model {ref.name} "
                              f"could not be loaded: {exc}", "model") from exc
+
+
+def _raise_if_disk_full(exc: BaseException) -> None:
+    """A full disk is not the model's fault (loading writes: the cache, and the progress bars
+    to the run's log): it leaves as itself, and run_training reports it as such."""
+    if is_disk_full(exc):
+        raise exc
 
 
 def load_model(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation: str = "sdpa",
@@ -117,6 +126,7 @@ def load_model(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation:
         return AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
                                                     attn_implementation=attn_implementation)
     except (OSError, ValueError, KeyError) as exc:
+        _raise_if_disk_full(exc)
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
                              f"Base model {ref.name} could not be loaded: {exc}", "model") from exc
 
@@ -158,6 +168,7 @@ def _convert_gguf(ref: BaseModelRef, target: Path,
         model = AutoModelForCausalLM.from_pretrained(ref.path, gguf_file=ref.gguf_file,
                                                      dtype=torch.float32)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        _raise_if_disk_full(exc)
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
                              f"Base model {ref.name} could not be loaded from GGUF: {exc}",
                              "model") from exc

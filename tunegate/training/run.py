@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from tunegate.errors import is_disk_full
 from tunegate.training import (
     attention,
     dpo,
@@ -27,6 +28,7 @@ from tunegate.training import (
 )
 from tunegate.training.data import Dataset, load_dataset
 from tunegate.training.errors import (
+    INSUFFICIENT_STORAGE,
     INVALID_RESUME_STATE,
     INVALID_SETTING,
     OUT_OF_MEMORY,
@@ -76,6 +78,10 @@ def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
         return _run(spec, emit, should_stop, options)
     except torch.OutOfMemoryError as exc:
         raise _out_of_memory() from exc
+    except OSError as exc:
+        if is_disk_full(exc):  # the save removed what it half wrote (tunegate.training.state)
+            raise _disk_full() from exc
+        raise
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or \
                 "out of memory" in str(exc):
@@ -220,6 +226,12 @@ def _start_or_resume(spec: TrainingSpec, loop: trainer.Loop, train_set: Dataset[
     else:
         state.clear_run_state(spec.work_dir)
     return state.Progress(identity=identity)
+
+
+def _disk_full() -> TrainingFailed:
+    # The worker says what follows: the job waits for room, or fails after several tries.
+    return TrainingFailed(INSUFFICIENT_STORAGE, "The server's data folder filled up while "
+                          "training saved its state; what it had half written was removed.")
 
 
 def _out_of_memory() -> TrainingFailed:

@@ -9,26 +9,33 @@ Layout of ``work_dir``::
     results.csv             one row per step; the columns are the objective's ``csv_columns``
 
 Every folder is written under a temporary name and renamed into place, so a process killed at
-any moment leaves either the previous complete version or the new one.
+any moment leaves either the previous complete version or the new one. A write that fails (a
+full disk) removes its temporary: half-written state must not keep the disk full.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
 import os
 import random
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tunegate.errors import DISK_FULL_ERRNOS, is_disk_full
 
 if TYPE_CHECKING:
     import torch
     from peft import PeftModel
 
 KEEP_CHECKPOINTS = 3
+# A save that fails with less than this left on its disk failed because the disk is full.
+NEARLY_FULL_BYTES = 1 << 20
 
 
 @dataclass
@@ -52,16 +59,15 @@ def save_run_state(work_dir: str | Path, model: PeftModel, optimizer: torch.opti
     from safetensors.torch import save_file
 
     target = run_dir(work_dir)
-    temporary = target.with_name(f".run.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    weights = {name: p.detach().cpu().contiguous()
-               for name, p in model.named_parameters() if p.requires_grad}
-    save_file(weights, str(temporary / "lora.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": _rng_states()}, temporary / "optimizer.pt")
-    (temporary / "progress.json").write_text(json.dumps(asdict(progress)))
-    _replace_folder(temporary, target)
+    with removed_on_failure(target.with_name(f".run.tmp-{os.getpid()}")) as temporary:
+        temporary.mkdir(parents=True)
+        weights = {name: p.detach().cpu().contiguous()
+                   for name, p in model.named_parameters() if p.requires_grad}
+        save_file(weights, str(temporary / "lora.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": _rng_states()}, temporary / "optimizer.pt")
+        (temporary / "progress.json").write_text(json.dumps(asdict(progress)))
+        _replace_folder(temporary, target)
     return target
 
 
@@ -98,10 +104,9 @@ def clear_run_state(work_dir: str | Path) -> None:
 
 def save_adapter(model: PeftModel, target: Path) -> Path:
     """Save the PEFT adapter (``adapter_config.json`` + ``adapter_model.safetensors``)."""
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(str(temporary))
-    _replace_folder(temporary, target)
+    with removed_on_failure(target.with_name(f".{target.name}.tmp-{os.getpid()}")) as temporary:
+        model.save_pretrained(str(temporary))
+        _replace_folder(temporary, target)
     return target
 
 
@@ -109,12 +114,11 @@ def save_checkpoint(work_dir: str | Path, step: int, model: PeftModel,
                     metrics: Mapping[str, Any]) -> Path:
     """Write ``checkpoints/step-N/`` (adapter + metrics.json) and keep only the newest three."""
     folder = Path(work_dir) / "checkpoints" / f"step-{step}"
-    temporary = folder.with_name(f".step-{step}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    model.save_pretrained(str(temporary / "adapter"))
-    (temporary / "metrics.json").write_text(json.dumps({"step": step, **metrics}))
-    _replace_folder(temporary, folder)
+    with removed_on_failure(folder.with_name(f".step-{step}.tmp-{os.getpid()}")) as temporary:
+        temporary.mkdir(parents=True)
+        model.save_pretrained(str(temporary / "adapter"))
+        (temporary / "metrics.json").write_text(json.dumps({"step": step, **metrics}))
+        _replace_folder(temporary, folder)
     _prune_checkpoints(folder.parent)
     return folder
 
@@ -122,14 +126,57 @@ def save_checkpoint(work_dir: str | Path, step: int, model: PeftModel,
 def write_results_csv(path: Path, rows: Iterable[Mapping[str, Any]],
                       columns: Sequence[str]) -> Path:
     """OpenAI's results file: one row per step, empty cells where a value was not measured."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(row.get(column)) for column in columns])
-    os.replace(temporary, path)
+    with removed_on_failure(path.with_name(f".{path.name}.tmp-{os.getpid()}")) as temporary:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_cell(row.get(column)) for column in columns])
+        os.replace(temporary, path)
     return path
+
+
+@contextlib.contextmanager
+def removed_on_failure(temporary: Path) -> Iterator[Path]:
+    """A fresh temporary path (file or folder) to write into, removed if the body fails:
+    a save that meets a full disk must not leave the disk full of the half it wrote. A failure
+    on a full disk leaves as ``OSError`` ENOSPC, whatever the writer raised."""
+    _remove(temporary)  # a leftover of an earlier process with this pid
+    try:
+        yield temporary
+    except Exception as exc:
+        full = _as_disk_full(exc, temporary.parent)
+        _remove(temporary)
+        if full is not None and full is not exc:
+            raise full from exc
+        raise
+    except BaseException:
+        _remove(temporary)
+        raise
+
+
+def _as_disk_full(exc: Exception, folder: Path) -> OSError | None:
+    """``exc`` as the full disk it is, or ``None``. The writers of weights do not all keep the
+    errno: safetensors raises its own error naming "os error 28", torch's zip writer a
+    RuntimeError "file write failed"; a write that failed where almost no space is left failed
+    for that reason."""
+    if is_disk_full(exc):
+        return exc  # type: ignore[return-value]  # is_disk_full: an OSError
+    text = str(exc)
+    if any(f"os error {number}" in text or os.strerror(number) in text
+           for number in DISK_FULL_ERRNOS):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < NEARLY_FULL_BYTES:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _cell(value: Any) -> str:

@@ -14,6 +14,9 @@ Runs when a worker starts and then every ``SWEEP_SECONDS``. What it removes, and
 - job folders whose job has finished and that no worker holds, settled by the status's rule
   (``ON_ENTRY``: failed and cancelled ones go, a succeeded one keeps its model files), and
   folders of jobs that do not exist.
+
+Last, it makes the store's disk reserve again if a full disk used it up and there is room now
+(tunegate.store.reserve).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Janitor:
                       upload_folders=self._remove_finished_upload_folders(),
                       orphan_files=self._delete_orphan_files(),
                       job_folders=self._settle_job_folders())
+        self.store.restore_reserve()  # after the removals above, which may have made the room
         if swept:
             log.info("swept the data folder: %s", swept)
         return swept

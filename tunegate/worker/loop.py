@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
 from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
-from tunegate.errors import Conflict
+from tunegate.errors import Conflict, TunegateError
 from tunegate.store.base import OwnedJob
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.length_check import FileTokenizer, check_lengths, file_tokenizer
@@ -118,6 +118,10 @@ class Worker:
     def train_next(self) -> bool:
         if "train" not in self.settings.worker_stages:
             return False
+        if not self.store.restore_reserve():
+            # The disk has not even room for the store's reserve: a run would only meet the
+            # full disk again (a job sent back to wait for room waits here).
+            return False
         job = self.store.claim_job([JobStatus.QUEUED], self.worker_id, time.time())
         if job is None:
             return False
@@ -148,7 +152,10 @@ class Worker:
 
         def beat() -> None:
             while not done.wait(interval):
-                self.store.heartbeat(job_id, self.worker_id, time.time())
+                try:
+                    self.store.heartbeat(job_id, self.worker_id, time.time())
+                except TunegateError as exc:  # a full disk: beat again when there is room
+                    log.warning("heartbeat of job %s not recorded: %s", job_id, exc.message)
 
         thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
         thread.start()
@@ -166,13 +173,17 @@ class Worker:
     # Reaper ---------------------------------------------------------------------------------
 
     def reap_stale_jobs(self) -> int:
-        """Hand jobs of dead workers back to the queue; return how many."""
+        """Hand jobs of dead workers back to the queue, and this worker's own that it could not
+        give up; return how many."""
         cutoff = time.time() - self.settings.heartbeat_timeout
         reaped = 0
         for owned in self.store.owned_jobs():
             if owned.worker_id == self.worker_id:
-                continue
-            if known_dead(owned.worker_id):
+                # Called between two jobs, when this worker holds none: a job still in its name
+                # is one whose end it could not record (the store's disk was full). No other
+                # worker reaps a live worker's job, so this one must, once the store can write.
+                why = "The worker could not record how this job's run ended"
+            elif known_dead(owned.worker_id):
                 why = "The worker running this job died"
             elif owned.heartbeat_at is None or owned.heartbeat_at < cutoff:
                 why = "The worker running this job stopped responding"

@@ -24,6 +24,7 @@ worker at any moment, without redoing or recording anything twice:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -46,10 +47,11 @@ from tunegate.domain.jobs import (
     job_event,
     now,
 )
-from tunegate.errors import Conflict
+from tunegate.errors import Conflict, InsufficientStorage, is_disk_full
 from tunegate.settings import Settings
 from tunegate.store.base import FineTunedModel
 from tunegate.training import journal
+from tunegate.training.errors import INSUFFICIENT_STORAGE
 from tunegate.training.messages import (
     CheckpointSaved,
     HyperparametersResolved,
@@ -74,6 +76,13 @@ KEEP_CHECKPOINTS = 3
 RESULTS_FILE_ID = "results-file-id"
 # A child that dies is started again from the saved state this many times before the job fails.
 TRAINER_RESTARTS = 2
+DISK_FULL = ("The server's data folder filled up while the worker prepared or recorded the "
+             "training.")
+# A run that meets a full disk goes back to the queue, to resume from its last saved state once
+# there is room (Worker.train_next waits for it), this many times; the next time it fails.
+DISK_FULL_REQUEUES = 3
+# Said by each such warn event, which are counted (the reaper's words differ).
+BACK_FOR_ROOM = "The job waits in the queue for room on the disk"
 
 
 class TrainingStage:
@@ -85,6 +94,7 @@ class TrainingStage:
         self.standby = standby
         self.recorded_through = 0  # metrics of steps up to here are recorded already
         self.unannounced_checkpoints: set[int] = set()  # steps whose checkpoint has no event yet
+        self.waiting_for_room = False  # the trainer's messages wait for room in the store
         # Called while the child trains, so other jobs' file validation need not wait.
         self.between_polls = between_polls
         # When the worker is asked to stop, the run saves its state and goes back to the queue.
@@ -137,8 +147,13 @@ class TrainingStage:
             self._finish(started, self._train(started, model), model)
         except Exception as exc:
             # Whatever broke after `running` (a trainer that cannot be spawned, an export
-            # error), the job must end: the worker gives it up next, and no reaper looks at a
-            # running job that no worker owns.
+            # error, a full disk), the job must end: the worker gives it up next, and no reaper
+            # looks at a running job that no worker owns. On a full disk the store records the
+            # failure in the room it keeps for that (tunegate.store.reserve).
+            if isinstance(exc, InsufficientStorage) or is_disk_full(exc):
+                log.error("training job %s met a full disk", job.id, exc_info=True)
+                self._wait_for_room(started, DISK_FULL)
+                return
             log.exception("training job %s failed inside the worker", job.id)
             detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL]
             self._fail(started, "internal_error", f"The worker failed while training: {detail}")
@@ -209,6 +224,8 @@ class TrainingStage:
         spec = self.build_spec(job, model)
         # Steps up to the last recorded one come again after a crash; they are not recorded twice.
         self.recorded_through = self.store.last_metrics_step(job.id)
+        # What an earlier child killed mid-save left (the new one writes under its own pid).
+        work_dirs.remove_temporaries(self.work_dir(job.id))
         process = self.executor.start_run(spec, self.work_dir(spec.job_id))
         process.start(self.standby)
         try:
@@ -221,8 +238,9 @@ class TrainingStage:
                    process: TrainingRun) -> Outcome:
         pause_sent = False
         recording = True
+        waiting: list[TrainerMessage] = []  # not recorded yet: the store's disk is full
         while process.running:
-            messages = process.drain()
+            waiting += process.drain()
             # The status first: a resume since the last poll gives the job back to this
             # worker (``running``) before the messages are recorded.
             status = self._status_holding(job)
@@ -233,13 +251,40 @@ class TrainingStage:
                 # and ``_train`` goes on from that state.
                 process.pause()
                 pause_sent = True
-            recording = recording and self._record(job, model, messages)
-            self.between_polls()
+            recording = recording and self._record_while_room(job, model, waiting)
+            # Other jobs' validation waits for room on a full disk; this run goes on.
+            with contextlib.suppress(InsufficientStorage):
+                self.between_polls()
             self.executor.clock.sleep(POLL_SECONDS)
         outcome = process.outcome()
-        if recording:
-            self._record(job, model, process.drain())
+        waiting += process.drain()
+        if not recording or not self._record_while_room(job, model, waiting):
+            return outcome  # nothing more of this run is recorded (cancelled, re-queued)
+        if waiting and outcome.status is not RunStatus.FAILED:
+            # What the run reported cannot be recorded (the store's disk is still full).
+            raise InsufficientStorage()
+        # A failed run's own reason (its save met the full disk) says more than the messages
+        # the store could not take.
         return outcome
+
+    def _record_while_room(self, job: FineTuningJob, model: ResolvedModel,
+                           waiting: list[TrainerMessage]) -> bool:
+        """Record ``waiting`` in order, removing each one recorded; on a full disk keep the rest
+        for the next poll. A disk full for a moment must not end a run whose own saves fit:
+        only the trainer's failed save, or a store still full when the run ends, ends it."""
+        while waiting:
+            try:
+                if not self._record_held(job, model, waiting[0]):
+                    return False
+            except InsufficientStorage:
+                if not self.waiting_for_room:  # once per full spell, not at every poll
+                    log.warning("job %s: the store's disk is full; the trainer's messages wait "
+                                "for room", job.id)
+                self.waiting_for_room = True
+                return True
+            waiting.pop(0)
+        self.waiting_for_room = False
+        return True
 
     def _current_status(self, job_id: str) -> JobStatus | None:
         current = self.store.get_job(job_id)
@@ -263,12 +308,6 @@ class TrainingStage:
         return JobStatus.RUNNING if taken is not None else self._current_status(job.id)
 
     # Progress -------------------------------------------------------------------------------
-
-    def _record(self, job: FineTuningJob, model: ResolvedModel,
-                messages: list[TrainerMessage]) -> bool:
-        """Record the child's messages while the job is running (or pausing) under this worker;
-        ``False`` once it is not (cancelled, re-queued): nothing more of this run is recorded."""
-        return all(self._record_held(job, model, message) for message in messages)
 
     def _record_held(self, job: FineTuningJob, model: ResolvedModel,
                      message: TrainerMessage) -> bool:
@@ -360,6 +399,8 @@ class TrainingStage:
             self._succeed(job, outcome.result, model)
         elif outcome.status is RunStatus.PAUSED:
             self._paused(job)
+        elif outcome.status is RunStatus.FAILED and outcome.code == INSUFFICIENT_STORAGE:
+            self._wait_for_room(job, outcome.message or DISK_FULL)
         elif outcome.status is RunStatus.FAILED:
             self._fail(job, outcome.code or "training_error", outcome.message or "Training failed.",
                        outcome.param)
@@ -375,6 +416,31 @@ class TrainingStage:
         elif status is JobStatus.PAUSED:
             self.store.add_events([job_event(job.id, "Training state saved; resume continues "
                                              "from where it stopped")])
+
+    def _wait_for_room(self, job: FineTuningJob, reason: str) -> None:
+        """The run met a full disk: back to the queue (its saved state is kept), or failed when
+        that happened ``DISK_FULL_REQUEUES`` times already. Either is recorded on the full
+        disk, in the room the store keeps for it (tunegate.store.reserve)."""
+        tries = self._times_back_for_room(job.id)
+        if tries >= DISK_FULL_REQUEUES:
+            self._fail(job, INSUFFICIENT_STORAGE, f"{reason} The run met a full disk {tries + 1} "
+                       "times; free space in the data folder (TUNEGATE_DATA) and create the job "
+                       "again.")
+            return
+        self._move(job, JobStatus.QUEUED, f"{reason} {BACK_FOR_ROOM}: it resumes from its last "
+                   "saved state once there is room (free space in the data folder, "
+                   f"TUNEGATE_DATA); try {tries + 1} of {DISK_FULL_REQUEUES}.",
+                   level=EventLevel.WARN)
+
+    def _times_back_for_room(self, job_id: str) -> int:
+        count, after = 0, None
+        while True:
+            page = self.store.list_events(job_id, after=after, limit=1000)
+            count += sum(BACK_FOR_ROOM in event.message for event in page.items
+                         if event.level is EventLevel.WARN)
+            if not page.has_more:
+                return count
+            after = page.items[-1].id
 
     def _fail(self, job: FineTuningJob, code: str, message: str,
               param: str | None = None) -> None:
