@@ -35,7 +35,7 @@ JOBS := $(shell nproc 2>/dev/null || echo 2)
 LLAMA_CONVERTER := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_CPP_VERSION)-convert
 LLAMA_VENDOR := llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp
 
-.PHONY: setup llama-cpp system-packages run test test-fast lint bench clean
+.PHONY: setup llama-cpp system-packages run test test-fast docs lint bench clean
 # The tiers without real training or real servers (well under two minutes on 2 cores).
 FAST_TIERS := (unit or store or api or worker) and not slow and not e2e
 
@@ -98,6 +98,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "$(FAST_TIERS)"
 
+# The documentation site (docs/), served at http://127.0.0.1:8001 with live reload.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8001
+
 lint: setup
 	$(BIN)/ruff check tunegate handlers tests bench
 	$(BIN)/mypy
@@ -106,4 +110,4 @@ bench: setup
 	$(BIN)/python bench/upload_rss.py
 
 clean:
-	rm -rf $(VENV) .tunegate .pytest_cache .hypothesis
+	rm -rf $(VENV) .tunegate .pytest_cache .hypothesis site
