@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # Portable x86-64 flags, never -march=native: AVX2/FMA/F16C/BMI2 run on every Intel since
 # Haswell and every AMD since Zen; AVX-512 and AMX stay off. ggml's AMX path faults on OpenMP
 # worker threads (AMX permission is requested on the main thread only), and a native build
-# carried to an older CPU dies with SIGILL. README.md "llama.cpp build" says more.
+# carried to an older CPU dies with SIGILL. docs/architecture.md "llama.cpp build" says more.
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF \
@@ -35,8 +35,9 @@ JOBS := $(shell nproc 2>/dev/null || echo 2)
 LLAMA_CONVERTER := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_CPP_VERSION)-convert
 LLAMA_VENDOR := llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp
 
-.PHONY: setup llama-cpp system-packages run test test-fast lint bench clean
-# The tests without a model, a server process or llama.cpp (tests/tiers.py holds them to it).
+.PHONY: setup llama-cpp system-packages run test test-fast docs lint bench clean
+# make test-fast: the tests without a model, a server process or llama.cpp (tests/tiers.py
+# holds them to it).
 
 setup: $(STAMP)
 
@@ -97,6 +98,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest --tier fast
 
+# The documentation site (docs/), served at http://127.0.0.1:8001 with live reload.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8001
+
 lint: setup
 	$(BIN)/ruff check tunegate handlers tests bench
 	$(BIN)/mypy
@@ -105,4 +110,4 @@ bench: setup
 	$(BIN)/python bench/upload_rss.py
 
 clean:
-	rm -rf $(VENV) .tunegate .pytest_cache .hypothesis
+	rm -rf $(VENV) .tunegate .pytest_cache .hypothesis site

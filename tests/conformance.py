@@ -115,7 +115,8 @@ INTENDED: tuple[Intended, ...] = (
        ("batch_size", "learning_rate_multiplier", "n_epochs"), (), _ALWAYS_SENT),
     _d("FineTuningJob.status", "enum only in ours", ("paused",), (),
        "OpenAI's pause endpoint answers status paused although its enum lacks the value; "
-       "tunegate keeps OpenAI's behaviour and declares it (strict clients refuse it: README)."),
+       "tunegate keeps OpenAI's behaviour and declares it (strict clients refuse it: see "
+       "docs/differences.md)."),
     _d("FineTuneMethod.reinforcement.grader", "alternatives", 0, 5, _NO_REINFORCEMENT),
     _d("FineTuneMethod.reinforcement.hyperparameters", "properties only in theirs", (),
        ("batch_size", "compute_multiplier", "eval_interval", "eval_samples",

@@ -1,6 +1,6 @@
 """Settings: environment variables ``TUNEGATE_*``, overridable by ``tunegate`` CLI flags.
 
-Every setting is documented in README.md ("Settings"); keep the two in step.
+Every setting is documented in docs/settings.md; keep the two in step (a test checks).
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ class Settings:
         return replace(cls(), **values)
 
 
-# Environment variable -> (Settings field, parser). README.md's settings table lists them all.
+# Environment variable -> (Settings field, parser). docs/settings.md lists them all.
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_DATA": ("data_dir", Path),
     "TUNEGATE_DATABASE_URL": ("database_url", str),

@@ -9,7 +9,7 @@ generated parsers accept.
 The generator ignores ``style: deepObject``: it sends a metadata filter ``{"team": "x"}`` as
 ``?team=x``, which tunegate refuses (400, naming ``team``) instead of answering every job; the
 filter written with its brackets, ``{"metadata[team]": "x"}``, goes through as the server reads
-it (README, "Generated clients").
+it (docs/contract.md, "Generated clients").
 """
 
 from __future__ import annotations

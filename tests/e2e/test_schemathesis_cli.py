@@ -1,4 +1,4 @@
-"""schemathesis' CLI run as an outside user runs it (README, "schemathesis from outside"):
+"""schemathesis' CLI run as an outside user runs it (docs/contract.md, "schemathesis from outside"):
 from a folder outside the checkout, with the config the package ships (``--config-file "$(python
 -m tunegate.contract)"``, whose hooks are ``tunegate.contract.hooks``), against a real
 ``tunegate serve``: every check, exit status 0.
@@ -8,7 +8,7 @@ from a folder outside the checkout, with the config the package ships (``--confi
   nothing to object to. The completions skip the coverage phase here: it sends them a couple of
   hundred requests, each a generation (about 5 minutes on 2 busy cores); a full run from the
   command line includes it.
-- With a key, sent with ``-H`` as the README says: the served spec requires it, and
+- With a key, sent with ``-H`` as the docs say: the served spec requires it, and
   ``ignored_auth`` resends successful requests without it and with a wrong one, expecting 401.
   The completions are left out of this run: their auth is the same middleware's, and
   generating is most of the open run's time.

@@ -90,7 +90,7 @@ def test_copies_are_reused_bounded_and_leave_the_adapter_alone(tmp_path: Path,
 
 def test_a_merge_that_cannot_fit_answers_507_without_paths(
         client, settings, make_model: MakeModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's promise for a full disk holds for a merged copy too: 507, a message that
+    """The documented promise for a full disk holds for a merged copy too: 507, a message that
     says what is needed, no llama.cpp output and no absolute paths; nothing left in the folder."""
     model = make_model(STRONG, suffix="nospace")
     monkeypatch.setattr(merged_module, "_free_bytes", lambda folder: 5 << 20)

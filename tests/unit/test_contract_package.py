@@ -2,7 +2,7 @@
 names hooks that live in the package, not in tests/, and is package data; the hooks' own
 requests wait out a 429 as its Retry-After says instead of failing the run.
 
-(tests/e2e/test_schemathesis_cli.py runs the README's command from a folder outside the
+(tests/e2e/test_schemathesis_cli.py runs the documented command from a folder outside the
 checkout against a real server.)
 """
 

@@ -57,7 +57,7 @@ def test_only_running_jobs_succeed() -> None:
     assert sources_of(JobStatus.SUCCEEDED) == {JobStatus.RUNNING}
 
 
-def test_readme_and_the_contract_show_the_table_as_it_is() -> None:
+def test_the_docs_and_the_contract_show_the_table_as_it_is() -> None:
     """One diagram, rendered from EDGES; the copies must equal it (regenerate with
     ``python -c "from tunegate.domain.jobs import state_diagram; print(state_diagram())"``)."""
     from pathlib import Path
@@ -66,7 +66,7 @@ def test_readme_and_the_contract_show_the_table_as_it_is() -> None:
 
     root = Path(__file__).resolve().parents[2]
     diagram = state_diagram()
-    assert f"```\n{diagram}```" in (root / "README.md").read_text(encoding="utf-8")
+    assert f"```\n{diagram}```" in (root / "docs" / "jobs.md").read_text(encoding="utf-8")
     indented = "".join(f"            {line}\n" for line in diagram.splitlines())
     assert f"            ```\n{indented}            ```" in (root / "openapi.yaml").read_text(
         encoding="utf-8")

@@ -1,7 +1,7 @@
 """tunegate's dependency rules, checked on every import statement of the code (function-level
 imports included), read with ``ast``: no module is run.
 
-The rules (README "Layout"): the kernel (settings, ids, errors, processes) imports nothing of
+The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing of
 ours; domain and chat only the kernel; store and adapters only domain and the
 kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
 the worker never the API or serving; a few training modules (spec, errors, messages,

@@ -4,7 +4,7 @@ import pytest
 
 from tunegate.settings import ENVIRONMENT, Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SETTINGS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
 
 def test_environment_variables_and_overrides() -> None:
@@ -26,8 +26,8 @@ def test_bad_values_are_refused(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
-def test_the_readme_documents_every_setting() -> None:
-    text = README.read_text()
+def test_the_settings_page_documents_every_setting() -> None:
+    text = SETTINGS_PAGE.read_text()
     assert [name for name in ENVIRONMENT if f"`{name}`" not in text] == []
 
 

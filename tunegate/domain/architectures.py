@@ -22,7 +22,7 @@ family is looked up in that row instead of being assumed from llama:
 - ``system_role``: whether the family's chat format has a system turn. Gemma's has none: its
   own template folds a system message into the first user turn, and tunegate always renders
   with the model's own template (training and serving alike), so nothing is rewritten here;
-  the flag documents the quirk (README "Base models").
+  the flag documents the quirk (docs/training.md, "Base models").
 
 Reading a file's architecture is cheap and torch-free: the GGUF header up to
 ``general.architecture`` (the first key llama.cpp's writer puts there), or ``model_type`` from

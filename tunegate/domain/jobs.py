@@ -4,7 +4,7 @@ The status machine is the table ``EDGES`` (every allowed change and why it happe
 ``ON_ENTRY`` (what entering a status does besides the status: stamps and the work folder).
 ``check_transition`` is the only judge of a status change; the store applies each allowed change
 as a compare-and-set together with ``entry_changes`` and the event row that announces it.
-``state_diagram()`` renders the table; README.md and openapi.yaml show that rendering (a test
+``state_diagram()`` renders the table; docs/jobs.md and openapi.yaml show that rendering (a test
 keeps them equal).
 """
 
