@@ -28,6 +28,7 @@ from tunegate.worker.host import Host
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
 from tunegate.worker.models import ResolvedModel, resolve_model
+from tunegate.worker.moves import move_as_worker
 from tunegate.worker.standby import Standby
 from tunegate.worker.training_run import Executor
 
@@ -278,10 +279,5 @@ class Worker:
               level: EventLevel = EventLevel.INFO,
               changes: dict[str, object] | None = None) -> FineTuningJob | None:
         """Transition as this worker; ``None`` when the user got there first (e.g. cancel)."""
-        try:
-            return self.store.transition(job.id, target, worker_id=self.worker_id,
-                                         events=[job_event(job.id, message, level)],
-                                         changes=changes)
-        except Conflict as exc:
-            log.info("job %s not moved to %s: %s", job.id, target.value, exc.message)
-            return None
+        return move_as_worker(self.store, self.service.storage, self.worker_id, job, target,
+                              message, level=level, changes=changes)

@@ -47,7 +47,7 @@ from tunegate.domain.jobs import (
     job_event,
     now,
 )
-from tunegate.errors import Conflict, InsufficientStorage, is_disk_full
+from tunegate.errors import InsufficientStorage, is_disk_full
 from tunegate.settings import Settings
 from tunegate.store.base import FineTunedModel
 from tunegate.training import journal
@@ -63,6 +63,7 @@ from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
 from tunegate.worker.faults import freeze_point
 from tunegate.worker.host import Host
 from tunegate.worker.models import ResolvedModel, resolve_model
+from tunegate.worker.moves import move_as_worker
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import TrainerProcess
 from tunegate.worker.training_run import Executor, Outcome, TrainingRun
@@ -499,17 +500,10 @@ class TrainingStage:
               extra_events: list[str] | None = None, new_files: list[StoredFile] | None = None,
               new_models: list[FineTunedModel] | None = None) -> FineTuningJob | None:
         """Transition as this worker; ``None`` when the user got there first (cancel, pause)."""
-        events = [job_event(job.id, text) for text in extra_events or []]
-        events.append(job_event(job.id, message, level))
-        try:
-            return self.store.transition(job.id, target, worker_id=self.worker_id, events=events,
-                                         changes=changes, new_files=new_files or (),
-                                         new_models=new_models or ())
-        except Conflict as exc:
-            log.info("job %s not moved to %s: %s", job.id, target.value, exc.message)
-            for file in new_files or []:
-                self.service.storage.delete(file.id)
-            return None
+        return move_as_worker(self.store, self.service.storage, self.worker_id, job, target,
+                              message, level=level, changes=changes,
+                              extra_events=extra_events or (), new_files=new_files or (),
+                              new_models=new_models or ())
 
 
 def default_executor(settings: Settings) -> Executor:
