@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from openai import OpenAI
 from safetensors.numpy import save_file
 
 from tests.servers import Server, start_server, stop_server
@@ -122,3 +123,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("inference-server"), "--worker", "external")
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def clients(server: Server) -> Iterator[list[OpenAI]]:
+    """[loose, strict] SDK clients (no retries: every answer is the first one)."""
+    made = [OpenAI(base_url=server.api, api_key="local", max_retries=0, timeout=120,
+                   _strict_response_validation=strict) for strict in (False, True)]
+    yield made
+    for client in made:
+        client.close()

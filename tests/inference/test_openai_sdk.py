@@ -45,16 +45,6 @@ def tuned(server_store: Store, adapters: dict[float, Path]) -> dict[float, str]:
             for index, (strength, folder) in enumerate(adapters.items())}
 
 
-@pytest.fixture(scope="module")
-def clients(server: Server) -> Iterator[list[OpenAI]]:
-    """[loose, strict] SDK clients (no retries: every answer is the first one)."""
-    made = [OpenAI(base_url=server.api, api_key="local", max_retries=0, timeout=120,
-                   _strict_response_validation=strict) for strict in (False, True)]
-    yield made
-    for client in made:
-        client.close()
-
-
 def ask(client: OpenAI, model: str = BASE, **params) -> str:
     completion = client.chat.completions.create(model=model, messages=FRANCE, temperature=0,
                                                 max_tokens=12, **params)

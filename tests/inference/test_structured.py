@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -20,20 +19,9 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel, ConfigDict, Field
 
-from tests.conftest import Server
 from tests.inference.conftest import BASE, FRANCE
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def clients(server: Server) -> Iterator[list[OpenAI]]:
-    """[loose, strict] SDK clients (no retries: every answer is the first one)."""
-    made = [OpenAI(base_url=server.api, api_key="local", max_retries=0, timeout=120,
-                   _strict_response_validation=strict) for strict in (False, True)]
-    yield made
-    for client in made:
-        client.close()
 
 
 class City(BaseModel):
