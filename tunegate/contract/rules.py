@@ -55,6 +55,12 @@ _REFUSED = {
     "POST /completions": ("echo", "suffix"),
 }
 MAX_CHOICES = 8  # tunegate.serving.completions.MAX_CHOICES
+# The token limits each generation body declares (the legacy completion has only max_tokens;
+# an undeclared one is refused with 400 unknown_parameter).
+_TOKEN_LIMITS = {
+    "POST /chat/completions": ("max_tokens", "max_completion_tokens"),
+    "POST /completions": ("max_tokens",),
+}
 
 
 def one_example() -> bytes:
@@ -190,7 +196,7 @@ def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
         if isinstance(message, dict) and isinstance(message.get("content"), list):
             message["content"] = [{"type": "text", "text": str(part.get("text", ""))}
                                   for part in message["content"] if isinstance(part, dict)]
-    for name in ("max_tokens", "max_completion_tokens"):
+    for name in _TOKEN_LIMITS[label]:
         if body.get(name) is None or body[name] > MAX_TOKENS:
             body[name] = MAX_TOKENS
     _fit_the_context(body)
