@@ -7,6 +7,7 @@ The store here is a list of committed events and a status per job; each test com
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping
 
 from tunegate import ids
@@ -189,3 +190,32 @@ def test_a_failed_read_is_retried_at_the_next_tick() -> None:
         await feed.close()
 
     asyncio.run(scenario())
+
+
+def test_a_poller_started_on_another_loop_is_closed_without_awaiting_it_there() -> None:
+    """In-process test clients each run their own event loop: one may start the poller (a live
+    stream) and another's lifespan close it. Awaiting a task of another loop raised
+    (schemathesis' stateful run met it); the poller is cancelled on its own loop instead."""
+    feed = feed_over(ScriptedStore())
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+
+    async def listen() -> None:
+        feed.listen("ftjob-a")
+
+    async def pending() -> int:
+        return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+
+    try:
+        asyncio.run_coroutine_threadsafe(listen(), other).result(timeout=5)
+        assert asyncio.run_coroutine_threadsafe(pending(), other).result(timeout=5) == 1
+        asyncio.run(feed.close())  # another loop: before, RuntimeError
+        for _ in range(100):
+            if asyncio.run_coroutine_threadsafe(pending(), other).result(timeout=5) == 0:
+                break
+        assert asyncio.run_coroutine_threadsafe(pending(), other).result(timeout=5) == 0
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(timeout=5)
+        other.close()
