@@ -109,22 +109,13 @@ def _refuse_unsupported(body: Mapping[str, Any], table: Mapping[str, str]) -> No
 
 
 def _choices(body: Mapping[str, Any]) -> int:
-    n = body.get("n")
-    if n is None:
-        return 1
-    if not 1 <= n <= MAX_CHOICES:
-        raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES} (got {n}).", param="n",
-                             code="invalid_value")
-    return int(n)
+    n = _bounded(body, "n", 1, MAX_CHOICES)
+    return 1 if n is None else int(n)
 
 
 def _chat_logprobs(body: Mapping[str, Any]) -> int | None:
     """How many top log probabilities per token (``None``: none asked)."""
-    top = body.get("top_logprobs")
-    if top is not None and not 0 <= top <= token_logprobs.MAX_TOP_LOGPROBS:
-        raise InvalidRequest(f"top_logprobs must be between 0 and "
-                             f"{token_logprobs.MAX_TOP_LOGPROBS} (got {top}).",
-                             param="top_logprobs", code="invalid_value")
+    top = _bounded(body, "top_logprobs", 0, token_logprobs.MAX_TOP_LOGPROBS)
     if not body.get("logprobs"):
         if top is not None:
             raise InvalidRequest("top_logprobs needs logprobs set to true.",
@@ -134,12 +125,16 @@ def _chat_logprobs(body: Mapping[str, Any]) -> int | None:
 
 
 def _legacy_logprobs(body: Mapping[str, Any]) -> int | None:
-    top = body.get("logprobs")
-    if top is not None and not 0 <= top <= token_logprobs.MAX_LEGACY_LOGPROBS:
-        raise InvalidRequest(f"logprobs must be between 0 and "
-                             f"{token_logprobs.MAX_LEGACY_LOGPROBS} (got {top}).",
-                             param="logprobs", code="invalid_value")
-    return top
+    return _bounded(body, "logprobs", 0, token_logprobs.MAX_LEGACY_LOGPROBS)
+
+
+def _bounded(body: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    """``body[name]``, refused (400 naming it) outside ``low..high``; ``None`` when absent."""
+    value = body.get(name)
+    if value is not None and not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low} and {high} (got {value}).",
+                             param=name, code="invalid_value")
+    return value
 
 
 def _common(body: Mapping[str, Any], max_tokens: int | None, logprobs: int | None,
