@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from serving import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "SmolLM2-135M-Instruct"
@@ -46,11 +46,6 @@ VICTIMS = ("worker", "trainer", "group", "disk")
 KILLS = ("worker", "trainer", "group")
 DISK_FULL_CODE = "insufficient_storage"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _children(parent: int, pattern: str) -> list[int]:
@@ -63,7 +58,7 @@ def _children(parent: int, pattern: str) -> list[int]:
 class Server:
     data: Path
     cache: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None  # where serve writes its log (default: beside the data folder)
 
