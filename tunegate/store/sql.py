@@ -59,6 +59,7 @@ from tunegate.domain.jobs import (
     entry_changes,
     progress_changes,
 )
+from tunegate.domain.methods import Method
 from tunegate.domain.models import CheckpointPermission
 from tunegate.domain.uploads import StoredUpload, UploadPart, UploadStatus
 from tunegate.errors import (
@@ -228,6 +229,7 @@ def _model_values(model: FineTunedModel) -> dict[str, Any]:
 
 
 _job = _from_row(schema.jobs, FineTuningJob, status=JobStatus,
+                 method=Method.from_wire,
                  error=lambda error: JobError(**error) if error else None,
                  result_files=lambda files: list(files or []))
 
@@ -237,7 +239,7 @@ def _job_values(job: FineTuningJob) -> dict[str, Any]:
         "id": job.id, "project_id": job.project_id, "created_at": job.created_at,
         "model": job.model, "organization_id": job.organization_id, "status": job.status.value,
         "training_file": job.training_file, "validation_file": job.validation_file,
-        "method": job.method, "seed": job.seed, "suffix": job.suffix, "metadata": job.metadata,
+        "method": job.method.to_wire(), "seed": job.seed, "suffix": job.suffix, "metadata": job.metadata,
         "integrations": job.integrations, "fine_tuned_model": job.fine_tuned_model,
         "finished_at": job.finished_at, "trained_tokens": job.trained_tokens,
         "error": job.error.to_api() if job.error else None, "result_files": job.result_files,
@@ -318,12 +320,14 @@ _EXPIRED_FILES = select(schema.files).where(schema.files.c.expires_at.is_not(Non
 
 
 def _change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """Domain values -> column values (errors to dicts); ``status`` is not changeable here."""
+    """Domain values -> column values (errors, methods to dicts); ``status`` changes elsewhere."""
     if "status" in changes:
         raise ValueError("status changes only through Store.transition")
     values = dict(changes)
     if isinstance(values.get("error"), JobError):
         values["error"] = values["error"].to_api()
+    if isinstance(values.get("method"), Method):
+        values["method"] = values["method"].to_wire()
     return values
 
 
