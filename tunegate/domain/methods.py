@@ -86,38 +86,51 @@ class Hyperparameters:
     n_epochs: int | Auto = hyperparameter(Integer(1, 50))
 
     def __post_init__(self) -> None:
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            problem = None if value == AUTO else item.metadata["kind"].problem(value)
+        for name, kind in _table(type(self)).items():
+            value = getattr(self, name)
+            problem = None if value == AUTO else kind.problem(value)
             if problem is not None:
-                raise InvalidHyperparameter(item.name, f"{item.name} {problem}, got {value!r}.")
+                raise InvalidHyperparameter(name, f"{name} {problem}, got {value!r}.")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The names this method takes, in wire order (alphabetical, as OpenAI lists them)."""
-        return tuple(sorted(item.name for item in dataclasses.fields(cls)))
+        return tuple(_table(cls))
 
     @classmethod
     def kinds(cls) -> dict[str, Kind]:
-        return {item.name: item.metadata["kind"] for item in dataclasses.fields(cls)}
+        return dict(_table(cls))
 
     @classmethod
     def from_wire(cls, given: Mapping[str, Any] | None) -> Hyperparameters:
         """Values as a request or a stored job gives them; missing or ``None`` is ``"auto"``."""
-        values = dict(given or {})
-        for name in values:
-            if name not in cls.names():
-                raise InvalidHyperparameter(name, f"{cls.method} fine-tuning has no "
-                                            f"hyperparameter {name!r}; it takes "
-                                            f"{', '.join(cls.names())}.")
-        return cls(**{name: value for name, value in values.items() if value is not None})
+        values = {name: value for name, value in (given or {}).items() if value is not None}
+        unknown = sorted(values.keys() - _table(cls).keys())
+        if unknown:
+            raise InvalidHyperparameter(unknown[0], f"{cls.method} fine-tuning has no "
+                                        f"hyperparameter {unknown[0]!r}; it takes "
+                                        f"{', '.join(cls.names())}.")
+        return cls(**values)
 
     def to_wire(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.names()}
+        return {name: getattr(self, name) for name in _table(type(self))}
 
     def shared_wire(self) -> dict[str, Any]:
         """The values every method takes: the job's deprecated top-level ``hyperparameters``."""
-        return {name: getattr(self, name) for name in Hyperparameters.names()}
+        return {name: getattr(self, name) for name in _table(Hyperparameters)}
+
+
+_TABLES: dict[type[Hyperparameters], dict[str, Kind]] = {}
+
+
+def _table(kind: type[Hyperparameters]) -> dict[str, Kind]:
+    """``kind``'s hyperparameters by name, in wire order, read once from its fields (a job
+    listing builds and serializes a method per job)."""
+    table = _TABLES.get(kind)
+    if table is None:
+        fields = sorted(dataclasses.fields(kind), key=lambda item: item.name)
+        table = _TABLES[kind] = {item.name: item.metadata["kind"] for item in fields}
+    return table
 
 
 @dataclass(frozen=True)
