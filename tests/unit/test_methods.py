@@ -135,3 +135,9 @@ def test_openapi_declares_the_same_names_and_bounds(method: str) -> None:
     assert set(declared) == set(kinds)
     for name, kind in kinds.items():
         assert _bounds_in_the_contract(declared[name], schemas) == _bounds_in_the_table(kind), name
+
+
+def test_a_resolved_name_the_method_does_not_take_is_refused() -> None:
+    with pytest.raises(InvalidHyperparameter) as raised:
+        Method().resolved({"beta": 0.1})
+    assert raised.value.param == "hyperparameters.beta"

@@ -182,5 +182,7 @@ class Method:
         return {"type": self.type, self.type: {"hyperparameters": self.hyperparameters.to_wire()}}
 
     def resolved(self, values: Mapping[str, Any]) -> Method:
-        """This method with ``values`` (what "auto" became) in place; checked like any other."""
-        return Method(dataclasses.replace(self.hyperparameters, **values))
+        """This method with ``values`` (what "auto" became) in place; checked like any other
+        (a name the method does not take included)."""
+        kind = type(self.hyperparameters)
+        return Method(kind.from_wire({**self.hyperparameters.to_wire(), **values}))

@@ -107,8 +107,8 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     valid_set: Dataset[Any] | None = (
         load(spec.validation_file, tokenizer, spec.max_seq_len, validation=True, emit=emit)
         if spec.validation_file else None)
-    # "auto" needs the number of examples kept, which only the tokenized read knows; still
-    # before the weights, so that nothing the load costs is spent on a run that cannot start.
+    # "auto" needs the number of examples kept, which only the tokenized read knows; resolved
+    # here, before the weights load, so that a combination a rule refuses fails in seconds.
     hp = hyperparams.resolve(spec.method, len(train_set.examples))
     model = _load_model(spec, emit, tokenizer, chosen.base_dtype)
     if governor is not None:
