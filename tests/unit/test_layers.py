@@ -2,13 +2,13 @@
 imports included), read with ``ast``: no module is run.
 
 The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing of
-ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and adapters only domain and the
-kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
-the worker never the API or serving; a few training modules (spec, errors, messages,
-precision, journal, hyperparams) never torch; only tunegate.worker.ray_executor imports ray; handlers
-only the API, domain and the kernel; the client
-(``tunegate train``, ``jobs``, ``chat``) only the kernel; only the CLI imports both the API and
-the worker.
+ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and
+adapters only domain and the kernel; training only chat, domain and the kernel; serving never
+the worker, training or torch; the worker never the API or serving; a few training modules
+(spec, errors, messages, precision, journal, hyperparams) never torch; only
+tunegate.worker.ray_executor imports ray; handlers only the API, domain and the kernel; the
+client (``tunegate train``, ``jobs``, ``chat``) only the kernel; only the CLI imports both the
+API and the worker.
 """
 
 from __future__ import annotations
