@@ -1,15 +1,15 @@
 """tunegate's dependency rules, checked on every import statement of the code (function-level
 imports included), read with ``ast``: no module is run.
 
-The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing of
-ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and adapters only domain and the
-kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
-the worker never the API or serving; a few training modules (spec, errors, messages,
-precision) never torch; only tunegate.worker.ray_executor imports ray; handlers
-only the API, domain and the kernel; the client
-(``tunegate train``, ``jobs``, ``chat``) only the kernel; only the CLI imports both the API and
-the worker. The CLI is ``tunegate.cli``, ``tunegate.__main__`` and ``tunegate.supervision`` (the
-processes ``serve`` runs beside the API): no other layer imports it.
+The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing
+of ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and
+adapters only domain and the kernel; training only chat, domain and the kernel; serving never
+the worker, training or torch; the worker never the API or serving; a few training modules
+(spec, errors, messages, precision) never torch; only tunegate.worker.ray_executor imports ray;
+handlers only the API, domain and the kernel; the client (``tunegate train``, ``jobs``,
+``chat``) only the kernel; only the CLI imports both the API and the worker. The CLI is
+``tunegate.cli``, ``tunegate.__main__`` and ``tunegate.supervision`` (the processes ``serve``
+runs beside the API): no other layer imports it.
 """
 
 from __future__ import annotations
