@@ -6,7 +6,8 @@
   tests/postgres.py, unless ``TUNEGATE_TEST_POSTGRES_URL`` names one) and a new database on it
   for one test.
 - ``migrated_sqlite`` / ``migrated_postgres_url``: work done once per session instead of once a
-  test: a database migrated once that ``settings`` and the store tests copy.
+  test: a database migrated once that ``settings`` and the store tests copy; and connexion's
+  check of the contract, done once per distinct document (tests/spec_once.py).
 - ``model_cache`` / ``converted_smollm2`` / ``converted_gemma``: the session's one conversion of
   each GGUF base, shared by every server, trainer, export test and Ray node.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import postgres, tiers
+from tests import postgres, spec_once, tiers
 from tests.servers import (  # re-exported: many test modules import them from here
     TUNEGATE_CLI as TUNEGATE_CLI,
 )
@@ -106,6 +107,13 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         if name.startswith("TUNEGATE_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TUNEGATE_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _spec_checked_once() -> Iterator[None]:
+    """The ~600 in-process apps check the contract once, not each (tests/spec_once.py)."""
+    with spec_once.each_document_checked_once():
+        yield
 
 
 @pytest.fixture(scope="session")
