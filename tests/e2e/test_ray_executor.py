@@ -65,8 +65,8 @@ class RayCluster:
     def add_warm_node(self, name: str, converted: Path) -> Path:
         """``add_node`` for a node that has trained this base before: the converted copy in its
         per-node cache already (hard links to the session's, tests/conftest.py). Converting on
-        a node is the first test's to prove; the node-death test would only repeat it twice
-        (~30 s each on one CPU)."""
+        a node is the first test's to prove; the others would only repeat it (~30 s each on
+        one CPU)."""
         home = self.folder / name
         cache = home / "tmp" / "tunegate-model-cache"
         cache.mkdir(parents=True)
@@ -208,8 +208,8 @@ def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
 
 
 def test_pause_frees_the_node_and_cancel_stops_the_remote_run_within_seconds(
-        tmp_path: Path, ray_cluster: RayCluster) -> None:
-    node_tmp = ray_cluster.add_node("node-1") / "tmp"
+        tmp_path: Path, ray_cluster: RayCluster, converted_smollm2: Path) -> None:
+    node_tmp = ray_cluster.add_warm_node("node-1", converted_smollm2) / "tmp"
     env = _ray_env(ray_cluster)
     server = start_server(tmp_path, "--worker", "external", env=env)
     worker = start_worker(tmp_path / "worker", server, env)
