@@ -25,6 +25,7 @@ worker at any moment, without redoing or recording anything twice:
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,7 +34,7 @@ from typing import Any
 
 from tunegate import ids
 from tunegate.domain import work_dirs
-from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
+from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile, results_file_content
 from tunegate.domain.jobs import (
     RECORDS_PROGRESS,
     Checkpoint,
@@ -490,8 +491,8 @@ class TrainingStage:
         if not csv_path or not Path(csv_path).is_file():
             return None
         file_id = self._results_file_id(job.id)
-        with open(csv_path, "rb") as source:
-            size = self.service.storage.write(file_id, source)
+        content = results_file_content(Path(csv_path).read_bytes())  # a few KiB: one row a step
+        size = self.service.storage.write(file_id, io.BytesIO(content))
         return StoredFile(id=file_id, project_id=job.project_id, bytes=size, created_at=now(),
                           filename=f"{job.id}-results.csv", purpose=FINE_TUNE_RESULTS)
 
