@@ -3,11 +3,12 @@
 Turns a request body into a :class:`GenerationRequest` (checking the parameters OpenAI has but
 tunegate does not support, with ``param`` naming them), renders and measures the prompt against
 the model's context, generates the ``n`` choices together (:mod:`fanout`), constrained where
-``response_format`` or a forced ``tool_choice`` asks (:mod:`constraints`), and shapes the
-results, log probabilities included (:mod:`logprobs`), as OpenAI's ``chat.completion`` /
-``chat.completion.chunk`` / ``text_completion`` objects. Every key of those objects is always
-sent (``null`` when empty), except inside a streamed ``delta``, which like OpenAI's carries only
-what changed.
+``response_format`` or a forced ``tool_choice`` asks (:mod:`constraints`), with the tokens
+``logit_bias`` names biased (:mod:`logit_bias`), and shapes the results, tool calls (one only
+with ``parallel_tool_calls`` false) and log probabilities included (:mod:`logprobs`), as
+OpenAI's ``chat.completion`` / ``chat.completion.chunk`` / ``text_completion`` objects. Every
+key of those objects is always sent (``null`` when empty), except inside a streamed ``delta``,
+which like OpenAI's carries only what changed.
 """
 
 from __future__ import annotations
