@@ -20,7 +20,8 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   other than 1, ``top_logprobs`` without ``logprobs``, ``echo``, ``suffix``, a JSON schema with
   a keyword llama.cpp cannot enforce, a forced ``tool_choice`` naming no offered function,
   ``stream_options`` without ``stream``, non-text content parts, tools without a function
-  name), so generated schemas become ``json_object`` and forced choices ``auto``; the prompt
+  name, ``logit_bias`` keys that are not token ids of the model), so generated schemas become
+  ``json_object``, forced choices ``auto`` and biases keep small token ids; the prompt
   must fit the model's context (the embedded model's is 2048 tokens), so conversations, tools
   and prompts are cut to ``MAX_PROMPT_BYTES``; and generation is kept to a few tokens (the
   model runs on CPU).
@@ -55,6 +56,8 @@ _REFUSED = {
     "POST /completions": ("echo", "suffix"),
 }
 MAX_CHOICES = 8  # tunegate.serving.completions.MAX_CHOICES
+# logit_bias keys kept: token ids every vocabulary has (byte-level tokenizers start with 256).
+MAX_BIASED_TOKEN = 255
 # The token limits each generation body declares (the legacy completion has only max_tokens;
 # an undeclared one is refused with 400 unknown_parameter).
 _TOKEN_LIMITS = {
@@ -186,6 +189,9 @@ def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
         body["response_format"] = {"type": "json_object"}
     if not body.get("stream"):
         body.pop("stream_options", None)
+    if isinstance(body.get("logit_bias"), dict):
+        body["logit_bias"] = {key: bias for key, bias in body["logit_bias"].items()
+                              if key.isascii() and key.isdigit() and int(key) <= MAX_BIASED_TOKEN}
     for name in ("tool_choice", "function_call"):
         if body.get(name) not in (None, "auto", "none"):
             del body[name]
