@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.graders import Sample, SandboxLimits, grade, parse_grader
-from tunegate.graders import sandbox
+from tunegate.graders import Sample, SandboxLimits, grade, parse_grader, sandbox
 from tunegate.graders.sandbox import STARTUP_SECONDS, run
 
 LIMITS = SandboxLimits(seconds=1, memory_bytes=512 * 1024 * 1024, file_bytes=1024 * 1024,

@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 FUNCTIONS: dict[str, tuple[Callable[..., float], int | None]] = {
-    "min": (lambda *values: min(values), None), "max": (lambda *values: max(values), None), "abs": (abs, 1), "floor": (math.floor, 1),
+    "min": (lambda *values: min(values), None), "max": (lambda *values: max(values), None),
+    "abs": (abs, 1), "floor": (math.floor, 1),
     "ceil": (math.ceil, 1), "exp": (math.exp, 1), "sqrt": (math.sqrt, 1), "log": (math.log, 1),
 }
 _TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
