@@ -100,10 +100,10 @@ def test_score_model_with_the_embedded_model(client: OpenAI) -> None:
     result = run(client, grader, "Paris", {})
     errors = result.metadata.errors
     assert 0 <= result.reward <= 10
-    assert errors.model_grader_server_error is False, errors
-    if errors.model_grader_parse_error:
+    assert errors.api_model_grader_server_error is False, errors
+    if errors.api_model_grader_parse_error:
         assert result.reward == 0
-    usage = result.model_grader_token_usage_per_model[catalog.EMBEDDED_MODEL_ID]
+    usage: Any = result.api_model_grader_token_usage_per_model[catalog.EMBEDDED_MODEL_ID]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert result.metadata.token_usage == usage["total_tokens"]
 
