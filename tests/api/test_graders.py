@@ -84,6 +84,10 @@ def test_multi_reports_its_parts(client: Any) -> None:
       "passing_labels": ["a"]}, "grader.type"),
     ({"type": "score_model", "name": "s", "model": "no-such-model",
       "input": [{"role": "user", "content": "{{sample.output_text}}"}]}, "grader.model"),
+    ({"type": "multi", "name": "m", "calculate_output": "tone",
+      "graders": {"tone": {"type": "label_model", "name": "l", "model": "no-such-model",
+                           "input": [{"role": "user", "content": "x"}], "labels": ["a"],
+                           "passing_labels": ["a"]}}}, "grader.graders.tone.model"),
     ("not an object", "grader"),
 ])
 def test_a_bad_grader_is_a_400_naming_its_field(client: Any, grader: Any, param: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tunegate.graders import InvalidGrader, grader_models, parse_grader
+from tunegate.graders.parse import model_fields
 from tunegate.graders.python_grader import MAX_SOURCE_BYTES
 
 SIMILAR = {"type": "text_similarity", "name": "t", "input": "{{sample.output_text}}",
@@ -82,3 +83,8 @@ def test_the_grader_models_of_a_grader_and_its_parts() -> None:
              "graders": {"s": SCORE, "l": LABEL, "t": SIMILAR}}
     assert grader_models(parse_grader(multi)) == ["SmolLM2-135M-Instruct", "m"]
     assert grader_models(parse_grader(PYTHON)) == []
+    listed = {**multi, "graders": [SIMILAR, LABEL]}
+    assert model_fields(parse_grader(multi)) == [("grader.graders.s.model", SCORE["model"]),
+                                                 ("grader.graders.l.model", "m")]
+    assert model_fields(parse_grader({**listed, "calculate_output": "l"})) == [
+        ("grader.graders[1].model", "m")]

@@ -18,9 +18,9 @@ from tunegate.graders import (
     Sample,
     SandboxLimits,
     grade,
-    grader_models,
     parse_grader,
 )
+from tunegate.graders.parse import model_fields
 from tunegate.settings import Settings
 
 # OpenAI's graders/run and validate take every type but a bare label_model (it is for evals
@@ -100,11 +100,11 @@ class Graders:
         except InvalidGrader as invalid:
             raise InvalidRequest(invalid.message, param=clip(invalid.param),
                                  code="invalid_grader") from None
-        for model in grader_models(grader):
+        for param, model in model_fields(grader):
             if not models.exists(model):
                 raise InvalidRequest(
                     f"The grader model {clip(model)} does not exist or cannot be served for "
-                    "this project.", param="grader.model", code="model_not_found")
+                    "this project.", param=clip(param), code="model_not_found")
         return grader
 
 

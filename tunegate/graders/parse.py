@@ -18,7 +18,8 @@ from tunegate.graders.kinds import GRADER_TYPES, Grader
 from tunegate.graders.python_grader import check_source
 from tunegate.graders.similarity import METRICS
 
-__all__ = ["GRADER_TYPES", "Grader", "InvalidGrader", "grader_models", "parse_grader"]
+__all__ = ["GRADER_TYPES", "Grader", "InvalidGrader", "grader_models", "model_fields",
+           "parse_grader"]
 
 # The fields each type cannot do without (OpenAI's required ones, besides type and name).
 REQUIRED: Mapping[str, tuple[str, ...]] = {
@@ -57,9 +58,25 @@ def parse_grader(spec: Any, where: str = "grader",
 
 def grader_models(grader: Grader) -> list[str]:
     """Every grader model ``grader`` (and its parts) calls, for a check that they exist."""
+    return [model for _, model in model_fields(grader)]
+
+
+def model_fields(grader: Grader, where: str = "grader") -> list[tuple[str, str]]:
+    """Each grader model ``grader`` calls with the path of its field (``grader.graders.a.model``),
+    for a 400 that names the one that does not exist."""
     if grader.type in ("score_model", "label_model"):
-        return [grader.spec["model"]]
-    return [model for _, part in grader.parts for model in grader_models(part)]
+        return [(f"{where}.model", grader.spec["model"])]
+    shape = grader.spec.get("graders")
+    found = []
+    for index, (name, part) in enumerate(grader.parts):
+        if isinstance(shape, list):
+            path = f"{where}.graders[{index}]"
+        elif isinstance(shape, Mapping) and "type" not in shape:
+            path = f"{where}.graders.{name}"
+        else:
+            path = f"{where}.graders"
+        found.extend(model_fields(part, path))
+    return found
 
 
 def check_template(value: Any, where: str) -> None:
