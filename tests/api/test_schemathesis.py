@@ -30,7 +30,7 @@ Keys are configured (``tests/api/conftest.py``): every case carries project Alic
 a schemathesis auth provider, so ``ignored_auth`` resends each successful case without a key and
 with a wrong one, and expects 401 both times.
 
-Only the contract of fine-tuning, files, models and uploads is fuzzed here (the tags below); the
+Only the contract of fine-tuning, files, models, uploads and graders is fuzzed here (the tags below); the
 inference operations load llama.cpp and are tested with their own code. Alice's key is not an
 admin key, so the checkpoint-permission operations answer her 403 (after validation): what is
 fuzzed there is the contract's refusals.
@@ -65,7 +65,7 @@ from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
 from tests.api.conftest import ALICE
-from tests.conftest import chat_lines
+from tests.conftest import chat_lines, start_from_migrated
 from tests.helpers import add_parts, create_upload, upload
 from tunegate.api.app import build_service, create_app
 from tunegate.api.event_stream import STOPPING_KEY
@@ -75,7 +75,7 @@ from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.job_requests import MAX_METADATA_KEY
 from tunegate.settings import Settings
 
-TAGS = ["Fine-tuning", "Files", "Models", "Uploads"]
+TAGS = ["Fine-tuning", "Files", "Models", "Uploads", "Graders"]
 # The bytes of the upload a positive completeUpload case completes (see acceptable()).
 load_all_checks()
 # Every check schemathesis has, named explicitly so that no configuration can switch one off.
@@ -302,13 +302,15 @@ WORKFLOWS = {
 class ScenarioService:
     """The app's service; each stateful scenario swaps in a fresh one over a blank data folder.
 
-    The scenarios run one after another against one app. Were the store to carry over, the same
+    The scenarios run one after another against one app (each database a copy of the session's
+    migrated one, tests/conftest.py). Were the store to carry over, the same
     drawn steps would meet different answers and Hypothesis would (rightly) call the data
     generation flaky; building a service is cheap where building the connexion app is not.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, migrated: Path) -> None:
         self.settings = settings
+        self.migrated = migrated
         self.current: Service | None = None
         self.count = 0
 
@@ -323,13 +325,14 @@ class ScenarioService:
         self.close()
         self.count += 1
         data_dir = self.settings.data_dir / f"scenario-{self.count}"
-        self.current = build_service(replace(self.settings, data_dir=data_dir))
+        settings = start_from_migrated(self.migrated, replace(self.settings, data_dir=data_dir))
+        self.current = build_service(settings)
 
 
-def test_stateful(fuzz_settings: Settings) -> None:
+def test_stateful(fuzz_settings: Settings, migrated_sqlite: Path) -> None:
     """Walk the OpenAPI links: upload → retrieve/content/delete, create job → its operations."""
     settings = fuzz_settings
-    services = ScenarioService(settings)
+    services = ScenarioService(settings, migrated_sqlite)
     services.fresh()
     app = create_app(settings, service=services, validate_responses=True)  # type: ignore[arg-type]
     walked: dict[tuple[str, str], set[int]] = defaultdict(set)
