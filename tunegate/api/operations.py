@@ -44,6 +44,19 @@ HANDLERS: Mapping[str, str] = {
     "createFineTuningCheckpointPermission": "handlers.permissions.create_permissions",
     "listFineTuningCheckpointPermissions": "handlers.permissions.list_permissions",
     "deleteFineTuningCheckpointPermission": "handlers.permissions.delete_permission",
+    "listEvals": "handlers.evals.list_evals",
+    "createEval": "handlers.evals.create_eval",
+    "getEval": "handlers.evals.get_eval",
+    "updateEval": "handlers.evals.update_eval",
+    "deleteEval": "handlers.evals.delete_eval",
+    "getEvalRuns": "handlers.evals.list_runs",
+    "createEvalRun": "handlers.evals.create_run",
+    "getEvalRun": "handlers.evals.get_run",
+    "cancelEvalRun": "handlers.evals.cancel_run",
+    "cancelEvalRunByPath": "handlers.evals.cancel_run",  # tunegate's name: newer SDKs' path
+    "deleteEvalRun": "handlers.evals.delete_run",
+    "getEvalRunOutputItems": "handlers.evals.list_output_items",
+    "getEvalRunOutputItem": "handlers.evals.get_output_item",
 }
 
 

@@ -1,6 +1,6 @@
 """The API's use cases over one store and data folder, one object per resource, the way
-``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions`` and
-``completions``. Handlers call exactly one method of one of them; that layer owns the rules and
+``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``,
+``completions``, ``evals`` and ``eval_runs``. Handlers call exactly one method of one of them; that layer owns the rules and
 speaks only in domain objects and ``tunegate.errors`` exceptions.
 
 Every method takes the caller's ``project_id``: objects of other projects are answered exactly
@@ -10,6 +10,8 @@ new objects always go into a real project.
 
 from __future__ import annotations
 
+from tunegate.api.eval_runs import EvalRuns
+from tunegate.api.evals import Evals
 from tunegate.api.event_feed import EventFeed
 from tunegate.api.files import Files, Upload
 from tunegate.api.inference import Completions
@@ -43,3 +45,12 @@ class Service:
         self.jobs = Jobs(settings, store, self.models, self.live_events)
         self.permissions = Permissions(store)
         self.completions = Completions(self.inference, self.models)
+        # Evals grade models this server serves, unless an external endpoint serves them.
+        model_check = None if settings.eval_endpoint else self._servable
+        self.evals = Evals(store, model_check)
+        self.eval_runs = EvalRuns(store, storage, self.evals, model_check,
+                                  report_url=f"http://{settings.host}:{settings.port}/dashboard/",
+                                  max_line_bytes=settings.max_line_bytes)
+
+    def _servable(self, project_id: str | None, model: str) -> None:
+        self.completions.servable(project_id, model)

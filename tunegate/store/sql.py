@@ -71,6 +71,7 @@ from tunegate.errors import (
 )
 from tunegate.store import schema
 from tunegate.store.base import EventsAfter, FineTunedModel, OwnedJob, Page
+from tunegate.store.evals import SqlEvals
 from tunegate.store.migrations.migrate import migrate
 from tunegate.store.reserve import FILE_NAME as RESERVE_FILE
 from tunegate.store.reserve import DiskReserve
@@ -337,6 +338,8 @@ class SqlStore:
         self.engine = engine
         self._reads = reads or engine
         self.reserve = reserve
+        # The Evals API's tables, queried by a module of their own.
+        self.evals = SqlEvals(engine, self._reads)
 
     def close(self) -> None:
         self.engine.dispose()
