@@ -71,7 +71,7 @@ class EvalRuns:
             return
         file_id = source.get("id")
         stored = self.store.get_file(project_id, file_id) if isinstance(file_id, str) else None
-        if stored is None or stored.expired(now()):
+        if stored is None or not isinstance(file_id, str) or stored.expired(now()):
             raise InvalidRequest(f"{where}.id: no such file {clip(str(file_id))}.",
                                  param=f"{where}.id", code="file_not_found")
         if stored.purpose != EVALS:

@@ -1,7 +1,7 @@
 """The API's use cases over one store and data folder, one object per resource, the way
 ``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``,
-``completions``, ``evals`` and ``eval_runs``. Handlers call exactly one method of one of them; that layer owns the rules and
-speaks only in domain objects and ``tunegate.errors`` exceptions.
+``completions``, ``evals`` and ``eval_runs``. Handlers call exactly one method of one of them;
+that layer owns the rules and speaks only in domain objects and ``tunegate.errors`` exceptions.
 
 Every method takes the caller's ``project_id``: objects of other projects are answered exactly
 like missing ones (404, same message). Reads also take ``None``, an admin key's "every project";
