@@ -162,3 +162,14 @@ def test_the_worker_takes_over_a_run_whose_worker_stopped_beating(service: Servi
     owned = service.store.evals.get_run(None, None, run_id)
     assert owned is not None and owned.worker_id is None
     assert owned.status is RunStatus.IN_PROGRESS  # resumed by the next claim
+
+
+def test_the_worker_loop_runs_a_queued_run_to_its_end(service: Service) -> None:
+    eval_id, run_id = start_run(service, 3)
+    endpoint = FakeEndpoint(answers(3))
+    worker = Worker(service, worker_id="loop", eval_models=endpoint)
+    assert worker.evaluate_next()
+    done = service.eval_runs.get("default", eval_id, run_id)
+    assert done.status is RunStatus.COMPLETED and done.totals.passed == 3
+    assert done.worker_id is None  # given up
+    assert not worker.evaluate_next()  # nothing left to run

@@ -27,6 +27,7 @@ from tunegate.training.model_cache import cached_folder
 from tunegate.worker.host import Host
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
+from tunegate.worker.model_client import EndpointModels
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
 from tunegate.worker.standby import Standby
@@ -44,10 +45,12 @@ def alias_notice(model: ResolvedModel) -> str:
 
 class Worker:
     def __init__(self, service: Host, worker_id: str | None = None,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, eval_models: EndpointModels | None = None):
         self.service = service
         # Where runs happen (None: as the settings say; tests script runs with one of theirs).
         self.executor = executor
+        # What eval runs ask for samples (None: the endpoint the settings name).
+        self.eval_models = eval_models
         self.store = service.store
         self.settings = service.settings
         self.worker_id = worker_id or new_worker_id()
@@ -118,7 +121,7 @@ class Worker:
 
         try:
             with heartbeat(self.service, run.id, self.worker_id):
-                EvalStage(self.service, self.worker_id).run(run)
+                EvalStage(self.service, self.worker_id, self.eval_models).run(run)
         finally:
             self.store.evals.disown_run(run.id, self.worker_id)
         return True
