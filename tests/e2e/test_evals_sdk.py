@@ -101,7 +101,7 @@ def test_a_completions_run_on_the_embedded_model(loose: OpenAI, strict: OpenAI) 
     assert done.result_counts.total == len(WORDS) and done.result_counts.errored == 0
     assert done.result_counts.passed >= 1  # the model repeats most words; the grading is real
     [usage] = done.per_model_usage
-    assert usage.model_name == MODEL and usage.invocation_count == len(WORDS)
+    assert usage.run_model_name == MODEL and usage.invocation_count == len(WORDS)
     assert usage.prompt_tokens > 10 * len(WORDS) and 0 < usage.completion_tokens <= 8 * len(WORDS)
     [counted] = done.per_testing_criteria_results
     assert counted.testing_criteria == criterion_id
