@@ -16,7 +16,7 @@ from tunegate.domain.models import CheckpointPermission, FineTunedModel
 from tunegate.domain.uploads import StoredUpload, UploadPart
 
 if TYPE_CHECKING:  # the module imports Page from here
-    from tunegate.store.evals import SqlEvals
+    from tunegate.store.queries.evals import SqlEvals
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ class Store(Protocol):
     (an admin key's reads, and the worker). A fine-tuned model is also seen by the projects it
     is shared with (checkpoint permissions), for reading and using, not for deleting."""
 
-    # Evals, eval runs and their output items (tunegate.store.evals).
+    # Evals, eval runs and their output items (tunegate.store.queries.evals).
     evals: SqlEvals
 
     def identity(self) -> str:

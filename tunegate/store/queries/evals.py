@@ -1,7 +1,8 @@
 """The store's evals, eval runs and output items (SQLAlchemy Core, SQLite and PostgreSQL).
 
-Reached as ``SqlStore.evals``: its own object over the store's engines, so that the queries of
-the Evals API live apart from the fine-tuning ones. The same rules hold: a ``project_id`` of
+Reached as ``SqlStore.evals``: its own object over the store's engines (not a part of the store
+class as the other query modules are), so that the Evals API's names (``add_run``,
+``claim_run``...) live in a namespace of their own. The same rules hold: a ``project_id`` of
 ``None`` sees every project (an admin's reads, the worker), writes that must not race are
 compare-and-set in one transaction (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's row lock), ids
 sort by creation so listings page by id.
