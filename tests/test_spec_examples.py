@@ -306,6 +306,9 @@ EXPECTED_OPERATIONS = {
                                           "handlers.evals.list_output_items"),
     ("get", RUN_PATH + "/output_items/{output_item_id}"): ("getEvalRunOutputItem",
                                                            "handlers.evals.get_output_item"),
+    ("post", "/fine_tuning/alpha/graders/run"): ("runGrader", "handlers.graders.run_grader"),
+    ("post", "/fine_tuning/alpha/graders/validate"): ("validateGrader",
+                                                      "handlers.graders.validate_grader"),
 }
 OPERATION_IDS = {operation_id for operation_id, _ in EXPECTED_OPERATIONS.values()}
 

@@ -223,6 +223,10 @@ class Settings:
     eval_endpoint: str = ""
     eval_api_key: str = field(default="", repr=False)
     eval_concurrency: int = 4
+    # The Python grader's sandbox (tunegate.graders.sandbox): OpenAI's limits by default, CPU
+    # seconds (and the wall clock, plus a start-up allowance) and memory of one grade() call.
+    python_grader_seconds: float = 120.0
+    python_grader_memory_mb: int = 2048
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -319,4 +323,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_EVAL_ENDPOINT": ("eval_endpoint", str),
     "TUNEGATE_EVAL_API_KEY": ("eval_api_key", str),
     "TUNEGATE_EVAL_CONCURRENCY": ("eval_concurrency", _positive("TUNEGATE_EVAL_CONCURRENCY")),
+    "TUNEGATE_PYTHON_GRADER_SECONDS": ("python_grader_seconds", float),
+    "TUNEGATE_PYTHON_GRADER_MEMORY_MB": ("python_grader_memory_mb", int),
 }

@@ -57,6 +57,8 @@ HANDLERS: Mapping[str, str] = {
     "deleteEvalRun": "handlers.evals.delete_run",
     "getEvalRunOutputItems": "handlers.evals.list_output_items",
     "getEvalRunOutputItem": "handlers.evals.get_output_item",
+    "runGrader": "handlers.graders.run_grader",
+    "validateGrader": "handlers.graders.validate_grader",
 }
 
 
