@@ -181,9 +181,6 @@ INTENDED: tuple[Intended, ...] = (
     _d("CreateFileRequest", "properties only in theirs", (), ("expires_after",),
        "Sent as expires_after[anchor] and expires_after[seconds]; one expires_after part is "
        "refused with 400 unknown_parameter rather than ignored."),
-    _d("CreateFileRequest.purpose", "enum only in theirs", (), ("evals",),
-       "evals is refused (400): tunegate has no Evals API, and the OpenAI SDKs' file object "
-       "lacks the purpose, so one stored evals file would break every strict files.list()."),
     # ---- models
     _d("Model", "required only in ours", ("shutdown_date",), (),
        _ALWAYS_SENT + " (null: local models do not shut down)"),
@@ -195,7 +192,7 @@ INTENDED: tuple[Intended, ...] = (
     _d("CreateUploadRequest.bytes", "format", "int64", None,
        "Uploads reach 8 GB, beyond 32 bits: int64 tells generated clients to use a 64-bit type."),
     _d("Upload.purpose", "enum only in ours",
-       ("assistants", "batch", "fine-tune", "user_data", "vision"), (),
+       ("assistants", "batch", "evals", "fine-tune", "user_data", "vision"), (),
        "An upload can only hold a purpose its create accepted; naming them lets strict clients "
        "check it."),
     # ---- graders
@@ -212,9 +209,9 @@ INTENDED: tuple[Intended, ...] = (
        "Every shape OpenAI has used is an object or a list: one grader, a name -> grader map "
        "(its guide's examples, SDKs up to 1.82) or a list (its spec's example)."),
     _d("GraderMulti.graders", "alternatives", 0, 5, _GRADER_CHECKED),
-    _d("CreateUploadRequest.purpose", "enum only in ours", ("user_data",), (),
+    _d("CreateUploadRequest.purpose", "enum only in ours", ("evals", "user_data"), (),
        "The SDK's uploads.create takes every file purpose and POST /files accepts user_data; "
-       "an upload accepts what POST /files accepts (evals refused on both)."),
+       "an upload accepts what POST /files accepts."),
 )
 
 

@@ -13,6 +13,8 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
 - an upload's ``part_ids`` must name its own parts, adding up to its ``bytes`` (and match
   ``md5`` when one is sent);
 - base models cannot be deleted and have no adapter;
+- an eval's testing criteria must be graders whose every field checks out, and a run's data
+  source rows ``{"item": {...}}`` with a served model and a template or ``item.`` reference;
 - a ``metadata[key]`` filter cannot carry brackets in its key (deepObject has no escaping);
 - a live event stream resumes only after an event of its own job (``last_event_id``, the
   ``Last-Event-ID`` header), and takes no ``after`` (which pages the JSON list);
@@ -59,6 +61,9 @@ _REFUSED = {
     "POST /completions": ("echo", "suffix"),
 }
 MAX_CHOICES = 8  # tunegate.serving.completions.MAX_CHOICES
+# What every drawn testing criterion of a positive eval becomes.
+EVAL_CRITERION = {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}",
+                  "reference": "{{ item.n }}", "operation": "eq"}
 # logit_bias keys kept: token ids every vocabulary has (byte-level tokenizers start with 256).
 MAX_BIASED_TOKEN = 255
 GRADER_ROUTES = ("POST /fine_tuning/alpha/graders/run", "POST /fine_tuning/alpha/graders/validate")
@@ -118,6 +123,12 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         _job(body, training_file, base_models[0])
     elif label in _REFUSED:
         _generation(body, label, base_models[0])
+    elif label == "POST /evals":
+        _eval(body)
+    elif label == "POST /evals/{eval_id}/runs":
+        _eval_run(body, base_models[0])
+    elif label == "POST /evals/{eval_id}":
+        _plain_metadata(body)
     elif label in GRADER_ROUTES and "grader" in body:
         drawn = body["grader"] if isinstance(body["grader"], dict) else {}
         name = drawn.get("name") if isinstance(drawn.get("name"), str) else "grader"
@@ -183,6 +194,42 @@ def _job(body: dict[str, Any], training_file: Callable[[], str], base_model: str
     metadata = body.get("metadata")
     if isinstance(metadata, dict):
         body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+
+
+def _plain_metadata(body: dict[str, Any]) -> None:
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+
+
+def _eval(body: dict[str, Any]) -> None:
+    """Criteria are checked field by field by the graders (a drawn ``string_check`` lacks its
+    ``input``...): each becomes a valid one of its name; ``item_schema`` must be an object."""
+    _plain_metadata(body)
+    if isinstance(body.get("testing_criteria"), list):
+        body["testing_criteria"] = [EVAL_CRITERION for _ in body["testing_criteria"]]
+    config = body.get("data_source_config")
+    if isinstance(config, dict) and not isinstance(config.get("item_schema"), dict):
+        config["item_schema"] = {"type": "object"}
+
+
+def _eval_run(body: dict[str, Any], base_model: str) -> None:
+    """A run's rows must be ``{"item": {...}}`` objects, its model one the server serves and its
+    messages a template or an ``item.`` reference: a drawn data source becomes a valid one of
+    its type."""
+    _plain_metadata(body)
+    source = body.get("data_source")
+    if not isinstance(source, dict):
+        return
+    source["source"] = {"type": "file_content", "content": [{"item": {"n": 1}}]}
+    if source.get("type") == "completions":
+        source["model"] = base_model
+        source["input_messages"] = {"type": "template",
+                                    "template": [{"role": "user", "content": "{{ item.n }}"}]}
+        source["sampling_params"] = {"max_completion_tokens": MAX_TOKENS}
+    else:
+        for name in ("model", "input_messages", "sampling_params"):
+            source.pop(name, None)
 
 
 def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
