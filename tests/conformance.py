@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OURS_PATH = ROOT / "openapi.yaml"
 # OpenAI's schemas at openai/openai-openapi f85dbe22 (tests/data/SOURCES.md).
 THEIRS_PATHS = (ROOT / "tests/data/openai-openapi__finetuning-subset.yaml",
-                ROOT / "tests/data/openai-openapi__uploads-subset.yaml")
+                ROOT / "tests/data/openai-openapi__uploads-subset.yaml",
+                ROOT / "tests/data/openai-openapi__embeddings-subset.yaml")
 
 # Our schema name -> OpenAI's, for every object both specs define.
 PAIRS: dict[str, str] = {
@@ -55,6 +56,9 @@ PAIRS: dict[str, str] = {
     "CompleteUploadRequest": "CompleteUploadRequest",
     "ErrorResponse": "ErrorResponse",
     "Error": "Error",
+    "CreateEmbeddingRequest": "CreateEmbeddingRequest",
+    "CreateEmbeddingResponse": "CreateEmbeddingResponse",
+    "Embedding": "Embedding",
 }
 
 
@@ -101,6 +105,10 @@ _OPEN_IN_OPENAI = ("OpenAI's schema leaves the value an open string; tunegate na
 _NO_REINFORCEMENT = ("Reinforcement fine-tuning is refused with 400 (param method.type); the "
                      "schema accepts the shape so that OpenAI-shaped requests parse, and does "
                      "not describe graders or reinforcement hyperparameters it never reads.")
+
+_BASE64_VECTOR = ("With encoding_format base64 OpenAI sends the vector as a base64 string "
+                  "(the SDKs ask for it by default and decode it), which its schema's array "
+                  "does not describe; ours declares both forms: an array or a string.")
 
 # Every difference between our schemas and OpenAI's that tunegate makes on purpose. The test
 # fails on any other difference and on an entry here that no longer matches one.
@@ -183,6 +191,10 @@ INTENDED: tuple[Intended, ...] = (
     _d("CreateUploadRequest.purpose", "enum only in ours", ("user_data",), (),
        "The SDK's uploads.create takes every file purpose and POST /files accepts user_data; "
        "an upload accepts what POST /files accepts (evals refused on both)."),
+    # ---- embeddings
+    _d("Embedding.embedding", "type", (), ("array",), _BASE64_VECTOR),
+    _d("Embedding.embedding", "items", False, True, _BASE64_VECTOR),
+    _d("Embedding.embedding", "alternatives", 2, 0, _BASE64_VECTOR),
 )
 
 

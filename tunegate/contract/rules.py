@@ -23,7 +23,11 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   name), so generated schemas become ``json_object`` and forced choices ``auto``; the prompt
   must fit the model's context (the embedded model's is 2048 tokens), so conversations, tools
   and prompts are cut to ``MAX_PROMPT_BYTES``; and generation is kept to a few tokens (the
-  model runs on CPU).
+  model runs on CPU);
+- embeddings need a served model, token ids inside its vocabulary and ``dimensions`` at most
+  its width (the embedded model's: ``EMBEDDED_VOCABULARY``, ``EMBEDDED_WIDTH``), and each text
+  within its context (cut to ``MAX_PROMPT_BYTES``); inputs are kept to ``MAX_EMBEDDING_INPUTS``
+  (the model runs on CPU).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
 Two users: ``tunegate.contract.hooks`` (the hooks schemathesis.toml names, for a run from
@@ -55,6 +59,10 @@ _REFUSED = {
     "POST /completions": ("echo", "suffix"),
 }
 MAX_CHOICES = 8  # tunegate.serving.completions.MAX_CHOICES
+EMBEDDINGS = "POST /embeddings"
+EMBEDDED_VOCABULARY = 49152  # token ids of the embedded SmolLM2 run from 0 to this - 1
+EMBEDDED_WIDTH = 576  # the length of its embeddings: the most `dimensions` can ask
+MAX_EMBEDDING_INPUTS = 4  # inputs per generated request, and tokens per token array: x 16
 # The token limits each generation body declares (the legacy completion has only max_tokens;
 # an undeclared one is refused with 400 unknown_parameter).
 _TOKEN_LIMITS = {
@@ -109,6 +117,8 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         _job(body, training_file, base_models[0])
     elif label in _REFUSED:
         _generation(body, label, base_models[0])
+    elif label == EMBEDDINGS:
+        _embedding(body, base_models[0])
 
 
 def _positive_but_headers(case: Any) -> bool:
@@ -233,3 +243,35 @@ def _named_function(tool: Any, where: str) -> bool:
     function = tool if where == "functions" else (tool or {}).get("function")
     return (isinstance(function, dict) and bool(function.get("name"))
             and (where == "functions" or tool.get("type", "function") == "function"))
+
+
+def _embedding(body: dict[str, Any], base_model: str) -> None:
+    if isinstance(body.get("model"), str):
+        body["model"] = base_model
+    if _is_int(body.get("dimensions")) and body["dimensions"] > EMBEDDED_WIDTH:
+        body["dimensions"] = EMBEDDED_WIDTH
+    value = body.get("input")
+    if isinstance(value, str):
+        body["input"] = _short_text(value)
+    elif isinstance(value, list):
+        body["input"] = [_embedding_input(item) for item in value[:MAX_EMBEDDING_INPUTS]]
+
+
+def _embedding_input(item: Any) -> Any:
+    if isinstance(item, str):
+        return _short_text(item)
+    if _is_int(item):
+        return item % EMBEDDED_VOCABULARY
+    if isinstance(item, list):
+        return [_embedding_input(token) for token in item[:16 * MAX_EMBEDDING_INPUTS]]
+    return item
+
+
+def _short_text(text: str) -> str:
+    while _size(text) > MAX_PROMPT_BYTES:
+        text = text[:len(text) // 2]
+    return text
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

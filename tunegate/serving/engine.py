@@ -10,6 +10,13 @@ tokens are sent, so the server only tokenizes (``/tokenize``) and generates (``/
 Each generation evaluates its whole prompt (``cache_prompt`` off): a prefix resumed from the
 cache gives logits that differ in the last bits, and the same request and seed must give the
 same text.
+
+The same process computes embeddings (``/v1/embeddings``): started with ``--embeddings`` it
+still generates (this llama.cpp decodes embedding and completion requests in separate batches;
+greedy answers are the same as without the flag), so a model needs no second process, no second
+copy of its KV cache and no second start. Vectors are the mean of the last hidden states over the
+input's tokens (``--pooling mean``), L2-normalized; mean pooling cannot split an input across
+batches, so the physical batch holds a whole context (``--ubatch-size`` = ``n_ctx``).
 """
 
 from __future__ import annotations
@@ -134,6 +141,8 @@ class LlamaServer:
         try:
             self._wait_ready()
             self.props: dict[str, Any] = self._client.get("/props").json()
+            # The model's sizes: n_embd (an embedding's width) and n_vocab (valid token ids).
+            self.meta: dict[str, Any] = self._client.get("/v1/models").json()["data"][0]["meta"]
         except BaseException:
             self.close()
             raise
@@ -145,7 +154,11 @@ class LlamaServer:
                 "--parallel", str(config.parallel), "--no-webui", "--no-warmup",
                 # Every request evaluates its whole prompt (see the module's docstring): no
                 # prompt cache in memory either.
-                "--cache-ram", "0"]
+                "--cache-ram", "0",
+                # Embeddings from the same process (see the module's docstring); an input of a
+                # whole context must fit one physical batch.
+                "--embeddings", "--pooling", "mean",
+                "--batch-size", str(config.n_ctx), "--ubatch-size", str(config.n_ctx)]
         if config.threads:
             argv += ["--threads", str(config.threads)]
         if self.adapter is not None:
@@ -217,10 +230,27 @@ class LlamaServer:
             raise EngineError(_error_message(response.text))
         return response.json()
 
-    def tokenize(self, text: str, add_special: bool) -> list[int]:
-        """``text`` as tokens; special tokens written in it (``<|im_start|>``) are honoured."""
-        body = {"content": text, "add_special": add_special, "parse_special": True}
+    def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
+        """``text`` as tokens; special tokens written in it (``<|im_start|>``) are honoured
+        unless ``parse_special`` is false (then they are plain text)."""
+        body = {"content": text, "add_special": add_special, "parse_special": parse_special}
         return [int(token) for token in self._post("/tokenize", body)["tokens"]]
+
+    @property
+    def n_embd(self) -> int:
+        """The width of the model's hidden states: the length of its embeddings."""
+        return int(self.meta["n_embd"])
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self.meta["n_vocab"])
+
+    def embed(self, inputs: Sequence[Sequence[int]]) -> list[list[float]]:
+        """One embedding per token sequence (each at most ``n_ctx`` tokens), in order: unit
+        vectors of ``n_embd`` floats."""
+        body = {"input": [list(tokens) for tokens in inputs], "encoding_format": "float"}
+        data = sorted(self._post("/v1/embeddings", body)["data"], key=lambda item: item["index"])
+        return [[float(value) for value in item["embedding"]] for item in data]
 
     def slots(self) -> list[dict[str, Any]]:
         """llama.cpp's view of its slots (``is_processing``, tokens decoded): diagnostics."""
