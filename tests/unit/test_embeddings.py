@@ -1,5 +1,5 @@
-"""The embeddings request checks, the grouping of inputs into calls, ``dimensions`` and the
-base64 encoding (tunegate/serving/embeddings.py), without a model.
+"""The embeddings request checks, the response, ``dimensions`` and the base64 encoding
+(tunegate/serving/embeddings.py), without a model.
 
 The same checks run against the real model in tests/inference/test_embeddings_sdk.py; the
 model-dependent ones (context length, vocabulary, width) run there only, with a fake model
@@ -24,7 +24,6 @@ from tunegate.serving.embeddings import (
     EmbeddingRequest,
     embedding_request,
     encode_base64,
-    groups,
     shorten,
 )
 from tunegate.serving.pool import ModelFiles
@@ -110,17 +109,6 @@ def test_shorten_keeps_the_first_components_at_unit_length() -> None:
     assert shorten([0.0, 0.0, 1.0], 2) == [0.0, 0.0]  # nothing to scale: left as it is
 
 
-@pytest.mark.parametrize(("sizes", "budget", "expected"), [
-    ([3, 3, 3], 6, [[0, 1], [2]]),
-    ([10, 1, 1], 4, [[0], [1, 2]]),  # an input larger than the budget goes alone
-    ([2, 2, 2], 100, [[0, 1, 2]]),
-    ([], 5, []),
-])
-def test_groups_cut_inputs_in_order_within_the_budget(sizes: list[int], budget: int,
-                                                      expected: list[list[int]]) -> None:
-    assert list(groups(sizes, budget)) == expected
-
-
 class FakeModel:
     """A stand-in for ServedModel (tests only): 4-wide vectors, a context of 8 tokens, a
     vocabulary of 100 ids; a text's tokens are its characters' codes modulo 100."""
@@ -164,12 +152,7 @@ def test_the_response_has_openais_shape_and_counts_tokens(fake_model: FakeModel)
         "data": [{"object": "embedding", "index": 0, "embedding": [3.0, 1.0, 0.0, 0.0]},
                  {"object": "embedding", "index": 1, "embedding": [2.0, 1.0, 0.0, 0.0]}],
         "usage": {"prompt_tokens": 5, "total_tokens": 5}}
-    assert fake_model.calls == [[[97, 98, 99], [0, 1]]]  # both fit one call of n_ctx tokens
-
-
-def test_inputs_beyond_one_context_go_in_several_calls(fake_model: FakeModel) -> None:
-    run({"input": ["abcde", "fghij", "k"]})
-    assert [len(call) for call in fake_model.calls] == [1, 2]
+    assert fake_model.calls == [[[97, 98, 99], [0, 1]]]  # tokenized by the model, in order
 
 
 def test_base64_and_dimensions_in_the_response(fake_model: FakeModel) -> None:

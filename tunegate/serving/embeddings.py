@@ -3,8 +3,8 @@
 A request is checked first (``embedding_request``: the shape of ``input``, its size, the
 encoding, ``dimensions``), then each text input is tokenized by the model's own tokenizer and
 measured against its context, token inputs are checked against its vocabulary, and the inputs
-are embedded in groups (``groups``) by the model's process (``ServedModel.embed``; the engine's
-docstring says how: mean of the last hidden states, unit length). Vectors are shortened where
+are embedded by the model's process (``ServedModel.embed``; the engine's docstring says how:
+mean of the last hidden states, unit length, one input at a time). Vectors are shortened where
 ``dimensions`` asks (``shorten``, OpenAI's way: the first components, back to unit length) and
 sent as floats or as base64 of little-endian float32 (``encode_base64``), as OpenAI sends them.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import math
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,8 +127,7 @@ def embed(pool: ModelPool, files: ModelFiles,
     with lease(pool, files) as model:
         width, full = _width(model, request.dimensions), model.width
         prompts = _prompts(model, request.inputs)
-        vectors = [vector for group in groups([len(p) for p in prompts], model.n_ctx)
-                   for vector in model.embed([prompts[index] for index in group])]
+        vectors = model.embed(prompts)
     if width < full:
         vectors = [shorten(vector, width) for vector in vectors]
     return vectors, sum(map(len, prompts))
@@ -171,23 +170,6 @@ def _prompts(model: ServedModel, inputs: Sequence[Input]) -> list[list[int]]:
                 code="max_tokens_per_request")
         prompts.append(tokens)
     return prompts
-
-
-def groups(sizes: Sequence[int], budget: int) -> Iterator[list[int]]:
-    """Indexes of ``sizes`` in order, cut into runs of at most ``budget`` tokens (an item larger
-    than ``budget`` alone): one call to the model process each, so that no call outlasts the
-    engine's timeout however many inputs a request has, while short inputs still share one
-    call (and the process's parallel slots)."""
-    group: list[int] = []
-    used = 0
-    for index, size in enumerate(sizes):
-        if group and used + size > budget:
-            yield group
-            group, used = [], 0
-        group.append(index)
-        used += size
-    if group:
-        yield group
 
 
 def shorten(vector: Sequence[float], dimensions: int) -> list[float]:
