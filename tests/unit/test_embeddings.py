@@ -113,7 +113,7 @@ class FakeModel:
     """A stand-in for ServedModel (tests only): 4-wide vectors, a context of 8 tokens, a
     vocabulary of 100 ids; a text's tokens are its characters' codes modulo 100."""
 
-    n_ctx, width, vocab_size = 8, 4, 100
+    n_ctx, width, n_vocab = 8, 4, 100
 
     def __init__(self) -> None:
         self.calls: list[list[list[int]]] = []

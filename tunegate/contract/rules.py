@@ -20,10 +20,14 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   other than 1, ``top_logprobs`` without ``logprobs``, ``echo``, ``suffix``, a JSON schema with
   a keyword llama.cpp cannot enforce, a forced ``tool_choice`` naming no offered function,
   ``stream_options`` without ``stream``, non-text content parts, tools without a function
-  name), so generated schemas become ``json_object`` and forced choices ``auto``; the prompt
+  name, ``logit_bias`` keys that are not token ids of the model), so generated schemas become
+  ``json_object``, forced choices ``auto`` and biases keep small token ids; the prompt
   must fit the model's context (the embedded model's is 2048 tokens), so conversations, tools
   and prompts are cut to ``MAX_PROMPT_BYTES``; and generation is kept to a few tokens (the
   model runs on CPU);
+- a grader's fields are checked by tunegate itself (``tunegate.graders.parse``: the contract
+  leaves ``grader`` an open object so that the 400 names the bad field), so a generated
+  grader becomes a valid ``string_check`` (under the name drawn, when it drew one);
 - embeddings need a served model, token ids inside its vocabulary and ``dimensions`` at most
   its width (the embedded model's: ``EMBEDDED_VOCABULARY``, ``EMBEDDED_WIDTH``), and each text
   within its context (cut to ``MAX_PROMPT_BYTES``); inputs are kept to ``MAX_EMBEDDING_INPUTS``
@@ -59,6 +63,11 @@ _REFUSED = {
     "POST /completions": ("echo", "suffix"),
 }
 MAX_CHOICES = 8  # tunegate.serving.completions.MAX_CHOICES
+# logit_bias keys kept: token ids every vocabulary has (byte-level tokenizers start with 256).
+MAX_BIASED_TOKEN = 255
+GRADER_ROUTES = ("POST /fine_tuning/alpha/graders/run", "POST /fine_tuning/alpha/graders/validate")
+VALID_GRADER = {"type": "string_check", "input": "{{sample.output_text}}",
+                "reference": "expected", "operation": "eq"}
 EMBEDDINGS = "POST /embeddings"
 EMBEDDED_VOCABULARY = 49152  # token ids of the embedded SmolLM2 run from 0 to this - 1
 EMBEDDED_WIDTH = 576  # the length of its embeddings: the most `dimensions` can ask
@@ -119,6 +128,10 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         _generation(body, label, base_models[0])
     elif label == EMBEDDINGS:
         _embedding(body, base_models[0])
+    elif label in GRADER_ROUTES and "grader" in body:
+        drawn = body["grader"] if isinstance(body["grader"], dict) else {}
+        name = drawn.get("name") if isinstance(drawn.get("name"), str) else "grader"
+        body["grader"] = {**VALID_GRADER, "name": name}
 
 
 def _positive_but_headers(case: Any) -> bool:
@@ -196,6 +209,9 @@ def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
         body["response_format"] = {"type": "json_object"}
     if not body.get("stream"):
         body.pop("stream_options", None)
+    if isinstance(body.get("logit_bias"), dict):
+        body["logit_bias"] = {key: bias for key, bias in body["logit_bias"].items()
+                              if key.isascii() and key.isdigit() and int(key) <= MAX_BIASED_TOKEN}
     for name in ("tool_choice", "function_call"):
         if body.get(name) not in (None, "auto", "none"):
             del body[name]

@@ -158,10 +158,10 @@ def _prompts(model: ServedModel, inputs: Sequence[Input]) -> list[list[int]]:
                 f"has {len(tokens)} tokens. Please reduce the length of the input.",
                 param="input", code="context_length_exceeded")
         outside = max(tokens)
-        if outside >= model.vocab_size:
+        if outside >= model.n_vocab:
             raise InvalidRequest(
                 f"input[{index}] holds the token id {outside}, outside this model's vocabulary "
-                f"(ids 0 to {model.vocab_size - 1}).", param="input", code="invalid_token")
+                f"(ids 0 to {model.n_vocab - 1}).", param="input", code="invalid_token")
         total += len(tokens)
         if total > MAX_REQUEST_TOKENS:
             raise InvalidRequest(

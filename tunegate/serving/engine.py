@@ -56,6 +56,7 @@ class Sampling:
     presence_penalty: float = 0.0
     json_schema: dict[str, Any] | None = None  # the answer is JSON valid against it
     n_probs: int = 0  # > 0: each token comes with its own and the top n_probs' log probabilities
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
 
     def to_llama(self) -> dict[str, Any]:
         """The ``/completion`` fields: only OpenAI's samplers, llama.cpp's extra ones off."""
@@ -68,6 +69,8 @@ class Sampling:
             fields["json_schema"] = self.json_schema
         if self.n_probs:
             fields["n_probs"] = self.n_probs
+        if self.logit_bias:
+            fields["logit_bias"] = [[token, bias] for token, bias in self.logit_bias]
         return fields
 
 
@@ -146,8 +149,11 @@ class LlamaServer:
         try:
             self._wait_ready()
             self.props: dict[str, Any] = self._client.get("/props").json()
-            # The model's sizes: n_embd (an embedding's width) and n_vocab (valid token ids).
-            self.meta: dict[str, Any] = self._client.get("/v1/models").json()["data"][0]["meta"]
+            # The model's sizes, which /props lacks (OpenAI-style model listing's "meta"):
+            # n_vocab (valid token ids) and n_embd (an embedding's width).
+            [listed] = self._client.get("/v1/models").json()["data"]
+            self.meta: dict[str, Any] = listed["meta"]
+            self.n_vocab = int(self.meta["n_vocab"])
         except BaseException:
             self.close()
             raise
@@ -245,10 +251,6 @@ class LlamaServer:
     def n_embd(self) -> int:
         """The width of the model's hidden states: the length of its embeddings."""
         return int(self.meta["n_embd"])
-
-    @property
-    def n_vocab(self) -> int:
-        return int(self.meta["n_vocab"])
 
     def embed(self, inputs: Sequence[Sequence[int]]) -> list[list[float]]:
         """One embedding per token sequence (each at most ``n_ctx`` tokens), in order: unit

@@ -31,6 +31,11 @@ class ServedModel:
     def n_ctx(self) -> int:
         return self.engine.n_ctx
 
+    @property
+    def n_vocab(self) -> int:
+        """Tokens in the model's vocabulary: ids run from 0 to ``n_vocab - 1``."""
+        return self.engine.n_vocab
+
     def alive(self) -> bool:
         return self.engine.alive()
 
@@ -71,11 +76,6 @@ class ServedModel:
     def width(self) -> int:
         """The length of this model's embeddings."""
         return self.engine.n_embd
-
-    @property
-    def vocab_size(self) -> int:
-        """Token ids run from 0 to ``vocab_size - 1``."""
-        return self.engine.n_vocab
 
     def embed(self, inputs: Sequence[Sequence[int]]) -> list[list[float]]:
         """Unit-length embeddings of token sequences that each fit the context, in order."""
