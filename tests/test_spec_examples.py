@@ -173,6 +173,8 @@ def test_the_main_objects_have_examples() -> None:
         "Upload",
         "UploadPart",
         "FineTuningCheckpointPermission",
+        "CreateEmbeddingRequest",
+        "CreateEmbeddingResponse",
     ):
         assert f"components.schemas.{name}" in wheres, name
     statuses = {
@@ -280,6 +282,7 @@ EXPECTED_OPERATIONS = {
     ("post", "/chat/completions"): ("createChatCompletion",
                                     "handlers.inference.create_chat_completion"),
     ("post", "/completions"): ("createCompletion", "handlers.inference.create_completion"),
+    ("post", "/embeddings"): ("createEmbedding", "handlers.inference.create_embedding"),
     ("post", "/uploads"): ("createUpload", "handlers.uploads.create_upload"),
     ("post", "/uploads/{upload_id}/parts"): ("addUploadPart", "handlers.uploads.add_upload_part"),
     ("post", "/uploads/{upload_id}/complete"): ("completeUpload",
@@ -409,6 +412,8 @@ RESPONSE_SCHEMAS = [
     "CreateChatCompletionResponse",
     "CreateChatCompletionStreamResponse",
     "CreateCompletionResponse",
+    "CreateEmbeddingResponse",
+    "Embedding",
     "ChatCompletionResponseMessage",
     "CompletionUsage",
     "ErrorResponse",

@@ -37,6 +37,7 @@ HANDLERS: Mapping[str, str] = {
     "downloadModelAdapter": "handlers.models.download_adapter",  # tunegate's own
     "createChatCompletion": "handlers.inference.create_chat_completion",
     "createCompletion": "handlers.inference.create_completion",
+    "createEmbedding": "handlers.inference.create_embedding",
     "createUpload": "handlers.uploads.create_upload",
     "addUploadPart": "handlers.uploads.add_upload_part",
     "completeUpload": "handlers.uploads.complete_upload",

@@ -1,7 +1,7 @@
 """The API's use cases over one store and data folder, one object per resource, the way
 ``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``,
-``completions``, ``graders``, ``evals`` and ``eval_runs``. Handlers call exactly one
-method of one of them; that layer owns the rules and speaks only in domain objects and
+``completions``, ``embeddings``, ``graders``, ``evals`` and ``eval_runs``. Handlers call exactly
+one method of one of them; that layer owns the rules and speaks only in domain objects and
 ``tunegate.errors`` exceptions.
 
 Every method takes the caller's ``project_id``: objects of other projects are answered exactly
@@ -16,7 +16,7 @@ from tunegate.api.evals import Evals
 from tunegate.api.event_feed import EventFeed
 from tunegate.api.files import Files, Upload
 from tunegate.api.graders import Graders
-from tunegate.api.inference import Completions
+from tunegate.api.inference import Completions, Embeddings
 from tunegate.api.jobs import Jobs
 from tunegate.api.models import Models
 from tunegate.api.permissions import Permissions
@@ -47,6 +47,7 @@ class Service:
         self.jobs = Jobs(settings, store, self.models, self.live_events)
         self.permissions = Permissions(store)
         self.completions = Completions(self.inference, self.models)
+        self.embeddings = Embeddings(self.completions)
         self.graders = Graders(settings, self.completions)
         # Evals grade models this server serves, unless an external endpoint serves them.
         model_check = None if settings.eval_endpoint else self._servable

@@ -29,7 +29,11 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   model runs on CPU);
 - a grader's fields are checked by tunegate itself (``tunegate.graders.parse``: the contract
   leaves ``grader`` an open object so that the 400 names the bad field), so a generated
-  grader becomes a valid ``string_check`` (under the name drawn, when it drew one).
+  grader becomes a valid ``string_check`` (under the name drawn, when it drew one);
+- embeddings need a served model, token ids inside its vocabulary and ``dimensions`` at most
+  its width (the embedded model's: ``EMBEDDED_VOCABULARY``, ``EMBEDDED_WIDTH``), and each text
+  within its context (cut to ``MAX_PROMPT_BYTES``); inputs are kept to ``MAX_EMBEDDING_INPUTS``
+  (the model runs on CPU).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
 Two users: ``tunegate.contract.hooks`` (the hooks schemathesis.toml names, for a run from
@@ -69,6 +73,10 @@ MAX_BIASED_TOKEN = 255
 GRADER_ROUTES = ("POST /fine_tuning/alpha/graders/run", "POST /fine_tuning/alpha/graders/validate")
 VALID_GRADER = {"type": "string_check", "input": "{{sample.output_text}}",
                 "reference": "expected", "operation": "eq"}
+EMBEDDINGS = "POST /embeddings"
+EMBEDDED_VOCABULARY = 49152  # token ids of the embedded SmolLM2 run from 0 to this - 1
+EMBEDDED_WIDTH = 576  # the length of its embeddings: the most `dimensions` can ask
+MAX_EMBEDDING_INPUTS = 4  # inputs per generated request, and tokens per token array: x 16
 # The token limits each generation body declares (the legacy completion has only max_tokens;
 # an undeclared one is refused with 400 unknown_parameter).
 _TOKEN_LIMITS = {
@@ -129,6 +137,8 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         _eval_run(body, base_models[0])
     elif label == "POST /evals/{eval_id}":
         _plain_metadata(body)
+    elif label == EMBEDDINGS:
+        _embedding(body, base_models[0])
     elif label in GRADER_ROUTES and "grader" in body:
         drawn = body["grader"] if isinstance(body["grader"], dict) else {}
         name = drawn.get("name") if isinstance(drawn.get("name"), str) else "grader"
@@ -296,3 +306,35 @@ def _named_function(tool: Any, where: str) -> bool:
     function = tool if where == "functions" else (tool or {}).get("function")
     return (isinstance(function, dict) and bool(function.get("name"))
             and (where == "functions" or tool.get("type", "function") == "function"))
+
+
+def _embedding(body: dict[str, Any], base_model: str) -> None:
+    if isinstance(body.get("model"), str):
+        body["model"] = base_model
+    if _is_int(body.get("dimensions")) and body["dimensions"] > EMBEDDED_WIDTH:
+        body["dimensions"] = EMBEDDED_WIDTH
+    value = body.get("input")
+    if isinstance(value, str):
+        body["input"] = _short_text(value)
+    elif isinstance(value, list):
+        body["input"] = [_embedding_input(item) for item in value[:MAX_EMBEDDING_INPUTS]]
+
+
+def _embedding_input(item: Any) -> Any:
+    if isinstance(item, str):
+        return _short_text(item)
+    if _is_int(item):
+        return item % EMBEDDED_VOCABULARY
+    if isinstance(item, list):
+        return [_embedding_input(token) for token in item[:16 * MAX_EMBEDDING_INPUTS]]
+    return item
+
+
+def _short_text(text: str) -> str:
+    while _size(text) > MAX_PROMPT_BYTES:
+        text = text[:len(text) // 2]
+    return text
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.graders import ModelAnswer
 
 # A busy model answers 429 (its queue is full) or 503 while it loads: wait and ask again.
@@ -79,9 +80,9 @@ class EndpointModels:
                            refusal=message.get("refusal"))
 
     def embed(self, model: str | None, texts: Sequence[str]) -> list[list[float]]:
-        body: dict[str, Any] = {"input": list(texts)}
-        if model is not None:
-            body["model"] = model
+        # The cosine grader names no model: the embedded base, as the API's graders use.
+        body: dict[str, Any] = {"input": list(texts), "model": model or EMBEDDED_MODEL_ID,
+                                "encoding_format": "float"}
         response = self._post("embeddings", body)
         return [list(entry["embedding"]) for entry in response["data"]]
 
