@@ -1,4 +1,5 @@
-"""/v1/chat/completions and /v1/completions: JSON, or server-sent events with ``stream``."""
+"""/v1/chat/completions and /v1/completions: JSON, or server-sent events with ``stream``;
+/v1/embeddings: JSON."""
 
 from __future__ import annotations
 
@@ -25,3 +26,7 @@ def create_chat_completion(body: dict[str, Any]) -> Response | CompletionStream:
 
 def create_completion(body: dict[str, Any]) -> Response | CompletionStream:
     return _answer(service().completions.text(visible(), body))
+
+
+def create_embedding(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    return service().embeddings.create(visible(), body), 200

@@ -22,7 +22,8 @@ OURS_PATH = ROOT / "openapi.yaml"
 # The evals and graders subset first: the other two win where both define a schema (Error).
 THEIRS_PATHS = (ROOT / "tests/data/openai-openapi__evals-graders-subset.yaml",
                 ROOT / "tests/data/openai-openapi__finetuning-subset.yaml",
-                ROOT / "tests/data/openai-openapi__uploads-subset.yaml")
+                ROOT / "tests/data/openai-openapi__uploads-subset.yaml",
+                ROOT / "tests/data/openai-openapi__embeddings-subset.yaml")
 
 # Our schema name -> OpenAI's, for every object both specs define.
 PAIRS: dict[str, str] = {
@@ -57,6 +58,9 @@ PAIRS: dict[str, str] = {
     "CompleteUploadRequest": "CompleteUploadRequest",
     "ErrorResponse": "ErrorResponse",
     "Error": "Error",
+    "CreateEmbeddingRequest": "CreateEmbeddingRequest",
+    "CreateEmbeddingResponse": "CreateEmbeddingResponse",
+    "Embedding": "Embedding",
     # graders (issue 28)
     "RunGraderRequest": "RunGraderRequest",
     "RunGraderResponse": "RunGraderResponse",
@@ -115,6 +119,9 @@ _NO_REINFORCEMENT = ("Reinforcement fine-tuning is refused with 400 (param metho
                      "schema accepts the shape so that OpenAI-shaped requests parse, and does "
                      "not describe graders or reinforcement hyperparameters it never reads.")
 
+_BASE64_VECTOR = ("With encoding_format base64 OpenAI sends the vector as a base64 string "
+                  "(the SDKs ask for it by default and decode it), which its schema's array "
+                  "does not describe; ours declares both forms: an array or a string.")
 _GRADER_CHECKED = ("tunegate.graders.parse checks a grader's fields itself, so that a 400 names "
                    "the exact path of the bad field (grader.input[1].content[0].text); a oneOf "
                    "in the contract would make the validator answer only 'not valid under any "
@@ -181,9 +188,6 @@ INTENDED: tuple[Intended, ...] = (
     _d("CreateFileRequest", "properties only in theirs", (), ("expires_after",),
        "Sent as expires_after[anchor] and expires_after[seconds]; one expires_after part is "
        "refused with 400 unknown_parameter rather than ignored."),
-    _d("CreateFileRequest.purpose", "enum only in theirs", (), ("evals",),
-       "evals is refused (400): tunegate has no Evals API, and the OpenAI SDKs' file object "
-       "lacks the purpose, so one stored evals file would break every strict files.list()."),
     # ---- models
     _d("Model", "required only in ours", ("shutdown_date",), (),
        _ALWAYS_SENT + " (null: local models do not shut down)"),
@@ -195,7 +199,7 @@ INTENDED: tuple[Intended, ...] = (
     _d("CreateUploadRequest.bytes", "format", "int64", None,
        "Uploads reach 8 GB, beyond 32 bits: int64 tells generated clients to use a 64-bit type."),
     _d("Upload.purpose", "enum only in ours",
-       ("assistants", "batch", "fine-tune", "user_data", "vision"), (),
+       ("assistants", "batch", "evals", "fine-tune", "user_data", "vision"), (),
        "An upload can only hold a purpose its create accepted; naming them lets strict clients "
        "check it."),
     # ---- graders
@@ -212,9 +216,13 @@ INTENDED: tuple[Intended, ...] = (
        "Every shape OpenAI has used is an object or a list: one grader, a name -> grader map "
        "(its guide's examples, SDKs up to 1.82) or a list (its spec's example)."),
     _d("GraderMulti.graders", "alternatives", 0, 5, _GRADER_CHECKED),
-    _d("CreateUploadRequest.purpose", "enum only in ours", ("user_data",), (),
+    _d("CreateUploadRequest.purpose", "enum only in ours", ("evals", "user_data"), (),
        "The SDK's uploads.create takes every file purpose and POST /files accepts user_data; "
-       "an upload accepts what POST /files accepts (evals refused on both)."),
+       "an upload accepts what POST /files accepts."),
+    # ---- embeddings
+    _d("Embedding.embedding", "type", (), ("array",), _BASE64_VECTOR),
+    _d("Embedding.embedding", "items", False, True, _BASE64_VECTOR),
+    _d("Embedding.embedding", "alternatives", 2, 0, _BASE64_VECTOR),
 )
 
 

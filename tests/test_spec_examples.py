@@ -173,6 +173,8 @@ def test_the_main_objects_have_examples() -> None:
         "Upload",
         "UploadPart",
         "FineTuningCheckpointPermission",
+        "CreateEmbeddingRequest",
+        "CreateEmbeddingResponse",
     ):
         assert f"components.schemas.{name}" in wheres, name
     statuses = {
@@ -253,6 +255,7 @@ def test_document_is_valid_openapi_3_0() -> None:
 
 JOB_PATH = "/fine_tuning/jobs/{fine_tuning_job_id}"
 CHECKPOINT_PATH = "/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}/permissions"
+RUN_PATH = "/evals/{eval_id}/runs/{run_id}"
 # OpenAI's operationIds (shared/reference/openai-finetuning-subset.yaml; OpenAI's full spec for
 # the two inference operations), so that a generated client reads like OpenAI's; tunegate's own
 # route is named in their style. Each binds to the handler beside it.
@@ -279,6 +282,7 @@ EXPECTED_OPERATIONS = {
     ("post", "/chat/completions"): ("createChatCompletion",
                                     "handlers.inference.create_chat_completion"),
     ("post", "/completions"): ("createCompletion", "handlers.inference.create_completion"),
+    ("post", "/embeddings"): ("createEmbedding", "handlers.inference.create_embedding"),
     ("post", "/uploads"): ("createUpload", "handlers.uploads.create_upload"),
     ("post", "/uploads/{upload_id}/parts"): ("addUploadPart", "handlers.uploads.add_upload_part"),
     ("post", "/uploads/{upload_id}/complete"): ("completeUpload",
@@ -290,6 +294,21 @@ EXPECTED_OPERATIONS = {
                                "handlers.permissions.list_permissions"),
     ("delete", CHECKPOINT_PATH + "/{permission_id}"): ("deleteFineTuningCheckpointPermission",
                                                        "handlers.permissions.delete_permission"),
+    ("get", "/evals"): ("listEvals", "handlers.evals.list_evals"),
+    ("post", "/evals"): ("createEval", "handlers.evals.create_eval"),
+    ("get", "/evals/{eval_id}"): ("getEval", "handlers.evals.get_eval"),
+    ("post", "/evals/{eval_id}"): ("updateEval", "handlers.evals.update_eval"),
+    ("delete", "/evals/{eval_id}"): ("deleteEval", "handlers.evals.delete_eval"),
+    ("get", "/evals/{eval_id}/runs"): ("getEvalRuns", "handlers.evals.list_runs"),
+    ("post", "/evals/{eval_id}/runs"): ("createEvalRun", "handlers.evals.create_run"),
+    ("get", RUN_PATH): ("getEvalRun", "handlers.evals.get_run"),
+    ("post", RUN_PATH): ("cancelEvalRun", "handlers.evals.cancel_run"),
+    ("post", RUN_PATH + "/cancel"): ("cancelEvalRunByPath", "handlers.evals.cancel_run"),
+    ("delete", RUN_PATH): ("deleteEvalRun", "handlers.evals.delete_run"),
+    ("get", RUN_PATH + "/output_items"): ("getEvalRunOutputItems",
+                                          "handlers.evals.list_output_items"),
+    ("get", RUN_PATH + "/output_items/{output_item_id}"): ("getEvalRunOutputItem",
+                                                           "handlers.evals.get_output_item"),
     ("post", "/fine_tuning/alpha/graders/run"): ("runGrader", "handlers.graders.run_grader"),
     ("post", "/fine_tuning/alpha/graders/validate"): ("validateGrader",
                                                       "handlers.graders.validate_grader"),
@@ -393,6 +412,8 @@ RESPONSE_SCHEMAS = [
     "CreateChatCompletionResponse",
     "CreateChatCompletionStreamResponse",
     "CreateCompletionResponse",
+    "CreateEmbeddingResponse",
+    "Embedding",
     "ChatCompletionResponseMessage",
     "CompletionUsage",
     "ErrorResponse",
@@ -403,8 +424,17 @@ RESPONSE_SCHEMAS = [
     "FineTuningCheckpointPermission",
     "FineTuningCheckpointPermissionList",
     "DeleteFineTuningCheckpointPermissionResponse",
+    "Eval",
+    "EvalList",
+    "DeleteEvalResponse",
+    "EvalRun",
+    "EvalRunList",
+    "DeleteEvalRunResponse",
+    "EvalRunOutputItem",
+    "EvalRunOutputItemList",
+    "EvalApiError",
 ]
-OPEN_OBJECTS = {"FineTuningJobEvent.data"}
+OPEN_OBJECTS = {"FineTuningJobEvent.data", "EvalRun.data_source"}
 
 
 def missing_required(schema: dict[str, Any], where: str) -> Iterator[str]:

@@ -24,6 +24,10 @@ UPLOAD = "upload_"
 UPLOAD_PART = "part_"
 PERMISSION = "cp_"
 REQUEST = "req_"
+# The Evals API (OpenAI's prefixes).
+EVAL = "eval_"
+EVAL_RUN = "evalrun_"
+OUTPUT_ITEM = "outputitem_"
 
 _lock = threading.Lock()
 _last_ms = 0

@@ -23,7 +23,7 @@ def _bool(value: str, name: str) -> bool:
     raise ValueError(f"{name} must be enabled/disabled (or true/false), got {value!r}")
 
 
-STAGES = ("validate", "train")
+STAGES = ("validate", "train", "evaluate")
 
 
 def _stages(value: str) -> tuple[str, ...]:
@@ -97,6 +97,15 @@ ALL_OPENAI = "*"
 Aliases = tuple[tuple[str, str], ...]
 
 
+def _positive(name: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < 1:
+            raise ValueError(f"{name} must be at least 1, got {value!r}")
+        return number
+    return parse
+
+
 def _heartbeat(value: str) -> float:
     seconds = float(value)
     if not seconds > 0:  # 0 would send pings without pause
@@ -148,9 +157,9 @@ class Settings:
     model_cache_dir: Path | None = None
     # Start one worker subprocess next to the API (the embedded one-command setup).
     embedded_worker: bool = True
-    # What workers do: "validate" (check files; torch-free) and/or "train". Splitting them lets
-    # a small host validate while GPU hosts train.
-    worker_stages: tuple[str, ...] = ("validate", "train")
+    # What workers do: "validate" (check files; torch-free), "train" and "evaluate" (eval runs;
+    # torch-free). Splitting them lets a small host validate while GPU hosts train.
+    worker_stages: tuple[str, ...] = ("validate", "train", "evaluate")
     # Seconds without a heartbeat after which a worker's job is handed to another worker.
     heartbeat_timeout: float = 60.0
     poll_interval: float = 0.5
@@ -208,6 +217,12 @@ class Settings:
     ray_address: str = "auto"
     ray_cpus_per_run: float = 1.0
     ray_gpus_per_run: float = 0.0
+    # Eval runs: the OpenAI-compatible endpoint (".../v1") that generates samples and answers
+    # grader models ("" = this server's own, http://host:port/v1), the key sent to it, and how
+    # many requests a run keeps in flight (the serving pool's parallel slots, by default).
+    eval_endpoint: str = ""
+    eval_api_key: str = field(default="", repr=False)
+    eval_concurrency: int = 4
     # The Python grader's sandbox (tunegate.graders.sandbox): OpenAI's limits by default, CPU
     # seconds (and the wall clock, plus a start-up allowance) and memory of one grade() call.
     python_grader_seconds: float = 120.0
@@ -216,6 +231,14 @@ class Settings:
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tunegate.sqlite3').resolve()}"
+
+    @property
+    def eval_base_url(self) -> str:
+        """Where a worker sends an eval run's chat completions."""
+        if self.eval_endpoint:
+            return self.eval_endpoint.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}/v1"
 
     @property
     def model_cache(self) -> Path:
@@ -297,6 +320,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_RAY_ADDRESS": ("ray_address", str),
     "TUNEGATE_RAY_CPUS": ("ray_cpus_per_run", _resource_count("TUNEGATE_RAY_CPUS")),
     "TUNEGATE_RAY_GPUS": ("ray_gpus_per_run", _resource_count("TUNEGATE_RAY_GPUS")),
+    "TUNEGATE_EVAL_ENDPOINT": ("eval_endpoint", str),
+    "TUNEGATE_EVAL_API_KEY": ("eval_api_key", str),
+    "TUNEGATE_EVAL_CONCURRENCY": ("eval_concurrency", _positive("TUNEGATE_EVAL_CONCURRENCY")),
     "TUNEGATE_PYTHON_GRADER_SECONDS": ("python_grader_seconds", float),
     "TUNEGATE_PYTHON_GRADER_MEMORY_MB": ("python_grader_memory_mb", int),
 }

@@ -31,6 +31,8 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     env["TUNEGATE_WORKER_STAGES"] = ",".join(settings.worker_stages)
     env["TUNEGATE_MAX_SEQ_LEN"] = str(settings.max_seq_len)
     env["TUNEGATE_MODEL_ALIASES"] = format_aliases(settings.model_aliases)
+    # Eval runs call this server's chat completions (flags may have changed host and port).
+    env["TUNEGATE_EVAL_ENDPOINT"] = settings.eval_base_url
     env.pop("TUNEGATE_API_KEY", None)  # workers serve no requests: keep secrets out of them
     return env
 

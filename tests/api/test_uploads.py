@@ -239,7 +239,6 @@ def test_an_upload_holds_at_most_8_gib(client: Any, monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize(("change", "param"), [
     ({"purpose": "fine-tune-results"}, "purpose"),
-    ({"purpose": "evals"}, "purpose"),  # refused as on POST /files: strict SDKs lack it
     ({"bytes": -1}, "bytes"),
     ({"mime_type": ""}, "mime_type"),
     ({"expires_after": {"anchor": "created_at"}}, "expires_after.seconds"),

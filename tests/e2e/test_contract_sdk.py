@@ -29,7 +29,7 @@ from tests.conftest import (
 from tests.helpers import sdk_create_job, sdk_upload
 from tunegate import ids
 from tunegate.api.app import SPEC
-from tunegate.domain.files import StoredFile
+from tunegate.domain.files import SHOWN_PURPOSE, StoredFile
 from tunegate.store import open_store
 
 pytestmark = pytest.mark.e2e
@@ -55,11 +55,12 @@ def strict(server: Server) -> Iterator[OpenAI]:
 
 
 def test_the_contract_s_purposes_are_the_sdk_s(strict: OpenAI) -> None:
-    """Every purpose tunegate answers is one the SDK's FileObject holds (evals is not)."""
+    """Every purpose tunegate answers is one the SDK's FileObject holds (evals, taken at
+    upload, is not: it is shown as user_data)."""
     answered = set(SCHEMAS["OpenAIFile"]["properties"]["purpose"]["enum"])
     assert answered == SDK_PURPOSES
-    assert set(UPLOAD_PURPOSES) <= SDK_PURPOSES
-    assert "evals" not in UPLOAD_PURPOSES
+    assert set(UPLOAD_PURPOSES) - set(SHOWN_PURPOSE) <= SDK_PURPOSES
+    assert "evals" not in SDK_PURPOSES and SHOWN_PURPOSE["evals"] in SDK_PURPOSES
 
 
 def test_a_strict_client_lists_files_after_every_upload_the_server_accepts(strict: OpenAI) -> None:
@@ -67,20 +68,19 @@ def test_a_strict_client_lists_files_after_every_upload_the_server_accepts(stric
     for purpose in UPLOAD_PURPOSES:
         content = chat_lines(12) if purpose == "fine-tune" else f"{purpose} bytes".encode()
         stored = sdk_upload(strict, content, name=f"{purpose}.jsonl", purpose=purpose)
-        assert stored.purpose == purpose
-        uploaded[stored.id] = purpose
+        shown = SHOWN_PURPOSE.get(purpose, purpose)
+        assert stored.purpose == shown
+        uploaded[stored.id] = shown
     listed = {file.id: file.purpose for file in strict.files.list()}
     assert uploaded.items() <= listed.items()
     for file_id, purpose in uploaded.items():
         assert strict.files.retrieve(file_id).purpose == purpose
 
 
-def test_evals_is_refused_at_upload(strict: OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
-        sdk_upload(strict, b'{"item": 1}\n', name="eval.jsonl", purpose="evals")
-    error = caught.value.body
-    assert isinstance(error, dict) and error["param"] == "purpose"
-    assert "'evals' is not one of" in error["message"]
+def test_an_evals_upload_reads_as_user_data_and_filters_as_evals(strict: OpenAI) -> None:
+    stored = sdk_upload(strict, b'{"item": {"q": 1}}\n', name="eval.jsonl", purpose="evals")
+    assert stored.purpose == "user_data"
+    assert [file.id for file in strict.files.list(purpose="evals")] == [stored.id]
     assert all(file.purpose != "evals" for file in strict.files.list())
 
 

@@ -62,6 +62,18 @@ def test_text_similarity(client: OpenAI) -> None:
     assert result.reward == pytest.approx(2 * 1.0 * 0.5 / 1.5)
 
 
+def test_cosine_embeds_with_the_served_base_model(client: OpenAI) -> None:
+    cosine = {**ROUGE, "name": "cos", "evaluation_metric": "cosine"}
+    same = run(client, cosine, "The capital of France is Paris.",
+               {"answer": "The capital of France is Paris."})
+    other = run(client, cosine, "The capital of France is Paris.",
+                {"answer": "Bake the bread for forty minutes at high heat."})
+    assert same.metadata.errors.model_grader_server_error is False
+    assert same.reward == pytest.approx(1.0, abs=1e-4)
+    assert other.metadata.errors.model_grader_server_error is False
+    assert 0 < other.reward < same.reward
+
+
 def test_multi(client: OpenAI) -> None:
     grader = {"type": "multi", "name": "blend", "graders": {"a": CHECK, "b": ROUGE},
               "calculate_output": "0.5 * a + 0.5 * b"}

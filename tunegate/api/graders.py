@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tunegate.api.inference import Completions
+from tunegate.api.inference import Completions, Embeddings
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.errors import InvalidRequest, NotFound, clip
 from tunegate.graders import (
     GRADER_TYPES,
@@ -28,16 +29,14 @@ from tunegate.settings import Settings
 RUNNABLE = GRADER_TYPES - {"label_model"}
 
 
-class EmbeddingsUnavailable(RuntimeError):
-    """No embedding model is wired to the graders yet (``text_similarity`` ``cosine``)."""
-
-
 class PoolGraderModels:
-    """``GraderModels`` for one project's request: chat completions through the serving pool
-    (the same use case, and so the same models and rules, as ``/v1/chat/completions``)."""
+    """``GraderModels`` for one project's request: chat completions and embeddings through the
+    serving pool (the same use cases, and so the same models and rules, as
+    ``/v1/chat/completions`` and ``/v1/embeddings``)."""
 
     def __init__(self, completions: Completions, project_id: str | None):
         self.completions = completions
+        self.embeddings = Embeddings(completions)
         self.project_id = project_id
 
     def complete(self, model: str, messages: Sequence[Mapping[str, Any]], *,
@@ -56,9 +55,9 @@ class PoolGraderModels:
                            refusal=message.get("refusal"))
 
     def embed(self, model: str | None, texts: Sequence[str]) -> list[list[float]]:
-        raise EmbeddingsUnavailable(
-            "this server has no embedding model for graders yet (text_similarity with "
-            "evaluation_metric cosine needs one)")
+        # OpenAI's cosine grader names no model (it uses its own embedding model): here it is
+        # the embedded base, which every tunegate serves.
+        return self.embeddings.embed(model or EMBEDDED_MODEL_ID, texts, self.project_id)
 
     def exists(self, model: str) -> bool:
         try:

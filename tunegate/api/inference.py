@@ -1,15 +1,16 @@
-"""The inference use cases (``/v1/chat/completions``, ``/v1/completions``): which files
-llama.cpp runs for the model named, then the generation itself (``tunegate.serving``)."""
+"""The inference use cases (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``):
+which files llama.cpp runs for the model named, then the generation or the embedding itself
+(``tunegate.serving``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from tunegate.adapters import files as adapter_files
 from tunegate.api.models import Models, no_such_model
 from tunegate.errors import InvalidRequest
-from tunegate.serving import completions
+from tunegate.serving import completions, embeddings
 from tunegate.serving.pool import ModelFiles, ModelPool
 
 
@@ -69,3 +70,26 @@ class Completions:
                 "servable models from it.",
                 param="model", code="model_not_servable")
         return ModelFiles(served_id, base.path, adapter)
+
+
+class Embeddings:
+    """Embeddings from any model chat completions can serve (a base, an alias, a fine-tuned
+    model or a checkpoint), computed by the same model process."""
+
+    def __init__(self, completions: Completions):
+        self.completions = completions  # which model files a name runs, and the pool
+
+    def create(self, project_id: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        """OpenAI's embeddings ``list`` for a ``/v1/embeddings`` body."""
+        request = embeddings.embedding_request(body)
+        files = self.completions.servable(project_id, request.model)
+        return embeddings.run(self.completions.pool, files, request)
+
+    def embed(self, model: str, texts: Sequence[str],
+              project_id: str | None = None) -> list[list[float]]:
+        """Unit-length vectors of ``texts`` by ``model``, in order, for callers inside
+        tunegate (the ``cosine`` grader): the checks and errors of ``/v1/embeddings``.
+        ``project_id`` is whose fine-tuned models the name may mean (None: any project's)."""
+        request = embeddings.embedding_request({"model": model, "input": list(texts)})
+        files = self.completions.servable(project_id, request.model)
+        return embeddings.embed(self.completions.pool, files, request)[0]

@@ -37,6 +37,7 @@ HANDLERS: Mapping[str, str] = {
     "downloadModelAdapter": "handlers.models.download_adapter",  # tunegate's own
     "createChatCompletion": "handlers.inference.create_chat_completion",
     "createCompletion": "handlers.inference.create_completion",
+    "createEmbedding": "handlers.inference.create_embedding",
     "createUpload": "handlers.uploads.create_upload",
     "addUploadPart": "handlers.uploads.add_upload_part",
     "completeUpload": "handlers.uploads.complete_upload",
@@ -44,6 +45,19 @@ HANDLERS: Mapping[str, str] = {
     "createFineTuningCheckpointPermission": "handlers.permissions.create_permissions",
     "listFineTuningCheckpointPermissions": "handlers.permissions.list_permissions",
     "deleteFineTuningCheckpointPermission": "handlers.permissions.delete_permission",
+    "listEvals": "handlers.evals.list_evals",
+    "createEval": "handlers.evals.create_eval",
+    "getEval": "handlers.evals.get_eval",
+    "updateEval": "handlers.evals.update_eval",
+    "deleteEval": "handlers.evals.delete_eval",
+    "getEvalRuns": "handlers.evals.list_runs",
+    "createEvalRun": "handlers.evals.create_run",
+    "getEvalRun": "handlers.evals.get_run",
+    "cancelEvalRun": "handlers.evals.cancel_run",
+    "cancelEvalRunByPath": "handlers.evals.cancel_run",  # tunegate's name: newer SDKs' path
+    "deleteEvalRun": "handlers.evals.delete_run",
+    "getEvalRunOutputItems": "handlers.evals.list_output_items",
+    "getEvalRunOutputItem": "handlers.evals.get_output_item",
     "runGrader": "handlers.graders.run_grader",
     "validateGrader": "handlers.graders.validate_grader",
 }

@@ -1,7 +1,8 @@
 """The API's use cases over one store and data folder, one object per resource, the way
 ``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``,
-``completions`` and ``graders``. Handlers call exactly one method of one of them; that layer
-owns the rules and speaks only in domain objects and ``tunegate.errors`` exceptions.
+``completions``, ``embeddings``, ``graders``, ``evals`` and ``eval_runs``. Handlers call exactly
+one method of one of them; that layer owns the rules and speaks only in domain objects and
+``tunegate.errors`` exceptions.
 
 Every method takes the caller's ``project_id``: objects of other projects are answered exactly
 like missing ones (404, same message). Reads also take ``None``, an admin key's "every project";
@@ -10,10 +11,12 @@ new objects always go into a real project.
 
 from __future__ import annotations
 
+from tunegate.api.eval_runs import EvalRuns
+from tunegate.api.evals import Evals
 from tunegate.api.event_feed import EventFeed
 from tunegate.api.files import Files, Upload
 from tunegate.api.graders import Graders
-from tunegate.api.inference import Completions
+from tunegate.api.inference import Completions, Embeddings
 from tunegate.api.jobs import Jobs
 from tunegate.api.models import Models
 from tunegate.api.permissions import Permissions
@@ -44,4 +47,14 @@ class Service:
         self.jobs = Jobs(settings, store, self.models, self.live_events)
         self.permissions = Permissions(store)
         self.completions = Completions(self.inference, self.models)
+        self.embeddings = Embeddings(self.completions)
         self.graders = Graders(settings, self.completions)
+        # Evals grade models this server serves, unless an external endpoint serves them.
+        model_check = None if settings.eval_endpoint else self._servable
+        self.evals = Evals(store, model_check)
+        self.eval_runs = EvalRuns(store, storage, self.evals, model_check,
+                                  report_url=f"http://{settings.host}:{settings.port}/dashboard/",
+                                  max_line_bytes=settings.max_line_bytes)
+
+    def _servable(self, project_id: str | None, model: str) -> None:
+        self.completions.servable(project_id, model)

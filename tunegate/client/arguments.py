@@ -1,4 +1,4 @@
-"""The client commands' command line: ``train``, ``jobs …`` and ``chat``, added to the
+"""The client commands' command line: ``train``, ``jobs …``, ``chat`` and ``eval``, added to the
 ``tunegate`` parser beside ``serve``, ``worker`` and ``keys``."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-CLIENT_COMMANDS = ("train", "jobs", "chat")
+CLIENT_COMMANDS = ("train", "jobs", "chat", "eval")
 JOB_ACTIONS = {
     "list": "list jobs, newest first",
     "show": "show one job (status, hyperparameters, progress, error)",
@@ -65,3 +65,21 @@ def add_client_commands(commands: Any) -> None:
     chat.add_argument("--system", help="a system message")
     chat.add_argument("--max-tokens", type=int, default=256, help="longest answer (default 256)")
     chat.add_argument("--temperature", type=float, help="sampling temperature")
+
+    evaluate = commands.add_parser(
+        "eval", parents=[connection], help="run an eval on a model and print each criterion's "
+                                           "pass rate",
+        description="Upload FILE (rows {\"item\": {...}}, purpose evals), run the eval on the "
+                    "model with a completions data source, wait for the run to end and print "
+                    "the per-criterion table. Exit code 0 when the run completed.")
+    evaluate.add_argument("eval_id", metavar="EVAL_ID", help="the eval (eval_…)")
+    evaluate.add_argument("--model", required=True,
+                          help="a base model, an alias, a fine-tuned model or a checkpoint")
+    evaluate.add_argument("--file", type=Path, required=True, help="the data items (JSONL)")
+    evaluate.add_argument("--prompt", help="the user message, {{ item.… }} filled from each "
+                                           "item (default {{ item.input }})")
+    evaluate.add_argument("--item-reference",
+                          help="instead of --prompt: the messages inside each item "
+                               "(e.g. item.messages)")
+    evaluate.add_argument("--max-tokens", type=int, default=256,
+                          help="longest answer (default 256)")

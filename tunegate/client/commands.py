@@ -1,5 +1,5 @@
-"""The client commands: ``train``, ``jobs list|show|follow|cancel|pause|resume`` and ``chat``,
-each a function of its parsed arguments that returns the exit code."""
+"""The client commands: ``train``, ``jobs list|show|follow|cancel|pause|resume``, ``chat`` and
+``eval``, each a function of its parsed arguments that returns the exit code."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, terminal: Terminal | None = None) -> int:
     terminal = terminal or Terminal()
     connection = Connection.resolve(args.url)
     commands: dict[str, Callable[[argparse.Namespace, Connection, Terminal], int]] = {
-        "train": train, "jobs": jobs, "chat": chat}
+        "train": train, "jobs": jobs, "chat": chat, "eval": evaluate}
     command = functools.partial(commands[args.command], args, connection, terminal)
     try:
         return run_reporting_errors(command, connection.url, terminal.err)
@@ -217,3 +217,23 @@ def chat(args: argparse.Namespace, connection: Connection, terminal: Terminal) -
         return EXIT_INTERRUPTED
     terminal.say("")
     return EXIT_OK
+
+
+# eval -------------------------------------------------------------------------------------
+
+
+def evaluate(args: argparse.Namespace, connection: Connection, terminal: Terminal) -> int:
+    """Run an eval on a model; the per-criterion table (tunegate.client.evaluate)."""
+    import warnings
+
+    from tunegate.client.evaluate import run_eval
+
+    if not args.file.is_file():
+        terminal.complain(f"tunegate eval: no such file: {args.file}")
+        return EXIT_USAGE
+    with warnings.catch_warnings():  # the SDK warns that OpenAI's own Evals API is shut
+        warnings.filterwarnings("ignore", "The Evals API is deprecated")
+        run = run_eval(connection.client(), args.eval_id, args.model, args.file,
+                       prompt=args.prompt, item_reference=args.item_reference,
+                       max_tokens=args.max_tokens, say=terminal.say)
+    return EXIT_OK if run["status"] == "completed" else EXIT_FAILED

@@ -13,6 +13,8 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
 - an upload's ``part_ids`` must name its own parts, adding up to its ``bytes`` (and match
   ``md5`` when one is sent);
 - base models cannot be deleted and have no adapter;
+- an eval's testing criteria must be graders whose every field checks out, and a run's data
+  source rows ``{"item": {...}}`` with a served model and a template or ``item.`` reference;
 - a ``metadata[key]`` filter cannot carry brackets in its key (deepObject has no escaping);
 - a live event stream resumes only after an event of its own job (``last_event_id``, the
   ``Last-Event-ID`` header), and takes no ``after`` (which pages the JSON list);
@@ -27,7 +29,11 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   model runs on CPU);
 - a grader's fields are checked by tunegate itself (``tunegate.graders.parse``: the contract
   leaves ``grader`` an open object so that the 400 names the bad field), so a generated
-  grader becomes a valid ``string_check`` (under the name drawn, when it drew one).
+  grader becomes a valid ``string_check`` (under the name drawn, when it drew one);
+- embeddings need a served model, token ids inside its vocabulary and ``dimensions`` at most
+  its width (the embedded model's: ``EMBEDDED_VOCABULARY``, ``EMBEDDED_WIDTH``), and each text
+  within its context (cut to ``MAX_PROMPT_BYTES``); inputs are kept to ``MAX_EMBEDDING_INPUTS``
+  (the model runs on CPU).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
 Two users: ``tunegate.contract.hooks`` (the hooks schemathesis.toml names, for a run from
@@ -59,11 +65,18 @@ _REFUSED = {
     "POST /completions": ("echo", "suffix"),
 }
 MAX_CHOICES = 8  # tunegate.serving.completions.MAX_CHOICES
+# What every drawn testing criterion of a positive eval becomes.
+EVAL_CRITERION = {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}",
+                  "reference": "{{ item.n }}", "operation": "eq"}
 # logit_bias keys kept: token ids every vocabulary has (byte-level tokenizers start with 256).
 MAX_BIASED_TOKEN = 255
 GRADER_ROUTES = ("POST /fine_tuning/alpha/graders/run", "POST /fine_tuning/alpha/graders/validate")
 VALID_GRADER = {"type": "string_check", "input": "{{sample.output_text}}",
                 "reference": "expected", "operation": "eq"}
+EMBEDDINGS = "POST /embeddings"
+EMBEDDED_VOCABULARY = 49152  # token ids of the embedded SmolLM2 run from 0 to this - 1
+EMBEDDED_WIDTH = 576  # the length of its embeddings: the most `dimensions` can ask
+MAX_EMBEDDING_INPUTS = 4  # inputs per generated request, and tokens per token array: x 16
 # The token limits each generation body declares (the legacy completion has only max_tokens;
 # an undeclared one is refused with 400 unknown_parameter).
 _TOKEN_LIMITS = {
@@ -118,6 +131,14 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         _job(body, training_file, base_models[0])
     elif label in _REFUSED:
         _generation(body, label, base_models[0])
+    elif label == "POST /evals":
+        _eval(body)
+    elif label == "POST /evals/{eval_id}/runs":
+        _eval_run(body, base_models[0])
+    elif label == "POST /evals/{eval_id}":
+        _plain_metadata(body)
+    elif label == EMBEDDINGS:
+        _embedding(body, base_models[0])
     elif label in GRADER_ROUTES and "grader" in body:
         drawn = body["grader"] if isinstance(body["grader"], dict) else {}
         name = drawn.get("name") if isinstance(drawn.get("name"), str) else "grader"
@@ -185,6 +206,42 @@ def _job(body: dict[str, Any], training_file: Callable[[], str], base_model: str
         body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
 
 
+def _plain_metadata(body: dict[str, Any]) -> None:
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+
+
+def _eval(body: dict[str, Any]) -> None:
+    """Criteria are checked field by field by the graders (a drawn ``string_check`` lacks its
+    ``input``...): each becomes a valid one of its name; ``item_schema`` must be an object."""
+    _plain_metadata(body)
+    if isinstance(body.get("testing_criteria"), list):
+        body["testing_criteria"] = [EVAL_CRITERION for _ in body["testing_criteria"]]
+    config = body.get("data_source_config")
+    if isinstance(config, dict) and not isinstance(config.get("item_schema"), dict):
+        config["item_schema"] = {"type": "object"}
+
+
+def _eval_run(body: dict[str, Any], base_model: str) -> None:
+    """A run's rows must be ``{"item": {...}}`` objects, its model one the server serves and its
+    messages a template or an ``item.`` reference: a drawn data source becomes a valid one of
+    its type."""
+    _plain_metadata(body)
+    source = body.get("data_source")
+    if not isinstance(source, dict):
+        return
+    source["source"] = {"type": "file_content", "content": [{"item": {"n": 1}}]}
+    if source.get("type") == "completions":
+        source["model"] = base_model
+        source["input_messages"] = {"type": "template",
+                                    "template": [{"role": "user", "content": "{{ item.n }}"}]}
+        source["sampling_params"] = {"max_completion_tokens": MAX_TOKENS}
+    else:
+        for name in ("model", "input_messages", "sampling_params"):
+            source.pop(name, None)
+
+
 def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
     if isinstance(body.get("model"), str):
         body["model"] = base_model
@@ -249,3 +306,35 @@ def _named_function(tool: Any, where: str) -> bool:
     function = tool if where == "functions" else (tool or {}).get("function")
     return (isinstance(function, dict) and bool(function.get("name"))
             and (where == "functions" or tool.get("type", "function") == "function"))
+
+
+def _embedding(body: dict[str, Any], base_model: str) -> None:
+    if isinstance(body.get("model"), str):
+        body["model"] = base_model
+    if _is_int(body.get("dimensions")) and body["dimensions"] > EMBEDDED_WIDTH:
+        body["dimensions"] = EMBEDDED_WIDTH
+    value = body.get("input")
+    if isinstance(value, str):
+        body["input"] = _short_text(value)
+    elif isinstance(value, list):
+        body["input"] = [_embedding_input(item) for item in value[:MAX_EMBEDDING_INPUTS]]
+
+
+def _embedding_input(item: Any) -> Any:
+    if isinstance(item, str):
+        return _short_text(item)
+    if _is_int(item):
+        return item % EMBEDDED_VOCABULARY
+    if isinstance(item, list):
+        return [_embedding_input(token) for token in item[:16 * MAX_EMBEDDING_INPUTS]]
+    return item
+
+
+def _short_text(text: str) -> str:
+    while _size(text) > MAX_PROMPT_BYTES:
+        text = text[:len(text) // 2]
+    return text
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

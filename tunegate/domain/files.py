@@ -24,12 +24,13 @@ from typing import IO, Any
 
 CHUNK = 1024 * 1024
 
-# Purposes accepted on upload: OpenAI's, less ``evals``, which the OpenAI SDKs' file object
-# lacks (a strict client could not list files once one was stored; openapi.yaml refuses it).
-# Outputs (``*-results``, ``*_output``) are ours to create.
-UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data")
-# Purposes an older tunegate stored that the SDKs cannot read back, and what is shown instead.
+# Purposes accepted on upload: OpenAI's. Outputs (``*-results``, ``*_output``) are ours to create.
+UPLOAD_PURPOSES = ("assistants", "batch", "evals", "fine-tune", "vision", "user_data")
+# Stored purposes the OpenAI SDKs' file object lacks (its purpose is a closed Literal: a strict
+# client could not list files once one was shown), and what is shown instead. The stored
+# purpose stays the truth: eval runs read ``evals`` files, ``?purpose=evals`` finds them.
 SHOWN_PURPOSE = {"evals": "user_data"}
+EVALS = "evals"
 FINE_TUNE = "fine-tune"
 FINE_TUNE_RESULTS = "fine-tune-results"
 # A stored name is shown back (listings, Content-Disposition), never used as a path; the cap

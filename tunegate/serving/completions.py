@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,13 +22,7 @@ from tunegate import ids
 from tunegate.chat.format import ChatFormatError, text_of
 from tunegate.chat.template import TemplateError
 from tunegate.chat.tool_calls import CLOSE, Reply, StreamReader, read_reply
-from tunegate.errors import (
-    InsufficientStorage,
-    InvalidRequest,
-    ServerError,
-    TooManyRequests,
-    TunegateError,
-)
+from tunegate.errors import InvalidRequest
 from tunegate.serving import logprobs as token_logprobs
 from tunegate.serving.constraints import (
     Constraint,
@@ -37,18 +30,12 @@ from tunegate.serving.constraints import (
     response_constraint,
     tool_call_constraint,
 )
-from tunegate.serving.engine import (
-    Delta,
-    EngineBusy,
-    EngineDied,
-    EngineError,
-    EngineTimeout,
-    Sampling,
-)
+from tunegate.serving.engine import Delta, Sampling
 from tunegate.serving.fanout import interleave
+from tunegate.serving.leases import lease
 from tunegate.serving.logit_bias import check_vocabulary, parse_logit_bias
 from tunegate.serving.model import ServedModel
-from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelNoSpace, ModelPool
+from tunegate.serving.pool import ModelFiles, ModelPool
 
 CHAT_ID = "chatcmpl-"
 COMPLETION_ID = "cmpl-"
@@ -290,65 +277,11 @@ def run(pool: ModelPool, files: ModelFiles, request: GenerationRequest) -> Json 
     from the returned iterator, which takes the model only when first advanced and lets it go
     when exhausted or closed (a client that disconnects closes it).
     """
-    with _lease(pool, files) as model:
+    with lease(pool, files) as model:
         prepared = _prepare(model, files, request)
         if not request.stream:
             return _complete(model, prepared)
     return _chunks(pool, prepared)
-
-
-class ModelBusyError(TooManyRequests):
-    """429: the model's queue is full; the SDK waits and retries on its own."""
-
-    code = "model_busy"
-
-
-class ModelProcessDied(TunegateError):
-    """503: the model's process ended mid-request; the next request starts it again, so the
-    SDK's automatic resend is what the client wants."""
-
-    status = 503
-    type = "server_error"
-    code = "model_process_died"
-    retryable = True
-
-
-class ModelTimedOut(TunegateError):
-    """503: the model's process stopped producing tokens and was stopped. Sending the same
-    request again would likely hang again, so the SDK is told not to."""
-
-    status = 503
-    type = "server_error"
-    code = "model_timeout"
-    retryable = False
-
-
-@contextmanager
-def _lease(pool: ModelPool, files: ModelFiles) -> Iterator[ServedModel]:
-    """The model for ``files``, with the engine's failures turned into API errors."""
-    name = files.model_id
-    try:
-        with pool.use(files) as model:
-            yield model
-    except ModelNoSpace as exc:
-        raise InsufficientStorage(f"Could not serve the model {name}: {exc}. Free space in the "
-                                  "data folder (TUNEGATE_DATA), or serve base + adapter "
-                                  "(TUNEGATE_SERVE_MERGED=disabled).") from None
-    except ModelLoadError as exc:
-        raise ServerError(f"Could not load the model {name}: {exc}") from None
-    except ModelBusy as exc:
-        raise ModelBusyError(f"The model {name} is busy ({exc}); retry in a few "
-                             "seconds.", param="model") from None
-    except EngineDied as exc:
-        raise ModelProcessDied(f"The model {name} stopped while answering ({exc}); it is "
-                               "started again for the next request.") from None
-    except EngineBusy as exc:
-        raise ModelBusyError(f"The model {name} is busy ({exc}); retry in a few seconds.",
-                             param="model") from None
-    except EngineTimeout as exc:
-        raise ModelTimedOut(f"The model {name} took too long ({exc}).") from None
-    except EngineError as exc:
-        raise ServerError(f"The model {name} failed: {exc}") from None
 
 
 def _usage(prepared: _Prepared, completion_tokens: int) -> Json:
@@ -454,7 +387,7 @@ def _chunks(pool: ModelPool, prepared: _Prepared) -> Iterator[Json]:
             reader.feed(request.constraint.prefix)
     last: list[Delta | None] = [None] * n
     offsets = [0] * n  # text sent so far per choice (the legacy logprobs' text_offset)
-    with _lease(pool, prepared.files) as model:
+    with lease(pool, prepared.files) as model:
         if request.chat:
             for index in range(n):
                 yield _chunk(prepared, index, "", None, role=True)

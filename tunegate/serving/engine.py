@@ -10,6 +10,16 @@ tokens are sent, so the server only tokenizes (``/tokenize``) and generates (``/
 Each generation evaluates its whole prompt (``cache_prompt`` off): a prefix resumed from the
 cache gives logits that differ in the last bits, and the same request and seed must give the
 same text.
+
+The same process computes embeddings (``/v1/embeddings``): started with ``--embeddings`` it
+still generates (this llama.cpp decodes embedding and completion requests in separate batches;
+greedy answers are the same as without the flag), so a model needs no second process, no second
+copy of its KV cache and no second start. Vectors are the mean of the last hidden states over the
+input's tokens (``--pooling mean``), L2-normalized; mean pooling cannot split an input across
+batches, so the physical batch holds a whole context (``--ubatch-size`` = ``n_ctx``). This
+llama.cpp pools wrongly when several inputs share a batch (in one request or from concurrent
+requests: some vectors come out mixed with others' tokens, up to 0.4 off per component, checked
+against each input alone), so a process embeds one input at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import json
 import math
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -125,6 +136,7 @@ class LlamaServer:
 
     def __init__(self, model: Path, adapter: Path | None, config: EngineConfig):
         self.model, self.adapter, self.config = model, adapter, config
+        self._embedding = threading.Lock()  # one input in the process at a time (see above)
         self._folder = socket_folders.make_folder()
         self.socket = self._folder / socket_folders.SOCKET_NAME
         log_dir = config.log_dir or self._folder
@@ -137,9 +149,11 @@ class LlamaServer:
         try:
             self._wait_ready()
             self.props: dict[str, Any] = self._client.get("/props").json()
-            # The vocabulary's size, which /props lacks (OpenAI-style model listing's "meta").
+            # The model's sizes, which /props lacks (OpenAI-style model listing's "meta"):
+            # n_vocab (valid token ids) and n_embd (an embedding's width).
             [listed] = self._client.get("/v1/models").json()["data"]
-            self.n_vocab = int(listed["meta"]["n_vocab"])
+            self.meta: dict[str, Any] = listed["meta"]
+            self.n_vocab = int(self.meta["n_vocab"])
         except BaseException:
             self.close()
             raise
@@ -151,7 +165,11 @@ class LlamaServer:
                 "--parallel", str(config.parallel), "--no-webui", "--no-warmup",
                 # Every request evaluates its whole prompt (see the module's docstring): no
                 # prompt cache in memory either.
-                "--cache-ram", "0"]
+                "--cache-ram", "0",
+                # Embeddings from the same process (see the module's docstring); an input of a
+                # whole context must fit one physical batch.
+                "--embeddings", "--pooling", "mean",
+                "--batch-size", str(config.n_ctx), "--ubatch-size", str(config.n_ctx)]
         if config.threads:
             argv += ["--threads", str(config.threads)]
         if self.adapter is not None:
@@ -223,10 +241,27 @@ class LlamaServer:
             raise EngineError(_error_message(response.text))
         return response.json()
 
-    def tokenize(self, text: str, add_special: bool) -> list[int]:
-        """``text`` as tokens; special tokens written in it (``<|im_start|>``) are honoured."""
-        body = {"content": text, "add_special": add_special, "parse_special": True}
+    def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
+        """``text`` as tokens; special tokens written in it (``<|im_start|>``) are honoured
+        unless ``parse_special`` is false (then they are plain text)."""
+        body = {"content": text, "add_special": add_special, "parse_special": parse_special}
         return [int(token) for token in self._post("/tokenize", body)["tokens"]]
+
+    @property
+    def n_embd(self) -> int:
+        """The width of the model's hidden states: the length of its embeddings."""
+        return int(self.meta["n_embd"])
+
+    def embed(self, inputs: Sequence[Sequence[int]]) -> list[list[float]]:
+        """One embedding per token sequence (each at most ``n_ctx`` tokens), in order: unit
+        vectors of ``n_embd`` floats. One input at a time per process (module docstring)."""
+        vectors = []
+        for tokens in inputs:
+            with self._embedding:
+                [item] = self._post("/v1/embeddings", {"input": [list(tokens)],
+                                                       "encoding_format": "float"})["data"]
+            vectors.append([float(value) for value in item["embedding"]])
+        return vectors
 
     def slots(self) -> list[dict[str, Any]]:
         """llama.cpp's view of its slots (``is_processing``, tokens decoded): diagnostics."""

@@ -1,5 +1,6 @@
 """A served model: its process (``LlamaServer``) plus its chat template, with the operations
-completions need: render and tokenize a prompt, measure it against the context, generate."""
+completions need (render and tokenize a prompt, measure it against the context, generate) and
+those embeddings need (tokenize an input, embed token sequences)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,20 @@ class ServedModel:
         if not tokens and self._bos:
             tokens = self.engine.tokenize(self._bos, add_special=False)
         return tokens
+
+    def embedding_input(self, text: str) -> list[int]:
+        """``text`` as the tokens its embedding is computed from: special tokens written in it
+        are plain text (an input is data, not a layout), BOS added when the model asks for it."""
+        return self.engine.tokenize(text, add_special=True, parse_special=False)
+
+    @property
+    def width(self) -> int:
+        """The length of this model's embeddings."""
+        return self.engine.n_embd
+
+    def embed(self, inputs: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Unit-length embeddings of token sequences that each fit the context, in order."""
+        return self.engine.embed(inputs)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.engine.detokenize(tokens)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import Checkpoint, FineTuningJob, JobEvent, JobStatus
 from tunegate.domain.models import CheckpointPermission, FineTunedModel
 from tunegate.domain.uploads import StoredUpload, UploadPart
+
+if TYPE_CHECKING:  # the module imports Page from here
+    from tunegate.store.queries.evals import SqlEvals
 
 T = TypeVar("T")
 
@@ -57,6 +60,9 @@ class Store(Protocol):
     """Methods taking ``project_id`` see only that project's rows; ``None`` sees every project
     (an admin key's reads, and the worker). A fine-tuned model is also seen by the projects it
     is shared with (checkpoint permissions), for reading and using, not for deleting."""
+
+    # Evals, eval runs and their output items (tunegate.store.queries.evals).
+    evals: SqlEvals
 
     def identity(self) -> str:
         """The database's own id, made once when it was created (``tunegate.domain.data_folder``)."""

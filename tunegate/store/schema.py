@@ -149,3 +149,60 @@ checkpoint_permissions = Table(
 
 # One row, made by migration 0003: the id the data folder records (tunegate.domain.data_folder).
 store_identity = Table("store_identity", metadata, Column("id", String(64), primary_key=True))
+
+# The Evals API (migration 0004). A run's counts live on its row (``totals``), grown in the
+# transaction that records each output item; (run_id, datasource_item_id) is unique, so an
+# item is recorded once whatever a resumed worker retries.
+evals = Table(
+    "evals",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("updated_at", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("data_source_config", JSON, nullable=False),
+    Column("testing_criteria", JSON, nullable=False),
+    Column("metadata", JSON),
+    Index("ix_evals_project", "project_id", "id"),
+)
+
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("eval_id", object_id(), nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("data_source", JSON, nullable=False),
+    Column("metadata", JSON),
+    Column("error", JSON, nullable=False),
+    Column("totals", JSON, nullable=False),
+    Column("report_url", Text, nullable=False),
+    Column("worker_id", String(64)),
+    Column("heartbeat_at", Float),
+    Index("ix_eval_runs_eval", "eval_id", "id"),
+    Index("ix_eval_runs_status", "status", "id"),
+)
+
+eval_output_items = Table(
+    "eval_output_items",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("run_id", object_id(), nullable=False),
+    Column("eval_id", object_id(), nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("datasource_item_id", Integer, nullable=False),
+    Column("datasource_item", JSON, nullable=False),
+    Column("results", JSON, nullable=False),
+    Column("sample", JSON, nullable=False),
+    Column("usage", JSON, nullable=False),
+    Column("errored", Integer, nullable=False),
+    Index("ix_eval_output_items_run", "run_id", "id"),
+    Index("ix_eval_output_items_row", "run_id", "datasource_item_id", unique=True),
+)

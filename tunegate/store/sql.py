@@ -18,15 +18,18 @@ rows <-> domain objects in ``tunegate.store.rows``, the queries of each aggregat
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from tunegate.store import schema
 from tunegate.store.engine import create_engines
 from tunegate.store.migrations.migrate import migrate
+from tunegate.store.queries.evals import SqlEvals
 from tunegate.store.queries.events import EventQueries
 from tunegate.store.queries.files import FileQueries
 from tunegate.store.queries.jobs import JobQueries
 from tunegate.store.queries.models import ModelQueries
 from tunegate.store.queries.uploads import UploadQueries
+from tunegate.store.reserve import DiskReserve
 
 
 def open_store(url: str) -> SqlStore:
@@ -38,6 +41,12 @@ def open_store(url: str) -> SqlStore:
 
 class SqlStore(FileQueries, JobQueries, EventQueries, ModelQueries, UploadQueries):
     """The SQL implementation of ``tunegate.store.base.Store``."""
+
+    def __init__(self, engine: Engine, reads: Engine | None = None,
+                 reserve: DiskReserve | None = None):
+        super().__init__(engine, reads, reserve)
+        # The Evals API's tables, queried by a module of their own.
+        self.evals = SqlEvals(engine, self._reads)
 
     def restore_reserve(self) -> bool:
         if self.reserve is None:

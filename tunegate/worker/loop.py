@@ -27,6 +27,7 @@ from tunegate.training.model_cache import cached_folder
 from tunegate.worker.host import Host
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
+from tunegate.worker.model_client import EndpointModels
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
 from tunegate.worker.standby import Standby
@@ -44,10 +45,12 @@ def alias_notice(model: ResolvedModel) -> str:
 
 class Worker:
     def __init__(self, service: Host, worker_id: str | None = None,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, eval_models: EndpointModels | None = None):
         self.service = service
         # Where runs happen (None: as the settings say; tests script runs with one of theirs).
         self.executor = executor
+        # What eval runs ask for samples (None: the endpoint the settings name).
+        self.eval_models = eval_models
         self.store = service.store
         self.settings = service.settings
         self.worker_id = worker_id or new_worker_id()
@@ -103,7 +106,36 @@ class Worker:
         """Do one unit of work (validate files first: it is quick); return whether there was any."""
         self.reap_stale_jobs()
         self._sweep()
-        return self.validate_next() or self.train_next()
+        return self.validate_next() or self.evaluate_next() or self.train_next()
+
+    def evaluate_next(self) -> bool:
+        """Run one eval run to its end (torch-free: its models answer over HTTP)."""
+        if "evaluate" not in self.settings.worker_stages:
+            return False
+        self.reap_stale_runs()
+        run = self.store.evals.claim_run(self.worker_id, time.time())
+        if run is None:
+            return False
+        log.info("claimed eval run %s", run.id)
+        from tunegate.worker.eval_stage import EvalStage, heartbeat
+
+        try:
+            with heartbeat(self.service, run.id, self.worker_id):
+                EvalStage(self.service, self.worker_id, self.eval_models).run(run)
+        finally:
+            self.store.evals.disown_run(run.id, self.worker_id)
+        return True
+
+    def reap_stale_runs(self) -> int:
+        """Give up eval runs of dead workers: the next claim resumes them where they stopped."""
+        cutoff = time.time() - self.settings.heartbeat_timeout
+        reaped = 0
+        for run in self.store.evals.owned_runs():
+            owner = run.worker_id or ""
+            if owner == self.worker_id or known_dead(owner) or run.heartbeat_at is None \
+                    or run.heartbeat_at < cutoff:
+                reaped += int(self.store.evals.disown_run(run.id, owner))
+        return reaped
 
     def validate_next(self) -> bool:
         if "validate" not in self.settings.worker_stages:
