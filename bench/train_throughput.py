@@ -297,6 +297,7 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
     adapter initialised and its examples ordered by ``train_seed`` (the slice stays SEED's)."""
     import torch
 
+    from tunegate.domain.methods import Method
     from tunegate.training import hyperparams
     from tunegate.training.run import run_training
     from tunegate.training.spec import BaseModelRef, TrainingSpec
@@ -332,8 +333,8 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
             job_id="bench", base_model=BaseModelRef(MODEL_NAME, "gguf", str(gguf.parent), gguf.name),
             training_file=str(train_file), work_dir=str(Path(work) / "job"),
             cache_dir=str(cache_dir), seed=train_seed,
-            hyperparameters={"n_epochs": 1, "batch_size": batch,
-                             "learning_rate_multiplier": lr_multiplier or "auto"})
+            method=Method.of("supervised", {"n_epochs": 1, "batch_size": batch,
+                                            "learning_rate_multiplier": lr_multiplier or "auto"}))
         result = run_training(spec, emit, lambda: None, TrainerOptions(valid_every=10**9))
         train_rss = peak_rss_mb()
         # From the hyperparameters event (model loaded, data tokenized) to the last step.
@@ -344,7 +345,7 @@ def run_tunegate(dataset: str, budget: int, cache_dir: Path, evaluate: bool,
                "padded_tokens": computed_tokens(spec, tokenizer, TrainerOptions()),
                "seconds": seconds, "cpu_seconds": stamps[-1][1] - stamps[0][1],
                "threads": torch.get_num_threads(), "batch_size": batch,
-               "learning_rate": hyperparams.resolve(spec.hyperparameters, len(rows)).learning_rate}
+               "learning_rate": hyperparams.resolve(spec.method, len(rows)).learning_rate}
         if evaluate:
             from peft import PeftModel
 
@@ -362,7 +363,7 @@ def computed_tokens(spec: Any, tokenizer: Any, options: Any) -> int:
     from tunegate.training.packing import pack
 
     dataset = load_dataset(spec.training_file, tokenizer, spec.max_seq_len)
-    hp = hyperparams.resolve(spec.hyperparameters, len(dataset.examples))
+    hp = hyperparams.resolve(spec.method, len(dataset.examples))
     total = hyperparams.steps_per_epoch(len(dataset.examples), hp.batch_size) * hp.n_epochs
     import torch
 

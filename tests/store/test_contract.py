@@ -18,6 +18,7 @@ from tunegate.domain.jobs import (
     JobEvent,
     JobStatus,
 )
+from tunegate.domain.methods import Method
 from tunegate.domain.models import CheckpointPermission
 from tunegate.domain.uploads import UPLOAD_LIFETIME_SECONDS, StoredUpload, UploadPart, UploadStatus
 from tunegate.errors import Conflict, InvalidRequest, NotFound, TooManyRequests
@@ -33,7 +34,7 @@ def make_job(status: JobStatus = JobStatus.VALIDATING_FILES, project: str = PROJ
         id=ids.new_id(ids.JOB), project_id=project, created_at=int(time.time()),
         model="SmolLM2-135M-Instruct", organization_id="org-local", status=status,
         training_file="file-x", validation_file=None,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": "auto"}}},
+        method=Method.of("supervised", {"n_epochs": 4}),
         seed=7, metadata=metadata,
     )
 
@@ -152,6 +153,16 @@ class TestJobs:
         assert failed.error == JobError("invalid_n_examples", "too few", "training_file")
         assert failed.finished_at == 123
         assert store.get_job(job.id) == failed
+
+    def test_a_resolved_method_is_stored_and_read_back_typed(self, store: SqlStore) -> None:
+        job = add_job(store)
+        resolved = job.method.resolved({"n_epochs": 4, "batch_size": 1,
+                                        "learning_rate_multiplier": 0.5})
+        store.update_job(job.id, {"method": resolved})
+        stored = store.get_job(job.id)
+        assert stored is not None and stored.method == resolved
+        assert stored.to_api()["method"]["supervised"]["hyperparameters"] == {
+            "batch_size": 1, "learning_rate_multiplier": 0.5, "n_epochs": 4}
 
     def test_status_cannot_be_written_around_the_table(self, store: SqlStore) -> None:
         job = add_job(store)

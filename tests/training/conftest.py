@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tunegate.domain.methods import Method
 from tunegate.training.messages import StepMetrics, TrainerMessage, from_line, to_line
 from tunegate.training.spec import BaseModelRef, TrainingSpec
 
@@ -174,11 +175,13 @@ def kill_at_step(spec: TrainingSpec, step: int) -> None:
 
 @pytest.fixture
 def make_spec(tmp_path: Path, tiny_base: Path) -> Callable[..., TrainingSpec]:
-    """Factory: a spec training the tiny base on ``rows`` in a fresh work folder."""
+    """Factory: a spec training the tiny base on ``rows`` in a fresh work folder; ``method`` and
+    ``hyperparameters`` as a request gives them (built into the spec's ``Method``)."""
     counter = iter(range(1000))
 
     def make(rows: list[dict[str, Any]] | None = None, *, base: Path | None = None,
              valid_rows: list[dict[str, Any]] | None = None, work_dir: Path | None = None,
+             method: str = "supervised", hyperparameters: dict[str, Any] | None = None,
              **fields: Any) -> TrainingSpec:
         n = next(counter)
         train = write_jsonl(tmp_path / f"train-{n}.jsonl", rows or memorisation_rows())
@@ -188,7 +191,8 @@ def make_spec(tmp_path: Path, tiny_base: Path) -> Callable[..., TrainingSpec]:
             validation_file=str(valid) if valid else None,
             base_model=BaseModelRef("tiny", "hf", str(base or tiny_base)),
             work_dir=str(work_dir or tmp_path / f"work-{n}"), cache_dir=str(tmp_path / "models"),
-            hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 2},
+            method=Method.of(method, {"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 2}
+                             if hyperparameters is None else hyperparameters),
             seed=42, max_seq_len=256)
         return TrainingSpec(**(defaults | fields))
 

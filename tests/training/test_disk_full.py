@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.small_disk import fill, run_on_small_disk
+from tunegate.domain.methods import Method
 from tunegate.training.messages import CheckpointSaved, StepMetrics, TrainerMessage
 from tunegate.training.spec import BaseModelRef, TrainingSpec
 
@@ -36,10 +37,11 @@ def _train_until_the_disk_fills(mount: Path, fills_on: type, leave: int) -> None
     tokenizer.save_pretrained(base)
     work = mount / "jobs" / "ftjob-full"
     spec = TrainingSpec(
-        job_id="ftjob-full", method="supervised", base_model=BaseModelRef("tiny", "hf", str(base)),
+        job_id="ftjob-full", base_model=BaseModelRef("tiny", "hf", str(base)),
         training_file=str(write_jsonl(outside / "train.jsonl", memorisation_rows(8))),
         validation_file=None, work_dir=str(work), cache_dir=str(outside / "models"),
-        hyperparameters={"n_epochs": 2, "batch_size": 2}, seed=42, max_seq_len=256)
+        method=Method.of("supervised", {"n_epochs": 2, "batch_size": 2}), seed=42,
+        max_seq_len=256)
     filled: list[Path] = []
 
     def emit(message: TrainerMessage) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import embedded_ref
+from tunegate.domain.methods import Method
 from tunegate.training.spec import BaseModelRef, TrainingSpec
 
 from .conftest import THIRD_PARTY_WARNINGS, Recorder, chat, write_jsonl
@@ -66,7 +67,7 @@ def test_a_short_run_writes_adapter_results_and_checkpoints(
         job_id="ftjob-real", base_model=ref, cache_dir=str(cache), work_dir=str(tmp_path / "job"),
         training_file=str(write_jsonl(tmp_path / "train.jsonl", rows)),
         validation_file=str(write_jsonl(tmp_path / "valid.jsonl", rows[:3])),
-        hyperparameters={"n_epochs": 2, "batch_size": 4}, seed=3)
+        method=Method.of("supervised", {"n_epochs": 2, "batch_size": 4}), seed=3)
     recorder = Recorder()
     result = run_training(spec, recorder.emit, recorder.should_stop)
     assert result.status == "succeeded"
@@ -108,7 +109,8 @@ def test_it_learned_a_fact_the_base_model_cannot_know(
         work_dir=str(tmp_path / "job"), seed=11,
         training_file=str(write_jsonl(tmp_path / "train.jsonl",
                                       [chat(q, ANSWER) for q in QUESTIONS])),
-        hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 1})
+        method=Method.of("supervised", {"n_epochs": 3, "batch_size": 2,
+                                        "learning_rate_multiplier": 1}))
     result = run_training(spec, lambda event: None, lambda: None)
     assert result.status == "succeeded"
 
@@ -188,10 +190,10 @@ def test_it_prefers_what_it_was_taught_to_prefer(
     rows = [sign_off_pair(q, a) for q, a in FACTS]
     train_rows, held_out = rows[:-HELD_OUT], rows[-HELD_OUT:]
     spec = TrainingSpec(
-        job_id="ftjob-prefers", base_model=ref, cache_dir=str(cache), method="dpo",
+        job_id="ftjob-prefers", base_model=ref, cache_dir=str(cache),
         work_dir=str(tmp_path / "job"), seed=5,
         training_file=str(write_jsonl(tmp_path / "train.jsonl", train_rows)),
-        hyperparameters={"n_epochs": 2, "batch_size": 4})
+        method=Method.of("dpo", {"n_epochs": 2, "batch_size": 4}))
     recorder = Recorder()
     started = time.monotonic()
     result = run_training(spec, recorder.emit, recorder.should_stop)

@@ -1,38 +1,61 @@
 import pytest
 
-from tunegate.domain.job_requests import check_metadata, normalize_method, seed_for
+from tunegate.domain.job_requests import check_metadata, method_from_request, seed_for
+from tunegate.domain.methods import Method, SupervisedHyperparameters
 from tunegate.errors import InvalidRequest
 
 
 def test_no_method_means_supervised_with_auto_everything() -> None:
-    assert normalize_method({}) == {"type": "supervised", "supervised": {"hyperparameters": {
-        "batch_size": "auto", "learning_rate_multiplier": "auto", "n_epochs": "auto"}}}
+    assert method_from_request({}).to_wire() == {"type": "supervised", "supervised": {
+        "hyperparameters": {"batch_size": "auto", "learning_rate_multiplier": "auto",
+                            "n_epochs": "auto"}}}
 
 
 def test_deprecated_hyperparameters_fill_the_supervised_method() -> None:
-    method = normalize_method({"hyperparameters": {"n_epochs": 4}})
-    assert method["supervised"]["hyperparameters"]["n_epochs"] == 4
-    assert method["supervised"]["hyperparameters"]["batch_size"] == "auto"
+    method = method_from_request({"hyperparameters": {"n_epochs": 4}})
+    assert method == Method(SupervisedHyperparameters(n_epochs=4))
+    assert method.hyperparameters.batch_size == "auto"
 
 
 def test_both_places_at_once_is_refused() -> None:
     with pytest.raises(InvalidRequest) as raised:
-        normalize_method({"hyperparameters": {"n_epochs": 4}, "method": {
+        method_from_request({"hyperparameters": {"n_epochs": 4}, "method": {
             "type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}})
     assert raised.value.param == "hyperparameters"
+    assert raised.value.code == "misplaced_hyperparameters"
 
 
-def test_dpo_keeps_beta() -> None:
-    method = normalize_method({"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}}})
-    assert method == {"type": "dpo", "dpo": {"hyperparameters": {
+def test_deprecated_hyperparameters_with_dpo_are_refused() -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        method_from_request({"hyperparameters": {"n_epochs": 4}, "method": {"type": "dpo"}})
+    assert (raised.value.param, raised.value.code) == ("hyperparameters",
+                                                       "misplaced_hyperparameters")
+
+
+def test_dpo_keeps_beta_and_lists_names_as_openai_does() -> None:
+    method = method_from_request({"method": {"type": "dpo", "dpo": {"hyperparameters": {
+        "beta": 0.2}}}})
+    wire = method.to_wire()
+    assert wire == {"type": "dpo", "dpo": {"hyperparameters": {
         "beta": 0.2, "batch_size": "auto", "learning_rate_multiplier": "auto", "n_epochs": "auto"}}}
+    assert list(wire["dpo"]["hyperparameters"]) == [
+        "batch_size", "beta", "learning_rate_multiplier", "n_epochs"]
 
 
 def test_reinforcement_is_refused_clearly() -> None:
     with pytest.raises(InvalidRequest) as raised:
-        normalize_method({"method": {"type": "reinforcement"}})
+        method_from_request({"method": {"type": "reinforcement"}})
     assert raised.value.param == "method.type"
     assert raised.value.code == "unsupported_method"
+
+
+def test_a_value_out_of_bounds_is_refused_with_the_trainers_words() -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        method_from_request({"method": {"type": "supervised", "supervised": {
+            "hyperparameters": {"n_epochs": 0}}}})
+    assert (raised.value.code, raised.value.param) == ("invalid_hyperparameters",
+                                                       "hyperparameters.n_epochs")
+    assert raised.value.message == "n_epochs must be an integer from 1 to 50, got 0."
 
 
 def test_metadata_key_length() -> None:

@@ -5,11 +5,12 @@ The rules (docs/development.md): the kernel (settings, ids, errors, processes) i
 of ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and
 adapters only domain and the kernel; training only chat, domain and the kernel; serving never
 the worker, training or torch; the worker never the API or serving; a few training modules
-(spec, errors, messages, precision) never torch; only tunegate.worker.ray_executor imports ray;
-handlers only the API, domain and the kernel; the client (``tunegate train``, ``jobs``,
-``chat``) only the kernel; only the CLI imports both the API and the worker. The CLI is
-``tunegate.cli``, ``tunegate.__main__`` and ``tunegate.supervision`` (the processes ``serve``
-runs beside the API): no other layer imports it.
+(spec, errors, messages, precision, journal, hyperparams) never torch; only
+tunegate.worker.ray_executor imports ray; handlers only the API, domain and the kernel; the
+client (``tunegate train``, ``jobs``, ``chat``) only the kernel; only the CLI imports both the
+API and the worker. The CLI is ``tunegate.cli``, ``tunegate.__main__`` and
+``tunegate.supervision`` (the processes ``serve`` runs beside the API): no other layer imports
+it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "
 # Training modules the worker (or a torch-free test) reads without loading torch.
 TORCH_FREE_TRAINING = {"tunegate.training.spec", "tunegate.training.errors",
                        "tunegate.training.messages", "tunegate.training.precision",
-                       "tunegate.training.journal"}
+                       "tunegate.training.journal", "tunegate.training.hyperparams"}
 # Ray is an optional extra that only Ray workers install: one module imports it.
 RAY_MODULE = "tunegate.worker.ray_executor"
 

@@ -12,7 +12,7 @@ from tunegate.api.event_feed import EventFeed, Follower
 from tunegate.api.models import Models
 from tunegate.domain import work_dirs
 from tunegate.domain.files import FINE_TUNE
-from tunegate.domain.job_requests import check_metadata, normalize_method, seed_for
+from tunegate.domain.job_requests import check_metadata, method_from_request, seed_for
 from tunegate.domain.jobs import (
     Checkpoint,
     EventLevel,
@@ -58,7 +58,7 @@ class Jobs:
         """Validate the request synchronously, then commit the job and its first event, unless
         the project already has ``max_active_jobs`` waiting or training (429, nothing stored)."""
         request = dict(body)
-        method = normalize_method(request)
+        method = method_from_request(request)
         self.models.check_trainable(project_id, request["model"])
         self._training_input(project_id, request["training_file"], "training_file")
         self._training_input(project_id, request.get("validation_file"), "validation_file")

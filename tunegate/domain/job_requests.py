@@ -7,23 +7,21 @@ cannot say: which method, where hyperparameters may come from, and what "auto" s
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
+from tunegate.domain.methods import DEFAULT_METHOD, Method
 from tunegate.errors import InvalidRequest
 
-AUTO = "auto"
-HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "supervised": ("batch_size", "learning_rate_multiplier", "n_epochs"),
-    "dpo": ("beta", "batch_size", "learning_rate_multiplier", "n_epochs"),
-}
 MAX_METADATA_KEY = 64
 MAX_SEED = 2_147_483_647
 
 
-def normalize_method(body: dict[str, Any]) -> dict[str, Any]:
-    """The job's ``method`` with every hyperparameter present ("auto" where not given)."""
-    method = body.get("method") or {"type": "supervised"}
-    method_type = method.get("type", "supervised")
+def method_from_request(body: Mapping[str, Any]) -> Method:
+    """The job's ``method``, from ``method`` or the deprecated top-level ``hyperparameters``
+    (every hyperparameter not given is "auto")."""
+    method = body.get("method") or {"type": DEFAULT_METHOD}
+    method_type = method.get("type", DEFAULT_METHOD)
     if method_type == "reinforcement":
         raise InvalidRequest(
             "Reinforcement fine-tuning is not supported by tunegate: it needs graders that run "
@@ -31,7 +29,7 @@ def normalize_method(body: dict[str, Any]) -> dict[str, Any]:
             param="method.type",
             code="unsupported_method",
         )
-    given = dict(((method.get(method_type) or {}).get("hyperparameters")) or {})
+    given = (method.get(method_type) or {}).get("hyperparameters")
     legacy = body.get("hyperparameters")
     if legacy:
         if method_type != "supervised":
@@ -46,12 +44,8 @@ def normalize_method(body: dict[str, Any]) -> dict[str, Any]:
                 "deprecated top-level 'hyperparameters', not both.",
                 param="hyperparameters", code="misplaced_hyperparameters",
             )
-        given = dict(legacy)
-    hyperparameters = {
-        key: AUTO if given.get(key) is None else given[key]
-        for key in HYPERPARAMETERS[method_type]
-    }
-    return {"type": method_type, method_type: {"hyperparameters": hyperparameters}}
+        given = legacy
+    return Method.of(method_type, given)
 
 
 def check_metadata(metadata: dict[str, str] | None) -> None:
@@ -64,7 +58,7 @@ def check_metadata(metadata: dict[str, str] | None) -> None:
             )
 
 
-def seed_for(body: dict[str, Any]) -> int:
+def seed_for(body: Mapping[str, Any]) -> int:
     """The requested seed, or a fresh one (OpenAI generates one when none is given)."""
     seed = body.get("seed")
     return int(seed) if seed is not None else secrets.randbelow(MAX_SEED + 1)

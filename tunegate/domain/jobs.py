@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunegate import ids
+from tunegate.domain.methods import Method
 from tunegate.errors import Conflict
 
 
@@ -198,7 +199,7 @@ class FineTuningJob:
     status: JobStatus
     training_file: str
     validation_file: str | None
-    method: dict[str, Any]
+    method: Method
     seed: int
     suffix: str | None = None
     metadata: dict[str, str] | None = None
@@ -210,17 +211,7 @@ class FineTuningJob:
     result_files: list[str] = field(default_factory=list)
     estimated_finish: int | None = None
 
-    @property
-    def method_type(self) -> str:
-        return str(self.method["type"])
-
-    @property
-    def hyperparameters(self) -> dict[str, Any]:
-        """The method's hyperparameters ("auto" until a worker resolves them)."""
-        return dict(self.method[self.method_type]["hyperparameters"])
-
     def to_api(self) -> dict[str, Any]:
-        legacy = self.hyperparameters
         return {
             "id": self.id,
             "object": "fine_tuning.job",
@@ -228,12 +219,8 @@ class FineTuningJob:
             "error": self.error.to_api() if self.error else None,
             "fine_tuned_model": self.fine_tuned_model,
             "finished_at": self.finished_at,
-            # The deprecated top-level field mirrors the three shared hyperparameters.
-            "hyperparameters": {
-                key: legacy[key]
-                for key in ("batch_size", "learning_rate_multiplier", "n_epochs")
-                if key in legacy
-            },
+            # The deprecated top-level field mirrors the hyperparameters every method shares.
+            "hyperparameters": self.method.hyperparameters.shared_wire(),
             "model": self.model,
             "organization_id": self.organization_id,
             "result_files": list(self.result_files),
@@ -244,7 +231,7 @@ class FineTuningJob:
             "validation_file": self.validation_file,
             "integrations": self.integrations,
             "estimated_finish": self.estimated_finish,
-            "method": self.method,
+            "method": self.method.to_wire(),
             "metadata": self.metadata,
             "user_provided_suffix": self.suffix,
         }

@@ -16,6 +16,7 @@ from sqlalchemy import Row, Table
 
 from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import Checkpoint, EventLevel, FineTuningJob, JobError, JobEvent, JobStatus
+from tunegate.domain.methods import Method
 from tunegate.domain.models import CheckpointPermission
 from tunegate.domain.uploads import StoredUpload, UploadPart, UploadStatus
 from tunegate.store import schema
@@ -64,7 +65,7 @@ def model_values(model: FineTunedModel) -> dict[str, Any]:
     }
 
 
-as_job = from_row(schema.jobs, FineTuningJob, status=JobStatus,
+as_job = from_row(schema.jobs, FineTuningJob, status=JobStatus, method=Method.from_wire,
                   error=lambda error: JobError(**error) if error else None,
                   result_files=lambda files: list(files or []))
 
@@ -75,7 +76,7 @@ def job_values(job: FineTuningJob) -> dict[str, Any]:
         "id": job.id, "project_id": job.project_id, "created_at": job.created_at,
         "model": job.model, "organization_id": job.organization_id, "status": job.status.value,
         "training_file": job.training_file, "validation_file": job.validation_file,
-        "method": job.method, "seed": job.seed, "suffix": job.suffix, "metadata": job.metadata,
+        "method": job.method.to_wire(), "seed": job.seed, "suffix": job.suffix, "metadata": job.metadata,
         "integrations": job.integrations, "fine_tuned_model": job.fine_tuned_model,
         "finished_at": job.finished_at, "trained_tokens": job.trained_tokens,
         "error": job.error.to_api() if job.error else None, "result_files": job.result_files,
@@ -102,11 +103,13 @@ as_permission = from_row(schema.checkpoint_permissions, CheckpointPermission)
 
 
 def change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """Domain values -> column values (errors to dicts); ``status`` is not changeable here."""
+    """Domain values -> column values (errors, methods to dicts); ``status`` changes elsewhere."""
     if "status" in changes:
         raise ValueError("status changes only through Store.transition")
     values = dict(changes)
     if isinstance(values.get("error"), JobError):
         values["error"] = values["error"].to_api()
+    if isinstance(values.get("method"), Method):
+        values["method"] = values["method"].to_wire()
     return values
 

@@ -61,11 +61,13 @@ def main(argv: list[str]) -> int:
         events.write(to_line(message))
 
     from tunegate.training.errors import TrainingFailed
-    from tunegate.training.run import run_training
     from tunegate.training.spec import TrainingSpec
 
     try:
+        # The spec first: a method with a value out of bounds fails before torch is imported.
         spec = TrainingSpec.from_json(Path(spec_path).read_text())
+        from tunegate.training.run import run_training
+
         result = run_training(spec, emit, should_stop)
     except TrainingFailed as exc:
         emit(Failed(exc.code, exc.message, exc.param))

@@ -12,7 +12,6 @@ MISSING_CHAT_TEMPLATE = "missing_chat_template"
 INVALID_TRAINING_FILE = "invalid_training_file"
 INVALID_VALIDATION_FILE = "invalid_validation_file"
 UNSUPPORTED_BASE_MODEL = "unsupported_base_model"
-INVALID_HYPERPARAMETERS = "invalid_hyperparameters"
 INVALID_RESUME_STATE = "invalid_resume_state"
 INVALID_SETTING = "invalid_setting"  # a TUNEGATE_* variable of the trainer's environment
 INSUFFICIENT_STORAGE = "insufficient_storage"  # the disk filled up (the API's 507 has this code)

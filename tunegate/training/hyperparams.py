@@ -1,6 +1,7 @@
 """Resolve ``"auto"`` hyperparameters to numbers (torch-free, pure functions).
 
-The rules, in one place:
+Which hyperparameters a method takes, and their bounds, are declared in
+:mod:`tunegate.domain.methods`; what ``"auto"`` becomes is decided here. The rules, in one place:
 
 - ``n_epochs``: OpenAI's published rule (openai-cookbook): 3 epochs, raised so that small files
   still see about 100 example-passes (``min(25, 100 // n)`` when ``3 n < 100``) and lowered so
@@ -32,11 +33,10 @@ The rules, in one place:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tunegate.training.errors import INVALID_HYPERPARAMETERS, TrainingFailed
+from tunegate.domain.methods import AUTO, DpoHyperparameters, Method
 
 BASE_LEARNING_RATE = 1e-3
 
@@ -53,7 +53,6 @@ MIN_AUTO_LR_MULTIPLIER = 0.5
 MAX_AUTO_LR_MULTIPLIER = 2.0
 
 AUTO_BETA = 0.1
-MAX_BETA = 2.0
 
 
 @dataclass(frozen=True)
@@ -100,49 +99,15 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
     return max(1, math.ceil(n_examples / batch_size))
 
 
-def resolve(hyperparameters: Mapping[str, Any] | None, n_examples: int,
-            method: str = "supervised") -> ResolvedHyperparameters:
-    """Replace every missing, ``None`` or ``"auto"`` value; check the explicit ones.
-
-    Explicit values are kept as given (OpenAI's ranges: n_epochs 1..50, batch_size 1..256,
-    learning_rate_multiplier > 0, beta in (0, 2]); anything else raises ``TrainingFailed``.
-    ``beta`` is resolved for ``method == "dpo"`` only.
-    """
-    given = dict(hyperparameters or {})
-
-    def explicit(key: str) -> Any:
-        value = given.get(key)
-        return None if value is None or value == "auto" else value
-
-    n_epochs = explicit("n_epochs")
-    n_epochs = auto_n_epochs(n_examples) if n_epochs is None else _int_in(n_epochs, "n_epochs", 1, 50)
-    batch_size = explicit("batch_size")
-    batch_size = (auto_batch_size(n_examples) if batch_size is None
-                  else _int_in(batch_size, "batch_size", 1, 256))
-    multiplier = explicit("learning_rate_multiplier")
-    if multiplier is None:
-        multiplier = auto_learning_rate_multiplier(batch_size)
-    else:
-        multiplier = _number_in(multiplier, "learning_rate_multiplier", math.inf)
-    if method != "dpo":
-        return ResolvedHyperparameters(n_epochs, batch_size, float(multiplier))
-    beta = explicit("beta")
-    beta = AUTO_BETA if beta is None else _number_in(beta, "beta", MAX_BETA)
-    return ResolvedHyperparameters(n_epochs, batch_size, float(multiplier), float(beta))
-
-
-def _number_in(value: Any, name: str, high: float) -> float:
-    """A number in (0, high]."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
-        bound = "> 0" if high == math.inf else f"in (0, {high:g}]"
-        raise TrainingFailed(INVALID_HYPERPARAMETERS, f"{name} must be a number {bound}, "
-                             f"got {value!r}.", f"hyperparameters.{name}")
-    return float(value)
-
-
-def _int_in(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise TrainingFailed(INVALID_HYPERPARAMETERS,
-                             f"{name} must be an integer from {low} to {high}, got {value!r}.",
-                             f"hyperparameters.{name}")
-    return value
+def resolve(method: Method, n_examples: int) -> ResolvedHyperparameters:
+    """Replace every ``"auto"`` of ``method`` for a file of ``n_examples`` examples; explicit
+    values stay as given (the domain checked them when ``method`` was built)."""
+    hp = method.hyperparameters
+    n_epochs = auto_n_epochs(n_examples) if hp.n_epochs == AUTO else int(hp.n_epochs)
+    batch_size = auto_batch_size(n_examples) if hp.batch_size == AUTO else int(hp.batch_size)
+    multiplier = (auto_learning_rate_multiplier(batch_size) if hp.learning_rate_multiplier == AUTO
+                  else float(hp.learning_rate_multiplier))
+    if not isinstance(hp, DpoHyperparameters):
+        return ResolvedHyperparameters(n_epochs, batch_size, multiplier)
+    beta = AUTO_BETA if hp.beta == AUTO else float(hp.beta)
+    return ResolvedHyperparameters(n_epochs, batch_size, multiplier, beta)

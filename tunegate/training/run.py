@@ -44,6 +44,9 @@ from tunegate.training.trainer import TrainerOptions
 __all__ = ["TrainerOptions", "TrainingFailed", "TrainingResult", "run_training"]
 
 ShouldStop = Callable[[], str | None]
+# How each method's files are read (the methods this trainer can train).
+LOADERS: dict[str, Callable[..., Dataset[Any]]] = {"supervised": load_dataset,
+                                                   "dpo": load_preferences}
 
 
 def preload() -> None:
@@ -64,16 +67,17 @@ def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     """Fine-tune ``spec.base_model`` with LoRA on ``spec.training_file``.
 
     ``spec.method`` is ``supervised`` (chat or prompt/completion files) or ``dpo`` (preference
-    files, :mod:`tunegate.training.dpo`). Promises: a ``hyperparameters`` event before the first
-    step, one ``metrics`` event per optimizer step, a ``checkpoint`` event per epoch end.
+    files, :mod:`tunegate.training.dpo`). Promises: its "auto" hyperparameters resolved before
+    the weights load, a ``hyperparameters`` event before the first step, one ``metrics`` event
+    per optimizer step, a ``checkpoint`` event per epoch end.
     Returns status ``succeeded`` (adapter in ``work_dir/adapter``, ``results.csv`` written),
     ``paused`` (state in ``work_dir/run``; ``resume=True`` continues with the same losses) or
     ``cancelled``. Raises ``TrainingFailed``.
     """
     options = options or TrainerOptions()
-    if spec.method not in ("supervised", "dpo"):
-        raise TrainingFailed("unsupported_method", f"Method {spec.method!r} is not supported; "
-                             "use 'supervised' or 'dpo'.", "method")
+    if spec.method.type not in LOADERS:
+        raise TrainingFailed("unsupported_method", f"Method {spec.method.type!r} is not "
+                             "supported; use 'supervised' or 'dpo'.", "method")
     try:
         return _run(spec, emit, should_stop, options)
     except torch.OutOfMemoryError as exc:
@@ -98,18 +102,20 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     # The data first, with the tokenizer alone: a file that cannot train fails in seconds,
     # before the weights load (or a GGUF base is converted).
     tokenizer = model_cache.load_tokenizer(spec.base_model, spec.cache_dir)
-    load = load_preferences if spec.method == "dpo" else load_dataset
+    load = LOADERS[spec.method.type]
     train_set: Dataset[Any] = load(spec.training_file, tokenizer, spec.max_seq_len, emit=emit)
     valid_set: Dataset[Any] | None = (
         load(spec.validation_file, tokenizer, spec.max_seq_len, validation=True, emit=emit)
         if spec.validation_file else None)
+    # "auto" needs the number of examples kept, which only the tokenized read knows; resolved
+    # here, before the weights load, so that a combination a rule refuses fails in seconds.
+    hp = hyperparams.resolve(spec.method, len(train_set.examples))
     model = _load_model(spec, emit, tokenizer, chosen.base_dtype)
     if governor is not None:
         emit(note(f"Training on CPU with {governor.start()} thread(s), {chosen.describe()}"))
     else:
         emit(note(f"Training on {device.type.upper()}, {chosen.describe()}"))
-    hp = hyperparams.resolve(spec.hyperparameters, len(train_set.examples), spec.method)
-    emit(HyperparametersResolved(hp.to_dict()))
+    emit(HyperparametersResolved(hp.to_dict()))  # after the load's notes, as it always came
 
     torch.manual_seed(spec.seed)  # the adapter's initial weights
     model = lora.attach_lora(model, spec.init_adapter).to(device)
@@ -118,7 +124,7 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
                                       else trainer.CPU_TOKEN_BUDGET)
     engine = trainer.Engine(model, device, budget, autocast=chosen.autocast)
     objective: trainer.Objective = trainer.SupervisedObjective(engine)
-    if spec.method == "dpo":
+    if spec.method.type == "dpo":
         assert hp.beta is not None
         referenced = _with_references(spec, engine, train_set, valid_set, emit, should_stop)
         if referenced is None:
@@ -131,7 +137,7 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     loop = trainer.Loop(objective, optimizer, scheduler, train_set, valid_set,
                     hp, spec.seed, spec.work_dir, options, emit, should_stop, governor)
     progress = _start_or_resume(spec, loop, train_set, valid_set, emit)
-    noun = "preference pairs" if spec.method == "dpo" else "examples"
+    noun = "preference pairs" if spec.method.type == "dpo" else "examples"
     emit(note(f"Training {len(train_set.examples)} {noun} ({train_set.n_tokens} tokens) "
                   f"for {hp.n_epochs} epoch(s), {loop.total_steps} steps of {hp.batch_size} "
                   f"example(s), learning rate {hp.learning_rate:g}"

@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tunegate.domain.methods import Method
+from tunegate.errors import InvalidRequest
+from tunegate.training.errors import TrainingFailed
+
 RESULT_FILE = "result.json"
 
 
@@ -43,7 +47,7 @@ class TrainingSpec:
     ``work_dir`` is the job's folder; the trainer owns its layout: ``run/`` (resumable state),
     ``checkpoints/step-N/`` (``adapter/`` + ``metrics.json``), ``adapter/`` (the final PEFT
     adapter) and ``results.csv``. ``cache_dir`` holds converted bases (``<name>/``).
-    ``hyperparameters`` values may be ``"auto"`` (see :mod:`tunegate.training.hyperparams`).
+    ``method``'s hyperparameters may be ``"auto"`` (see :mod:`tunegate.training.hyperparams`).
     """
 
     job_id: str
@@ -51,9 +55,8 @@ class TrainingSpec:
     training_file: str
     work_dir: str
     cache_dir: str
-    method: str = "supervised"
+    method: Method = field(default_factory=Method)
     validation_file: str | None = None
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     max_seq_len: int = 2048
     init_adapter: str | None = None
@@ -61,13 +64,22 @@ class TrainingSpec:
 
     def to_json(self) -> str:
         """A JSON object that :meth:`from_json` turns back into an equal spec."""
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({**asdict(self), "method": self.method.to_wire()}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainingSpec:
-        """Parse :meth:`to_json` output; unknown keys are an error (a version mismatch)."""
+        """Parse :meth:`to_json` output; unknown keys are an error (a version mismatch).
+
+        A method the domain refuses (a hyperparameter out of bounds) raises ``TrainingFailed``
+        with the domain's code, message and param: the run fails here, before the trainer
+        imports torch or reads a file.
+        """
         data = json.loads(text)
         data["base_model"] = BaseModelRef(**data["base_model"])
+        try:
+            data["method"] = Method.from_wire(data["method"])
+        except InvalidRequest as exc:
+            raise TrainingFailed(str(exc.code), exc.message, exc.param) from exc
         return cls(**data)
 
 

@@ -257,7 +257,7 @@ class Worker:
             self.store.add_events([job_event(job.id, f"Validating {param.replace('_', ' ')}: "
                                              f"{file_id}")])
             try:
-                self._check_file(file_id, job.method_type, minimum)
+                self._check_file(file_id, job.method.type, minimum)
             except DatasetError as exc:
                 return self._fail_validation(job, param, exc.code, exc.message)
         tokenizer = self.length_tokenizer(model)
@@ -265,7 +265,7 @@ class Worker:
             for param, file_id, _ in checks:
                 try:
                     check_lengths(self.service.storage.path(file_id), tokenizer,
-                                  self.settings.max_seq_len, method=job.method_type,
+                                  self.settings.max_seq_len, method=job.method.type,
                                   validation=param == "validation_file")
                 except TrainingFailed as exc:
                     return self._fail_validation(job, exc.param or param, exc.code, exc.message)

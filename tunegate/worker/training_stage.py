@@ -118,11 +118,10 @@ class TrainingStage:
         work_dir = self.work_dir(job.id)
         return TrainingSpec(
             job_id=job.id,
-            method=job.method_type,
+            method=job.method,
             base_model=model.ref,
             training_file=str(storage.path(job.training_file)),
             validation_file=str(storage.path(job.validation_file)) if job.validation_file else None,
-            hyperparameters=job.hyperparameters,
             seed=job.seed,
             work_dir=str(work_dir),
             cache_dir=str(self.settings.model_cache),
@@ -341,12 +340,11 @@ class TrainingStage:
     def _record_hyperparameters(self, job: FineTuningJob,
                                 message: HyperparametersResolved) -> bool:
         current = self.store.get_job(job.id)
-        resolved = {**job.hyperparameters, **message.resolved}
-        if current is not None and current.hyperparameters == resolved:
+        resolved = job.method.resolved(message.resolved)
+        if current is not None and current.method == resolved:
             return True  # resolved by an earlier run of this job: said already
-        method = {"type": job.method_type, job.method_type: {"hyperparameters": resolved}}
         return self._progress(job, [job_event(job.id, "Hyperparameters resolved: " + ", ".join(
-            f"{k}={v}" for k, v in message.resolved.items()))], {"method": method})
+            f"{k}={v}" for k, v in message.resolved.items()))], {"method": resolved})
 
     def _record_metrics(self, job: FineTuningJob, metrics: StepMetrics) -> bool:
         if metrics.step <= self.recorded_through:
