@@ -68,9 +68,10 @@ def test_cosine_embeds_with_the_served_base_model(client: OpenAI) -> None:
                {"answer": "The capital of France is Paris."})
     other = run(client, cosine, "The capital of France is Paris.",
                 {"answer": "Bake the bread for forty minutes at high heat."})
-    assert same.metadata.errors.model_grader_server_error is False
+    # The wire name (the strict SDK's attribute is api_model_grader_server_error).
+    assert same.metadata.errors.to_dict()["model_grader_server_error"] is False
     assert same.reward == pytest.approx(1.0, abs=1e-4)
-    assert other.metadata.errors.model_grader_server_error is False
+    assert other.metadata.errors.to_dict()["model_grader_server_error"] is False
     assert 0 < other.reward < same.reward
 
 
