@@ -37,6 +37,9 @@ HANDLERS: Mapping[str, str] = {
     "downloadModelAdapter": "handlers.models.download_adapter",  # tunegate's own
     "createChatCompletion": "handlers.inference.create_chat_completion",
     "createCompletion": "handlers.inference.create_completion",
+    "createResponse": "handlers.responses.create_response",
+    "retrieveResponse": "handlers.responses.retrieve_response",
+    "deleteResponse": "handlers.responses.delete_response",
     "createUpload": "handlers.uploads.create_upload",
     "addUploadPart": "handlers.uploads.add_upload_part",
     "completeUpload": "handlers.uploads.complete_upload",

@@ -1,7 +1,7 @@
 """The API's use cases over one store and data folder, one object per resource, the way
-``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions`` and
-``completions``. Handlers call exactly one method of one of them; that layer owns the rules and
-speaks only in domain objects and ``tunegate.errors`` exceptions.
+``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``,
+``completions`` and ``responses``. Handlers call exactly one method of one of them; that
+layer owns the rules and speaks only in domain objects and ``tunegate.errors`` exceptions.
 
 Every method takes the caller's ``project_id``: objects of other projects are answered exactly
 like missing ones (404, same message). Reads also take ``None``, an admin key's "every project";
@@ -16,6 +16,7 @@ from tunegate.api.inference import Completions
 from tunegate.api.jobs import Jobs
 from tunegate.api.models import Models
 from tunegate.api.permissions import Permissions
+from tunegate.api.responses import Responses
 from tunegate.api.uploads import Uploads
 from tunegate.domain.files import FileStorage
 from tunegate.domain.uploads import UploadStorage
@@ -43,3 +44,4 @@ class Service:
         self.jobs = Jobs(settings, store, self.models, self.live_events)
         self.permissions = Permissions(store)
         self.completions = Completions(self.inference, self.models)
+        self.responses = Responses(self.completions)
