@@ -1,7 +1,8 @@
-"""/v1/responses on the in-process app (responses validated against openapi.yaml), with the
-official SDK as the client, loose and strict: the real embedded model for text, JSON schema and
-forced calls, ``ScriptedAnswer`` (tests/inference/test_tools.py's fake) for a call the model
-makes on its own, which SmolLM2-135M does not."""
+"""/v1/responses on the in-process app (its JSON answers validated against openapi.yaml), with
+the official SDK as the client, loose and strict: the real embedded model for text, JSON schema
+and forced calls, ``ScriptedAnswer`` (tests/inference/test_tools.py's fake) for a call the model
+makes on its own, which SmolLM2-135M does not. The same through a real server process:
+test_responses_sdk.py; the refusals: tests/api/test_responses.py."""
 
 from __future__ import annotations
 
@@ -79,24 +80,3 @@ def test_a_call_the_model_makes_and_its_result_on_the_next_turn(sdk: OpenAI, scr
     assert second.status == "completed"
     prompt = scripted[-1].detokenize(scripted[-1].prompts[-1])
     assert "airborne" in prompt and "takeoff_drone" in prompt
-
-
-def test_bad_input_is_a_400_naming_the_parameter_and_the_server_keeps_serving(
-        client: Any) -> None:
-    for body, param in (
-            ({"previous_response_id": "resp_1"}, "previous_response_id"),
-            ({"tools": [{"type": "web_search"}]}, "tools.0.type"),
-            ({"text": {"format": {"type": "json_schema", "name": "n",
-                                  "schema": {"type": "number", "multipleOf": 2}}}},
-             "text.format.schema")):
-        answer = client.post("/v1/responses", json={"model": BASE, "input": "Hi", **body})
-        assert answer.status_code == 400, answer.text
-        assert answer.json()["error"]["param"] == param
-    unknown = client.post("/v1/responses", json={"model": BASE, "input": "Hi", "max_tokens": 4})
-    assert unknown.json()["error"]["code"] == "unknown_parameter"
-    for method in (client.get, client.delete):
-        gone = method("/v1/responses/resp_123")
-        assert gone.status_code == 404 and gone.json()["error"]["code"] == "response_not_found"
-    again = client.post("/v1/responses", json={"model": BASE, "input": "Hi",
-                                                "max_output_tokens": 2})
-    assert again.status_code == 200 and again.json()["object"] == "response"
