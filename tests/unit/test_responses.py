@@ -344,3 +344,31 @@ def test_a_stored_response_is_never_found() -> None:
     error = not_stored("resp_123")
     assert (error.status, error.param, error.code) == (404, "response_id", "response_not_found")
     assert "does not store responses" in error.message
+
+
+# --------------------------------------------------------------------------- the contract run
+
+def test_the_contract_rules_make_a_schema_valid_request_one_the_translation_takes() -> None:
+    """schemathesis draws schema-valid bodies that tunegate refuses (tunegate.contract.rules):
+    the rewrite must leave one that ``chat_request`` accepts, small and quick to answer."""
+    from types import SimpleNamespace
+
+    from tunegate.contract import rules
+
+    body = {"model": "x", "previous_response_id": "resp_1", "background": True,
+            "conversation": "c", "prompt": {}, "top_logprobs": 5,
+            "tools": [{"type": "web_search"}, TOOL, {"type": "function"}],
+            "tool_choice": {"type": "file_search"}, "max_output_tokens": 500,
+            "text": {"format": {"type": "json_schema", "name": "n", "schema": {"not": {}}}},
+            "metadata": {"k" * 65: "v", "ok": "v"}, "instructions": "i" * 5000,
+            "input": [{"type": "item_reference", "id": "x"}, {"type": "function_call"},
+                      {"role": "user", "content": [{"type": "input_image"}]},
+                      {"role": "assistant", "content": "a" * 3000}]}
+    case = SimpleNamespace(operation=SimpleNamespace(label="POST /responses"), meta=None,
+                           body=body, path_parameters={}, query=None, headers=None)
+    rules.acceptable(case, training_file=lambda: "file-1", base_models=[MODEL],
+                     training_content=b"", completable_upload=lambda: ("upload_1", []))
+    request = chat_request(case.body)
+    assert case.body["model"] == MODEL and case.body["max_output_tokens"] == rules.MAX_TOKENS
+    assert case.body["metadata"] == {"ok": "v"}
+    assert len(json.dumps(request.body["messages"])) <= 2 * rules.MAX_PROMPT_BYTES
