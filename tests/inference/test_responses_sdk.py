@@ -94,5 +94,7 @@ def test_bad_input_is_a_400_naming_the_parameter_and_the_server_keeps_serving(
         assert refused.value.param == "tools.0.type"
         with pytest.raises(openai.NotFoundError):
             client.responses.retrieve("resp_1")
+        with pytest.raises(openai.NotFoundError):
+            client.responses.delete("resp_1")
         answer = client.responses.create(model=BASE, input="Hi", max_output_tokens=2)
         assert answer.status == "incomplete"
