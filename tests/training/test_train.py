@@ -173,6 +173,38 @@ def test_a_killed_run_resumes_from_its_last_epoch_checkpoint(make_spec: MakeSpec
     assert after.losses() == straight[4:]
 
 
+class StateAtEachCheckpoint(Recorder):
+    """Notes, as each checkpoint is announced, the step of the resumable state on disk then."""
+
+    def __init__(self, work_dir: Path) -> None:
+        super().__init__()
+        self.work_dir = work_dir
+        self.saved_step_when_announced: list[int | None] = []
+
+    def emit(self, message: TrainerMessage) -> None:
+        import json
+
+        from tunegate.training.messages import CheckpointSaved
+
+        if isinstance(message, CheckpointSaved):
+            progress = self.work_dir / "run" / "progress.json"
+            self.saved_step_when_announced.append(
+                json.loads(progress.read_text())["step"] if progress.exists() else None)
+        super().emit(message)
+
+
+def test_a_checkpoint_is_announced_once_a_crash_would_resume_from_it(
+        make_spec: MakeSpec, tmp_path: Path) -> None:
+    """A worker frozen right after "Checkpoint created at step 4" must not leave its successor
+    with nothing to resume (the state used to be written after the announcement)."""
+    work = tmp_path / "job"
+    recorder = StateAtEachCheckpoint(work)
+    result, _ = train(make_spec(memorisation_rows(8), work_dir=work), recorder)
+    assert result.status == "succeeded"
+    # Steps 4 and 8 leave resumable state; the last (12) is the final adapter instead.
+    assert recorder.saved_step_when_announced[:2] == [4, 8]
+
+
 def test_the_journal_beside_the_saved_state_holds_everything_reported_up_to_it(
         make_spec: MakeSpec, tmp_path: Path) -> None:
     """What a worker that died before reading the trainer's last messages records from

@@ -2,7 +2,7 @@
 imports included), read with ``ast``: no module is run.
 
 The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing of
-ours; domain and chat only the kernel; store and adapters only domain and the
+ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and adapters only domain and the
 kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
 the worker never the API or serving; a few training modules (spec, errors, messages,
 precision) never torch; only tunegate.worker.ray_executor imports ray; handlers
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = {"tunegate", "tunegate.settings", "tunegate.ids", "tunegate.errors", "tunegate.processes"}
 LAYERS = ("api", "domain", "chat", "store", "adapters", "training", "serving", "worker",
-          "client", "contract")
+          "client", "contract", "graders")
 # What each layer may import of ours, besides itself and the kernel.
 ALLOWED: Mapping[str, set[str]] = {
     "kernel": set(),
@@ -30,8 +30,10 @@ ALLOWED: Mapping[str, set[str]] = {
     "adapters": {"domain"},
     "training": {"chat", "domain"},
     "serving": {"chat", "domain"},
-    "worker": {"domain", "store", "training", "adapters"},
-    "api": {"domain", "store", "adapters", "serving", "chat"},
+    # Graders score samples for the API, eval runs and reinforcement rewards: torch-free, no server.
+    "graders": {"domain"},
+    "worker": {"domain", "store", "training", "adapters", "graders"},
+    "api": {"domain", "store", "adapters", "serving", "chat", "graders"},
     "handlers": {"api", "domain"},
     # The command-line client knows a server only through the HTTP API (the openai SDK).
     "client": set(),
@@ -41,7 +43,7 @@ ALLOWED: Mapping[str, set[str]] = {
 }
 TORCH = {"torch", "transformers", "peft"}
 NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "cli", "client",
-            "contract"}
+            "contract", "graders"}
 # Training modules the worker (or a torch-free test) reads without loading torch.
 TORCH_FREE_TRAINING = {"tunegate.training.spec", "tunegate.training.errors",
                        "tunegate.training.messages", "tunegate.training.precision",

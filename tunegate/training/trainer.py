@@ -351,7 +351,13 @@ def _checkpoint(loop: Loop, progress: state.Progress, metrics: dict[str, Any],
     step = progress.step
     folder = state.save_checkpoint(loop.work_dir, step, loop.engine.model,
                                    {k: v for k, v in metrics.items() if k != "step"})
-    loop.report(CheckpointSaved(step=step, path=str(folder), metrics=metrics))
-    if save_state:
-        # A crash after this point resumes here, not from the start.
-        loop.save_state(progress)
+    message = CheckpointSaved(step=step, path=str(folder), metrics=metrics)
+    if not save_state:
+        loop.report(message)
+        return
+    # The checkpoint is announced once the resumable state is on disk: whoever sees "Checkpoint
+    # created at step N" can count on a crash resuming from step N, not from the start. The
+    # journal saved with the state holds the message for a worker that dies before recording it.
+    loop.reported.append(message)
+    loop.save_state(progress)
+    loop.emit(message)
