@@ -64,9 +64,9 @@ class ChatRequest:
             if index.isdigit() and int(index) < len(self.sources):
                 return ".".join(filter(None, (self.sources[int(index)], inner)))
             return "input"
-        if head == "response_format":
-            return "text.format" + param[len("response_format.json_schema"):] \
-                if param.startswith("response_format.json_schema") else "text.format"
+        if head == "response_format":  # response_format.json_schema.schema -> text.format.schema
+            inner = param.removeprefix("response_format.json_schema")
+            return "text.format" + (inner if inner != param else "")
         if head in ("max_tokens", "max_completion_tokens"):
             return "max_output_tokens"
         if head == "tools":  # tools.N.function.parameters -> tools.N.parameters
