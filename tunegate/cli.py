@@ -6,22 +6,20 @@ client commands ``train``, ``jobs`` and ``chat`` talk to a server (``tunegate.cl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import logging
 import os
 import signal
-import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 
 from tunegate.client.arguments import CLIENT_COMMANDS, add_client_commands
 from tunegate.processes import die_with_parent
-from tunegate.settings import Settings, format_aliases
+from tunegate.settings import Settings
+from tunegate.supervision import EmbeddedWorker, StopsWorkerFirst
 
 log = logging.getLogger("tunegate")
 
@@ -87,68 +85,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def _worker_environment(settings: Settings) -> dict[str, str]:
-    """The settings a worker subprocess needs, as the environment it reads them from."""
-    env = dict(os.environ)
-    env["TUNEGATE_DATA"] = str(settings.data_dir.resolve())
-    env["TUNEGATE_DATABASE_URL"] = settings.sqlalchemy_url
-    env["TUNEGATE_MODELS_DIR"] = str(settings.base_models_dir.resolve())
-    env["TUNEGATE_HEARTBEAT_TIMEOUT"] = str(settings.heartbeat_timeout)
-    env["TUNEGATE_EMBEDDED_PARENT"] = str(os.getpid())
-    env["TUNEGATE_MODEL_CACHE"] = str(settings.model_cache.resolve())
-    env["TUNEGATE_WORKER_STAGES"] = ",".join(settings.worker_stages)
-    env["TUNEGATE_MAX_SEQ_LEN"] = str(settings.max_seq_len)
-    env["TUNEGATE_MODEL_ALIASES"] = format_aliases(settings.model_aliases)
-    env.pop("TUNEGATE_API_KEY", None)  # workers serve no requests: keep secrets out of them
-    return env
-
-
-class EmbeddedWorker:
-    """The worker subprocess ``serve`` runs beside the API, restarted if it dies."""
-
-    RESTART_CHECK_SECONDS = 2.0
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.process: subprocess.Popen[bytes] | None = None
-        self._stopping = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
-
-    def start(self) -> None:
-        self._spawn()
-        self._watcher.start()
-
-    def _spawn(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "tunegate", "worker"],
-                                        env=_worker_environment(self.settings))
-        log.info("embedded worker started (pid %s)", self.process.pid)
-
-    def _watch(self) -> None:
-        while not self._stopping.wait(self.RESTART_CHECK_SECONDS):
-            if self.process is not None and self.process.poll() is not None:
-                log.warning("embedded worker exited with %s; starting a new one",
-                            self.process.returncode)
-                self._spawn()
-
-    STOP_SECONDS = 30.0
-
-    def stop(self) -> None:
-        """SIGTERM: the worker pauses its run, puts the job back in the queue and exits; one
-        that takes longer than ``STOP_SECONDS`` is killed (its job resumes from saved state)."""
-        self._stopping.set()
-        self._watcher.join(timeout=self.RESTART_CHECK_SECONDS + 1)
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=self.STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            log.warning("the embedded worker did not stop in %.0f s; killing it", self.STOP_SECONDS)
-            self.process.kill()
-            self.process.wait()
-        log.info("embedded worker stopped")
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -165,27 +101,6 @@ def open_bind_warning(settings: Settings, keys_configured: bool) -> str | None:
     return (f"tunegate listens on {settings.host} with no API keys: anyone who can reach it can "
             "read and train on every file. Configure keys (TUNEGATE_KEYS_FILE / "
             "TUNEGATE_API_KEY, `tunegate keys add`) or bind 127.0.0.1.")
-
-
-class StopsWorkerFirst(uvicorn.Server):
-    """uvicorn, stopping the embedded worker before the process exits.
-
-    After a graceful shutdown on SIGTERM/SIGINT uvicorn raises the signal again with the default
-    handler back, so the process dies at once and nothing after ``run()`` would run.
-    ``before_exit`` runs inside its signal capture, once the HTTP server has stopped.
-    """
-
-    def __init__(self, config: uvicorn.Config, before_exit: Callable[[], None]):
-        super().__init__(config)
-        self.before_exit = before_exit
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        with super().capture_signals():
-            try:
-                yield
-            finally:
-                self.before_exit()
 
 
 def serve(settings: Settings) -> None:

@@ -165,10 +165,10 @@ def test_the_sdk_is_told_400_when_aliases_are_off(sdk: dict[str, OpenAI]) -> Non
 
 
 def test_the_embedded_worker_gets_the_servers_aliases(tmp_path: Path) -> None:
-    from tunegate.cli import _worker_environment
+    from tunegate.supervision import worker_environment
 
     settings = Settings(data_dir=tmp_path, model_aliases=(("gpt-4o", "Mine"),))
-    env = _worker_environment(settings)
+    env = worker_environment(settings)
     assert Settings.from_env(env).model_aliases == (("gpt-4o", "Mine"),)
-    assert _worker_environment(Settings(data_dir=tmp_path, model_aliases=()))[
+    assert worker_environment(Settings(data_dir=tmp_path, model_aliases=()))[
         "TUNEGATE_MODEL_ALIASES"] == "off"

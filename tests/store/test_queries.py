@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 from tests.store.test_contract import add_job, make_event, make_job
 from tunegate.domain.jobs import JobStatus
 from tunegate.store import SqlStore, open_store, schema
-from tunegate.store.sql import POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT
+from tunegate.store.engine import POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT
 
 
 def test_the_active_job_limit_is_one_count_in_the_inserting_transaction(store: SqlStore) -> None:

@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from tests.store.test_contract import PROJECT, add_job, make_file
-from tunegate.store import sql
+from tunegate.store import engine
 from tunegate.store.sql import open_store
 
 
 @pytest.fixture
 def busy_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # A read or write that waited for the lock would fail after 0.2 s instead of 30 s.
-    monkeypatch.setattr(sql, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 200)
     return tmp_path / "store.sqlite3"
 
 

@@ -1,14 +1,15 @@
 """tunegate's dependency rules, checked on every import statement of the code (function-level
 imports included), read with ``ast``: no module is run.
 
-The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing of
-ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and adapters only domain and the
-kernel; training only chat, domain and the kernel; serving never the worker, training or torch;
-the worker never the API or serving; a few training modules (spec, errors, messages,
-precision) never torch; only tunegate.worker.ray_executor imports ray; handlers
-only the API, domain and the kernel; the client
-(``tunegate train``, ``jobs``, ``chat``) only the kernel; only the CLI imports both the API and
-the worker.
+The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing
+of ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and
+adapters only domain and the kernel; training only chat, domain and the kernel; serving never
+the worker, training or torch; the worker never the API or serving; a few training modules
+(spec, errors, messages, precision) never torch; only tunegate.worker.ray_executor imports ray;
+handlers only the API, domain and the kernel; the client (``tunegate train``, ``jobs``,
+``chat``) only the kernel; only the CLI imports both the API and the worker. The CLI is
+``tunegate.cli``, ``tunegate.__main__`` and ``tunegate.supervision`` (the processes ``serve``
+runs beside the API): no other layer imports it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = {"tunegate", "tunegate.settings", "tunegate.ids", "tunegate.errors", "tunegate.processes"}
+CLI = {"tunegate.cli", "tunegate.__main__", "tunegate.supervision"}
 LAYERS = ("api", "domain", "chat", "store", "adapters", "training", "serving", "worker",
           "client", "contract", "graders")
 # What each layer may import of ours, besides itself and the kernel.
@@ -55,7 +57,7 @@ RAY_MODULE = "tunegate.worker.ray_executor"
 def layer_of(module: str) -> str:
     if module in KERNEL:
         return "kernel"
-    if module in ("tunegate.cli", "tunegate.__main__"):
+    if module in CLI:
         return "cli"
     if module == "handlers" or module.startswith("handlers."):
         return "handlers"
@@ -119,14 +121,17 @@ def test_the_code_keeps_the_dependency_rules() -> None:
 
 def test_a_forbidden_import_is_caught() -> None:
     """The check can fail: a domain module importing the API, the worker importing the API,
-    serving importing torch, the kernel importing the domain."""
+    serving importing torch, the kernel importing the domain, the API importing the CLI's
+    process supervision."""
     sources = our_sources()
     sources["tunegate.domain.jobs"] += "\nfrom tunegate.api.service import Service\n"
     sources["tunegate.worker.loop"] += "\ndef f():\n    from tunegate.api import app\n"
     sources["tunegate.serving.engine"] += "\nimport torch\n"
     sources["tunegate.settings"] += "\nfrom tunegate.domain import jobs\n"
     sources["tunegate.training.precision"] += "\ndef f():\n    import torch\n"
+    sources["tunegate.api.app"] += "\nfrom tunegate.supervision import EmbeddedWorker\n"
     assert violations(sources) == [
+        "tunegate.api.app (api) imports tunegate.supervision (cli)",
         "tunegate.domain.jobs (domain) imports tunegate.api.service (api)",
         "tunegate.serving.engine imports torch: serving never loads torch",
         "tunegate.settings (kernel) imports tunegate.domain (domain)",

@@ -15,7 +15,7 @@ from tunegate.domain.jobs import ON_ENTRY, JobStatus, WorkDir
 
 # What a succeeded job does not need any more: resumable state, the journal of what the run
 # reported (tunegate.training.journal), the trainer's input and the worker's note of the
-# results file's id (tunegate.worker.training_stage).
+# results file's id (tunegate.worker.publishing).
 _TRIMMED = ("run", "reported.jsonl", "spec.json", "results-file-id")
 
 

@@ -11,7 +11,8 @@ worker at any moment, without redoing or recording anything twice:
   before reading it: a taking-over worker records it from the journal (tunegate.training.journal);
 - a finished run is recorded in ``result.json`` before its resumable state goes, so a worker
   that dies while exporting or publishing never trains it again: the next one goes straight to
-  the export (which skips files already written) and the one-transaction publish;
+  the export (which skips files already written) and the one-transaction publish
+  (tunegate.worker.publishing);
 - a resume that lands while this worker still holds the job (its pause not yet seen or not yet
   saved) gives the job back to it: ``running`` again at the next poll (``queued`` for that
   poll at most, not for the rest of the run), continued from the pause's saved state if the
@@ -33,7 +34,6 @@ from typing import Any
 
 from tunegate import ids
 from tunegate.domain import work_dirs
-from tunegate.domain.files import FINE_TUNE_RESULTS, StoredFile
 from tunegate.domain.jobs import (
     RECORDS_PROGRESS,
     Checkpoint,
@@ -49,7 +49,6 @@ from tunegate.domain.jobs import (
 )
 from tunegate.errors import InsufficientStorage, is_disk_full
 from tunegate.settings import Settings
-from tunegate.store.base import FineTunedModel
 from tunegate.training import journal
 from tunegate.training.errors import INSUFFICIENT_STORAGE
 from tunegate.training.messages import (
@@ -60,10 +59,10 @@ from tunegate.training.messages import (
     TrainerMessage,
 )
 from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
-from tunegate.worker.faults import freeze_point
 from tunegate.worker.host import Host
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
+from tunegate.worker.publishing import Publisher, export_gguf
 from tunegate.worker.standby import Standby
 from tunegate.worker.trainer_process import TrainerProcess
 from tunegate.worker.training_run import Executor, Outcome, TrainingRun
@@ -74,7 +73,6 @@ MAX_DETAIL = 300
 
 POLL_SECONDS = 0.5
 KEEP_CHECKPOINTS = 3
-RESULTS_FILE_ID = "results-file-id"
 # A child that dies is started again from the saved state this many times before the job fails.
 TRAINER_RESTARTS = 2
 DISK_FULL = ("The server's data folder filled up while the worker prepared or recorded the "
@@ -105,6 +103,7 @@ class TrainingStage:
         self.settings = service.settings
         self.worker_id = worker_id
         self.executor = executor or default_executor(self.settings)
+        self.publisher = Publisher(self.store, service.storage, worker_id, self.executor.export)
 
     def work_dir(self, job_id: str) -> Path:
         return self.settings.job_dir(job_id)
@@ -397,7 +396,8 @@ class TrainingStage:
     def _finish(self, job: FineTuningJob, outcome: Outcome, model: ResolvedModel) -> None:
         """The one place that decides how a run ended."""
         if outcome.status is RunStatus.SUCCEEDED and outcome.result is not None:
-            self._succeed(job, outcome.result, model)
+            self.publisher.publish(job, outcome.result, model, self._model_name(job, model),
+                                   self.work_dir(job.id))
         elif outcome.status is RunStatus.PAUSED:
             self._paused(job)
         elif outcome.status is RunStatus.FAILED and outcome.code == INSUFFICIENT_STORAGE:
@@ -448,62 +448,13 @@ class TrainingStage:
         self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
                    changes={"error": JobError(code=code, message=message, param=param)})
 
-    def _succeed(self, job: FineTuningJob, result: TrainingResult, model: ResolvedModel) -> None:
-        name = self._model_name(job, model)
-        work_dir = self.work_dir(job.id)
-        checkpoints = self.store.checkpoint_paths(job.id)
-        if model.base.kind == "gguf":
-            self._note(job, "Exporting the adapter and its checkpoints to GGUF")
-        self.executor.export(work_dir, model, name)
-        freeze_point("export", job.id)
-        for checkpoint_name, folder in checkpoints.items():
-            self.executor.export(Path(folder), model, checkpoint_name)
-        created = now()
-        models = [FineTunedModel(id=name, project_id=job.project_id, job_id=job.id,
-                                 base_model=model.base.id, created_at=created, kind="model",
-                                 path=str(work_dir))]
-        models += [FineTunedModel(id=ckpt_name, project_id=job.project_id, job_id=job.id,
-                                  base_model=model.base.id, created_at=created,
-                                  kind="checkpoint", path=folder)
-                   for ckpt_name, folder in checkpoints.items()]
-        results = self._results_file(job, result.results_csv)
-        freeze_point("finalize", job.id)
-        self._move(job, JobStatus.SUCCEEDED, "The job has successfully completed",
-                   extra_events=[f"New fine-tuned model created: {name}"],
-                   changes={"fine_tuned_model": name, "trained_tokens": result.trained_tokens,
-                            "result_files": [results.id] if results else []},
-                   new_files=[results] if results else [], new_models=models)
-
-    def _results_file_id(self, job_id: str) -> str:
-        """The results file's id, chosen once per job and kept in its folder: a publish redone
-        after a crash overwrites the same bytes instead of leaving a file without a row."""
-        path = self.work_dir(job_id) / RESULTS_FILE_ID
-        if path.is_file():
-            return path.read_text(encoding="ascii").strip()
-        file_id = ids.new_id(ids.FILE)
-        temporary = path.with_name(f".{RESULTS_FILE_ID}.tmp")
-        temporary.write_text(file_id, encoding="ascii")
-        temporary.replace(path)
-        return file_id
-
-    def _results_file(self, job: FineTuningJob, csv_path: str | None) -> StoredFile | None:
-        if not csv_path or not Path(csv_path).is_file():
-            return None
-        file_id = self._results_file_id(job.id)
-        with open(csv_path, "rb") as source:
-            size = self.service.storage.write(file_id, source)
-        return StoredFile(id=file_id, project_id=job.project_id, bytes=size, created_at=now(),
-                          filename=f"{job.id}-results.csv", purpose=FINE_TUNE_RESULTS)
-
     def _move(self, job: FineTuningJob, target: JobStatus, message: str,
-              level: EventLevel = EventLevel.INFO, changes: dict[str, Any] | None = None,
-              extra_events: list[str] | None = None, new_files: list[StoredFile] | None = None,
-              new_models: list[FineTunedModel] | None = None) -> FineTuningJob | None:
-        """Transition as this worker; ``None`` when the user got there first (cancel, pause)."""
+              level: EventLevel = EventLevel.INFO,
+              changes: dict[str, Any] | None = None) -> FineTuningJob | None:
+        """Transition as this worker; ``None`` when the user got there first (cancel, pause).
+        A finished job's move, with what it publishes, is ``Publisher.publish``'s."""
         return move_as_worker(self.store, self.service.storage, self.worker_id, job, target,
-                              message, level=level, changes=changes,
-                              extra_events=extra_events or (), new_files=new_files or (),
-                              new_models=new_models or ())
+                              message, level=level, changes=changes)
 
 
 def default_executor(settings: Settings) -> Executor:
@@ -518,13 +469,3 @@ def default_executor(settings: Settings) -> Executor:
     return Executor(start_run=lambda spec, work_dir: TrainerProcess(spec.to_json(), work_dir),
                     export=export_gguf)
 
-
-def export_gguf(folder: Path, model: ResolvedModel, name: str) -> None:
-    """Write ``adapter.gguf`` beside the PEFT ``adapter/`` folder (GGUF bases only); one
-    written before the worker died is complete (it is renamed into place) and is kept."""
-    target = folder / "adapter.gguf"
-    if model.base.kind != "gguf" or target.is_file():
-        return
-    from tunegate.adapters.export import export_lora_gguf
-
-    export_lora_gguf(folder / "adapter", model.base.path, target, name=name)
