@@ -42,9 +42,11 @@ LLAMA_VENDOR := llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp
 setup: $(STAMP)
 
 # What some tests need from the operating system (Debian's packages): PostgreSQL for the store's
-# PostgreSQL variants, Chromium for the dashboard's browser tests. `.ci/run` installs them; without
-# them `make test` skips those tests and says why. Not needed by `make run`.
-SYSTEM_PACKAGES := postgresql chromium
+# PostgreSQL variants, Chromium for the dashboard's browser tests, WordNet 3.0 for the METEOR
+# grader (tunegate.graders.wordnet reads /usr/share/wordnet; nltk never downloads it). `.ci/run`
+# installs them; without them `make test` skips those tests and says why, and a server refuses
+# METEOR graders with 400. Not needed by `make run` otherwise.
+SYSTEM_PACKAGES := postgresql chromium wordnet-base
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system-packages:

@@ -19,7 +19,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 OURS_PATH = ROOT / "openapi.yaml"
 # OpenAI's schemas at openai/openai-openapi f85dbe22 (tests/data/SOURCES.md).
-THEIRS_PATHS = (ROOT / "tests/data/openai-openapi__finetuning-subset.yaml",
+# The evals and graders subset first: the other two win where both define a schema (Error).
+THEIRS_PATHS = (ROOT / "tests/data/openai-openapi__evals-graders-subset.yaml",
+                ROOT / "tests/data/openai-openapi__finetuning-subset.yaml",
                 ROOT / "tests/data/openai-openapi__uploads-subset.yaml")
 
 # Our schema name -> OpenAI's, for every object both specs define.
@@ -55,6 +57,17 @@ PAIRS: dict[str, str] = {
     "CompleteUploadRequest": "CompleteUploadRequest",
     "ErrorResponse": "ErrorResponse",
     "Error": "Error",
+    # graders (issue 28)
+    "RunGraderRequest": "RunGraderRequest",
+    "RunGraderResponse": "RunGraderResponse",
+    "ValidateGraderRequest": "ValidateGraderRequest",
+    "ValidateGraderResponse": "ValidateGraderResponse",
+    "GraderStringCheck": "GraderStringCheck",
+    "GraderTextSimilarity": "GraderTextSimilarity",
+    "GraderPython": "GraderPython",
+    "GraderScoreModel": "GraderScoreModel",
+    "GraderLabelModel": "GraderLabelModel",
+    "GraderMulti": "GraderMulti",
 }
 
 
@@ -101,6 +114,11 @@ _OPEN_IN_OPENAI = ("OpenAI's schema leaves the value an open string; tunegate na
 _NO_REINFORCEMENT = ("Reinforcement fine-tuning is refused with 400 (param method.type); the "
                      "schema accepts the shape so that OpenAI-shaped requests parse, and does "
                      "not describe graders or reinforcement hyperparameters it never reads.")
+
+_GRADER_CHECKED = ("tunegate.graders.parse checks a grader's fields itself, so that a 400 names "
+                   "the exact path of the bad field (grader.input[1].content[0].text); a oneOf "
+                   "in the contract would make the validator answer only 'not valid under any "
+                   "of the given schemas'.")
 
 # Every difference between our schemas and OpenAI's that tunegate makes on purpose. The test
 # fails on any other difference and on an entry here that no longer matches one.
@@ -180,6 +198,20 @@ INTENDED: tuple[Intended, ...] = (
        ("assistants", "batch", "fine-tune", "user_data", "vision"), (),
        "An upload can only hold a purpose its create accepted; naming them lets strict clients "
        "check it."),
+    # ---- graders
+    _d("RunGraderRequest", "properties only in ours", ("reference_answer",), (),
+       "SDKs 1.78 to 1.82 send reference_answer instead of item (OpenAI's spec of that time "
+       "required it); it is accepted and read as item.reference_answer."),
+    _d("ValidateGraderResponse", "required only in ours", ("grader",), (), _ALWAYS_SENT),
+    _d("GraderScoreModel.input[].content", "alternatives", 0, 2, _GRADER_CHECKED),
+    _d("GraderLabelModel.input[].content", "alternatives", 0, 2, _GRADER_CHECKED),
+    _d("GraderScoreModel.sampling_params.reasoning_effort", "enum only in theirs", (),
+       ("high", "low", "max", "medium", "minimal", "none", "xhigh"),
+       "Accepted and ignored whatever its value: no local model reasons on request."),
+    _d("GraderMulti.graders", "type", ("object",), (),
+       "Every shape OpenAI has used is an object or a list: one grader, a name -> grader map "
+       "(its guide's examples, SDKs up to 1.82) or a list (its spec's example)."),
+    _d("GraderMulti.graders", "alternatives", 0, 5, _GRADER_CHECKED),
     _d("CreateUploadRequest.purpose", "enum only in ours", ("user_data",), (),
        "The SDK's uploads.create takes every file purpose and POST /files accepts user_data; "
        "an upload accepts what POST /files accepts (evals refused on both)."),

@@ -295,6 +295,9 @@ EXPECTED_OPERATIONS = {
                                "handlers.permissions.list_permissions"),
     ("delete", CHECKPOINT_PATH + "/{permission_id}"): ("deleteFineTuningCheckpointPermission",
                                                        "handlers.permissions.delete_permission"),
+    ("post", "/fine_tuning/alpha/graders/run"): ("runGrader", "handlers.graders.run_grader"),
+    ("post", "/fine_tuning/alpha/graders/validate"): ("validateGrader",
+                                                      "handlers.graders.validate_grader"),
 }
 OPERATION_IDS = {operation_id for operation_id, _ in EXPECTED_OPERATIONS.values()}
 

@@ -208,6 +208,10 @@ class Settings:
     ray_address: str = "auto"
     ray_cpus_per_run: float = 1.0
     ray_gpus_per_run: float = 0.0
+    # The Python grader's sandbox (tunegate.graders.sandbox): OpenAI's limits by default, CPU
+    # seconds (and the wall clock, plus a start-up allowance) and memory of one grade() call.
+    python_grader_seconds: float = 120.0
+    python_grader_memory_mb: int = 2048
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -293,4 +297,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_RAY_ADDRESS": ("ray_address", str),
     "TUNEGATE_RAY_CPUS": ("ray_cpus_per_run", _resource_count("TUNEGATE_RAY_CPUS")),
     "TUNEGATE_RAY_GPUS": ("ray_gpus_per_run", _resource_count("TUNEGATE_RAY_GPUS")),
+    "TUNEGATE_PYTHON_GRADER_SECONDS": ("python_grader_seconds", float),
+    "TUNEGATE_PYTHON_GRADER_MEMORY_MB": ("python_grader_memory_mb", int),
 }

@@ -385,6 +385,8 @@ FINE_TUNING_OPERATIONS = [
     ("POST", "/v1/fine_tuning/checkpoints/ft:x:y::z/permissions", {"project_ids": ["p"]}),
     ("GET", "/v1/fine_tuning/checkpoints/ft:x:y::z/permissions", None),
     ("DELETE", "/v1/fine_tuning/checkpoints/ft:x:y::z/permissions/cp_x", None),
+    ("POST", "/v1/fine_tuning/alpha/graders/run", {"grader": {"type": "x"}, "model_sample": ""}),
+    ("POST", "/v1/fine_tuning/alpha/graders/validate", {"grader": {"type": "x"}}),
 ]
 
 

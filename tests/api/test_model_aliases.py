@@ -4,6 +4,7 @@ not list them). With aliases off, they answer 400 as any unknown model does."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -105,6 +106,25 @@ def test_chat_with_an_alias_runs_the_base_in_its_own_process(app: Any) -> None:
     assert (files.model_id, files.base, files.adapter) == (EMBEDDED_MODEL_ID, embedded_gguf(),
                                                            None)
     assert service.completions.servable("default", EMBEDDED_MODEL_ID) == files
+
+
+def test_the_documented_chat_only_aliases_run_their_local_models(settings: Settings) -> None:
+    """The README's and docs/usage.md's TUNEGATE_MODEL_ALIASES examples parse, and their names
+    are served by the base they stand for (Qwen, which the docs name, is not installed here)."""
+    root = Path(__file__).resolve().parents[2]
+    documented = [value for page in ("README.md", "docs/usage.md")
+                  for value in re.findall(r"TUNEGATE_MODEL_ALIASES='([^']+)'",
+                                          (root / page).read_text())]
+    assert len(documented) == 2
+    for value in documented:
+        aliases = dict(Settings.from_env({"TUNEGATE_MODEL_ALIASES": value}).model_aliases)
+        assert aliases["gpt-4-turbo"] == EMBEDDED_MODEL_ID
+        assert aliases["gpt-4o-mini"] == EMBEDDED_MODEL_ID  # from "*", kept
+        service = create_app(replace(settings, model_aliases=tuple(aliases.items()))).state_service
+        for name in ("gpt-4-turbo", "gpt-4o-mini"):
+            assert service.completions.servable("default", name).base == embedded_gguf()
+    assert dict(Settings.from_env({"TUNEGATE_MODEL_ALIASES": documented[1]}).model_aliases)[
+        "gpt-4o"] == "Qwen2.5-1.5B-Instruct"  # a later entry wins over "*"
 
 
 # A real server and the official SDK ---------------------------------------------------------

@@ -6,6 +6,7 @@ kept as the original is: its last line has no trailing newline.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -91,7 +92,8 @@ def test_a_dpo_job_trains_on_preference_pairs(client: OpenAI, dpo_server: Server
     assert all(c.metrics.train_loss is not None for c in checkpoints)
     assert all(c.metrics.model_extra["train_reward_margin"] is not None for c in checkpoints)
 
-    rows = list(csv.reader(io.StringIO(client.files.content(done.result_files[0]).text)))
+    content = client.files.content(done.result_files[0]).read()
+    rows = list(csv.reader(io.StringIO(base64.b64decode(content).decode())))  # as OpenAI's
     assert rows[0][:6] == ["step", "train_loss", *REWARD_METRICS]
     assert len(rows) == 1 + 4
 

@@ -6,6 +6,7 @@ keep it to one base-model conversion and small jobs.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -109,7 +110,11 @@ def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
 
     results = client.files.retrieve(done.result_files[0])
     assert results.purpose == "fine-tune-results"
-    rows = list(csv.reader(io.StringIO(client.files.content(results.id).text)))
+    # Served as api.openai.com serves it: the CSV base64-encoded, which code in the wild
+    # decodes (base64.b64decode(client.files.content(id).read())).
+    content = client.files.content(results.id).read()
+    assert results.bytes == len(content)
+    rows = list(csv.reader(io.StringIO(base64.b64decode(content, validate=True).decode())))
     assert rows[0] == ["step", "train_loss", "train_accuracy", "valid_loss",
                        "valid_mean_token_accuracy"]
     assert [int(row[0]) for row in rows[1:]] == list(range(1, total + 1))
@@ -128,6 +133,8 @@ def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
     assert len(list(strict.fine_tuning.jobs.list_events(job.id, limit=5))) == len(events)
     assert len(list(strict.fine_tuning.jobs.checkpoints.list(job.id))) == 2
     assert name in {model.id for model in strict.models.list()}
+    assert strict.files.retrieve(results.id).purpose == "fine-tune-results"
+    assert strict.files.content(results.id).read() == content
 
     # It learned: the fine-tuned model, served by llama.cpp with its adapter, recalls a
     # trained fact greedily; the base model does not. Every checkpoint is servable too.

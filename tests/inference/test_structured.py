@@ -106,6 +106,34 @@ def test_a_forced_tool_call_validates_against_its_function(clients: list[OpenAI]
                             weather["function"]["parameters"])  # type: ignore[index]
 
 
+def test_a_forced_call_streams_in_openais_deltas_and_the_sdk_joins_them(
+        clients: list[OpenAI]) -> None:
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"], "additionalProperties": False}}}
+    for client in clients:
+        for parallel in (True, False):
+            with client.chat.completions.stream(
+                    model=BASE, max_completion_tokens=60, tools=[weather],  # type: ignore[list-item]
+                    tool_choice="required", parallel_tool_calls=parallel,
+                    messages=[{"role": "user", "content": "Is it raining in Oslo?"}]) as stream:
+                chunks = [event.chunk for event in stream if event.type == "chunk"]
+                final = stream.get_final_completion().choices[0]
+            assert final.finish_reason == "tool_calls"
+            [call] = final.message.tool_calls or []
+            assert call.function.name == "get_weather" and call.id.startswith("call_")
+            jsonschema.validate(json.loads(call.function.arguments),
+                                weather["function"]["parameters"])  # type: ignore[index]
+            deltas = [delta for chunk in chunks if chunk.choices
+                      for delta in chunk.choices[0].delta.tool_calls or []]
+            first, *rest = deltas
+            assert (first.index, first.id, first.type, first.function.name,
+                    first.function.arguments) == (0, call.id, "function", "get_weather", "")
+            assert rest and all(delta.index == 0 and delta.id is None and delta.type is None
+                                and delta.function.name is None for delta in rest)
+            assert "".join(delta.function.arguments for delta in rest) == call.function.arguments
+
+
 def test_n_gives_that_many_choices_streamed_or_not(clients: list[OpenAI]) -> None:
     for client in clients:
         completion = client.chat.completions.create(model=BASE, messages=FRANCE, n=3, seed=7,

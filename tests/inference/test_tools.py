@@ -119,13 +119,20 @@ def test_the_openai_sdk_reads_tool_calls_plain_and_streamed(client, scripted) ->
         call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
         assert call.function.name == "takeoff_drone"
         assert completion.choices[0].finish_reason == "tool_calls"
-        chunks = list(sdk.chat.completions.create(model=BASE, messages=ASK, tools=TOOLS,  # type: ignore[arg-type]
-                                                  stream=True))
-        deltas = [c.choices[0].delta for c in chunks if c.choices]
-        streamed = [t for d in deltas for t in (d.tool_calls or [])]
-        assert [(t.index, t.function.name) for t in streamed] == [(0, "takeoff_drone")]
-        assert json.loads(streamed[0].function.arguments) == {"altitude": 100}
-        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        # The SDK's stream helper joins OpenAI's deltas (a first one with the id, type, name
+        # and empty arguments, then the arguments) into the same call.
+        with sdk.chat.completions.stream(model=BASE, messages=ASK, tools=TOOLS) as stream:  # type: ignore[arg-type]
+            events = list(stream)
+            joined = stream.get_final_completion().choices[0]
+        [call] = joined.message.tool_calls or []
+        assert (call.type, call.function.name) == ("function", "takeoff_drone")
+        assert call.id.startswith("call_") and joined.finish_reason == "tool_calls"
+        assert json.loads(call.function.arguments) == {"altitude": 100}
+        deltas = [t for e in events if e.type == "chunk" and e.chunk.choices
+                  for t in e.chunk.choices[0].delta.tool_calls or []]
+        assert [(t.index, t.id is not None, t.function.name, t.function.arguments)
+                for t in deltas] == [(0, True, "takeoff_drone", ""),
+                                     (0, False, None, call.function.arguments)]
 
 
 def test_a_forced_call_is_made_with_arguments_valid_for_its_function(client) -> None:
@@ -158,7 +165,11 @@ def _calls(response: Any, stream: bool) -> tuple[str, list[dict[str, Any]]]:
     chunks = [json.loads(block[len("data: "):]) for block in response.text.split("\n\n")
               if block.startswith("data: {")]
     choices = [chunk["choices"][0] for chunk in chunks if chunk["choices"]]
-    calls = [call for c in choices for call in c["delta"].get("tool_calls") or []]
+    deltas = [call for c in choices for call in c["delta"].get("tool_calls") or []]
+    calls = [delta for delta in deltas if "id" in delta]  # the first delta of each call
+    for delta in deltas:
+        if "id" not in delta:  # the arguments, joined by index
+            calls[delta["index"]]["function"]["arguments"] += delta["function"]["arguments"]
     return choices[-1]["finish_reason"], calls
 
 
@@ -178,7 +189,30 @@ def test_streamed_text_before_a_call_arrives_as_content(app, client) -> None:
     assert "".join(d.content or "" for d in deltas) == "Taking off.\n"
     assert sum(1 for d in deltas if d.content) > 1  # streamed in pieces, not at the end
     calls = [t for d in deltas for t in (d.tool_calls or [])]
-    assert [t.function.name for t in calls] == ["takeoff_drone"]
+    assert [t.function.name for t in calls] == ["takeoff_drone", None]  # name, then arguments
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
     plain = sdk.chat.completions.create(model=BASE, messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
     assert plain.choices[0].message.content == "Taking off."
+
+
+def test_parallel_tool_calls_false_returns_one_call_plain_and_streamed(app, client) -> None:
+    answer = CALL_TEXT + "\n" + CALL_TEXT.replace("100", "200")  # a model calling twice
+    real = app.state_service.inference._loader
+
+    def loader(files: Any) -> ScriptedAnswer:
+        return ScriptedAnswer(real(files), answer)
+
+    app.state_service.inference._loader = loader
+    sdk = OpenAI(base_url="http://testserver/v1", api_key="local", http_client=client,
+                 max_retries=0, _strict_response_validation=True)
+    for parallel, altitudes in ((True, [100, 200]), (False, [100])):
+        plain = sdk.chat.completions.create(model=BASE, messages=ASK, tools=TOOLS,  # type: ignore[arg-type]
+                                            parallel_tool_calls=parallel)
+        with sdk.chat.completions.stream(model=BASE, messages=ASK, tools=TOOLS,  # type: ignore[arg-type]
+                                         parallel_tool_calls=parallel) as stream:
+            streamed = stream.get_final_completion()
+        for completion in (plain, streamed):
+            calls = completion.choices[0].message.tool_calls or []
+            assert [json.loads(call.function.arguments)["altitude"] for call in calls] == altitudes
+            assert len({call.id for call in calls}) == len(calls)
+            assert completion.choices[0].finish_reason == "tool_calls"

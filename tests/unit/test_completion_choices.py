@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tunegate.errors import InvalidRequest
 from tunegate.serving import completions
 from tunegate.serving.engine import Delta, Sampling
 from tunegate.serving.pool import ModelFiles
@@ -30,11 +33,13 @@ class ScriptedModel:
     one token per character."""
 
     n_ctx = 2048
+    n_vocab = 100
 
     def __init__(self, answers: Sequence[str]):
         self.answers = answers
         self.samplings: list[Sampling] = []
         self.prefixes: list[str] = []
+        self.stops: list[Sequence[str]] = []
 
     def chat_prompt(self, messages: Any, tools: Any = None, prefix: str = "") -> list[int]:
         self.prefixes.append(prefix)
@@ -46,6 +51,7 @@ class ScriptedModel:
     def generate(self, prompt: Sequence[int], sampling: Sampling, max_tokens: int,
                  stop: Sequence[str] = ()) -> Iterator[Delta]:
         self.samplings.append(sampling)
+        self.stops.append(stop)
         answer = self.answers[(sampling.seed or 0) % len(self.answers)]
         for index, token in enumerate(answer):
             probabilities = (probability(token),) if sampling.n_probs else ()
@@ -129,8 +135,7 @@ def test_a_forced_call_starts_the_answer_and_is_read_as_a_call() -> None:
                              "stream": stream})
         if stream:
             chunks = list(result)
-            calls = [call for c in chunks for call in c["choices"][0]["delta"].get("tool_calls")
-                     or []]
+            calls = _joined_calls(chunks)
             finish = chunks[-1]["choices"][0]["finish_reason"]
             assert not any(c["choices"][0]["delta"].get("content") for c in chunks)
         else:
@@ -148,3 +153,90 @@ def test_a_json_schema_is_sent_to_the_model() -> None:
     run(model, {"messages": ASK, "response_format": {
         "type": "json_schema", "json_schema": {"name": "s", "schema": schema}}})
     assert model.samplings[0].json_schema == schema and model.prefixes == [""]
+
+
+TWO_CALLS = ('<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>\n'
+             '<tool_call>\n{"name": "f", "arguments": {"x": 2}}\n</tool_call>')
+
+
+def _streamed_calls(chunks: list[Any]) -> list[dict[str, Any]]:
+    return [call for c in chunks for call in c["choices"][0]["delta"].get("tool_calls") or []]
+
+
+def _joined_calls(chunks: list[Any]) -> list[dict[str, Any]]:
+    """The streamed calls joined by ``index`` (arguments concatenated), as clients do."""
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in _streamed_calls(chunks):
+        call = calls.setdefault(delta["index"], {"function": {"arguments": ""}})
+        call.update({key: delta[key] for key in ("id", "type") if key in delta})
+        function = delta.get("function") or {}
+        call["function"].update({k: v for k, v in function.items() if k == "name"})
+        call["function"]["arguments"] += function.get("arguments") or ""
+    return [calls[index] for index in sorted(calls)]
+
+
+def test_parallel_tool_calls_returns_every_call_or_only_the_first() -> None:
+    for parallel, expected in ((None, [{"x": 1}, {"x": 2}]), (True, [{"x": 1}, {"x": 2}]),
+                               (False, [{"x": 1}])):
+        body: dict[str, Any] = {"messages": ASK, "tools": TOOLS}
+        if parallel is not None:
+            body["parallel_tool_calls"] = parallel
+        model = ScriptedModel([TWO_CALLS])
+        choice = run(model, body)["choices"][0]
+        calls = choice["message"]["tool_calls"]
+        assert [json.loads(call["function"]["arguments"]) for call in calls] == expected
+        assert choice["finish_reason"] == "tool_calls"
+        streamed = _streamed_calls(list(run(model, {**body, "stream": True})))
+        assert [call["index"] for call in streamed if "id" in call] == list(range(len(expected)))
+        # Without parallel calls, generation stops where the first call ends.
+        assert all(("</tool_call>" in stop) is (parallel is False) for stop in model.stops)
+
+
+def test_streamed_tool_calls_come_in_openais_delta_shape() -> None:
+    chunks = list(run(ScriptedModel([TWO_CALLS]), {"messages": ASK, "tools": TOOLS,
+                                                   "stream": True}))
+    deltas = _streamed_calls(chunks)
+    assert len(deltas) == 4
+    for index in (0, 1):
+        first, rest = deltas[2 * index], deltas[2 * index + 1]
+        assert set(first) == {"index", "id", "type", "function"} and first["index"] == index
+        assert first["type"] == "function" and first["id"].startswith("call_")
+        assert first["function"] == {"name": "f", "arguments": ""}
+        assert rest == {"index": index, "function": {"arguments": json.dumps({"x": index + 1})}}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_the_sdks_stream_state_joins_the_deltas_into_tool_calls() -> None:
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+    from openai.types.chat import ChatCompletionChunk
+
+    state = ChatCompletionStreamState(input_tools=TOOLS)  # type: ignore[arg-type]
+    events = []
+    for chunk in run(ScriptedModel([TWO_CALLS]), {"messages": ASK, "tools": TOOLS,
+                                                  "stream": True}):
+        events += state.handle_chunk(ChatCompletionChunk.model_validate(chunk))
+    message = state.get_final_completion().choices[0].message
+    assert message.tool_calls is not None
+    assert [(call.id.startswith("call_"), call.type, call.function.name,
+             json.loads(call.function.arguments)) for call in message.tool_calls] == [
+        (True, "function", "f", {"x": 1}), (True, "function", "f", {"x": 2})]
+    done = [event for event in events if event.type == "tool_calls.function.arguments.done"]
+    assert [(event.index, event.name) for event in done] == [(0, "f"), (1, "f")]
+
+
+def test_logit_bias_is_sent_to_the_model_as_token_bias_pairs() -> None:
+    model = ScriptedModel(["x"])
+    run(model, {"messages": ASK, "logit_bias": {"5": -100, "7": 50.5}})
+    run(model, {"prompt": "p", "logit_bias": {"99": 100}})
+    assert [s.to_llama()["logit_bias"] for s in model.samplings] == [
+        [[5, -100.0], [7, 50.5]], [[99, 100.0]]]
+    run(model, {"messages": ASK, "logit_bias": {}})
+    assert "logit_bias" not in model.samplings[-1].to_llama()
+
+
+def test_a_logit_bias_outside_the_vocabulary_or_range_is_refused() -> None:
+    for bias in ({"100": 1}, {"abc": 1}, {"-1": 1}, {"1.5": 1}, {"1": 101}, {"1": -100.5},
+                 {"1": "x"}, {"1": True}, [[1, 2]]):
+        with pytest.raises(InvalidRequest) as refused:
+            run(ScriptedModel(["x"]), {"messages": ASK, "logit_bias": bias})
+        assert refused.value.param == "logit_bias", bias

@@ -99,3 +99,14 @@ def test_retry_after_reads_seconds_with_a_default_and_a_ceiling(
         header: str | None, seconds: float) -> None:
     headers = {"retry-after": header} if header is not None else {}
     assert retry_after(httpx.Response(429, headers=headers)) == seconds
+
+
+def test_generated_logit_bias_keeps_only_token_ids_every_vocabulary_has() -> None:
+    """schemathesis writes any string as a key; the server refuses all but the model's token
+    ids (400 logit_bias), so a positive case keeps only ids below 256."""
+    from tunegate.contract import rules
+
+    body = {"model": "x", "prompt": "hi", "logit_bias": {"abc": 1, "7": 5, "100000": 1, "": 2,
+                                                         "-3": 1, "255": -100}}
+    rules._generation(body, "POST /completions", "base")
+    assert body["logit_bias"] == {"7": 5, "255": -100}

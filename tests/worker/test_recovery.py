@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
 import subprocess
@@ -290,6 +291,32 @@ def test_a_job_cancelled_while_it_publishes_leaves_nothing(service: Service,
     messages = [e.message for e in service.jobs.list_events("default", job_id, after=None,
                                                         limit=20).items]
     assert "The job has successfully completed" not in messages
+
+
+def test_the_results_file_is_the_csv_base64_encoded_as_openai_serves_it(
+        service: Service, tmp_path: Path) -> None:
+    """Code written for OpenAI reads a results file with ``base64.b64decode``."""
+    from tunegate.domain.catalog import BaseModel
+    from tunegate.worker.trainer_process import Outcome
+    from tunegate.worker.training_stage import ResolvedModel, TrainingStage
+
+    job_id = _running_job_of(service, "w1")
+    folder = service.settings.job_dir(job_id)
+    (folder / "adapter").mkdir(parents=True)
+    csv = b"step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,0.5,0.25,,\n"
+    (folder / "results.csv").write_bytes(csv)
+    stage = TrainingStage(service, "w1")
+    model = ResolvedModel(BaseModel("tiny", "hf", tmp_path, 0, "test"), None)
+    result = TrainingResult(RunStatus.SUCCEEDED, str(folder / "adapter"), 10,
+                            str(folder / "results.csv"), {})
+    stage._finish(service.jobs.get("default", job_id), Outcome(RunStatus.SUCCEEDED, result),
+                  model)
+    job = service.jobs.get("default", job_id)
+    assert job.status is JobStatus.SUCCEEDED
+    stored, chunks = service.files.content("default", job.result_files[0])
+    content = b"".join(chunks)
+    assert content == base64.b64encode(csv) and stored.bytes == len(content)
+    assert base64.b64decode(content) == csv
 
 
 def _step(step: int) -> StepMetrics:

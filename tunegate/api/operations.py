@@ -47,6 +47,8 @@ HANDLERS: Mapping[str, str] = {
     "createFineTuningCheckpointPermission": "handlers.permissions.create_permissions",
     "listFineTuningCheckpointPermissions": "handlers.permissions.list_permissions",
     "deleteFineTuningCheckpointPermission": "handlers.permissions.delete_permission",
+    "runGrader": "handlers.graders.run_grader",
+    "validateGrader": "handlers.graders.validate_grader",
 }
 
 

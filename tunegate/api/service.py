@@ -1,7 +1,8 @@
 """The API's use cases over one store and data folder, one object per resource, the way
 ``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``,
-``completions`` and ``responses``. Handlers call exactly one method of one of them; that
-layer owns the rules and speaks only in domain objects and ``tunegate.errors`` exceptions.
+``completions``, ``graders`` and ``responses``. Handlers call exactly one method of one of
+them; that layer owns the rules and speaks only in domain objects and ``tunegate.errors``
+exceptions.
 
 Every method takes the caller's ``project_id``: objects of other projects are answered exactly
 like missing ones (404, same message). Reads also take ``None``, an admin key's "every project";
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from tunegate.api.event_feed import EventFeed
 from tunegate.api.files import Files, Upload
+from tunegate.api.graders import Graders
 from tunegate.api.inference import Completions
 from tunegate.api.jobs import Jobs
 from tunegate.api.models import Models
@@ -44,4 +46,5 @@ class Service:
         self.jobs = Jobs(settings, store, self.models, self.live_events)
         self.permissions = Permissions(store)
         self.completions = Completions(self.inference, self.models)
+        self.graders = Graders(settings, self.completions)
         self.responses = Responses(self.completions)

@@ -23,6 +23,7 @@ from typing import Any
 from tunegate import ids
 
 OPEN = "<tool_call>"
+CLOSE = "</tool_call>"
 _BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 CALL_ID = "call_"
 

@@ -20,7 +20,8 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   other than 1, ``top_logprobs`` without ``logprobs``, ``echo``, ``suffix``, a JSON schema with
   a keyword llama.cpp cannot enforce, a forced ``tool_choice`` naming no offered function,
   ``stream_options`` without ``stream``, non-text content parts, tools without a function
-  name), so generated schemas become ``json_object`` and forced choices ``auto``; the prompt
+  name, ``logit_bias`` keys that are not token ids of the model), so generated schemas become
+  ``json_object``, forced choices ``auto`` and biases keep small token ids; the prompt
   must fit the model's context (the embedded model's is 2048 tokens), so conversations, tools
   and prompts are cut to ``MAX_PROMPT_BYTES``; and generation is kept to a few tokens (the
   model runs on CPU);
@@ -29,7 +30,10 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   ``top_logprobs``, and input items other than messages, function calls and their outputs,
   each with the fields its type needs: stateful parameters are dropped, tools kept only when
   they are named functions, input items become messages with text content, and the rest
-  follows the chat completions' rules (``max_output_tokens`` is the token limit).
+  follows the chat completions' rules (``max_output_tokens`` is the token limit);
+- a grader's fields are checked by tunegate itself (``tunegate.graders.parse``: the contract
+  leaves ``grader`` an open object so that the 400 names the bad field), so a generated
+  grader becomes a valid ``string_check`` (under the name drawn, when it drew one).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
 Two users: ``tunegate.contract.hooks`` (the hooks schemathesis.toml names, for a run from
@@ -61,6 +65,11 @@ _REFUSED = {
     "POST /completions": ("echo", "suffix"),
 }
 MAX_CHOICES = 8  # tunegate.serving.completions.MAX_CHOICES
+# logit_bias keys kept: token ids every vocabulary has (byte-level tokenizers start with 256).
+MAX_BIASED_TOKEN = 255
+GRADER_ROUTES = ("POST /fine_tuning/alpha/graders/run", "POST /fine_tuning/alpha/graders/validate")
+VALID_GRADER = {"type": "string_check", "input": "{{sample.output_text}}",
+                "reference": "expected", "operation": "eq"}
 RESPONSES = "POST /responses"
 # What a response refuses (tunegate.api.responses): server state, and log probabilities.
 _RESPONSE_REFUSED = ("previous_response_id", "conversation", "prompt", "background",
@@ -119,6 +128,10 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         _job(body, training_file, base_models[0])
     elif label in _REFUSED:
         _generation(body, label, base_models[0])
+    elif label in GRADER_ROUTES and "grader" in body:
+        drawn = body["grader"] if isinstance(body["grader"], dict) else {}
+        name = drawn.get("name") if isinstance(drawn.get("name"), str) else "grader"
+        body["grader"] = {**VALID_GRADER, "name": name}
     elif label == RESPONSES:
         _response(body, base_models[0])
 
@@ -198,6 +211,9 @@ def _generation(body: dict[str, Any], label: str, base_model: str) -> None:
         body["response_format"] = {"type": "json_object"}
     if not body.get("stream"):
         body.pop("stream_options", None)
+    if isinstance(body.get("logit_bias"), dict):
+        body["logit_bias"] = {key: bias for key, bias in body["logit_bias"].items()
+                              if key.isascii() and key.isdigit() and int(key) <= MAX_BIASED_TOKEN}
     for name in ("tool_choice", "function_call"):
         if body.get(name) not in (None, "auto", "none"):
             del body[name]

@@ -9,6 +9,7 @@ fails (a full disk: ``OSError`` ENOSPC, answered 507 by the API) removes its par
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import os
@@ -38,6 +39,13 @@ DEFAULT_FILENAME = "upload"
 # What the data folder's names look like: ids we made (tunegate.ids), nothing else.
 _STORAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PARTIAL_PREFIX = ".partial-"
+
+
+def results_file_content(csv: bytes) -> bytes:
+    """What a job's results file holds: its CSV (``step,train_loss,...``) base64-encoded, as
+    api.openai.com serves ``fine-tune-results`` files. Code written against OpenAI decodes it
+    (``base64.b64decode(client.files.content(id).read())``); plain CSV would fail there."""
+    return base64.b64encode(csv)
 
 
 def clean_filename(name: str) -> str:

@@ -6,25 +6,37 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tunegate.graders import templates
-from tunegate.graders.grades import Grade, no_errors
+from tunegate.graders import model_graders, multi, python_grader, scorers, templates
+from tunegate.graders.context import Context
+from tunegate.graders.grades import Grade, failure
+from tunegate.graders.kinds import Grader
 from tunegate.graders.models import GraderModels
-from tunegate.graders.parse import Grader
 from tunegate.graders.samples import Sample
+from tunegate.graders.sandbox import SandboxLimits
 
-Scorer = Callable[[Grader, Mapping[str, Any], "GraderModels | None"], Grade]
+Scorer = Callable[[Grader, Context], Grade]
 
 
 def grade(grader: Grader, sample: Sample, item: Mapping[str, Any],
-          models: GraderModels | None = None) -> Grade:
+          models: GraderModels | None = None, *, limits: SandboxLimits | None = None) -> Grade:
+    """``grader``'s grade of ``sample`` for ``item``; never raises for the grader's own
+    failure (the flags of ``Grade.errors``). ``limits`` are the Python sandbox's (OpenAI's by
+    default)."""
     namespaces = {"sample": sample.as_namespace(), "item": item}
-    started = time.monotonic()
-    try:
-        result = SCORERS[grader.type](grader, namespaces, models)
-    except templates.UnknownVariable:
-        result = _failed("invalid_variable_error")
-    result.execution_time = time.monotonic() - started
-    return result
+    sandbox_limits = limits or SandboxLimits()
+
+    def run(part: Grader) -> Grade:
+        started = time.monotonic()
+        try:
+            result = SCORERS[part.type](part, context)
+        except templates.UnknownVariable:
+            result = failure("invalid_variable_error")
+        result.execution_time = time.monotonic() - started
+        return result
+
+    context = Context(namespaces=namespaces, models=models, limits=sandbox_limits,
+                      grade_part=run)
+    return run(grader)
 
 
 def passed(grader: Grader, result: Grade) -> bool:
@@ -36,22 +48,11 @@ def passed(grader: Grader, result: Grade) -> bool:
     return result.score >= threshold if threshold is not None else result.score >= 1
 
 
-def _failed(flag: str, details: tuple[str, str] | None = None) -> Grade:
-    errors = no_errors()
-    errors[flag] = True
-    if details:
-        errors[details[0]] = details[1]
-    return Grade(score=0.0, errors=errors)
-
-
-def _string_check(grader: Grader, namespaces: Mapping[str, Any],
-                  models: GraderModels | None) -> Grade:
-    given = templates.render(grader.spec["input"], namespaces)
-    reference = templates.render(grader.spec["reference"], namespaces)
-    operation = grader.spec["operation"]
-    outcome = {"eq": given == reference, "ne": given != reference,
-               "like": reference in given, "ilike": reference.lower() in given.lower()}[operation]
-    return Grade(score=1.0 if outcome else 0.0)
-
-
-SCORERS: dict[str, Scorer] = {"string_check": _string_check}
+SCORERS: dict[str, Scorer] = {
+    "string_check": scorers.string_check,
+    "text_similarity": scorers.text_similarity,
+    "python": python_grader.python,
+    "score_model": model_graders.score_model,
+    "label_model": model_graders.label_model,
+    "multi": multi.multi,
+}

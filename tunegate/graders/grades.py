@@ -39,3 +39,29 @@ class Grade:
     @property
     def failed(self) -> bool:
         return any(bool(value) for value in self.errors.values())
+
+
+def failure(flag: str, details: tuple[str, str] | None = None) -> Grade:
+    """A grade of 0 with ``flag`` set, and ``details`` (flag, text) for the text flags."""
+    errors = no_errors()
+    errors[flag] = True
+    if details:
+        errors[details[0]] = details[1]
+    return Grade(score=0.0, errors=errors)
+
+
+def merged_errors(grades: list[Grade]) -> dict[str, Any]:
+    """The flags of several grades together (a multi grader's): any set flag, the first text."""
+    errors = no_errors()
+    for part in grades:
+        for flag, value in part.errors.items():
+            if value and not errors[flag]:
+                errors[flag] = value
+    return errors
+
+
+def add_usage(total: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
+    for model, counts in more.items():
+        into = total.setdefault(model, {})
+        for key, value in counts.items():
+            into[key] = into.get(key, 0) + value

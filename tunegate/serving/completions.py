@@ -3,11 +3,12 @@
 Turns a request body into a :class:`GenerationRequest` (checking the parameters OpenAI has but
 tunegate does not support, with ``param`` naming them), renders and measures the prompt against
 the model's context, generates the ``n`` choices together (:mod:`fanout`), constrained where
-``response_format`` or a forced ``tool_choice`` asks (:mod:`constraints`), and shapes the
-results, log probabilities included (:mod:`logprobs`), as OpenAI's ``chat.completion`` /
-``chat.completion.chunk`` / ``text_completion`` objects. Every key of those objects is always
-sent (``null`` when empty), except inside a streamed ``delta``, which like OpenAI's carries only
-what changed.
+``response_format`` or a forced ``tool_choice`` asks (:mod:`constraints`), with the tokens
+``logit_bias`` names biased (:mod:`logit_bias`), and shapes the results, tool calls (one only
+with ``parallel_tool_calls`` false) and log probabilities included (:mod:`logprobs`), as
+OpenAI's ``chat.completion`` / ``chat.completion.chunk`` / ``text_completion`` objects. Every
+key of those objects is always sent (``null`` when empty), except inside a streamed ``delta``,
+which like OpenAI's carries only what changed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from tunegate import ids
 from tunegate.chat.format import ChatFormatError, text_of
 from tunegate.chat.template import TemplateError
-from tunegate.chat.tool_calls import Reply, StreamReader, read_reply
+from tunegate.chat.tool_calls import CLOSE, Reply, StreamReader, read_reply
 from tunegate.errors import (
     InsufficientStorage,
     InvalidRequest,
@@ -45,6 +46,7 @@ from tunegate.serving.engine import (
     Sampling,
 )
 from tunegate.serving.fanout import interleave
+from tunegate.serving.logit_bias import check_vocabulary, parse_logit_bias
 from tunegate.serving.model import ServedModel
 from tunegate.serving.pool import ModelBusy, ModelFiles, ModelLoadError, ModelNoSpace, ModelPool
 
@@ -74,6 +76,7 @@ class GenerationRequest:
     n: int = 1  # choices, generated together
     logprobs: int | None = None  # None: no log probabilities; else how many top ones per token
     constraint: Constraint | None = None  # JSON mode, a schema or a forced tool call
+    parallel_tool_calls: bool = True  # False: an answer makes at most one tool call
 
     @property
     def chat(self) -> bool:
@@ -159,7 +162,8 @@ def _common(body: Mapping[str, Any], max_tokens: int | None, logprobs: int | Non
             presence_penalty=number("presence_penalty", 0.0),
             json_schema=constraint.json_schema if constraint else None,
             # llama.cpp sends a token's own log probability only with n_probs > 0.
-            n_probs=0 if logprobs is None else max(logprobs, 1)),
+            n_probs=0 if logprobs is None else max(logprobs, 1),
+            logit_bias=parse_logit_bias(body.get("logit_bias"))),
         max_tokens=max_tokens, stop=tuple(s for s in stops if s), stream=stream,
         include_usage=bool(options.get("include_usage")), n=_choices(body), logprobs=logprobs,
         constraint=constraint, **prompt,
@@ -190,8 +194,14 @@ def chat_request(body: Mapping[str, Any]) -> GenerationRequest:
         max_tokens = body.get("max_tokens")
     tools = _offered_tools(body)
     constraint = _tool_constraint(body, tools) or response_constraint(body.get("response_format"))
-    return _common(body, max_tokens, _chat_logprobs(body), constraint, messages=messages,
-                   prompt=None, tools=tools)
+    request = _common(body, max_tokens, _chat_logprobs(body), constraint, messages=messages,
+                      prompt=None, tools=tools,
+                      parallel_tool_calls=body.get("parallel_tool_calls") is not False)
+    if tools and not request.parallel_tool_calls:
+        # Generation ends where the first call does: a second one is never generated (nor
+        # paid for in tokens); the reply keeps one call whatever the model does.
+        request = replace(request, stop=(*request.stop, CLOSE))
+    return request
 
 
 _MESSAGE_KEYS = ("role", "name", "tool_calls", "tool_call_id", "function_call")
@@ -258,6 +268,7 @@ def _prepare(model: ServedModel, files: ModelFiles, request: GenerationRequest) 
     except TemplateError as exc:
         raise InvalidRequest(f"Cannot render the messages for {request.model}: {exc}.",
                              param="messages", code="chat_template_error") from None
+    check_vocabulary(request.sampling.logit_bias, model.n_vocab, request.model)
     n_ctx, used = model.n_ctx, len(prompt)
     what, completion = request.prompt_param, request.max_tokens or 0
     if used >= n_ctx or used + completion > n_ctx:
@@ -475,27 +486,43 @@ def _ends(prepared: _Prepared, index: int, reader: StreamReader | None,
           finish_reason: str) -> Iterator[Json]:
     """A streamed choice's last chunks: held text, its tool calls, its finish reason."""
     if reader is not None:
-        rest = reader.finish()
+        rest = _calls_allowed(prepared.request, reader.finish())
         if rest.content:
             yield _chunk(prepared, index, rest.content, None)
         for call_index, call in enumerate(rest.tool_calls):
-            yield _tool_call_chunk(prepared, index, call_index, call)
+            yield from _tool_call_chunks(prepared, index, call_index, call)
         finish_reason = _finish_reason(rest, finish_reason)
     yield _chunk(prepared, index, None, finish_reason)
 
 
-def _tool_call_chunk(prepared: _Prepared, index: int, call_index: int, call: Json) -> Json:
-    """One whole tool call as a stream delta (OpenAI may split its arguments; clients join)."""
-    delta = {"tool_calls": [{"index": call_index, **call}]}
-    return _envelope(prepared, "chat.completion.chunk", [{
-        "index": index, "delta": delta, "logprobs": None, "finish_reason": None}], None)
+def _tool_call_chunks(prepared: _Prepared, index: int, call_index: int, call: Json
+                      ) -> Iterator[Json]:
+    """One tool call as OpenAI streams it: a first delta with its ``index``, ``id``, ``type``,
+    name and empty ``arguments``, then the arguments with only ``index`` beside them. Clients
+    join deltas by ``index``, concatenating every string, so nothing but the arguments may come
+    twice (a repeated ``id`` would read ``call_xcall_x``)."""
+    function = call["function"]
+    first = {"index": call_index, "id": call["id"], "type": call["type"],
+             "function": {"name": function["name"], "arguments": ""}}
+    rest = {"index": call_index, "function": {"arguments": function["arguments"]}}
+    for delta in (first, rest):
+        yield _envelope(prepared, "chat.completion.chunk", [{
+            "index": index, "delta": {"tool_calls": [delta]}, "logprobs": None,
+            "finish_reason": None}], None)
 
 
 def _reply(request: GenerationRequest, text: str) -> Reply:
     """The answer as content and tool calls (only when tools were offered)."""
     if not request.tools:
         return Reply(text)
-    return read_reply(text, _offered_names(request))
+    return _calls_allowed(request, read_reply(text, _offered_names(request)))
+
+
+def _calls_allowed(request: GenerationRequest, reply: Reply) -> Reply:
+    """``reply`` with only its first call when ``parallel_tool_calls`` is false."""
+    if request.parallel_tool_calls or len(reply.tool_calls) <= 1:
+        return reply
+    return Reply(reply.content, reply.tool_calls[:1])
 
 
 def _offered_names(request: GenerationRequest) -> set[str]:

@@ -45,6 +45,7 @@ class Sampling:
     presence_penalty: float = 0.0
     json_schema: dict[str, Any] | None = None  # the answer is JSON valid against it
     n_probs: int = 0  # > 0: each token comes with its own and the top n_probs' log probabilities
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
 
     def to_llama(self) -> dict[str, Any]:
         """The ``/completion`` fields: only OpenAI's samplers, llama.cpp's extra ones off."""
@@ -57,6 +58,8 @@ class Sampling:
             fields["json_schema"] = self.json_schema
         if self.n_probs:
             fields["n_probs"] = self.n_probs
+        if self.logit_bias:
+            fields["logit_bias"] = [[token, bias] for token, bias in self.logit_bias]
         return fields
 
 
@@ -134,6 +137,9 @@ class LlamaServer:
         try:
             self._wait_ready()
             self.props: dict[str, Any] = self._client.get("/props").json()
+            # The vocabulary's size, which /props lacks (OpenAI-style model listing's "meta").
+            [listed] = self._client.get("/v1/models").json()["data"]
+            self.n_vocab = int(listed["meta"]["n_vocab"])
         except BaseException:
             self.close()
             raise

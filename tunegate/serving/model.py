@@ -30,6 +30,11 @@ class ServedModel:
     def n_ctx(self) -> int:
         return self.engine.n_ctx
 
+    @property
+    def n_vocab(self) -> int:
+        """Tokens in the model's vocabulary: ids run from 0 to ``n_vocab - 1``."""
+        return self.engine.n_vocab
+
     def alive(self) -> bool:
         return self.engine.alive()
 

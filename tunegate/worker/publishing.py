@@ -9,12 +9,18 @@ are overwritten, never left without a row), and nothing is published before the 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunegate import ids
-from tunegate.domain.files import FINE_TUNE_RESULTS, FileStorage, StoredFile
+from tunegate.domain.files import (
+    FINE_TUNE_RESULTS,
+    FileStorage,
+    StoredFile,
+    results_file_content,
+)
 from tunegate.domain.jobs import FineTuningJob, JobStatus, job_event, now
 from tunegate.store.base import FineTunedModel, Store
 from tunegate.training.spec import TrainingResult
@@ -82,8 +88,8 @@ class Publisher:
         if not csv_path or not Path(csv_path).is_file():
             return None
         file_id = self._results_file_id(work_dir)
-        with open(csv_path, "rb") as source:
-            size = self.storage.write(file_id, source)
+        content = results_file_content(Path(csv_path).read_bytes())  # a few KiB: one row a step
+        size = self.storage.write(file_id, io.BytesIO(content))
         return StoredFile(id=file_id, project_id=job.project_id, bytes=size, created_at=now(),
                           filename=f"{job.id}-results.csv", purpose=FINE_TUNE_RESULTS)
 

@@ -1,0 +1,137 @@
+"""``POST /v1/fine_tuning/alpha/graders/run`` and ``/validate``: OpenAI's grader endpoints over
+tunegate's grader engine (``tunegate.graders``), with grader models served by the same pool as
+chat completions (``PoolGraderModels``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tunegate.api.inference import Completions
+from tunegate.errors import InvalidRequest, NotFound, clip
+from tunegate.graders import (
+    GRADER_TYPES,
+    Grade,
+    Grader,
+    InvalidGrader,
+    ModelAnswer,
+    Sample,
+    SandboxLimits,
+    grade,
+    parse_grader,
+)
+from tunegate.graders.parse import model_fields
+from tunegate.settings import Settings
+
+# OpenAI's graders/run and validate take every type but a bare label_model (it is for evals
+# and inside multi).
+RUNNABLE = GRADER_TYPES - {"label_model"}
+
+
+class EmbeddingsUnavailable(RuntimeError):
+    """No embedding model is wired to the graders yet (``text_similarity`` ``cosine``)."""
+
+
+class PoolGraderModels:
+    """``GraderModels`` for one project's request: chat completions through the serving pool
+    (the same use case, and so the same models and rules, as ``/v1/chat/completions``)."""
+
+    def __init__(self, completions: Completions, project_id: str | None):
+        self.completions = completions
+        self.project_id = project_id
+
+    def complete(self, model: str, messages: Sequence[Mapping[str, Any]], *,
+                 response_format: Mapping[str, Any] | None = None,
+                 sampling: Mapping[str, Any] | None = None) -> ModelAnswer:
+        body: dict[str, Any] = {"model": model, "messages": list(messages), **(sampling or {})}
+        if response_format is not None:
+            body["response_format"] = dict(response_format)
+        answer = self.completions.chat(self.project_id, body)
+        assert isinstance(answer, dict)  # not streamed
+        message = answer["choices"][0]["message"]
+        usage = answer.get("usage") or {}
+        return ModelAnswer(text=message.get("content") or "",
+                           prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                           completion_tokens=int(usage.get("completion_tokens", 0)),
+                           refusal=message.get("refusal"))
+
+    def embed(self, model: str | None, texts: Sequence[str]) -> list[list[float]]:
+        raise EmbeddingsUnavailable(
+            "this server has no embedding model for graders yet (text_similarity with "
+            "evaluation_metric cosine needs one)")
+
+    def exists(self, model: str) -> bool:
+        try:
+            self.completions.servable(self.project_id, model)
+        except (NotFound, InvalidRequest):
+            return False
+        return True
+
+
+class Graders:
+    def __init__(self, settings: Settings, completions: Completions):
+        self.completions = completions
+        self.limits = SandboxLimits(seconds=settings.python_grader_seconds,
+                                    memory_bytes=settings.python_grader_memory_mb * 1024 * 1024)
+
+    def run(self, project_id: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        """OpenAI's RunGraderResponse for ``body`` (grader, model_sample, item or the older
+        reference_answer); a grader's own failure is flagged inside it, never raised."""
+        models = PoolGraderModels(self.completions, project_id)
+        grader = self.checked(body.get("grader"), models)
+        result = grade(grader, Sample(output_text=body["model_sample"]), _item(body), models,
+                       limits=self.limits)
+        return response(grader, result)
+
+    def validate(self, project_id: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.checked(body.get("grader"), PoolGraderModels(self.completions, project_id))
+        return {"grader": body["grader"]}
+
+    def checked(self, spec: Any, models: PoolGraderModels) -> Grader:
+        """The parsed grader, or 400 naming the field that is wrong (a grader model this
+        project cannot call included: better now than as a failed grade)."""
+        if isinstance(spec, Mapping) and spec.get("type") == "label_model":
+            raise InvalidRequest(
+                "A label_model grader cannot be run on its own here (as on OpenAI): put it "
+                "inside a multi grader, or use it as an eval's testing criterion.",
+                param="grader.type", code="invalid_grader")
+        try:
+            grader = parse_grader(spec, "grader", RUNNABLE)
+        except InvalidGrader as invalid:
+            raise InvalidRequest(invalid.message, param=clip(invalid.param),
+                                 code="invalid_grader") from None
+        for param, model in model_fields(grader):
+            if not models.exists(model):
+                raise InvalidRequest(
+                    f"The grader model {clip(model)} does not exist or cannot be served for "
+                    "this project.", param=clip(param), code="model_not_found")
+        return grader
+
+
+def _item(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    if body.get("item") is not None:
+        return body["item"]  # type: ignore[no-any-return]
+    if "reference_answer" in body:
+        return {"reference_answer": body["reference_answer"]}
+    return {}
+
+
+def response(grader: Grader, result: Grade) -> dict[str, Any]:
+    """OpenAI's RunGraderResponse: every key present."""
+    tokens = sum(counts.get("total_tokens", 0) for counts in result.usage.values())
+    return {
+        "reward": result.score,
+        "metadata": {
+            "name": grader.name, "type": grader.type, "errors": dict(result.errors),
+            "execution_time": result.execution_time,
+            "scores": {**result.sub_scores, grader.name: result.score},
+            "token_usage": tokens if result.usage else None,
+            "sampled_model_name": result.sampled_model_name,
+        },
+        "sub_rewards": dict(result.sub_scores),
+        "model_grader_token_usage_per_model": {model: dict(counts)
+                                               for model, counts in result.usage.items()},
+    }
+
+
+__all__ = ["Graders", "PoolGraderModels", "response"]
