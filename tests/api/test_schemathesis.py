@@ -65,7 +65,7 @@ from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
 from tests.api.conftest import ALICE
-from tests.conftest import chat_lines
+from tests.conftest import chat_lines, start_from_migrated
 from tests.helpers import add_parts, create_upload, upload
 from tunegate.api.app import build_service, create_app
 from tunegate.api.event_stream import STOPPING_KEY
@@ -302,13 +302,15 @@ WORKFLOWS = {
 class ScenarioService:
     """The app's service; each stateful scenario swaps in a fresh one over a blank data folder.
 
-    The scenarios run one after another against one app. Were the store to carry over, the same
+    The scenarios run one after another against one app (each database a copy of the session's
+    migrated one, tests/conftest.py). Were the store to carry over, the same
     drawn steps would meet different answers and Hypothesis would (rightly) call the data
     generation flaky; building a service is cheap where building the connexion app is not.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, migrated: Path) -> None:
         self.settings = settings
+        self.migrated = migrated
         self.current: Service | None = None
         self.count = 0
 
@@ -323,13 +325,14 @@ class ScenarioService:
         self.close()
         self.count += 1
         data_dir = self.settings.data_dir / f"scenario-{self.count}"
-        self.current = build_service(replace(self.settings, data_dir=data_dir))
+        settings = start_from_migrated(self.migrated, replace(self.settings, data_dir=data_dir))
+        self.current = build_service(settings)
 
 
-def test_stateful(fuzz_settings: Settings) -> None:
+def test_stateful(fuzz_settings: Settings, migrated_sqlite: Path) -> None:
     """Walk the OpenAPI links: upload → retrieve/content/delete, create job → its operations."""
     settings = fuzz_settings
-    services = ScenarioService(settings)
+    services = ScenarioService(settings, migrated_sqlite)
     services.fresh()
     app = create_app(settings, service=services, validate_responses=True)  # type: ignore[arg-type]
     walked: dict[tuple[str, str], set[int]] = defaultdict(set)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, session_model_cache, start_server, stop_server
 from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
 from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
 
@@ -83,7 +83,7 @@ class Chaos:
 
 @pytest.fixture
 def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
-    cache = tmp_path_factory.getbasetemp() / "model-cache"  # shared with the other e2e modules
+    cache = session_model_cache(tmp_path_factory)
     chaos = Chaos(tmp_path_factory.mktemp("chaos"), cache)
     yield chaos
     stop_server(chaos.server)
@@ -149,7 +149,7 @@ def test_sigterm_to_serve_stops_its_worker_first_and_requeues_the_run(
     from tunegate.settings import Settings
     from tunegate.store import open_store
 
-    cache = tmp_path_factory.getbasetemp() / "model-cache"
+    cache = session_model_cache(tmp_path_factory)
     server = start_server(tmp_path_factory.mktemp("sigterm"),
                           env={"TUNEGATE_MODEL_CACHE": str(cache)})
     try:

@@ -18,7 +18,14 @@ import pytest
 from openai import OpenAI
 
 from tests.api.conftest import ALICE, BOB, write_keys_file
-from tests.conftest import Server, chat_lines, start_server, start_server_afresh, stop_server
+from tests.conftest import (
+    Server,
+    chat_lines,
+    session_model_cache,
+    start_server,
+    start_server_afresh,
+    stop_server,
+)
 from tests.e2e.test_training_sdk import fact_lines
 from tests.helpers import sdk_create_job, sdk_upload
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
@@ -65,7 +72,7 @@ def events_url(server: Server, job_id: str) -> str:
 @pytest.fixture(scope="module")
 def keyed_training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("event-stream")
-    cache = tmp_path_factory.getbasetemp() / "model-cache"  # shared with the other e2e modules
+    cache = session_model_cache(tmp_path_factory)
     server = start_server_afresh(tmp, "--keys-file", str(write_keys_file(tmp / "keys.json")), env={
         "TUNEGATE_MODEL_CACHE": str(cache), "TUNEGATE_RATE_LIMIT": "0",
         "TUNEGATE_SSE_HEARTBEAT_SECONDS": "1"})

@@ -23,7 +23,6 @@ from tests.conftest import TUNEGATE_CLI, Server
 from tests.e2e.test_training_sdk import fact_lines, serve_with_shared_cache
 from tests.export.helpers import logits
 from tests.helpers import sdk_upload, wait_until_finished
-from tunegate.domain.catalog import EMBEDDED_MODEL_ID, embedded_gguf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,14 +33,8 @@ LOGIT_TOLERANCE = 0.25
 
 
 @pytest.fixture(scope="module")
-def hf_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tunegate.training.model_cache import resolve_hf_folder
-    from tunegate.training.spec import BaseModelRef
-
-    gguf = embedded_gguf()
-    assert gguf is not None
-    ref = BaseModelRef(EMBEDDED_MODEL_ID, "gguf", str(gguf.parent), gguf.name)
-    return resolve_hf_folder(ref, tmp_path_factory.getbasetemp() / "model-cache")
+def hf_folder(converted_smollm2: Path) -> Path:
+    return converted_smollm2
 
 
 @pytest.fixture(scope="module")

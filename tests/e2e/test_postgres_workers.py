@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, session_model_cache, start_server, stop_server
 from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
 from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
 from tunegate.store import open_store
@@ -87,7 +87,7 @@ def wait_for(predicate, what: str, timeout: float = 120) -> None:
 
 @pytest.fixture
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.getbasetemp() / "model-cache")  # the other e2e modules' too
+    return str(session_model_cache(tmp_path_factory))
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ class RayCluster:
     def add_node(self, name: str) -> Path:
         """A node with one CPU, in ``name/`` (its working folder) with ``name/tmp`` as TMPDIR."""
         home = self.folder / name
-        (home / "tmp").mkdir(parents=True)
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
         with (home / "node.log").open("ab") as log:
             self.nodes.append(subprocess.Popen(
                 [RAY, "start", "--address", self.address, "--num-cpus", "1", "--block",
@@ -62,6 +62,17 @@ class RayCluster:
                 stderr=subprocess.STDOUT, start_new_session=True))
         return home
 
+    def add_warm_node(self, name: str, converted: Path) -> Path:
+        """``add_node`` for a node that has trained this base before: the converted copy in its
+        per-node cache already (hard links to the session's, tests/conftest.py). Converting on
+        a node is the first test's to prove; the others would only repeat it (~30 s each on
+        one CPU)."""
+        home = self.folder / name
+        cache = home / "tmp" / "tunegate-model-cache"
+        cache.mkdir(parents=True)
+        shutil.copytree(converted, cache / converted.name, copy_function=_link_or_copy)
+        return self.add_node(name)
+
     def kill_node(self, index: int) -> None:
         """What a machine that dies looks like: the node and all it runs, at once."""
         _kill_group(self.nodes[index])
@@ -69,6 +80,13 @@ class RayCluster:
     def stop(self) -> None:
         for process in [*self.nodes, self.head]:
             _kill_group(process)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system (a --basetemp elsewhere): copy the ~540 MB
+        shutil.copy2(source, target)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -157,8 +175,8 @@ def test_a_job_trains_on_a_ray_node_and_its_model_is_served(
 
 
 def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
-        tmp_path: Path, ray_cluster: RayCluster) -> None:
-    ray_cluster.add_node("node-1")
+        tmp_path: Path, ray_cluster: RayCluster, converted_smollm2: Path) -> None:
+    ray_cluster.add_warm_node("node-1", converted_smollm2)
     env = _ray_env(ray_cluster)
     server = start_server(tmp_path, "--worker", "external", env=env)
     worker = start_worker(tmp_path / "worker", server, env)
@@ -172,7 +190,7 @@ def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
         ray_cluster.kill_node(0)
         wait_for_event(client, job.id, lambda e: "Ray node training this job was lost"
                        in e.message, timeout=120)
-        ray_cluster.add_node("node-2")
+        ray_cluster.add_warm_node("node-2", converted_smollm2)
         done = wait_until_finished(client, job.id, timeout=600)
         assert done.status == "succeeded", (done.error, worker.log()[-3000:])
         events = events_of(client, job.id)
@@ -190,8 +208,8 @@ def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
 
 
 def test_pause_frees_the_node_and_cancel_stops_the_remote_run_within_seconds(
-        tmp_path: Path, ray_cluster: RayCluster) -> None:
-    node_tmp = ray_cluster.add_node("node-1") / "tmp"
+        tmp_path: Path, ray_cluster: RayCluster, converted_smollm2: Path) -> None:
+    node_tmp = ray_cluster.add_warm_node("node-1", converted_smollm2) / "tmp"
     env = _ray_env(ray_cluster)
     server = start_server(tmp_path, "--worker", "external", env=env)
     worker = start_worker(tmp_path / "worker", server, env)

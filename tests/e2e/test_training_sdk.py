@@ -21,7 +21,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, session_model_cache, start_server, stop_server
 from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -42,7 +42,7 @@ def fact_lines(count: int, *, offset: int = 0) -> bytes:
 def serve_with_shared_cache(tmp_path_factory: pytest.TempPathFactory, name: str,
                             **env: str) -> Iterator[Server]:
     """A real server whose converted-model cache every e2e module of the session shares."""
-    cache = tmp_path_factory.getbasetemp() / "model-cache"
+    cache = session_model_cache(tmp_path_factory)
     server = start_server(tmp_path_factory.mktemp(name),
                           env={"TUNEGATE_MODEL_CACHE": str(cache), **env})
     yield server

@@ -90,27 +90,21 @@ def smol_f32_gguf(smol_q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) 
     return copy_gguf(smol_q4_gguf, tmp_path_factory.mktemp("smol_f32") / "smollm2-f32.gguf")
 
 
-def hf_model_from_gguf(path: Path) -> Any:
-    """A GGUF dequantized into a float32 Hugging Face model by transformers."""
+def hf_model_from_folder(folder: Path) -> Any:
+    """The float32 Hugging Face model of a converted GGUF base: the GGUF dequantized by
+    transformers (tunegate.training.model_cache), as the trainer loads it."""
     import torch
     import transformers
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32
-    )
-    # transformers keeps a GGUF quantizer marker although the weights are plain float32;
-    # PEFT and save_pretrained refuse such a model (NOTES.md).
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     return model.eval()
 
 
 @pytest.fixture(scope="session")
-def smol_hf_model(smol_q4_gguf: Path) -> Any:
-    """The shipped base dequantized into a float32 Hugging Face model (~20 s)."""
-    return hf_model_from_gguf(smol_q4_gguf)
+def smol_hf_model(converted_smollm2: Path) -> Any:
+    """The shipped base dequantized into a float32 Hugging Face model: the session's one
+    conversion (~20 s, tests/conftest.py), done already in a full run."""
+    return hf_model_from_folder(converted_smollm2)
 
 
 def real_adapter(base_model: Any, base_gguf: Path, out: Path, targets: list[str],

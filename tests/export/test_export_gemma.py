@@ -25,7 +25,7 @@ import pytest
 
 from tunegate.adapters.export import export_lora_gguf
 
-from .conftest import hf_model_from_gguf, real_adapter
+from .conftest import hf_model_from_folder, real_adapter
 from .helpers import ALL_LINEAR, THIRD_PARTY_WARNINGS, RealAdapter, copy_gguf, llama, logits
 
 pytest.importorskip("llama_cpp")
@@ -59,10 +59,11 @@ def gemma_f32_gguf(gemma_q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def gemma_adapter(gemma_q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> RealAdapter:
-    """An all-linear r=8 random adapter on the dequantized base, exported against the shipped
-    Q4_K_M GGUF as the worker does."""
-    base = hf_model_from_gguf(gemma_q4_gguf)
+def gemma_adapter(gemma_q4_gguf: Path, converted_gemma: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> RealAdapter:
+    """An all-linear r=8 random adapter on the dequantized base (the session's one conversion,
+    tests/conftest.py), exported against the shipped Q4_K_M GGUF as the worker does."""
+    base = hf_model_from_folder(converted_gemma)
     assert base.config.model_type == "gemma3_text"
     return real_adapter(base, gemma_q4_gguf, tmp_path_factory.mktemp("gemma_adapter"),
                         ALL_LINEAR, arch="gemma3", keep_model=True)

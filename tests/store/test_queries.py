@@ -51,8 +51,8 @@ def test_the_active_job_limit_is_one_count_in_the_inserting_transaction(store: S
 
 
 @pytest.fixture
-def postgres_store(postgres_url: str) -> Iterator[SqlStore]:
-    opened = open_store(postgres_url)
+def postgres_store(migrated_postgres_url: str) -> Iterator[SqlStore]:
+    opened = open_store(migrated_postgres_url)
     yield opened
     opened.close()
 

@@ -2,9 +2,8 @@
 
 Fast tests use a tiny llama (2 layers, hidden 64) with a tiny byte-level BPE tokenizer trained
 here in milliseconds, carrying SmolLM2's ChatML template: seconds per training run. Slow tests
-(``@pytest.mark.slow``) use the real embedded SmolLM2-135M, converted once per machine into
-pytest's cache folder (``.pytest_cache/d/tunegate-models``; a temporary folder when the cache
-plugin is off).
+(``@pytest.mark.slow``) use the real embedded SmolLM2-135M, converted once per run into the
+session's model cache (``model_cache``, tests/conftest.py), which the e2e servers share.
 """
 
 from __future__ import annotations

@@ -20,15 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_train_throughput_quick_trains_every_recipe(request: pytest.FixtureRequest,
-                                                     tmp_path: Path) -> None:
-    # The converted base the slow training tests use (converting again would take ~25 s).
-    cache = request.config.cache
-    models = cache.mkdir("tunegate-models") if cache is not None else tmp_path / "models"
+def test_train_throughput_quick_trains_every_recipe(model_cache: Path) -> None:
+    # The session's converted bases (tests/conftest.py): converting again would take ~25 s.
     # The benchmark reads ../shared/data by default; its --quick run needs only the GSM8K
     # train/validation pair, whose slices in tests/data are enough for 1,500 tokens.
     done = subprocess.run(
-        [sys.executable, "bench/train_throughput.py", "--quick", "--cache-dir", str(models)],
+        [sys.executable, "bench/train_throughput.py", "--quick", "--cache-dir", str(model_cache)],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
         env={**os.environ, "TUNEGATE_SHARED_DATA": str(TEST_DATA)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

