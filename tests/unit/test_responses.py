@@ -284,6 +284,23 @@ def test_a_streamed_call_is_one_function_call_item_after_the_message() -> None:
     assert [item.type for item in made[-1].response.output] == ["message", "function_call"]
 
 
+def test_a_call_streamed_in_openai_s_delta_shape_is_joined() -> None:
+    """The chat stream sends a call as id, type, name and empty arguments, then the arguments
+    alone under the same index (tunegate.serving.completions._tool_call_chunks)."""
+    first = {"index": 0, "id": "call_x", "type": "function",
+             "function": {"name": "get_weather", "arguments": ""}}
+    rest = [{"index": 0, "function": {"arguments": piece}} for piece in ('{"city"', ': "Paris"}')]
+    made = streamed([chunk("", role=True), *[{**chunk(), "choices": [{
+        "index": 0, "delta": {"tool_calls": [delta]}, "logprobs": None, "finish_reason": None}]}
+        for delta in (first, *rest)], chunk(finish_reason="tool_calls"), chunk(usage=USAGE)],
+        tools=[TOOL])
+    [done] = [e for e in made if e.type == "response.function_call_arguments.done"]
+    assert done.arguments == '{"city": "Paris"}'
+    [call] = made[-1].response.output
+    assert (call.call_id, call.name, call.arguments) == ("call_x", "get_weather",
+                                                        '{"city": "Paris"}')
+
+
 def test_whitespace_before_a_call_makes_no_message_item() -> None:
     made = streamed([chunk("", role=True), chunk("\n"), chunk(calls=[CALL]),
                      chunk(finish_reason="tool_calls"), chunk(usage=USAGE)], tools=[TOOL])

@@ -7,10 +7,11 @@
                        function_call_arguments.done, output_item.done
     response.completed (or response.incomplete, cut by max_output_tokens)
 
-each with its ``sequence_number`` (0, 1, 2, … in the order sent). The chat stream already holds
-a tool call back until it is whole (:class:`tunegate.chat.tool_calls.StreamReader`), so a call's
-arguments arrive in one delta. Whitespace before anything else is held until text follows it,
-so an answer that is only tool calls has no message item, as in the answer without ``stream``.
+each with its ``sequence_number`` (0, 1, 2, … in the order sent). The chat stream holds a tool
+call back until it is whole (:class:`tunegate.chat.tool_calls.StreamReader`) and then sends it
+in OpenAI's delta shape; the deltas are joined here, so a call's arguments arrive in one
+delta. Whitespace before anything else is held until text follows it, so an answer that is
+only tool calls has no message item, as in the answer without ``stream``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,17 @@ class _Events:
                          item=copy.deepcopy(item))
 
 
+def _join(calls: dict[int, Json], delta: Mapping[str, Any]) -> None:
+    """Add a streamed tool-call delta (OpenAI's shape: id, name and empty arguments first,
+    then pieces of the arguments under the same ``index``) to the call it belongs to."""
+    function = delta.get("function") or {}
+    call = calls.setdefault(delta.get("index", len(calls)), {
+        "id": delta.get("id"), "type": "function", "function": {"name": "", "arguments": ""}})
+    call["id"] = call["id"] or delta.get("id")
+    call["function"]["name"] += function.get("name") or ""
+    call["function"]["arguments"] += function.get("arguments") or ""
+
+
 def events(response: Json, chunks: Iterator[Json]) -> Iterator[Json]:
     """The events of ``response`` (its skeleton, :func:`response_objects.skeleton`) made from
     ``chunks``, a chat completion stream with ``include_usage``. Closing this closes
@@ -106,6 +118,7 @@ def events(response: Json, chunks: Iterator[Json]) -> Iterator[Json]:
     made = _Events(response)
     finish_reason: str | None = None
     chat_usage: Mapping[str, Any] | None = None
+    calls: dict[int, Json] = {}  # tool calls by index, joined from their deltas
     try:
         yield made.whole("response.created")
         yield made.whole("response.in_progress")
@@ -117,8 +130,11 @@ def events(response: Json, chunks: Iterator[Json]) -> Iterator[Json]:
                 if delta.get("content"):
                     yield from made.text_delta(delta["content"])
                 for call in delta.get("tool_calls") or []:
-                    yield from made.function_call(call)
+                    _join(calls, call)
                 if choice["finish_reason"] is not None:
+                    for index in sorted(calls):  # every call is whole once the choice ends
+                        yield from made.function_call(calls[index])
+                    calls.clear()
                     finish_reason = choice["finish_reason"]
     finally:
         close = getattr(chunks, "close", None)
