@@ -101,3 +101,46 @@ def test_openai_nullable_forms_read_as_ours() -> None:
     assert (theirs.nullable, theirs.types) == (True, ("string",))
     assert (listed.nullable, listed.types) == (True, ("integer",))
     assert inner.nullable and len(inner.alternatives) == 2
+
+
+# The Responses API: OpenAI's spec subsets above do not cover it, so our schemas are compared
+# with the installed SDK's types, which are generated from OpenAI's full spec.
+
+def _sdk_fields(model: type) -> tuple[set[str], set[str]]:
+    """(every field, the required ones) of an SDK type, by their wire names."""
+    fields = model.model_fields  # type: ignore[attr-defined]
+    names = {field.alias or name for name, field in fields.items()}
+    required = {field.alias or name for name, field in fields.items() if field.is_required()}
+    return names, required
+
+
+def _sdk_response_types() -> dict[str, type]:
+    from openai.types.responses import (
+        Response,
+        ResponseFunctionToolCall,
+        ResponseOutputMessage,
+        ResponseOutputText,
+        ResponseUsage,
+    )
+    return {"Response": Response, "ResponseOutputMessage": ResponseOutputMessage,
+            "ResponseOutputText": ResponseOutputText,
+            "ResponseFunctionCall": ResponseFunctionToolCall, "ResponseUsage": ResponseUsage}
+
+
+# Keys we send that the SDK's type does not declare, each with its reason.
+RESPONSE_EXTRAS = {
+    # OpenAI's API reference shows `store` on every response object; the generated type leaves
+    # it out. We send it, always false, to say that nothing was kept.
+    ("Response", "store"),
+}
+
+
+@pytest.mark.parametrize("name", ["Response", "ResponseOutputMessage", "ResponseOutputText",
+                                  "ResponseFunctionCall", "ResponseUsage"])
+def test_responses_schemas_match_the_sdk_types(name: str) -> None:
+    schema = OURS.schemas[name]
+    ours, ours_required = set(schema["properties"]), set(schema.get("required", ()))
+    theirs, theirs_required = _sdk_fields(_sdk_response_types()[name])
+    assert theirs_required - ours_required == set(), "the SDK requires keys we may leave out"
+    assert {(name, key) for key in ours - theirs} == {
+        entry for entry in RESPONSE_EXTRAS if entry[0] == name}

@@ -18,7 +18,8 @@ from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 # Comfortably more than an error message needs; a quoted value used to make it megabytes.
 SMALL_ANSWER = 2048
 BIG = 20 * 1024 * 1024
-JSON_ROUTES = ["/v1/fine_tuning/jobs", "/v1/chat/completions", "/v1/completions"]
+JSON_ROUTES = ["/v1/fine_tuning/jobs", "/v1/chat/completions", "/v1/completions",
+               "/v1/responses"]
 
 
 def post_json(client: Any, path: str, raw: bytes) -> Any:

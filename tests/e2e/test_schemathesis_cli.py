@@ -3,11 +3,11 @@ from a folder outside the checkout, with the config the package ships (``--confi
 -m tunegate.contract)"``, whose hooks are ``tunegate.contract.hooks``), against a real
 ``tunegate serve``: every check, exit status 0.
 
-- Open (no keys, the default): every operation, chat and text completions included (they run
-  the embedded model). The served spec says no credentials are needed, so ``ignored_auth`` has
-  nothing to object to. The completions skip the coverage phase here: it sends them a couple of
-  hundred requests, each a generation (about 5 minutes on 2 busy cores); a full run from the
-  command line includes it.
+- Open (no keys, the default): every operation, chat and text completions and responses
+  included (they run the embedded model). The served spec says no credentials are needed, so
+  ``ignored_auth`` has nothing to object to. The completions skip the coverage phase here: it
+  sends them a couple of hundred requests, each a generation (about 5 minutes on 2 busy
+  cores); a full run from the command line includes it.
 - With a key, sent with ``-H`` as the docs say: the served spec requires it, and
   ``ignored_auth`` resends successful requests without it and with a wrong one, expecting 401.
   The completions are left out of this run: their auth is the same middleware's, and
@@ -78,6 +78,7 @@ def test_open_server(tmp_path: Path) -> None:
     assert "Selected: 3/29" in completions, completions[-3000:]
     log = server.log()
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in log  # the model answered
+    assert '"POST /v1/responses HTTP/1.1" 200' in log
     assert '"POST /v1/fine_tuning/jobs HTTP/1.1" 200' in log  # jobs were created
 
 

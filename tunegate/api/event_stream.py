@@ -1,5 +1,6 @@
 """The server's two server-sent-event answers: a job's events (``JobEventStream``) and a
-completion's chunks (``CompletionStream``). Both end when the server starts shutting down.
+completion's chunks or a response's events (``CompletionStream``). Both end when the server
+starts shutting down.
 
 ``GET /v1/fine_tuning/jobs/{id}/events?stream=true``: a job's events as server-sent events.
 
@@ -184,3 +185,29 @@ def completion_events(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
         if close is not None:
             close()
     yield "data: [DONE]\n\n"
+
+
+def response_events(events: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Responses API events as named server-sent events (``event: response.created``), without
+    ``[DONE]`` (OpenAI sends none there); an error after the 200 is an ``error`` event, OpenAI's
+    ``ResponseErrorEvent``, numbered after the last event sent."""
+    number = 0
+    try:
+        for event in events:
+            number = event["sequence_number"] + 1
+            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+    except TunegateError as exc:
+        yield _response_error(number, exc.to_api())
+    except Exception:
+        log.exception("Generation failed mid-stream")
+        yield _response_error(number, envelope(SERVER_ERROR, type="server_error")["error"])
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+def _response_error(number: int, error: dict[str, Any]) -> str:
+    event = {"type": "error", "sequence_number": number, "code": error["code"],
+             "message": error["message"], "param": error["param"]}
+    return f"event: error\ndata: {json.dumps(event)}\n\n"

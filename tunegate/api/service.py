@@ -1,6 +1,6 @@
 """The API's use cases over one store and data folder, one object per resource, the way
-``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``,
-``completions``, ``embeddings``, ``graders``, ``evals`` and ``eval_runs``. Handlers call exactly
+``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``, ``completions``,
+``embeddings``, ``responses``, ``graders``, ``evals`` and ``eval_runs``. Handlers call exactly
 one method of one of them; that layer owns the rules and speaks only in domain objects and
 ``tunegate.errors`` exceptions.
 
@@ -20,6 +20,7 @@ from tunegate.api.inference import Completions, Embeddings
 from tunegate.api.jobs import Jobs
 from tunegate.api.models import Models
 from tunegate.api.permissions import Permissions
+from tunegate.api.responses import Responses
 from tunegate.api.uploads import Uploads
 from tunegate.domain.files import FileStorage
 from tunegate.domain.uploads import UploadStorage
@@ -52,6 +53,7 @@ class Service:
         # Evals grade models this server serves, unless an external endpoint serves them.
         model_check = None if settings.eval_endpoint else self._servable
         self.evals = Evals(store, model_check)
+        self.responses = Responses(self.completions)
         self.eval_runs = EvalRuns(store, storage, self.evals, model_check,
                                   report_url=f"http://{settings.host}:{settings.port}/dashboard/",
                                   max_line_bytes=settings.max_line_bytes)

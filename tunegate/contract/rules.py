@@ -27,6 +27,12 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   must fit the model's context (the embedded model's is 2048 tokens), so conversations, tools
   and prompts are cut to ``MAX_PROMPT_BYTES``; and generation is kept to a few tokens (the
   model runs on CPU);
+- a response (``POST /responses``, stateless) refuses what needs server state
+  (``previous_response_id``, ``conversation``, ``prompt``, ``background``), hosted tools,
+  ``top_logprobs``, and input items other than messages, function calls and their outputs,
+  each with the fields its type needs: stateful parameters are dropped, tools kept only when
+  they are named functions, input items become messages with text content, and the rest
+  follows the chat completions' rules (``max_output_tokens`` is the token limit);
 - a grader's fields are checked by tunegate itself (``tunegate.graders.parse``: the contract
   leaves ``grader`` an open object so that the 400 names the bad field), so a generated
   grader becomes a valid ``string_check`` (under the name drawn, when it drew one);
@@ -77,6 +83,10 @@ EMBEDDINGS = "POST /embeddings"
 EMBEDDED_VOCABULARY = 49152  # token ids of the embedded SmolLM2 run from 0 to this - 1
 EMBEDDED_WIDTH = 576  # the length of its embeddings: the most `dimensions` can ask
 MAX_EMBEDDING_INPUTS = 4  # inputs per generated request, and tokens per token array: x 16
+RESPONSES = "POST /responses"
+# What a response refuses (tunegate.api.responses): server state, and log probabilities.
+_RESPONSE_REFUSED = ("previous_response_id", "conversation", "prompt", "background",
+                     "top_logprobs")
 # The token limits each generation body declares (the legacy completion has only max_tokens;
 # an undeclared one is refused with 400 unknown_parameter).
 _TOKEN_LIMITS = {
@@ -143,6 +153,8 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         drawn = body["grader"] if isinstance(body["grader"], dict) else {}
         name = drawn.get("name") if isinstance(drawn.get("name"), str) else "grader"
         body["grader"] = {**VALID_GRADER, "name": name}
+    elif label == RESPONSES:
+        _response(body, base_models[0])
 
 
 def _positive_but_headers(case: Any) -> bool:
@@ -338,3 +350,59 @@ def _short_text(text: str) -> str:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+def _response(body: dict[str, Any], base_model: str) -> None:
+    if isinstance(body.get("model"), str):
+        body["model"] = base_model
+    for name in _RESPONSE_REFUSED:
+        body.pop(name, None)
+    if isinstance(body.get("tools"), list):
+        body["tools"] = [tool for tool in body["tools"] if isinstance(tool, dict)
+                         and tool.get("type") == "function" and tool.get("name")] or None
+    if body.get("tool_choice") not in (None, "auto", "none"):
+        del body["tool_choice"]
+    text = body.get("text")
+    if isinstance(text, dict) and isinstance(text.get("format"), dict) and (
+            text["format"].get("type") == "json_schema"):
+        text["format"] = {"type": "json_object"}
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+    if isinstance(body.get("input"), list):
+        body["input"] = [_input_message(item) for item in body["input"]]
+    if body.get("max_output_tokens") is None or body["max_output_tokens"] > MAX_TOKENS:
+        body["max_output_tokens"] = MAX_TOKENS
+    _fit_the_response(body)
+
+
+def _input_message(item: Any) -> dict[str, Any]:
+    """An input item as a message (the one item type every shape of conversation accepts)."""
+    item = item if isinstance(item, dict) else {}
+    role = item.get("role") if item.get("role") in ("user", "assistant", "system",
+                                                    "developer") else "user"
+    content = item.get("content")
+    if isinstance(content, list):
+        content = [{"type": "input_text", "text": str(part.get("text", ""))}
+                   for part in content if isinstance(part, dict)]
+    elif not isinstance(content, str):
+        content = "Hello"
+    return {"role": role, "content": content}
+
+
+def _fit_the_response(body: dict[str, Any]) -> None:
+    """Cut the prompt (tools, then the oldest input items, then the instructions) to
+    ``MAX_PROMPT_BYTES``."""
+    parts = ("instructions", "input", "tools")
+    if sum(_size(body.get(name)) for name in parts) <= MAX_PROMPT_BYTES:
+        return
+    body.pop("tools", None)
+    body.pop("tool_choice", None)
+    if isinstance(body.get("instructions"), str) and _size(body["instructions"]) > 200:
+        body["instructions"] = body["instructions"][:50]
+    input = body.get("input")
+    if isinstance(input, list):
+        while len(input) > 1 and _size(input) > MAX_PROMPT_BYTES:
+            del input[0]
+        if _size(input) > MAX_PROMPT_BYTES:
+            input[0] = {"role": "user", "content": "Hello"}
+    elif isinstance(input, str) and _size(input) > MAX_PROMPT_BYTES:
+        body["input"] = "Hello"
