@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from tunegate.domain.jobs import now
 from tunegate.errors import TunegateError
 from tunegate.graders import Grader, InvalidGrader, Sample, grade, parse_grader, passed
 from tunegate.graders.messages import UnknownVariable, referenced, render_template
+from tunegate.worker.heartbeats import beating
 from tunegate.worker.host import Host
 from tunegate.worker.model_client import EndpointModels, ModelCallFailed
 
@@ -250,23 +250,7 @@ def _add_usage(totals: dict[str, dict[str, int]], model: str,
         total["total_tokens"] = total["prompt_tokens"] + total["completion_tokens"]
 
 
-@contextlib.contextmanager
-def heartbeat(host: Host, run_id: str, worker_id: str) -> Iterator[None]:
-    """Beat the run's heartbeat every third of the timeout while the body runs."""
-    done = threading.Event()
-    interval = max(host.settings.heartbeat_timeout / 3, 0.05)
-
-    def beat() -> None:
-        while not done.wait(interval):
-            try:
-                host.store.evals.heartbeat_run(run_id, worker_id, time.time())
-            except TunegateError as exc:
-                log.warning("heartbeat of eval run %s not recorded: %s", run_id, exc.message)
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
+def heartbeat(host: Host, run_id: str, worker_id: str) -> contextlib.AbstractContextManager[None]:
+    """Beat the run's heartbeat while the body runs."""
+    return beating(lambda: host.store.evals.heartbeat_run(run_id, worker_id, time.time()),
+                   host.settings.heartbeat_timeout, f"eval run {run_id}")

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
 from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
-from tunegate.errors import Conflict, TunegateError
+from tunegate.errors import Conflict
 from tunegate.store.base import OwnedJob
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.length_check import FileTokenizer, check_lengths, file_tokenizer
 from tunegate.training.model_cache import cached_folder
+from tunegate.worker.heartbeats import beating
 from tunegate.worker.host import Host
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
@@ -172,31 +172,11 @@ class Worker:
     def _owned(self, job_id: str) -> Iterator[None]:
         """Heartbeat while the body works on the job; give the job up afterwards."""
         try:
-            with self._heartbeat(job_id):
+            with beating(lambda: self.store.heartbeat(job_id, self.worker_id, time.time()),
+                         self.settings.heartbeat_timeout, f"job {job_id}"):
                 yield
         finally:
             self.store.disown_job(job_id, self.worker_id)
-
-    @contextlib.contextmanager
-    def _heartbeat(self, job_id: str) -> Iterator[None]:
-        """Beat every third of the timeout while the body runs."""
-        done = threading.Event()
-        interval = max(self.settings.heartbeat_timeout / 3, 0.05)
-
-        def beat() -> None:
-            while not done.wait(interval):
-                try:
-                    self.store.heartbeat(job_id, self.worker_id, time.time())
-                except TunegateError as exc:  # a full disk: beat again when there is room
-                    log.warning("heartbeat of job %s not recorded: %s", job_id, exc.message)
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
 
     def _sweep(self) -> None:
         if self._last_sweep is None or time.monotonic() - self._last_sweep >= SWEEP_SECONDS:
