@@ -74,11 +74,22 @@ def test_the_table_is_not_trivial() -> None:
         assert len(scores) >= 3, metric
 
 
-def test_cosine_without_an_embedding_model_is_flagged_not_raised(client: Any) -> None:
-    result = run(client, "cosine", "a", "b")
-    assert result["reward"] == 0
-    assert result["metadata"]["errors"]["model_grader_server_error"] is True
-    assert "embedding" in result["metadata"]["errors"]["model_grader_server_error_details"]
+class FailingEmbeddings:
+    """A stand-in ``GraderModels`` whose embedding model fails (a model process that died)."""
+
+    def embed(self, model: str | None, texts: Any) -> list[list[float]]:
+        raise RuntimeError("the embedding model's process exited")
+
+
+def test_cosine_whose_embedding_fails_is_flagged_not_raised() -> None:
+    from tunegate.graders import Sample, grade, parse_grader
+
+    grader = parse_grader({"type": "text_similarity", "name": "cos", "input": "a",
+                           "reference": "b", "evaluation_metric": "cosine"})
+    result = grade(grader, Sample("a"), {}, FailingEmbeddings())  # type: ignore[arg-type]
+    assert result.score == 0
+    assert result.errors["model_grader_server_error"] is True
+    assert "embedding" in result.errors["model_grader_server_error_details"]
 
 
 def test_meteor_without_wordnet_is_refused_at_create_time(client: Any, tmp_path: Any,

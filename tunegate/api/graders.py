@@ -47,12 +47,7 @@ class PoolGraderModels:
             body["response_format"] = dict(response_format)
         answer = self.completions.chat(self.project_id, body)
         assert isinstance(answer, dict)  # not streamed
-        message = answer["choices"][0]["message"]
-        usage = answer.get("usage") or {}
-        return ModelAnswer(text=message.get("content") or "",
-                           prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                           completion_tokens=int(usage.get("completion_tokens", 0)),
-                           refusal=message.get("refusal"))
+        return ModelAnswer.of_chat_completion(answer)
 
     def embed(self, model: str | None, texts: Sequence[str]) -> list[list[float]]:
         # OpenAI's cosine grader names no model (it uses its own embedding model): here it is

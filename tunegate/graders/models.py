@@ -15,6 +15,16 @@ class ModelAnswer:
     completion_tokens: int
     refusal: str | None = None
 
+    @classmethod
+    def of_chat_completion(cls, completion: Mapping[str, Any]) -> ModelAnswer:
+        """The first choice of an OpenAI chat completion (in-process or over HTTP)."""
+        message = completion["choices"][0]["message"]
+        usage = completion.get("usage") or {}
+        return cls(text=message.get("content") or "",
+                   prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                   completion_tokens=int(usage.get("completion_tokens", 0)),
+                   refusal=message.get("refusal"))
+
 
 class GraderModels(Protocol):
     def complete(self, model: str, messages: Sequence[Mapping[str, Any]], *,

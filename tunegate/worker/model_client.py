@@ -72,12 +72,7 @@ class EndpointModels:
                  sampling: Mapping[str, Any] | None = None) -> ModelAnswer:
         response = self.chat(model, messages, response_format=response_format,
                              **dict(sampling or {}))
-        message = response["choices"][0]["message"]
-        usage = response.get("usage") or {}
-        return ModelAnswer(text=message.get("content") or "",
-                           prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                           completion_tokens=int(usage.get("completion_tokens", 0)),
-                           refusal=message.get("refusal"))
+        return ModelAnswer.of_chat_completion(response)
 
     def embed(self, model: str | None, texts: Sequence[str]) -> list[list[float]]:
         # The cosine grader names no model: the embedded base, as the API's graders use.
