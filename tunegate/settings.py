@@ -68,12 +68,13 @@ def _executor(value: str) -> str:
     return name
 
 
-def _resource_count(name: str) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        count = float(value)
-        if count < 0:
-            raise ValueError(f"{name}={value!r}: give a number of 0 or more")
-        return count
+def _at_least(name: str, low: float, kind: Callable[[str], Any] = float) -> Callable[[str], Any]:
+    """A parser of numbers ``kind(value) >= low`` whose error names the variable."""
+    def parse(value: str) -> Any:
+        number = kind(value)
+        if number < low:
+            raise ValueError(f"{name}={value!r}: give a number of {low:g} or more")
+        return number
     return parse
 
 
@@ -95,15 +96,6 @@ DEFAULT_ALIAS_TARGET = "SmolLM2-135M-Instruct"
 ALIASES_OFF = ("off", "disabled", "none")
 ALL_OPENAI = "*"
 Aliases = tuple[tuple[str, str], ...]
-
-
-def _positive(name: str) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        number = int(value)
-        if number < 1:
-            raise ValueError(f"{name} must be at least 1, got {value!r}")
-        return number
-    return parse
 
 
 def _heartbeat(value: str) -> float:
@@ -318,11 +310,13 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat", _heartbeat),
     "TUNEGATE_EXECUTOR": ("executor", _executor),
     "TUNEGATE_RAY_ADDRESS": ("ray_address", str),
-    "TUNEGATE_RAY_CPUS": ("ray_cpus_per_run", _resource_count("TUNEGATE_RAY_CPUS")),
-    "TUNEGATE_RAY_GPUS": ("ray_gpus_per_run", _resource_count("TUNEGATE_RAY_GPUS")),
+    "TUNEGATE_RAY_CPUS": ("ray_cpus_per_run", _at_least("TUNEGATE_RAY_CPUS", 0)),
+    "TUNEGATE_RAY_GPUS": ("ray_gpus_per_run", _at_least("TUNEGATE_RAY_GPUS", 0)),
     "TUNEGATE_EVAL_ENDPOINT": ("eval_endpoint", str),
     "TUNEGATE_EVAL_API_KEY": ("eval_api_key", str),
-    "TUNEGATE_EVAL_CONCURRENCY": ("eval_concurrency", _positive("TUNEGATE_EVAL_CONCURRENCY")),
-    "TUNEGATE_PYTHON_GRADER_SECONDS": ("python_grader_seconds", float),
-    "TUNEGATE_PYTHON_GRADER_MEMORY_MB": ("python_grader_memory_mb", int),
+    "TUNEGATE_EVAL_CONCURRENCY": ("eval_concurrency", _at_least("TUNEGATE_EVAL_CONCURRENCY", 1, int)),
+    "TUNEGATE_PYTHON_GRADER_SECONDS": ("python_grader_seconds",
+                                       _at_least("TUNEGATE_PYTHON_GRADER_SECONDS", 0.1)),
+    "TUNEGATE_PYTHON_GRADER_MEMORY_MB": ("python_grader_memory_mb",
+                                         _at_least("TUNEGATE_PYTHON_GRADER_MEMORY_MB", 64, int)),
 }
