@@ -213,9 +213,7 @@ def _job(body: dict[str, Any], training_file: Callable[[], str], base_model: str
             method.get("type") != "supervised"
             or (method.get("supervised") or {}).get("hyperparameters")):
         del body["hyperparameters"]
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict):
-        body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+    _plain_metadata(body)
 
 
 def _plain_metadata(body: dict[str, Any]) -> None:
@@ -364,9 +362,7 @@ def _response(body: dict[str, Any], base_model: str) -> None:
     if isinstance(text, dict) and isinstance(text.get("format"), dict) and (
             text["format"].get("type") == "json_schema"):
         text["format"] = {"type": "json_object"}
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict):
-        body["metadata"] = {k: v for k, v in metadata.items() if len(k) <= MAX_METADATA_KEY}
+    _plain_metadata(body)
     if isinstance(body.get("input"), list):
         body["input"] = [_input_message(item) for item in body["input"]]
     if body.get("max_output_tokens") is None or body["max_output_tokens"] > MAX_TOKENS:
