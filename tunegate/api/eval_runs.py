@@ -12,6 +12,7 @@ from typing import Any
 
 from tunegate import ids
 from tunegate.api.evals import Evals, ModelCheck, check_model
+from tunegate.api.files import EVAL_INPUT, input_file
 from tunegate.domain import eval_requests
 from tunegate.domain.evals import (
     OUTPUT_ITEM_STATUSES,
@@ -21,7 +22,7 @@ from tunegate.domain.evals import (
     RunTotals,
     no_error,
 )
-from tunegate.domain.files import EVALS, FileStorage
+from tunegate.domain.files import FileStorage
 from tunegate.domain.job_requests import check_metadata
 from tunegate.domain.jobs import now
 from tunegate.errors import InvalidRequest, NotFound, clip
@@ -70,14 +71,10 @@ class EvalRuns:
             eval_requests.check_rows(source.get("content"), f"{where}.content")
             return
         file_id = source.get("id")
-        stored = self.store.get_file(project_id, file_id) if isinstance(file_id, str) else None
-        if stored is None or not isinstance(file_id, str) or stored.expired(now()):
-            raise InvalidRequest(f"{where}.id: no such file {clip(str(file_id))}.",
+        if not isinstance(file_id, str):
+            raise InvalidRequest(f"{where}.id: no such file {clip(str(file_id))}",
                                  param=f"{where}.id", code="file_not_found")
-        if stored.purpose != EVALS:
-            raise InvalidRequest(f"{where}.id: {file_id} was uploaded with purpose "
-                                 f"'{stored.purpose}'; eval data needs purpose 'evals'.",
-                                 param=f"{where}.id", code="invalid_file_purpose")
+        input_file(self.store, project_id, file_id, f"{where}.id", f"{where}.id", EVAL_INPUT)
         eval_requests.read_rows(self.storage.path(file_id), self.max_line_bytes, f"{where}.id")
 
     def get(self, project_id: str | None, eval_id: str, run_id: str) -> EvalRun:

@@ -11,9 +11,9 @@ from typing import IO
 
 from tunegate import ids
 from tunegate.api.accepted_files import check_contents, new_file
-from tunegate.domain.files import FileStorage, StoredFile, clean_filename
+from tunegate.domain.files import EVALS, FINE_TUNE, FileStorage, StoredFile, clean_filename
 from tunegate.domain.jobs import now
-from tunegate.errors import Conflict, NotFound, clip
+from tunegate.errors import Conflict, InvalidRequest, NotFound, clip
 from tunegate.settings import Settings
 from tunegate.store.base import Page, Store
 
@@ -26,6 +26,40 @@ class Upload:
     body: IO[bytes]
     purpose: str
     expires_after_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class InputRule:
+    """What a file named as another object's input must be: its purpose, said as ``needs``
+    when it is another, and what it is used for (``use``), said when it has expired."""
+
+    purpose: str
+    needs: str
+    use: str
+
+
+TRAINING_INPUT = InputRule(FINE_TUNE, "fine-tuning files need purpose 'fine-tune'.", "train on")
+EVAL_INPUT = InputRule(EVALS, "eval data needs purpose 'evals'.", "evaluate with")
+
+
+def input_file(store: Store, project_id: str, file_id: str, param: str, label: str,
+               rule: InputRule) -> StoredFile:
+    """The one rule for a file a new job or eval run reads: the project's, not expired (a
+    file that expired is refused even before the sweep removes it), of the rule's purpose.
+    ``label`` opens each message; ``param`` is the field the 400 names."""
+    stored = store.get_file(project_id, file_id)
+    if stored is None:
+        raise InvalidRequest(f"{label}: no such file {clip(file_id)}", param=param,
+                             code="file_not_found")
+    if stored.expired(now()):
+        raise InvalidRequest(
+            f"{label}: {file_id} expired at {stored.expires_at} (its expires_after); "
+            f"upload it again to {rule.use} it.", param=param, code="file_expired")
+    if stored.purpose != rule.purpose:
+        raise InvalidRequest(
+            f"{label}: {file_id} was uploaded with purpose '{stored.purpose}'; {rule.needs}",
+            param=param, code="invalid_file_purpose")
+    return stored
 
 
 class Files:

@@ -9,9 +9,9 @@ from typing import Any
 
 from tunegate import ids
 from tunegate.api.event_feed import EventFeed, Follower
+from tunegate.api.files import TRAINING_INPUT, input_file
 from tunegate.api.models import Models
 from tunegate.domain import work_dirs
-from tunegate.domain.files import FINE_TUNE
 from tunegate.domain.job_requests import check_metadata, method_from_request, seed_for
 from tunegate.domain.jobs import (
     Checkpoint,
@@ -36,22 +36,8 @@ class Jobs:
         self.live_events = live_events
 
     def _training_input(self, project_id: str, file_id: str | None, param: str) -> None:
-        if file_id is None:
-            return
-        stored = self.store.get_file(project_id, file_id)
-        if stored is None:
-            raise InvalidRequest(f"invalid {param}: no such file {clip(file_id)}", param=param,
-                                 code="file_not_found")
-        if stored.expired(now()):
-            raise InvalidRequest(
-                f"invalid {param}: {file_id} expired at {stored.expires_at} (its expires_after); "
-                "upload it again to train on it.", param=param, code="file_expired")
-        if stored.purpose != FINE_TUNE:
-            raise InvalidRequest(
-                f"invalid {param}: {file_id} was uploaded with purpose '{stored.purpose}'; "
-                "fine-tuning files need purpose 'fine-tune'.",
-                param=param, code="invalid_file_purpose",
-            )
+        if file_id is not None:
+            input_file(self.store, project_id, file_id, param, f"invalid {param}", TRAINING_INPUT)
 
     def create(self, project_id: str, body: Mapping[str, Any],
                    organization_id: str | None = None) -> FineTuningJob:
