@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -39,6 +40,17 @@ def test_inside_the_guard_a_server_cannot_start_and_a_plain_command_can() -> Non
             subprocess.Popen([sys.executable, "-m", "tunegate", "serve"])
         assert subprocess.run(["true"], check=False).returncode == 0
     assert subprocess.Popen.__init__ is original  # restored: a server test after it can start
+
+
+def test_a_refused_start_the_product_catches_still_fails_the_test() -> None:
+    """The serving pool's spawner hands any failure back as "the model failed to start", which a
+    grader then reports as a graded error: the test would pass without this list."""
+    with tiers.refusing_heavy_work():
+        with contextlib.suppress(BaseException):  # what the product's spawner does
+            subprocess.Popen(["/venv/lib/llama_cpp/bin/llama-server", "-m", "x.gguf"])
+        why = tiers.refused_starts()
+    assert why is not None and "a llama.cpp program" in why and "@pytest.mark.server" in why
+    assert tiers.refused_starts() is None  # this test's own guard is left as it was
 
 
 def test_a_lazy_module_is_imported_on_first_use_only() -> None:
