@@ -225,12 +225,16 @@ class Settings:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tunegate.sqlite3').resolve()}"
 
     @property
+    def own_url(self) -> str:
+        """This server's address as a process on its host reaches it (a wildcard listen
+        address is not one to connect to)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
     def eval_base_url(self) -> str:
         """Where a worker sends an eval run's chat completions."""
-        if self.eval_endpoint:
-            return self.eval_endpoint.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}/v1"
+        return self.eval_endpoint.rstrip("/") if self.eval_endpoint else f"{self.own_url}/v1"
 
     @property
     def model_cache(self) -> Path:
