@@ -143,9 +143,6 @@ INTENDED: tuple[Intended, ...] = (
        "tunegate keeps OpenAI's behaviour and declares it (strict clients refuse it: see "
        "docs/differences.md)."),
     _d("FineTuneMethod.reinforcement.grader", "alternatives", 0, 5, _NO_REINFORCEMENT),
-    _d("FineTuneMethod.reinforcement.hyperparameters", "properties only in theirs", (),
-       ("batch_size", "compute_multiplier", "eval_interval", "eval_samples",
-        "learning_rate_multiplier", "n_epochs", "reasoning_effort"), _NO_REINFORCEMENT),
     # ---- events and checkpoints
     _d("FineTuningJobEvent", "required only in ours", ("data", "type"), (), _ALWAYS_SENT),
     _d("FineTuningJobEvent.data", "properties only in ours",

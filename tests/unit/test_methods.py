@@ -12,11 +12,13 @@ import yaml
 
 from tunegate.domain.methods import (
     METHODS,
+    Choice,
     DpoHyperparameters,
     Integer,
     InvalidHyperparameter,
     Method,
     Number,
+    ReinforcementHyperparameters,
     SupervisedHyperparameters,
 )
 from tunegate.errors import InvalidRequest
@@ -29,7 +31,54 @@ def test_each_method_takes_todays_names() -> None:
                                                  "n_epochs")
     assert DpoHyperparameters.names() == ("batch_size", "beta", "learning_rate_multiplier",
                                           "n_epochs")
-    assert set(METHODS) == {"supervised", "dpo"}
+    assert ReinforcementHyperparameters.names() == (
+        "batch_size", "compute_multiplier", "eval_interval", "eval_samples",
+        "learning_rate_multiplier", "n_epochs", "reasoning_effort")
+    assert set(METHODS) == {"supervised", "dpo", "reinforcement"}
+
+
+GRADER = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+          "reference": "{{item.answer}}", "operation": "eq"}
+
+
+def test_a_reinforcement_method_keeps_its_grader_and_echoes_openais_shape() -> None:
+    method = Method.from_wire({"type": "reinforcement", "reinforcement": {
+        "grader": GRADER, "hyperparameters": {"compute_multiplier": 2, "eval_interval": 3}}})
+    wire = method.to_wire()
+    assert wire == {"type": "reinforcement", "reinforcement": {
+        "grader": GRADER, "response_format": None, "hyperparameters": {
+            "batch_size": "auto", "compute_multiplier": 2, "eval_interval": 3,
+            "eval_samples": "auto", "learning_rate_multiplier": "auto", "n_epochs": "auto",
+            "reasoning_effort": "default"}}}
+    assert Method.from_wire(wire) == method
+    assert method.resolved({"n_epochs": 2}).grader == GRADER
+
+
+def test_a_grader_belongs_to_reinforcement_alone() -> None:
+    with pytest.raises(InvalidRequest) as missing:
+        Method.of("reinforcement", {})
+    assert (missing.value.param, missing.value.code) == (
+        "method.reinforcement.grader", "missing_grader")
+    with pytest.raises(InvalidRequest) as unexpected:
+        Method.of("supervised", {}, GRADER)
+    assert unexpected.value.code == "unexpected_grader"
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"compute_multiplier": 0.00001}, "compute_multiplier must be a number in (1e-05, 10], "
+     "got 1e-05."),
+    ({"compute_multiplier": 11}, "compute_multiplier must be a number in (1e-05, 10], got 11."),
+    ({"eval_interval": 0}, "eval_interval must be an integer from 1 to 1000000, got 0."),
+    ({"reasoning_effort": "xhigh"}, "reasoning_effort must be one of 'default', 'low', "
+     "'medium', 'high', got 'xhigh'."),
+    ({"reasoning_effort": "auto"}, "reasoning_effort must be one of 'default', 'low', "
+     "'medium', 'high', got 'auto'."),
+])
+def test_reinforcement_values_out_of_bounds_are_refused(given: dict[str, Any],
+                                                         message: str) -> None:
+    with pytest.raises(InvalidHyperparameter) as raised:
+        Method.of("reinforcement", given, GRADER)
+    assert raised.value.message == message
 
 
 @pytest.mark.parametrize(("method", "given", "message"), [
@@ -81,7 +130,7 @@ def test_a_name_the_method_does_not_take_is_refused() -> None:
 
 def test_an_unknown_method_type_is_refused() -> None:
     with pytest.raises(InvalidRequest) as raised:
-        Method.of("reinforcement")
+        Method.of("ppo")
     assert (raised.value.code, raised.value.param) == ("unsupported_method", "method.type")
 
 
@@ -123,7 +172,7 @@ def _bounds_in_the_table(kind: object) -> dict[str, Any]:
     if isinstance(kind, Integer):
         return {"type": "integer", "minimum": kind.low, "maximum": kind.high}
     assert isinstance(kind, Number)
-    bounds = {"type": "number", "minimum": 0, "exclusiveMinimum": True}
+    bounds = {"type": "number", "minimum": kind.low, "exclusiveMinimum": True}
     return bounds if kind.high == math.inf else {**bounds, "maximum": kind.high}
 
 
@@ -134,6 +183,9 @@ def test_openapi_declares_the_same_names_and_bounds(method: str) -> None:
     kinds = METHODS[method].kinds()
     assert set(declared) == set(kinds)
     for name, kind in kinds.items():
+        if isinstance(kind, Choice):
+            assert tuple(declared[name]["enum"]) == kind.values, name
+            continue
         assert _bounds_in_the_contract(declared[name], schemas) == _bounds_in_the_table(kind), name
 
 

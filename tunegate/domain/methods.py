@@ -57,21 +57,36 @@ class Integer:
 
 @dataclass(frozen=True)
 class Number:
-    """A number in (0, ``high``]; ``high`` infinite means any number above zero."""
+    """A number in (``low``, ``high``]; ``high`` infinite means any number above ``low``."""
 
     high: float = math.inf
+    low: float = 0.0
 
     def problem(self, value: object) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int | float) or \
-                not 0 < value <= self.high:
-            return "must be a number " + ("> 0" if self.high == math.inf
-                                          else f"in (0, {self.high:g}]")
+                not self.low < value <= self.high:
+            return "must be a number " + (f"> {self.low:g}" if self.high == math.inf
+                                          else f"in ({self.low:g}, {self.high:g}]")
         return None
 
 
-def hyperparameter(kind: Kind) -> Any:
-    """A hyperparameter field: ``"auto"`` unless given, values checked against ``kind``."""
-    return field(default=AUTO, metadata={"kind": kind})
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values``; ``"auto"`` is not one unless listed (OpenAI's ``reasoning_effort``
+    has its own ``"default"`` instead)."""
+
+    values: tuple[str, ...]
+
+    def problem(self, value: object) -> str | None:
+        if value not in self.values:
+            return "must be one of " + ", ".join(repr(v) for v in self.values)
+        return None
+
+
+def hyperparameter(kind: Kind, default: object = AUTO) -> Any:
+    """A hyperparameter field: ``default`` (``"auto"``) unless given, values checked against
+    ``kind``."""
+    return field(default=default, metadata={"kind": kind})
 
 
 @dataclass(frozen=True)
@@ -88,7 +103,8 @@ class Hyperparameters:
     def __post_init__(self) -> None:
         for name, kind in _table(type(self)).items():
             value = getattr(self, name)
-            problem = None if value == AUTO else kind.problem(value)
+            problem = None if value == AUTO and not isinstance(kind, Choice) \
+                else kind.problem(value)
             if problem is not None:
                 raise InvalidHyperparameter(name, f"{name} {problem}, got {value!r}.")
 
@@ -145,44 +161,90 @@ class DpoHyperparameters(Hyperparameters):
     beta: float | Auto = hyperparameter(Number(2.0))
 
 
+REASONING_EFFORTS = ("default", "low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class ReinforcementHyperparameters(Hyperparameters):
+    """Reinforcement fine-tuning's (OpenAI's names and ranges); what each means here is the
+    trainer's business (:mod:`tunegate.training.hyperparams`)."""
+
+    method = "reinforcement"
+
+    compute_multiplier: float | Auto = hyperparameter(Number(10.0, low=1e-5))
+    eval_interval: int | Auto = hyperparameter(Integer(1, 1_000_000))
+    eval_samples: int | Auto = hyperparameter(Integer(1, 1_000_000))
+    reasoning_effort: str = hyperparameter(Choice(REASONING_EFFORTS), default="default")
+
+
 # Every method a job can be created with, by its wire name.
 METHODS: dict[str, type[Hyperparameters]] = {
-    kind.method: kind for kind in (SupervisedHyperparameters, DpoHyperparameters)}
+    kind.method: kind
+    for kind in (SupervisedHyperparameters, DpoHyperparameters, ReinforcementHyperparameters)}
 DEFAULT_METHOD = "supervised"
+# Methods whose object carries a grader besides the hyperparameters.
+GRADED_METHODS = frozenset({"reinforcement"})
 
 
 @dataclass(frozen=True)
 class Method:
-    """A job's method; its type is that of its hyperparameters, so the two cannot disagree."""
+    """A job's method; its type is that of its hyperparameters, so the two cannot disagree.
+
+    A reinforcement method also carries its ``grader`` (OpenAI's grader object, as given: the
+    grader room parses and checks it, :func:`tunegate.graders.parse_grader`; the domain only
+    keeps it) and an optional ``response_format`` that OpenAI's examples echo.
+    """
 
     hyperparameters: Hyperparameters = field(default_factory=SupervisedHyperparameters)
+    grader: Mapping[str, Any] | None = field(default=None, hash=False)
+    response_format: Mapping[str, Any] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.type in GRADED_METHODS and not self.grader:
+            raise InvalidRequest(f"A {self.type} fine-tuning job needs a grader: give "
+                                 f"method.{self.type}.grader.", param=f"method.{self.type}.grader",
+                                 code="missing_grader")
+        if self.type not in GRADED_METHODS and (self.grader or self.response_format):
+            raise InvalidRequest(f"Only reinforcement fine-tuning takes a grader; a {self.type} "
+                                 "job does not.", param=f"method.{self.type}",
+                                 code="unexpected_grader")
 
     @property
     def type(self) -> str:
         return self.hyperparameters.method
 
     @classmethod
-    def of(cls, method_type: str, hyperparameters: Mapping[str, Any] | None = None) -> Method:
+    def of(cls, method_type: str, hyperparameters: Mapping[str, Any] | None = None,
+           grader: Mapping[str, Any] | None = None,
+           response_format: Mapping[str, Any] | None = None) -> Method:
         """The method ``method_type`` with ``hyperparameters`` (the rest ``"auto"``)."""
         kind = METHODS.get(method_type)
         if kind is None:
             raise InvalidRequest(f"Unknown fine-tuning method {method_type!r}; use "
                                  f"{' or '.join(repr(name) for name in METHODS)}.",
                                  param="method.type", code="unsupported_method")
-        return cls(kind.from_wire(hyperparameters))
+        return cls(kind.from_wire(hyperparameters), grader, response_format)
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Method:
-        """Read :meth:`to_wire`'s shape (a stored job's ``method``)."""
+        """Read :meth:`to_wire`'s shape (a stored job's ``method``, or a request's)."""
         method_type = wire["type"]
-        return cls.of(method_type, (wire.get(method_type) or {}).get("hyperparameters"))
+        body = wire.get(method_type) or {}
+        return cls.of(method_type, body.get("hyperparameters"), body.get("grader"),
+                      body.get("response_format"))
 
     def to_wire(self) -> dict[str, Any]:
         """OpenAI's ``method`` object, every hyperparameter present."""
-        return {"type": self.type, self.type: {"hyperparameters": self.hyperparameters.to_wire()}}
+        body: dict[str, Any] = {"hyperparameters": self.hyperparameters.to_wire()}
+        if self.type in GRADED_METHODS:
+            body = {"grader": dict(self.grader or {}), **body,
+                    "response_format": None if self.response_format is None
+                    else dict(self.response_format)}
+        return {"type": self.type, self.type: body}
 
     def resolved(self, values: Mapping[str, Any]) -> Method:
         """This method with ``values`` (what "auto" became) in place; checked like any other
         (a name the method does not take included)."""
         kind = type(self.hyperparameters)
-        return Method(kind.from_wire({**self.hyperparameters.to_wire(), **values}))
+        return Method(kind.from_wire({**self.hyperparameters.to_wire(), **values}),
+                      self.grader, self.response_format)
