@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tunegate.client.evaluate import FINISHED, POLL_SECONDS, criteria_table
@@ -26,9 +26,9 @@ DEFAULT_METRIC = "rouge_l"
 # ROUGE-L F1 of 0.6: most of the reference's words, in order. A wrong fact in a short sentence
 # (one word of eight) still passes; pick a string_check with --grader where one word matters.
 DEFAULT_THRESHOLD = 0.6
-ITEM_SCHEMA = {"type": "object", "properties": {"messages": {"type": "array"},
-                                                "answer": {"type": "string"}},
-               "required": ["messages", "answer"]}
+ITEM_SCHEMA: dict[str, object] = {
+    "type": "object", "properties": {"messages": {"type": "array"}, "answer": {"type": "string"}},
+    "required": ["messages", "answer"]}
 
 
 class NotEvaluable(Exception):
@@ -154,8 +154,8 @@ def follow_runs(client: OpenAI, eval_id: str, run_ids: list[str]) -> list[dict[s
         time.sleep(POLL_SECONDS)
 
 
-def comparison_table(runs: list[Mapping[str, Any]], names: Mapping[str, str],
-                     titles: list[str]) -> list[str]:
+def comparison_table(runs: Sequence[Mapping[str, Any]], names: Mapping[str, str],
+                     titles: Sequence[str]) -> list[str]:
     """Each run's per-criterion table under its title and model, one after the other, with
     a line that says which passed more items."""
     lines: list[str] = []
