@@ -18,7 +18,7 @@ export function evaluatePanel(job, signal) {
   const form = h("form", { class: "evaluate-form" }, choice, submit);
   const element = h("section", { class: "card evaluate-card" }, h("h2", {}, "Evaluate this model"),
     h("p", { class: "muted" }, "Grade ", h("code", {}, job.fine_tuned_model),
-      " on an eval: the same items and prompts as the eval's newest run of another model. Or on ",
+      " on an eval: the items and prompts of that eval's newest run that generated answers. Or on ",
       "this job's validation file: each example's prompt answered by this model and by its base, ",
       "compared with the example's answer (ROUGE-L ≥ 0.6)."),
     form, status);
