@@ -168,9 +168,13 @@ class FakeEvalApi:
                                "purpose": "user_data", "filename": "items.jsonl", "bytes": 1,
                                "created_at": 0, "status": "processed", "status_details": None})
             return
-        body = json.loads(request.post_data)
+        body = json.loads(request.post_data or "null")
         self.posted.append(("/".join(parts), body))
-        if parts == ["evals"]:
+        if parts[-1] == "cancel":
+            canceled = next(r for r in self.runs[parts[1]] if r["id"] == parts[3])
+            canceled["status"] = "canceled"
+            self._json(route, canceled)
+        elif parts == ["evals"]:
             made = {"object": "eval", "id": OTHER_EVAL, "created_at": 0, "metadata": body["metadata"],
                     "name": body["name"], "data_source_config": body["data_source_config"],
                     "testing_criteria": [{"id": "sim-1", **body["testing_criteria"][0]}]}
@@ -349,3 +353,13 @@ def test_a_jobs_validation_file_becomes_an_eval_of_the_model_and_its_base(
     assert [json.loads(line)["item"] for line in lines] == validation_items(
         api.validation_text.splitlines())
     assert len(lines) == 3
+
+
+def test_a_running_run_can_be_canceled_from_its_page(tab: Tab, api: FakeEvalApi) -> None:
+    api.runs[EVAL_ID][1]["status"] = "in_progress"
+    page = tab.open(f"#/evals/{EVAL_ID}/runs/evalrun_tuned")
+    page.wait_for_selector(".run-view[data-status=in_progress]")
+    page.click("button.action-cancel")
+    page.wait_for_selector(".run-view[data-status=canceled]")
+    assert [path for path, _ in api.posted] == [f"evals/{EVAL_ID}/runs/evalrun_tuned/cancel"]
+    assert page.locator("button.action-cancel").is_disabled()

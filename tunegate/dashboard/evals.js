@@ -162,6 +162,8 @@ class RunPage {
   build() {
     this.title = h("h2", {}, this.runId);
     this.status = h("span");
+    this.cancel = h("button", { type: "button", class: "action action-cancel", disabled: true,
+      title: "Stop grading (what was graded stays)", onclick: () => this.cancelRun() }, "Cancel run");
     this.failure = h("div");
     this.summary = h("dl", { class: "summary" });
     this.rates = h("tbody");
@@ -180,7 +182,8 @@ class RunPage {
     this.element = h("div", { class: "run-view" },
       h("p", {}, h("a", { href: `#/evals/${this.evalId}` }, "← the eval's runs")),
       h("section", { class: "card" },
-        h("div", { class: "job-head" }, this.title, this.status), this.failure, this.summary),
+        h("div", { class: "job-head" }, this.title, this.status,
+          h("div", { class: "buttons" }, this.cancel)), this.failure, this.summary),
       h("div", { class: "columns" },
         h("section", { class: "card" }, h("h2", {}, "Pass rate per criterion"),
           h("table", { class: "criteria-rates" }, this.rates)),
@@ -231,6 +234,7 @@ class RunPage {
     this.element.dataset.status = run.status;
     this.title.textContent = run.name || run.id;
     this.status.replaceChildren(statusBadge(run.status));
+    this.cancel.disabled = RUN_FINISHED.has(run.status);
     this.failure.replaceChildren(run.error?.code
       ? errorBox(`Failed (${run.error.code}): ${run.error.message}`) : "");
     const c = run.result_counts;
@@ -254,6 +258,15 @@ class RunPage {
       h("td", {}, u.prompt_tokens), h("td", {}, u.completion_tokens), h("td", {}, u.total_tokens))));
     if (!run.per_model_usage.length) {
       this.usage.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "none yet")));
+    }
+  }
+
+  async cancelRun() {
+    try {
+      await request(`/evals/${this.evalId}/runs/${this.runId}/cancel`, { method: "POST" });
+      await this.loadRun();
+    } catch (error) {
+      this.failure.replaceChildren(errorBox(`cancel: ${error.message}`));
     }
   }
 
