@@ -187,6 +187,7 @@ def test_the_chat_panel_answers_with_the_tuned_model_and_the_base(
 EVAL_MS = 300_000  # 4 items on each model, up to 256 tokens each, on a loaded 2-core machine
 
 
+@pytest.mark.filterwarnings("ignore:The Evals API is deprecated:DeprecationWarning")
 def test_evaluate_this_model_grades_it_beside_its_base_in_the_evals_view(
         tab: Tab, client: OpenAI, trained_job: str, artifacts: Path,
         training_server: Server) -> None:
