@@ -10,6 +10,8 @@
   check of the contract, done once per distinct document (tests/spec_once.py).
 - ``model_cache`` / ``converted_smollm2`` / ``converted_gemma``: the session's one conversion of
   each GGUF base, shared by every server, trainer, export test and Ray node.
+- ``fine_tune``: the session's one real fine-tune (tests/finetuned.py), trained on made-up
+  facts, for every test that needs a model tunegate trained.
 
 At the end of the run, what was skipped and why, grouped by reason (``pytest_terminal_summary``).
 """
@@ -30,6 +32,7 @@ from typing import Any
 import pytest
 
 from tests import postgres, spec_once, tiers
+from tests.finetuned import fine_tune as fine_tune  # the session's one real fine-tune
 from tests.servers import (  # re-exported: many test modules import them from here
     TUNEGATE_CLI as TUNEGATE_CLI,
 )
