@@ -129,10 +129,13 @@ def main() -> None:
                                "input": "{{ sample.output_text }}",
                                "reference": "{{ item.topic }}", "operation": "ilike"}])
         for round_number in range(1, args.rounds + 1):
-            measured = {"run": timed_run(client, evaluation.id, rows, sampling),
-                        "clients at once": timed_chats(client, rows, sampling, args.concurrency),
-                        "one at a time": timed_chats(client, rows, sampling, 1)}
-            for name, phase in measured.items():
+            measures = {"run": lambda: timed_run(client, evaluation.id, rows, sampling),
+                        "clients at once": lambda: timed_chats(client, rows, sampling,
+                                                               args.concurrency),
+                        "one at a time": lambda: timed_chats(client, rows, sampling, 1)}
+            measured = {}
+            for name, measure in measures.items():
+                phase = measured[name] = measure()
                 phases[name].append(phase)
                 print(f"round {round_number} {name + ':':16} {phase.seconds:7.1f} s  "
                       f"{args.items / phase.seconds:6.2f} items/s  {phase.tokens} completion "
