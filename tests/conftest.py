@@ -33,6 +33,7 @@ import pytest
 
 from tests import postgres, spec_once, tiers
 from tests.finetuned import fine_tune as fine_tune  # the session's one real fine-tune
+from tests.finetuned import stop_after_last_user
 from tests.servers import (  # re-exported: many test modules import them from here
     TUNEGATE_CLI as TUNEGATE_CLI,
 )
@@ -75,6 +76,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if loaded := tiers.model_packages_loaded():
             raise pytest.UsageError(f"collecting the tests imported {', '.join(loaded)}: a test "
                                     "module imports a model at its top; import it in the test")
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    stop_after_last_user(item)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -14,7 +14,9 @@ fine-tune named the right capital 22 times of 24, the base model never; the popu
 makes up (it did not learn the numbers).
 
 Tests share the server: they may add evals, files and runs, never delete the model or stop
-the worker. The capitals, questions and rewordings for the tests are here too.
+the worker. The server (with its llama.cpp processes, ~1 GB) is stopped as soon as the last
+test that asked for it is done (``stop_after_last_user``), not at the end of the session. The
+capitals, questions and rewordings for the tests are here too.
 """
 
 from __future__ import annotations
@@ -78,8 +80,13 @@ class FineTune:
                           _strict_response_validation=True)
 
 
+RUNNING = pytest.StashKey[FineTune]()
+LAST_USER = pytest.StashKey[str]()
+
+
 @pytest.fixture(scope="session")
-def fine_tune(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FineTune]:
+def fine_tune(tmp_path_factory: pytest.TempPathFactory,
+              request: pytest.FixtureRequest) -> Iterator[FineTune]:
     # Here, not at the top: tests/conftest.py imports this module, and these import it.
     from tests.conftest import session_model_cache
     from tests.helpers import sdk_upload, wait_until_finished
@@ -98,7 +105,22 @@ def fine_tune(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FineTune]:
         done = wait_until_finished(client, job.id)
         assert done.status == "succeeded" and done.fine_tuned_model, (
             done.error, server.log()[-3000:])
-        yield FineTune(server, client, done, done.fine_tuned_model)
+        request.session.stash[RUNNING] = FineTune(server, client, done, done.fine_tuned_model)
+        yield request.session.stash[RUNNING]
     finally:
         client.close()
         stop_server(server)
+
+
+def stop_after_last_user(item: pytest.Item) -> None:
+    """After ``item`` (tests/conftest.py's ``pytest_runtest_teardown``): stop the fine-tune's
+    server if ``item`` is the last test of the session's order that uses it (stopping twice,
+    again at the session's end, does nothing)."""
+    session = item.session
+    if LAST_USER not in session.stash:
+        users = [each.nodeid for each in session.items
+                 if "fine_tune" in getattr(each, "fixturenames", ())]
+        session.stash[LAST_USER] = users[-1] if users else ""
+    running = session.stash.get(RUNNING, None)
+    if running is not None and item.nodeid == session.stash[LAST_USER]:
+        stop_server(running.server)
