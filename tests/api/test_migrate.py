@@ -56,6 +56,7 @@ class FakeSource:
         self.forced: list[tuple[str, httpx.Response]] = []
         self.requests: list[tuple[str, float]] = []
         self.keys: set[str] = set()
+        self.asked: list[str] = []
 
     def fail(self, path_pattern: str, response: httpx.Response, times: int = 1) -> None:
         self.forced += [(path_pattern, response)] * times
@@ -68,6 +69,8 @@ class FakeSource:
             if re.fullmatch(pattern, path):
                 del self.forced[index]
                 return response
+        if path == "/chat/completions":
+            return self.chat(json.loads(request.content))
         return self.answer(path)
 
     def answer(self, path: str) -> httpx.Response:
@@ -93,6 +96,14 @@ class FakeSource:
                 content), "created_at": 1, "filename": name, "purpose": "fine-tune"})
         return error(404, f"no route {path}")
 
+    def chat(self, body: dict[str, Any]) -> httpx.Response:
+        question = body["messages"][-1]["content"]
+        self.asked.append(question)
+        return httpx.Response(200, json={
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
+                "role": "assistant", "content": f"old answer to {question}", "refusal": None}}]})
+
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, headers=headers, json={"error": {
@@ -114,14 +125,16 @@ def target(client: Any) -> OpenAI:
 def migrate(fake_source: FakeSource, target: OpenAI,
             tmp_path: Path) -> Iterator[Callable[..., tuple[int, list[str], list[str]]]]:
     def run(*, mapping: dict[str, str] | None = None, retries: int = 3,
-            state_file: str = "state.json") -> tuple[int, list[str], list[str]]:
+            state_file: str = "state.json", record: bool = False,
+            prompts: tuple[Any, ...] = ()) -> tuple[int, list[str], list[str]]:
         source = OpenAI(base_url=SOURCE_URL, api_key="sk-fake-source-secret",
                         max_retries=retries,
                         http_client=httpx.Client(transport=httpx.MockTransport(fake_source)))
         state = MigrationState.load(tmp_path / state_file, SOURCE_URL, TARGET_URL)
         out: list[str] = []
         err: list[str] = []
-        code = run_migration(source, target, state, Choices(mapping or {}, yes=True),
+        code = run_migration(source, target, state, Choices(mapping or {}, yes=True, record=record,
+                                                            prompts=prompts),
                              out.append, err.append, lambda _question: False)
         return code, out, err
     yield run
@@ -273,3 +286,54 @@ def test_the_state_file_holds_no_key(migrate: Any, fake_source: FakeSource,
     text = (tmp_path / "state.json").read_text()
     assert "sk-fake" not in text
     assert json.loads(text)["jobs"]["ftjob-good1"]["former_model"] == OLD_MODEL
+
+EVALS_WARNING = pytest.mark.filterwarnings("ignore:The Evals API is deprecated")
+
+
+@EVALS_WARNING
+def test_recorded_answers_become_an_eval_and_a_training_file(
+        migrate: Any, fake_source: FakeSource, target: OpenAI, tmp_path: Path) -> None:
+    extra = ({"role": "user", "content": "Anything else?"},)
+    code, out, err = migrate(record=True, prompts=(list(extra),))
+    assert (code, err) == (0, [])
+    assert len(fake_source.asked) == 5  # 4 validation prompts and the extra one
+    [evaluation] = list(target.evals.list())
+    assert evaluation.metadata == {FORMER_MODEL_KEY: OLD_MODEL}
+    [run] = list(target.evals.runs.list(evaluation.id))
+    assert run.data_source.type == "jsonl"
+    folder = tmp_path / "state.results" / "ftjob-good1"
+    items = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
+    first = items[0]["item"]
+    assert first["messages"][-1]["role"] == "user"  # the old assistant turn is the answer now
+    assert first["reference"] == f"old answer to {first['messages'][-1]['content']}"
+    distill = [json.loads(line) for line in (folder / "distill.jsonl").read_text().splitlines()]
+    assert distill[0]["messages"][-1] == {"role": "assistant", "content": first["reference"]}
+    assert f"answers in eval {evaluation.id}" in "\n".join(out)
+    # Again: nothing asked, no second eval.
+    assert migrate(record=True, prompts=(list(extra),))[0] == 0
+    assert len(fake_source.asked) == 5 and len(list(target.evals.list())) == 1
+
+
+@EVALS_WARNING
+def test_an_interrupted_recording_asks_only_what_is_missing(
+        migrate: Any, fake_source: FakeSource, target: OpenAI) -> None:
+    calls = {"n": 0}
+    original = fake_source.chat
+
+    def failing_third(body: dict[str, Any]) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            return error(503, "overloaded")
+        return original(body)
+
+    fake_source.chat = failing_third  # type: ignore[method-assign]
+    code, out, err = migrate(record=True, retries=0)
+    assert code == 1
+    assert err == [f"error: model {OLD_MODEL}: the source did not answer prompt 3: overloaded "
+                   "(HTTP 503)"]
+    assert list(target.evals.list()) == []
+    assert re.search(r"ftjob-good1 .* failed .*not recorded", "\n".join(out))
+    code, _, err = migrate(record=True, retries=0)
+    assert (code, err) == (0, [])
+    assert len(fake_source.asked) == 4  # 2 before, then the last 2: none asked twice
+    assert len(list(target.evals.list())) == 1

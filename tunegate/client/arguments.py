@@ -107,6 +107,13 @@ def add_migrate_command(commands: Any) -> None:
                               "a base not named goes to the target's alias table)")
     migrate.add_argument("--dry-run", action="store_true", help="print the plan, move nothing")
     migrate.add_argument("--yes", action="store_true", help="do not ask before moving")
+    migrate.add_argument("--record", action="store_true",
+                         help="ask each old model for its answers on its validation prompts "
+                              "(and --prompts) and keep them as an eval on the target")
+    migrate.add_argument("--prompts", type=Path,
+                         help="more prompts for --record (JSONL: messages, or prompt)")
+    migrate.add_argument("--max-tokens", type=int, default=256,
+                         help="longest recorded answer (default 256)")
     migrate.add_argument("--state", type=Path,
                          help="the file that records what moved (default: one per source and "
                               "target under $XDG_STATE_HOME/tunegate/migrate)")

@@ -250,6 +250,7 @@ def migrate(args: argparse.Namespace, connection: Connection, terminal: Terminal
     from tunegate.client.connection import NO_KEY, api_url
     from tunegate.client.migrate import OPENAI_URL, SOURCE_RETRIES, Choices, run_migration
     from tunegate.client.migration_state import MigrationState, default_path
+    from tunegate.client.recording import Messages, prompts_in
 
     mapping = {}
     for entry in args.map:
@@ -258,6 +259,12 @@ def migrate(args: argparse.Namespace, connection: Connection, terminal: Terminal
             terminal.complain(f"tunegate migrate: --map takes BASE=LOCAL, got {entry!r}")
             return EXIT_USAGE
         mapping[base] = local
+    prompts: tuple[Messages, ...] = ()
+    if args.prompts is not None:
+        if not args.prompts.is_file():
+            terminal.complain(f"tunegate migrate: no such file: {args.prompts}")
+            return EXIT_USAGE
+        prompts = tuple(prompts_in(args.prompts.read_bytes()))
     source_url = api_url(args.source) if args.source else OPENAI_URL
     key = args.key or os.environ.get("OPENAI_API_KEY")
     if not key:
@@ -282,5 +289,7 @@ def migrate(args: argparse.Namespace, connection: Connection, terminal: Terminal
         return terminal.stdin.readline().strip().lower() in ("y", "yes")
 
     return run_migration(source, target, state,
-                         Choices(mapping, dry_run=args.dry_run, yes=args.yes),
+                         Choices(mapping, dry_run=args.dry_run, yes=args.yes,
+                                 record=args.record or bool(prompts), prompts=prompts,
+                                 max_tokens=args.max_tokens),
                          terminal.say, terminal.complain, ask)

@@ -20,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunegate.client.connection import short_reason as describe
 from tunegate.client.migration_state import MigrationState
+from tunegate.client.recording import Messages, Recorder, RecordFailed, prompts_in
 from tunegate.ids import FORMER_MODEL_KEY, SOURCE_JOB_KEY
 
 if TYPE_CHECKING:
@@ -81,19 +84,6 @@ class Outcome:
     status: str = PLANNED
     target_job: str = ""
     note: str = ""
-
-
-def describe(error: Exception) -> str:
-    """An SDK error as a short reason (the server's message, its status)."""
-    import openai
-
-    if isinstance(error, openai.APIStatusError):
-        body = error.body if isinstance(error.body, dict) else {}
-        message = body.get("message") or body.get("detail") or error.message
-        return f"{message} (HTTP {error.status_code})"
-    if isinstance(error, openai.APIConnectionError):
-        return f"cannot connect ({error.__cause__ or error})"
-    return str(error)
 
 
 def inventory(source: OpenAI, say: Callable[[str], None]) -> list[SourceJob]:
@@ -309,6 +299,9 @@ class Choices:
     mapping: Mapping[str, str]
     dry_run: bool = False
     yes: bool = False
+    record: bool = False  # the old models' answers, as evals (tunegate.client.recording)
+    prompts: tuple[Messages, ...] = ()  # --prompts, added to each validation file's
+    max_tokens: int = 256
 
 
 def run_migration(source: OpenAI, target: OpenAI, state: MigrationState, choices: Choices,
@@ -350,6 +343,43 @@ def run_migration(source: OpenAI, target: OpenAI, state: MigrationState, choices
         except openai.OpenAIError as error:  # the target or source went away mid-item
             row.status, row.note = FAILED, f"job {row.job.id}: {describe(error)}"
             complain(f"error: {row.note}")
+    if choices.record:
+        with warnings.catch_warnings():  # the SDK warns that OpenAI's own Evals API is shut
+            warnings.filterwarnings("ignore", "The Evals API is deprecated")
+            record_answers(source, target, state, planned, choices, say, complain)
     for line in outcome_table(rows):
         say(line)
     return 1 if any(row.status == FAILED for row in rows) else 0
+
+
+def record_answers(source: OpenAI, target: OpenAI, state: MigrationState, rows: list[Outcome],
+                   choices: Choices, say: Callable[[str], None],
+                   complain: Callable[[str], None]) -> None:
+    """Each old model's answers on its validation prompts and ``--prompts``, kept as an eval on
+    the target; a failure is the row's and the next model goes on."""
+    import openai
+
+    recorder = Recorder(source, target, state, say, choices.max_tokens)
+    for row in rows:
+        job = row.job
+        if not job.fine_tuned_model:
+            continue
+        say(f"recording {job.fine_tuned_model}")
+        try:
+            prompts = list(choices.prompts)
+            if job.validation_file:
+                try:
+                    content = source.files.content(job.validation_file).read()
+                except openai.OpenAIError as error:
+                    raise RecordFailed(f"validation file {job.validation_file}: "
+                                       f"{describe(error)}") from None
+                prompts = prompts_in(content) + prompts
+            folder = state.path.with_suffix(".results") / job.id
+            evaluation = recorder.record(job.fine_tuned_model, prompts, folder)
+        except RecordFailed as failure:
+            complain(f"error: {failure}")
+            row.note = "; ".join(filter(None, (row.note, f"not recorded: {failure}")))
+            if row.status == MOVED:
+                row.status = FAILED
+            continue
+        row.note = "; ".join(filter(None, (row.note, f"answers in eval {evaluation}")))
