@@ -337,3 +337,74 @@ def test_an_interrupted_recording_asks_only_what_is_missing(
     assert (code, err) == (0, [])
     assert len(fake_source.asked) == 4  # 2 before, then the last 2: none asked twice
     assert len(list(target.evals.list())) == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--map", "gpt-4o-mini"], "tunegate migrate: --map takes BASE=LOCAL, got 'gpt-4o-mini'"),
+    ([], "tunegate migrate: give the source's key (--key or OPENAI_API_KEY)"),
+    (["--key", "k", "--prompts", "/nonexistent.jsonl"],
+     "tunegate migrate: no such file: /nonexistent.jsonl"),
+])
+def test_a_bad_command_line_says_what_is_wrong(argv: list[str], message: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from tunegate.cli import _parser
+    from tunegate.client.commands import Terminal, run
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    terminal = Terminal(out=io.StringIO(), err=io.StringIO(), stdin=io.StringIO())
+    assert run(_parser().parse_args(["migrate", *argv]), terminal) == 2
+    assert terminal.err.getvalue() == message + "\n"
+
+
+def test_without_yes_and_no_terminal_nothing_moves(fake_source: FakeSource, target: OpenAI,
+                                                   tmp_path: Path) -> None:
+    source = OpenAI(base_url=SOURCE_URL, api_key="k",
+                    http_client=httpx.Client(transport=httpx.MockTransport(fake_source)))
+    err: list[str] = []
+    asked: list[str] = []
+    code = run_migration(source, target, MigrationState.load(tmp_path / "s.json", SOURCE_URL,
+                                                             TARGET_URL),
+                         Choices({}), lambda _: None, err.append,
+                         lambda question: asked.append(question) or False)
+    assert code == 1 and asked == [f"Move 1 job(s) into {TARGET_URL}?"]
+    assert err == ["nothing moved (add --yes to answer yes in a script)"]
+    assert target_files(target) == []
+
+
+def test_a_dry_run_moves_nothing(fake_source: FakeSource, target: OpenAI, tmp_path: Path) -> None:
+    source = OpenAI(base_url=SOURCE_URL, api_key="k",
+                    http_client=httpx.Client(transport=httpx.MockTransport(fake_source)))
+    out: list[str] = []
+    code = run_migration(source, target, MigrationState.load(tmp_path / "s.json", SOURCE_URL,
+                                                             TARGET_URL),
+                         Choices({}, dry_run=True), out.append, out.append, lambda _: True)
+    assert code == 0 and out[-1] == f"dry run: 1 job(s) would move into {TARGET_URL}"
+    assert target_files(target) == [] and not (tmp_path / "s.json").exists()
+
+
+def test_a_job_from_before_methods_keeps_its_hyperparameters(
+        migrate: Any, fake_source: FakeSource, target: OpenAI) -> None:
+    del fake_source.jobs[1]["method"]
+    assert migrate()[0] == 0
+    [job] = list(target.fine_tuning.jobs.list())
+    assert job.method is not None and job.method.supervised is not None
+    assert job.method.supervised.hyperparameters.n_epochs == 2
+
+
+@pytest.mark.parametrize(("row", "prompt"), [
+    ({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
+                   {"role": "assistant", "content": "a"}]},
+     [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]),
+    ({"prompt": "2+2=", "completion": "4"}, [{"role": "user", "content": "2+2="}]),
+    ({"messages": [{"role": "assistant", "content": "a"}]}, None),
+    ({"input": "no prompt here"}, None),
+    ([1, 2], None),
+])
+def test_a_prompt_is_an_example_without_its_answer(row: Any, prompt: Any) -> None:
+    from tunegate.client.recording import prompt_of, prompts_in
+
+    assert prompt_of(row) == prompt
+    assert prompts_in(json.dumps(row).encode() + b"\nnot json\n\n") == ([prompt] if prompt
+                                                                          else [])

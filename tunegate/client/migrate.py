@@ -65,6 +65,17 @@ class SourceJob:
     shutdown_date: str | None = None
 
 
+def method_of(job: Any) -> dict[str, Any] | None:
+    """The job's ``method``; for a job from before methods, its top-level hyperparameters as
+    a supervised method (what they meant then)."""
+    if job.method is not None:
+        return dict(job.method.model_dump(exclude_none=True))
+    if job.hyperparameters is not None:
+        return {"type": "supervised", "supervised": {
+            "hyperparameters": job.hyperparameters.model_dump(exclude_none=True)}}
+    return None
+
+
 def suffix_of(job: Any) -> str | None:
     """The job's ``user_provided_suffix`` (not in the SDK's typed job), else the suffix inside
     its model's name ``ft:{base}:{org}:{suffix}:{id}``."""
@@ -110,7 +121,7 @@ def inventory(source: OpenAI, say: Callable[[str], None]) -> list[SourceJob]:
                 shutdown[job.model] = base.get("shutdown_date")
             except openai.APIStatusError:
                 shutdown[job.model] = None
-        method = job.method.model_dump(exclude_none=True) if job.method else None
+        method = method_of(job)
         found.append(SourceJob(
             id=job.id, status=job.status, model=job.model, fine_tuned_model=job.fine_tuned_model,
             training_file=job.training_file, validation_file=job.validation_file,
