@@ -408,3 +408,20 @@ def test_a_prompt_is_an_example_without_its_answer(row: Any, prompt: Any) -> Non
     assert prompt_of(row) == prompt
     assert prompts_in(json.dumps(row).encode() + b"\nnot json\n\n") == ([prompt] if prompt
                                                                           else [])
+
+
+def test_an_unreachable_target_is_one_line(fake_source: FakeSource, tmp_path: Path) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    source = OpenAI(base_url=SOURCE_URL, api_key="k",
+                    http_client=httpx.Client(transport=httpx.MockTransport(fake_source)))
+    target = OpenAI(base_url=TARGET_URL, api_key="none", max_retries=0,
+                    http_client=httpx.Client(transport=httpx.MockTransport(refuse)))
+    err: list[str] = []
+    code = run_migration(source, target, MigrationState.load(tmp_path / "s.json", SOURCE_URL,
+                                                             TARGET_URL),
+                         Choices({}, yes=True), lambda _: None, err.append, lambda _: False)
+    assert code == 1
+    assert err == [f"error: cannot use the target {TARGET_URL}: cannot connect (connection "
+                   "refused)"]

@@ -340,6 +340,11 @@ def run_migration(source: OpenAI, target: OpenAI, state: MigrationState, choices
     if not choices.yes and not ask(f"Move {len(planned)} job(s) into {state.target}?"):
         complain("nothing moved (add --yes to answer yes in a script)")
         return 1
+    try:
+        target.models.list()  # one clear line for a target that is down, not one per job
+    except openai.OpenAIError as error:
+        complain(f"error: cannot use the target {state.target}: {describe(error)}")
+        return 1
     mover = Mover(source, target, state, say, state.path.with_suffix(".results"))
     for number, row in enumerate(planned, 1):
         say(f"[{number}/{len(planned)}] {row.job.id} -> {row.base}")
