@@ -51,14 +51,14 @@ def migrate_command(source: Server, target: Server, state: Path) -> list[str]:
 def test_a_job_moves_trains_and_answers_under_its_old_name(source: Server, target: Server,
                                                           tmp_path: Path) -> None:
     old_side = sdk(source)
-    training = old_side.files.create(file=("support.jsonl", fact_lines(8)), purpose="fine-tune")
+    training = old_side.files.create(file=("support.jsonl", fact_lines(10)), purpose="fine-tune")
     validation = old_side.files.create(file=("support-valid.jsonl", fact_lines(3, offset=50)),
                                        purpose="fine-tune")
     old_job = old_side.fine_tuning.jobs.create(
         model="gpt-4o-mini-2024-07-18", training_file=training.id,
         validation_file=validation.id, suffix="support", seed=3, metadata={"team": "support"},
         method={"type": "supervised", "supervised": {"hyperparameters": {
-            "n_epochs": 1, "batch_size": 4}}})
+            "n_epochs": 1, "batch_size": 5}}})
     old_job = wait_until_finished(old_side, old_job.id, timeout=TIMEOUT)
     assert old_job.status == "succeeded", old_job.error
     old_model = old_job.fine_tuned_model
@@ -67,17 +67,17 @@ def test_a_job_moves_trains_and_answers_under_its_old_name(source: Server, targe
     env = client_env(OPENAI_API_KEY=SOURCE_KEY)
     state = tmp_path / "state.json"
     # Killed at its first copy: the upload may or may not have reached the target.
-    first = subprocess.Popen(migrate_command(source, target, state), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, env=env,
-                             stdin=subprocess.DEVNULL)
-    assert first.stdout is not None
     seen = []
-    for line in first.stdout:
-        seen.append(line)
-        if "copying" in line:
-            os.kill(first.pid, signal.SIGKILL)
-            break
-    first.wait(timeout=60)
+    with subprocess.Popen(migrate_command(source, target, state), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env,
+                          stdin=subprocess.DEVNULL) as first:
+        assert first.stdout is not None
+        for line in first.stdout:
+            seen.append(line)
+            if "copying" in line:
+                os.kill(first.pid, signal.SIGKILL)
+                break
+        first.wait(timeout=60)
     assert first.returncode == -signal.SIGKILL, "".join(seen)
 
     again = subprocess.run(migrate_command(source, target, state), capture_output=True,
