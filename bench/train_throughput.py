@@ -577,8 +577,9 @@ def report(dataset: str, seed: dict[str, Any], runs: list[dict[str, Any]],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tokens", type=int, default=12000,
-                        help="training tokens per data set (tunegate rendering), default 12000")
+    parser.add_argument("--tokens", type=int,
+                        help="training tokens per data set (tunegate rendering), default 12000 "
+                        "(--quick: 1500)")
     parser.add_argument("--datasets", default="gsm8k,drone")
     parser.add_argument("--quick", action="store_true", help="1,500 tokens, GSM8K only, no eval")
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out losses")
@@ -602,7 +603,8 @@ def main() -> None:
         child(args)
         return
     if args.quick:
-        args.tokens, args.datasets, args.no_eval = 1500, "gsm8k", True
+        args.datasets, args.no_eval = "gsm8k", True
+    args.tokens = args.tokens or (1500 if args.quick else 12000)
     started = time.perf_counter()
     import torch
 

@@ -186,8 +186,11 @@ INTENDED: tuple[Intended, ...] = (
        "Sent as expires_after[anchor] and expires_after[seconds]; one expires_after part is "
        "refused with 400 unknown_parameter rather than ignored."),
     # ---- models
-    _d("Model", "required only in ours", ("shutdown_date",), (),
-       _ALWAYS_SENT + " (null: local models do not shut down)"),
+    _d("Model", "required only in ours", ("served_by", "shutdown_date"), (),
+       _ALWAYS_SENT + " (null: local models do not shut down; null but on a former name)"),
+    _d("Model", "properties only in ours", ("served_by",), (),
+       "A migrated fine-tune's former name (`tunegate migrate`) is listed as a model of its own "
+       "and names the local model that answers for it."),
     _d("DeleteModelResponse.object", "enum only in ours", ("model",), (), _OPEN_IN_OPENAI),
     # ---- uploads
     _d("Upload", "required only in ours", ("file", "object"), (), _ALWAYS_SENT),

@@ -10,6 +10,8 @@
   check of the contract, done once per distinct document (tests/spec_once.py).
 - ``model_cache`` / ``converted_smollm2`` / ``converted_gemma``: the session's one conversion of
   each GGUF base, shared by every server, trainer, export test and Ray node.
+- ``fine_tune``: the session's one real fine-tune (tests/finetuned.py), trained on made-up
+  facts, for every test that needs a model tunegate trained.
 
 At the end of the run, what was skipped and why, grouped by reason (``pytest_terminal_summary``).
 """
@@ -30,6 +32,8 @@ from typing import Any
 import pytest
 
 from tests import postgres, spec_once, tiers
+from tests.finetuned import fine_tune as fine_tune  # the session's one real fine-tune
+from tests.finetuned import stop_after_last_user
 from tests.servers import (  # re-exported: many test modules import them from here
     TUNEGATE_CLI as TUNEGATE_CLI,
 )
@@ -72,6 +76,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if loaded := tiers.model_packages_loaded():
             raise pytest.UsageError(f"collecting the tests imported {', '.join(loaded)}: a test "
                                     "module imports a model at its top; import it in the test")
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    stop_after_last_user(item)
 
 
 @pytest.hookimpl(wrapper=True)

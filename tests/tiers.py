@@ -39,7 +39,7 @@ MODEL_FIXTURES = frozenset({"tiny_tokenizer", "tiny_base", "make_tiny_adapter", 
 # Fixtures that start a real server (tests/conftest.py and the modules that share one).
 SERVER_FIXTURES = frozenset({"server", "servers", "alias_server", "cli_server", "keyed_server",
                              "training_server", "keyed_training_server", "gemma_server",
-                             "hf_server"})
+                             "hf_server", "fine_tune"})
 
 
 def mark_heavy(item: pytest.Item, folder: str) -> None:

@@ -75,3 +75,8 @@ def floor_id(prefix: str, millis: int) -> str:
 def short_id(length: int = 8) -> str:
     """A random alphanumeric tag, as in the last segment of ``ft:…:abc12345`` model names."""
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+# Job metadata keys ``tunegate migrate`` writes and the server reads (tunegate.domain.former_names):
+# the fine-tuned model's name at the provider the job came from, and that job's id there.
+FORMER_MODEL_KEY = "tunegate_former_model"
+SOURCE_JOB_KEY = "tunegate_source_job"

@@ -9,7 +9,6 @@ compare. SQLite, and PostgreSQL on a fresh database (``postgres_url``, tests/con
 from __future__ import annotations
 
 import multiprocessing
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,7 +89,8 @@ def test_migrating_twice_is_a_no_op(backend: str, tmp_path: Path,
     engine.dispose()
 
 
-def _open_when_released(url: str, go: Any, out: Any) -> None:
+def _open_when_released(url: str, ready: Any, go: Any, out: Any) -> None:
+    ready.put("ready")
     go.wait()
     try:
         open_store(url).close()
@@ -104,12 +104,13 @@ def test_processes_starting_together_on_a_blank_database_migrate_it_once(
     """`serve` and its workers on many hosts may all start at once on a new database: each
     migrates it, one after the other (PostgreSQL creates no table twice in parallel)."""
     context = multiprocessing.get_context("spawn")
-    go, out = context.Event(), context.Queue()
-    processes = [context.Process(target=_open_when_released, args=(postgres_url, go, out))
+    ready, go, out = context.Queue(), context.Event(), context.Queue()
+    processes = [context.Process(target=_open_when_released, args=(postgres_url, ready, go, out))
                  for _ in range(4)]
     for process in processes:
         process.start()
-    time.sleep(2)  # all four imported and waiting (spawn re-imports this module)
+    for _ in processes:  # all four imported and waiting (spawn re-imports this module)
+        assert ready.get(timeout=120) == "ready"
     go.set()
     results = [out.get(timeout=120) for _ in processes]
     for process in processes:

@@ -67,6 +67,9 @@ def scenario_the_resumable_state_does_not_fit(mount: Path) -> None:
     _train_until_the_disk_fills(mount, CheckpointSaved, leave=8192)
 
 
+# model: each scenario trains a tiny model with torch, in a child process that the fast tier's
+# guard (tests/tiers.py, this process only) cannot see: a heavy test by what it does.
+@pytest.mark.model
 @pytest.mark.parametrize("scenario", ["scenario_the_checkpoint_does_not_fit",
                                       "scenario_the_resumable_state_does_not_fit"])
 def test_a_save_that_meets_a_full_disk_fails_the_run_and_leaves_nothing_half_written(

@@ -88,6 +88,9 @@ def build_and_install(tmp_path: Path) -> Path:
     return site
 
 
+# server: `tunegate serve` runs from the wheel through `python -c LAUNCHER`, a command line the
+# fast tier's guard (tests/tiers.py) does not know for tunegate's: a heavy test by what it does.
+@pytest.mark.server
 def test_an_installed_wheel_serves_its_spec(tmp_path: Path) -> None:
     if _setuptools_major() < MIN_SETUPTOOLS:
         pytest.skip(f"building the wheel without isolation needs setuptools>={MIN_SETUPTOOLS}")

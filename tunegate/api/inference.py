@@ -55,6 +55,7 @@ class Completions:
                     f"The model {model_id} was trained from {tuned.base_model}, which is no "
                     "longer among the base models.", param="model", code="model_not_servable")
             adapter = adapter_files.gguf_file(tuned)
+            served_id = tuned.id  # a former name (a migrated ft:) shares its model's process
             if adapter is None and base.kind == "gguf":
                 raise InvalidRequest(f"The model {model_id} has no llama.cpp adapter "
                                      f"({adapter_files.ADAPTER_GGUF}).", param="model",

@@ -3,15 +3,19 @@ one lookup that job creation, serving and downloads answer from, each with its o
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tunegate.adapters import files as adapter_files
-from tunegate.domain import catalog
+from tunegate.domain import catalog, former_names
+from tunegate.domain.former_names import FormerName
 from tunegate.domain.model_names import ResolvedName, resolve_name
 from tunegate.errors import Conflict, Forbidden, InvalidRequest, NotFound, clip
 from tunegate.serving.pool import ModelPool
 from tunegate.settings import OPENAI_MODEL_NAMES, Settings
-from tunegate.store.base import FineTunedModel, Store
+from tunegate.store.base import FineTunedModel, FineTuningJob, Store
+
+FORMER_PAGE = 20
 
 
 class Models:
@@ -22,13 +26,20 @@ class Models:
 
     def list(self, project_id: str | None) -> list[dict[str, Any]]:
         bases = [m.to_api() for m in catalog.base_models(self.settings.base_models_dir)]
-        return bases + [m.to_api() for m in self.store.list_models(project_id)]
+        return (bases + [m.to_api() for m in self.store.list_models(project_id)]
+                + [former.to_api() for former in self.former_names(project_id)])
 
     def get(self, project_id: str | None, model_id: str) -> dict[str, Any]:
         base = catalog.find_base_model(self.settings.base_models_dir, model_id)
         if base is not None:
             return base.to_api()
-        return self.tuned(project_id, model_id).to_api()
+        tuned = self.store.get_model(project_id, model_id)
+        if tuned is not None:
+            return tuned.to_api()
+        former = self.former_name(project_id, model_id)
+        if former is None:
+            raise no_such_model(model_id)
+        return former.to_api()
 
     def tuned(self, project_id: str | None, model_id: str) -> FineTunedModel:
         tuned = self.store.get_model(project_id, model_id)
@@ -110,7 +121,40 @@ class Models:
         """What ``model_id`` means to ``project_id`` (its fine-tuned models and those shared
         with it; ``None``: every project's)."""
         return resolve_name(self.settings.base_models_dir, self.settings.model_aliases, model_id,
-                            lambda name: self.store.get_model(project_id, name))
+                            former_names.tuned_or_successor(
+                                lambda name: self.store.get_model(project_id, name),
+                                lambda pairs: self.jobs_with(project_id, pairs)))
+
+    def jobs_with(self, project_id: str | None, pairs: Mapping[str, str]) -> Sequence[FineTuningJob]:
+        """The project's jobs whose metadata has ``pairs``, newest first (a first page: a
+        model migrated more than a page of times over answers from its newest jobs)."""
+        return self.store.list_jobs(project_id, after=None, limit=FORMER_PAGE,
+                                    metadata=pairs).items
+
+    def former_name(self, project_id: str | None, name: str) -> FormerName | None:
+        """``name`` as a former name of a migrated fine-tune the project sees."""
+        model = former_names.successor(name, lambda own: self.store.get_model(project_id, own),
+                                       lambda pairs: self.jobs_with(project_id, pairs))
+        if model is None:
+            return None
+        return FormerName(name, model, model.created_at)
+
+    def former_names(self, project_id: str | None) -> Sequence[FormerName]:
+        """Every former name the project's succeeded migrated jobs answer to, oldest first."""
+        found: dict[str, FormerName] = {}
+        after = None
+        while True:  # metadata cannot be filtered on a key alone: the jobs are read page by page
+            page = self.store.list_jobs(project_id, after=after, limit=100, metadata=None)
+            for job in page.items:
+                name = former_names.former_name(job)
+                if name is not None and name not in found:  # the newest job wins
+                    former = self.former_name(project_id, name)
+                    if former is not None:
+                        found[name] = former
+            if not page.has_more or not page.items:
+                break
+            after = page.items[-1].id
+        return sorted(found.values(), key=lambda former: former.created_at)
 
     def refuse_unsupported(self, model_id: str) -> None:
         """400 ``unsupported_base_model`` when ``model_id`` is a refused file of the models

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-CLIENT_COMMANDS = ("train", "jobs", "chat", "eval")
+CLIENT_COMMANDS = ("train", "jobs", "chat", "eval", "migrate")
 JOB_ACTIONS = {
     "list": "list jobs, newest first",
     "show": "show one job (status, hyperparameters, progress, error)",
@@ -96,3 +96,37 @@ def add_client_commands(commands: Any) -> None:
                                "(e.g. item.messages)")
     evaluate.add_argument("--max-tokens", type=int, default=256,
                           help="longest answer (default 256)")
+    add_migrate_command(commands)
+
+
+def add_migrate_command(commands: Any) -> None:
+    """``migrate --from SOURCE``: its own key options (the source's key is never the target's)."""
+    migrate = commands.add_parser(
+        "migrate", help="bring fine-tuning jobs and their files from OpenAI (or any "
+                        "OpenAI-compatible API) into a tunegate server",
+        description="List the source's jobs, files, fine-tuned models and checkpoints, then copy "
+                    "the files of each succeeded job and recreate the job on a local base with "
+                    "the same method, hyperparameters, suffix, seed and metadata. Once a "
+                    "recreated job succeeds, the old ft: name answers through the new model. "
+                    "Run it again after any interruption: nothing is copied twice.")
+    migrate.add_argument("--from", dest="source", default=None,
+                         help="the source API (default https://api.openai.com/v1)")
+    migrate.add_argument("--key", help="the source's API key (default: OPENAI_API_KEY); "
+                                       "never stored, never sent to the target")
+    migrate.add_argument("--url", help="the tunegate server to move into (TUNEGATE_URL, default "
+                                       "http://127.0.0.1:8000/v1; its key from TUNEGATE_API_KEY)")
+    migrate.add_argument("--map", action="append", default=[], metavar="BASE=LOCAL",
+                         help="train jobs of source base BASE on local model LOCAL (repeat it; "
+                              "a base not named goes to the target's alias table)")
+    migrate.add_argument("--dry-run", action="store_true", help="print the plan, move nothing")
+    migrate.add_argument("--yes", action="store_true", help="do not ask before moving")
+    migrate.add_argument("--record", action="store_true",
+                         help="ask each old model for its answers on its validation prompts "
+                              "(and --prompts) and keep them as an eval on the target")
+    migrate.add_argument("--prompts", type=Path,
+                         help="more prompts for --record (JSONL: messages, or prompt)")
+    migrate.add_argument("--max-tokens", type=int, default=256,
+                         help="longest recorded answer (default 256)")
+    migrate.add_argument("--state", type=Path,
+                         help="the file that records what moved (default: one per source and "
+                              "target under $XDG_STATE_HOME/tunegate/migrate)")

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace, terminal: Terminal | None = None) -> int:
     terminal = terminal or Terminal()
     connection = Connection.resolve(args.url)
     commands: dict[str, Callable[[argparse.Namespace, Connection, Terminal], int]] = {
-        "train": train, "jobs": jobs, "chat": chat, "eval": evaluate}
+        "train": train, "jobs": jobs, "chat": chat, "eval": evaluate,
+        "migrate": migrate}
     command = functools.partial(commands[args.command], args, connection, terminal)
     try:
         return run_reporting_errors(command, connection.url, terminal.err)
@@ -281,3 +282,58 @@ def evaluate_job_command(args: argparse.Namespace, connection: Connection,
             terminal.complain(f"tunegate eval: {exc}")
             return EXIT_FAILED
     return EXIT_OK if all(run["status"] == "completed" for run in runs) else EXIT_FAILED
+
+
+# migrate ----------------------------------------------------------------------------------
+
+
+def migrate(args: argparse.Namespace, connection: Connection, terminal: Terminal) -> int:
+    """Move jobs from another OpenAI-compatible API (tunegate.client.migrate)."""
+    from openai import OpenAI
+
+    from tunegate.client.connection import NO_KEY, api_url
+    from tunegate.client.migrate import OPENAI_URL, SOURCE_RETRIES, Choices, run_migration
+    from tunegate.client.migration_state import MigrationState, default_path
+    from tunegate.client.recording import Messages, prompts_in
+
+    mapping = {}
+    for entry in args.map:
+        base, equals, local = entry.partition("=")
+        if not equals or not base or not local:
+            terminal.complain(f"tunegate migrate: --map takes BASE=LOCAL, got {entry!r}")
+            return EXIT_USAGE
+        mapping[base] = local
+    prompts: tuple[Messages, ...] = ()
+    if args.prompts is not None:
+        if not args.prompts.is_file():
+            terminal.complain(f"tunegate migrate: no such file: {args.prompts}")
+            return EXIT_USAGE
+        prompts = tuple(prompts_in(args.prompts.read_bytes()))
+    source_url = api_url(args.source) if args.source else OPENAI_URL
+    key = args.key or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        terminal.complain("tunegate migrate: give the source's key (--key or OPENAI_API_KEY)")
+        return EXIT_USAGE
+    try:
+        state = MigrationState.load(args.state or default_path(source_url, connection.url),
+                                    source_url, connection.url)
+    except ValueError as exc:
+        terminal.complain(f"tunegate migrate: {exc}")
+        return EXIT_USAGE
+    source = OpenAI(base_url=source_url, api_key=key, max_retries=SOURCE_RETRIES)
+    # Never OPENAI_API_KEY here (Connection.resolve falls back to it): that is the source's.
+    target = OpenAI(base_url=connection.url,
+                    api_key=os.environ.get("TUNEGATE_API_KEY") or NO_KEY)
+
+    def ask(question: str) -> bool:
+        if not terminal.stdin.isatty():
+            return False
+        terminal.out.write(f"{question} [y/N] ")
+        terminal.out.flush()
+        return terminal.stdin.readline().strip().lower() in ("y", "yes")
+
+    return run_migration(source, target, state,
+                         Choices(mapping, dry_run=args.dry_run, yes=args.yes,
+                                 record=args.record or bool(prompts), prompts=prompts,
+                                 max_tokens=args.max_tokens),
+                         terminal.say, terminal.complain, ask)

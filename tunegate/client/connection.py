@@ -82,3 +82,17 @@ def run_reporting_errors(command: Callable[[], int], url: str, err: IO[str] = sy
             raise
         err.write(line + "\n")
         return 1
+
+
+def short_reason(error: Exception) -> str:
+    """An SDK error as the reason part of a line that names its item: the server's message and
+    HTTP status, or why it could not be reached."""
+    import openai
+
+    if isinstance(error, openai.APIStatusError):
+        body = error.body if isinstance(error.body, dict) else {}
+        message = body.get("message") or body.get("detail") or error.message
+        return f"{message} (HTTP {error.status_code})"
+    if isinstance(error, openai.APIConnectionError):
+        return f"cannot connect ({error.__cause__ or error})"
+    return str(error)

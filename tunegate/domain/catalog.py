@@ -44,7 +44,7 @@ class BaseModel:
     def to_api(self) -> dict[str, Any]:
         # Local models do not shut down (OpenAI's snapshots announce a shutdown_date).
         return {"id": self.id, "object": "model", "created": self.created, "owned_by": self.owned_by,
-                "shutdown_date": None}
+                "shutdown_date": None, "served_by": None}
 
 
 @functools.cache

@@ -20,7 +20,7 @@ class FineTunedModel:
 
     def to_api(self) -> dict[str, Any]:
         return {"id": self.id, "object": "model", "created": self.created_at,
-                "owned_by": self.project_id, "shutdown_date": None}
+                "owned_by": self.project_id, "shutdown_date": None, "served_by": None}
 
 
 @dataclass(frozen=True)

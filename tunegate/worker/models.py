@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunegate.domain import catalog
+from tunegate.domain import catalog, former_names
 from tunegate.domain.jobs import FineTuningJob, base_name_of
 from tunegate.domain.model_names import resolve_name
 from tunegate.settings import Settings
@@ -46,7 +46,10 @@ def resolve_model(settings: Settings, store: Store, job: FineTuningJob) -> Resol
     """Raises ``LookupError`` when the model (or a fine-tuned model's base, or the base an
     alias stands for) is gone."""
     resolved = resolve_name(settings.base_models_dir, settings.model_aliases, job.model,
-                            lambda name: store.get_model(job.project_id, name))
+                            former_names.tuned_or_successor(
+                                lambda name: store.get_model(job.project_id, name),
+                                lambda pairs: store.list_jobs(job.project_id, after=None,
+                                                              limit=20, metadata=pairs).items))
     if resolved.is_base and resolved.base is not None:
         return ResolvedModel(resolved.base, None)
     if resolved.alias is not None:
