@@ -121,6 +121,9 @@ def test_a_run_is_queued_with_strict_safe_values(client: Any) -> None:
     assert run["error"] == {"code": "", "message": ""}
     assert run["per_model_usage"] == [] and run["per_testing_criteria_results"] == []
     assert run["result_counts"] == {"total": 0, "errored": 0, "failed": 0, "passed": 0}
+    # The run's own page in the dashboard (tunegate/dashboard/evals.js routes it).
+    assert run["report_url"].endswith(f"/dashboard/#/evals/{eval_id}/runs/{run['id']}")
+    assert run["report_url"].startswith("http://127.0.0.1:")
     assert client.get(f"/v1/evals/{eval_id}/runs/{run['id']}").json() == run
     listed = client.get(f"/v1/evals/{eval_id}/runs", params={"status": "queued"}).json()
     assert [r["id"] for r in listed["data"]] == [run["id"]]

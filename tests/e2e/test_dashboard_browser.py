@@ -1,8 +1,10 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright): a
 running job's page draws its loss curve as it trains and shows the end; the form uploads a file
 and starts a job, and shows the server's errors with their line numbers; the chat panel answers
-with the fine-tuned model beside the base; a server with keys gets a key prompt. Every test
-checks that the page asked no host but the server.
+with the fine-tuned model beside the base; "Evaluate this model" grades the trained model and
+its base on the job's validation file, the Evals view shows both runs side by side and their
+output items, and a second click runs the model on that eval's items again; a server with keys
+gets a key prompt. Every test checks that the page asked no host but the server.
 
 Screenshots of the job page (running, and finished), its chat panel and the jobs list are saved
 under the session's pytest temporary folder: ``<basetemp>/artifacts/dashboard-*.png``
@@ -180,6 +182,65 @@ def test_the_chat_panel_answers_with_the_tuned_model_and_the_base(
     chats = [r for r in tab.requests if r.url.endswith("/v1/chat/completions")]
     assert {json.loads(r.post_data)["model"] for r in chats} == {done.fine_tuned_model, done.model}
     assert all(json.loads(r.post_data)["stream"] is True for r in chats)
+
+
+EVAL_MS = 300_000  # 4 items on each model, up to 256 tokens each, on a loaded 2-core machine
+
+
+@pytest.mark.filterwarnings("ignore:The Evals API is deprecated:DeprecationWarning")
+def test_evaluate_this_model_grades_it_beside_its_base_in_the_evals_view(
+        tab: Tab, client: OpenAI, trained_job: str, artifacts: Path,
+        training_server: Server) -> None:
+    done = wait_until_finished(client, trained_job)
+    assert done.status == "succeeded" and done.fine_tuned_model
+    strict = OpenAI(base_url=training_server.api, api_key="local", max_retries=0,
+                    _strict_response_validation=True)
+    tab.open(f"#/jobs/{trained_job}")
+    page = tab.page
+    page.wait_for_selector("select[name=eval-choice] option[value=validation]", state="attached")
+    assert page.locator("select[name=eval-choice]").input_value() == "validation"
+    page.click("button.evaluate")
+    page.wait_for_url("**/dashboard/#/evals/eval_*")
+    eval_id = page.url.rsplit("/", 1)[-1]
+    page.wait_for_selector(".eval-view[data-runs='2']")
+    page.wait_for_function(
+        "() => document.querySelectorAll('table.runs-compare .status-completed').length === 2",
+        timeout=EVAL_MS)
+    runs = list(strict.evals.runs.list(eval_id))
+    assert [run.model for run in runs] == [done.fine_tuned_model, done.model]
+    assert all(run.result_counts.total == 4 for run in runs), training_server.log()[-3000:]
+    evaluation = strict.evals.retrieve(eval_id)
+    assert evaluation.metadata == {"fine_tuning_job": trained_job,
+                                   "validation_file": done.validation_file}
+    [criterion] = evaluation.testing_criteria
+    for run in runs:  # the page shows the API's numbers
+        [result] = run.per_testing_criteria_results
+        shown = page.locator(f"tr[data-criterion='{criterion.id}'] td[data-run-id={run.id}]")
+        assert shown.inner_text().endswith(f"({result.passed}/{result.passed + result.failed})")
+    page.screenshot(path=str(artifacts / "dashboard-evals-real.png"), full_page=True)
+
+    tuned = runs[0]
+    page.click(f"th[data-run-id={tuned.id}] a")
+    page.wait_for_selector(".run-view[data-status=completed] table.output-items tbody tr")
+    assert page.url.endswith(f"#/evals/{eval_id}/runs/{tuned.id}")
+    assert tuned.report_url.endswith(f"/dashboard/#/evals/{eval_id}/runs/{tuned.id}")
+    rows = page.locator("table.output-items tbody tr")
+    assert rows.count() == 4
+    for item in strict.evals.runs.output_items.list(tuned.id, eval_id=eval_id):
+        row = page.locator(f"tr[data-item='{item.datasource_item_id}']")
+        assert item.sample.output[0].content.strip() in row.locator(".sample-output").inner_text()
+        assert "What is the code word of planet Zorb-" in row.locator(".sample-input").inner_text()
+
+    # Once more on the same eval: the model answers the same items, a third column.
+    tab.open(f"#/jobs/{trained_job}")
+    page.wait_for_selector(f"select[name=eval-choice] option[value={eval_id}]", state="attached")
+    page.select_option("select[name=eval-choice]", eval_id)
+    page.click("button.evaluate")
+    page.wait_for_url(f"**/dashboard/#/evals/{eval_id}")
+    page.wait_for_selector(".eval-view[data-runs='3']")
+    third = list(strict.evals.runs.list(eval_id))[-1]
+    assert third.model == done.fine_tuned_model
+    assert third.data_source.source == tuned.data_source.source
 
 
 def _choose(page: Any, name: str, content: bytes, field: str = "training") -> None:

@@ -5,6 +5,7 @@ the JSON schema, sampling parameters), and how each kind of answer is scored."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,12 +114,76 @@ def test_label_model_outside_its_labels_is_a_parse_error() -> None:
     assert score(LABEL, FakeGraderModel([answer("great")])).errors["model_grader_parse_error"]
 
 
+@dataclass
+class FakeBusyGraderModel:
+    """Answers by the schema asked for (``score`` or ``label``), each answer only once
+    ``together`` requests are in flight at the same time (a barrier): asked one after another,
+    the first waits ``wait`` seconds and fails."""
+
+    answers: Mapping[str, str]
+    together: int
+    wait: float = 5.0
+    in_flight: int = 0
+    most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    barrier: threading.Barrier | None = None
+
+    def complete(self, model: str, messages: Sequence[Mapping[str, Any]], *,
+                 response_format: Mapping[str, Any] | None = None,
+                 sampling: Mapping[str, Any] | None = None) -> ModelAnswer:
+        if self.barrier is None:
+            self.barrier = threading.Barrier(self.together, timeout=self.wait)
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self.barrier.wait()
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+        assert response_format is not None
+        name = response_format["json_schema"]["name"]
+        return ModelAnswer(text=self.answers[name], prompt_tokens=10, completion_tokens=5)
+
+    def embed(self, model: str | None, texts: Sequence[str]) -> list[list[float]]:
+        raise AssertionError("not asked")
+
+    def exists(self, model: str) -> bool:
+        return True
+
+
 def test_usage_of_a_multi_adds_up_per_model() -> None:
     multi = {"type": "multi", "name": "m", "calculate_output": "judge / 10 + tone",
              "graders": [SCORE, LABEL]}
-    result = score(multi, FakeGraderModel([answer(5), answer("positive")]))
+    model = FakeBusyGraderModel({"score": answer(5), "label": answer("positive")}, together=2)
+    result = score(multi, model)
     assert result.score == pytest.approx(1.5)
     assert result.usage["judge-model"]["total_tokens"] == 30
+
+
+def test_a_multi_asks_its_grader_models_at_once() -> None:
+    """Three judges and a string check: the three requests are in flight together (the fake
+    answers none of them before all three are there), the string check is graded too, and
+    each part keeps its own score under its name."""
+    judges = {f"judge{index}": {**SCORE, "name": f"judge{index}"} for index in range(2)}
+    multi = {"type": "multi", "name": "m", "calculate_output": "judge0 + judge1 + tone + exact",
+             "graders": {**judges, "tone": LABEL, "exact": {
+                 "type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+                 "reference": "an answer", "operation": "eq"}}}
+    model = FakeBusyGraderModel({"score": answer(5), "label": answer("positive")}, together=3)
+    result = grade(parse_grader(multi), Sample("an answer"), {"question": "q"}, model)
+    assert not result.failed, result.errors
+    assert model.most_in_flight == 3
+    assert result.sub_scores == {"judge0": 5.0, "judge1": 5.0, "tone": 1.0, "exact": 1.0}
+    assert result.score == pytest.approx(12.0)
+    assert result.usage["judge-model"]["total_tokens"] == 45
+
+
+def test_a_multi_with_one_model_part_asks_it_in_the_calling_thread() -> None:
+    multi = {"type": "multi", "name": "m", "calculate_output": "judge",
+             "graders": [SCORE]}
+    model = FakeGraderModel([answer(7)])
+    assert score(multi, model).score == pytest.approx(7.0)
 
 
 def test_without_models_a_model_grader_is_flagged() -> None:

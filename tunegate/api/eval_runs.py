@@ -33,14 +33,20 @@ def no_such_run(run_id: str) -> NotFound:
     return NotFound(f"No such eval run: {clip(run_id)}", param="run_id", code="eval_run_not_found")
 
 
+def run_page(dashboard_url: str, eval_id: str, run_id: str) -> str:
+    """A run's ``report_url``: its page in this server's dashboard (``dashboard_url``, the
+    dashboard's address ending in ``/``), as OpenAI's names its page on the platform."""
+    return f"{dashboard_url}#/evals/{eval_id}/runs/{run_id}"
+
+
 class EvalRuns:
     def __init__(self, store: Store, storage: FileStorage, evals: Evals,
-                 model_check: ModelCheck | None, report_url: str, max_line_bytes: int):
+                 model_check: ModelCheck | None, dashboard_url: str, max_line_bytes: int):
         self.store = store
         self.storage = storage
         self.evals = evals
         self.model_check = model_check
-        self.report_url = report_url
+        self.dashboard_url = dashboard_url
         self.max_line_bytes = max_line_bytes
 
     def create(self, project_id: str, eval_id: str, body: Mapping[str, Any]) -> EvalRun:
@@ -55,11 +61,12 @@ class EvalRuns:
                                                "data_source.input_messages")
             model = source["model"]
             source.setdefault("sampling_params", None)
-        run = EvalRun(id=ids.new_id(ids.EVAL_RUN), eval_id=evaluation.id,
+        run_id = ids.new_id(ids.EVAL_RUN)
+        run = EvalRun(id=run_id, eval_id=evaluation.id,
                       project_id=project_id, created_at=now(), status=RunStatus.QUEUED,
                       model=model, name=body.get("name") or model, data_source=source,
                       metadata=body.get("metadata"), error=no_error(), totals=RunTotals(),
-                      report_url=self.report_url)
+                      report_url=run_page(self.dashboard_url, evaluation.id, run_id))
         self.store.evals.add_run(run)
         return run
 

@@ -1,6 +1,8 @@
 """``POST /v1/fine_tuning/alpha/graders/run`` and ``/validate``: OpenAI's grader endpoints over
 tunegate's grader engine (``tunegate.graders``), with grader models served by the same pool as
-chat completions (``PoolGraderModels``)."""
+chat completions (``PoolGraderModels``), or, when ``TUNEGATE_EVAL_ENDPOINT`` names an external
+OpenAI-compatible endpoint, asked there as eval runs ask theirs (``EndpointModels``). A
+``multi`` grader's model parts are asked at once (tunegate.graders.multi)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from tunegate.graders import (
     GRADER_TYPES,
     Grade,
     Grader,
+    GraderModels,
     InvalidGrader,
     ModelAnswer,
     Sample,
@@ -21,6 +24,7 @@ from tunegate.graders import (
     grade,
     parse_grader,
 )
+from tunegate.graders.endpoint import EndpointModels
 from tunegate.graders.parse import model_fields
 from tunegate.settings import Settings
 
@@ -67,21 +71,30 @@ class Graders:
         self.completions = completions
         self.limits = SandboxLimits(seconds=settings.python_grader_seconds,
                                     memory_bytes=settings.python_grader_memory_mb * 1024 * 1024)
+        # One endpoint for every project: what it serves, and to whom, is its own business
+        # (its key is TUNEGATE_EVAL_API_KEY), as for eval runs.
+        self.external = (EndpointModels(settings.eval_base_url, settings.eval_api_key,
+                                        settings.eval_concurrency)
+                         if settings.eval_endpoint else None)
+
+    def models_for(self, project_id: str | None) -> GraderModels:
+        """Where this project's grader models are asked: the external endpoint, else the pool."""
+        return self.external or PoolGraderModels(self.completions, project_id)
 
     def run(self, project_id: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         """OpenAI's RunGraderResponse for ``body`` (grader, model_sample, item or the older
         reference_answer); a grader's own failure is flagged inside it, never raised."""
-        models = PoolGraderModels(self.completions, project_id)
+        models = self.models_for(project_id)
         grader = self.checked(body.get("grader"), models)
         result = grade(grader, Sample(output_text=body["model_sample"]), _item(body), models,
                        limits=self.limits)
         return response(grader, result)
 
     def validate(self, project_id: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
-        self.checked(body.get("grader"), PoolGraderModels(self.completions, project_id))
+        self.checked(body.get("grader"), self.models_for(project_id))
         return {"grader": body["grader"]}
 
-    def checked(self, spec: Any, models: PoolGraderModels) -> Grader:
+    def checked(self, spec: Any, models: GraderModels) -> Grader:
         """The parsed grader, or 400 naming the field that is wrong (a grader model this
         project cannot call included: better now than as a failed grade)."""
         if isinstance(spec, Mapping) and spec.get("type") == "label_model":

@@ -55,7 +55,7 @@ class Service:
         self.evals = Evals(store, model_check)
         self.responses = Responses(self.completions)
         self.eval_runs = EvalRuns(store, storage, self.evals, model_check,
-                                  report_url=f"{settings.own_url}/dashboard/",
+                                  dashboard_url=f"{settings.own_url}/dashboard/",
                                   max_line_bytes=settings.max_line_bytes)
 
     def _servable(self, project_id: str | None, model: str) -> None:

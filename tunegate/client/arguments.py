@@ -71,11 +71,24 @@ def add_client_commands(commands: Any) -> None:
                                            "pass rate",
         description="Upload FILE (rows {\"item\": {...}}, purpose evals), run the eval on the "
                     "model with a completions data source, wait for the run to end and print "
-                    "the per-criterion table. Exit code 0 when the run completed.")
-    evaluate.add_argument("eval_id", metavar="EVAL_ID", help="the eval (eval_…)")
-    evaluate.add_argument("--model", required=True,
+                    "the per-criterion table. With --job instead: grade a succeeded job's "
+                    "fine-tuned model and its base on the job's validation file (an eval made "
+                    "for it: each example's messages answered, the answer compared with the "
+                    "example's). Exit code 0 when the runs completed.")
+    evaluate.add_argument("eval_id", metavar="EVAL_ID", nargs="?",
+                          help="the eval (eval_…); not with --job")
+    evaluate.add_argument("--model",
                           help="a base model, an alias, a fine-tuned model or a checkpoint")
-    evaluate.add_argument("--file", type=Path, required=True, help="the data items (JSONL)")
+    evaluate.add_argument("--file", type=Path, help="the data items (JSONL)")
+    evaluate.add_argument("--job", metavar="JOB_ID",
+                          help="a succeeded job with a validation file (ftjob-…): its model and "
+                               "its base, graded on that file")
+    evaluate.add_argument("--metric", default=None,
+                          help="with --job: the text_similarity metric (default rouge_l)")
+    evaluate.add_argument("--pass-threshold", type=float, default=None,
+                          help="with --job: the similarity that passes (default 0.6)")
+    evaluate.add_argument("--grader", help="with --job: the criterion as JSON instead "
+                                           "(e.g. a string_check of {{ item.answer }})")
     evaluate.add_argument("--prompt", help="the user message, {{ item.… }} filled from each "
                                            "item (default {{ item.input }})")
     evaluate.add_argument("--item-reference",

@@ -224,11 +224,17 @@ def chat(args: argparse.Namespace, connection: Connection, terminal: Terminal) -
 
 
 def evaluate(args: argparse.Namespace, connection: Connection, terminal: Terminal) -> int:
-    """Run an eval on a model; the per-criterion table (tunegate.client.evaluate)."""
+    """Run an eval on a model (tunegate.client.evaluate), or grade a job's model and its base
+    on its validation file (``--job``, tunegate.client.job_eval); the per-criterion table."""
     import warnings
 
+    if getattr(args, "job", None):
+        return evaluate_job_command(args, connection, terminal)
     from tunegate.client.evaluate import run_eval
 
+    if not args.eval_id or not args.model or args.file is None:
+        terminal.complain("tunegate eval: give EVAL_ID, --model and --file, or --job JOB_ID")
+        return EXIT_USAGE
     if not args.file.is_file():
         terminal.complain(f"tunegate eval: no such file: {args.file}")
         return EXIT_USAGE
@@ -238,6 +244,44 @@ def evaluate(args: argparse.Namespace, connection: Connection, terminal: Termina
                        prompt=args.prompt, item_reference=args.item_reference,
                        max_tokens=args.max_tokens, say=terminal.say)
     return EXIT_OK if run["status"] == "completed" else EXIT_FAILED
+
+
+def evaluate_job_command(args: argparse.Namespace, connection: Connection,
+                         terminal: Terminal) -> int:
+    import json
+    import warnings
+
+    from tunegate.client.job_eval import (
+        DEFAULT_METRIC,
+        DEFAULT_THRESHOLD,
+        NotEvaluable,
+        default_criterion,
+        evaluate_job,
+    )
+
+    if args.eval_id or args.model or args.file is not None:
+        terminal.complain("tunegate eval: --job makes its own eval, model list and items: "
+                          "give no EVAL_ID, --model or --file with it")
+        return EXIT_USAGE
+    if args.grader:
+        try:
+            criterion = json.loads(args.grader)
+        except ValueError as exc:
+            terminal.complain(f"tunegate eval: --grader is not JSON: {exc}")
+            return EXIT_USAGE
+    else:
+        criterion = default_criterion(args.metric or DEFAULT_METRIC,
+                                      DEFAULT_THRESHOLD if args.pass_threshold is None
+                                      else args.pass_threshold)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The Evals API is deprecated")
+        try:
+            runs = evaluate_job(connection.client(), args.job, criterion=criterion,
+                                max_tokens=args.max_tokens, say=terminal.say)
+        except NotEvaluable as exc:
+            terminal.complain(f"tunegate eval: {exc}")
+            return EXIT_FAILED
+    return EXIT_OK if all(run["status"] == "completed" for run in runs) else EXIT_FAILED
 
 
 # migrate ----------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 // A job's page: status and controls, progress with ETA (or the stage once every step is done),
-// the live loss chart, resolved hyperparameters, checkpoints with their metrics, events, and the
-// chat panel.
+// the live loss chart, resolved hyperparameters, checkpoints with their metrics, events, the
+// chat panel, and once the job has succeeded, "Evaluate this model" (evaluate.js).
 
 import { request } from "./api.js";
 import { createLossChart, drawLossChart } from "./chart.js";
 import { chatPanel } from "./chat.js";
 import { TERMINAL, duration, errorBox, h, modelId, number, statusBadge, when } from "./dom.js";
+import { evaluatePanel } from "./evaluate.js";
 import { followEvents } from "./events.js";
 
 const REFRESH_MS = 3000;
@@ -68,6 +69,7 @@ class JobPage {
     this.liveNote = h("small", { class: "muted" });
     this.chat = null;
     this.chatSlot = h("div");
+    this.evaluateSlot = h("div");
     this.element = h("div", { class: "job-view" },
       h("p", {}, h("a", { href: "#/" }, "← all jobs")),
       h("section", { class: "card" },
@@ -84,6 +86,7 @@ class JobPage {
             h("thead", {}, h("tr", {}, ["Step", "Train loss", "Valid loss", "Model", ""]
               .map((name) => h("th", {}, name)))), this.checkpoints))),
       this.chatSlot,
+      this.evaluateSlot,
       h("section", { class: "card" }, h("h2", {}, "Events"),
         h("table", { class: "events" }, this.eventRows)));
     drawLossChart(this.chart, [], null, { showValid: false, emptyText: "loading…" });
@@ -154,6 +157,9 @@ class JobPage {
     this.showProgress();
     this.scheduleDraw(); // what an empty chart says, and the validation series, follow the job
     this.ensureChat();
+    if (job.status === "succeeded" && job.fine_tuned_model && !this.evaluateSlot.childElementCount) {
+      this.evaluateSlot.replaceChildren(evaluatePanel(job, this.signal));
+    }
   }
 
   /** From creation to the end, or to now while the job is not finished. */

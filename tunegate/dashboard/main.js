@@ -1,7 +1,9 @@
-// The dashboard's entry: the key prompt and the two views, chosen by the URL's hash
-// (#/ the jobs, #/jobs/<id> one job).
+// The dashboard's entry: the key prompt and the views, chosen by the URL's hash (#/ the jobs,
+// #/jobs/<id> one job, #/evals the evals, #/evals/<id> one eval's runs side by side,
+// #/evals/<id>/runs/<run> one run's output items).
 
 import { forgetKey, onKeyNeeded, storedKey } from "./api.js";
+import { evalView, evalsView, runView } from "./evals.js";
 import { jobView } from "./job.js";
 import { jobsView } from "./jobs.js";
 
@@ -36,13 +38,40 @@ function showKeyState(key = storedKey()) {
   forget.hidden = !key;
 }
 
+const ID = "([A-Za-z0-9_-]+)";
+// Each view by the hash it answers; the first whose pattern matches is shown.
+const ROUTES = [
+  { pattern: new RegExp(`^#/jobs/${ID}$`), view: (signal, id) => jobView(id, signal),
+    title: (id) => id, section: "jobs" },
+  { pattern: /^#\/evals\/?$/, view: (signal) => evalsView(signal), title: () => "evals",
+    section: "evals" },
+  { pattern: new RegExp(`^#/evals/${ID}$`), view: (signal, id) => evalView(id, signal),
+    title: (id) => id, section: "evals" },
+  { pattern: new RegExp(`^#/evals/${ID}/runs/${ID}$`),
+    view: (signal, evalId, runId) => runView(evalId, runId, signal), title: (_, runId) => runId,
+    section: "evals" },
+];
+
 function route() {
   current?.abort();
   current = new AbortController();
-  const match = location.hash.match(/^#\/jobs\/([A-Za-z0-9_-]+)$/);
-  const view = match ? jobView(match[1], current.signal) : jobsView(current.signal);
-  main.replaceChildren(view);
-  document.title = match ? `${match[1]} · tunegate` : "tunegate dashboard";
+  for (const { pattern, view, title, section } of ROUTES) {
+    const match = location.hash.match(pattern);
+    if (!match) continue;
+    main.replaceChildren(view(current.signal, ...match.slice(1)));
+    document.title = `${title(...match.slice(1))} · tunegate`;
+    showSection(section);
+    return;
+  }
+  main.replaceChildren(jobsView(current.signal));
+  document.title = "tunegate dashboard";
+  showSection("jobs");
+}
+
+function showSection(section) {
+  for (const link of document.querySelectorAll("header nav a[data-section]")) {
+    link.classList.toggle("current", link.dataset.section === section);
+  }
 }
 
 dialog.addEventListener("cancel", (event) => event.preventDefault()); // a key is needed to go on

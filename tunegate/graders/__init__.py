@@ -19,7 +19,9 @@ The interface other rooms use, and only this:
 One module per concept: ``kinds`` (the checked grader), ``parse`` (every field checked),
 ``templates``, ``engine`` (dispatch), ``scorers`` (string_check, text_similarity),
 ``similarity`` and ``wordnet`` (the metrics), ``python_grader`` with ``sandbox`` and
-``sandbox_child``, ``model_graders`` (score_model, label_model), ``multi`` with ``formula``.
+``sandbox_child``, ``model_graders`` (score_model, label_model), ``multi`` with ``formula``, and
+``endpoint``: ``GraderModels`` over an OpenAI-compatible HTTP endpoint (``TUNEGATE_EVAL_ENDPOINT``),
+for the worker's eval runs and for the API when that endpoint is an external one.
 """
 
 from tunegate.graders.engine import grade, passed

@@ -1,8 +1,11 @@
-"""An OpenAI-compatible HTTP endpoint as eval runs use it: chat completions for samples, and
-the ``GraderModels`` that model graders ask (tunegate.graders). The worker may not import the
-API or the serving pool (layer rules), so it reaches models the way any client does: through
-``/v1`` of this server (setting ``TUNEGATE_EVAL_ENDPOINT``, this server's own by default) or of
-an external one. One client is shared by a run's threads (httpx's pool is thread-safe).
+"""An OpenAI-compatible HTTP endpoint (``TUNEGATE_EVAL_ENDPOINT``) as the ``GraderModels``
+that model graders ask, and the chat completions of eval runs' samples.
+
+Two callers: the worker's eval runs, which may not import the API or the serving pool (layer
+rules) and so reach models the way any client does, through ``/v1`` of this server (the
+setting's default) or of an external one; and ``POST /v1/fine_tuning/alpha/graders/run``, whose
+grader models are on the external endpoint when the setting names one. One client is shared by
+a caller's threads (httpx's pool is thread-safe).
 """
 
 from __future__ import annotations
