@@ -85,3 +85,34 @@ def test_each_dtype_has_its_own_copy(tmp_path: Path) -> None:
     assert model_cache.cache_folder(ref, tmp_path, "float32").name == "Some_Model_v1@float32"
     with pytest.raises(ValueError):
         model_cache.cache_folder(ref, tmp_path, "int8")
+
+
+@pytest.mark.model
+def test_the_copy_in_bfloat16_is_what_casting_the_float32_copy_gave(
+        converted_smollm2: Path, trained_smollm2: Path) -> None:
+    """Training loads exactly the weights it loaded before the cache stopped keeping float32:
+    the GGUF dequantized and rounded to bfloat16 once, at conversion instead of at every load,
+    at half the size on disk. (So the trained adapters are the same, bit for bit.)"""
+    import torch
+
+    from tunegate.training.precision import cpu_base_dtype
+
+    if cpu_base_dtype() != "bfloat16":
+        pytest.skip("this CPU trains in float32: its copy is the float32 one")
+    name = "SmolLM2-135M-Instruct"
+    old = model_cache.load_model(BaseModelRef(name, "hf", str(converted_smollm2)), "",
+                                 dtype="bfloat16")
+    new = model_cache.load_model(BaseModelRef(name, "hf", str(trained_smollm2)), "",
+                                 dtype="bfloat16")
+    old_state, new_state = old.state_dict(), new.state_dict()
+    assert old_state.keys() == new_state.keys()
+    for key, tensor in new_state.items():
+        assert tensor.dtype == torch.bfloat16
+        assert torch.equal(tensor, old_state[key]), key
+
+    def weights_bytes(folder: Path) -> int:
+        return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+
+    assert weights_bytes(trained_smollm2) * 2 == pytest.approx(weights_bytes(converted_smollm2),
+                                                               rel=0.01)
+    assert trained_smollm2.name == f"{name}@bfloat16"

@@ -6,20 +6,23 @@ that fits only with gradient checkpointing gets it; a trainer the OOM killer end
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import chat_lines
 from tests.helpers import service_create_job, service_upload
-from tests.worker.scripted import ScriptedExecutor, ending_with
+from tests.worker.scripted import ScriptedExecutor, ending_with, succeeded
 from tunegate.api.app import build_service
 from tunegate.api.service import Service
 from tunegate.domain import catalog
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 from tunegate.training import estimate, precision
-from tunegate.training.spec import RunStatus
+from tunegate.training.hyperparams import auto_n_epochs
+from tunegate.training.spec import RunStatus, TrainingSpec
 from tunegate.worker.loop import Worker
 from tunegate.worker.memory_plan import CPU_TOKEN_BUDGET, base_shape
 from tunegate.worker.training_run import Crash, Outcome
@@ -115,3 +118,25 @@ def test_a_trainer_the_oom_killer_ended_is_not_restarted(settings: Settings) -> 
     assert "out-of-memory killer" in job.error.message
     assert len(killed.specs) == 1  # started once, never again
     assert not any("Restarting" in text for _, text in events(service, job_id))
+
+
+def test_the_start_event_names_the_tokens_and_duration_where_the_tokenizer_is_on_disk(
+        settings: Settings, trained_smollm2: Path) -> None:
+    """With the base's copy in the model cache the worker reads the file as the trainer will
+    and sets ``estimated_finish`` before the first step (the scripted run records none)."""
+    service = build_service(replace(settings, model_cache_dir=trained_smollm2.parent))
+    started: list[int | None] = []
+
+    def look(spec: TrainingSpec, work_dir: Path) -> Outcome:
+        started.append(service.jobs.get("default", job_id).estimated_finish)
+        return succeeded(spec, work_dir)
+
+    job_id = create(service)
+    work(service, ScriptedExecutor(ending=look))
+    [note] = [text for _, text in events(service, job_id) if text.startswith("Memory estimate")]
+    assert "Duration estimate: " in note and " tokens to train, about " in note, note
+    tokens = int(note.split("Duration estimate: ")[1].split()[0])
+    epochs = auto_n_epochs(12)  # the job's "auto", for its 12 short chats
+    assert tokens % epochs == 0 and 12 * epochs * 5 < tokens < 12 * epochs * 500, tokens
+    [finish] = started
+    assert finish is not None and finish >= int(time.time())

@@ -142,17 +142,17 @@ class TrainingStage:
             self._fail(job, "model_not_available", str(exc))
             return
         planned = memory_plan.plan_job(self.settings, model.base.path)
-        if planned is not None and not planned.fits:
+        if planned is not None and not planned.memory.fits:
             # Before the trainer starts and before the job's folder exists: nothing to undo.
             self._fail(job, memory_plan.INSUFFICIENT_MEMORY,
-                       estimate.refusal(planned, model.base.id))
+                       estimate.refusal(planned.memory, model.base.id))
             return
         started = self._move(job, JobStatus.RUNNING, self._start_message(job.id))
         if started is None:
             return
         if planned is not None:
-            self._note(started, memory_plan.describe(planned))
-            model = replace(model, gradient_checkpointing=planned.estimate.checkpointing)
+            self._announce_plan(started, model, planned)
+            model = replace(model, gradient_checkpointing=planned.memory.estimate.checkpointing)
         try:
             self._finish(started, self._train(started, model), model)
         except Exception as exc:
@@ -169,6 +169,18 @@ class TrainingStage:
             self._fail(started, "internal_error", f"The worker failed while training: {detail}")
         finally:
             self._settle_work_dir(job.id)
+
+    def _announce_plan(self, job: FineTuningJob, model: ResolvedModel,
+                       planned: memory_plan.JobPlan) -> None:
+        """The estimate in an event, and ``estimated_finish`` before the first step."""
+        tokens = memory_plan.tokens_to_train(self.settings, model.ref,
+                                             self.service.storage.path(job.training_file),
+                                             job.method)
+        seconds = memory_plan.training_seconds(planned.shape, tokens) if tokens else None
+        changes: dict[str, object] | None = (
+            {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
+        self._progress(job, [job_event(job.id, memory_plan.describe(planned.memory, tokens,
+                                                                    seconds))], changes)
 
     def _start_message(self, job_id: str) -> str:
         work_dir = self.work_dir(job_id)
