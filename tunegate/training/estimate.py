@@ -9,8 +9,8 @@ The trainer's peak is, in order of size for a 1B base:
   RMSNorm, q/k/v and their rotated copies, the attention output, the MLP's gate, up, activation
   and product). With gradient checkpointing only each layer's input stays, plus one layer's
   activations while it is recomputed;
-- the loss's chunk of logits (tunegate.training.loss: ``CHUNK_ROWS`` rows of the vocabulary in
-  float32, its softmax and gradient);
+- the loss's chunk of logits (tunegate.training.loss: about ``CHUNK_ELEMENTS`` float32
+  logits, its softmax and gradient);
 - the LoRA weights, their gradients and AdamW's two moments, all float32 (16 bytes each);
 - the process itself: Python, torch and transformers, measured at ~0.7 GB on CPU.
 
@@ -28,7 +28,7 @@ from typing import Any
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 LORA_RANK = 16  # tunegate.training.lora.RANK (that module imports torch)
-LOSS_CHUNK_ROWS = 512  # tunegate.training.loss.CHUNK_ROWS
+LOSS_CHUNK_ELEMENTS = 512 * 49_152  # tunegate.training.loss.CHUNK_ELEMENTS
 RUNTIME_BYTES = 700 * 2**20  # Python + torch + transformers + peft, before any model
 # Bytes per token and decoder layer kept for backward, per unit of width (see the docstring).
 HIDDEN_FACTOR, INTERMEDIATE_FACTOR, KV_FACTOR = 22, 8, 8
@@ -148,7 +148,8 @@ def estimate_memory(shape: ModelShape, dtype: str, token_budget: int, *,
     else:
         activations = shape.n_layers * per_layer
     # A chunk of float32 logits, its softmax and gradient, and the gathered hidden rows' gradient.
-    loss = min(LOSS_CHUNK_ROWS, token_budget) * shape.vocab * 4 * 3 + token_budget * h * width
+    rows = min(max(32, LOSS_CHUNK_ELEMENTS // max(1, shape.vocab)), token_budget)
+    loss = rows * shape.vocab * 4 * 3 + token_budget * h * width
     return MemoryEstimate(weights=shape.n_params * width, activations=activations, loss=loss,
                           lora=shape.lora_params() * 16, runtime=RUNTIME_BYTES,
                           checkpointing=checkpointing)
