@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunegate.domain.architectures import read_gguf_header
+
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 LORA_RANK = 16  # tunegate.training.lora.RANK (that module imports torch)
 LOSS_CHUNK_ELEMENTS = 512 * 49_152  # tunegate.training.loss.CHUNK_ELEMENTS
@@ -80,33 +82,19 @@ class ModelShape:
 
     @classmethod
     def of_gguf(cls, path: Path) -> ModelShape:
-        """From a GGUF's metadata and tensor table (read, not loaded: a memory map)."""
-        from gguf import GGUFReader  # numpy only
-
-        reader = GGUFReader(path)
-        arch = _field(reader, "general.architecture")
+        """From a GGUF's metadata and tensor table (no tensor is read). Raises KeyError for a
+        missing key, UnsupportedArchitecture for an unreadable header."""
+        header = read_gguf_header(path)
+        arch = header.values["general.architecture"]
 
         def number(key: str) -> int:
-            return int(_field(reader, f"{arch}.{key}"))
+            return int(header.values[f"{arch}.{key}"])
 
-        n_params = sum(int(tensor.n_elements) for tensor in reader.tensors)
         heads = number("attention.head_count")
-        try:
-            kv_heads = number("attention.head_count_kv")
-        except KeyError:
-            kv_heads = heads
-        vocab_field = reader.fields.get("tokenizer.ggml.tokens")
-        vocab = len(vocab_field.data) if vocab_field is not None else 0
-        return cls(n_params, number("embedding_length"), number("block_count"),
+        kv_heads = int(header.values.get(f"{arch}.attention.head_count_kv", heads))
+        vocab = header.array_lengths.get("tokenizer.ggml.tokens") or number("vocab_size")
+        return cls(header.n_weights, number("embedding_length"), number("block_count"),
                    number("feed_forward_length"), vocab, heads, kv_heads)
-
-
-def _field(reader: Any, key: str) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
-        raise KeyError(key)
-    value = field.contents()
-    return value[0] if isinstance(value, list) and len(value) == 1 else value
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunegate.domain.architectures import UnsupportedArchitecture
 from tunegate.domain.methods import Method
 from tunegate.settings import Settings
 from tunegate.training import estimate, hyperparams, precision
@@ -50,7 +51,7 @@ def base_shape(path: Path) -> ModelShape | None:
     then says what is wrong with the model)."""
     try:
         return ModelShape.of_folder(path) if path.is_dir() else ModelShape.of_gguf(path)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, UnsupportedArchitecture) as exc:
         log.warning("no memory estimate for %s: %s", path, exc)
         return None
 
