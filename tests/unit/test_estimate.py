@@ -108,3 +108,15 @@ def test_available_memory_reads_meminfo(tmp_path: Path) -> None:
     meminfo.write_text("MemTotal:  100 kB\nMemAvailable:  2048 kB\n")
     assert estimate.available_memory(str(meminfo)) == 2048 * 1024
     assert estimate.available_memory(str(tmp_path / "none")) is None
+
+
+def test_the_first_job_on_a_gguf_base_counts_its_conversion() -> None:
+    """transformers dequantizes the GGUF to float32 before the copy in the training dtype is
+    made: for a 1B base that, not training, is the first job's peak."""
+    shape = ModelShape.from_config(LLAMA_1B)
+    later = estimate.estimate_memory(shape, "bfloat16", 1024)
+    first = estimate.estimate_memory(shape, "bfloat16", 1024, converting=True)
+    assert later.conversion == 0 and first.conversion == shape.n_params * 4
+    assert first.total == estimate.RUNTIME_BYTES + shape.n_params * 6 > later.total
+    assert "converting the GGUF first" in first.describe()
+    assert "converting" not in later.describe()

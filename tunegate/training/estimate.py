@@ -14,6 +14,10 @@ The trainer's peak is, in order of size for a 1B base:
 - the LoRA weights, their gradients and AdamW's two moments, all float32 (16 bytes each);
 - the process itself: Python, torch and transformers, measured at ~0.7 GB on CPU.
 
+The first job on a GGUF base converts it first (tunegate.training.model_cache): transformers
+dequantizes every tensor to float32 before the copy is cast, so that job's peak is the larger
+of the conversion's (float32 weights and the copy at once) and training's.
+
 The coefficients were calibrated against measured peaks (bench/base_sizes.py, bench/README.md);
 the estimate aims within 20 % of the measured peak. ``ModelShape`` comes from a GGUF's header
 or a ``config.json`` without loading a tensor.
@@ -107,16 +111,26 @@ class MemoryEstimate:
     lora: int
     runtime: int
     checkpointing: bool
+    conversion: int = 0  # the GGUF's float32 tensors while its copy is made (first job only)
+
+    @property
+    def training(self) -> int:
+        return self.weights + self.activations + self.loss + self.lora + self.runtime
 
     @property
     def total(self) -> int:
-        return self.weights + self.activations + self.loss + self.lora + self.runtime
+        if self.conversion:
+            return max(self.training, self.runtime + self.conversion + self.weights)
+        return self.training
 
     def describe(self) -> str:
-        return (f"{gib(self.total)} (base weights {gib(self.weights)}, activations "
+        text = (f"{gib(self.total)} (base weights {gib(self.weights)}, activations "
                 f"{gib(self.activations)}{' with gradient checkpointing' if self.checkpointing else ''}"
                 f", loss {gib(self.loss)}, LoRA and optimizer {gib(self.lora)}, runtime "
-                f"{gib(self.runtime)})")
+                f"{gib(self.runtime)}")
+        if self.conversion:
+            text += f"; converting the GGUF first: {gib(self.runtime + self.conversion + self.weights)}"
+        return text + ")"
 
 
 def gib(n_bytes: int) -> str:
@@ -124,8 +138,9 @@ def gib(n_bytes: int) -> str:
 
 
 def estimate_memory(shape: ModelShape, dtype: str, token_budget: int, *,
-                    checkpointing: bool = False) -> MemoryEstimate:
-    """The trainer's peak memory for ``shape`` loaded in ``dtype`` (pure)."""
+                    checkpointing: bool = False, converting: bool = False) -> MemoryEstimate:
+    """The trainer's peak memory for ``shape`` loaded in ``dtype`` (pure); ``converting``: the
+    run converts a GGUF base first."""
     width = DTYPE_BYTES[dtype]
     h, f = shape.hidden, shape.intermediate
     # The factors count bfloat16 bytes (half of the float32 ones); float32 runs keep twice as much.
@@ -140,7 +155,8 @@ def estimate_memory(shape: ModelShape, dtype: str, token_budget: int, *,
     loss = rows * shape.vocab * 4 * 3 + token_budget * h * width
     return MemoryEstimate(weights=shape.n_params * width, activations=activations, loss=loss,
                           lora=shape.lora_params() * 16, runtime=RUNTIME_BYTES,
-                          checkpointing=checkpointing)
+                          checkpointing=checkpointing,
+                          conversion=shape.n_params * 4 if converting else 0)
 
 
 @dataclass(frozen=True)
@@ -156,17 +172,18 @@ class Plan:
 
 
 def plan(shape: ModelShape, dtype: str, token_budget: int, limit: int, *,
-         checkpointing: bool | None = None) -> Plan:
+         checkpointing: bool | None = None, converting: bool = False) -> Plan:
     """The run's plan under ``limit`` bytes: without gradient checkpointing when that fits (it
     costs a recomputed forward pass), with it when only that fits; ``checkpointing`` forces
     the choice (a setting). The plan may not fit: then the job must not start."""
     if checkpointing is not None:
-        return Plan(estimate_memory(shape, dtype, token_budget, checkpointing=checkpointing),
-                    limit)
-    without = estimate_memory(shape, dtype, token_budget)
+        return Plan(estimate_memory(shape, dtype, token_budget, checkpointing=checkpointing,
+                                    converting=converting), limit)
+    without = estimate_memory(shape, dtype, token_budget, converting=converting)
     if without.total <= limit:
         return Plan(without, limit)
-    return Plan(estimate_memory(shape, dtype, token_budget, checkpointing=True), limit)
+    return Plan(estimate_memory(shape, dtype, token_budget, checkpointing=True,
+                                converting=converting), limit)
 
 
 def refusal(planned: Plan, base_name: str) -> str:

@@ -27,7 +27,7 @@ from tunegate.training import estimate, hyperparams, precision
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.estimate import ModelShape, Plan
 from tunegate.training.length_check import check_lengths, file_tokenizer
-from tunegate.training.model_cache import cached_folder
+from tunegate.training.model_cache import cache_folder, cached_folder
 from tunegate.training.spec import BaseModelRef
 
 log = logging.getLogger("tunegate.memory_plan")
@@ -56,11 +56,13 @@ def base_shape(path: Path) -> ModelShape | None:
         return None
 
 
-def plan_job(settings: Settings, base_path: Path) -> JobPlan | None:
-    """The plan of a job on ``base_path`` on this machine, or None (no estimate possible, or
-    a Ray node trains it)."""
+def plan_job(settings: Settings, ref: BaseModelRef) -> JobPlan | None:
+    """The plan of a job on ``ref`` on this machine, or None (no estimate possible, or a Ray
+    node trains it)."""
     if settings.executor != "local":
         return None
+    base_path = Path(ref.path) / ref.gguf_file if ref.kind == "gguf" and ref.gguf_file \
+        else Path(ref.path)
     shape = base_shape(base_path)
     limit = settings.trainer_memory_limit or estimate.available_memory()
     if shape is None or limit is None:
@@ -70,8 +72,9 @@ def plan_job(settings: Settings, base_path: Path) -> JobPlan | None:
     except ValueError:
         return None  # a bad TUNEGATE_TRAIN_DTYPE: the trainer fails with invalid_setting
     forced = {"on": True, "off": False}.get(settings.gradient_checkpointing)
+    converting = ref.kind == "gguf" and not cache_folder(ref, settings.model_cache, dtype).is_dir()
     return JobPlan(shape, estimate.plan(shape, dtype, CPU_TOKEN_BUDGET, limit,
-                                        checkpointing=forced))
+                                        checkpointing=forced, converting=converting))
 
 
 def tokens_to_train(settings: Settings, ref: BaseModelRef, training_file: Path,

@@ -141,7 +141,7 @@ class TrainingStage:
         except LookupError as exc:
             self._fail(job, "model_not_available", str(exc))
             return
-        planned = memory_plan.plan_job(self.settings, model.base.path)
+        planned = memory_plan.plan_job(self.settings, model.ref)
         if planned is not None and not planned.memory.fits:
             # Before the trainer starts and before the job's folder exists: nothing to undo.
             self._fail(job, memory_plan.INSUFFICIENT_MEMORY,
