@@ -76,6 +76,7 @@ def build_random_base(size: str, folder: Path, dtype: str) -> None:
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     model = model.to_empty(device="cpu").to(getattr(torch, dtype))
+    model.tie_weights()  # to_empty gave lm_head a tensor of its own
     for parameter in model.parameters():
         torch.nn.init.normal_(parameter, std=0.02)
     model.save_pretrained(folder)
@@ -234,7 +235,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="base-sizes-") as scratch:
         cache = Path(scratch)
         if args.size != "135m":
-            for copy_dtype in ("float32", dtype):  # each in a process, whose memory then goes
+            copies = (dtype,) if args.skip_load else ("float32", dtype)
+            for copy_dtype in copies:  # each in a process, whose memory then goes
                 run_child("build", args.size, cache, way=copy_dtype)
         shape, estimated = estimate_for(args.size, cache, args.checkpointing == "on")
         print(f"{args.size}: {shape.n_params / 1e6:.0f}M parameters, dtype {dtype}")
