@@ -114,7 +114,7 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     if spec.gradient_checkpointing:
         # Only each layer's input is kept; backward recomputes the layer (a forward pass more).
         # Non-reentrant: the frozen base's inputs need no gradient for it to work.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         emit(note("Gradient checkpointing on: the activations would not fit the memory "
                   "otherwise (or TUNEGATE_GRADIENT_CHECKPOINTING=on)"))
     if governor is not None:
