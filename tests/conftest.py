@@ -274,7 +274,7 @@ def new_identity(url: str) -> None:
         engine.dispose()
 
 
-# Converting a GGUF base into a float32 Hugging Face folder (tunegate.training.model_cache) takes
+# Converting a GGUF base into a Hugging Face folder (tunegate.training.model_cache) takes
 # ~25 s for SmolLM2 and more for Gemma on 2 cores; each is done once per run, by whichever test
 # needs it first (a server's trainer child, or one of the fixtures below), into one folder that
 # every later server (TUNEGATE_MODEL_CACHE), in-process trainer, export test and Ray node reuses.
@@ -299,18 +299,29 @@ def embedded_ref() -> BaseModelRef:
     return BaseModelRef(catalog.EMBEDDED_MODEL_ID, "gguf", str(gguf.parent), gguf.name)
 
 
-def converted(ref: BaseModelRef, cache: Path) -> Path:
-    """The Hugging Face folder of ``ref`` in ``cache``, converted here (in this process: torch)
-    unless a server of this session converted it already."""
+def converted(ref: BaseModelRef, cache: Path, dtype: str = "float32") -> Path:
+    """The Hugging Face folder of ``ref`` in ``cache`` in ``dtype``, converted here (in this
+    process: torch) unless a server of this session converted it already. float32 by default:
+    the exact reference the export and serving comparisons need (the trainers' copy is in
+    their dtype, ``trained_smollm2``)."""
     from tunegate.training.model_cache import resolve_hf_folder
 
-    return resolve_hf_folder(ref, cache)
+    return resolve_hf_folder(ref, cache, dtype=dtype)
 
 
 @pytest.fixture(scope="session")
 def converted_smollm2(model_cache: Path) -> Path:
-    """The embedded SmolLM2 as the trainer loads it: the session's one float32 conversion."""
+    """The embedded SmolLM2 dequantized to float32: the session's one float32 conversion."""
     return converted(embedded_ref(), model_cache)
+
+
+@pytest.fixture(scope="session")
+def trained_smollm2(model_cache: Path) -> Path:
+    """The embedded SmolLM2 as this machine's trainers load it (the copy in their dtype,
+    tunegate.training.precision), shared with the session's servers."""
+    from tunegate.training.precision import cpu_base_dtype
+
+    return converted(embedded_ref(), model_cache, cpu_base_dtype())
 
 
 # The second real base model: Gemma 3 270M (architecture gemma3), from the optional `gemma`

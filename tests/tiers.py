@@ -35,7 +35,7 @@ MODEL_PACKAGES = ("torch", "transformers", "peft")
 # the converted bases of tests/conftest.py): a test
 # that uses one, directly or through another fixture, is a ``model`` test.
 MODEL_FIXTURES = frozenset({"tiny_tokenizer", "tiny_base", "make_tiny_adapter", "smol_hf_model",
-                            "converted_smollm2", "converted_gemma"})
+                            "converted_smollm2", "trained_smollm2", "converted_gemma"})
 # Fixtures that start a real server (tests/conftest.py and the modules that share one).
 SERVER_FIXTURES = frozenset({"server", "servers", "alias_server", "cli_server", "keyed_server",
                              "training_server", "keyed_training_server", "gemma_server",

@@ -58,6 +58,37 @@ def parse_train_dtype(value: str) -> str:
     return name
 
 
+def parse_memory(value: str) -> int:
+    """An amount of memory: ``12GiB``, ``12G``, ``12GB``, ``512MiB`` or a number of bytes
+    (binary units). Raises ValueError."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    cleaned = value.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = units.get(cleaned[-1:], 1)
+    number = float(cleaned[:-1] if scale != 1 else cleaned)
+    if number <= 0:
+        raise ValueError(f"{value!r} is no amount of memory")
+    return int(number * scale)
+
+
+def _memory_limit(value: str) -> int:
+    try:
+        return parse_memory(value)
+    except ValueError:
+        raise ValueError(f"TUNEGATE_TRAINER_MEMORY_LIMIT takes an amount like 12GiB, got "
+                         f"{value!r}") from None
+
+
+CHECKPOINTING_MODES = ("auto", "on", "off")
+
+
+def _gradient_checkpointing(value: str) -> str:
+    name = value.strip().lower() or "auto"
+    if name not in CHECKPOINTING_MODES:
+        raise ValueError(f"TUNEGATE_GRADIENT_CHECKPOINTING takes one of {CHECKPOINTING_MODES}, "
+                         f"got {value!r}")
+    return name
+
+
 EXECUTORS = ("local", "ray")
 
 
@@ -163,6 +194,12 @@ class Settings:
     # autocast where supported), "bf16" or "fp32". The trainer child reads the variable itself
     # (tunegate.training.precision); parsing it here stops a bad value when a process starts.
     train_dtype: str = "auto"
+    # The memory a trainer may use, in bytes (None: the machine's available memory when a job
+    # starts). A job whose estimate (tunegate.training.estimate) is larger fails at once.
+    trainer_memory_limit: int | None = None
+    # "auto": gradient checkpointing only when the estimate says the activations would not fit
+    # without it; "on" / "off" force it.
+    gradient_checkpointing: str = "auto"
     # Models (base or fine-tuned) kept loaded by llama.cpp for chat/completions, least recently
     # used dropped first; and the context window (prompt + completion tokens) each one gets.
     inference_cache_size: int = 4
@@ -295,6 +332,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_TRAINER_STANDBY": ("trainer_standby", _trainer_standby),
     "TUNEGATE_MAX_SEQ_LEN": ("max_seq_len", int),
     TRAIN_DTYPE_ENV: ("train_dtype", parse_train_dtype),
+    "TUNEGATE_TRAINER_MEMORY_LIMIT": ("trainer_memory_limit", _memory_limit),
+    "TUNEGATE_GRADIENT_CHECKPOINTING": ("gradient_checkpointing", _gradient_checkpointing),
     "TUNEGATE_INFERENCE_CACHE": ("inference_cache_size", int),
     "TUNEGATE_INFERENCE_CONTEXT": ("inference_context", int),
     "TUNEGATE_INFERENCE_PARALLEL": ("inference_parallel", int),

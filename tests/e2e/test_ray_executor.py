@@ -175,8 +175,8 @@ def test_a_job_trains_on_a_ray_node_and_its_model_is_served(
 
 
 def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
-        tmp_path: Path, ray_cluster: RayCluster, converted_smollm2: Path) -> None:
-    ray_cluster.add_warm_node("node-1", converted_smollm2)
+        tmp_path: Path, ray_cluster: RayCluster, trained_smollm2: Path) -> None:
+    ray_cluster.add_warm_node("node-1", trained_smollm2)
     env = _ray_env(ray_cluster)
     server = start_server(tmp_path, "--worker", "external", env=env)
     worker = start_worker(tmp_path / "worker", server, env)
@@ -190,7 +190,7 @@ def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
         ray_cluster.kill_node(0)
         wait_for_event(client, job.id, lambda e: "Ray node training this job was lost"
                        in e.message, timeout=120)
-        ray_cluster.add_warm_node("node-2", converted_smollm2)
+        ray_cluster.add_warm_node("node-2", trained_smollm2)
         done = wait_until_finished(client, job.id, timeout=600)
         assert done.status == "succeeded", (done.error, worker.log()[-3000:])
         events = events_of(client, job.id)
@@ -208,8 +208,8 @@ def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
 
 
 def test_pause_frees_the_node_and_cancel_stops_the_remote_run_within_seconds(
-        tmp_path: Path, ray_cluster: RayCluster, converted_smollm2: Path) -> None:
-    node_tmp = ray_cluster.add_warm_node("node-1", converted_smollm2) / "tmp"
+        tmp_path: Path, ray_cluster: RayCluster, trained_smollm2: Path) -> None:
+    node_tmp = ray_cluster.add_warm_node("node-1", trained_smollm2) / "tmp"
     env = _ray_env(ray_cluster)
     server = start_server(tmp_path, "--worker", "external", env=env)
     worker = start_worker(tmp_path / "worker", server, env)

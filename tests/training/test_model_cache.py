@@ -33,7 +33,8 @@ def test_concurrent_first_loads_convert_once(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
 
-    def slow_convert(ref: BaseModelRef, target: Path, tokenizer: object = None) -> None:
+    def slow_convert(ref: BaseModelRef, target: Path, tokenizer: object = None,
+                     dtype: str = "float32") -> None:
         calls.append(target)
         time.sleep(0.3)  # long enough for the other thread to reach the lock
         temporary = target.with_name(".tmp")
@@ -46,13 +47,14 @@ def test_concurrent_first_loads_convert_once(tmp_path: Path,
     ref = BaseModelRef("Some Model:v1", "gguf", str(tmp_path), "m.gguf")
     results: list[Path] = []
     threads = [threading.Thread(target=lambda: results.append(
-        model_cache.resolve_hf_folder(ref, tmp_path / "cache"))) for _ in range(2)]
+        model_cache.resolve_hf_folder(ref, tmp_path / "cache", dtype="bfloat16")))
+        for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert len(calls) == 1
-    assert results == [tmp_path / "cache" / "Some_Model_v1"] * 2
+    assert results == [tmp_path / "cache" / "Some_Model_v1@bfloat16"] * 2
 
 
 def test_cached_folder_is_the_folder_there_without_converting(tiny_base: Path,
@@ -68,5 +70,49 @@ def test_cached_folder_is_the_folder_there_without_converting(tiny_base: Path,
     (target / "config.json").write_text("{}")
     assert model_cache.cached_folder(ref, cache) is None  # no marker: not complete
     (target / "tunegate-source.json").write_text("{}")
-    assert model_cache.cached_folder(ref, cache) == target
+    assert model_cache.cached_folder(ref, cache) == target  # an earlier version's float32 copy
+    in_dtype = model_cache.cache_folder(ref, cache, "bfloat16")
+    in_dtype.mkdir()
+    (in_dtype / "config.json").write_text("{}")
+    (in_dtype / "tunegate-source.json").write_text("{}")
+    assert model_cache.cached_folder(ref, cache) == in_dtype  # the copy in a dtype first
     assert not (tmp_path / "m.gguf").exists()  # nothing was converted, nothing read
+
+
+def test_each_dtype_has_its_own_copy(tmp_path: Path) -> None:
+    ref = BaseModelRef("Some Model:v1", "gguf", str(tmp_path), "m.gguf")
+    assert model_cache.cache_folder(ref, tmp_path, "bfloat16").name == "Some_Model_v1@bfloat16"
+    assert model_cache.cache_folder(ref, tmp_path, "float32").name == "Some_Model_v1@float32"
+    with pytest.raises(ValueError):
+        model_cache.cache_folder(ref, tmp_path, "int8")
+
+
+@pytest.mark.model
+def test_the_copy_in_bfloat16_is_what_casting_the_float32_copy_gave(
+        converted_smollm2: Path, trained_smollm2: Path) -> None:
+    """Training loads exactly the weights it loaded before the cache stopped keeping float32:
+    the GGUF dequantized and rounded to bfloat16 once, at conversion instead of at every load,
+    at half the size on disk. (So the trained adapters are the same, bit for bit.)"""
+    import torch
+
+    from tunegate.training.precision import cpu_base_dtype
+
+    if cpu_base_dtype() != "bfloat16":
+        pytest.skip("this CPU trains in float32: its copy is the float32 one")
+    name = "SmolLM2-135M-Instruct"
+    old = model_cache.load_model(BaseModelRef(name, "hf", str(converted_smollm2)), "",
+                                 dtype="bfloat16")
+    new = model_cache.load_model(BaseModelRef(name, "hf", str(trained_smollm2)), "",
+                                 dtype="bfloat16")
+    old_state, new_state = old.state_dict(), new.state_dict()
+    assert old_state.keys() == new_state.keys()
+    for key, tensor in new_state.items():
+        assert tensor.dtype == torch.bfloat16
+        assert torch.equal(tensor, old_state[key]), key
+
+    def weights_bytes(folder: Path) -> int:
+        return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+
+    assert weights_bytes(trained_smollm2) * 2 == pytest.approx(weights_bytes(converted_smollm2),
+                                                               rel=0.01)
+    assert trained_smollm2.name == f"{name}@bfloat16"

@@ -303,3 +303,33 @@ def test_a_file_with_no_example_within_the_limit_fails_before_the_model_loads(
     assert "64 tokens (setting TUNEGATE_MAX_SEQ_LEN)" in caught.value.message
     assert "The longest is line 1 (" in caught.value.message
     assert recorder.of("metrics") == [] and recorder.of("hyperparameters") == []
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(make_spec: MakeSpec,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpointing recomputes each layer's forward pass in backward instead of keeping its
+    activations: the gradients, so the losses, are those of the plain run (up to the order of
+    float sums), every decoder layer went through torch's checkpoint, and the run says so."""
+    import transformers.modeling_utils
+
+    rows = memorisation_rows(6)
+    calls: list[int] = []
+    real_checkpoint = transformers.modeling_utils.checkpoint
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real_checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.modeling_utils, "checkpoint", counted)
+    plain = train(make_spec(rows))[1]
+    assert calls == []
+    result, recorder = train(make_spec(rows, gradient_checkpointing=True))
+    assert len(calls) >= len(recorder.losses()) * 2  # the tiny llama's 2 layers, every step
+    assert result.status == "succeeded"
+    assert recorder.losses() == pytest.approx(plain.losses(), rel=1e-3, abs=1e-4)
+    assert len(recorder.losses()) > 3
+    def checkpointing_notes(events: Recorder) -> list[str]:
+        return [e["message"] for e in events.of("message")
+                if e["message"].startswith("Gradient checkpointing on")]
+
+    assert len(checkpointing_notes(recorder)) == 1 and checkpointing_notes(plain) == []

@@ -50,7 +50,8 @@ NO_TORCH = {"kernel", "domain", "chat", "store", "serving", "api", "handlers", "
 # Training modules the worker (or a torch-free test) reads without loading torch.
 TORCH_FREE_TRAINING = {"tunegate.training.spec", "tunegate.training.errors",
                        "tunegate.training.messages", "tunegate.training.precision",
-                       "tunegate.training.journal", "tunegate.training.hyperparams"}
+                       "tunegate.training.journal", "tunegate.training.hyperparams",
+                       "tunegate.training.estimate"}
 # Ray is an optional extra that only Ray workers install: one module imports it.
 RAY_MODULE = "tunegate.worker.ray_executor"
 

@@ -130,3 +130,25 @@ def test_an_existing_id_is_not_replaced(tmp_path: Path) -> None:
     write_gguf(models / "m.gguf", "llama")
     with pytest.raises(SystemExit, match="already there"):
         add(write_gguf(tmp_path / "m.gguf", "qwen3"), "--models-dir", models)
+
+
+def test_a_models_folder_that_is_the_model_cache_lists_no_copy(tmp_path: Path) -> None:
+    """The trainer's copy ``<name>@<dtype>/`` (and the single-copy ``<name>/`` of earlier
+    versions) next to ``<name>.gguf`` is no base model: the GGUF stays the one listed, and
+    served."""
+    from tunegate.training.model_cache import cache_folder
+    from tunegate.training.spec import BaseModelRef
+
+    models = tmp_path / "models"
+    models.mkdir()
+    write_gguf(models / "my-llama.gguf", "llama")
+    ref = BaseModelRef("my-llama", "gguf", str(models), "my-llama.gguf")
+    for copy in (cache_folder(ref, models, "bfloat16"), models / "my-llama"):
+        copy.mkdir()
+        (copy / "config.json").write_text(json.dumps({"model_type": "llama"}))
+        (copy / catalog.CACHE_MARKER).write_text("{}")
+    listed = [m for m in catalog.base_models(models) if m.owned_by == "operator"]
+    assert [(m.id, m.kind, m.path.name) for m in listed] == [("my-llama", "gguf", "my-llama.gguf")]
+    # A hand-placed Hugging Face folder (no marker) is still a base model.
+    hf_folder(models, name="by-hand")
+    assert "by-hand" in [m.id for m in catalog.base_models(models)]

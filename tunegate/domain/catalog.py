@@ -11,6 +11,12 @@ it gets a 400 (``unsupported_base_model``) saying why and which families work, b
 is created (never a job that trains and then fails at export). :func:`refused_base_model`
 finds those.
 
+A folder holding :data:`CACHE_MARKER` is a copy the trainer made in its model cache
+(tunegate.training.model_cache), not a base model: it is skipped, so a models folder that is also
+the model cache (``TUNEGATE_MODELS_DIR`` = ``TUNEGATE_MODEL_CACHE``) is harmless; before, the copy
+``<name>/`` shadowed the GGUF ``<name>.gguf`` it came from, and the models fine-tuned on it could
+not be served (llama.cpp runs GGUF files).
+
 Aliases (setting ``TUNEGATE_MODEL_ALIASES``) are other names for base models, OpenAI's model
 names by default: a request may name one where it names a base model. They are names, not
 models: ``base_models`` does not list them, and a base model of the same id wins.
@@ -77,6 +83,10 @@ class RefusedModel:
         return f"Base model {self.model.id} ({self.model.path.name}) cannot be used: {self.reason}"
 
 
+# The file that marks a folder as the trainer's converted copy of a GGUF base.
+CACHE_MARKER = "tunegate-source.json"
+
+
 def _folder_entries(folder: Path) -> list[BaseModel]:
     if not folder.is_dir():
         return []
@@ -86,7 +96,8 @@ def _folder_entries(folder: Path) -> list[BaseModel]:
             continue
         if entry.is_file() and entry.suffix == ".gguf":
             found.append(BaseModel(entry.stem, "gguf", entry, _created(entry), "operator"))
-        elif entry.is_dir() and (entry / "config.json").is_file():
+        elif (entry.is_dir() and (entry / "config.json").is_file()
+              and not (entry / CACHE_MARKER).is_file()):
             found.append(BaseModel(entry.name, "hf", entry, _created(entry), "operator"))
     return found
 

@@ -142,9 +142,11 @@ class LengthTally:
     n_dropped: int = 0
     longest_line: int = 0
     longest_tokens: int = 0
+    n_tokens: int = 0  # tokens of the examples kept, as trained (cut to max_seq_len)
 
     def count(self, line: int, n_tokens: int, dropped: bool) -> None:
         self.n_examples += 1
+        self.n_tokens += 0 if dropped else min(n_tokens, self.max_seq_len)
         self.n_truncated += n_tokens > self.max_seq_len
         self.n_dropped += dropped
         if n_tokens > self.longest_tokens:

@@ -19,7 +19,15 @@ import torch.nn.functional as F
 
 from tunegate.training.data import IGNORE
 
-CHUNK_ROWS = 512  # 512 x 49,152 float32 logits: 100 MB per chunk
+# One chunk holds about this many float32 logits (512 rows of SmolLM2's 49,152: 100 MB); a
+# larger vocabulary gets fewer rows per chunk (Llama 3's 128,256: 196), not a larger chunk.
+CHUNK_ELEMENTS = 512 * 49_152
+MIN_CHUNK_ROWS = 32
+
+
+def chunk_rows_for(vocab: int) -> int:
+    """Rows per chunk of logits for a vocabulary of ``vocab`` tokens."""
+    return max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // max(1, vocab))
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ def _select(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
 
 
 def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                   rows: torch.Tensor | None = None, chunk_rows: int = CHUNK_ROWS) -> LossSums:
+                   rows: torch.Tensor | None = None, chunk_rows: int | None = None) -> LossSums:
     """Summed cross-entropy and argmax hits of ``hidden @ weight.T`` against ``targets``.
 
     ``hidden`` is [T, H] (any leading shape is flattened). Either ``targets`` is [T] with
@@ -86,17 +94,19 @@ def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Te
     """
     selected, wanted = _select(hidden, weight, targets, rows)
     with torch.autocast(device_type=hidden.device.type, enabled=False):
-        losses, correct = _FusedLinearCrossEntropy.apply(selected, weight, wanted, chunk_rows)
+        losses, correct = _FusedLinearCrossEntropy.apply(
+            selected, weight, wanted, chunk_rows or chunk_rows_for(weight.shape[0]))
     return LossSums(losses.sum(), int(correct), int(wanted.shape[0]))
 
 
 def token_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                    rows: torch.Tensor, chunk_rows: int = CHUNK_ROWS) -> torch.Tensor:
+                    rows: torch.Tensor, chunk_rows: int | None = None) -> torch.Tensor:
     """Differentiable log-probability [N] of each ``targets[i]`` predicted at ``rows[i]``.
 
     Same memory profile as :func:`causal_lm_loss` (no [T, vocab] tensor is kept).
     """
     selected, wanted = _select(hidden, weight, targets, rows)
     with torch.autocast(device_type=hidden.device.type, enabled=False):
-        losses, _ = _FusedLinearCrossEntropy.apply(selected, weight, wanted, chunk_rows)
+        losses, _ = _FusedLinearCrossEntropy.apply(
+            selected, weight, wanted, chunk_rows or chunk_rows_for(weight.shape[0]))
     return -losses

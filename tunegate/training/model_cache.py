@@ -1,10 +1,16 @@
-"""Find and load base models; convert GGUF bases once into a float32 Hugging Face cache.
+"""Find and load base models; convert GGUF bases once into a Hugging Face cache in the run's dtype.
 
 A GGUF base is dequantized by transformers on every load (~20 s for SmolLM2-135M). The first
-load therefore saves a plain float32 copy to ``cache_dir/<name>/`` (model + tokenizer); later
-loads read that folder (~0.1 s for the weights). The copy is written to a temporary folder and
-renamed into place under a file lock, so two processes never convert at once and nobody sees
-half a cache.
+load therefore saves a plain copy to ``cache_dir/<name>@<dtype>/`` (model + tokenizer); later
+loads read that folder (~0.1 s for the weights). The copy holds the dtype training loads the
+base in (:mod:`tunegate.training.precision`: bfloat16 on a CPU that computes it), never a
+float32 copy "just in case": for a 1B base that is 2.5 GB on disk and in memory instead of 5,
+and every job on the base shares it. A quantized GGUF (Q4_K_M, Q8_0) is dequantized once into
+that dtype. The copy is written to a temporary folder and renamed into place under a file
+lock, so two processes never convert at once and nobody sees half a cache.
+
+A cache folder carries :data:`CACHE_MARKER`; the catalog skips such folders, so a models
+folder that is also the model cache lists no copy as a base model of its own.
 
 The tokenizer loads on its own (:func:`load_tokenizer`, then :func:`load_model`), so that a run
 checks its data before it spends time on weights: ~0.4 s from the cache, ~6 s straight from a
@@ -27,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunegate.domain.catalog import CACHE_MARKER
 from tunegate.errors import is_disk_full
 from tunegate.training.errors import UNSUPPORTED_BASE_MODEL, TrainingFailed
 from tunegate.training.messages import Emit, note
@@ -37,16 +44,26 @@ if TYPE_CHECKING:
 
 
 
-def cache_folder(ref: BaseModelRef, cache_dir: str | Path) -> Path:
-    """Where the converted copy of a GGUF base lives (a name safe as one path component)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ref.name).strip("._") or "model"
-    return Path(cache_dir) / safe
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def cache_folder(ref: BaseModelRef, cache_dir: str | Path, dtype: str) -> Path:
+    """Where the copy of a GGUF base in ``dtype`` lives (a name safe as one path component;
+    ``@`` never occurs in the safe name, so no base's copy is named like another's)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}")
+    return Path(cache_dir) / f"{_safe_name(ref)}@{dtype}"
+
+
+def _safe_name(ref: BaseModelRef) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", ref.name).strip("._") or "model"
 
 
 def resolve_hf_folder(ref: BaseModelRef, cache_dir: str | Path, emit: Emit | None = None, *,
-                      tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
-    """A Hugging Face folder (model + tokenizer) for ``ref``, converting a GGUF base on first use
-    (with ``tokenizer``, the GGUF's already loaded, if given).
+                      tokenizer: PreTrainedTokenizerBase | None = None,
+                      dtype: str = "float32") -> Path:
+    """A Hugging Face folder (model + tokenizer) for ``ref``, converting a GGUF base to
+    ``dtype`` on first use (with ``tokenizer``, the GGUF's already loaded, if given).
 
     Promises: the returned folder is complete (``config.json``, weights, tokenizer files).
     """
@@ -59,26 +76,32 @@ def resolve_hf_folder(ref: BaseModelRef, cache_dir: str | Path, emit: Emit | Non
     if ref.kind != "gguf" or not ref.gguf_file:
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
                              f"Base model {ref.name}: unknown kind {ref.kind!r}.", "model")
-    target = cache_folder(ref, cache_dir)
+    target = cache_folder(ref, cache_dir, dtype)
     if _is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target.with_name(target.name + ".lock")):
         if not _is_complete(target):  # another process may have finished while we waited
             if emit:
-                emit(note(f"Converting base model {ref.name} from GGUF (first use only)"))
-            _convert_gguf(ref, target, tokenizer)
+                emit(note(f"Converting base model {ref.name} from GGUF to {dtype} "
+                          "(first use only)"))
+            _convert_gguf(ref, target, tokenizer, dtype)
     return target
 
 
 def cached_folder(ref: BaseModelRef, cache_dir: str | Path) -> Path | None:
     """The Hugging Face folder of ``ref`` if it is there without converting anything (an HF
-    base, or a GGUF base converted before), else ``None``. Torch-free; nothing is checked but
-    the cache's completeness."""
+    base, or a GGUF base converted before, in any dtype: the tokenizer is the same), else
+    ``None``. Torch-free; nothing is checked but the cache's completeness."""
     if ref.kind == "hf":
         return Path(ref.path)
-    target = cache_folder(ref, cache_dir)
-    return target if ref.kind == "gguf" and _is_complete(target) else None
+    if ref.kind != "gguf":
+        return None
+    safe = _safe_name(ref)
+    # The dtype copies, then the one folder of versions that kept a single float32 copy.
+    candidates = [Path(cache_dir) / f"{safe}@{dtype}" for dtype in DTYPES]
+    return next((folder for folder in [*candidates, Path(cache_dir) / safe]
+                 if _is_complete(folder)), None)
 
 
 def load_tokenizer(ref: BaseModelRef, cache_dir: str | Path) -> PreTrainedTokenizerBase:
@@ -95,7 +118,8 @@ def load_tokenizer(ref: BaseModelRef, cache_dir: str | Path) -> PreTrainedTokeni
                 raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"Base model file "
                                      f"{Path(ref.path) / ref.gguf_file} is missing.", "model")
             return AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
-        return AutoTokenizer.from_pretrained(resolve_hf_folder(ref, cache_dir))
+        folder = cached_folder(ref, cache_dir) if ref.kind == "gguf" else None
+        return AutoTokenizer.from_pretrained(folder or resolve_hf_folder(ref, cache_dir))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         _raise_if_disk_full(exc)
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"The tokenizer of base model {ref.name} "
@@ -112,16 +136,17 @@ def _raise_if_disk_full(exc: BaseException) -> None:
 def load_model(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation: str = "sdpa",
                emit: Emit | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
                dtype: str = "float32") -> PreTrainedModel:
-    """The base model in ``dtype`` ("float32" or "bfloat16", cast while loading: the cache
-    keeps one float32 copy) on CPU (the caller moves it), converting a GGUF base on first
-    use (saving ``tokenizer``, the one :func:`load_tokenizer` gave, if given).
+    """The base model in ``dtype`` ("float32", "bfloat16" or "float16") on CPU (the caller
+    moves it), converting a GGUF base to ``dtype`` on first use (saving ``tokenizer``, the one
+    :func:`load_tokenizer` gave, if given). A Hugging Face base is cast tensor by tensor while
+    loading, so no copy in another dtype is ever made.
 
     Raises ``TrainingFailed`` (unsupported_base_model) when it is not a loadable causal LM.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
-    folder = resolve_hf_folder(ref, cache_dir, emit, tokenizer=tokenizer)
+    folder = resolve_hf_folder(ref, cache_dir, emit, tokenizer=tokenizer, dtype=dtype)
     try:
         return AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
                                                     attn_implementation=attn_implementation)
@@ -140,7 +165,7 @@ def load_base(ref: BaseModelRef, cache_dir: str | Path, *, attn_implementation: 
 
 def _is_complete(folder: Path) -> bool:
     # The rename is the commit point: a folder under the final name is complete.
-    return (folder / "config.json").is_file() and (folder / "tunegate-source.json").is_file()
+    return (folder / "config.json").is_file() and (folder / CACHE_MARKER).is_file()
 
 
 @contextlib.contextmanager
@@ -154,7 +179,8 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def _convert_gguf(ref: BaseModelRef, target: Path,
-                  tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+                  tokenizer: PreTrainedTokenizerBase | None = None,
+                  dtype: str = "float32") -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -166,13 +192,13 @@ def _convert_gguf(ref: BaseModelRef, target: Path,
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(ref.path, gguf_file=ref.gguf_file,
-                                                     dtype=torch.float32)
+                                                     dtype=getattr(torch, dtype))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         _raise_if_disk_full(exc)
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
                              f"Base model {ref.name} could not be loaded from GGUF: {exc}",
                              "model") from exc
-    # transformers keeps a GGUF quantizer marker although the weights are now plain float32;
+    # transformers keeps a GGUF quantizer marker although the weights are now plain tensors;
     # it makes save_pretrained (and training) refuse the model, so drop it.
     model.hf_quantizer = None  # type: ignore[assignment]
     model.is_quantized = False  # type: ignore[assignment]
@@ -183,8 +209,8 @@ def _convert_gguf(ref: BaseModelRef, target: Path,
     model.save_pretrained(temporary)
     tokenizer.save_pretrained(temporary)
     stat = source.stat()
-    (temporary / "tunegate-source.json").write_text(json.dumps({
-        "gguf": str(source), "size": stat.st_size, "mtime": int(stat.st_mtime),
+    (temporary / CACHE_MARKER).write_text(json.dumps({
+        "gguf": str(source), "size": stat.st_size, "mtime": int(stat.st_mtime), "dtype": dtype,
         "seconds": round(time.monotonic() - started, 1)}))
     if target.exists():  # an incomplete leftover (no marker): replace it
         shutil.rmtree(target)

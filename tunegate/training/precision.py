@@ -13,7 +13,7 @@ weights), the log-softmax, the losses and their sums (:mod:`tunegate.training.lo
 logits come out of the (bfloat16) output projection rounded to bfloat16 and are softmaxed in
 float32: on GSM8K the trained adapter's held-out loss was 0.005 above float32's where two
 float32 training seeds differ by 0.018 (bench/README.md). The converted base in the model
-cache stays one float32 copy: the cast happens at load.
+cache is a copy in ``base_dtype`` (tunegate.training.model_cache), never float32 besides.
 
 On CUDA nothing changes: float32 weights with bfloat16 autocast where the GPU supports it.
 
@@ -71,6 +71,12 @@ def choose_precision(device_type: str, setting: str, cpu_flags: Iterable[str],
     if native:
         return Precision("bfloat16", True, f"the CPU has {native[0]}")
     return Precision("float32", False, "the CPU has no native bfloat16")
+
+
+def cpu_base_dtype(env: Mapping[str, str] = os.environ, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The dtype a CPU run on this machine loads the base in (what its model cache holds).
+    Raises ValueError on a bad ``TUNEGATE_TRAIN_DTYPE``."""
+    return choose_precision("cpu", configured_setting(env), cpu_flags(cpuinfo)).base_dtype
 
 
 def configured_setting(env: Mapping[str, str] = os.environ) -> str:

@@ -111,6 +111,12 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     # here, before the weights load, so that a combination a rule refuses fails in seconds.
     hp = hyperparams.resolve(spec.method, len(train_set.examples))
     model = _load_model(spec, emit, tokenizer, chosen.base_dtype)
+    if spec.gradient_checkpointing:
+        # Only each layer's input is kept; backward recomputes the layer (a forward pass more).
+        # Non-reentrant: the frozen base's inputs need no gradient for it to work.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        emit(note("Gradient checkpointing on: the activations would not fit the memory "
+                  "otherwise (or TUNEGATE_GRADIENT_CHECKPOINTING=on)"))
     if governor is not None:
         emit(note(f"Training on CPU with {governor.start()} thread(s), {chosen.describe()}"))
     else:

@@ -61,6 +61,8 @@ class TrainingSpec:
     max_seq_len: int = 2048
     init_adapter: str | None = None
     resume: bool = False
+    # Recompute each layer's activations in backward (the worker's memory plan decides).
+    gradient_checkpointing: bool = False
 
     def to_json(self) -> str:
         """A JSON object that :meth:`from_json` turns back into an equal spec."""

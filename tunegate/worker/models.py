@@ -27,6 +27,7 @@ class ResolvedModel:
     init_adapter: str | None
     name: str | None = None
     alias: str | None = None
+    gradient_checkpointing: bool = False  # the memory plan's (tunegate.worker.memory_plan)
 
     @property
     def public_name(self) -> str:

@@ -49,8 +49,8 @@ from tunegate.domain.jobs import (
 )
 from tunegate.errors import InsufficientStorage, is_disk_full
 from tunegate.settings import Settings
-from tunegate.training import journal
-from tunegate.training.errors import INSUFFICIENT_STORAGE
+from tunegate.training import estimate, journal
+from tunegate.training.errors import INSUFFICIENT_STORAGE, OUT_OF_MEMORY
 from tunegate.training.messages import (
     CheckpointSaved,
     HyperparametersResolved,
@@ -59,6 +59,7 @@ from tunegate.training.messages import (
     TrainerMessage,
 )
 from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
+from tunegate.worker import memory_plan
 from tunegate.worker.host import Host
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
@@ -128,6 +129,7 @@ class TrainingStage:
             max_seq_len=self.settings.max_seq_len,
             init_adapter=model.init_adapter,
             resume=(work_dir / "run").exists(),
+            gradient_checkpointing=model.gradient_checkpointing,
         )
 
     # Run ------------------------------------------------------------------------------------
@@ -139,9 +141,18 @@ class TrainingStage:
         except LookupError as exc:
             self._fail(job, "model_not_available", str(exc))
             return
+        planned = memory_plan.plan_job(self.settings, model.ref)
+        if planned is not None and not planned.memory.fits:
+            # Before the trainer starts and before the job's folder exists: nothing to undo.
+            self._fail(job, memory_plan.INSUFFICIENT_MEMORY,
+                       estimate.refusal(planned.memory, model.base.id))
+            return
         started = self._move(job, JobStatus.RUNNING, self._start_message(job.id))
         if started is None:
             return
+        if planned is not None:
+            self._announce_plan(started, model, planned)
+            model = replace(model, gradient_checkpointing=planned.memory.estimate.checkpointing)
         try:
             self._finish(started, self._train(started, model), model)
         except Exception as exc:
@@ -158,6 +169,18 @@ class TrainingStage:
             self._fail(started, "internal_error", f"The worker failed while training: {detail}")
         finally:
             self._settle_work_dir(job.id)
+
+    def _announce_plan(self, job: FineTuningJob, model: ResolvedModel,
+                       planned: memory_plan.JobPlan) -> None:
+        """The estimate in an event, and ``estimated_finish`` before the first step."""
+        tokens = memory_plan.tokens_to_train(self.settings, model.ref,
+                                             self.service.storage.path(job.training_file),
+                                             job.method)
+        seconds = memory_plan.training_seconds(planned.shape, tokens) if tokens else None
+        changes: dict[str, object] | None = (
+            {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
+        self._progress(job, [job_event(job.id, memory_plan.describe(planned.memory, tokens,
+                                                                    seconds))], changes)
 
     def _start_message(self, job_id: str) -> str:
         work_dir = self.work_dir(job_id)
@@ -192,6 +215,13 @@ class TrainingStage:
                 continue
             if outcome.crash is None or status is not JobStatus.RUNNING:
                 return outcome
+            if outcome.crash.oom_killed:
+                # The same run would meet the same limit again: no restart.
+                return Outcome(status=RunStatus.FAILED, code=OUT_OF_MEMORY, crash=outcome.crash,
+                               message=f"{outcome.crash.describe()}. Training needs more memory "
+                                       "than the machine has; try gradient checkpointing "
+                                       "(TUNEGATE_GRADIENT_CHECKPOINTING=on) or a smaller base "
+                                       "model.")
             if self.shutting_down():  # died as the worker stops: the queue gets the job back
                 return Outcome(status=RunStatus.PAUSED)
             if restarts == TRAINER_RESTARTS:
