@@ -28,7 +28,7 @@ from tunegate.graders import Grader, InvalidGrader, Sample, grade, parse_grader,
 from tunegate.graders.messages import UnknownVariable, referenced, render_template
 from tunegate.worker.heartbeats import beating
 from tunegate.worker.host import Host
-from tunegate.worker.model_client import EndpointModels, ModelCallFailed
+from tunegate.graders.endpoint import EndpointModels, ModelCallFailed
 
 log = logging.getLogger("tunegate.worker")
 

@@ -27,7 +27,7 @@ from tunegate.worker.heartbeats import beating
 from tunegate.worker.host import Host
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
-from tunegate.worker.model_client import EndpointModels
+from tunegate.graders.endpoint import EndpointModels
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
 from tunegate.worker.standby import Standby
