@@ -31,6 +31,7 @@ PAIRS: dict[str, str] = {
     "FineTuneMethod": "FineTuneMethod",
     "SupervisedHyperparameters": "FineTuneSupervisedHyperparameters",
     "DpoHyperparameters": "FineTuneDPOHyperparameters",
+    "ReinforcementHyperparameters": "FineTuneReinforcementHyperparameters",
     "FineTuningIntegration": "FineTuningIntegration",
     "Metadata": "Metadata",
     "FineTuningJobEvent": "FineTuningJobEvent",
@@ -115,9 +116,11 @@ _EXTRA_CURSORS = ("tunegate sends first_id/last_id on every cursor page (the fac
                   "keys as extras.")
 _OPEN_IN_OPENAI = ("OpenAI's schema leaves the value an open string; tunegate names the "
                    "values it sends, all of which OpenAI's examples and SDK use.")
-_NO_REINFORCEMENT = ("Reinforcement fine-tuning is refused with 400 (param method.type); the "
-                     "schema accepts the shape so that OpenAI-shaped requests parse, and does "
-                     "not describe graders or reinforcement hyperparameters it never reads.")
+_RFT_GRADER = ("A reinforcement job's grader is the open Grader object, checked by "
+               "tunegate.graders.parse when the job is created, so that a 400 names the bad "
+               "field's path (method.reinforcement.grader.input); a oneOf of the five types "
+               "would make the validator answer only 'not valid under any of the given "
+               "schemas'. Every grader carries type and name.")
 
 _BASE64_VECTOR = ("With encoding_format base64 OpenAI sends the vector as a base64 string "
                   "(the SDKs ask for it by default and decode it), which its schema's array "
@@ -142,7 +145,14 @@ INTENDED: tuple[Intended, ...] = (
        "OpenAI's pause endpoint answers status paused although its enum lacks the value; "
        "tunegate keeps OpenAI's behaviour and declares it (strict clients refuse it: see "
        "docs/differences.md)."),
-    _d("FineTuneMethod.reinforcement.grader", "alternatives", 0, 5, _NO_REINFORCEMENT),
+    _d("FineTuneMethod.reinforcement.grader", "alternatives", 0, 5, _RFT_GRADER),
+    _d("FineTuneMethod.reinforcement.grader", "properties only in ours", ("name", "type"), (),
+       _RFT_GRADER),
+    _d("FineTuneMethod.reinforcement.grader", "required only in ours", ("type",), (),
+       _RFT_GRADER),
+    _d("FineTuneMethod.reinforcement", "properties only in ours", ("response_format",), (),
+       "OpenAI's answers echo reinforcement.response_format (null in its create example) "
+       "though its schema omits it; tunegate accepts it and echoes it, so it is declared."),
     # ---- events and checkpoints
     _d("FineTuningJobEvent", "required only in ours", ("data", "type"), (), _ALWAYS_SENT),
     _d("FineTuningJobEvent.data", "properties only in ours",
