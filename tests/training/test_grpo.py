@@ -161,7 +161,7 @@ def test_a_line_not_ending_with_a_user_message_names_its_line(tiny_tokenizer: An
     with pytest.raises(TrainingFailed) as caught:
         load_prompts(write_jsonl(tmp_path / "rft.jsonl", rows), tiny_tokenizer, 256)
     assert caught.value.code == "invalid_training_file"
-    assert caught.value.message.startswith("Line 2 of the training file: the last message")
+    assert caught.value.message.startswith("Line 2: the last message must be the user's")
 
 
 def test_reasoning_effort_switches_thinking_only_where_the_template_has_the_switch() -> None:

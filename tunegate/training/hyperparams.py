@@ -35,10 +35,13 @@ Reinforcement (GRPO, :mod:`tunegate.training.grpo`); an "example" is a prompt:
 - ``batch_size`` (prompts per optimizer step): ``ceil(n / 64)`` clamped to 4..16 (never more
   than the file has). Each prompt brings a group of completions; fewer than 4 prompts per step
   leaves too many steps whose groups all scored alike (no gradient at all).
-- ``learning_rate_multiplier``: ``RL_AUTO_LR_MULTIPLIER`` (0.2, a rate of 2e-4). The policy
-  gradient of a group-normalised advantage is larger and noisier than a supervised one; 1e-3
-  made SmolLM2-135M collapse into empty or repeated answers within a few steps on the length
-  task of the tests, while 2e-4 learnt it steadily.
+- ``learning_rate_multiplier``: ``RL_AUTO_LR_MULTIPLIER`` (0.3, a rate of 3e-4), whatever the
+  batch. Measured with SmolLM2-135M on the short-answer task of the tests (36 prompts, 4 per
+  step, groups of 4, 48-token budget, 18 steps): at 1e-3 the train reward went 0.07 -> 0.90 by
+  step 4 and 1.0 from step 10 (answers of 6-7 words); at 3e-4 it rose 0.07 -> 0.43 (step 6)
+  -> 0.80 (step 10) -> 0.9, and the held-out reward 0.45 -> 0.76 -> 0.90 at steps 6, 12, 18.
+  The lower rate is the default: a policy-gradient step moves the sampling distribution
+  itself, and a task harder than this one gives large steps more room to collapse.
 - ``compute_multiplier`` (OpenAI: how much compute to spend) sets the **group size**, the
   completions sampled per prompt: ``round(4 * compute_multiplier)`` clamped to 2..16, so
   ``"auto"`` (1.0) samples 4, GRPO's smallest common group.
@@ -82,7 +85,7 @@ AUTO_BETA = 0.1
 
 MIN_RL_BATCH = 4
 MAX_RL_BATCH = 16
-RL_AUTO_LR_MULTIPLIER = 0.2
+RL_AUTO_LR_MULTIPLIER = 0.3
 GROUP_PER_COMPUTE = 4
 MIN_GROUP, MAX_GROUP = 2, 16
 COMPLETION_TOKENS = {"default": 128, "low": 64, "medium": 128, "high": 256}

@@ -1,8 +1,9 @@
 """Reinforcement fine-tuning files to prompts: token ids to sample from, and the grader's item.
 
-A line is OpenAI's RFT example: ``messages`` (developer/system/user/assistant/tool messages, the
-last one a ``user`` message), optional ``tools``, and any other keys, which together are the
-``item`` a grader reads as ``{{item.…}}``. Each prompt is rendered with the base's chat template
+A line is OpenAI's RFT example, read by the same rule as the file check
+(:func:`tunegate.domain.rft_format.rft_example`): ``messages`` (the last one the user's),
+optional ``tools``, and any other keys, which together are the ``item`` a grader reads as
+``{{item.…}}``. Each prompt is rendered with the base's chat template
 and its generation prompt (the text the model answers after), exactly as serving renders a chat
 request, so what is trained is what is served.
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.chat.format import ChatFormatError, TemplateSupport, to_template_messages
+from tunegate.domain.chat_examples import DatasetError
+from tunegate.domain.rft_format import rft_example
 from tunegate.training.data import (
     ChatTokenizer,
     Dataset,
@@ -32,7 +35,6 @@ from tunegate.training.data import (
 )
 from tunegate.training.errors import TrainingFailed
 
-PROMPT_KEYS = frozenset({"messages", "tools"})
 # Chat templates with a thinking switch name it so (Qwen3's); see hyperparams.reasoning_effort.
 THINKING_SWITCH = "enable_thinking"
 
@@ -50,24 +52,6 @@ class Prompt:
         return len(self.input_ids)
 
 
-def rft_item(row: Mapping[str, Any]) -> dict[str, Any]:
-    """What a grader sees as ``item``: every key of the line but the prompt's own."""
-    return {key: value for key, value in row.items() if key not in PROMPT_KEYS}
-
-
-def check_rft_row(row: Mapping[str, Any]) -> None:
-    """OpenAI's RFT line shape; raises ``ChatFormatError`` saying what is wrong."""
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ChatFormatError("'messages' must be a non-empty list")
-    last = messages[-1]
-    if not isinstance(last, dict) or last.get("role") != "user":
-        raise ChatFormatError("the last message must be a 'user' message (the model answers it)")
-    tools = row.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise ChatFormatError("'tools' must be a list")
-
-
 def thinking_switch(reasoning_effort: str, tokenizer: ChatTokenizer) -> dict[str, bool]:
     """The template keyword for ``reasoning_effort``: ``enable_thinking`` off at ``low`` and on
     at ``medium``/``high``, for a template that has the switch; nothing otherwise."""
@@ -80,8 +64,9 @@ def thinking_switch(reasoning_effort: str, tokenizer: ChatTokenizer) -> dict[str
 
 def encode_prompt(row: dict[str, Any], tokenizer: ChatTokenizer, support: TemplateSupport,
                   line: int, switch: Mapping[str, bool]) -> Prompt:
-    check_rft_row(row)
-    prepared = to_template_messages(row, support)
+    example = rft_example(row, line)  # raises DatasetError naming the line
+    prepared = to_template_messages({"messages": example.messages, "tools": example.tools},
+                                    support)
     try:
         text = tokenizer.apply_chat_template(  # type: ignore[call-arg]
             prepared.messages, tools=list(prepared.tools) if prepared.tools else None,
@@ -90,7 +75,7 @@ def encode_prompt(row: dict[str, Any], tokenizer: ChatTokenizer, support: Templa
         raise ChatFormatError(f"the chat template failed: {exc}") from exc
     ids = list(tokenizer(str(text), add_special_tokens=False,
                          return_offsets_mapping=False)["input_ids"])
-    return Prompt(ids, rft_item(row), line)
+    return Prompt(ids, example.item, line)
 
 
 def load_prompts(path: str | Path, tokenizer: ChatTokenizer, max_seq_len: int, *,
@@ -118,6 +103,8 @@ def iter_prompts(path: str | Path, tokenizer: ChatTokenizer, role: FileRole,
     for line, row in read_rows(path, role.code, role.param):
         try:
             yield encode_prompt(row, tokenizer, support, line, switch)
+        except DatasetError as exc:
+            raise TrainingFailed(role.code, exc.message, role.param) from exc
         except ChatFormatError as exc:
             raise TrainingFailed(role.code, f"Line {line} of the {role.label}: {exc}.",
                                  role.param) from exc
