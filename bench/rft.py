@@ -143,7 +143,8 @@ def run_trl(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         max_steps=args.steps, logging_steps=1, save_strategy="no",
                         report_to="none", seed=SEED, temperature=1.0, top_k=0, top_p=1.0,
                         beta=0.0, loss_type="dapo", scale_rewards="group", num_iterations=1,
-                        disable_dropout=True, max_grad_norm=1.0, weight_decay=0.0)
+                        disable_dropout=True, max_grad_norm=1.0, weight_decay=0.0,
+                        gradient_checkpointing=False)
     peft_config = LoraConfig(r=lora.RANK, lora_alpha=lora.ALPHA, lora_dropout=0.0,
                              target_modules=lora.target_modules(model), task_type="CAUSAL_LM")
     times: list[float] = []
