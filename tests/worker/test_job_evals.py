@@ -20,7 +20,7 @@ from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
-from tunegate.training.messages import StepMetrics
+from tunegate.training.messages import StepMetrics, graded_sample
 from tunegate.worker.job_evals import JobEvals, job_eval_id
 from tunegate.worker.loop import Worker
 
@@ -35,8 +35,8 @@ def rft_lines(count: int) -> bytes:
 
 
 def sample(split: str, line: int, text: str, reward: float | None) -> dict[str, Any]:
-    return {"split": split, "line": line, "output_text": text, "reward": reward,
-            "sub_rewards": {}, "error": None if reward is not None else "python_error"}
+    return graded_sample(split, line, text, reward,
+                         error=None if reward is not None else "python_error")
 
 
 STEPS = [

@@ -117,5 +117,15 @@ def from_line(line: str) -> TrainerMessage:
     return message
 
 
+def graded_sample(split: str, line: int, output_text: str, reward: float | None,
+                  sub_rewards: dict[str, float] | None = None,
+                  error: str | None = None) -> dict[str, Any]:
+    """One entry of ``StepMetrics.samples`` (``SAMPLE_KEYS``): a ``train`` or ``valid``
+    answer to the prompt of ``line``, with its reward (``None`` and ``error`` when the grader
+    failed on it)."""
+    return {"split": split, "line": line, "output_text": output_text, "reward": reward,
+            "sub_rewards": dict(sub_rewards or {}), "error": error}
+
+
 def note(text: str, level: str = "info") -> Note:
     return Note(message=text, level=level)
