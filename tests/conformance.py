@@ -105,6 +105,10 @@ def _d(path: str, aspect: str, ours: Any, theirs: Any, reason: str) -> Intended:
 _REWARD_METRICS = tuple(sorted(
     prefix + name for prefix in ("train_", "valid_", "full_valid_")
     for name in ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward")))
+_RL_METRICS = tuple(sorted(
+    prefix + name for prefix in ("train_", "valid_")
+    for name in ("reward_mean", "reward_std", "zero_std_groups", "completion_length",
+                 "grader_errors")))
 _OPENAI_METRICS = ("full_valid_loss", "full_valid_mean_token_accuracy", "step", "train_loss",
                    "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy")
 _CURSORS = ("first_id", "last_id")
@@ -157,15 +161,18 @@ INTENDED: tuple[Intended, ...] = (
     _d("FineTuningJobEvent", "required only in ours", ("data", "type"), (), _ALWAYS_SENT),
     _d("FineTuningJobEvent.data", "properties only in ours",
        tuple(sorted((*_OPENAI_METRICS, "total_steps", "learning_rate", "tokens_per_second",
-                     *_REWARD_METRICS))), (),
+                     "samples", *_REWARD_METRICS, *_RL_METRICS))), (),
        "OpenAI's schema leaves a metrics event's data an open object (its guide names the "
-       "keys); tunegate's lists them, with the DPO reward figures and the learning rate and "
+       "keys); tunegate's lists them, with the DPO reward figures, the reinforcement "
+       "rewards (OpenAI's train_/valid_reward_mean and tunegate's spread, flat-group share, "
+       "answer length, grader errors, a few sampled answers) and the learning rate and "
        "tokens/s it adds for charts."),
-    _d("FineTuningJobCheckpoint.metrics", "properties only in ours", _REWARD_METRICS, (),
+    _d("FineTuningJobCheckpoint.metrics", "properties only in ours",
+       tuple(sorted((*_REWARD_METRICS, *_RL_METRICS))), (),
        "DPO runs report the implicit-reward figures besides the loss (OpenAI publishes no "
-       "DPO metrics); null for supervised runs."),
+       "DPO metrics), reinforcement runs their grader's rewards; null for the other methods."),
     _d("FineTuningJobCheckpoint.metrics", "required only in ours",
-       tuple(sorted((*_OPENAI_METRICS, *_REWARD_METRICS))), (), _ALWAYS_SENT),
+       tuple(sorted((*_OPENAI_METRICS, *_REWARD_METRICS, *_RL_METRICS))), (), _ALWAYS_SENT),
     _d("FineTuningJobCheckpoint.metrics", "nullable only in ours", _OPENAI_METRICS, (),
        "A figure not measured at that step is null (valid_* without a validation file, token "
        "accuracies of DPO runs) rather than left out: every key is sent. The OpenAI SDKs type "
