@@ -232,6 +232,13 @@ def test_a_run_reports_reward_metrics_checkpoints_and_the_csv(make_spec: MakeSpe
         assert all(event[name] >= 0.0 for name in RFT_METRICS)
         assert 0.0 <= event["train_reward_mean"] <= 1.0
     assert [("valid_reward_mean" in m) for m in metrics] == [False, True, False, True, False, True]
+    # The graded answers: one training answer per prompt each step, every validation answer
+    # on a step that validated (the worker records those as the job's eval run).
+    first, second = metrics[0]["samples"], metrics[1]["samples"]
+    assert [s["split"] for s in first] == ["train", "train"]
+    assert sorted(s["line"] for s in second if s["split"] == "valid") == [1, 2]
+    assert all(set(s) == {"split", "line", "output_text", "reward", "sub_rewards", "error"}
+               and s["reward"] in (0.0, 1.0) for s in first + second)
     hyper = recorder.of("hyperparameters")[0]["resolved"]
     assert hyper["compute_multiplier"] == 1.0 and hyper["eval_samples"] == 1
     checkpoints = recorder.of("checkpoint")

@@ -39,12 +39,15 @@ from tunegate.training import rollout
 from tunegate.training.data import IGNORE, Example
 from tunegate.training.hyperparams import ResolvedHyperparameters
 from tunegate.training.loss import token_log_probs
+from tunegate.training.messages import graded_sample
 from tunegate.training.packing import pack
 from tunegate.training.rewards import Reward, Rewarder, check_error_share, sub_grader_names
 from tunegate.training.rft_data import Prompt
 from tunegate.training.trainer import Engine, Metrics, ShouldStop
 
 STD_EPSILON = 1e-4
+# Training answers a step's metrics carry (one per prompt, the first ones): the dashboard's.
+TRAIN_SAMPLES_SHOWN = 4
 TRAIN_METRICS = ("reward_mean", "reward_std", "zero_std_groups", "completion_length",
                  "grader_errors")
 
@@ -98,6 +101,13 @@ class Scored:
     def values(self) -> list[float | None]:
         return [r.value for r in self.rewards]
 
+    def samples(self, split: str, prompts: Sequence[Prompt], every: int = 1,
+                limit: int | None = None) -> list[dict[str, object]]:
+        """The graded answers as ``StepMetrics.samples`` entries (every ``every``-th)."""
+        chosen = list(zip(self.completions, self.rewards, strict=True))[::every][:limit]
+        return [graded_sample(split, prompts[c.prompt].line, c.text, r.value, dict(r.parts),
+                              r.error) for c, r in chosen]
+
     def metrics(self, parts: Sequence[str]) -> Metrics:
         values = [v for v in self.values() if v is not None]
         tensor = torch.tensor(values or [0.0], dtype=torch.float64)
@@ -127,6 +137,7 @@ class ReinforcementObjective:
         valid = ["reward_mean", *(f"reward_{p}" for p in self.parts)]
         self.csv_columns = {"step": "step", **{f"train_{m}": f"train_{m}" for m in names},
                             **{f"valid_{m}": f"valid_{m}" for m in valid}}
+        self.pending_samples: list[dict[str, object]] = []
 
     def _score(self, prompts: Sequence[Prompt], n: int,
                should_stop: ShouldStop | None) -> Scored | None:
@@ -156,6 +167,8 @@ class ReinforcementObjective:
                 continue  # no gradient: skip its forward and backward
             self._backward(prompt, [scored.completions[i] for i in group],
                            [advantages[i] for i in group], n_completion_tokens)
+        self.pending_samples = scored.samples("train", items, every=self.group_size,
+                                              limit=TRAIN_SAMPLES_SHOWN)
         metrics = scored.metrics(self.parts)
         metrics["zero_std_groups"] = zero_std_share(scored.values(), self.group_size)
         metrics["completion_length"] = n_completion_tokens / len(scored.completions)
@@ -189,4 +202,13 @@ class ReinforcementObjective:
         key = zlib.crc32(",".join(str(p.line) for p in items).encode())
         with rollout.seeded(self.seed * 1_000_003 + key):
             scored = self._score(items, self.eval_samples, should_stop)
-        return None if scored is None else scored.metrics(self.parts)
+        if scored is None:
+            return None
+        self.pending_samples += scored.samples("valid", items)  # every one: the job's eval run
+        return scored.metrics(self.parts)
+
+    def take_samples(self) -> list[dict[str, object]]:
+        """The graded answers of the step just done (its training answers shown, its
+        validation answers all), once: the loop puts them in the step's metrics."""
+        samples, self.pending_samples = self.pending_samples, []
+        return samples

@@ -41,7 +41,6 @@ from tunegate.training.data import (
     iter_examples,
 )
 from tunegate.training.preference import fit_pair, iter_pairs
-from tunegate.training.rft_data import iter_prompts
 
 # Tokenizer classes transformers builds from tokenizer.json unchanged (v5, and v4's name).
 GENERIC_CLASSES = {"TokenizersBackend", "PreTrainedTokenizerFast"}
@@ -143,9 +142,7 @@ def check_lengths(path: str | Path, tokenizer: ChatTokenizer, max_seq_len: int, 
     """Read a file as the trainer will, keeping only counts; return them.
 
     Raises ``TrainingFailed`` as :func:`tunegate.training.data.load_dataset` (``method``
-    ``supervised``), :func:`tunegate.training.preference.load_preferences` (``dpo``) or
-    :func:`tunegate.training.rft_data.load_prompts` (``reinforcement``: a prompt counts as too
-    long past ``max_seq_len`` itself; the trainer also keeps room for the completion) would:
+    ``supervised``) or :func:`tunegate.training.preference.load_preferences` (``dpo``) would:
     when no example fits ``max_seq_len``, and for a line the trainer would refuse.
     """
     role = file_role(validation)
@@ -153,9 +150,6 @@ def check_lengths(path: str | Path, tokenizer: ChatTokenizer, max_seq_len: int, 
     if method == "dpo":
         for pair in iter_pairs(path, tokenizer, role):
             fit_pair(pair, tally)
-    elif method == "reinforcement":
-        for prompt in iter_prompts(path, tokenizer, role, {}):
-            tally.count(prompt.line, prompt.n_tokens, dropped=prompt.n_tokens > max_seq_len)
     else:
         for example in iter_examples(path, tokenizer, role):
             fit(example, tally)

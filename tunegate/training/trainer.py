@@ -307,12 +307,15 @@ def train(loop: Loop, progress: state.Progress) -> RunStatus:
             return RunStatus.CANCELLED
         elapsed = time.monotonic() - started
         remaining = elapsed / (step - first_step) * (loop.total_steps - step)
+        # Reinforcement's graded answers (tunegate.training.grpo); the other objectives have none.
+        take_samples = getattr(loop.objective, "take_samples", None)
         loop.report(StepMetrics(step=step, total_steps=loop.total_steps,
                                 trained_tokens=progress.trained_tokens,
                                 values={k: v for k, v in metrics.items() if k != "step"},
                                 estimated_finish_seconds=round(remaining, 1),
                                 learning_rate=learning_rate,
-                                tokens_per_second=round(tokens / max(step_seconds, 1e-6), 1)))
+                                tokens_per_second=round(tokens / max(step_seconds, 1e-6), 1),
+                                samples=take_samples() if take_samples else []))
         progress.rows.append({column: metrics.get(key)
                               for column, key in loop.objective.csv_columns.items()})
         if epoch_end:
