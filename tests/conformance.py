@@ -31,6 +31,7 @@ PAIRS: dict[str, str] = {
     "FineTuneMethod": "FineTuneMethod",
     "SupervisedHyperparameters": "FineTuneSupervisedHyperparameters",
     "DpoHyperparameters": "FineTuneDPOHyperparameters",
+    "ReinforcementHyperparameters": "FineTuneReinforcementHyperparameters",
     "FineTuningIntegration": "FineTuningIntegration",
     "Metadata": "Metadata",
     "FineTuningJobEvent": "FineTuningJobEvent",
@@ -104,6 +105,10 @@ def _d(path: str, aspect: str, ours: Any, theirs: Any, reason: str) -> Intended:
 _REWARD_METRICS = tuple(sorted(
     prefix + name for prefix in ("train_", "valid_", "full_valid_")
     for name in ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward")))
+_RL_METRICS = tuple(sorted(
+    prefix + name for prefix in ("train_", "valid_")
+    for name in ("reward_mean", "reward_std", "zero_std_groups", "completion_length",
+                 "grader_errors")))
 _OPENAI_METRICS = ("full_valid_loss", "full_valid_mean_token_accuracy", "step", "train_loss",
                    "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy")
 _CURSORS = ("first_id", "last_id")
@@ -115,9 +120,11 @@ _EXTRA_CURSORS = ("tunegate sends first_id/last_id on every cursor page (the fac
                   "keys as extras.")
 _OPEN_IN_OPENAI = ("OpenAI's schema leaves the value an open string; tunegate names the "
                    "values it sends, all of which OpenAI's examples and SDK use.")
-_NO_REINFORCEMENT = ("Reinforcement fine-tuning is refused with 400 (param method.type); the "
-                     "schema accepts the shape so that OpenAI-shaped requests parse, and does "
-                     "not describe graders or reinforcement hyperparameters it never reads.")
+_RFT_GRADER = ("A reinforcement job's grader is the open Grader object, checked by "
+               "tunegate.graders.parse when the job is created, so that a 400 names the bad "
+               "field's path (method.reinforcement.grader.input); a oneOf of the five types "
+               "would make the validator answer only 'not valid under any of the given "
+               "schemas'. Every grader carries type and name.")
 
 _BASE64_VECTOR = ("With encoding_format base64 OpenAI sends the vector as a base64 string "
                   "(the SDKs ask for it by default and decode it), which its schema's array "
@@ -142,20 +149,30 @@ INTENDED: tuple[Intended, ...] = (
        "OpenAI's pause endpoint answers status paused although its enum lacks the value; "
        "tunegate keeps OpenAI's behaviour and declares it (strict clients refuse it: see "
        "docs/differences.md)."),
-    _d("FineTuneMethod.reinforcement.grader", "alternatives", 0, 5, _NO_REINFORCEMENT),
+    _d("FineTuneMethod.reinforcement.grader", "alternatives", 0, 5, _RFT_GRADER),
+    _d("FineTuneMethod.reinforcement.grader", "properties only in ours", ("name", "type"), (),
+       _RFT_GRADER),
+    _d("FineTuneMethod.reinforcement.grader", "required only in ours", ("type",), (),
+       _RFT_GRADER),
+    _d("FineTuneMethod.reinforcement", "properties only in ours", ("response_format",), (),
+       "OpenAI's answers echo reinforcement.response_format (null in its create example) "
+       "though its schema omits it; tunegate accepts it and echoes it, so it is declared."),
     # ---- events and checkpoints
     _d("FineTuningJobEvent", "required only in ours", ("data", "type"), (), _ALWAYS_SENT),
     _d("FineTuningJobEvent.data", "properties only in ours",
        tuple(sorted((*_OPENAI_METRICS, "total_steps", "learning_rate", "tokens_per_second",
-                     *_REWARD_METRICS))), (),
+                     "samples", *_REWARD_METRICS, *_RL_METRICS))), (),
        "OpenAI's schema leaves a metrics event's data an open object (its guide names the "
-       "keys); tunegate's lists them, with the DPO reward figures and the learning rate and "
+       "keys); tunegate's lists them, with the DPO reward figures, the reinforcement "
+       "rewards (OpenAI's train_/valid_reward_mean and tunegate's spread, flat-group share, "
+       "answer length, grader errors, a few sampled answers) and the learning rate and "
        "tokens/s it adds for charts."),
-    _d("FineTuningJobCheckpoint.metrics", "properties only in ours", _REWARD_METRICS, (),
+    _d("FineTuningJobCheckpoint.metrics", "properties only in ours",
+       tuple(sorted((*_REWARD_METRICS, *_RL_METRICS))), (),
        "DPO runs report the implicit-reward figures besides the loss (OpenAI publishes no "
-       "DPO metrics); null for supervised runs."),
+       "DPO metrics), reinforcement runs their grader's rewards; null for the other methods."),
     _d("FineTuningJobCheckpoint.metrics", "required only in ours",
-       tuple(sorted((*_OPENAI_METRICS, *_REWARD_METRICS))), (), _ALWAYS_SENT),
+       tuple(sorted((*_OPENAI_METRICS, *_REWARD_METRICS, *_RL_METRICS))), (), _ALWAYS_SENT),
     _d("FineTuningJobCheckpoint.metrics", "nullable only in ours", _OPENAI_METRICS, (),
        "A figure not measured at that step is null (valid_* without a validation file, token "
        "accuracies of DPO runs) rather than left out: every key is sent. The OpenAI SDKs type "

@@ -268,12 +268,6 @@ def test_unknown_model_lists_the_available_ones(client: Any) -> None:
                  says=EMBEDDED_MODEL_ID)
 
 
-def test_reinforcement_is_400(client: Any) -> None:
-    method = {"type": "reinforcement", "reinforcement": {"grader": {"type": "string_check"}}}
-    response = post_job(client, training_file=upload(client), method=method)
-    expect_error(client, response, 400, param="method.type", code="unsupported_method")
-
-
 def test_both_hyperparameter_places_is_400(client: Any) -> None:
     method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}
     response = post_job(client, training_file=upload(client), method=method,

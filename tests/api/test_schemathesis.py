@@ -17,10 +17,10 @@ failure it finds can be replayed by running it again.
 
 Rules of ours that JSON Schema cannot state (a ``training_file`` must name an uploaded
 ``fine-tune`` file, ``model`` a known base model, metadata keys are at most 64 characters,
-``reinforcement`` and mixing the two hyperparameter places are refused, a ``fine-tune`` upload
-must be JSONL, an expiry policy has both of its fields, an upload's ``part_ids`` must name its own
-parts adding up to its ``bytes``) make schema-valid requests answer 400,
-which the ``positive_data_acceptance`` check would count as a failure. ``acceptable()``
+a ``reinforcement`` grader must check out, mixing the two hyperparameter places is refused, a
+``fine-tune`` upload must be JSONL, an expiry policy has both of its fields, an upload's
+``part_ids`` must name its own parts adding up to its ``bytes``) make schema-valid requests
+answer 400, which the ``positive_data_acceptance`` check would count as a failure. ``acceptable()``
 (``tunegate/contract/rules.py``, which the outside run of ``schemathesis.toml`` applies too) rewrites
 exactly those values in the generated cases, and only where the generated value was itself
 schema-valid, so negative cases stay negative. The 400s themselves are asserted in

@@ -142,7 +142,7 @@ def test_a_top_level_hyperparameter_says_where_it_belongs(client: Any) -> None:
     message = assert_unrecognized(post_job(client, training_file=training, n_epochs=3),
                                   "n_epochs")
     assert ("n_epochs belongs in method.supervised.hyperparameters "
-            "(or method.dpo.hyperparameters).") in message
+            "(or method.dpo.hyperparameters, method.reinforcement.hyperparameters).") in message
     message = assert_unrecognized(post_job(client, training_file=training, beta=0.1), "beta")
     assert message.endswith("beta belongs in method.dpo.hyperparameters.")
 

@@ -295,3 +295,36 @@ def test_cancel_does_not_look_like_pause(tab: JobTab, api: FakeJobApi) -> None:
     cancel = page.locator("button.action-cancel").evaluate(style)
     assert cancel[0] != pause[0] and cancel[1] != pause[1], (pause, cancel)
     assert page.locator("button.action-cancel").inner_text() == "Cancel job"
+
+
+def test_a_reinforcement_job_draws_rewards_and_shows_sampled_answers(
+        tab: JobTab, api: FakeJobApi, artifacts: Path) -> None:
+    start = int(time.time()) - 100
+    api.job = job("running", created=start, validation_file="file-0DashboardValidation000",
+                  method={"type": "reinforcement", "reinforcement": {
+                      "grader": {"type": "string_check", "name": "g", "operation": "eq",
+                                 "input": "{{sample.output_text}}", "reference": "x"},
+                      "response_format": None, "hyperparameters": {
+                          "n_epochs": EPOCHS, "batch_size": 4, "learning_rate_multiplier": 0.2,
+                          "compute_multiplier": 1.0, "eval_interval": 2, "eval_samples": 1,
+                          "reasoning_effort": "default"}}})
+    api.events = [event(1, start, "Fine-tuning job started")] + [
+        event(100 + step, start + step, f"Step {step}/{TOTAL_STEPS}: reward mean=0.5",
+              type="metrics", data={
+                  "step": step, "total_steps": TOTAL_STEPS, "train_reward_mean": step / 10,
+                  "valid_reward_mean": 0.4 if step == 2 else None,
+                  "samples": [{"line": step, "reward": 1.0, "output_text": f"answer {step}"},
+                              {"line": step, "reward": None, "output_text": "oops"}]})
+        for step in (1, 2, 3)]
+    page = tab.open("running")
+    page.wait_for_function(
+        "() => document.querySelector('svg.loss-chart').dataset.trainPoints === '3'")
+    assert page.locator("svg.loss-chart").get_attribute("data-figure") == "reward"
+    assert _legend(page) == ["train reward", "valid reward"]
+    assert _chart(page, "valid-points") == 1
+    assert "Reward" in page.locator("section.card h2").all_text_contents()
+    rows = page.locator("table.samples tbody tr").all_inner_texts()
+    assert [row.split("\t") for row in rows] == [["3", "3", "1.0000", "answer 3"],
+                                                 ["3", "3", "grader error", "oops"]]
+    assert "eval_0DashboardPagesTest00000" in (page.locator(".job-view").text_content() or "")
+    page.screenshot(path=str(artifacts / "dashboard-page-reinforcement.png"), full_page=True)

@@ -24,7 +24,13 @@ import openai
 import pytest
 from openai import OpenAI
 from openai.types import FileObject, Model
-from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+from openai.types.fine_tuning import (
+    FineTuningJob,
+    FineTuningJobEvent,
+    ReinforcementHyperparameters,
+    ReinforcementMethod,
+)
+from openai.types.graders import StringCheckGrader
 
 from tests.conftest import (
     TEST_DATA,
@@ -495,17 +501,44 @@ def test_retrieve_unknown_job_is_a_404(client: OpenAI) -> None:
             call("ftjob-doesnotexist")
 
 
-def test_reinforcement_method_is_a_400(client: OpenAI) -> None:
+def test_reinforcement_job_with_the_sdks_own_types(client: OpenAI) -> None:
+    """The SDK's reinforcement types in, OpenAI's method echoed back (strict parsing too); the
+    worker then checks the file as RFT prompts: a chat file fails at its first line."""
+    lines = "".join(json.dumps({"messages": [{"role": "user", "content": f"{n} + {n}?"}],
+                                "answer": str(2 * n)}) + "\n" for n in range(10))
+    grader = StringCheckGrader(type="string_check", name="exact",
+                               input="{{sample.output_text}}", reference="{{item.answer}}",
+                               operation="eq")
+    method = {"type": "reinforcement", "reinforcement": ReinforcementMethod(
+        grader=grader, hyperparameters=ReinforcementHyperparameters(reasoning_effort="low",
+                                                                    compute_multiplier=2.0),
+    ).model_dump(exclude_none=True)}
+    job = sdk_create_job(client, sdk_upload(client, lines.encode()).id, method=method)
+    assert job.method is not None and job.method.type == "reinforcement"
+    echoed = job.method.reinforcement
+    assert echoed is not None and echoed.grader == grader
+    assert echoed.hyperparameters is not None
+    assert (echoed.hyperparameters.reasoning_effort, echoed.hyperparameters.compute_multiplier,
+            echoed.hyperparameters.n_epochs) == ("low", 2.0, "auto")
+    assert wait_for_status(client, job.id, "queued", "failed", passing=VALIDATING).status == \
+        "queued"
+    chat = sdk_create_job(client, sdk_upload(client, chat_lines(10)).id, method=method)
+    failed = wait_for_status(client, chat.id, "queued", "failed", passing=VALIDATING)
+    assert failed.error is not None and failed.error.param == "training_file"
+    assert "Line 1: the last message must be the user's" in failed.error.message
+
+
+def test_a_reinforcement_grader_naming_no_served_model_is_a_400(client: OpenAI) -> None:
     training = sdk_upload(client, chat_lines(10))
     with pytest.raises(openai.BadRequestError) as caught:
         sdk_create_job(client, training.id, method={
             "type": "reinforcement",
-            "reinforcement": {"grader": {"type": "string_check", "name": "g", "input": "{{x}}",
-                                         "reference": "y", "operation": "eq"}},
+            "reinforcement": {"grader": {"type": "score_model", "name": "judge",
+                                         "model": "gpt-nope", "input": [
+                                             {"role": "user", "content": "{{sample.output_text}}"}]}},
         })
-    assert caught.value.param == "method.type"
-    assert caught.value.code == "unsupported_method"
-    assert "Reinforcement fine-tuning is not supported" in message(caught.value)
+    assert caught.value.param == "method.reinforcement.grader.model"
+    assert caught.value.code == "model_not_found"
     assert_request_id(caught.value.request_id)
 
 

@@ -186,6 +186,37 @@ def test_train_flags_become_the_jobs_method() -> None:
     assert method_of(args) == {"type": "supervised", "supervised": {"hyperparameters": {}}}
 
 
+def test_reinforcement_flags_and_the_grader_become_the_jobs_method() -> None:
+    args = argparse.Namespace(method="reinforcement", epochs=None, batch_size=4,
+                              learning_rate_multiplier=None, compute_multiplier=2.0,
+                              eval_interval=None, eval_samples=3, reasoning_effort="low")
+    grader = {"type": "string_check", "name": "g", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "operation": "eq"}
+    assert method_of(args, grader) == {"type": "reinforcement", "reinforcement": {
+        "grader": grader, "hyperparameters": {"batch_size": 4, "compute_multiplier": 2.0,
+                                              "eval_samples": 3, "reasoning_effort": "low"}}}
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--method", "reinforcement"], "--method reinforcement needs --grader FILE"),
+    (["--grader", "GRADER"], "--grader is for --method reinforcement"),
+    (["--method", "reinforcement", "--grader", "BROKEN"], "cannot read the grader"),
+    (["--method", "reinforcement", "--grader", "LIST"], "must hold a JSON object"),
+])
+def test_train_refuses_a_bad_grader_flag_before_any_request(
+        capsys: pytest.CaptureFixture[str], tmp_path: Any, flags: list[str], says: str) -> None:
+    files = {"GRADER": '{"type": "string_check"}', "BROKEN": "{not json", "LIST": "[]"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "train.jsonl").write_text("{}\n")
+    flags = [str(tmp_path / flag) if flag in files else flag for flag in flags]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(tmp_path / "train.jsonl"), "--model", "m", "--url",
+              "http://127.0.0.1:9/v1", *flags])
+    assert exit_info.value.code == 2
+    assert says in capsys.readouterr().err
+
+
 def test_train_refuses_a_missing_file_before_any_request(capsys: pytest.CaptureFixture[str],
                                                          tmp_path: Any) -> None:
     with pytest.raises(SystemExit) as exit_info:

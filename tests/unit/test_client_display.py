@@ -224,3 +224,12 @@ def test_a_server_gone_for_good_ends_the_follow_with_the_sdks_error() -> None:
         follow(FakeRestartingFeed(a_ten_step_job(), down=100), PlainDisplay(io.StringIO()),
                sleep=lambda _: None, clock=lambda: next(seconds))
     assert isinstance(raised.value.__cause__, ConnectionRefusedError)  # the reason, for its line
+
+
+def test_a_reinforcement_run_shows_its_rewards() -> None:
+    progress = Progress()
+    progress.observe_metrics(Metrics.from_event(  # type: ignore[arg-type]
+        {"step": 4, "total_steps": 10, "train_reward_mean": 0.25, "valid_reward_mean": 0.5}, T0))
+    progress.observe_metrics(Metrics.from_event(  # type: ignore[arg-type]
+        {"step": 5, "total_steps": 10, "train_reward_mean": 0.375}, T0 + 1))
+    assert figures(progress, T0) == ["step 5/10", "reward 0.375", "valid reward 0.500"]

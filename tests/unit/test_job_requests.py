@@ -42,11 +42,24 @@ def test_dpo_keeps_beta_and_lists_names_as_openai_does() -> None:
         "batch_size", "beta", "learning_rate_multiplier", "n_epochs"]
 
 
-def test_reinforcement_is_refused_clearly() -> None:
+def test_reinforcement_keeps_its_grader_and_response_format() -> None:
+    grader = {"type": "string_check", "name": "g", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "operation": "eq"}
+    response_format = {"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}
+    method = method_from_request({"method": {"type": "reinforcement", "reinforcement": {
+        "grader": grader, "response_format": response_format,
+        "hyperparameters": {"reasoning_effort": "low"}}}})
+    body = method.to_wire()["reinforcement"]
+    assert (body["grader"], body["response_format"]) == (grader, response_format)
+    assert body["hyperparameters"]["reasoning_effort"] == "low"
+    assert body["hyperparameters"]["compute_multiplier"] == "auto"
+
+
+def test_reinforcement_without_a_grader_is_refused_naming_the_field() -> None:
     with pytest.raises(InvalidRequest) as raised:
         method_from_request({"method": {"type": "reinforcement"}})
-    assert raised.value.param == "method.type"
-    assert raised.value.code == "unsupported_method"
+    assert raised.value.param == "method.reinforcement.grader"
+    assert raised.value.code == "missing_grader"
 
 
 def test_a_value_out_of_bounds_is_refused_with_the_trainers_words() -> None:

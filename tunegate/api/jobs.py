@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunegate import ids
+from tunegate.api.evals import ModelCheck
 from tunegate.api.event_feed import EventFeed, Follower
 from tunegate.api.files import TRAINING_INPUT, input_file
+from tunegate.api.job_graders import check_reward_grader
 from tunegate.api.models import Models
 from tunegate.domain import work_dirs
 from tunegate.domain.job_requests import check_metadata, method_from_request, seed_for
@@ -29,11 +31,13 @@ from tunegate.store.base import Page, Store
 
 class Jobs:
     def __init__(self, settings: Settings, store: Store, models: Models,
-                 live_events: EventFeed):
+                 live_events: EventFeed, grader_model_check: ModelCheck | None):
         self.settings = settings
         self.store = store
         self.models = models
         self.live_events = live_events
+        # Whether a reinforcement grader's model is served (None: an external endpoint's).
+        self.grader_model_check = grader_model_check
 
     def _training_input(self, project_id: str, file_id: str | None, param: str) -> None:
         if file_id is not None:
@@ -45,6 +49,7 @@ class Jobs:
         the project already has ``max_active_jobs`` waiting or training (429, nothing stored)."""
         request = dict(body)
         method = method_from_request(request)
+        check_reward_grader(method, project_id, self.grader_model_check)
         self.models.check_trainable(project_id, request["model"])
         self._training_input(project_id, request["training_file"], "training_file")
         self._training_input(project_id, request.get("validation_file"), "validation_file")

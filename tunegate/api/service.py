@@ -45,13 +45,14 @@ class Service:
         self.models = Models(settings, store, self.inference)
         self.files = Files(settings, store, storage)
         self.uploads = Uploads(settings, store, storage, self.upload_storage)
-        self.jobs = Jobs(settings, store, self.models, self.live_events)
         self.permissions = Permissions(store)
         self.completions = Completions(self.inference, self.models)
         self.embeddings = Embeddings(self.completions)
         self.graders = Graders(settings, self.completions)
-        # Evals grade models this server serves, unless an external endpoint serves them.
+        # Evals and reinforcement rewards grade with models this server serves, unless an
+        # external endpoint serves them.
         model_check = None if settings.eval_endpoint else self._servable
+        self.jobs = Jobs(settings, store, self.models, self.live_events, model_check)
         self.evals = Evals(store, model_check)
         self.responses = Responses(self.completions)
         self.eval_runs = EvalRuns(store, storage, self.evals, model_check,

@@ -40,13 +40,25 @@ def add_client_commands(commands: Any) -> None:
                        help="base model (or ft:… to continue one), as `GET /models` lists it")
     train.add_argument("--suffix", help="part of the fine-tuned model's name")
     train.add_argument("--validation-file", type=Path, help="held-out data (JSONL)")
-    train.add_argument("--method", choices=["supervised", "dpo"], default="supervised",
-                       help="supervised (chat or prompt/completion) or dpo (preference pairs)")
+    train.add_argument("--method", choices=["supervised", "dpo", "reinforcement"],
+                       default="supervised",
+                       help="supervised (chat or prompt/completion), dpo (preference pairs) or "
+                            "reinforcement (prompts, rewarded by --grader)")
+    train.add_argument("--grader", type=Path,
+                       help="reinforcement: the grader, a JSON file holding one of OpenAI's "
+                            "grader objects (string_check, text_similarity, python, "
+                            "score_model, multi)")
     train.add_argument("--epochs", type=int, help="n_epochs (default: auto)")
     train.add_argument("--batch-size", type=int, help="batch_size (default: auto)")
     train.add_argument("--learning-rate-multiplier", type=float,
                        help="learning_rate_multiplier (default: auto)")
     train.add_argument("--seed", type=int, help="for a repeatable run")
+    for flag, kind, name in (("--compute-multiplier", float, "compute_multiplier"),
+                             ("--eval-interval", int, "eval_interval"),
+                             ("--eval-samples", int, "eval_samples")):
+        train.add_argument(flag, type=kind, help=f"reinforcement: {name} (default: auto)")
+    train.add_argument("--reasoning-effort", choices=["default", "low", "medium", "high"],
+                       help="reinforcement: reasoning_effort (default: default)")
 
     jobs = commands.add_parser("jobs", help="list, show, follow, cancel, pause or resume jobs")
     actions = jobs.add_subparsers(dest="jobs_command", required=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -62,12 +63,47 @@ def run(args: argparse.Namespace, terminal: Terminal | None = None) -> int:
 # train ------------------------------------------------------------------------------------
 
 
-def method_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The job's ``method`` from the flags; hyperparameters not given stay the server's auto."""
-    hyperparameters = {name: value for name, value in (
-        ("n_epochs", args.epochs), ("batch_size", args.batch_size),
-        ("learning_rate_multiplier", args.learning_rate_multiplier)) if value is not None}
-    return {"type": args.method, args.method: {"hyperparameters": hyperparameters}}
+# Reinforcement's own flags, by hyperparameter name.
+REINFORCEMENT_FLAGS = ("compute_multiplier", "eval_interval", "eval_samples", "reasoning_effort")
+
+
+def method_of(args: argparse.Namespace, grader: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The job's ``method`` from the flags (and a reinforcement job's ``grader``, read from
+    ``--grader``); hyperparameters not given stay the server's auto."""
+    given = [("n_epochs", args.epochs), ("batch_size", args.batch_size),
+             ("learning_rate_multiplier", args.learning_rate_multiplier)]
+    if args.method == "reinforcement":
+        given += [(name, getattr(args, name, None)) for name in REINFORCEMENT_FLAGS]
+    hyperparameters = {name: value for name, value in given if value is not None}
+    body: dict[str, Any] = {"hyperparameters": hyperparameters}
+    if grader is not None:
+        body = {"grader": grader, **body}
+    return {"type": args.method, args.method: body}
+
+
+def read_grader(args: argparse.Namespace, terminal: Terminal,
+                ) -> tuple[bool, dict[str, Any] | None]:
+    """``(ok, grader)``: the ``--grader`` file's object (``None`` for a method that takes
+    none); ``ok`` False, said why, when it is missing, given to another method, unreadable or
+    not a JSON object. The server checks the grader's fields."""
+    path = getattr(args, "grader", None)
+    if args.method != "reinforcement":
+        if path is not None:
+            terminal.complain("tunegate train: --grader is for --method reinforcement")
+        return path is None, None
+    if path is None:
+        terminal.complain("tunegate train: --method reinforcement needs --grader FILE (a JSON "
+                          "grader object)")
+        return False, None
+    try:
+        grader = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        terminal.complain(f"tunegate train: cannot read the grader {path}: {exc}")
+        return False, None
+    if not isinstance(grader, dict):
+        terminal.complain(f"tunegate train: {path} must hold a JSON object (a grader)")
+        return False, None
+    return True, grader
 
 
 def train(args: argparse.Namespace, connection: Connection, terminal: Terminal) -> int:
@@ -80,6 +116,9 @@ def train(args: argparse.Namespace, connection: Connection, terminal: Terminal) 
         if path is not None and not path.is_file():
             terminal.complain(f"tunegate train: no such file: {path}")
             return EXIT_USAGE
+    grader_ok, grader = read_grader(args, terminal)
+    if not grader_ok:
+        return EXIT_USAGE
     client = connection.client()
     client.models.retrieve(args.model)  # a 404 names the model: nothing uploaded yet
     uploaded: list[str] = []
@@ -90,7 +129,8 @@ def train(args: argparse.Namespace, connection: Connection, terminal: Terminal) 
         options: dict[str, Any] = {"validation_file": validation_file, "suffix": args.suffix,
                                    "seed": args.seed}
         job = client.fine_tuning.jobs.create(
-            model=args.model, training_file=training_file, method=method_of(args),  # type: ignore[arg-type]
+            model=args.model, training_file=training_file,
+            method=method_of(args, grader),  # type: ignore[arg-type]
             **{name: value for name, value in options.items() if value is not None})
     except BaseException:
         _delete(client, uploaded, terminal)

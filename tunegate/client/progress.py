@@ -1,5 +1,5 @@
 """What a follower knows of a job's progress, read from its metrics events and its status, and
-the figures shown for it (step/total, losses, tokens/s, ETA). Pure: no I/O, time passed in."""
+the figures shown for it (step/total, losses or rewards, tokens/s, ETA). Pure: no I/O, time passed in."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ class Metrics:
     valid_loss: float | None = None
     learning_rate: float | None = None
     tokens_per_second: float | None = None
+    # Reinforcement runs: the mean reward of the step's answers, and of the validation ones.
+    reward_mean: float | None = None
+    valid_reward_mean: float | None = None
 
     @classmethod
     def from_event(cls, data: Any, created_at: int) -> Metrics | None:
@@ -38,7 +41,9 @@ class Metrics:
                    created_at=created_at, train_loss=_number(data, "train_loss"),
                    valid_loss=_number(data, "valid_loss"),
                    learning_rate=_number(data, "learning_rate"),
-                   tokens_per_second=_number(data, "tokens_per_second"))
+                   tokens_per_second=_number(data, "tokens_per_second"),
+                   reward_mean=_number(data, "train_reward_mean"),
+                   valid_reward_mean=_number(data, "valid_reward_mean"))
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Progress:
     first: Metrics | None = None
     # valid_loss comes on some steps only: the newest one seen is shown until the next.
     last_valid_loss: float | None = None
+    last_valid_reward: float | None = None  # likewise, a reinforcement run's
 
     def observe_job(self, status: str, estimated_finish: int | None) -> None:
         self.status = status
@@ -64,6 +70,8 @@ class Progress:
             self.latest = metrics
         if metrics.valid_loss is not None:
             self.last_valid_loss = metrics.valid_loss
+        if metrics.valid_reward_mean is not None:
+            self.last_valid_reward = metrics.valid_reward_mean
 
     @property
     def finished(self) -> bool:
@@ -111,6 +119,10 @@ def figures(progress: Progress, now: float) -> list[str]:
         shown.append(f"train loss {latest.train_loss:.4f}")
     if progress.last_valid_loss is not None:
         shown.append(f"valid loss {progress.last_valid_loss:.4f}")
+    if latest.reward_mean is not None:
+        shown.append(f"reward {latest.reward_mean:.3f}")
+    if progress.last_valid_reward is not None:
+        shown.append(f"valid reward {progress.last_valid_reward:.3f}")
     if latest.learning_rate is not None:
         shown.append(f"lr {latest.learning_rate:.2e}")
     if latest.tokens_per_second is not None:

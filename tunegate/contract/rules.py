@@ -5,8 +5,9 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
 400s for schema-valid requests as failures:
 
 - a job's ``training_file`` / ``validation_file`` must name an uploaded ``fine-tune`` file, and
-  ``model`` a base model the server has; ``reinforcement`` is refused, and so are
-  hyperparameters given both at the top level and in ``method``; metadata keys are at most 64
+  ``model`` a base model the server has; a ``reinforcement`` method needs a grader whose
+  every field checks out (a drawn one becomes a valid ``string_check``); hyperparameters given
+  both at the top level and in ``method`` are refused; metadata keys are at most 64
   characters;
 - a ``fine-tune`` upload must be JSONL; ``expires_after[anchor]`` and ``expires_after[seconds]``
   come together or not at all;
@@ -208,7 +209,10 @@ def _job(body: dict[str, Any], training_file: Callable[[], str], base_model: str
         body["model"] = base_model
     method = body.get("method")
     if isinstance(method, dict) and method.get("type") == "reinforcement":
-        method["type"] = "supervised"
+        options = method.get("reinforcement")
+        if not isinstance(options, dict):
+            options = method["reinforcement"] = {}
+        options["grader"] = EVAL_CRITERION
     if body.get("hyperparameters") and isinstance(method, dict) and (
             method.get("type") != "supervised"
             or (method.get("supervised") or {}).get("hyperparameters")):

@@ -1,15 +1,16 @@
-// The loss chart: hand-drawn SVG, train and validation loss against the step. A step's train
-// loss is one batch's, so it jumps from step to step: a smoothed line shows the trend, and
-// dashed lines where each epoch starts show where the data repeats.
+// The loss chart: hand-drawn SVG, train and validation loss against the step (a reinforcement
+// job's mean reward instead: `figure`). A step's train figure is one batch's, so it jumps from
+// step to step: a smoothed line shows the trend, and dashed lines where each epoch starts show
+// where the data repeats.
 
 const SVG = "http://www.w3.org/2000/svg"; // the SVG namespace's name, never fetched
 const WIDTH = 640;
 const HEIGHT = 260;
 const MARGIN = { top: 14, right: 16, bottom: 34, left: 52 };
 const SERIES = [
-  { key: "train", label: "train loss", className: "train" },
+  { key: "train", label: "train", className: "train" },
   { key: "smooth", label: "train (smoothed)", className: "smooth" },
-  { key: "valid", label: "valid loss", className: "valid" },
+  { key: "valid", label: "valid", className: "valid" },
 ];
 // The exponential moving average's weight of the past (TensorBoard's default is 0.6).
 const SMOOTHING = 0.6;
@@ -67,11 +68,15 @@ export function createLossChart() {
  * Draws `points` ([{step, train, valid}], either loss may be null) into `svg`, the x axis
  * running to `totalSteps` (or the last step when unknown). `showValid`: the job has a validation
  * file (else the validation series and its legend are left out); `epochs`: how many epochs the
- * steps make (their starts are marked); `emptyText`: what an empty chart says.
+ * steps make (their starts are marked); `emptyText`: what an empty chart says; `figure`: what
+ * is drawn, "loss" or "reward" (a reinforcement job's mean reward), named in the legend.
  */
 export function drawLossChart(svg, points, totalSteps,
-                              { showValid = true, epochs = null, emptyText = "no training steps yet" } = {}) {
+                              { showValid = true, epochs = null, emptyText = "no training steps yet",
+                                figure = "loss" } = {}) {
   svg.replaceChildren();
+  svg.dataset.figure = figure;
+  svg.setAttribute("aria-label", `Training and validation ${figure} by step`);
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
   const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
   const values = points.flatMap((p) => [p.train, showValid ? p.valid : null])
@@ -111,7 +116,8 @@ export function drawLossChart(svg, points, totalSteps,
   svg.dataset.trainPoints = "0";
   svg.dataset.validPoints = "0";
   svg.dataset.smoothPoints = "0";
-  let legendX = WIDTH - MARGIN.right - shownSeries.reduce((sum, line) => sum + legendWidth(line), 0);
+  let legendX = WIDTH - MARGIN.right
+    - shownSeries.reduce((sum, line) => sum + legendWidth(line, figure), 0);
   // A legend for lines that are not there yet would only clutter the "no steps" message.
   (points.length ? shownSeries : []).forEach((line) => {
     const shown = series[line.key].filter((p) => p[line.key] != null);
@@ -130,8 +136,8 @@ export function drawLossChart(svg, points, totalSteps,
     svg.append(node("rect", { class: `swatch ${line.className}`, x: legendX, y: MARGIN.top,
                               width: 12, height: 4 }));
     svg.append(node("text", { class: "legend", x: legendX + 16, y: MARGIN.top + 6 },
-                    line.label));
-    legendX += legendWidth(line);
+                    seriesLabel(line, figure)));
+    legendX += legendWidth(line, figure);
   });
   if (!points.length) {
     svg.append(node("text", { class: "label empty", x: MARGIN.left + plotWidth / 2,
@@ -140,9 +146,14 @@ export function drawLossChart(svg, points, totalSteps,
   }
 }
 
+/** A series' legend: "train loss", "valid reward", "train (smoothed)". */
+function seriesLabel(line, figure) {
+  return line.key === "smooth" ? line.label : `${line.label} ${figure}`;
+}
+
 /** Room for a legend entry: its swatch, its label (11px text, about 6px a letter), a gap. */
-function legendWidth(line) {
-  return 16 + line.label.length * 6 + 14;
+function legendWidth(line, figure) {
+  return 16 + seriesLabel(line, figure).length * 6 + 14;
 }
 
 /** A dashed line where each epoch after the first starts, labelled "epoch N". */

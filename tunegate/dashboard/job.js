@@ -1,6 +1,7 @@
 // A job's page: status and controls, progress with ETA (or the stage once every step is done),
-// the live loss chart, resolved hyperparameters, checkpoints with their metrics, events, the
-// chat panel, and once the job has succeeded, "Evaluate this model" (evaluate.js).
+// the live loss (or, for reinforcement, reward) chart with the latest sampled answers, resolved
+// hyperparameters, checkpoints with their metrics, events, the chat panel, and once the job has
+// succeeded, "Evaluate this model" (evaluate.js).
 
 import { request } from "./api.js";
 import { createLossChart, drawLossChart } from "./chart.js";
@@ -63,6 +64,15 @@ class JobPage {
     this.progress = h("progress", { value: 0, max: 1, class: "job-progress" });
     this.progressText = h("span", { class: "progress-text" }, "waiting for the first step");
     this.chart = createLossChart();
+    this.chartTitle = h("h2", {}, "Loss");
+    // A reinforcement job's latest sampled answers, with their rewards.
+    this.sampleRows = h("tbody");
+    this.samplesCard = h("section", { class: "card samples", hidden: true },
+      h("h2", {}, "Sampled answers"),
+      h("table", { class: "samples" },
+        h("thead", {}, h("tr", {}, ["Step", "Line", "Reward", "Answer"]
+          .map((name) => h("th", {}, name)))), this.sampleRows));
+    this.checkpointHeads = ["Train loss", "Valid loss"].map((name) => h("th", {}, name));
     this.hyperparameters = h("tbody");
     this.checkpoints = h("tbody");
     this.eventRows = h("tbody");
@@ -77,14 +87,15 @@ class JobPage {
           h("div", { class: "buttons" }, this.buttons)),
         this.actionNote, this.failure, this.summary,
         h("div", { class: "progress-row" }, this.progress, this.progressText)),
-      h("section", { class: "card" }, h("h2", {}, "Loss"), this.chart, this.liveNote),
+      h("section", { class: "card" }, this.chartTitle, this.chart, this.liveNote),
+      this.samplesCard,
       h("div", { class: "columns" },
         h("section", { class: "card" }, h("h2", {}, "Hyperparameters"),
           h("table", { class: "hyperparameters" }, this.hyperparameters)),
         h("section", { class: "card" }, h("h2", {}, "Checkpoints"),
           h("table", { class: "checkpoints" },
-            h("thead", {}, h("tr", {}, ["Step", "Train loss", "Valid loss", "Model", ""]
-              .map((name) => h("th", {}, name)))), this.checkpoints))),
+            h("thead", {}, h("tr", {}, h("th", {}, "Step"), this.checkpointHeads,
+              h("th", {}, "Model"), h("th", {}))), this.checkpoints))),
       this.chatSlot,
       this.evaluateSlot,
       h("section", { class: "card" }, h("h2", {}, "Events"),
@@ -149,6 +160,14 @@ class JobPage {
       ["Trained tokens", job.trained_tokens ?? "–"], ["Training file", job.training_file],
       ["Validation file", job.validation_file || "none"],
     ];
+    if (isReinforcement(job) && job.validation_file) {
+      // The job's eval (its validation runs), named as the worker names it.
+      facts.push(["Eval", `eval_${job.id.replace(/^ftjob-/, "")}`]);
+    }
+    const figure = isReinforcement(job) ? "reward" : "loss";
+    this.chartTitle.textContent = figure === "reward" ? "Reward" : "Loss";
+    this.checkpointHeads[0].textContent = `Train ${figure}`;
+    this.checkpointHeads[1].textContent = `Valid ${figure}`;
     this.summary.replaceChildren(...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     const resolved = { ...job.method[job.method.type]?.hyperparameters, seed: job.seed };
     this.hyperparameters.replaceChildren(...Object.entries(resolved).map(([k, v]) =>
@@ -224,9 +243,15 @@ class JobPage {
     if (event.type === "metrics" && event.data) {
       const data = event.data;
       this.points.set(data.step, {
-        step: data.step, train: data.train_loss ?? null,
-        valid: data.valid_loss ?? data.full_valid_loss ?? null, at: event.created_at,
+        step: data.step, train: data.train_loss ?? data.train_reward_mean ?? null,
+        valid: data.valid_loss ?? data.full_valid_loss ?? data.valid_reward_mean ?? null,
+        at: event.created_at,
       });
+      if (Array.isArray(data.samples) && data.samples.length
+          && (!this.sampledStep || data.step >= this.sampledStep)) {
+        this.sampledStep = data.step;
+        this.showSamples(data.step, data.samples);
+      }
       this.totalSteps = data.total_steps ?? this.totalSteps;
       if (!this.latest || data.step >= this.latest.step) this.latest = data;
       this.scheduleDraw();
@@ -242,6 +267,15 @@ class JobPage {
       h("td", { class: "when" }, when(event.created_at)), h("td", {}, event.level),
       h("td", {}, event.message)));
     while (this.eventRows.children.length > EVENTS_SHOWN) this.eventRows.lastChild.remove();
+  }
+
+  /** The newest step's sampled training answers (a reinforcement job's), with their rewards. */
+  showSamples(step, samples) {
+    this.samplesCard.hidden = false;
+    this.sampleRows.replaceChildren(...samples.map((sample) => h("tr", {},
+      h("td", {}, step), h("td", {}, sample.line ?? "–"),
+      h("td", {}, sample.reward == null ? "grader error" : number(sample.reward)),
+      h("td", { class: "sampled-text" }, sample.output_text || ""))));
   }
 
   scheduleDraw() {
@@ -268,6 +302,7 @@ class JobPage {
       showValid: Boolean(job.validation_file) || points.some((p) => p.valid != null),
       epochs: Number.isInteger(hyperparameters.n_epochs) ? hyperparameters.n_epochs : null,
       emptyText,
+      figure: isReinforcement(job) ? "reward" : "loss",
     };
   }
 
@@ -283,8 +318,9 @@ class JobPage {
     this.checkpoints.replaceChildren(...page.data.map((checkpoint) => {
       const m = checkpoint.metrics || {};
       return h("tr", {},
-        h("td", {}, checkpoint.step_number), h("td", {}, number(m.train_loss)),
-        h("td", {}, number(m.valid_loss ?? m.full_valid_loss)),
+        h("td", {}, checkpoint.step_number),
+        h("td", {}, number(m.train_loss ?? m.train_reward_mean)),
+        h("td", {}, number(m.valid_loss ?? m.full_valid_loss ?? m.valid_reward_mean)),
         h("td", { class: "model-name" }, modelId(checkpoint.fine_tuned_model_checkpoint)),
         h("td", {}, h("button", {
           type: "button", class: "small",
@@ -327,4 +363,9 @@ class JobPage {
       this.actionNote.replaceChildren(errorBox(`${name}: ${error.message}`));
     }
   }
+}
+
+/** A reinforcement job draws rewards where the others draw losses. */
+function isReinforcement(job) {
+  return job?.method?.type === "reinforcement";
 }

@@ -11,8 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunegate.domain.chat_examples import DatasetError, check_messages, text_content
 from tunegate.domain.jsonl_text import LineTooLong, UnreadableLine, parse_line, text_lines
-from tunegate.errors import clip
+from tunegate.domain.rft_format import RFT, rft_example
+
+__all__ = ["CHAT", "MIN_TRAINING_EXAMPLES", "PREFERENCE", "PROMPT_COMPLETION", "RFT",
+           "DatasetError", "FileReport", "check_example", "check_jsonl_upload", "detect_format",
+           "iter_jsonl", "validate_dataset"]
 
 MIN_TRAINING_EXAMPLES = 10
 # A line longer than this is refused rather than read whole into memory.
@@ -26,23 +31,13 @@ PREFERENCE = "preference"
 FORMATS_FOR_METHOD = {
     "supervised": (CHAT, PROMPT_COMPLETION),
     "dpo": (PREFERENCE,),
+    "reinforcement": (RFT,),
 }
 
-CHAT_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # The two sides of a preference example; the older spec (Dec 2024 - Apr 2025) named them
 # ``preferred_completion`` / ``non_preferred_completion``, and files written then still exist.
 PREFERENCE_SIDES = {"preferred_output": "preferred_completion",
                     "non_preferred_output": "non_preferred_completion"}
-
-
-class DatasetError(Exception):
-    """A file that cannot be trained on; ``line`` is 1-based when one line is to blame."""
-
-    def __init__(self, message: str, *, code: str = "invalid_training_file", line: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.line = line
 
 
 def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES,
@@ -106,52 +101,6 @@ def detect_format(example: dict[str, Any]) -> str | None:
     return None
 
 
-def _text_content(content: Any) -> bool:
-    """True for a non-empty string, or a list of parts with at least one non-empty text part."""
-    if isinstance(content, str):
-        return bool(content.strip())
-    if isinstance(content, list):
-        return any(
-            isinstance(part, dict) and part.get("type") == "text" and str(part.get("text", "")).strip()
-            for part in content
-        )
-    return False
-
-
-def _check_messages(messages: Any, line: int, *, need_assistant: bool) -> None:
-    if not isinstance(messages, list) or not messages:
-        raise DatasetError(f"Line {line}: 'messages' must be a non-empty list.", line=line)
-    has_assistant = False
-    for index, message in enumerate(messages):
-        where = f"Line {line}, message {index}"
-        if not isinstance(message, dict):
-            raise DatasetError(f"{where}: each message must be an object.", line=line)
-        role = message.get("role")
-        if role not in CHAT_ROLES:
-            raise DatasetError(
-                f"{where}: unrecognized role {clip(repr(role))}; expected one of "
-                f"{sorted(CHAT_ROLES)}.",
-                line=line,
-            )
-        if "weight" in message and message["weight"] not in (0, 1):
-            raise DatasetError(f"{where}: 'weight' must be 0 or 1.", line=line)
-        if role == "assistant":
-            has_assistant = True
-            if not (_text_content(message.get("content")) or message.get("tool_calls")
-                    or message.get("function_call")):
-                raise DatasetError(
-                    f"{where}: an assistant message needs non-empty 'content' or 'tool_calls'.",
-                    line=line,
-                )
-        elif role == "tool":
-            if not isinstance(message.get("content"), (str, list)):
-                raise DatasetError(f"{where}: a tool message needs 'content'.", line=line)
-        elif not _text_content(message.get("content")):
-            raise DatasetError(f"{where}: 'content' must be non-empty text.", line=line)
-    if need_assistant and not has_assistant:
-        raise DatasetError(f"Line {line}: the example has no assistant message to learn.", line=line)
-
-
 def _check_prompt_completion(example: dict[str, Any], line: int) -> None:
     for key in ("prompt", "completion"):
         if not isinstance(example.get(key), str):
@@ -164,7 +113,7 @@ def _check_preference(example: dict[str, Any], line: int) -> None:
     prompt = example.get("input")
     if not isinstance(prompt, dict):
         raise DatasetError(f"Line {line}: 'input' must be an object with 'messages'.", line=line)
-    _check_messages(prompt.get("messages"), line, need_assistant=False)
+    check_messages(prompt.get("messages"), line, need_assistant=False)
     for key, legacy in PREFERENCE_SIDES.items():
         side = example.get(key, example.get(legacy))
         if side is None:
@@ -177,12 +126,15 @@ def _check_preference(example: dict[str, Any], line: int) -> None:
         if not isinstance(side[0], dict) or side[0].get("role") != "assistant":
             raise DatasetError(f"Line {line}: '{key}' must hold an assistant message.", line=line)
         # DPO compares answer texts; tunegate trains text-only preferences, as OpenAI does.
-        if not _text_content(side[0].get("content")):
+        if not text_content(side[0].get("content")):
             raise DatasetError(f"Line {line}: '{key}' content must be non-empty text.", line=line)
 
 
 def check_example(example: dict[str, Any], line: int, method_type: str) -> str:
     """Validate one example for ``method_type``; return its format name."""
+    if FORMATS_FOR_METHOD[method_type] == (RFT,):  # the rule the trainer's reader shares
+        rft_example(example, line)
+        return RFT
     found = detect_format(example)
     expected = FORMATS_FOR_METHOD[method_type]
     if found is None:
@@ -198,7 +150,7 @@ def check_example(example: dict[str, Any], line: int, method_type: str) -> str:
             line=line,
         )
     if found == CHAT:
-        _check_messages(example["messages"], line, need_assistant=True)
+        check_messages(example["messages"], line, need_assistant=True)
     elif found == PROMPT_COMPLETION:
         _check_prompt_completion(example, line)
     else:

@@ -19,17 +19,12 @@ MAX_SEED = 2_147_483_647
 
 def method_from_request(body: Mapping[str, Any]) -> Method:
     """The job's ``method``, from ``method`` or the deprecated top-level ``hyperparameters``
-    (every hyperparameter not given is "auto")."""
+    (every hyperparameter not given is "auto"), with a reinforcement job's ``grader`` and
+    ``response_format``."""
     method = body.get("method") or {"type": DEFAULT_METHOD}
     method_type = method.get("type", DEFAULT_METHOD)
-    if method_type == "reinforcement":
-        raise InvalidRequest(
-            "Reinforcement fine-tuning is not supported by tunegate: it needs graders that run "
-            "on OpenAI's platform. Use method type 'supervised' or 'dpo'.",
-            param="method.type",
-            code="unsupported_method",
-        )
-    given = (method.get(method_type) or {}).get("hyperparameters")
+    options = method.get(method_type) or {}
+    given = options.get("hyperparameters")
     legacy = body.get("hyperparameters")
     if legacy:
         if method_type != "supervised":
@@ -45,7 +40,8 @@ def method_from_request(body: Mapping[str, Any]) -> Method:
                 param="hyperparameters", code="misplaced_hyperparameters",
             )
         given = legacy
-    return Method.of(method_type, given)
+    # A reinforcement job's grader is kept as sent; the API checks it with the graders' parser.
+    return Method.of(method_type, given, options.get("grader"), options.get("response_format"))
 
 
 def check_metadata(metadata: dict[str, str] | None) -> None:

@@ -304,6 +304,18 @@ PREFERENCE_METRIC_KEYS = tuple(
     for name in ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward"))
 
 
+# What reinforcement runs measure (OpenAI's train_/valid_reward_mean and tunegate's spread, share
+# of groups whose answers all scored alike, answer length in tokens, answers the grader could
+# not score): null for the other methods' checkpoints. A multi grader adds one
+# train_/valid_reward_<part name> per part, kept as reported.
+REINFORCEMENT_METRIC_KEYS = tuple(
+    prefix + name for prefix in ("train_", "valid_")
+    for name in ("reward_mean", "reward_std", "zero_std_groups", "completion_length",
+                 "grader_errors"))
+PART_REWARD_PREFIXES = ("train_reward_", "valid_reward_")
+CHECKPOINT_METRIC_KEYS = (*METRIC_KEYS, *PREFERENCE_METRIC_KEYS, *REINFORCEMENT_METRIC_KEYS)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A saved adapter at an epoch end, servable under its own model name."""
@@ -322,8 +334,9 @@ class Checkpoint:
             "created_at": self.created_at,
             "fine_tuned_model_checkpoint": self.fine_tuned_model_checkpoint,
             "step_number": self.step_number,
-            "metrics": {key: self.metrics.get(key)
-                        for key in (*METRIC_KEYS, *PREFERENCE_METRIC_KEYS)},
+            "metrics": {**{key: self.metrics.get(key) for key in CHECKPOINT_METRIC_KEYS},
+                        **{key: value for key, value in self.metrics.items()
+                           if key.startswith(PART_REWARD_PREFIXES)}},
             "fine_tuning_job_id": self.job_id,
         }
 

@@ -1,11 +1,12 @@
-"""An OpenAI-compatible HTTP endpoint (``TUNEGATE_EVAL_ENDPOINT``) as the ``GraderModels``
-that model graders ask, and the chat completions of eval runs' samples.
+"""An OpenAI-compatible HTTP endpoint as the ``GraderModels`` that model graders ask, and the
+chat completions of eval runs' samples.
 
-Two callers: the worker's eval runs, which may not import the API or the serving pool (layer
-rules) and so reach models the way any client does, through ``/v1`` of this server (the
-setting's default) or of an external one; and ``POST /v1/fine_tuning/alpha/graders/run``, whose
-grader models are on the external endpoint when the setting names one. One client is shared by
-a caller's threads (httpx's pool is thread-safe).
+Three callers, none of which may import the API's serving pool (layer rules) or, for the worker
+and the trainer, the API at all, so they reach models the way any client does: the worker's eval
+runs and reinforcement training, through ``/v1`` of this server (``TUNEGATE_EVAL_ENDPOINT``'s
+default) or of an external one; and ``POST /v1/fine_tuning/alpha/graders/run``, whose grader
+models are on the external endpoint when the setting names one. One client is shared by a
+caller's threads (httpx's pool is thread-safe).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
-from tunegate.graders import ModelAnswer
+from tunegate.graders.models import ModelAnswer
 
 # A busy model answers 429 (its queue is full) or 503 while it loads: wait and ask again.
 RETRY_STATUSES = frozenset({429, 503})

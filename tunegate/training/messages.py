@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from tunegate.training.spec import RunStatus, TrainingResult
@@ -30,6 +30,13 @@ class HyperparametersResolved:
     resolved: dict[str, Any]
 
 
+# One graded answer of StepMetrics.samples: ``split`` "train" or "valid"; ``line`` the 1-based
+# line of the (training or validation) file its prompt came from; ``output_text`` the answer;
+# ``reward`` the grader's score, or None when the grader failed on it (``error`` says why);
+# ``sub_rewards`` a multi grader's parts by name ({} otherwise).
+SAMPLE_KEYS = ("split", "line", "output_text", "reward", "sub_rewards", "error")
+
+
 @dataclass(frozen=True)
 class StepMetrics:
     """One optimizer step's figures; ``values`` holds train_*/valid_*/full_valid_* keys.
@@ -46,10 +53,14 @@ class StepMetrics:
     estimated_finish_seconds: float | None = None
     learning_rate: float | None = None
     tokens_per_second: float | None = None
+    # Reinforcement: the graded answers behind the step's rewards, one dict each (SAMPLE_KEYS):
+    # every validation answer on a step that validated (the job's eval run for the step), and
+    # a few of the step's training answers (shown on the job's dashboard page).
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
     def event_data(self) -> dict[str, Any]:
         """The metrics event's ``data`` as OpenAI shows it (step first, total_steps last), with
-        tunegate's two additions for charts before total_steps."""
+        tunegate's two additions for charts before total_steps; ``samples`` are not in it."""
         return {"step": self.step, **self.values, "learning_rate": self.learning_rate,
                 "tokens_per_second": self.tokens_per_second, "total_steps": self.total_steps}
 
@@ -104,6 +115,16 @@ def from_line(line: str) -> TrainerMessage:
         data["status"] = RunStatus(data["status"])
     message: TrainerMessage = cls(**data)
     return message
+
+
+def graded_sample(split: str, line: int, output_text: str, reward: float | None,
+                  sub_rewards: dict[str, float] | None = None,
+                  error: str | None = None) -> dict[str, Any]:
+    """One entry of ``StepMetrics.samples`` (``SAMPLE_KEYS``): a ``train`` or ``valid``
+    answer to the prompt of ``line``, with its reward (``None`` and ``error`` when the grader
+    failed on it)."""
+    return {"split": split, "line": line, "output_text": output_text, "reward": reward,
+            "sub_rewards": dict(sub_rewards or {}), "error": error}
 
 
 def note(text: str, level: str = "info") -> Note:

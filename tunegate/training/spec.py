@@ -63,6 +63,10 @@ class TrainingSpec:
     resume: bool = False
     # Recompute each layer's activations in backward (the worker's memory plan decides).
     gradient_checkpointing: bool = False
+    # Reinforcement: the OpenAI-compatible base URL (ending in /v1) that model graders and
+    # cosine embeddings call while training, and its key (the worker fills both).
+    grader_endpoint: str | None = None
+    grader_api_key: str | None = None
 
     def to_json(self) -> str:
         """A JSON object that :meth:`from_json` turns back into an equal spec."""

@@ -160,7 +160,7 @@ class EvalStage:
     def _completion(self, run: EvalRun, item: Mapping[str, Any]) -> Generated:
         source = run.data_source
         params = eval_requests.sampling(source.get("sampling_params"))
-        shown = _shown_sample(run.model, params)
+        shown = shown_sample(run.model, params)
         try:
             messages = _input_messages(source["input_messages"], item)
         except (UnknownVariable, ValueError) as exc:
@@ -206,7 +206,7 @@ def _input_messages(spec: Mapping[str, Any], item: Mapping[str, Any]) -> list[di
     return messages
 
 
-def _shown_sample(model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def shown_sample(model: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """An output item's ``sample`` with every key OpenAI's SDK requires, none of them null."""
     return {"input": [], "output": [], "finish_reason": "", "model": model,
             "usage": {"total_tokens": 0, "completion_tokens": 0, "prompt_tokens": 0,
@@ -224,7 +224,7 @@ def _failed(shown: dict[str, Any], code: str, message: str) -> Generated:
 def _given_sample(run: EvalRun, sample: Any) -> Generated:
     """A jsonl row's own ``sample``: ``output_text`` or chat ``choices`` (the first one's
     message), with ``output_tools`` where given."""
-    shown = _shown_sample(run.model, eval_requests.sampling(None))
+    shown = shown_sample(run.model, eval_requests.sampling(None))
     if not isinstance(sample, Mapping):
         return _failed(shown, "missing_sample", "The row has no sample to grade (a jsonl run "
                        "grades rows {\"item\": ..., \"sample\": {\"output_text\": ...}}).")

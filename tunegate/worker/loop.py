@@ -240,7 +240,9 @@ class Worker:
                 self._check_file(file_id, job.method.type, minimum)
             except DatasetError as exc:
                 return self._fail_validation(job, param, exc.code, exc.message)
-        tokenizer = self.length_tokenizer(model)
+        # The length check reads chat and preference files; the trainer reads reinforcement
+        # prompts itself (one too long to leave room for an answer is dropped and reported).
+        tokenizer = self.length_tokenizer(model) if job.method.grader is None else None
         if tokenizer is not None:
             for param, file_id, _ in checks:
                 try:

@@ -61,6 +61,7 @@ from tunegate.training.messages import (
 from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
 from tunegate.worker import memory_plan
 from tunegate.worker.host import Host
+from tunegate.worker.job_evals import JobEvals
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
 from tunegate.worker.publishing import Publisher, export_gguf
@@ -83,6 +84,10 @@ DISK_FULL = ("The server's data folder filled up while the worker prepared or re
 DISK_FULL_REQUEUES = 3
 # Said by each such warn event, which are counted (the reaper's words differ).
 BACK_FOR_ROOM = "The job waits in the queue for room on the disk"
+# A reinforcement step's training answers shown in its metrics event (the dashboard's samples),
+# and the most characters of each.
+SHOWN_SAMPLES = 3
+SHOWN_SAMPLE_CHARS = 500
 
 
 class TrainingStage:
@@ -105,6 +110,9 @@ class TrainingStage:
         self.worker_id = worker_id
         self.executor = executor or default_executor(self.settings)
         self.publisher = Publisher(self.store, service.storage, worker_id, self.executor.export)
+        # A reinforcement job's validations, recorded as runs of its eval.
+        self.job_evals = JobEvals(self.store, service.storage,
+                                  report_url=f"{self.settings.own_url}/dashboard/")
 
     def work_dir(self, job_id: str) -> Path:
         return self.settings.job_dir(job_id)
@@ -130,6 +138,9 @@ class TrainingStage:
             init_adapter=model.init_adapter,
             resume=(work_dir / "run").exists(),
             gradient_checkpointing=model.gradient_checkpointing,
+            # Model graders (and cosine embeddings) reach the models as eval runs do.
+            grader_endpoint=self.settings.eval_base_url if job.method.grader else None,
+            grader_api_key=self.settings.eval_api_key if job.method.grader else None,
         )
 
     # Run ------------------------------------------------------------------------------------
@@ -154,6 +165,9 @@ class TrainingStage:
             self._announce_plan(started, model, planned)
             model = replace(model, gradient_checkpointing=planned.memory.estimate.checkpointing)
         try:
+            created = self.job_evals.ensure(started)
+            if created is not None:
+                self._note(started, created)
             self._finish(started, self._train(started, model), model)
         except Exception as exc:
             # Whatever broke after `running` (a trainer that cannot be spawned, an export
@@ -355,7 +369,7 @@ class TrainingStage:
         if isinstance(message, HyperparametersResolved):
             return self._record_hyperparameters(job, message)
         if isinstance(message, StepMetrics):
-            return self._record_metrics(job, message)
+            return self._record_metrics(job, model, message)
         if isinstance(message, CheckpointSaved):
             return self._record_checkpoint(job, model, message)
         raise TypeError(f"unexpected trainer message {message!r}")
@@ -376,20 +390,22 @@ class TrainingStage:
         return self._progress(job, [job_event(job.id, "Hyperparameters resolved: " + ", ".join(
             f"{k}={v}" for k, v in message.resolved.items()))], {"method": resolved})
 
-    def _record_metrics(self, job: FineTuningJob, metrics: StepMetrics) -> bool:
+    def _record_metrics(self, job: FineTuningJob, model: ResolvedModel,
+                        metrics: StepMetrics) -> bool:
         if metrics.step <= self.recorded_through:
             return True
-        message = (f"Step {metrics.step}/{metrics.total_steps}: "
-                   f"training loss={metrics.values['train_loss']:.4f}")
-        if metrics.values.get("train_reward_accuracy") is not None:
-            message += f", reward accuracy={metrics.values['train_reward_accuracy']:.2f}"
-        if metrics.values.get("valid_loss") is not None:
-            message += f", validation loss={metrics.values['valid_loss']:.4f}"
+        if metrics.samples:
+            # Before the step's event: a worker killed in between records the step again
+            # (from the journal), and the eval keeps one run per step.
+            self.job_evals.record(job, metrics.step,
+                                  checkpoint_model_name(self._model_name(job, model),
+                                                        metrics.step), metrics.samples)
         changes: dict[str, object] = {"trained_tokens": metrics.trained_tokens}
         if metrics.estimated_finish_seconds is not None:
             changes["estimated_finish"] = now() + int(metrics.estimated_finish_seconds)
-        recorded = self._progress(job, [job_event(job.id, message, type="metrics",
-                                                  data=metrics.event_data())], changes)
+        recorded = self._progress(job, [job_event(job.id, step_message(metrics),
+                                                  type="metrics", data=event_data(metrics))],
+                                  changes)
         if recorded:
             self.recorded_through = metrics.step
         return recorded
@@ -483,6 +499,30 @@ class TrainingStage:
         A finished job's move, with what it publishes, is ``Publisher.publish``'s."""
         return move_as_worker(self.store, self.service.storage, self.worker_id, job, target,
                               message, level=level, changes=changes)
+
+
+def step_message(metrics: StepMetrics) -> str:
+    """A metrics event's text: the step, then the training and validation figures the
+    method has (a reinforcement run has rewards, not a loss)."""
+    values = metrics.values
+    shown = [(name, label, digits) for name, label, digits in (
+        ("train_loss", "training loss", 4), ("train_reward_accuracy", "reward accuracy", 2),
+        ("train_reward_mean", "reward mean", 3), ("valid_loss", "validation loss", 4),
+        ("valid_reward_mean", "validation reward mean", 3)) if values.get(name) is not None]
+    figures = ", ".join(f"{label}={values[name]:.{digits}f}" for name, label, digits in shown)
+    return f"Step {metrics.step}/{metrics.total_steps}" + (f": {figures}" if figures else "")
+
+
+def event_data(metrics: StepMetrics) -> dict[str, Any]:
+    """A metrics event's ``data``; a reinforcement step's adds ``samples``: a few of its
+    training answers with their rewards, clipped, for the dashboard."""
+    data = metrics.event_data()
+    shown = [{"line": sample.get("line"), "reward": sample.get("reward"),
+              "output_text": str(sample.get("output_text", ""))[:SHOWN_SAMPLE_CHARS]}
+             for sample in metrics.samples if sample.get("split") == "train"][:SHOWN_SAMPLES]
+    if shown:
+        data["samples"] = shown
+    return data
 
 
 def default_executor(settings: Settings) -> Executor:

@@ -162,6 +162,37 @@ class SqlEvals:
                 name=run.name, data_source=run.data_source, metadata=run.metadata,
                 error=run.error, totals=run.totals.to_json(), report_url=run.report_url))
 
+    def add_graded_run(self, run: EvalRun, items: Sequence[OutputItem]) -> bool:
+        """Record a run graded elsewhere (a reinforcement job's validation, which its trainer
+        sampled and graded) whole, in one transaction: the run as given (a finished status,
+        no worker: no worker ever claims it), its totals those of ``items``, and every output
+        item. ``False``, with nothing written, when the eval already has a run of that name
+        (recorded before a worker died) or no longer exists."""
+        runs = schema.eval_runs
+        totals = RunTotals()
+        for item in items:
+            totals.add(item)
+        with self.engine.begin() as connection:
+            if connection.execute(self._locked(select(schema.evals.c.id).where(
+                    schema.evals.c.id == run.eval_id))).first() is None:
+                return False
+            if connection.execute(select(runs.c.id).where(
+                    runs.c.eval_id == run.eval_id, runs.c.name == run.name)).first() is not None:
+                return False
+            connection.execute(insert(runs).values(
+                id=run.id, eval_id=run.eval_id, project_id=run.project_id,
+                created_at=run.created_at, status=run.status.value, model=run.model,
+                name=run.name, data_source=run.data_source, metadata=run.metadata,
+                error=run.error, totals=totals.to_json(), report_url=run.report_url))
+            for item in items:
+                connection.execute(insert(schema.eval_output_items).values(
+                    id=item.id, run_id=run.id, eval_id=item.eval_id,
+                    project_id=item.project_id, created_at=item.created_at,
+                    status=item.status, datasource_item_id=item.datasource_item_id,
+                    datasource_item=item.datasource_item, results=item.results,
+                    sample=item.sample, usage=item.usage, errored=int(item.errored)))
+        return True
+
     def get_run(self, project_id: str | None, eval_id: str | None, run_id: str) -> EvalRun | None:
         """The run; ``eval_id`` None: whichever eval it belongs to (the worker)."""
         table = schema.eval_runs
