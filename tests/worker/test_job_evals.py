@@ -11,6 +11,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from openai.types import EvalRetrieveResponse
+from openai.types.evals import RunRetrieveResponse
+from openai.types.evals.runs import OutputItemRetrieveResponse
 
 from tests.helpers import service_create_job, service_upload
 from tests.worker.scripted import ScriptedExecutor
@@ -136,3 +139,38 @@ def test_reinforcement_files_pass_validation_with_the_tokenizer_on_disk(
     job_id = service_create_job(service, service_upload(service, rft_lines(12)), method=METHOD)
     Worker(service).run_once()
     assert service.jobs.get("default", job_id).status is JobStatus.QUEUED
+
+
+def test_a_multi_graders_parts_are_the_criteria_a_strict_sdk_reads(service: Service) -> None:
+    """OpenAI's SDK types no multi criterion: its parts stand in, scored by their rewards."""
+    multi = {"type": "multi", "name": "both", "calculate_output": "0.5 * exact + 0.5 * close",
+             "graders": {"exact": GRADER, "close": {
+                 "type": "text_similarity", "name": "c", "input": "{{sample.output_text}}",
+                 "reference": "{{item.answer}}", "evaluation_metric": "fuzzy_match"}}}
+    answers = [graded_sample("valid", 1, "0", 1.0, {"exact": 1.0, "close": 1.0}),
+               graded_sample("valid", 2, "3", 0.4, {"exact": 0.0, "close": 0.8})]
+    steps = [StepMetrics(1, 1, 10, {"train_reward_mean": 0.5, "valid_reward_mean": 0.7},
+                         samples=answers)]
+    job_id = service_create_job(
+        service, service_upload(service, rft_lines(12)),
+        method={"type": "reinforcement", "reinforcement": {"grader": multi}},
+        validation_file=service_upload(service, rft_lines(3)))
+    worker = Worker(service, executor=ScriptedExecutor(messages=steps).executor())
+    assert worker.run_once() and worker.run_once()
+    eval_id = job_eval_id(job_id)
+    criteria = service.evals.get("default", eval_id).testing_criteria
+    assert [(c["type"], c["name"]) for c in criteria] == [("string_check", "exact"),
+                                                          ("text_similarity", "close")]
+    [run] = service.eval_runs.list("default", eval_id, after=None, limit=10, order="asc",
+                                   status=None).items
+    items = service.eval_runs.list_items("default", eval_id, run.id, after=None, limit=10,
+                                         order="asc", status=None).items
+    scores = [[(r["score"], r["passed"], r["reward"]) for r in item.results] for item in items]
+    assert scores == [[(1.0, True, 1.0), (1.0, True, 1.0)],
+                      [(0.0, False, 0.4), (0.8, False, 0.4)]]
+    assert run.to_api()["result_counts"] == {"total": 2, "errored": 0, "failed": 1, "passed": 1}
+    # What a strict SDK client checks (it validates every answer against these types).
+    EvalRetrieveResponse.model_validate(service.evals.get("default", eval_id).to_api())
+    RunRetrieveResponse.model_validate(run.to_api())
+    for item in items:
+        OutputItemRetrieveResponse.model_validate(item.to_api())
