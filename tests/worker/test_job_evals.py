@@ -23,7 +23,7 @@ from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
-from tunegate.training.messages import StepMetrics, graded_sample
+from tunegate.training.messages import HyperparametersResolved, StepMetrics, graded_sample
 from tunegate.worker.job_evals import JobEvals, job_eval_id
 from tunegate.worker.loop import Worker
 
@@ -174,3 +174,14 @@ def test_a_multi_graders_parts_are_the_criteria_a_strict_sdk_reads(service: Serv
     RunRetrieveResponse.model_validate(run.to_api())
     for item in items:
         OutputItemRetrieveResponse.model_validate(item.to_api())
+
+
+def test_resolved_hyperparameters_replace_auto_in_the_jobs_method(service: Service) -> None:
+    resolved = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 0.3,
+                "compute_multiplier": 1.0, "eval_interval": 3, "eval_samples": 1,
+                "reasoning_effort": "default", "beta": None}
+    job_id = trained(service, ScriptedExecutor(messages=[HyperparametersResolved(resolved)]))
+    method = service.jobs.get("default", job_id).to_api()["method"]
+    assert method["reinforcement"]["hyperparameters"] == {
+        key: value for key, value in resolved.items() if value is not None}
+    assert method["reinforcement"]["grader"] == GRADER
