@@ -66,3 +66,44 @@ def test_dpo_resolves_beta_and_supervised_does_not() -> None:
         "n_epochs": 5, "batch_size": 1, "learning_rate_multiplier": 0.5, "beta": 0.1}
     assert resolve(Method.of("dpo", {"beta": 2}), 20).beta == 2.0
     assert "beta" not in resolve(Method(), 20).to_dict()
+
+
+GRADER = {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}",
+          "reference": "{{ item.answer }}", "operation": "eq"}
+
+
+def reinforcement(**values: object) -> Method:
+    return Method.of("reinforcement", values, grader=GRADER)
+
+
+@pytest.mark.parametrize(("n_prompts", "batch"), [
+    (1, 1), (3, 3), (4, 4), (36, 4), (300, 5), (5000, 16),
+])
+def test_reinforcement_batch_is_prompts_per_step_from_4_to_16(n_prompts: int, batch: int) -> None:
+    assert resolve(reinforcement(), n_prompts).batch_size == batch
+
+
+@pytest.mark.parametrize(("compute", "group"), [(0.01, 2), (0.5, 2), (1.0, 4), (2.0, 8),
+                                                 (10.0, 16)])
+def test_compute_multiplier_sets_the_group_size(compute: float, group: int) -> None:
+    assert resolve(reinforcement(compute_multiplier=compute), 36).group_size == group
+
+
+@pytest.mark.parametrize(("effort", "budget"), [("default", 128), ("low", 64), ("medium", 128),
+                                                ("high", 256)])
+def test_reasoning_effort_sets_the_completion_budget(effort: str, budget: int) -> None:
+    assert resolve(reinforcement(reasoning_effort=effort), 36).completion_tokens == budget
+
+
+def test_reinforcement_auto_values_are_resolved_and_echoed_under_openais_names() -> None:
+    resolved = resolve(reinforcement(), 36)  # 3 epochs of 9 steps: 27 steps
+    assert resolved.to_dict() == {"n_epochs": 3, "batch_size": 4,
+                                  "learning_rate_multiplier": 0.3, "compute_multiplier": 1.0,
+                                  "eval_interval": 3, "eval_samples": 1,
+                                  "reasoning_effort": "default"}
+    # The job's method takes them back as they are (what the worker stores).
+    assert reinforcement().resolved(resolved.to_dict()).hyperparameters.to_wire() == {
+        "batch_size": 4, "compute_multiplier": 1.0, "eval_interval": 3, "eval_samples": 1,
+        "learning_rate_multiplier": 0.3, "n_epochs": 3, "reasoning_effort": "default"}
+    given = resolve(reinforcement(eval_interval=2, eval_samples=3, batch_size=6), 36)
+    assert (given.eval_interval, given.eval_samples, given.batch_size) == (2, 3, 6)

@@ -20,7 +20,9 @@ from .conftest import CHATML, TOOL_TEMPLATE, build_tokenizer, chat, write_jsonl
 pytest.importorskip("tokenizers")
 
 PREFERENCES = TEST_DATA / "microsoft-foundry__orca_dpo_pairs__validation.jsonl"
-SUPERVISED = sorted({*TEST_DATA.glob("*.jsonl"), FIXTURES / "tool_calls.jsonl"} - {PREFERENCES})
+REINFORCEMENT = sorted(TEST_DATA.glob("*rft*.jsonl"))
+SUPERVISED = sorted({*TEST_DATA.glob("*.jsonl"), FIXTURES / "tool_calls.jsonl"}
+                    - {PREFERENCES, *REINFORCEMENT})
 
 
 @pytest.fixture(scope="module", params=[CHATML, TOOL_TEMPLATE], ids=["chatml", "tools"])
@@ -52,6 +54,18 @@ def test_preference_pairs_are_the_trainers_exactly(
     role = file_role(False)
     expected = list(iter_pairs(PREFERENCES, transformers_tokenizer, role))
     assert expected and list(iter_pairs(PREFERENCES, light, role)) == expected
+
+
+@pytest.mark.parametrize("path", REINFORCEMENT, ids=lambda p: p.name[:40])
+@pytest.mark.model
+def test_reinforcement_prompts_are_the_trainers_exactly(tokenizers: tuple[Any, FileTokenizer],
+                                                        path: Path) -> None:
+    from tunegate.training.rft_data import iter_prompts
+
+    transformers_tokenizer, light = tokenizers
+    role = file_role(False)
+    expected = list(iter_prompts(path, transformers_tokenizer, role, {}))
+    assert expected and list(iter_prompts(path, light, role, {})) == expected
 
 
 def failure(function: Any, *args: Any, **kwargs: Any) -> tuple[str, str | None, str] | None:

@@ -3,7 +3,7 @@ imports included), read with ``ast``: no module is run.
 
 The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing
 of ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and
-adapters only domain and the kernel; training only chat, domain and the kernel; serving never
+adapters only domain and the kernel; training only chat, domain, graders and the kernel; serving never
 the worker, training or torch; the worker never the API or serving; a few training modules
 (spec, errors, messages, precision, journal, hyperparams) never torch; only
 tunegate.worker.ray_executor imports ray; handlers only the API, domain and the kernel; the
@@ -31,7 +31,8 @@ ALLOWED: Mapping[str, set[str]] = {
     "chat": set(),
     "store": {"domain"},
     "adapters": {"domain"},
-    "training": {"chat", "domain"},
+    # Reinforcement rewards come from the grader engine (and its OpenAI-compatible endpoint).
+    "training": {"chat", "domain", "graders"},
     "serving": {"chat", "domain"},
     # Graders score samples for the API, eval runs and reinforcement rewards: torch-free, no server.
     "graders": {"domain"},

@@ -16,10 +16,10 @@ import pytest
 from tunegate.api.app import build_service
 from tunegate.api.service import Service
 from tunegate.domain.evals import RunStatus
+from tunegate.graders.endpoint import EndpointModels, ModelCallFailed
 from tunegate.settings import Settings
 from tunegate.worker.eval_stage import EvalStage
 from tunegate.worker.loop import Worker
-from tunegate.worker.model_client import EndpointModels, ModelCallFailed
 
 MODEL = "SmolLM2-135M-Instruct"
 CRITERION = {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}",

@@ -6,6 +6,7 @@ imports this module.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -15,9 +16,12 @@ from typing import Any
 import torch
 
 from tunegate.errors import is_disk_full
+from tunegate.graders import InvalidGrader, grader_models, parse_grader
+from tunegate.graders.endpoint import EndpointModels
 from tunegate.training import (
     attention,
     dpo,
+    grpo,
     hyperparams,
     journal,
     lora,
@@ -37,6 +41,8 @@ from tunegate.training.errors import (
 )
 from tunegate.training.messages import Emit, HyperparametersResolved, note
 from tunegate.training.preference import load_preferences
+from tunegate.training.rewards import Rewarder
+from tunegate.training.rft_data import load_prompts
 from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
 from tunegate.training.threads import ThreadGovernor
 from tunegate.training.trainer import TrainerOptions
@@ -46,7 +52,10 @@ __all__ = ["TrainerOptions", "TrainingFailed", "TrainingResult", "run_training"]
 ShouldStop = Callable[[], str | None]
 # How each method's files are read (the methods this trainer can train).
 LOADERS: dict[str, Callable[..., Dataset[Any]]] = {"supervised": load_dataset,
-                                                   "dpo": load_preferences}
+                                                   "dpo": load_preferences,
+                                                   "reinforcement": load_prompts}
+INVALID_GRADER = "invalid_grader"
+GRADER_PARAM = "method.reinforcement.grader"
 
 
 def preload() -> None:
@@ -66,8 +75,9 @@ def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
                  options: TrainerOptions | None = None) -> TrainingResult:
     """Fine-tune ``spec.base_model`` with LoRA on ``spec.training_file``.
 
-    ``spec.method`` is ``supervised`` (chat or prompt/completion files) or ``dpo`` (preference
-    files, :mod:`tunegate.training.dpo`). Promises: its "auto" hyperparameters resolved before
+    ``spec.method`` is ``supervised`` (chat or prompt/completion files), ``dpo`` (preference
+    files, :mod:`tunegate.training.dpo`) or ``reinforcement`` (RFT files, GRPO rewarded by the
+    job's grader, :mod:`tunegate.training.grpo`). Promises: its "auto" hyperparameters resolved before
     the weights load, a ``hyperparameters`` event before the first step, one ``metrics`` event
     per optimizer step, a ``checkpoint`` event per epoch end.
     Returns status ``succeeded`` (adapter in ``work_dir/adapter``, ``results.csv`` written),
@@ -77,7 +87,7 @@ def run_training(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     options = options or TrainerOptions()
     if spec.method.type not in LOADERS:
         raise TrainingFailed("unsupported_method", f"Method {spec.method.type!r} is not "
-                             "supported; use 'supervised' or 'dpo'.", "method")
+                             "supported; use 'supervised', 'dpo' or 'reinforcement'.", "method")
     try:
         return _run(spec, emit, should_stop, options)
     except torch.OutOfMemoryError as exc:
@@ -102,7 +112,19 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     # The data first, with the tokenizer alone: a file that cannot train fails in seconds,
     # before the weights load (or a GGUF base is converted).
     tokenizer = model_cache.load_tokenizer(spec.base_model, spec.cache_dir)
-    load = LOADERS[spec.method.type]
+    rewarder = _rewarder(spec)  # a grader that cannot run fails here, before any loading
+    try:
+        return _train(spec, emit, should_stop, options, device, chosen, governor, tokenizer,
+                      rewarder)
+    finally:
+        if rewarder is not None:
+            rewarder.close()
+
+
+def _train(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop, options: TrainerOptions,
+           device: torch.device, chosen: precision.Precision, governor: ThreadGovernor | None,
+           tokenizer: Any, rewarder: Rewarder | None) -> TrainingResult:
+    load = _loader(spec, options)
     train_set: Dataset[Any] = load(spec.training_file, tokenizer, spec.max_seq_len, emit=emit)
     valid_set: Dataset[Any] | None = (
         load(spec.validation_file, tokenizer, spec.max_seq_len, validation=True, emit=emit)
@@ -131,13 +153,20 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
             return TrainingResult(RunStatus.CANCELLED, None, 0, None, hp.to_dict())
         train_set, valid_set = referenced
         objective = dpo.PreferenceObjective(engine, hp.beta)
+    if rewarder is not None:
+        objective = grpo.ReinforcementObjective(engine, tokenizer, rewarder, hp, spec.seed,
+                                                options.completion_tokens)
+        emit(note(f"Sampling {hp.group_size} completions per prompt of at most "
+                  f"{objective.completion_tokens} tokens; rewards from the "
+                  f"{rewarder.grader.type} grader {rewarder.grader.name!r}"))
     optimizer = trainer.make_optimizer(model, hp.learning_rate, options.weight_decay)
     total_steps = hyperparams.steps_per_epoch(len(train_set.examples), hp.batch_size) * hp.n_epochs
     scheduler = trainer.make_scheduler(optimizer, total_steps, options.warmup_fraction)
     loop = trainer.Loop(objective, optimizer, scheduler, train_set, valid_set,
                     hp, spec.seed, spec.work_dir, options, emit, should_stop, governor)
     progress = _start_or_resume(spec, loop, train_set, valid_set, emit)
-    noun = "preference pairs" if spec.method.type == "dpo" else "examples"
+    noun = {"dpo": "preference pairs", "reinforcement": "prompts"}.get(spec.method.type,
+                                                                       "examples")
     emit(note(f"Training {len(train_set.examples)} {noun} ({train_set.n_tokens} tokens) "
                   f"for {hp.n_epochs} epoch(s), {loop.total_steps} steps of {hp.batch_size} "
                   f"example(s), learning rate {hp.learning_rate:g}"
@@ -156,6 +185,33 @@ def _run(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop,
     result.save(work_dir)  # the run is done: a worker that dies after this never trains it again
     state.clear_run_state(work_dir)
     return result
+
+
+def _loader(spec: TrainingSpec, options: TrainerOptions) -> Callable[..., Dataset[Any]]:
+    """How the method's files are read; an RFT prompt leaves room for its completion."""
+    load = LOADERS[spec.method.type]
+    if spec.method.type != "reinforcement":
+        return load
+    effort = str(getattr(spec.method.hyperparameters, "reasoning_effort", "default"))
+    budget = options.completion_tokens or hyperparams.COMPLETION_TOKENS[effort]
+    return functools.partial(load, completion_tokens=budget, reasoning_effort=effort)
+
+
+def _rewarder(spec: TrainingSpec) -> Rewarder | None:
+    """The reinforcement job's grader, ready to score (``None`` for the other methods)."""
+    if spec.method.type != "reinforcement":
+        return None
+    try:
+        grader = parse_grader(spec.method.grader, where=GRADER_PARAM)
+    except InvalidGrader as exc:
+        raise TrainingFailed(INVALID_GRADER, str(exc), exc.param) from exc
+    if grader_models(grader) and not spec.grader_endpoint:
+        raise TrainingFailed(INVALID_GRADER, "The grader calls a model "
+                             f"({', '.join(grader_models(grader))}), but the trainer was given "
+                             "no endpoint to reach it.", GRADER_PARAM)
+    models = (EndpointModels(spec.grader_endpoint, spec.grader_api_key or "")
+              if spec.grader_endpoint else None)
+    return Rewarder(grader, models)
 
 
 def configure_runtime(seed: int) -> torch.device:

@@ -52,6 +52,8 @@ class TrainerOptions:
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     threads: int | None = None  # CPU threads; None: adaptive (tunegate.training.threads)
+    # Reinforcement: the most new tokens per completion; None: from reasoning_effort.
+    completion_tokens: int | None = None
 
 
 class Engine:
@@ -270,7 +272,8 @@ class Loop:
 
     @property
     def valid_every(self) -> int:
-        return self.options.valid_every or max(1, math.ceil(self.total_steps / VALIDATIONS_PER_RUN))
+        return (self.options.valid_every or self.hp.eval_interval
+                or max(1, math.ceil(self.total_steps / VALIDATIONS_PER_RUN)))
 
 
 def train(loop: Loop, progress: state.Progress) -> RunStatus:
@@ -304,12 +307,15 @@ def train(loop: Loop, progress: state.Progress) -> RunStatus:
             return RunStatus.CANCELLED
         elapsed = time.monotonic() - started
         remaining = elapsed / (step - first_step) * (loop.total_steps - step)
+        # Reinforcement's graded answers (tunegate.training.grpo); the other objectives have none.
+        take_samples = getattr(loop.objective, "take_samples", None)
         loop.report(StepMetrics(step=step, total_steps=loop.total_steps,
                                 trained_tokens=progress.trained_tokens,
                                 values={k: v for k, v in metrics.items() if k != "step"},
                                 estimated_finish_seconds=round(remaining, 1),
                                 learning_rate=learning_rate,
-                                tokens_per_second=round(tokens / max(step_seconds, 1e-6), 1)))
+                                tokens_per_second=round(tokens / max(step_seconds, 1e-6), 1),
+                                samples=take_samples() if take_samples else []))
         progress.rows.append({column: metrics.get(key)
                               for column, key in loop.objective.csv_columns.items()})
         if epoch_end:
@@ -325,16 +331,22 @@ def train(loop: Loop, progress: state.Progress) -> RunStatus:
 
 
 def _validate(loop: Loop, step: int, epoch_end: bool, metrics: dict[str, Any]) -> bool:
-    """Add valid_* (every ``valid_every`` steps and the last) and full_valid_* (epoch ends)."""
+    """Add valid_* (every ``valid_every`` steps and the last) and full_valid_* (epoch ends).
+
+    Reinforcement (an ``eval_interval``) validates on the whole file each time, as OpenAI's
+    ``eval_interval`` does, and has no separate full validation.
+    """
     assert loop.valid_set is not None
+    whole_file = loop.hp.eval_interval is not None
     if step % loop.valid_every == 0 or step == loop.total_steps:
         size = min(loop.hp.batch_size, len(loop.valid_set.examples))
-        batch = valid_batch(loop.valid_set, size, loop.seed, step // loop.valid_every)
+        batch = (loop.valid_set.examples if whole_file else
+                 valid_batch(loop.valid_set, size, loop.seed, step // loop.valid_every))
         result = loop.objective.evaluate(batch, loop.should_stop)
         if result is None:
             return False
         metrics.update(_prefixed("valid_", result))
-    if epoch_end:
+    if epoch_end and not whole_file:
         result = loop.objective.evaluate(loop.valid_set.examples, loop.should_stop)
         if result is None:
             return False

@@ -25,10 +25,10 @@ from tunegate.domain.evals import EvalRun, OutputItem, RunStatus, no_error
 from tunegate.domain.jobs import now
 from tunegate.errors import TunegateError
 from tunegate.graders import Grader, InvalidGrader, Sample, grade, parse_grader, passed
+from tunegate.graders.endpoint import EndpointModels, ModelCallFailed
 from tunegate.graders.messages import UnknownVariable, referenced, render_template
 from tunegate.worker.heartbeats import beating
 from tunegate.worker.host import Host
-from tunegate.worker.model_client import EndpointModels, ModelCallFailed
 
 log = logging.getLogger("tunegate.worker")
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
 from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
 from tunegate.errors import Conflict
+from tunegate.graders.endpoint import EndpointModels
 from tunegate.store.base import OwnedJob
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.length_check import FileTokenizer, check_lengths, file_tokenizer
@@ -27,7 +28,6 @@ from tunegate.worker.heartbeats import beating
 from tunegate.worker.host import Host
 from tunegate.worker.identity import known_dead, new_worker_id
 from tunegate.worker.janitor import SWEEP_SECONDS, Janitor
-from tunegate.worker.model_client import EndpointModels
 from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
 from tunegate.worker.standby import Standby

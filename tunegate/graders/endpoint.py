@@ -1,6 +1,7 @@
-"""An OpenAI-compatible HTTP endpoint as eval runs use it: chat completions for samples, and
-the ``GraderModels`` that model graders ask (tunegate.graders). The worker may not import the
-API or the serving pool (layer rules), so it reaches models the way any client does: through
+"""An OpenAI-compatible HTTP endpoint as eval runs and reinforcement training use it: chat
+completions for samples, and the ``GraderModels`` that model graders ask (tunegate.graders).
+Neither the worker nor the trainer may import the API or the serving pool (layer rules), so
+they reach models the way any client does: through
 ``/v1`` of this server (setting ``TUNEGATE_EVAL_ENDPOINT``, this server's own by default) or of
 an external one. One client is shared by a run's threads (httpx's pool is thread-safe).
 """
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
-from tunegate.graders import ModelAnswer
+from tunegate.graders.models import ModelAnswer
 
 # A busy model answers 429 (its queue is full) or 503 while it loads: wait and ask again.
 RETRY_STATUSES = frozenset({429, 503})
