@@ -68,7 +68,7 @@ def test_train_follows_a_reinforcement_job_and_its_eval_holds_each_validation(
         assert len(items) == 4
         for item in items:
             assert item.datasource_item["messages"][-1]["role"] == "user"
-            assert 0.0 <= item.results[0]["score"] <= 1.0
+            assert 0.0 <= item.results[0].score <= 1.0
         again = strict.evals.runs.output_items.retrieve(items[0].id, eval_id=eval_id,
                                                         run_id=run.id)
         assert again.sample.output[0].content == items[0].sample.output[0].content
