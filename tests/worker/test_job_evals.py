@@ -11,6 +11,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from openai.types import EvalRetrieveResponse
+from openai.types.evals import RunRetrieveResponse
+from openai.types.evals.runs import OutputItemRetrieveResponse
 
 from tests.helpers import service_create_job, service_upload
 from tests.worker.scripted import ScriptedExecutor
@@ -20,7 +23,7 @@ from tunegate.api.service import Service
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
-from tunegate.training.messages import StepMetrics, graded_sample
+from tunegate.training.messages import HyperparametersResolved, StepMetrics, graded_sample
 from tunegate.worker.job_evals import JobEvals, job_eval_id
 from tunegate.worker.loop import Worker
 
@@ -136,3 +139,49 @@ def test_reinforcement_files_pass_validation_with_the_tokenizer_on_disk(
     job_id = service_create_job(service, service_upload(service, rft_lines(12)), method=METHOD)
     Worker(service).run_once()
     assert service.jobs.get("default", job_id).status is JobStatus.QUEUED
+
+
+def test_a_multi_graders_parts_are_the_criteria_a_strict_sdk_reads(service: Service) -> None:
+    """OpenAI's SDK types no multi criterion: its parts stand in, scored by their rewards."""
+    multi = {"type": "multi", "name": "both", "calculate_output": "0.5 * exact + 0.5 * close",
+             "graders": {"exact": GRADER, "close": {
+                 "type": "text_similarity", "name": "c", "input": "{{sample.output_text}}",
+                 "reference": "{{item.answer}}", "evaluation_metric": "fuzzy_match"}}}
+    answers = [graded_sample("valid", 1, "0", 1.0, {"exact": 1.0, "close": 1.0}),
+               graded_sample("valid", 2, "3", 0.4, {"exact": 0.0, "close": 0.8})]
+    steps = [StepMetrics(1, 1, 10, {"train_reward_mean": 0.5, "valid_reward_mean": 0.7},
+                         samples=answers)]
+    job_id = service_create_job(
+        service, service_upload(service, rft_lines(12)),
+        method={"type": "reinforcement", "reinforcement": {"grader": multi}},
+        validation_file=service_upload(service, rft_lines(3)))
+    worker = Worker(service, executor=ScriptedExecutor(messages=steps).executor())
+    assert worker.run_once() and worker.run_once()
+    eval_id = job_eval_id(job_id)
+    criteria = service.evals.get("default", eval_id).testing_criteria
+    assert [(c["type"], c["name"]) for c in criteria] == [("string_check", "exact"),
+                                                          ("text_similarity", "close")]
+    [run] = service.eval_runs.list("default", eval_id, after=None, limit=10, order="asc",
+                                   status=None).items
+    items = service.eval_runs.list_items("default", eval_id, run.id, after=None, limit=10,
+                                         order="asc", status=None).items
+    scores = [[(r["score"], r["passed"], r["reward"]) for r in item.results] for item in items]
+    assert scores == [[(1.0, True, 1.0), (1.0, True, 1.0)],
+                      [(0.0, False, 0.4), (0.8, False, 0.4)]]
+    assert run.to_api()["result_counts"] == {"total": 2, "errored": 0, "failed": 1, "passed": 1}
+    # What a strict SDK client checks (it validates every answer against these types).
+    EvalRetrieveResponse.model_validate(service.evals.get("default", eval_id).to_api())
+    RunRetrieveResponse.model_validate(run.to_api())
+    for item in items:
+        OutputItemRetrieveResponse.model_validate(item.to_api())
+
+
+def test_resolved_hyperparameters_replace_auto_in_the_jobs_method(service: Service) -> None:
+    resolved = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 0.3,
+                "compute_multiplier": 1.0, "eval_interval": 3, "eval_samples": 1,
+                "reasoning_effort": "default", "beta": None}
+    job_id = trained(service, ScriptedExecutor(messages=[HyperparametersResolved(resolved)]))
+    method = service.jobs.get("default", job_id).to_api()["method"]
+    assert method["reinforcement"]["hyperparameters"] == {
+        key: value for key, value in resolved.items() if value is not None}
+    assert method["reinforcement"]["grader"] == GRADER

@@ -4,8 +4,10 @@ OpenAI creates an eval for each reinforcement job and runs it on the validation 
 job trains; tunegate does the same. When a reinforcement job with a validation file starts
 training, the worker creates the job's eval in the job's project: its id is the job's with
 ``eval_`` for ``ftjob-`` (:func:`job_eval_id`, so creating it again after a crash finds it),
-its one testing criterion the job's grader, its rows the validation file's lines (``item`` is
-the whole line, ``messages`` included). A job event names it.
+its testing criterion the job's grader, its rows the validation file's lines (``item`` is the
+whole line, ``messages`` included). A job event names it. A ``multi`` grader's parts are the
+criteria, each scored by its part's reward: OpenAI's SDK reads no ``multi`` criterion, and a
+strict client would fail on every listing of the project's evals.
 
 At each ``eval_interval`` the trainer samples answers to every validation prompt with the
 current adapter and grades them with the job's grader (the grader engine, as for the training
@@ -68,7 +70,7 @@ class JobEvals:
         created = now()
         self.store.evals.add_eval(Eval(
             id=eval_id, project_id=job.project_id, created_at=created, updated_at=created,
-            name=f"{job.id} validation", testing_criteria=[_criterion(job)],
+            name=f"{job.id} validation", testing_criteria=_criteria(job),
             data_source_config=eval_requests.stored_config(
                 {"item_schema": ITEM_SCHEMA, "include_sample_schema": True}),
             metadata={"fine_tuning_job_id": job.id}))
@@ -86,12 +88,15 @@ class JobEvals:
         evaluation = self.store.evals.get_eval(job.project_id, job_eval_id(job.id))
         if evaluation is None:
             return False
-        criterion = evaluation.testing_criteria[0]
         try:
-            grader = parse_grader({k: v for k, v in criterion.items() if k != "id"})
+            criteria = [(criterion["id"], parse_grader(
+                {k: v for k, v in criterion.items() if k != "id"}))
+                for criterion in evaluation.testing_criteria]
         except InvalidGrader:  # the job's grader as the API checked it: cannot happen
             log.exception("the eval of job %s holds a grader that does not parse", job.id)
             return False
+        # One criterion: the job's grader, scored by the reward; several: a multi's parts.
+        by_part = len(criteria) > 1 or job.method.grader.get("type") == "multi"  # type: ignore[union-attr]
         run = EvalRun(
             id=ids.new_id(ids.EVAL_RUN), eval_id=evaluation.id, project_id=job.project_id,
             created_at=now(), status=RunStatus.COMPLETED, model=model, name=f"step {step}",
@@ -103,23 +108,29 @@ class JobEvals:
             metadata={"fine_tuning_job_id": job.id, "step": str(step)}, error=no_error(),
             totals=RunTotals(), report_url=self.report_url)
         lines = self._validation_lines(job)
-        items = [self._item(run, criterion["id"], grader, index, answer, lines)
+        items = [self._item(run, criteria, by_part, index, answer, lines)
                  for index, answer in enumerate(answers)]
         return self.store.evals.add_graded_run(run, items)
 
-    def _item(self, run: EvalRun, criterion_id: str, grader: Grader, index: int,
-              answer: Mapping[str, Any], lines: Mapping[int, dict[str, Any]]) -> OutputItem:
+    def _item(self, run: EvalRun, criteria: Sequence[tuple[str, Grader]], by_part: bool,
+              index: int, answer: Mapping[str, Any],
+              lines: Mapping[int, dict[str, Any]]) -> OutputItem:
         row = lines.get(int(answer.get("line") or 0), {})
         reward = answer.get("reward")
-        error = answer.get("error")
-        score = float(reward) if reward is not None else 0.0
-        result: dict[str, Any] = {"name": criterion_id, "type": grader.type, "score": score,
-                                  "passed": reward is not None and _passes(grader, score),
-                                  "sample": None}
-        if answer.get("sub_rewards"):
-            result["sub_rewards"] = dict(answer["sub_rewards"])
-        if reward is None:
-            result["error"] = str(error or "the grader could not score this answer")
+        parts = answer.get("sub_rewards") or {}
+        results = []
+        for criterion_id, grader in criteria:
+            value = parts.get(grader.name) if by_part else reward
+            score = float(value) if value is not None else 0.0
+            result: dict[str, Any] = {"name": criterion_id, "type": grader.type,
+                                      "score": score, "sample": None,
+                                      "passed": value is not None and _passes(grader, score)}
+            if by_part:
+                result["reward"] = reward  # the multi's whole reward, beside its part's
+            if reward is None:
+                result["error"] = str(answer.get("error")
+                                      or "the grader could not score this answer")
+            results.append(result)
         shown = shown_sample(run.model, eval_requests.sampling(None))
         shown["input"] = [{"role": message.get("role", "user"),
                            "content": eval_requests.message_text(message.get("content"))}
@@ -127,8 +138,8 @@ class JobEvals:
         shown["output"] = [{"role": "assistant", "content": str(answer.get("output_text", ""))}]
         return OutputItem(id=ids.new_id(ids.OUTPUT_ITEM), run_id=run.id, eval_id=run.eval_id,
                           project_id=run.project_id, created_at=now(),
-                          status="pass" if result["passed"] else "fail",
-                          datasource_item_id=index, datasource_item=row, results=[result],
+                          status="pass" if all(r["passed"] for r in results) else "fail",
+                          datasource_item_id=index, datasource_item=row, results=results,
                           sample=shown, usage={}, errored=reward is None)
 
     def _validation_lines(self, job: FineTuningJob) -> dict[int, dict[str, Any]]:
@@ -149,11 +160,25 @@ def _passes(grader: Grader, score: float) -> bool:
     return passed(grader, Grade(score=score))
 
 
-def _criterion(job: FineTuningJob) -> dict[str, Any]:
-    """The job's grader as an eval's stored criterion: its id, model graders' messages as
-    EvalItems (as ``POST /v1/evals`` stores them)."""
-    grader = dict(job.method.grader or {})
-    if grader.get("type") == "score_model" and isinstance(grader.get("input"), list):
-        grader["input"] = [eval_requests.eval_item(message, f"grader.input.{index}")
-                           for index, message in enumerate(grader["input"])]
-    return {"id": eval_requests.criterion_id(str(grader.get("name", "grader"))), **grader}
+def _criteria(job: FineTuningJob) -> list[dict[str, Any]]:
+    """The job's grader as an eval's stored criteria: itself, or a multi's parts, each named
+    as its formula names it (the reward's parts are reported by that name)."""
+    grader = parse_grader(job.method.grader)
+    if grader.type != "multi":
+        return [_criterion(grader.spec, grader.name)]
+    return [_criterion(part.spec, name) for name, part in grader.parts]
+
+
+def _criterion(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One stored criterion: its id, model graders' messages as EvalItems (as
+    ``POST /v1/evals`` stores them)."""
+    stored = {**spec, "name": name}
+    if stored.get("type") == "text_similarity":
+        # An eval's text_similarity criterion needs one (OpenAI's SDK requires it); 1 is the
+        # pass rule a reward grader has without it.
+        stored.setdefault("pass_threshold", 1.0)
+    if stored.get("type") in ("score_model", "label_model") and isinstance(stored.get("input"),
+                                                                          list):
+        stored["input"] = [eval_requests.eval_item(message, f"grader.input.{index}")
+                           for index, message in enumerate(stored["input"])]
+    return {"id": eval_requests.criterion_id(name), **stored}
