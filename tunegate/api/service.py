@@ -1,6 +1,6 @@
 """The API's use cases over one store and data folder, one object per resource, the way
 ``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``, ``completions``,
-``embeddings``, ``responses``, ``graders``, ``evals`` and ``eval_runs``. Handlers call exactly
+``embeddings``, ``responses``, ``graders``, ``evals``, ``eval_runs`` and ``webhooks``. Handlers call exactly
 one method of one of them; that layer owns the rules and speaks only in domain objects and
 ``tunegate.errors`` exceptions.
 
@@ -22,6 +22,7 @@ from tunegate.api.models import Models
 from tunegate.api.permissions import Permissions
 from tunegate.api.responses import Responses
 from tunegate.api.uploads import Uploads
+from tunegate.api.webhooks import Webhooks
 from tunegate.domain.files import FileStorage
 from tunegate.domain.uploads import UploadStorage
 from tunegate.serving import open_pool
@@ -57,6 +58,7 @@ class Service:
         self.eval_runs = EvalRuns(store, storage, self.evals, model_check,
                                   report_url=f"{settings.own_url}/dashboard/",
                                   max_line_bytes=settings.max_line_bytes)
+        self.webhooks = Webhooks(settings, store)
 
     def _servable(self, project_id: str | None, model: str) -> None:
         self.completions.servable(project_id, model)

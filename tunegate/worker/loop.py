@@ -32,6 +32,7 @@ from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
 from tunegate.worker.standby import Standby
 from tunegate.worker.training_run import Executor
+from tunegate.worker.webhook_delivery import WebhookDelivery
 
 log = logging.getLogger("tunegate.worker")
 
@@ -76,6 +77,9 @@ class Worker:
             self.standby = Standby()
         if self.settings.executor == "ray" and "train" in self.settings.worker_stages:
             self._join_ray_cluster()
+        # Webhooks go out from a thread of their own: a slow receiver never delays a job.
+        webhooks = WebhookDelivery(self.settings, self.store)
+        webhooks.start()
         try:
             while not stop_requested():
                 try:
@@ -88,6 +92,7 @@ class Worker:
                         self.standby.refill()
                     time.sleep(self.settings.poll_interval)
         finally:
+            webhooks.stop()
             if self.standby is not None:
                 self.standby.discard()
 

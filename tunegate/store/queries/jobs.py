@@ -20,10 +20,12 @@ from tunegate.domain.jobs import (
     check_transition,
     entry_changes,
 )
+from tunegate.domain.webhooks import JOB_EVENTS
 from tunegate.errors import Conflict, NotFound, TooManyRequests, clip
 from tunegate.store import schema
 from tunegate.store.base import FineTunedModel, OwnedJob, Page
 from tunegate.store.queries.common import SqlQueries, in_project, project_where, select_by
+from tunegate.store.queries.webhooks import enqueue_event
 from tunegate.store.rows import (
     as_job,
     change_values,
@@ -153,6 +155,9 @@ class JobQueries(SqlQueries):
                 connection.execute(insert(schema.files).values(**file_values(file)))
             for model in new_models:
                 connection.execute(insert(schema.fine_tuned_models).values(**model_values(model)))
+            if target.value in JOB_EVENTS:  # the webhook event exists exactly when the status does
+                enqueue_event(connection, row.project_id, JOB_EVENTS[target.value], job_id,
+                              int(time.time()))
             return as_job(connection.execute(select(table).where(table.c.id == job_id)).one())
 
     def update_job(self, job_id: str, changes: Mapping[str, Any]) -> None:
