@@ -34,14 +34,15 @@ class Webhooks:
 
     def create(self, project_id: str, body: dict[str, Any]) -> WebhookEndpoint:
         url = body["url"]
-        check_url(url, self.allowed)
+        event_types = check_event_types(body.get("event_types"))
         secret = body.get("signing_secret")
+        secret = new_secret() if secret is None else check_secret(secret)
+        check_url(url, self.allowed)  # last: it may ask DNS
         made = now()
         endpoint = WebhookEndpoint(
             id=ids.new_id(ids.WEBHOOK_ENDPOINT), project_id=project_id, created_at=made,
-            updated_at=made, name=body.get("name") or url, url=url,
-            event_types=check_event_types(body.get("event_types")),
-            secret=new_secret() if secret is None else check_secret(secret))
+            updated_at=made, name=body.get("name") or url, url=url, event_types=event_types,
+            secret=secret)
         self.store.add_webhook_endpoint(endpoint)
         return endpoint
 
