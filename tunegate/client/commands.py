@@ -1,5 +1,6 @@
 """The client commands: ``train``, ``jobs list|show|follow|cancel|pause|resume``, ``chat``,
-``eval`` and ``webhooks`` (tunegate.client.webhooks), each a function of its parsed arguments that returns the exit code."""
+``eval`` and ``webhooks`` (tunegate.client.webhooks), each a function of its parsed arguments
+that returns the exit code."""
 
 from __future__ import annotations
 

@@ -70,6 +70,23 @@ class JobQueries(SqlQueries):
                 "has finished.", retry_after=ACTIVE_JOBS_RETRY_SECONDS,
                 code="too_many_active_jobs")
 
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """(status, method type) -> how many jobs (every project)."""
+        table = schema.jobs
+        method = table.c.method["type"].as_string().label("method")
+        rows = self._read(select(table.c.status, method, func.count().label("n"))
+                          .group_by(table.c.status, method), {})
+        return {(row.status, row.method or "supervised"): int(row.n) for row in rows}
+
+    def queue_figures(self) -> tuple[int, int | None]:
+        """How many jobs wait for a worker (validating_files, queued), and when the oldest of
+        them was created (None: none waits)."""
+        table = schema.jobs
+        waiting = [JobStatus.VALIDATING_FILES.value, JobStatus.QUEUED.value]
+        row = self._read(select(func.count().label("n"), func.min(table.c.created_at)
+                                .label("oldest")).where(table.c.status.in_(waiting)), {})[0]
+        return int(row.n), row.oldest
+
     def get_job(self, job_id: str, project_id: str | None = None) -> FineTuningJob | None:
         where = {"id": job_id, **project_where(project_id)}
         rows = self._read(select_by(schema.jobs, tuple(where)), where)

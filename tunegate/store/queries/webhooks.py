@@ -216,5 +216,6 @@ class WebhookQueries(SqlQueries):
     def webhook_delivery_counts(self) -> dict[str, int]:
         """How many deliveries are in each status (every project)."""
         table = schema.webhook_deliveries
-        rows = self._read(select(table.c.status, func.count()).group_by(table.c.status), {})
-        return {row[0]: int(row[1]) for row in rows}
+        rows = self._read(select(table.c.status, func.count().label("n"))
+                          .group_by(table.c.status), {})
+        return {row.status: int(row.n) for row in rows}
