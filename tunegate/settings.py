@@ -106,6 +106,12 @@ def _heartbeat(value: str) -> float:
     return seconds
 
 
+def _log_format(value: str) -> str:
+    from tunegate.logs import parse_format
+
+    return parse_format(value)
+
+
 def _networks(value: str) -> str:
     """``TUNEGATE_WEBHOOK_ALLOW_NETWORKS``: checked here (a bad CIDR stops the process at
     start), kept as text (the kernel imports nothing of ours to hold networks in)."""
@@ -242,6 +248,8 @@ class Settings:
     webhook_first_retry: float = 5.0
     webhook_retry_for: float = 72 * 3600.0
     webhook_disable_after: float = 5 * 24 * 3600.0
+    # "text" for a terminal, "json" (one object a line) for a log pipeline (tunegate.logs).
+    log_format: str = "text"
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -346,6 +354,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
                                        _at_least("TUNEGATE_PYTHON_GRADER_SECONDS", 0.1)),
     "TUNEGATE_PYTHON_GRADER_MEMORY_MB": ("python_grader_memory_mb",
                                          _at_least("TUNEGATE_PYTHON_GRADER_MEMORY_MB", 64, int)),
+    "TUNEGATE_LOG_FORMAT": ("log_format", _log_format),
     "TUNEGATE_WEBHOOK_ALLOW_NETWORKS": ("webhook_allow_networks", _networks),
     "TUNEGATE_WEBHOOK_TIMEOUT": ("webhook_timeout", _at_least("TUNEGATE_WEBHOOK_TIMEOUT", 0.1)),
     "TUNEGATE_WEBHOOK_FIRST_RETRY": ("webhook_first_retry",

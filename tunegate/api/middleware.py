@@ -9,6 +9,7 @@ before routing, so an unauthenticated caller learns nothing (not even which rout
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tunegate import ids
+from tunegate import ids, logs
 from tunegate.api.dashboard import is_dashboard
 from tunegate.api.errors import envelope
 from tunegate.api.keys import Caller, KeyRing
@@ -39,6 +40,7 @@ PART_FORM_BYTES = 64 * 1024
 SERVICE_KEY = "tunegate.service"
 CALLER_KEY = "tunegate.caller"
 REQUEST_ID_KEY = "tunegate.request_id"
+access_log = logging.getLogger(logs.ACCESS_LOGGER)
 METRICS_PATH = "/metrics"
 # Readable without a key: the contract and Swagger UI (whose "Authorize" button takes the key);
 # the dashboard too, being outside /v1 (its page asks for the key).
@@ -168,6 +170,7 @@ class TunegateMiddleware:
         if path == METRICS_PATH and scope["method"] in ("GET", "HEAD"):
             await self._metrics(request_headers, send)
             return
+        request_token = logs.request_id.set(request_id)
         started = time.perf_counter()
         answered: list[float] = []  # the status and the seconds to it, once the answer starts
         timed = _timed(send, answered, started)
@@ -188,8 +191,13 @@ class TunegateMiddleware:
         finally:
             # connexion's routing writes the operationId into this same dict.
             operation = extensions.get("connexion_routing", {}).get("operation_id")
-            status, seconds = answered or (500, time.perf_counter() - started)
-            self.service.metrics.observe(operation, int(status), seconds)
+            status = int(answered[0]) if answered else 500
+            seconds = answered[1] if answered else time.perf_counter() - started
+            self.service.metrics.observe(operation, status, seconds)
+            access_log.info("%s %s %d", scope["method"], path, status, extra={
+                "method": scope["method"], "path": path, "status": status,
+                "operation": operation, "duration_ms": round(seconds * 1000, 1)})
+            logs.request_id.reset(request_token)
 
     async def _metrics(self, headers: Headers, send: Send) -> None:
         """Prometheus' scrape: open without keys, an admin key's with them (it counts every

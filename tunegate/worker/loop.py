@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
+from tunegate import logs
 from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
 from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
 from tunegate.errors import Conflict
@@ -148,9 +149,10 @@ class Worker:
         job = self.store.claim_job([JobStatus.VALIDATING_FILES], self.worker_id, time.time())
         if job is None:
             return False
-        log.info("claimed job %s to validate its files", job.id)
-        with self._owned(job.id):
-            self.validate_files(job)
+        with logs.for_job(job.id):
+            log.info("claimed job %s to validate its files", job.id)
+            with self._owned(job.id):
+                self.validate_files(job)
         return True
 
     def train_next(self) -> bool:
@@ -163,11 +165,11 @@ class Worker:
         job = self.store.claim_job([JobStatus.QUEUED], self.worker_id, time.time())
         if job is None:
             return False
-        # With many workers on one store, the logs say which one ran what.
-        log.info("claimed job %s to train it", job.id)
         from tunegate.worker.training_stage import TrainingStage  # needs the training extra
 
-        with self._owned(job.id):
+        with logs.for_job(job.id), self._owned(job.id):
+            # With many workers on one store, the logs say which one ran what.
+            log.info("claimed job %s to train it", job.id)
             TrainingStage(self.service, self.worker_id, between_polls=self.validate_next,
                           shutting_down=self.stop_requested, standby=self.standby,
                           executor=self.executor).run(job)

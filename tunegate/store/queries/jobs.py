@@ -83,8 +83,9 @@ class JobQueries(SqlQueries):
         them was created (None: none waits)."""
         table = schema.jobs
         waiting = [JobStatus.VALIDATING_FILES.value, JobStatus.QUEUED.value]
-        row = self._read(select(func.count().label("n"), func.min(table.c.created_at)
-                                .label("oldest")).where(table.c.status.in_(waiting)), {})[0]
+        query: Any = select(func.count().label("n"), func.min(table.c.created_at)
+                            .label("oldest")).where(table.c.status.in_(waiting))
+        row = self._read(query, {})[0]
         return int(row.n), row.oldest
 
     def get_job(self, job_id: str, project_id: str | None = None) -> FineTuningJob | None:
