@@ -8,7 +8,9 @@ verify every message with the SDK's ``client.webhooks.unwrap``:
 - a receiver down while a job is cancelled, the worker killed with kill -9 while the delivery
   waits for its retry, the receiver up again: the event arrives after the worker's restart,
   with the webhook-id its delivery row had from the start;
-- the command line: ``tunegate webhooks add|list|deliveries|test|remove``.
+- the command line: ``tunegate webhooks add|list|deliveries|test|remove``;
+- the server's log (``TUNEGATE_LOG_FORMAT=json``): JSON lines, a request's with the
+  ``x-request-id`` its client saw, a worker's with its job's id.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow,
 
 ENV = {"TUNEGATE_WORKER_STAGES": "validate,evaluate", "TUNEGATE_TRAINER_STANDBY": "disabled",
        "TUNEGATE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32", "TUNEGATE_WEBHOOK_FIRST_RETRY": "1",
-       "TUNEGATE_WEBHOOK_TIMEOUT": "2"}
+       "TUNEGATE_WEBHOOK_TIMEOUT": "2", "TUNEGATE_LOG_FORMAT": "json"}
 CRITERION = {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}",
              "reference": "{{ item.answer }}", "operation": "eq"}
 
@@ -167,3 +169,22 @@ def test_the_command_line_manages_endpoints(server: Server, tmp_path: Path,
     assert refused.returncode != 0 and "TUNEGATE_WEBHOOK_ALLOW_NETWORKS" in refused.stderr
     assert tunegate("remove", endpoint_id).returncode == 0
     assert endpoint_id not in tunegate("list").stdout
+
+
+def test_the_server_and_its_worker_log_json_lines(server: Server) -> None:
+    client = sdk_client(server)
+    job = new_job(client)
+    until(lambda: client.fine_tuning.jobs.retrieve(job).status == "queued", "validation")
+    answer = client.fine_tuning.jobs.with_raw_response.retrieve(job)
+    request_id = answer.headers["x-request-id"]
+
+    def logged() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    lines = until(lambda: [line for line in logged() if line.get("request_id") == request_id]
+                  and logged(), "the request's line")
+    [access] = [line for line in lines if line.get("request_id") == request_id]
+    assert access["logger"] == "tunegate.access"
+    assert access["operation"] == "retrieveFineTuningJob" and access["status"] == 200
+    assert any(line.get("job_id") == job and line["logger"] == "tunegate.worker"
+               for line in lines)
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
