@@ -122,3 +122,15 @@ def test_removing_an_endpoint_removes_its_deliveries(store: SqlStore) -> None:
     assert store.delete_webhook_endpoint(PROJECT, endpoint.id)
     assert store.due_webhook_deliveries(time.time() + 10, limit=10) == []
     assert store.get_webhook_endpoint(PROJECT, endpoint.id) is None
+
+
+def test_a_success_writes_its_event_with_the_rows_it_brings(store: SqlStore) -> None:
+    endpoint = add_endpoint(store, ["fine_tuning.job.succeeded"])
+    job = add_job(store)
+    for status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        store.transition(job.id, status, events=[])
+    assert deliveries(store, endpoint) == []
+    store.transition(job.id, JobStatus.SUCCEEDED, events=[make_event(job.id, "done")],
+                     changes={"fine_tuned_model": "ft:x"})
+    [sent] = deliveries(store, endpoint)
+    assert (sent.event_type, sent.object_id) == ("fine_tuning.job.succeeded", job.id)
