@@ -163,3 +163,17 @@ def _deliveries(client: Any, endpoint_id: str, *, after_attempts: int) -> list[d
         if page and page[0]["attempts"] >= after_attempts or time.monotonic() > deadline:
             return list(page)
         time.sleep(0.05)
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed(receiver: FakeReceiver) -> None:
+    from tunegate.domain.webhook_sender import parse_networks, send
+    from tunegate.domain.webhooks import new_secret
+
+    receiver.status = 302
+    attempt = send(receiver.url, new_secret(), "wh_1", "{}", timeout=2.0,
+                   allowed=parse_networks("127.0.0.1/32"))
+    assert not attempt.delivered and attempt.status_code == 302
+    assert len(receiver.received) == 1
+    refused = send(receiver.url, new_secret(), "wh_1", "{}", timeout=2.0, allowed=())
+    assert refused.status_code is None and "TUNEGATE_WEBHOOK_ALLOW_NETWORKS" in str(refused.error)
+    assert len(receiver.received) == 1  # the refused address was never contacted

@@ -140,22 +140,26 @@ def send(url: str, secret: str, message_id: str, body: str, *, timeout: float,
     data = body.encode()
     headers = {"content-type": "application/json", "user-agent": USER_AGENT,
                **sign(secret, message_id, int(time.time()), data)}
+    deadline = time.monotonic() + timeout
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client, \
                 client.stream("POST", url, content=data, headers=headers) as response:
-            answer = _read_some(response)
+            answer = _read_some(response, deadline)
     except httpx.HTTPError as exc:
         return Attempt(None, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)
+    if time.monotonic() > deadline:  # httpx's timeout is per read: a trickle could outlast it
+        return Attempt(None, f"no complete answer within {timeout:g} s")
     if 200 <= response.status_code < 300:
         return Attempt(response.status_code, None)
     return Attempt(response.status_code, f"HTTP {response.status_code}: {answer[:500]}")
 
 
-def _read_some(response: httpx.Response) -> str:
-    """At most ``RESPONSE_BYTES`` of the answer: a receiver cannot make us read a lot."""
+def _read_some(response: httpx.Response, deadline: float) -> str:
+    """At most ``RESPONSE_BYTES`` of the answer, until ``deadline``: a receiver cannot make us
+    read a lot, or for long."""
     kept = b""
     for chunk in response.iter_raw():
         kept += chunk
-        if len(kept) >= RESPONSE_BYTES:
+        if len(kept) >= RESPONSE_BYTES or time.monotonic() > deadline:
             break
     return kept[:RESPONSE_BYTES].decode("utf-8", "replace")
