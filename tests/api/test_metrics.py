@@ -44,6 +44,7 @@ def test_job_counts_match_the_api_and_requests_are_counted(client: Any) -> None:
                     (("method", "supervised"), ("status", "cancelled")))] == 1
     assert figures[("tunegate_queue_depth", ())] == 2
     assert figures[("tunegate_queue_oldest_age_seconds", ())] >= 0
+    assert figures[("tunegate_serving_processes", ())] == 0  # no chat yet: nothing started
     key = (("operation", "createFineTuningJob"), ("status", "200"))
     assert figures[("tunegate_http_requests_total", key)] == 3
     assert figures[("tunegate_http_request_duration_seconds_count", key)] == 3

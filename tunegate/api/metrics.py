@@ -3,7 +3,8 @@ tunegate as a service. Outside ``/v1`` and the contract; with keys configured, a
 
 Two kinds of figures: what this process counts as requests pass (requests and their latency by
 operationId and status), and what the store says at the moment of the scrape (jobs by status
-and method, the queue's depth and its oldest job's age, webhook deliveries by outcome), read by
+and method, the queue's depth and its oldest job's age, webhook deliveries by outcome; and the
+serving pool's model processes and their queues), read by
 a collector so that a scrape always agrees with the API's lists and with other API processes.
 Each app has its own registry (tests build many apps in one process).
 """
@@ -23,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from tunegate.serving.pool import ModelPool
 from tunegate.store.base import Store
 
 # A ``_created`` series per counter doubles the output and tells an operator nothing here.
@@ -36,10 +38,11 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 
 
 class StoreFigures(Collector):
-    """The store's figures, read at each scrape."""
+    """The store's figures and the serving pool's, read at each scrape."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, pool: ModelPool | None):
         self.store = store
+        self.pool = pool
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         jobs = GaugeMetricFamily("tunegate_fine_tuning_jobs",
@@ -61,10 +64,20 @@ class StoreFigures(Collector):
         for status, count in sorted(self.store.webhook_delivery_counts().items()):
             deliveries.add_metric([status], count)
         yield deliveries
+        if self.pool is not None:
+            yield GaugeMetricFamily("tunegate_serving_processes",
+                                    "Model processes (llama.cpp) this API process keeps.",
+                                    value=len(self.pool.loaded()))
+            users = GaugeMetricFamily("tunegate_serving_requests",
+                                      "Requests using or waiting for each kept model.",
+                                      labels=["model"])
+            for model, count in sorted(self.pool.users().items()):
+                users.add_metric([model], count)
+            yield users
 
 
 class Metrics:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, pool: ModelPool | None = None):
         self.registry = CollectorRegistry()
         self.requests = Counter("tunegate_http_requests", "HTTP requests answered, by "
                                 "operationId and status.", ["operation", "status"],
@@ -73,7 +86,7 @@ class Metrics:
                                  "(to the first byte of a stream), by operationId and status.",
                                  ["operation", "status"], buckets=BUCKETS,
                                  registry=self.registry)
-        self.registry.register(StoreFigures(store))
+        self.registry.register(StoreFigures(store, pool))
 
     def observe(self, operation: str | None, status: int, seconds: float) -> None:
         labels = (operation or UNROUTED, str(status))

@@ -61,7 +61,7 @@ class Service:
                                   max_line_bytes=settings.max_line_bytes)
         self.webhooks = Webhooks(settings, store)
         # GET /metrics (outside /v1): request figures counted here, the store's read per scrape.
-        self.metrics = Metrics(store)
+        self.metrics = Metrics(store, self.inference)
 
     def _servable(self, project_id: str | None, model: str) -> None:
         self.completions.servable(project_id, model)
