@@ -64,6 +64,17 @@ class StoreFigures(Collector):
         for status, count in sorted(self.store.webhook_delivery_counts().items()):
             deliveries.add_metric([status], count)
         yield deliveries
+        steps = GaugeMetricFamily("tunegate_training_step",
+                                  "The last step a running job recorded.", labels=["job"])
+        speed = GaugeMetricFamily("tunegate_training_tokens_per_second",
+                                  "Training tokens per second of a running job's last step.",
+                                  labels=["job"])
+        for job, data in sorted(self.store.running_progress().items()):
+            steps.add_metric([job], float(data.get("step") or 0))
+            if data.get("tokens_per_second") is not None:
+                speed.add_metric([job], float(data["tokens_per_second"]))
+        yield steps
+        yield speed
         if self.pool is not None:
             yield GaugeMetricFamily("tunegate_serving_processes",
                                     "Model processes (llama.cpp) this API process keeps.",

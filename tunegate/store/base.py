@@ -125,6 +125,9 @@ class Store(Protocol):
     def queue_figures(self) -> tuple[int, int | None]:
         """Jobs waiting for a worker, and the oldest one's ``created_at`` (None: none)."""
         ...
+    def running_progress(self) -> dict[str, dict[str, Any]]:
+        """Each running job's newest metrics event ``data`` ({} before its first step)."""
+        ...
     def update_job(self, job_id: str, changes: Mapping[str, Any]) -> None:
         """Change non-status fields (resolved hyperparameters, token counts, estimates)."""
         ...

@@ -88,6 +88,20 @@ class JobQueries(SqlQueries):
         row = self._read(query, {})[0]
         return int(row.n), row.oldest
 
+    def running_progress(self) -> dict[str, dict[str, Any]]:
+        """Each running job's newest metrics event ``data`` (step, tokens_per_second, …);
+        ``{}`` for one without a step yet."""
+        jobs, events = schema.jobs, schema.job_events
+        running = [row.id for row in self._read(
+            select(jobs.c.id).where(jobs.c.status == JobStatus.RUNNING.value), {})]
+        progress: dict[str, dict[str, Any]] = {}
+        for job_id in running:
+            rows = self._read(select(events.c.data).where(
+                events.c.job_id == job_id, events.c.type == "metrics")
+                .order_by(events.c.id.desc()).limit(1), {})
+            progress[job_id] = dict(rows[0].data or {}) if rows else {}
+        return progress
+
     def get_job(self, job_id: str, project_id: str | None = None) -> FineTuningJob | None:
         where = {"id": job_id, **project_where(project_id)}
         rows = self._read(select_by(schema.jobs, tuple(where)), where)
