@@ -157,7 +157,9 @@ def test_the_command_line_manages_endpoints(server: Server, tmp_path: Path,
 
     added = tunegate("add", receiver.url, "--events", "eval.run.failed")
     assert added.returncode == 0, added.stderr
-    endpoint_id, secret = added.stdout.split()[0], added.stdout.splitlines()[1]
+    endpoint_id, url = added.stdout.split()[:2]
+    secret = added.stdout.splitlines()[1]
+    assert url == receiver.url  # the endpoint's URL, not the server's (--url)
     assert secret.startswith("whsec_") and "shown this once" in added.stderr
     assert endpoint_id in tunegate("list").stdout
     tested = tunegate("test", endpoint_id, "--event", "eval.run.failed")

@@ -31,7 +31,8 @@ def add_arguments(commands: Any, connection: argparse.ArgumentParser) -> None:
         description="Register URL to be sent the events named (default: a fine-tuning job's "
                     "end, succeeded, failed or cancelled). The signing secret (whsec_…) is "
                     "printed this once: give it to the receiver's client.webhooks.unwrap().")
-    add.add_argument("url", help="http(s) URL the events are POSTed to")
+    # Not dest "url": that is the server's (--url).
+    add.add_argument("endpoint_url", metavar="URL", help="http(s) URL the events are POSTed to")
     add.add_argument("--events", nargs="+", choices=EVENT_TYPES, default=list(JOB_ENDS),
                      metavar="EVENT", help="event types, of: " + ", ".join(EVENT_TYPES))
     add.add_argument("--name", help="a name to tell endpoints apart (default: the URL)")
@@ -56,8 +57,8 @@ def run_webhooks(args: argparse.Namespace, client: OpenAI, terminal: Says) -> in
     action = args.webhooks_command
     if action == "add":
         extra = {"signing_secret": args.secret} if args.secret else None
-        made = client.webhooks.create(url=args.url, event_types=args.events,  # type: ignore[arg-type]
-                                      name=args.name or args.url, extra_body=extra)
+        made = client.webhooks.create(url=args.endpoint_url, event_types=args.events,  # type: ignore[arg-type]
+                                      name=args.name or args.endpoint_url, extra_body=extra)
         terminal.say(f"{made.id} {made.url} {' '.join(made.event_types)}")
         terminal.say(made.signing_secret)
         terminal.complain("(the signing secret above is shown this once: keep it)")
