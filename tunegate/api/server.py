@@ -176,7 +176,6 @@ def log_config(log_format: str = "text") -> dict[str, Any]:
         for formatter in config["formatters"].values():
             formatter.clear()
             formatter["()"] = JsonFormatter
-        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
     return config
 
 
@@ -184,5 +183,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """``uvicorn.run`` keyword arguments for ``tunegate serve``."""
     return {"host": settings.host, "port": settings.port, "log_level": "info",
             "log_config": log_config(settings.log_format), "http": Protocol,
+            # In JSON, tunegate.access writes each request's line (with its operationId).
+            "access_log": settings.log_format != "json",
             "timeout_keep_alive": settings.keep_alive,
             "timeout_graceful_shutdown": settings.shutdown_grace}
