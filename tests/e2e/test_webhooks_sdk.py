@@ -58,6 +58,15 @@ def receivers() -> Iterator[list[FakeReceiver]]:
         receiver.stop()
 
 
+@pytest.fixture
+def clients() -> Iterator[list[OpenAI]]:
+    """SDK clients a test made, closed after it (their connections with them)."""
+    made: list[OpenAI] = []
+    yield made
+    for client in made:
+        client.close()
+
+
 def until(predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,8 +88,10 @@ def new_job(client: OpenAI, lines: int = 12) -> str:
 
 
 def test_each_end_arrives_once_per_subscribed_endpoint(server: Server,
-                                                       receivers: list[FakeReceiver]) -> None:
+                                                       receivers: list[FakeReceiver],
+                                                       clients: list[OpenAI]) -> None:
     client = sdk_client(server, _strict_response_validation=True)
+    clients.append(client)
     everything, cancels = FakeReceiver().start(), FakeReceiver().start()
     receivers += [everything, cancels]
     wide = add_endpoint(client, everything, ["fine_tuning.job.cancelled",
@@ -116,8 +127,9 @@ def test_each_end_arrives_once_per_subscribed_endpoint(server: Server,
 
 
 def test_a_delivery_survives_a_receiver_outage_and_kill_9_of_the_worker(
-        server: Server, receivers: list[FakeReceiver]) -> None:
+        server: Server, receivers: list[FakeReceiver], clients: list[OpenAI]) -> None:
     client = sdk_client(server)
+    clients.append(client)
     receiver = FakeReceiver().start()
     receivers.append(receiver)
     endpoint = add_endpoint(client, receiver, ["fine_tuning.job.cancelled"])
@@ -173,8 +185,10 @@ def test_the_command_line_manages_endpoints(server: Server, tmp_path: Path,
     assert endpoint_id not in tunegate("list").stdout
 
 
-def test_the_server_and_its_worker_log_json_lines(server: Server) -> None:
+def test_the_server_and_its_worker_log_json_lines(server: Server,
+                                                  clients: list[OpenAI]) -> None:
     client = sdk_client(server)
+    clients.append(client)
     job = new_job(client)
     until(lambda: client.fine_tuning.jobs.retrieve(job).status == "queued", "validation")
     answer = client.fine_tuning.jobs.with_raw_response.retrieve(job)
