@@ -317,6 +317,17 @@ EXPECTED_OPERATIONS = {
     ("post", "/fine_tuning/alpha/graders/run"): ("runGrader", "handlers.graders.run_grader"),
     ("post", "/fine_tuning/alpha/graders/validate"): ("validateGrader",
                                                       "handlers.graders.validate_grader"),
+    # The SDK's client.webhooks (OpenAI's paths and names); the deliveries list is tunegate's.
+    ("post", "/webhook_endpoints"): ("createWebhookEndpoint", "handlers.webhooks.create_endpoint"),
+    ("get", "/webhook_endpoints"): ("listWebhookEndpoints", "handlers.webhooks.list_endpoints"),
+    ("get", "/webhook_endpoints/{webhook_endpoint_id}"): ("retrieveWebhookEndpoint",
+                                                          "handlers.webhooks.retrieve_endpoint"),
+    ("delete", "/webhook_endpoints/{webhook_endpoint_id}"): ("deleteWebhookEndpoint",
+                                                             "handlers.webhooks.delete_endpoint"),
+    ("post", "/webhook_endpoints/{webhook_endpoint_id}/test"): (
+        "testWebhookEndpoint", "handlers.webhooks.test_endpoint"),
+    ("get", "/webhook_endpoints/{webhook_endpoint_id}/deliveries"): (
+        "listWebhookDeliveries", "handlers.webhooks.list_deliveries"),
 }
 OPERATION_IDS = {operation_id for operation_id, _ in EXPECTED_OPERATIONS.values()}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from tunegate import logs
 from tunegate.client.arguments import CLIENT_COMMANDS, add_client_commands
 from tunegate.processes import die_with_parent
 from tunegate.settings import Settings
@@ -198,8 +199,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # No logging set up: the SDK's and httpx's INFO lines (each request, each retry) are
         # not for a user at a terminal.
         sys.exit(run(args))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = settings_from(args)
+    logs.configure(settings.log_format)
     from tunegate.domain.data_folder import ForeignDataFolder
     from tunegate.domain.serve_lock import DataFolderInUse
 

@@ -28,6 +28,11 @@ REQUEST = "req_"
 EVAL = "eval_"
 EVAL_RUN = "evalrun_"
 OUTPUT_ITEM = "outputitem_"
+# Webhooks: an event (the payload's id), one message of it to one endpoint (the webhook-id
+# header, the same on every retry; OpenAI's examples show these two prefixes), an endpoint.
+WEBHOOK_EVENT = "evt_"
+WEBHOOK_MESSAGE = "wh_"
+WEBHOOK_ENDPOINT = "we_"
 
 _lock = threading.Lock()
 _last_ms = 0

@@ -137,6 +137,26 @@ def _heartbeat(value: str) -> float:
     return seconds
 
 
+def _log_format(value: str) -> str:
+    from tunegate.logs import parse_format
+
+    return parse_format(value)
+
+
+def _networks(value: str) -> str:
+    """``TUNEGATE_WEBHOOK_ALLOW_NETWORKS``: checked here (a bad CIDR stops the process at
+    start), kept as text (the kernel imports nothing of ours to hold networks in)."""
+    import ipaddress
+
+    for part in value.split(","):
+        if part.strip():
+            try:
+                ipaddress.ip_network(part.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"TUNEGATE_WEBHOOK_ALLOW_NETWORKS: {exc}") from None
+    return value
+
+
 def _model_aliases(value: str) -> Aliases:
     """``TUNEGATE_MODEL_ALIASES``: a comma list of ``name=base`` entries (``*=base``: every name
     of ``OPENAI_MODEL_NAMES``); a later entry for a name replaces an earlier one. ``off`` (or an
@@ -256,6 +276,17 @@ class Settings:
     # seconds (and the wall clock, plus a start-up allowance) and memory of one grade() call.
     python_grader_seconds: float = 120.0
     python_grader_memory_mb: int = 2048
+    # Webhooks (docs/webhooks.md): networks outside the public internet that deliveries may
+    # reach on purpose (CIDRs, e.g. "127.0.0.1/32,10.0.0.0/8"; refused otherwise), seconds an
+    # attempt may take, the wait before the first retry (each later one doubles, up to an hour),
+    # how long an event is retried, and how long an endpoint may fail before it is disabled.
+    webhook_allow_networks: str = ""
+    webhook_timeout: float = 10.0
+    webhook_first_retry: float = 5.0
+    webhook_retry_for: float = 72 * 3600.0
+    webhook_disable_after: float = 5 * 24 * 3600.0
+    # "text" for a terminal, "json" (one object a line) for a log pipeline (tunegate.logs).
+    log_format: str = "text"
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -362,4 +393,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
                                        _at_least("TUNEGATE_PYTHON_GRADER_SECONDS", 0.1)),
     "TUNEGATE_PYTHON_GRADER_MEMORY_MB": ("python_grader_memory_mb",
                                          _at_least("TUNEGATE_PYTHON_GRADER_MEMORY_MB", 64, int)),
+    "TUNEGATE_LOG_FORMAT": ("log_format", _log_format),
+    "TUNEGATE_WEBHOOK_ALLOW_NETWORKS": ("webhook_allow_networks", _networks),
+    "TUNEGATE_WEBHOOK_TIMEOUT": ("webhook_timeout", _at_least("TUNEGATE_WEBHOOK_TIMEOUT", 0.1)),
+    "TUNEGATE_WEBHOOK_FIRST_RETRY": ("webhook_first_retry",
+                                     _at_least("TUNEGATE_WEBHOOK_FIRST_RETRY", 0.1)),
+    "TUNEGATE_WEBHOOK_RETRY_FOR": ("webhook_retry_for", _at_least("TUNEGATE_WEBHOOK_RETRY_FOR", 0)),
+    "TUNEGATE_WEBHOOK_DISABLE_AFTER": ("webhook_disable_after",
+                                       _at_least("TUNEGATE_WEBHOOK_DISABLE_AFTER", 0)),
 }

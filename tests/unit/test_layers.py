@@ -1,7 +1,7 @@
 """tunegate's dependency rules, checked on every import statement of the code (function-level
 imports included), read with ``ast``: no module is run.
 
-The rules (docs/development.md): the kernel (settings, ids, errors, processes) imports nothing
+The rules (docs/development.md): the kernel (settings, ids, errors, processes, logs) imports nothing
 of ours; domain and chat only the kernel; graders only domain (torch-free, no server); store and
 adapters only domain and the kernel; training only chat, domain, graders and the kernel; serving never
 the worker, training or torch; the worker never the API or serving; a few training modules
@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-KERNEL = {"tunegate", "tunegate.settings", "tunegate.ids", "tunegate.errors", "tunegate.processes"}
+KERNEL = {"tunegate", "tunegate.settings", "tunegate.ids", "tunegate.errors", "tunegate.processes",
+          "tunegate.logs"}
 CLI = {"tunegate.cli", "tunegate.__main__", "tunegate.supervision"}
 LAYERS = ("api", "domain", "chat", "store", "adapters", "training", "serving", "worker",
           "client", "contract", "graders")

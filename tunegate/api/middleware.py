@@ -9,17 +9,20 @@ before routing, so an unauthenticated caller learns nothing (not even which rout
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tunegate import ids
+from tunegate import ids, logs
 from tunegate.api.dashboard import is_dashboard
 from tunegate.api.errors import envelope
 from tunegate.api.keys import Caller, KeyRing
+from tunegate.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tunegate.api.rate_limit import RateLimiter
 from tunegate.api.url_secrets import key_parameters
 from tunegate.domain.uploads import MAX_PART_BYTES
@@ -37,6 +40,8 @@ PART_FORM_BYTES = 64 * 1024
 SERVICE_KEY = "tunegate.service"
 CALLER_KEY = "tunegate.caller"
 REQUEST_ID_KEY = "tunegate.request_id"
+access_log = logging.getLogger(logs.ACCESS_LOGGER)
+METRICS_PATH = "/metrics"
 # Readable without a key: the contract and Swagger UI (whose "Authorize" button takes the key);
 # the dashboard too, being outside /v1 (its page asks for the key).
 PUBLIC_PATHS = ("/v1/openapi.json", "/v1/openapi.yaml")
@@ -122,6 +127,17 @@ def _key_in_url(query_string: bytes) -> Refusal | None:
         type="invalid_request_error", param=clip(names[0]), code="api_key_in_url"), []
 
 
+def _timed(send: Send, answered: list[float], started: float) -> Send:
+    """``send`` that notes the answer's status and the seconds to its start in ``answered``."""
+
+    async def send_timed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            answered[:] = [message["status"], time.perf_counter() - started]
+        await send(message)
+
+    return send_timed
+
+
 class TunegateMiddleware:
     """Stamps ``x-request-id`` and security headers, refuses keys sent in the URL (400), checks
     the API key (401) and its request
@@ -151,18 +167,58 @@ class TunegateMiddleware:
         path: str = scope["path"]
         send = _stamped(send, request_id, path)
         request_headers = Headers(scope=scope)
-        caller = self._caller(request_headers, path)
-        refusal = _key_in_url(scope.get("query_string", b"")) or self._refusal(
-            request_headers, scope["method"], path, caller)
-        if refusal is not None:
-            status, body, headers = refusal
-            await _send_json(send, status, body, headers)
+        if path == METRICS_PATH and scope["method"] in ("GET", "HEAD"):
+            await self._metrics(request_headers, send)
             return
-        context = scope.setdefault("extensions", {}).setdefault("connexion_context", {})
-        context[SERVICE_KEY] = self.service
-        context[CALLER_KEY] = caller
-        scope[REQUEST_ID_KEY] = request_id
-        await self.app(scope, receive, send)
+        request_token = logs.request_id.set(request_id)
+        started = time.perf_counter()
+        answered: list[float] = []  # the status and the seconds to it, once the answer starts
+        timed = _timed(send, answered, started)
+        extensions = scope.setdefault("extensions", {})
+        try:
+            caller = self._caller(request_headers, path)
+            refusal = _key_in_url(scope.get("query_string", b"")) or self._refusal(
+                request_headers, scope["method"], path, caller)
+            if refusal is not None:
+                status, body, headers = refusal
+                await _send_json(timed, status, body, headers)
+                return
+            context = extensions.setdefault("connexion_context", {})
+            context[SERVICE_KEY] = self.service
+            context[CALLER_KEY] = caller
+            scope[REQUEST_ID_KEY] = request_id
+            await self.app(scope, receive, timed)
+        finally:
+            # connexion's routing writes the operationId into this same dict.
+            operation = extensions.get("connexion_routing", {}).get("operation_id")
+            status = int(answered[0]) if answered else 500
+            seconds = answered[1] if answered else time.perf_counter() - started
+            self.service.metrics.observe(operation, status, seconds)
+            access_log.info("%s %s %d", scope["method"], path, status, extra={
+                "method": scope["method"], "path": path, "status": status,
+                "operation": operation, "duration_ms": round(seconds * 1000, 1)})
+            logs.request_id.reset(request_token)
+
+    async def _metrics(self, headers: Headers, send: Send) -> None:
+        """Prometheus' scrape: open without keys, an admin key's with them (it counts every
+        project's jobs)."""
+        if self.keys.enabled:
+            caller = self.keys.caller(headers.get("authorization"))
+            if caller is None:
+                await _send_json(send, 401, envelope(INVALID_KEY, type="invalid_request_error",
+                                                     code="invalid_api_key"),
+                                 [(b"www-authenticate", b"Bearer")])
+                return
+            if not caller.admin:
+                await _send_json(send, 403, envelope(
+                    "/metrics needs an admin API key (\"admin\": true in the keys file).",
+                    type="invalid_request_error", code="admin_key_required"), [])
+                return
+        body = self.service.metrics.render()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", METRICS_CONTENT_TYPE.encode()),
+            (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
     def _caller(self, headers: Headers, path: str) -> Caller | None:
         """Whom the request acts for; None when keys are required and it has no valid one."""

@@ -63,6 +63,12 @@ HANDLERS: Mapping[str, str] = {
     "getEvalRunOutputItem": "handlers.evals.get_output_item",
     "runGrader": "handlers.graders.run_grader",
     "validateGrader": "handlers.graders.validate_grader",
+    "createWebhookEndpoint": "handlers.webhooks.create_endpoint",
+    "listWebhookEndpoints": "handlers.webhooks.list_endpoints",
+    "retrieveWebhookEndpoint": "handlers.webhooks.retrieve_endpoint",
+    "deleteWebhookEndpoint": "handlers.webhooks.delete_endpoint",
+    "testWebhookEndpoint": "handlers.webhooks.test_endpoint",
+    "listWebhookDeliveries": "handlers.webhooks.list_deliveries",  # tunegate's own
 }
 
 

@@ -43,6 +43,7 @@ from tunegate.api.event_stream import STOPPING_KEY
 from tunegate.api.middleware import REQUEST_ID_KEY
 from tunegate.api.request_head import HeadRefusal, judge_complete, judge_partial
 from tunegate.api.url_secrets import RedactSecrets
+from tunegate.logs import JsonFormatter
 from tunegate.settings import Settings
 
 log = logging.getLogger("tunegate.api")
@@ -162,19 +163,27 @@ class Protocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def log_config() -> dict[str, Any]:
+def log_config(log_format: str = "text") -> dict[str, Any]:
     """uvicorn's logging configuration, with keys in URLs redacted from its access log (and
-    from its error log, which quotes URLs too): tunegate.api.url_secrets."""
+    from its error log, which quotes URLs too): tunegate.api.url_secrets. In JSON, uvicorn's
+    lines are JSON too, and its access log gives way to tunegate's (``tunegate.access``, written
+    by the middleware with the request's id, which uvicorn's line cannot know)."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
     for logger in ("uvicorn.access", "uvicorn.error"):
         config["loggers"].setdefault(logger, {})["filters"] = ["redact_secrets"]
+    if log_format == "json":
+        for formatter in config["formatters"].values():
+            formatter.clear()
+            formatter["()"] = JsonFormatter
     return config
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """``uvicorn.run`` keyword arguments for ``tunegate serve``."""
     return {"host": settings.host, "port": settings.port, "log_level": "info",
-            "log_config": log_config(), "http": Protocol,
+            "log_config": log_config(settings.log_format), "http": Protocol,
+            # In JSON, tunegate.access writes each request's line (with its operationId).
+            "access_log": settings.log_format != "json",
             "timeout_keep_alive": settings.keep_alive,
             "timeout_graceful_shutdown": settings.shutdown_grace}

@@ -1,7 +1,7 @@
 """The API's use cases over one store and data folder, one object per resource, the way
 ``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``, ``completions``,
-``embeddings``, ``responses``, ``graders``, ``evals`` and ``eval_runs``. Handlers call exactly
-one method of one of them; that layer owns the rules and speaks only in domain objects and
+``embeddings``, ``responses``, ``graders``, ``evals``, ``eval_runs`` and ``webhooks``. Handlers
+call exactly one method of one of them; that layer owns the rules and speaks only in domain objects and
 ``tunegate.errors`` exceptions.
 
 Every method takes the caller's ``project_id``: objects of other projects are answered exactly
@@ -18,10 +18,12 @@ from tunegate.api.files import Files, Upload
 from tunegate.api.graders import Graders
 from tunegate.api.inference import Completions, Embeddings
 from tunegate.api.jobs import Jobs
+from tunegate.api.metrics import Metrics
 from tunegate.api.models import Models
 from tunegate.api.permissions import Permissions
 from tunegate.api.responses import Responses
 from tunegate.api.uploads import Uploads
+from tunegate.api.webhooks import Webhooks
 from tunegate.domain.files import FileStorage
 from tunegate.domain.uploads import UploadStorage
 from tunegate.serving import open_pool
@@ -58,6 +60,9 @@ class Service:
         self.eval_runs = EvalRuns(store, storage, self.evals, model_check,
                                   dashboard_url=f"{settings.own_url}/dashboard/",
                                   max_line_bytes=settings.max_line_bytes)
+        self.webhooks = Webhooks(settings, store)
+        # GET /metrics (outside /v1): request figures counted here, the store's read per scrape.
+        self.metrics = Metrics(store, self.inference)
 
     def _servable(self, project_id: str | None, model: str) -> None:
         self.completions.servable(project_id, model)

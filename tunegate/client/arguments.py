@@ -1,5 +1,5 @@
-"""The client commands' command line: ``train``, ``jobs …``, ``chat`` and ``eval``, added to the
-``tunegate`` parser beside ``serve``, ``worker`` and ``keys``."""
+"""The client commands' command line: ``train``, ``jobs …``, ``chat``, ``eval``, ``migrate`` and
+``webhooks …``, added to the ``tunegate`` parser beside ``serve``, ``worker`` and ``keys``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-CLIENT_COMMANDS = ("train", "jobs", "chat", "eval", "migrate")
+from tunegate.client import webhooks
+
+CLIENT_COMMANDS = ("train", "jobs", "chat", "eval", "migrate", "webhooks")
 JOB_ACTIONS = {
     "list": "list jobs, newest first",
     "show": "show one job (status, hyperparameters, progress, error)",
@@ -108,6 +110,7 @@ def add_client_commands(commands: Any) -> None:
                                "(e.g. item.messages)")
     evaluate.add_argument("--max-tokens", type=int, default=256,
                           help="longest answer (default 256)")
+    webhooks.add_arguments(commands, connection)
     add_migrate_command(commands)
 
 

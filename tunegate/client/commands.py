@@ -1,5 +1,6 @@
-"""The client commands: ``train``, ``jobs list|show|follow|cancel|pause|resume``, ``chat`` and
-``eval``, each a function of its parsed arguments that returns the exit code."""
+"""The client commands: ``train``, ``jobs list|show|follow|cancel|pause|resume``, ``chat``,
+``eval`` and ``webhooks`` (tunegate.client.webhooks), each a function of its parsed arguments
+that returns the exit code."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tunegate.client.display import display_for
 from tunegate.client.feed import JobFeed
 from tunegate.client.follow import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ending, follow
 from tunegate.client.listing import job_details, jobs_table
+from tunegate.client.webhooks import run_webhooks
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -48,7 +50,9 @@ def run(args: argparse.Namespace, terminal: Terminal | None = None) -> int:
     connection = Connection.resolve(args.url)
     commands: dict[str, Callable[[argparse.Namespace, Connection, Terminal], int]] = {
         "train": train, "jobs": jobs, "chat": chat, "eval": evaluate,
-        "migrate": migrate}
+        "migrate": migrate,
+        "webhooks": lambda args, connection, terminal: run_webhooks(args, connection.client(),
+                                                                    terminal)}
     command = functools.partial(commands[args.command], args, connection, terminal)
     try:
         return run_reporting_errors(command, connection.url, terminal.err)

@@ -109,6 +109,11 @@ class ModelPool:
         with self._lock:
             return [key for key, entry in self._entries.items() if entry.model is not None]
 
+    def users(self) -> dict[str, int]:
+        """Requests using or waiting for each kept model (its queue, for ``GET /metrics``)."""
+        with self._lock:
+            return {key: entry.users for key, entry in self._entries.items()}
+
     def running(self, model_id: str) -> Any:
         """The model process kept for ``model_id``, or None (for tests and diagnostics)."""
         with self._lock:

@@ -14,9 +14,11 @@ from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import Checkpoint, FineTuningJob, JobEvent, JobStatus
 from tunegate.domain.models import CheckpointPermission, FineTunedModel
 from tunegate.domain.uploads import StoredUpload, UploadPart
+from tunegate.domain.webhooks import Delivery, WebhookEndpoint
 
 if TYPE_CHECKING:  # the module imports Page from here
     from tunegate.store.queries.evals import SqlEvals
+    from tunegate.store.queries.webhooks import DueDelivery, Outcome
 
 T = TypeVar("T")
 
@@ -117,6 +119,15 @@ class Store(Protocol):
         while that worker owns the job); otherwise raises ``Conflict`` naming the current status.
         """
         ...
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """(status, method type) -> how many jobs, every project's (``GET /metrics``)."""
+        ...
+    def queue_figures(self) -> tuple[int, int | None]:
+        """Jobs waiting for a worker, and the oldest one's ``created_at`` (None: none)."""
+        ...
+    def running_progress(self) -> dict[str, dict[str, Any]]:
+        """Each running job's newest metrics event ``data`` ({} before its first step)."""
+        ...
     def update_job(self, job_id: str, changes: Mapping[str, Any]) -> None:
         """Change non-status fields (resolved hyperparameters, token counts, estimates)."""
         ...
@@ -216,3 +227,21 @@ class Store(Protocol):
     def pending_upload_ids(self, upload_ids: Sequence[str], *, at: int) -> set[str]:
         """Those of ``upload_ids`` that are pending and not expired at ``at``."""
         ...
+
+    # Webhooks (tunegate.store.queries.webhooks). Deliveries are written by the status changes
+    # that cause them (``transition``, an eval run's cancel and finish), never on their own.
+    def add_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+    def get_webhook_endpoint(self, project_id: str | None,
+                             endpoint_id: str) -> WebhookEndpoint | None: ...
+    def list_webhook_endpoints(self, project_id: str | None, *, after: str | None,
+                               limit: int) -> Page[WebhookEndpoint]: ...
+    def delete_webhook_endpoint(self, project_id: str | None, endpoint_id: str) -> bool: ...
+    def list_webhook_deliveries(self, endpoint_id: str, *, after: str | None,
+                                limit: int) -> Page[Delivery]: ...
+    def due_webhook_deliveries(self, now: float, *, limit: int,
+                               skip_endpoints: Sequence[str] = ()) -> list[DueDelivery]: ...
+    def claim_webhook_delivery(self, delivery: Delivery, until: float) -> bool: ...
+    def record_webhook_attempt(self, delivery_id: str, *, status_code: int | None,
+                               error: str | None, now: float, first_retry: float,
+                               retry_for: float, disable_after: float) -> Outcome | None: ...
+    def webhook_delivery_counts(self) -> dict[str, int]: ...

@@ -206,3 +206,43 @@ eval_output_items = Table(
     Index("ix_eval_output_items_run", "run_id", "id"),
     Index("ix_eval_output_items_row", "run_id", "datasource_item_id", unique=True),
 )
+
+# Webhooks (migration 0005): each project's endpoints, and the outbox: one delivery row per
+# (event, subscribed endpoint), written in the transaction of the status change that causes the
+# event, sent and retried by a worker (tunegate.worker.webhook_delivery).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("updated_at", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("event_types", JSON, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("failing_since", Integer),
+    Column("disabled_at", Integer),
+    Index("ix_webhook_endpoints_project", "project_id", "id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("endpoint_id", object_id(), nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float),
+    Column("last_attempt_at", Float),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+)

@@ -29,6 +29,7 @@ from tunegate.store.queries.files import FileQueries
 from tunegate.store.queries.jobs import JobQueries
 from tunegate.store.queries.models import ModelQueries
 from tunegate.store.queries.uploads import UploadQueries
+from tunegate.store.queries.webhooks import WebhookQueries
 from tunegate.store.reserve import DiskReserve
 
 
@@ -39,7 +40,8 @@ def open_store(url: str) -> SqlStore:
     return SqlStore(engine, reads, reserve)
 
 
-class SqlStore(FileQueries, JobQueries, EventQueries, ModelQueries, UploadQueries):
+class SqlStore(FileQueries, JobQueries, EventQueries, ModelQueries, UploadQueries,
+               WebhookQueries):
     """The SQL implementation of ``tunegate.store.base.Store``."""
 
     def __init__(self, engine: Engine, reads: Engine | None = None,

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
+from tunegate import logs
 from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
 from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
 from tunegate.errors import Conflict
@@ -32,6 +33,7 @@ from tunegate.worker.models import ResolvedModel, resolve_model
 from tunegate.worker.moves import move_as_worker
 from tunegate.worker.standby import Standby
 from tunegate.worker.training_run import Executor
+from tunegate.worker.webhook_delivery import WebhookDelivery
 
 log = logging.getLogger("tunegate.worker")
 
@@ -76,6 +78,9 @@ class Worker:
             self.standby = Standby()
         if self.settings.executor == "ray" and "train" in self.settings.worker_stages:
             self._join_ray_cluster()
+        # Webhooks go out from a thread of their own: a slow receiver never delays a job.
+        webhooks = WebhookDelivery(self.settings, self.store)
+        webhooks.start()
         try:
             while not stop_requested():
                 try:
@@ -88,6 +93,7 @@ class Worker:
                         self.standby.refill()
                     time.sleep(self.settings.poll_interval)
         finally:
+            webhooks.stop()
             if self.standby is not None:
                 self.standby.discard()
 
@@ -143,9 +149,10 @@ class Worker:
         job = self.store.claim_job([JobStatus.VALIDATING_FILES], self.worker_id, time.time())
         if job is None:
             return False
-        log.info("claimed job %s to validate its files", job.id)
-        with self._owned(job.id):
-            self.validate_files(job)
+        with logs.for_job(job.id):
+            log.info("claimed job %s to validate its files", job.id)
+            with self._owned(job.id):
+                self.validate_files(job)
         return True
 
     def train_next(self) -> bool:
@@ -158,11 +165,11 @@ class Worker:
         job = self.store.claim_job([JobStatus.QUEUED], self.worker_id, time.time())
         if job is None:
             return False
-        # With many workers on one store, the logs say which one ran what.
-        log.info("claimed job %s to train it", job.id)
         from tunegate.worker.training_stage import TrainingStage  # needs the training extra
 
-        with self._owned(job.id):
+        with logs.for_job(job.id), self._owned(job.id):
+            # With many workers on one store, the logs say which one ran what.
+            log.info("claimed job %s to train it", job.id)
             TrainingStage(self.service, self.worker_id, between_polls=self.validate_next,
                           shutting_down=self.stop_requested, standby=self.standby,
                           executor=self.executor).run(job)

@@ -16,6 +16,7 @@ twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,9 +33,11 @@ from tunegate.domain.evals import (
     RunStatus,
     RunTotals,
 )
+from tunegate.domain.webhooks import RUN_EVENTS
 from tunegate.errors import Conflict, clip
 from tunegate.store import schema
 from tunegate.store.base import Page
+from tunegate.store.queries.webhooks import enqueue_event
 
 
 def _eval(row: Row[Any]) -> Eval:
@@ -64,6 +67,12 @@ def _item(row: Row[Any]) -> OutputItem:
 def _in_project(table: Table, project_id: str | None) -> ColumnElement[bool]:
     return table.c.project_id == project_id if project_id is not None else \
         table.c.id.is_not(None)
+
+
+def _enqueue(connection: Connection, project_id: str, status: RunStatus, run_id: str) -> None:
+    """The webhook event of a run that finished, in the transaction that finishes it."""
+    if status.value in RUN_EVENTS:
+        enqueue_event(connection, project_id, RUN_EVENTS[status.value], run_id, int(time.time()))
 
 
 class SqlEvals:
@@ -228,6 +237,7 @@ class SqlEvals:
                                code="invalid_run_status")
             connection.execute(update(table).where(table.c.id == run_id)
                                .values(status=RunStatus.CANCELED.value))
+            _enqueue(connection, row.project_id, RunStatus.CANCELED, run_id)
             return _run(connection.execute(select(table).where(table.c.id == run_id)).one())
 
     def delete_run(self, project_id: str | None, eval_id: str, run_id: str) -> bool:
@@ -332,9 +342,11 @@ class SqlEvals:
         if error is not None:
             values["error"] = dict(error)
         with self.engine.begin() as connection:
-            if self._held(connection, run_id, worker_id) is None:
+            held = self._held(connection, run_id, worker_id)
+            if held is None:
                 return False
             connection.execute(update(table).where(table.c.id == run_id).values(**values))
+            _enqueue(connection, held.project_id, status, run_id)
         return True
 
     # Output items ---------------------------------------------------------------------------

@@ -20,10 +20,12 @@ from tunegate.domain.jobs import (
     check_transition,
     entry_changes,
 )
+from tunegate.domain.webhooks import JOB_EVENTS
 from tunegate.errors import Conflict, NotFound, TooManyRequests, clip
 from tunegate.store import schema
 from tunegate.store.base import FineTunedModel, OwnedJob, Page
 from tunegate.store.queries.common import SqlQueries, in_project, project_where, select_by
+from tunegate.store.queries.webhooks import enqueue_event
 from tunegate.store.rows import (
     as_job,
     change_values,
@@ -67,6 +69,38 @@ class JobQueries(SqlQueries):
                 f"most it may have at once (setting TUNEGATE_MAX_ACTIVE_JOBS); retry when one "
                 "has finished.", retry_after=ACTIVE_JOBS_RETRY_SECONDS,
                 code="too_many_active_jobs")
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """(status, method type) -> how many jobs (every project)."""
+        table = schema.jobs
+        method = table.c.method["type"].as_string().label("method")
+        rows = self._read(select(table.c.status, method, func.count().label("n"))
+                          .group_by(table.c.status, method), {})
+        return {(row.status, row.method or "supervised"): int(row.n) for row in rows}
+
+    def queue_figures(self) -> tuple[int, int | None]:
+        """How many jobs wait for a worker (validating_files, queued), and when the oldest of
+        them was created (None: none waits)."""
+        table = schema.jobs
+        waiting = [JobStatus.VALIDATING_FILES.value, JobStatus.QUEUED.value]
+        query: Any = select(func.count().label("n"), func.min(table.c.created_at)
+                            .label("oldest")).where(table.c.status.in_(waiting))
+        row = self._read(query, {})[0]
+        return int(row.n), row.oldest
+
+    def running_progress(self) -> dict[str, dict[str, Any]]:
+        """Each running job's newest metrics event ``data`` (step, tokens_per_second, …);
+        ``{}`` for one without a step yet."""
+        jobs, events = schema.jobs, schema.job_events
+        running = [row.id for row in self._read(
+            select(jobs.c.id).where(jobs.c.status == JobStatus.RUNNING.value), {})]
+        progress: dict[str, dict[str, Any]] = {}
+        for job_id in running:
+            rows = self._read(select(events.c.data).where(
+                events.c.job_id == job_id, events.c.type == "metrics")
+                .order_by(events.c.id.desc()).limit(1), {})
+            progress[job_id] = dict(rows[0].data or {}) if rows else {}
+        return progress
 
     def get_job(self, job_id: str, project_id: str | None = None) -> FineTuningJob | None:
         where = {"id": job_id, **project_where(project_id)}
@@ -153,6 +187,9 @@ class JobQueries(SqlQueries):
                 connection.execute(insert(schema.files).values(**file_values(file)))
             for model in new_models:
                 connection.execute(insert(schema.fine_tuned_models).values(**model_values(model)))
+            if target.value in JOB_EVENTS:  # the webhook event exists exactly when the status does
+                enqueue_event(connection, row.project_id, JOB_EVENTS[target.value], job_id,
+                              int(time.time()))
             return as_job(connection.execute(select(table).where(table.c.id == job_id)).one())
 
     def update_job(self, job_id: str, changes: Mapping[str, Any]) -> None:

@@ -1,0 +1,85 @@
+"""``tunegate webhooks add URL [--events …] | list | remove ID | test ID | deliveries ID``: a
+project's webhook endpoints, through the SDK's ``client.webhooks`` (the server's
+``/v1/webhook_endpoints``), and tunegate's list of an endpoint's deliveries."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+# tunegate/domain/webhooks.py EVENT_TYPES (the client imports nothing of the server's).
+EVENT_TYPES = ("fine_tuning.job.succeeded", "fine_tuning.job.failed",
+               "fine_tuning.job.cancelled", "eval.run.succeeded", "eval.run.failed",
+               "eval.run.canceled")
+JOB_ENDS = EVENT_TYPES[:3]
+
+
+class Says(Protocol):
+    def say(self, line: str) -> None: ...
+    def complain(self, line: str) -> None: ...
+
+
+def add_arguments(commands: Any, connection: argparse.ArgumentParser) -> None:
+    hooks = commands.add_parser("webhooks", help="add, list, remove or test webhook endpoints")
+    actions = hooks.add_subparsers(dest="webhooks_command", required=True)
+    add = actions.add_parser(
+        "add", parents=[connection], help="register a URL for events; prints its secret once",
+        description="Register URL to be sent the events named (default: a fine-tuning job's "
+                    "end, succeeded, failed or cancelled). The signing secret (whsec_…) is "
+                    "printed this once: give it to the receiver's client.webhooks.unwrap().")
+    # Not dest "url": that is the server's (--url).
+    add.add_argument("endpoint_url", metavar="URL", help="http(s) URL the events are POSTed to")
+    add.add_argument("--events", nargs="+", choices=EVENT_TYPES, default=list(JOB_ENDS),
+                     metavar="EVENT", help="event types, of: " + ", ".join(EVENT_TYPES))
+    add.add_argument("--name", help="a name to tell endpoints apart (default: the URL)")
+    add.add_argument("--secret", help="sign with this whsec_… secret instead of a new one")
+    actions.add_parser("list", parents=[connection], help="the project's endpoints")
+    for action, text in (("remove", "remove an endpoint (its pending deliveries with it)"),
+                         ("test", "send one sample event now and show the answer's status"),
+                         ("deliveries", "an endpoint's deliveries: status, attempts, next try")):
+        command = actions.add_parser(action, parents=[connection], help=text)
+        command.add_argument("endpoint_id", metavar="ID", help="the endpoint's id (we_…)")
+    actions.choices["test"].add_argument("--event", choices=EVENT_TYPES, default=JOB_ENDS[0],
+                                         help="the sample's event type")
+
+
+def _when(stamp: int | None) -> str:
+    if stamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run_webhooks(args: argparse.Namespace, client: OpenAI, terminal: Says) -> int:
+    action = args.webhooks_command
+    if action == "add":
+        extra = {"signing_secret": args.secret} if args.secret else None
+        made = client.webhooks.create(url=args.endpoint_url, event_types=args.events,  # type: ignore[arg-type]
+                                      name=args.name or args.endpoint_url, extra_body=extra)
+        terminal.say(f"{made.id} {made.url} {' '.join(made.event_types)}")
+        terminal.say(made.signing_secret)
+        terminal.complain("(the signing secret above is shown this once: keep it)")
+    elif action == "list":
+        for endpoint in client.webhooks.list():
+            extra = endpoint.model_extra or {}
+            terminal.say(f"{endpoint.id}  {extra.get('status', 'enabled'):8}  {endpoint.url}  "
+                         f"{','.join(endpoint.event_types)}")
+    elif action == "remove":
+        client.webhooks.delete(args.endpoint_id)
+        terminal.say(f"{args.endpoint_id} removed")
+    elif action == "test":
+        result = client.webhooks.test(args.endpoint_id, event_type=args.event)
+        terminal.say(f"{args.endpoint_id} answered HTTP {result.status_code}")
+        return 0 if 200 <= result.status_code < 300 else 1
+    else:
+        page = client.get(f"/webhook_endpoints/{args.endpoint_id}/deliveries",
+                          cast_to=object)
+        for item in page["data"]:  # type: ignore[index]
+            terminal.say(f"{item['id']}  {item['event_type']:26} {item['data_id']}  "
+                         f"{item['status']:9} attempts {item['attempts']}  last "
+                         f"{item['last_status_code'] or item['last_error'] or '-'}  next "
+                         f"{_when(item['next_attempt_at'])}")
+    return 0
