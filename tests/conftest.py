@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -126,6 +127,18 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         if name.startswith("TUNEGATE_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TUNEGATE_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """A test that runs a ``tunegate`` command in process (``cli.main(["keys", ...])``) sets up
+    logging as the command's own process would; the next test gets the root logger back as it
+    was, so a client command's output is not mixed with the SDK's INFO lines."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    root.handlers[:], level = saved
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session", autouse=True)

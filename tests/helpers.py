@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tests.conftest import chat_lines
@@ -211,3 +211,14 @@ def wait_until_finished(client: OpenAI, job_id: str, *, timeout: float = 900.0) 
     """Wait for a training job to succeed, fail or be cancelled (polling every half second,
     not to slow the training it waits for); the job then."""
     return wait_for_status(client, job_id, *FINISHED, timeout=timeout, interval=0.5)
+
+
+def until(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """Poll ``predicate`` every 0.2 s until it gives something true, and return that; fail
+    saying ``what`` was awaited after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

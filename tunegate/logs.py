@@ -55,9 +55,28 @@ def parse_format(value: str) -> str:
     return name
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is written, not when logging was set up:
+    whoever swaps stderr later (a test harness capturing it, a daemon redirecting it) still gets
+    the lines, and a swapped-out stream that was closed is never written to. ``setStream`` pins
+    a stream of the caller's choosing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pinned: Any = None
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return self._pinned if self._pinned is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        self._pinned = None if value is sys.stderr else value
+
+
 def configure(log_format: str) -> None:
     """Send this process's logs to stderr in ``log_format``, INFO and up."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else
                          logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from openai import OpenAI
 
 from tests.conftest import Server, session_model_cache, start_server, stop_server
 from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
-from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
+from tests.helpers import sdk_create_job, sdk_upload, until, wait_until_finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,17 +32,8 @@ def _children(parent: int, pattern: str) -> list[int]:
     return [int(pid) for pid in found]
 
 
-def _wait(predicate: Callable[[], object], what: str, timeout: float = 300) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def worker_pid(server: Server) -> int:
-    pids = _wait(lambda: _children(server.process.pid, "tunegate worker"), "the worker")
+    pids = until(lambda: _children(server.process.pid, "tunegate worker"), "the worker", 300)
     assert isinstance(pids, list)
     return int(pids[0])
 
@@ -51,7 +41,7 @@ def worker_pid(server: Server) -> int:
 def trainer_pid(server: Server) -> int:
     def find() -> list[int]:
         return _children(worker_pid(server), "tunegate.training.child")
-    pids = _wait(find, "the trainer child")
+    pids = until(find, "the trainer child", 300)
     assert isinstance(pids, list)
     return int(pids[0])
 
@@ -78,7 +68,8 @@ class Chaos:
         self.server = start_server(self.root, env=self.env, port=self.port)
 
     def frozen_at(self, point: str, job_id: str) -> None:
-        _wait(lambda: (self.freeze_dir / f"{point}-{job_id}").exists(), f"the {point} freeze")
+        until(lambda: (self.freeze_dir / f"{point}-{job_id}").exists(),
+              f"the {point} freeze", 300)
 
 
 @pytest.fixture

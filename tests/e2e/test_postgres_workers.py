@@ -22,7 +22,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from openai import OpenAI
 
 from tests.conftest import Server, session_model_cache, start_server, stop_server
 from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
-from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
+from tests.helpers import sdk_create_job, sdk_upload, until, wait_until_finished
 from tunegate.store import open_store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -76,13 +75,6 @@ def start_worker(folder: Path, server: Server, env: dict[str, str]) -> WorkerPro
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
             start_new_session=True)
     return WorkerProcess(process, log_path)
-
-
-def wait_for(predicate, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -182,7 +174,7 @@ def test_a_frozen_workers_job_is_taken_over_after_the_heartbeat_timeout_and_resu
         job = sdk_create_job(client, sdk_upload(client, fact_lines(12)).id, seed=5,
                              method={"type": "supervised", "supervised": {"hyperparameters": {
                                  "n_epochs": 3, "batch_size": 4}}})  # 3 steps an epoch
-        wait_for(lambda: job.id in first.claimed_for_training(), "the first worker's claim")
+        until(lambda: job.id in first.claimed_for_training(), "the first worker's claim", 120)
         second = start_worker(tmp_path / "worker-2", server, env)
         wait_for_event(client, job.id, lambda e: e.message == "Checkpoint created at step 3")
         first.freeze()

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from openai import OpenAI
 
 from tests.conftest import chat_lines
 from tests.e2e.test_chaos import worker_pid
+from tests.helpers import until
 from tests.servers import Server, sdk_client, start_server_afresh, stop_server
 from tests.webhook_receiver import FakeReceiver
 
@@ -65,15 +66,6 @@ def clients() -> Iterator[list[OpenAI]]:
     yield made
     for client in made:
         client.close()
-
-
-def until(predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def add_endpoint(client: OpenAI, receiver: FakeReceiver, events: list[str]) -> Any:
