@@ -33,9 +33,9 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import free_port, start_server, stop_server
-from tests.e2e.test_postgres_workers import start_worker, wait_for
+from tests.e2e.test_postgres_workers import start_worker
 from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
-from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
+from tests.helpers import sdk_create_job, sdk_upload, until, wait_until_finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
 
@@ -119,7 +119,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
             start_new_session=True)
     cluster = RayCluster(f"127.0.0.1:{port}", folder, head, [])
     try:
-        wait_for(lambda: _listening(port) or head.poll() is not None, "the Ray head", 120)
+        until(lambda: _listening(port) or head.poll() is not None, "the Ray head", 120)
         assert head.poll() is None, (folder / "head.log").read_text()
         yield cluster
     finally:
@@ -224,7 +224,7 @@ def test_pause_frees_the_node_and_cancel_stops_the_remote_run_within_seconds(
                                  "n_epochs": 5, "batch_size": 2}}})  # 30 steps
         wait_for_event(client, job.id, lambda e: e.type == "metrics", timeout=600)
         client.fine_tuning.jobs.pause(job.id)
-        wait_for(lambda: not runs_on_node(), "the paused run to leave the node", 60)
+        until(lambda: not runs_on_node(), "the paused run to leave the node", 60)
         wait_for_event(client, job.id, lambda e: e.message.startswith("Training state saved"))
         assert (server.data_dir / "jobs" / job.id / "run" / "progress.json").is_file()
         paused_at = max(e.data["step"] for e in events_of(client, job.id) if e.type == "metrics")
@@ -234,7 +234,7 @@ def test_pause_frees_the_node_and_cancel_stops_the_remote_run_within_seconds(
                        and e.data["step"] > paused_at, timeout=600)
         client.fine_tuning.jobs.cancel(job.id)
         cancelled = time.monotonic()
-        wait_for(lambda: not runs_on_node(), "the cancelled run to leave the node", 30)
+        until(lambda: not runs_on_node(), "the cancelled run to leave the node", 30)
         print(f"cancelled run left the node after {time.monotonic() - cancelled:.1f}s")
         assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
         steps = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
