@@ -30,6 +30,9 @@ import pytest
 
 from tests.conftest import VALIDATE_ONLY, Server, start_server, stop_server
 
+# The contract registers webhook endpoints at 127.0.0.1's discard port (tunegate.contract.rules).
+CHECKED = {**VALIDATE_ONLY, "TUNEGATE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32"}
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +69,7 @@ def run_schemathesis(server: Server, outside: Path, *args: str) -> str:
 
 
 def test_open_server(tmp_path: Path) -> None:
-    server = start_server(tmp_path, env=VALIDATE_ONLY)
+    server = start_server(tmp_path, env=CHECKED)
     outside = tmp_path / "outside"
     try:
         api = run_schemathesis(server, outside, "--exclude-tag", "Inference")
@@ -74,8 +77,8 @@ def test_open_server(tmp_path: Path) -> None:
                                        "--phases", "examples,fuzzing")
     finally:
         stop_server(server)
-    assert "Selected: 39/45" in api, api[-3000:]
-    assert "Selected: 6/45" in completions, completions[-3000:]
+    assert "Selected: 45/51" in api, api[-3000:]
+    assert "Selected: 6/51" in completions, completions[-3000:]
     log = server.log()
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in log  # the model answered
     assert '"POST /v1/responses HTTP/1.1" 200' in log
@@ -85,7 +88,7 @@ def test_open_server(tmp_path: Path) -> None:
 def test_keyed_server(tmp_path: Path) -> None:
     # No request-rate limit: a run sends a thousand requests in seconds (against a limited
     # server, pass schemathesis `--rate-limit` to match TUNEGATE_RATE_LIMIT).
-    server = start_server(tmp_path, env={**VALIDATE_ONLY, "TUNEGATE_API_KEY": KEY,
+    server = start_server(tmp_path, env={**CHECKED, "TUNEGATE_API_KEY": KEY,
                                          "TUNEGATE_RATE_LIMIT": "0"})
     try:
         output = run_schemathesis(server, tmp_path / "outside",
@@ -93,7 +96,7 @@ def test_keyed_server(tmp_path: Path) -> None:
                                   "--exclude-tag", "Inference")
     finally:
         stop_server(server)
-    assert "Selected: 39/45" in output, output[-3000:]
+    assert "Selected: 45/51" in output, output[-3000:]
     log = server.log()
     assert '"POST /v1/fine_tuning/jobs HTTP/1.1" 200' in log
     assert log.count('HTTP/1.1" 401') > 10  # ignored_auth's probes, refused

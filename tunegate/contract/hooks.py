@@ -17,8 +17,10 @@ requests are paced by its ``--rate-limit``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -106,6 +108,31 @@ class Server:
 _SERVERS: dict[str, Server] = {}
 
 
+class _Accepting(BaseHTTPRequestHandler):
+    """Answers every delivery 200 (its body read and dropped), logging nothing."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+_RECEIVER: list[str] = []
+
+
+def _receiver_url() -> str:
+    """The run's webhook receiver on 127.0.0.1, started on first use (a daemon thread)."""
+    if not _RECEIVER:
+        receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Accepting)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        _RECEIVER.append(f"http://127.0.0.1:{receiver.server_address[1]}/tunegate-contract")
+    return _RECEIVER[0]
+
+
 def _server(case: Any) -> Server:
     schema = case.operation.schema
     base_url = schema.get_base_url()
@@ -123,4 +150,5 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         return
     server = _server(case)
     acceptable(case, training_file=server.training_file, base_models=server.base_models(),
-               training_content=one_example(), completable_upload=server.completable_upload)
+               training_content=one_example(), completable_upload=server.completable_upload,
+               webhook_url=_receiver_url())

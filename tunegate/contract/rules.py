@@ -40,7 +40,14 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
 - embeddings need a served model, token ids inside its vocabulary and ``dimensions`` at most
   its width (the embedded model's: ``EMBEDDED_VOCABULARY``, ``EMBEDDED_WIDTH``), and each text
   within its context (cut to ``MAX_PROMPT_BYTES``); inputs are kept to ``MAX_EMBEDDING_INPUTS``
-  (the model runs on CPU).
+  (the model runs on CPU);
+- a webhook endpoint's URL must be one the server may deliver to (public, resolvable, or in
+  ``TUNEGATE_WEBHOOK_ALLOW_NETWORKS``) and answer its test event, and a signing secret must be
+  ``whsec_`` and base64, and its event types those tunegate sends, so unknown event types are
+  dropped (all of them are taken when none is left), a generated URL becomes the run's own
+  receiver on 127.0.0.1 (the hooks start one that answers 200; a server checked from outside
+  allows ``127.0.0.1/32`` for the run) and a generated secret is left out (the server makes
+  one).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
 Two users: ``tunegate.contract.hooks`` (the hooks schemathesis.toml names, for a run from
@@ -55,6 +62,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tunegate.domain.job_requests import MAX_METADATA_KEY
+from tunegate.domain.webhooks import EVENT_TYPES
 
 # Operations that answer 400 for a base model (only fine-tuned models can be deleted or exported).
 NO_BASE_MODELS = ("DELETE /models/{model}", "GET /models/{model}/adapter")
@@ -85,6 +93,9 @@ EMBEDDED_VOCABULARY = 49152  # token ids of the embedded SmolLM2 run from 0 to t
 EMBEDDED_WIDTH = 576  # the length of its embeddings: the most `dimensions` can ask
 MAX_EMBEDDING_INPUTS = 4  # inputs per generated request, and tokens per token array: x 16
 RESPONSES = "POST /responses"
+WEBHOOK_ENDPOINTS = "POST /webhook_endpoints"
+# Where a webhook endpoint points when the caller has no receiver: 127.0.0.1's discard port.
+CONTRACT_WEBHOOK_URL = "http://127.0.0.1:9/tunegate-contract"
 # What a response refuses (tunegate.api.responses): server state, and log probabilities.
 _RESPONSE_REFUSED = ("previous_response_id", "conversation", "prompt", "background",
                      "top_logprobs")
@@ -112,13 +123,14 @@ def is_positive(case: Any) -> bool:
 
 def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequence[str],
                training_content: bytes,
-               completable_upload: Callable[[], tuple[str, list[str]]]) -> None:
+               completable_upload: Callable[[], tuple[str, list[str]]],
+               webhook_url: str = CONTRACT_WEBHOOK_URL) -> None:
     """Make the positive ``case`` meet the rules above, in place.
 
     ``training_file()`` is the id of a ``fine-tune`` file on the server, ``base_models`` its base
     models (the first one is used), ``training_content`` what a ``fine-tune`` upload sends,
     ``completable_upload()`` a fresh pending upload holding one part of ``COMPLETABLE`` (its
-    id and its part ids).
+    id and its part ids), ``webhook_url`` a receiver that answers webhook deliveries.
     """
     label = case.operation.label
     if label == EVENTS and _positive_but_headers(case):
@@ -156,6 +168,12 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         body["grader"] = {**VALID_GRADER, "name": name}
     elif label == RESPONSES:
         _response(body, base_models[0])
+    elif label == WEBHOOK_ENDPOINTS:
+        body["url"] = webhook_url
+        body.pop("signing_secret", None)
+        if isinstance(body.get("event_types"), list):
+            body["event_types"] = [e for e in body["event_types"] if e in EVENT_TYPES] or \
+                list(EVENT_TYPES)
 
 
 def _positive_but_headers(case: Any) -> bool:
