@@ -216,13 +216,11 @@ def test_429_waits_as_retry_after_says_and_500_is_retried(migrate: Any,
                                                           target: OpenAI) -> None:
     fake_source.fail("/fine_tuning/jobs", error(429, "slow down", {"retry-after": "2"}))
     fake_source.fail(r"/files/file-train1/content", error(500, "try again"), times=2)
-    started = time.monotonic()
     code, _, err = migrate()
     assert (code, err) == (0, [])
     lists = [at for path, at in fake_source.requests if path == "/fine_tuning/jobs"]
     assert len(lists) == 2 and lists[1] - lists[0] >= 2.0  # Retry-After: 2 honoured
     assert sum(path == "/files/file-train1/content" for path, _ in fake_source.requests) == 3
-    assert time.monotonic() - started < 30
     assert len(target_files(target)) == 2
 
 
