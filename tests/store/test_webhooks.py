@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -66,6 +67,19 @@ def test_an_eval_run_end_writes_its_event(store: SqlStore) -> None:
     store.evals.cancel_run(PROJECT, evaluation.id, canceled.id)
     sent = {json.loads(d.body)["data"]["id"]: d.event_type for d in deliveries(store, endpoint)}
     assert sent == {done.id: "eval.run.succeeded", canceled.id: "eval.run.canceled"}
+
+
+def test_a_run_recorded_already_graded_writes_its_event_once(store: SqlStore) -> None:
+    """A reinforcement job's validation run is recorded finished (add_graded_run), never
+    claimed or finished by a worker: its event comes with it, as a worker's run's would."""
+    endpoint = add_endpoint(store, ["eval.run.succeeded"])
+    evaluation = make_eval(project=PROJECT)
+    store.evals.add_eval(evaluation)
+    graded = replace(make_run(evaluation), status=RunStatus.COMPLETED, name="step 2")
+    assert store.evals.add_graded_run(graded, [])
+    assert not store.evals.add_graded_run(replace(graded, id=ids.new_id(ids.EVAL_RUN)), [])
+    sent = [(json.loads(d.body)["data"]["id"], d.event_type) for d in deliveries(store, endpoint)]
+    assert sent == [(graded.id, "eval.run.succeeded")]
 
 
 def test_attempts_retry_with_doubling_waits_then_give_up(store: SqlStore) -> None:

@@ -200,6 +200,7 @@ class SqlEvals:
                     status=item.status, datasource_item_id=item.datasource_item_id,
                     datasource_item=item.datasource_item, results=item.results,
                     sample=item.sample, usage=item.usage, errored=int(item.errored)))
+            _enqueue(connection, run.project_id, run.status, run.id)  # as a worker's run would
         return True
 
     def get_run(self, project_id: str | None, eval_id: str | None, run_id: str) -> EvalRun | None:
