@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,10 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    # Every SDK client made for this server, closed when it stops: an OpenAI client sits in a
+    # reference cycle, and a garbage collection that frees its pooled socket before the client
+    # fails whichever later test is running then with an unclosed-socket ResourceWarning.
+    clients: list[OpenAI] = field(default_factory=list)
 
     @property
     def api(self) -> str:
@@ -88,6 +92,8 @@ def start_server_afresh(tmp_path: Path, *extra_args: str, **options: Any) -> Ser
 
 
 def stop_server(server: Server) -> None:
+    for client in server.clients:
+        client.close()
     server.process.terminate()
     try:
         server.process.wait(timeout=30)
@@ -107,5 +113,8 @@ def running_server(folder: Path, *extra_args: str, **options: Any) -> Iterator[S
 
 
 def sdk_client(server: Server, **options: Any) -> OpenAI:
-    """The official SDK pointed at ``server`` (any key: an open server ignores it)."""
-    return OpenAI(base_url=server.api, api_key=options.pop("api_key", "sk-test"), **options)
+    """The official SDK pointed at ``server`` (any key: an open server ignores it), closed when
+    the server stops."""
+    client = OpenAI(base_url=server.api, api_key=options.pop("api_key", "sk-test"), **options)
+    server.clients.append(client)
+    return client

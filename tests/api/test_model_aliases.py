@@ -23,6 +23,7 @@ from tests.helpers import (
     upload,
     wait_for_status,
 )
+from tests.servers import sdk_client
 from tests.unit.test_architectures import write_gguf
 from tunegate.api.app import create_app
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID, embedded_gguf
@@ -148,7 +149,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
 @pytest.fixture(params=[False, True], ids=["loose", "strict"])
 def sdk(request: pytest.FixtureRequest, servers: dict[str, Server]) -> Iterator[dict[str, OpenAI]]:
     """An SDK client of each server, loose or strict."""
-    clients = {name: OpenAI(base_url=server.api, api_key="local", max_retries=0,
+    clients = {name: sdk_client(server, api_key="local", max_retries=0,
                             _strict_response_validation=request.param)
                for name, server in servers.items()}
     yield clients

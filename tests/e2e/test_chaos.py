@@ -22,6 +22,7 @@ from openai import OpenAI
 from tests.conftest import Server, session_model_cache, start_server, stop_server
 from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
 from tests.helpers import sdk_create_job, sdk_upload, until, wait_until_finished
+from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -60,11 +61,13 @@ class Chaos:
         self.port = int(self.server.base_url.rsplit(":", 1)[1])
 
     def client(self) -> OpenAI:
-        return OpenAI(base_url=self.server.api, api_key="local", max_retries=2)
+        return sdk_client(self.server, api_key="local", max_retries=2)
 
     def kill_group_and_restart(self) -> None:
         os.killpg(self.server.process.pid, signal.SIGKILL)
         self.server.process.wait()
+        for client in self.server.clients:  # their sockets point at the killed server
+            client.close()
         self.server = start_server(self.root, env=self.env, port=self.port)
 
     def frozen_at(self, point: str, job_id: str) -> None:
@@ -144,7 +147,7 @@ def test_sigterm_to_serve_stops_its_worker_first_and_requeues_the_run(
     server = start_server(tmp_path_factory.mktemp("sigterm"),
                           env={"TUNEGATE_MODEL_CACHE": str(cache)})
     try:
-        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        client = sdk_client(server, api_key="local", max_retries=2)
         job = sdk_create_job(
             client, sdk_upload(client, fact_lines(12)).id,
             method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}})

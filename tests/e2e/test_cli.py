@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openai import OpenAI
 
 from tests.conftest import FIXTURES, TEST_DATA, TUNEGATE_CLI, Server, start_server, stop_server
 from tests.e2e.test_training_sdk import BASE, fact_lines, serve_with_shared_cache
 from tests.helpers import wait_for_status
+from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -186,7 +186,7 @@ def test_ctrl_c_leaves_the_job_running_and_the_jobs_commands_manage_it(
                         "--batch-size", "4", "--url", cli_server.api, env=client_env())
     terminal.read_until(r"step \d+/150")  # training (150 steps: long enough to interrupt)
     job_id = re.findall(r"Created job (ftjob-\S+)", terminal.text)[0]
-    client = OpenAI(base_url=cli_server.api, api_key="local", max_retries=0)
+    client = sdk_client(cli_server, api_key="local", max_retries=0)
     try:
         terminal.type("\x03")  # Ctrl-C, from the terminal's line discipline
         terminal.read_until(rf"Cancel job {job_id}\? \[y/N\]")
@@ -268,7 +268,7 @@ def test_the_servers_root_url_works_and_a_wrong_model_uploads_nothing(
     have is refused before the file is uploaded."""
     listed = tunegate("jobs", "list", "--url", cli_server.base_url)
     assert listed.returncode == 0, listed.stderr
-    files = OpenAI(base_url=cli_server.api, api_key="local", max_retries=0).files
+    files = sdk_client(cli_server, api_key="local", max_retries=0).files
     before = [file.id for file in files.list()]
     done = tunegate("train", str(facts), "--model", "SmolLM-typo", "--url", cli_server.base_url)
     assert done.returncode == 1 and done.stdout == ""

@@ -27,6 +27,7 @@ from tests.conftest import (
     stop_server,
 )
 from tests.helpers import sdk_create_job, sdk_upload
+from tests.servers import sdk_client
 from tunegate import ids
 from tunegate.api.app import SPEC
 from tunegate.domain.files import SHOWN_PURPOSE, StoredFile
@@ -49,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def strict(server: Server) -> Iterator[OpenAI]:
-    with OpenAI(base_url=server.api, api_key="any", max_retries=0,
+    with sdk_client(server, api_key="any", max_retries=0,
                 _strict_response_validation=True) as client:
         yield client
 

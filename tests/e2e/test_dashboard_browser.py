@@ -29,6 +29,7 @@ from openai import OpenAI
 from tests.conftest import Server, start_server, stop_server
 from tests.e2e.test_training_sdk import BASE, fact_lines, serve_with_shared_cache
 from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
+from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -47,7 +48,7 @@ def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 
 @pytest.fixture(scope="module")
 def client(training_server: Server) -> OpenAI:
-    return OpenAI(base_url=training_server.api, api_key="local", max_retries=0)
+    return sdk_client(training_server, api_key="local", max_retries=0)
 
 
 class Tab:
@@ -193,7 +194,7 @@ def test_evaluate_this_model_grades_it_beside_its_base_in_the_evals_view(
         training_server: Server) -> None:
     done = wait_until_finished(client, trained_job)
     assert done.status == "succeeded" and done.fine_tuned_model
-    strict = OpenAI(base_url=training_server.api, api_key="local", max_retries=0,
+    strict = sdk_client(training_server, api_key="local", max_retries=0,
                     _strict_response_validation=True)
     tab.open(f"#/jobs/{trained_job}")
     page = tab.page

@@ -24,6 +24,7 @@ from tests.e2e.test_training_sdk import (
     serve_with_shared_cache,
 )
 from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
+from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -51,7 +52,7 @@ def dpo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def client(dpo_server: Server) -> OpenAI:
-    return OpenAI(base_url=dpo_server.api, api_key="local", max_retries=0)
+    return sdk_client(dpo_server, api_key="local", max_retries=0)
 
 
 def test_a_dpo_job_trains_on_preference_pairs(client: OpenAI, dpo_server: Server) -> None:
@@ -97,7 +98,7 @@ def test_a_dpo_job_trains_on_preference_pairs(client: OpenAI, dpo_server: Server
     assert rows[0][:6] == ["step", "train_loss", *REWARD_METRICS]
     assert len(rows) == 1 + 4
 
-    strict = OpenAI(base_url=dpo_server.api, api_key="local", max_retries=0,
+    strict = sdk_client(dpo_server, api_key="local", max_retries=0,
                     _strict_response_validation=True)
     assert strict.fine_tuning.jobs.retrieve(job.id).method.dpo.hyperparameters.beta == 0.1
     assert len(list(strict.fine_tuning.jobs.list_events(job.id, limit=100))) > len(metrics)

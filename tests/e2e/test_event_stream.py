@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from openai import OpenAI
 
 from tests.api.conftest import ALICE, BOB, write_keys_file
 from tests.conftest import (
@@ -28,6 +27,7 @@ from tests.conftest import (
 )
 from tests.e2e.test_training_sdk import fact_lines
 from tests.helpers import sdk_create_job, sdk_upload
+from tests.servers import sdk_client
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +83,7 @@ def keyed_training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.mark.slow
 def test_a_real_job_streams_its_events_live_and_resumes(keyed_training_server: Server) -> None:
     server = keyed_training_server
-    alice = OpenAI(base_url=server.api, api_key=ALICE.key, max_retries=0)
+    alice = sdk_client(server, api_key=ALICE.key, max_retries=0)
     job = sdk_create_job(alice, sdk_upload(alice, fact_lines(12)).id, seed=3, method={
         "type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 4}}})
     status_at_first_metrics: list[str] = []
@@ -115,7 +115,7 @@ def test_a_real_job_streams_its_events_live_and_resumes(keyed_training_server: S
                       headers=ALICE.headers).json()["data"]
     assert objects == list(reversed(paged))
     # tunegate's two additions to `data` pass the SDK's strict validation (`data` is free-form).
-    strict = OpenAI(base_url=server.api, api_key=ALICE.key, max_retries=0,
+    strict = sdk_client(server, api_key=ALICE.key, max_retries=0,
                     _strict_response_validation=True)
     sdk_metrics = [e for e in strict.fine_tuning.jobs.list_events(job.id, limit=100)
                    if e.type == "metrics"]

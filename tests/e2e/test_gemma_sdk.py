@@ -20,6 +20,7 @@ from openai import OpenAI
 from tests.conftest import GEMMA_ID, Server
 from tests.e2e.test_training_sdk import serve_with_shared_cache
 from tests.helpers import sdk_upload, wait_until_finished
+from tests.servers import sdk_client
 from tests.unit.test_architectures import write_gguf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -49,7 +50,7 @@ def gemma_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def client(gemma_server: Server) -> OpenAI:
-    return OpenAI(base_url=gemma_server.api, api_key="local", max_retries=0)
+    return sdk_client(gemma_server, api_key="local", max_retries=0)
 
 
 def test_gemma_trains_and_answers_the_fact_the_base_does_not(client: OpenAI,
@@ -66,7 +67,7 @@ def test_gemma_trains_and_answers_the_fact_the_base_does_not(client: OpenAI,
     assert done.fine_tuned_model == name and done.trained_tokens > 0
     assert (gemma_server.data_dir / "jobs" / job.id / "adapter.gguf").stat().st_size > 0
 
-    strict = OpenAI(base_url=gemma_server.api, api_key="local", max_retries=0,
+    strict = sdk_client(gemma_server, api_key="local", max_retries=0,
                     _strict_response_validation=True)
     prompt = "The code word of planet Zorb-5 is"
     tuned = strict.completions.create(model=name, prompt=prompt, temperature=0, max_tokens=6)

@@ -12,7 +12,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.servers import Server, start_server, stop_server
+from tests.servers import Server, sdk_client, start_server, stop_server
 from tunegate.domain import catalog
 
 pytestmark = pytest.mark.server
@@ -36,7 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module", params=[False, True], ids=["loose", "strict"])
 def client(server: Server, request: pytest.FixtureRequest) -> Iterator[OpenAI]:
-    made = OpenAI(base_url=server.api, api_key="local", max_retries=0, timeout=300,
+    made = sdk_client(server, api_key="local", max_retries=0, timeout=300,
                   _strict_response_validation=request.param)
     yield made
     made.close()

@@ -23,6 +23,7 @@ from tests.conftest import TUNEGATE_CLI, Server
 from tests.e2e.test_training_sdk import fact_lines, serve_with_shared_cache
 from tests.export.helpers import logits
 from tests.helpers import sdk_upload, wait_until_finished
+from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,7 +59,7 @@ def hf_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def strict(hf_server: Server) -> OpenAI:
-    return OpenAI(base_url=hf_server.api, api_key="local", max_retries=0,
+    return sdk_client(hf_server, api_key="local", max_retries=0,
                   _strict_response_validation=True)
 
 

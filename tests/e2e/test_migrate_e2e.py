@@ -21,6 +21,7 @@ from tests.conftest import TUNEGATE_CLI, Server
 from tests.e2e.test_cli import client_env
 from tests.e2e.test_training_sdk import fact_lines, serve_with_shared_cache
 from tests.helpers import wait_until_finished
+from tests.servers import sdk_client
 from tunegate.ids import FORMER_MODEL_KEY, SOURCE_JOB_KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -40,7 +41,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def sdk(server: Server) -> OpenAI:
-    return OpenAI(base_url=server.api, api_key="none", _strict_response_validation=True)
+    return sdk_client(server, api_key="none", _strict_response_validation=True)
 
 
 def migrate_command(source: Server, target: Server, state: Path) -> list[str]:

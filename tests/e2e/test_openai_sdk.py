@@ -41,6 +41,7 @@ from tests.conftest import (
     stop_server,
 )
 from tests.helpers import sdk_create_job, sdk_upload, wait_for_status
+from tests.servers import sdk_client
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +128,7 @@ def make_client(strict: bool) -> Iterator[MakeClient]:
         if requests is not None:
             options["http_client"] = openai.DefaultHttpxClient(
                 event_hooks={"request": [requests]})
-        client = OpenAI(base_url=server.api, api_key="local",
+        client = sdk_client(server, api_key="local",
                         _strict_response_validation=strict, **options)
         clients.append(client)
         return client
@@ -746,7 +747,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def keyed_client(server: Server, key: str, strict: bool, **options: Any) -> OpenAI:
-    return OpenAI(base_url=server.api, api_key=key, _strict_response_validation=strict, **options)
+    return sdk_client(server, api_key=key, _strict_response_validation=strict, **options)
 
 
 def test_sdk_with_a_key_sees_its_own_project_only(keyed: Server, strict: bool) -> None:

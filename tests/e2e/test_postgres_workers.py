@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from openai import OpenAI
 
 from tests.conftest import Server, session_model_cache, start_server, stop_server
 from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
 from tests.helpers import sdk_create_job, sdk_upload, until, wait_until_finished
+from tests.servers import sdk_client
 from tunegate.store import open_store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -100,13 +100,13 @@ def test_serve_and_its_worker_train_a_job_on_postgresql(
     server = start_server(tmp_path, env={"TUNEGATE_DATABASE_URL": postgres_url,
                                          "TUNEGATE_MODEL_CACHE": shared_cache})
     try:
-        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        client = sdk_client(server, api_key="local", max_retries=2)
         job = sdk_create_job(client, sdk_upload(client, fact_lines(12)).id, seed=3,
                              method={"type": "supervised", "supervised": {"hyperparameters": {
                                  "n_epochs": 2, "batch_size": 6}}})
         done = wait_until_finished(client, job.id)
         assert done.status == "succeeded", (done.error, server.log()[-3000:])
-        strict = OpenAI(base_url=server.api, api_key="local", max_retries=2,
+        strict = sdk_client(server, api_key="local", max_retries=2,
                         _strict_response_validation=True)
         assert strict.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == done.fine_tuned_model
         steps = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
@@ -135,7 +135,7 @@ def test_two_workers_run_twenty_jobs_each_exactly_once(
     server = start_server(tmp_path, "--worker", "external", env=env)
     workers = [start_worker(tmp_path / f"worker-{i}", server, env) for i in range(2)]
     try:
-        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        client = sdk_client(server, api_key="local", max_retries=2)
         training = sdk_upload(client, fact_lines(10)).id
         jobs = [client.fine_tuning.jobs.create(
             model=TINY, training_file=training, seed=i,
@@ -170,7 +170,7 @@ def test_a_frozen_workers_job_is_taken_over_after_the_heartbeat_timeout_and_resu
     first = start_worker(tmp_path / "worker-1", server, env)
     second: WorkerProcess | None = None
     try:
-        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        client = sdk_client(server, api_key="local", max_retries=2)
         job = sdk_create_job(client, sdk_upload(client, fact_lines(12)).id, seed=5,
                              method={"type": "supervised", "supervised": {"hyperparameters": {
                                  "n_epochs": 3, "batch_size": 4}}})  # 3 steps an epoch

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from openai import OpenAI
 
 from tests.conftest import free_port, start_server, stop_server
 from tests.e2e.test_postgres_workers import start_worker
 from tests.e2e.test_training_sdk import events_of, fact_lines, wait_for_event
 from tests.helpers import sdk_create_job, sdk_upload, until, wait_until_finished
+from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
 
@@ -139,13 +139,13 @@ def test_a_job_trains_on_a_ray_node_and_its_model_is_served(
     server = start_server(tmp_path, "--worker", "external", env=env)
     worker = start_worker(tmp_path / "worker", server, env)
     try:
-        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        client = sdk_client(server, api_key="local", max_retries=2)
         job = sdk_create_job(client, sdk_upload(client, fact_lines(12)).id, seed=3,
                              method={"type": "supervised", "supervised": {"hyperparameters": {
                                  "n_epochs": 2, "batch_size": 6}}})
         done = wait_until_finished(client, job.id, timeout=600)
         assert done.status == "succeeded", (done.error, worker.log()[-3000:])
-        strict = OpenAI(base_url=server.api, api_key="local", max_retries=2,
+        strict = sdk_client(server, api_key="local", max_retries=2,
                         _strict_response_validation=True)
         assert strict.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == done.fine_tuned_model
         events = events_of(client, job.id)
@@ -181,7 +181,7 @@ def test_a_job_whose_node_dies_resumes_on_a_fresh_node(
     server = start_server(tmp_path, "--worker", "external", env=env)
     worker = start_worker(tmp_path / "worker", server, env)
     try:
-        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        client = sdk_client(server, api_key="local", max_retries=2)
         job = sdk_create_job(client, sdk_upload(client, fact_lines(12)).id, seed=5,
                              method={"type": "supervised", "supervised": {"hyperparameters": {
                                  "n_epochs": 3, "batch_size": 4}}})  # 3 steps an epoch
@@ -218,7 +218,7 @@ def test_pause_frees_the_node_and_cancel_stops_the_remote_run_within_seconds(
         return list(node_tmp.glob("tunegate-run-*"))
 
     try:
-        client = OpenAI(base_url=server.api, api_key="local", max_retries=2)
+        client = sdk_client(server, api_key="local", max_retries=2)
         job = sdk_create_job(client, sdk_upload(client, fact_lines(12)).id, seed=7,
                              method={"type": "supervised", "supervised": {"hyperparameters": {
                                  "n_epochs": 5, "batch_size": 2}}})  # 30 steps

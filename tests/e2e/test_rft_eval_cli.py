@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openai import OpenAI
 
 from tests.conftest import TEST_DATA, Server
 from tests.e2e.test_training_sdk import serve_with_shared_cache
+from tests.servers import sdk_client
 from tunegate.worker.job_evals import job_eval_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
@@ -54,7 +54,7 @@ def test_train_follows_a_reinforcement_job_and_its_eval_holds_each_validation(
     assert "Fine-tuned model: ft:SmolLM2-135M-Instruct:" in done.stdout
     job_id = done.stdout.split("Created job ", 1)[1].split()[0]
 
-    strict = OpenAI(base_url=server.api, api_key="local", max_retries=0,
+    strict = sdk_client(server, api_key="local", max_retries=0,
                     _strict_response_validation=True)
     eval_id = job_eval_id(job_id)
     assert eval_id in [evaluation.id for evaluation in strict.evals.list()]

@@ -11,11 +11,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from openai import OpenAI
 
 from tests.conftest import TEST_DATA, Server
 from tests.e2e.test_training_sdk import BASE, events_of, serve_with_shared_cache
 from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
+from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def rft_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def test_a_reinforcement_job_learns_what_its_grader_rewards(rft_server: Server) -> None:
-    client = OpenAI(base_url=rft_server.api, api_key="local", max_retries=0)
+    client = sdk_client(rft_server, api_key="local", max_retries=0)
     job = sdk_create_job(
         client, sdk_upload(client, TRAIN.read_bytes(), name="rft.jsonl").id,
         validation_file=sdk_upload(client, VALID.read_bytes(), name="rft-valid.jsonl").id,
@@ -53,7 +53,7 @@ def test_a_reinforcement_job_learns_what_its_grader_rewards(rft_server: Server) 
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
     assert checkpoints and checkpoints[0].metrics.model_extra["train_reward_mean"] is not None
 
-    strict = OpenAI(base_url=rft_server.api, api_key="local", max_retries=0,
+    strict = sdk_client(rft_server, api_key="local", max_retries=0,
                     _strict_response_validation=True)
     assert strict.fine_tuning.jobs.retrieve(job.id).method.type == "reinforcement"
     answer = client.chat.completions.create(

@@ -13,6 +13,7 @@ from openai import OpenAI
 from openai.types.fine_tuning import FineTuningJob
 
 from tests.conftest import Server, start_server_afresh, stop_server
+from tests.servers import sdk_client
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +44,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def client(srv: Server) -> Iterator[OpenAI]:
-    with OpenAI(base_url=srv.api, api_key="local", max_retries=0,
+    with sdk_client(srv, api_key="local", max_retries=0,
                 _strict_response_validation=True) as made:
         yield made
 

@@ -23,6 +23,7 @@ from openai import OpenAI
 
 from tests.conftest import Server, session_model_cache, start_server, stop_server
 from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
+from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -57,7 +58,7 @@ def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 
 @pytest.fixture(scope="module")
 def client(training_server: Server) -> OpenAI:
-    return OpenAI(base_url=training_server.api, api_key="local", max_retries=0)
+    return sdk_client(training_server, api_key="local", max_retries=0)
 
 
 def events_of(client: OpenAI, job_id: str) -> list:
@@ -127,7 +128,7 @@ def test_a_job_trains_exports_and_publishes_its_model(client: OpenAI,
     assert (job_dir / "adapter" / "adapter_config.json").is_file()
 
     # The strict client (the SDK's own types) accepts everything a finished job shows.
-    strict = OpenAI(base_url=training_server.api, api_key="local", max_retries=0,
+    strict = sdk_client(training_server, api_key="local", max_retries=0,
                     _strict_response_validation=True)
     assert strict.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == name
     assert len(list(strict.fine_tuning.jobs.list_events(job.id, limit=5))) == len(events)

@@ -25,6 +25,7 @@ from tests.conftest import (
     stop_server,
 )
 from tests.helpers import sdk_create_job, sdk_upload, wait_for_status
+from tests.servers import sdk_client
 from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.models import FineTunedModel
 from tunegate.settings import Settings
@@ -58,7 +59,7 @@ def connect(server: Server, strict: bool) -> Iterator[object]:
     clients: list[OpenAI] = []
 
     def make(key: TestKey) -> OpenAI:
-        client = OpenAI(base_url=server.api, api_key=key.key, max_retries=0,
+        client = sdk_client(server, api_key=key.key, max_retries=0,
                         _strict_response_validation=strict)
         clients.append(client)
         return client

@@ -20,7 +20,7 @@ import pytest
 from openai import OpenAI
 from safetensors.numpy import save_file
 
-from tests.servers import Server, start_server, stop_server
+from tests.servers import Server, sdk_client, start_server, stop_server
 from tunegate.domain import catalog
 from tunegate.store.base import FineTunedModel, Store
 
@@ -128,7 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def clients(server: Server) -> Iterator[list[OpenAI]]:
     """[loose, strict] SDK clients (no retries: every answer is the first one)."""
-    made = [OpenAI(base_url=server.api, api_key="local", max_retries=0, timeout=120,
+    made = [sdk_client(server, api_key="local", max_retries=0, timeout=120,
                    _strict_response_validation=strict) for strict in (False, True)]
     yield made
     for client in made:
