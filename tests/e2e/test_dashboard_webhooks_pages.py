@@ -1,8 +1,9 @@
 """The dashboard's Webhooks view in a real headless Chromium, fed by a fake API
 (``FakeWebhookApi``: endpoints and their deliveries as the test sets them; what the page adds
-or removes is recorded and answered as the API would): each endpoint with its events, its
+or changes is recorded and answered as the API would): each endpoint with its events, its
 newest delivery and its next try; adding one shows its secret this once; a refused URL shows
-the server's message; Remove asks first and removes; an endpoint's deliveries on demand.
+the server's message; Disable/Enable; Rotate secret asks first, then shows the new secret once;
+Remove asks first and removes; an endpoint's deliveries on demand.
 
 No server: every state is set, not waited for (tests/e2e/test_webhooks_sdk.py drives the same
 view against a real server and a real receiver). Screenshots go to
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.e2e
 FAILING = "we_0DashboardHooksFailing0000"
 QUIET = "we_0DashboardHooksQuiet000000"
 NEW_SECRET = "whsec_" + "A" * 43 + "="
+ROTATED_SECRET = "whsec_" + "B" * 43 + "="
 NOW = int(time.time())
 JOB_ENDS = ["fine_tuning.job.succeeded", "fine_tuning.job.failed", "fine_tuning.job.cancelled"]
 
@@ -73,6 +75,8 @@ class FakeWebhookApi:
             route.fulfill(status=200, body=file.read_bytes(), content_type=MEDIA_TYPES[file.suffix])
         elif request.method == "POST" and parts == ["webhook_endpoints"]:
             self._add(route, json.loads(request.post_data))
+        elif request.method == "POST":
+            self._change(route, path, parts, json.loads(request.post_data or "null"))
         elif request.method == "DELETE" and len(parts) == 2:
             self.sent.append(("DELETE", path, None))
             self.endpoints = [e for e in self.endpoints if e["id"] != parts[1]]
@@ -97,6 +101,17 @@ class FakeWebhookApi:
                         name=body.get("name", ""))
         self.endpoints.insert(0, made)
         self._json(route, {**made, "signing_secret": NEW_SECRET})
+
+    def _change(self, route: Any, path: str, parts: list[str], body: Any) -> None:
+        """An update (its ``status``) or a rotation (``ROTATED_SECRET``)."""
+        self.sent.append(("POST", path, body))
+        [found] = [e for e in self.endpoints if e["id"] == parts[1]]
+        if parts[-1] == "rotate_secret":
+            found["signing_secret_hint"] = "whsec_…" + ROTATED_SECRET[-4:]
+            self._json(route, {**found, "signing_secret": ROTATED_SECRET})
+        else:
+            found.update(body)
+            self._json(route, found)
 
     @staticmethod
     def _json(route: Any, body: Any, status: int = 200) -> None:
@@ -242,3 +257,33 @@ def test_remove_asks_first_then_removes(tab: Tab, api: FakeWebhookApi) -> None:
     row.wait_for(state="detached")
     assert api.sent == [("DELETE", f"/v1/webhook_endpoints/{FAILING}", None)]
     assert page.locator(f"tr[data-endpoint-id={QUIET}]").count() == 1
+
+
+def test_disable_enable_and_rotate_from_the_list(tab: Tab, api: FakeWebhookApi) -> None:
+    page = tab.open()
+    failing = page.locator(f"tr[data-endpoint-id={FAILING}]")
+    failing.wait_for()
+    failing.locator("button.toggle-endpoint").click()
+    page.locator(f"tr[data-endpoint-id={FAILING}][data-status=disabled]").wait_for()
+    quiet = page.locator(f"tr[data-endpoint-id={QUIET}]")
+    assert quiet.locator("button.toggle-endpoint").inner_text() == "Enable"
+    quiet.locator("button.toggle-endpoint").click()
+    page.locator(f"tr[data-endpoint-id={QUIET}][data-status=enabled]").wait_for()
+    assert api.sent == [("POST", f"/v1/webhook_endpoints/{FAILING}", {"status": "disabled"}),
+                        ("POST", f"/v1/webhook_endpoints/{QUIET}", {"status": "enabled"})]
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    failing.locator("button.rotate-secret").click()
+    page.wait_for_timeout(300)
+    assert len(api.sent) == 2  # said no: not rotated
+    page.once("dialog", lambda dialog: dialog.accept())
+    failing.locator("button.rotate-secret").click()
+    notice = page.locator(f".secret-notice[data-endpoint-id={FAILING}]")
+    notice.wait_for()
+    assert notice.locator(".signing-secret").inner_text() == ROTATED_SECRET
+    assert "24 hours" in notice.inner_text()
+    assert api.sent[-1] == ("POST", f"/v1/webhook_endpoints/{FAILING}/rotate_secret",
+                            {"keep_old_secret_active_for_24_hours": True})
+    page.wait_for_function(
+        f"() => document.querySelector('tr[data-endpoint-id={FAILING}]')"
+        f".innerText.includes('{ROTATED_SECRET[-4:]}')")  # the list shows the new hint

@@ -1,6 +1,7 @@
 // The Webhooks view (#/webhooks): the project's endpoints, each with its events, its newest
 // delivery (status, what the receiver answered) and when the next try is due; a form that adds
-// one and shows its signing secret this once; Remove; and an endpoint's deliveries on demand.
+// one and shows its signing secret this once; Disable/Enable, Rotate secret (the new one shown
+// once), Remove; and an endpoint's deliveries on demand.
 
 import { request } from "./api.js";
 import { errorBox, h, statusBadge, when } from "./dom.js";
@@ -22,7 +23,7 @@ export function webhooksView(signal) {
   const details = h("div", { class: "deliveries-card" });
   const view = h("div", { class: "webhooks-view" });
   const shown = { endpointId: null }; // whose deliveries are listed below the table
-  const refresh = () => listEndpoints(rows, note, details, shown, signal, refresh);
+  const refresh = () => listEndpoints(rows, note, details, shown, signal, refresh, secretBox);
   view.append(
     h("section", { class: "card" }, h("h2", {}, "Add a webhook endpoint"),
       addForm(secretBox, refresh), secretBox),
@@ -42,14 +43,14 @@ export function webhooksView(signal) {
   return view;
 }
 
-async function listEndpoints(rows, note, details, shown, signal, refresh) {
+async function listEndpoints(rows, note, details, shown, signal, refresh, secretBox) {
   try {
     const page = await request(`/webhook_endpoints?limit=${ENDPOINTS_LISTED}`, { signal });
     const deliveries = await Promise.all(page.data.map((endpoint) => request(
       `/webhook_endpoints/${endpoint.id}/deliveries?limit=${DELIVERIES_READ}`, { signal })
       .then((answer) => answer.data, () => null)));
     rows.replaceChildren(...page.data.map((endpoint, index) =>
-      endpointRow(endpoint, deliveries[index], shown, details, refresh)));
+      endpointRow(endpoint, deliveries[index], shown, details, refresh, secretBox)));
     note.textContent = page.data.length ? "" : "No endpoints yet: add one above.";
     const listed = page.data.find((endpoint) => endpoint.id === shown.endpointId);
     if (listed) {
@@ -63,7 +64,7 @@ async function listEndpoints(rows, note, details, shown, signal, refresh) {
   }
 }
 
-/** The newest delivery's {status, answer, at}; the earliest next try of those still pending. */
+/** {last: the newest delivery, next: the earliest next try of those still pending}. */
 export function deliverySummary(deliveries) {
   if (!deliveries?.length) return { last: null, next: null };
   const [newest] = deliveries;
@@ -77,7 +78,23 @@ function answerOf(delivery) {
   return delivery.last_error || (delivery.attempts ? "no answer" : "not tried yet");
 }
 
-function endpointRow(endpoint, deliveries, shown, details, refresh) {
+/** A row button that POSTs `path` with `json` after `question` (if any) is answered yes. */
+function actionButton(label, className, title, question, path, json, done) {
+  const button = h("button", { type: "button", class: `small ${className}`, title }, label);
+  button.addEventListener("click", async () => {
+    if (question && !window.confirm(question)) return;
+    button.disabled = true;
+    try {
+      await done(await request(path, { method: "POST", json }));
+    } catch (error) {
+      button.disabled = false;
+      button.after(errorBox(`${label} failed: ${error.message}`));
+    }
+  });
+  return button;
+}
+
+function endpointRow(endpoint, deliveries, shown, details, refresh, secretBox) {
   const { last, next } = deliverySummary(deliveries);
   const lastCell = last
     ? h("span", {}, statusBadge(last.status), " ", h("span", { class: "answer-text" },
@@ -104,6 +121,20 @@ function endpointRow(endpoint, deliveries, shown, details, refresh) {
     details.replaceChildren(deliveriesCard(endpoint, deliveries));
     details.scrollIntoView({ block: "nearest" });
   });
+  const enabled = endpoint.status === "enabled";
+  const toggle = actionButton(enabled ? "Disable" : "Enable", "toggle-endpoint",
+    enabled ? "Send it no events; its waiting deliveries are given up" : "Send it events again",
+    null, `/webhook_endpoints/${endpoint.id}`,
+    { status: enabled ? "disabled" : "enabled" }, refresh);
+  const rotate = actionButton("Rotate secret", "rotate-secret",
+    "A new signing secret; the old one keeps signing beside it for 24 hours",
+    `Give ${endpoint.url} a new signing secret? The old one keeps signing for 24 hours.`,
+    `/webhook_endpoints/${endpoint.id}/rotate_secret`,
+    { keep_old_secret_active_for_24_hours: true }, async (rotated) => {
+      secretBox.replaceChildren(secretNotice(rotated, "has a new secret (the old one signs too for 24 hours)"));
+      secretBox.scrollIntoView({ block: "nearest" });
+      await refresh();
+    });
   return h("tr", { dataset: { endpointId: endpoint.id, status: endpoint.status } },
     h("td", {}, h("strong", {}, endpoint.name), h("br"),
       h("span", { class: "model-name endpoint-url" }, endpoint.url), h("br"),
@@ -112,7 +143,7 @@ function endpointRow(endpoint, deliveries, shown, details, refresh) {
     h("td", {}, statusBadge(endpoint.status)),
     h("td", { class: "last-delivery" }, lastCell),
     h("td", { class: "next-try" }, next ? when(next) : "–"),
-    h("td", { class: "buttons" }, show, " ", remove));
+    h("td", { class: "buttons" }, show, " ", toggle, h("br"), rotate, " ", remove));
 }
 
 function deliveriesCard(endpoint, deliveries) {
