@@ -130,15 +130,6 @@ class JobQueries(SqlQueries):
                                 extra=extra)
         return Page([as_job(row) for row in rows], more)
 
-    def _metadata_is(self, column: Any, key: str, value: str) -> Any:
-        if self.engine.dialect.name != "sqlite":
-            return column[key].as_string() == value
-        # SQLite's JSON paths cannot name every key (a '"' or NUL in one is a path error, a 500):
-        # look the key up among the object's entries instead.
-        entries = func.json_each(column).table_valued("key", "value")
-        return exists(select(1).select_from(entries).where(
-            entries.c.key == key, entries.c.value == value))
-
     def transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
                    changes: Mapping[str, Any] | None = None, worker_id: str | None = None,
                    only_from: frozenset[JobStatus] | None = None,
