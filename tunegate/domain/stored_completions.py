@@ -4,8 +4,8 @@ A stored completion is the exchange itself: the request's messages (and tools), 
 the client received it (the ``chat.completion`` object), the model named and the request's
 ``metadata``. OpenAI's stored-completion routes read it back: the completion with its
 ``metadata``; and its request messages, each with an id (``<completion id>-<index>``, the form
-OpenAI's have). A set of them becomes a training file: each exchange, request messages then the
-first choice's answer, is one line of the chat fine-tuning format.
+OpenAI's have). ``tunegate completions export`` makes a training file of them through those
+routes (tunegate.client.completions).
 
 A streamed answer is stored as the whole completion its chunks add up to (``assemble``).
 """
@@ -13,14 +13,12 @@ A streamed answer is stored as the whole completion its chunks add up to (``asse
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from tunegate.domain.job_requests import check_metadata
 
 Json = dict[str, Any]
-# A message's keys that a training line keeps (the chat fine-tuning format's).
-TRAINING_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id", "weight")
 
 
 @dataclass(frozen=True)
@@ -35,25 +33,15 @@ class StoredCompletion:
     completion: Json  # the chat.completion object as it was answered
 
     def to_api(self) -> Json:
-        """OpenAI's stored ``chat.completion``: the answer, with its ``metadata``."""
-        return {**self.completion, "metadata": dict(self.metadata)}
-
-    def with_metadata(self, metadata: Mapping[str, str] | None) -> StoredCompletion:
-        return replace(self, metadata=dict(metadata or {}))
+        """OpenAI's stored ``chat.completion``: the answer, with its ``metadata`` and the
+        request's ``tools`` (when it offered some: an export's training lines need them)."""
+        tools = {"tools": self.tools} if self.tools else {}
+        return {**self.completion, "metadata": dict(self.metadata), **tools}
 
     def message_objects(self) -> list[Json]:
         """The request's messages as OpenAI lists them, oldest first."""
         return [message_object(self.id, index, message)
                 for index, message in enumerate(self.messages)]
-
-    def training_line(self) -> Json:
-        """One line of a chat fine-tuning file: the request's messages, then the answer."""
-        answer = self.completion["choices"][0]["message"] if self.completion["choices"] else {}
-        messages = [_training_message(message) for message in [*self.messages, answer]]
-        line: Json = {"messages": messages}
-        if self.tools:
-            line["tools"] = self.tools
-        return line
 
 
 def message_object(completion_id: str, index: int, message: Mapping[str, Any]) -> Json:
@@ -70,13 +58,6 @@ def message_object(completion_id: str, index: int, message: Mapping[str, Any]) -
         if message.get(key) is not None:
             answer[key] = message[key]
     return answer
-
-
-def _training_message(message: Mapping[str, Any]) -> Json:
-    kept = {key: message[key] for key in TRAINING_KEYS if message.get(key) is not None}
-    if message.get("role") == "assistant" and "content" not in kept and "tool_calls" not in kept:
-        kept["content"] = ""
-    return kept
 
 
 def check_update(metadata: Mapping[str, str] | None) -> dict[str, str]:
