@@ -28,17 +28,23 @@ class Completions:
 
     def chat(self, project_id: str | None, body: Mapping[str, Any], *,
              keep_for: str | None = None) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """An OpenAI chat completion; with ``stream``, an iterator of chunk objects. With
-        ``store: true`` in ``body`` and ``keep_for`` (the caller's project), the exchange is
-        stored there once the answer is whole."""
+        """An OpenAI chat completion; with ``stream``, an iterator of chunk objects. A model
+        of another endpoint (TUNEGATE_UPSTREAMS) answers through it. With ``store: true`` in
+        ``body`` and ``keep_for`` (the caller's project), the exchange is stored there once the
+        answer is whole."""
         keep = keep_for is not None and wants_storing(body)
         if keep:
             check_request(body)
         asked = body
         if keep and body.get("stream"):
             body = with_usage(body)
-        request = completions.chat_request(body)
-        result = completions.run(self.pool, self.servable(project_id, request.model), request)
+        upstream = self.models.upstream(project_id, str(body.get("model")))
+        if upstream is not None:
+            result = self.models.forwarder.forward(upstream, "/chat/completions", body)
+        else:
+            request = completions.chat_request(body)
+            result = completions.run(self.pool, self.servable(project_id, request.model),
+                                     request)
         if not keep or keep_for is None:
             return result
         if isinstance(result, dict):
@@ -50,6 +56,9 @@ class Completions:
     def text(self, project_id: str | None,
                    body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """An OpenAI (legacy) text completion; with ``stream``, an iterator of chunk objects."""
+        upstream = self.models.upstream(project_id, str(body.get("model")))
+        if upstream is not None:
+            return self.models.forwarder.forward(upstream, "/completions", body)
         request = completions.completion_request(body)
         return completions.run(self.pool, self.servable(project_id, request.model), request)
 

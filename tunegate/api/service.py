@@ -28,6 +28,7 @@ from tunegate.api.webhooks import Webhooks
 from tunegate.domain.files import FileStorage
 from tunegate.domain.uploads import UploadStorage
 from tunegate.serving import open_pool
+from tunegate.serving.upstream import Forwarder
 from tunegate.settings import Settings
 from tunegate.store.base import Store
 
@@ -45,7 +46,9 @@ class Service:
         self.inference = open_pool(settings)
         # New job events for the live event streams: one poller for all of them.
         self.live_events = EventFeed(store)
-        self.models = Models(settings, store, self.inference)
+        # Chat and completions of the models other endpoints serve (TUNEGATE_UPSTREAMS).
+        self.upstream = Forwarder(settings.upstreams, settings.inference_timeout)
+        self.models = Models(settings, store, self.inference, self.upstream)
         self.files = Files(settings, store, storage)
         self.uploads = Uploads(settings, store, storage, self.upload_storage)
         self.permissions = Permissions(store)
