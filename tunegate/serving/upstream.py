@@ -5,7 +5,8 @@ tunegate while an old model still answers somewhere else.
 The request body goes as the client sent it (less ``store`` and ``metadata``: tunegate keeps
 the exchange itself), with the upstream's key read from the environment variable its setting
 names, at each request, and sent only to that upstream. The answer comes back as the upstream
-gave it; a stream is passed on event by event as the upstream sends them. The upstream's
+gave it, under an id of tunegate's (ids sort by time here: stored completions page by id); a
+stream is passed on event by event as the upstream sends them. The upstream's
 refusals become tunegate's errors, in OpenAI's envelope: its 400 and 404 as ours, its 429 as
 ours with its ``Retry-After``, a refused key, a failure or no answer at all as 503 naming the
 upstream (never the key).
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import httpx
 
+from tunegate import ids
 from tunegate.errors import InvalidRequest, NotFound, TooManyRequests, TunegateError, clip
+from tunegate.serving.completions import CHAT_ID, COMPLETION_ID
 from tunegate.settings import Upstream
 
 log = logging.getLogger(__name__)
@@ -73,16 +76,48 @@ class Forwarder:
                 response.close()
             raise refusal(upstream, response.status_code, response.text,
                           response.headers.get("retry-after"))
+        own_id = ids.new_id(CHAT_ID if path == "/chat/completions" else COMPLETION_ID)
         if not body.get("stream"):
             try:
-                return response.json()  # type: ignore[no-any-return]
+                answer = response.json()
             except ValueError:
                 raise UpstreamUnavailable(f"The upstream {upstream.name} answered with "
                                           "something that is not JSON.") from None
-        return _events(upstream, response)
+            return _with_id(answer, own_id)
+        return _renamed(_events(upstream, response), own_id)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _with_id(answer: Any, own_id: str) -> Json:
+    """The upstream's answer under an id of tunegate's, which sorts by time as every id of a
+    stored completion must (its listings page by id), with the keys tunegate's contract always
+    sends and an upstream may leave out (OpenAI omits ``tool_calls`` when there are none) set
+    to null."""
+    if not isinstance(answer, dict):
+        raise UpstreamUnavailable("The upstream answered with JSON that is not an object.")
+    shaped = {"system_fingerprint": None, "usage": None, **answer, "id": own_id}
+    shaped["choices"] = [_choice(choice) for choice in answer.get("choices") or []]
+    return shaped
+
+
+def _choice(choice: Any) -> Any:
+    if not isinstance(choice, dict):
+        return choice
+    shaped = {"logprobs": None, "finish_reason": None, **choice}
+    if isinstance(choice.get("message"), dict):
+        shaped["message"] = {"content": None, "refusal": None, "tool_calls": None,
+                             **choice["message"]}
+    return shaped
+
+
+def _renamed(events: Generator[Json, None, None], own_id: str) -> Iterator[Json]:
+    try:
+        for event in events:
+            yield _with_id(event, own_id)
+    finally:
+        events.close()  # a client gone closes the upstream's stream too
 
 
 def _headers(upstream: Upstream) -> dict[str, str]:
@@ -90,7 +125,7 @@ def _headers(upstream: Upstream) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def _events(upstream: Upstream, response: httpx.Response) -> Iterator[Json]:
+def _events(upstream: Upstream, response: httpx.Response) -> Generator[Json, None, None]:
     """The objects of a server-sent event stream, up to ``[DONE]``; an error event, or a stream
     that breaks off, raises (the client gets it as an error event)."""
     try:
