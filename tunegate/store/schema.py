@@ -246,3 +246,19 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
 )
+
+# Stored chat completions (migration 0006): what a ``store: true`` chat completion keeps
+# (tunegate.domain.stored_completions). ``completion`` is the answer as the client got it.
+stored_completions = Table(
+    "stored_completions",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("messages", JSON, nullable=False),
+    Column("tools", JSON),
+    Column("completion", JSON, nullable=False),
+    Index("ix_stored_completions_project", "project_id", "id"),
+)
