@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from handlers import service, visible
+from handlers import project, service, visible
 from tunegate.api.event_stream import CompletionStream, completion_events
 
 # Both media types are declared for 200, so the JSON answer has to name its own.
@@ -21,7 +21,7 @@ def _answer(result: dict[str, Any] | Iterator[dict[str, Any]]) -> Response | Com
 
 
 def create_chat_completion(body: dict[str, Any]) -> Response | CompletionStream:
-    return _answer(service().completions.chat(visible(), body))
+    return _answer(service().completions.chat(visible(), body, keep_for=project()))
 
 
 def create_completion(body: dict[str, Any]) -> Response | CompletionStream:

@@ -259,6 +259,7 @@ RUN_PATH = "/evals/{eval_id}/runs/{run_id}"
 # OpenAI's operationIds (shared/reference/openai-finetuning-subset.yaml; OpenAI's full spec for
 # the two inference operations), so that a generated client reads like OpenAI's; tunegate's own
 # route is named in their style. Each binds to the handler beside it.
+STORED_PATH = "/chat/completions/{completion_id}"
 EXPECTED_OPERATIONS = {
     ("post", "/fine_tuning/jobs"): ("createFineTuningJob", "handlers.fine_tuning.create_job"),
     ("get", "/fine_tuning/jobs"): ("listPaginatedFineTuningJobs", "handlers.fine_tuning.list_jobs"),
@@ -279,6 +280,15 @@ EXPECTED_OPERATIONS = {
     ("delete", "/models/{model}"): ("deleteModel", "handlers.models.delete_model"),
     ("get", "/models/{model}/adapter"): ("downloadModelAdapter",
                                          "handlers.models.download_adapter"),
+    ("get", "/chat/completions"): ("listChatCompletions",
+                                   "handlers.stored_completions.list_completions"),
+    ("get", STORED_PATH): ("getChatCompletion", "handlers.stored_completions.retrieve_completion"),
+    ("post", STORED_PATH): ("updateChatCompletion",
+                            "handlers.stored_completions.update_completion"),
+    ("delete", STORED_PATH): ("deleteChatCompletion",
+                              "handlers.stored_completions.delete_completion"),
+    ("get", STORED_PATH + "/messages"): ("getChatCompletionMessages",
+                                         "handlers.stored_completions.list_messages"),
     ("post", "/chat/completions"): ("createChatCompletion",
                                     "handlers.inference.create_chat_completion"),
     ("post", "/completions"): ("createCompletion", "handlers.inference.create_completion"),

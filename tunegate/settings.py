@@ -5,6 +5,7 @@ Every setting is documented in docs/settings.md; keep the two in step (a test ch
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -177,6 +178,74 @@ def _model_aliases(value: str) -> Aliases:
     return tuple(aliases.items())
 
 
+def _named_aliases(value: str) -> frozenset[str]:
+    """The names ``TUNEGATE_MODEL_ALIASES`` gives one by one (not through ``*``): such an alias
+    wins over an upstream model of the same name (``TUNEGATE_UPSTREAMS``), which is how a name
+    is switched from the upstream to a local model."""
+    text = value.strip()
+    if text.lower() in ALIASES_OFF or not text:
+        return frozenset()
+    return frozenset(entry.partition("=")[0].strip() for entry in text.split(",")) - {ALL_OPENAI}
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Another OpenAI-compatible endpoint whose models tunegate forwards chat and completions
+    for (``TUNEGATE_UPSTREAMS``). The key is never held here: ``api_key_env`` names the
+    environment variable it is read from, at each request."""
+
+    name: str
+    base_url: str  # ".../v1"
+    api_key_env: str
+    models: tuple[str, ...]
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+
+UPSTREAM_KEYS = {"name", "base_url", "api_key_env", "models"}
+
+
+def _upstreams(value: str) -> tuple[Upstream, ...]:
+    """``TUNEGATE_UPSTREAMS``: a JSON list of ``{name, base_url, api_key_env, models}``, given
+    inline or as the path of a file holding it; empty means none."""
+    text = value.strip()
+    if not text:
+        return ()
+    if not text.startswith("["):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"TUNEGATE_UPSTREAMS: cannot read {value!r}: {exc}") from None
+    try:
+        entries = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"TUNEGATE_UPSTREAMS is not JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise ValueError("TUNEGATE_UPSTREAMS takes a JSON list of upstreams")
+    found: list[Upstream] = []
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - UPSTREAM_KEYS or not isinstance(
+                entry.get("base_url"), str) or not isinstance(entry.get("models"), list) or not all(
+                isinstance(model, str) and model for model in entry["models"]):
+            raise ValueError(
+                "TUNEGATE_UPSTREAMS: each upstream is {\"name\": ..., \"base_url\": "
+                "\"https://.../v1\", \"api_key_env\": \"VARIABLE\", \"models\": [names]}, "
+                f"got {json.dumps(entry)[:200]}")
+        upstream = Upstream(name=str(entry.get("name") or entry["base_url"]),
+                            base_url=entry["base_url"].rstrip("/"),
+                            api_key_env=str(entry.get("api_key_env") or ""),
+                            models=tuple(entry["models"]))
+        for model in upstream.models:
+            if model in seen:
+                raise ValueError(f"TUNEGATE_UPSTREAMS: {model} is listed by both {seen[model]} "
+                                 f"and {upstream.name}")
+            seen[model] = upstream.name
+        found.append(upstream)
+    return tuple(found)
+
+
 def format_aliases(aliases: Aliases) -> str:
     """The setting's value that gives ``aliases`` back."""
     return ",".join(f"{name}={base}" for name, base in aliases) or "off"
@@ -250,6 +319,10 @@ class Settings:
     rate_limit: int = 600
     # Model names (OpenAI's, by default) that stand for a local base model: (name, base) pairs.
     model_aliases: Aliases = _model_aliases(f"{ALL_OPENAI}={DEFAULT_ALIAS_TARGET}")
+    # Those of the aliases named one by one (not by "*"): they win over upstream models.
+    named_aliases: frozenset[str] = frozenset()
+    # Models served by other OpenAI-compatible endpoints, forwarded (tunegate.serving.upstream).
+    upstreams: tuple[Upstream, ...] = ()
     # Seconds `serve` keeps an idle HTTP connection open: longer than clients keep theirs
     # (httpx 5 s, load balancers ~60 s), so that the client, not the server, closes it.
     keep_alive: float = 75.0
@@ -343,6 +416,8 @@ class Settings:
             field_name: parse(env[variable])
             for variable, (field_name, parse) in ENVIRONMENT.items() if variable in env
         }
+        if "TUNEGATE_MODEL_ALIASES" in env:  # one variable, two fields
+            values["named_aliases"] = _named_aliases(env["TUNEGATE_MODEL_ALIASES"])
         values.update({key: value for key, value in overrides.items() if value is not None})
         return replace(cls(), **values)
 
@@ -379,6 +454,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TUNEGATE_MAX_ACTIVE_JOBS": ("max_active_jobs", int),
     "TUNEGATE_RATE_LIMIT": ("rate_limit", int),
     "TUNEGATE_MODEL_ALIASES": ("model_aliases", _model_aliases),
+    "TUNEGATE_UPSTREAMS": ("upstreams", _upstreams),
     "TUNEGATE_KEEP_ALIVE": ("keep_alive", float),
     "TUNEGATE_SHUTDOWN_GRACE": ("shutdown_grace", float),
     "TUNEGATE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat", _heartbeat),

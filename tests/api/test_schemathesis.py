@@ -30,7 +30,8 @@ Keys are configured (``tests/api/conftest.py``): every case carries project Alic
 a schemathesis auth provider, so ``ignored_auth`` resends each successful case without a key and
 with a wrong one, and expects 401 both times.
 
-Only the contract of fine-tuning, files, models, uploads, graders and evals is fuzzed here
+Only the contract of fine-tuning, files, models, uploads, graders, evals and stored completions
+is fuzzed here
 (the tags below); the inference operations load llama.cpp and are tested with their own
 code. Alice's key is not an
 admin key, so the checkpoint-permission operations answer her 403 (after validation): what is
@@ -76,7 +77,7 @@ from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.domain.job_requests import MAX_METADATA_KEY
 from tunegate.settings import Settings
 
-TAGS = ["Fine-tuning", "Files", "Models", "Uploads", "Graders", "Evals"]
+TAGS = ["Fine-tuning", "Files", "Models", "Uploads", "Graders", "Evals", "Stored completions"]
 # The bytes of the upload a positive completeUpload case completes (see acceptable()).
 load_all_checks()
 # Every check schemathesis has, named explicitly so that no configuration can switch one off.

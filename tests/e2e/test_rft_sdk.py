@@ -2,7 +2,8 @@
 
 The job learns the short-answer task shipped in tests/data (SOURCES.md), rewarded by its
 ``python`` grader: the reward rises during the run and on the held-out validation prompts, and
-the result is served like any fine-tuned model. About 3 minutes on 2 CPU cores.
+the result is served like any fine-tuned model. About 3 minutes on 2 CPU cores. The answers
+get shorter (what the grader rewards) and the grader scores every one of them.
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ def test_a_reinforcement_job_learns_what_its_grader_rewards(rft_server: Server) 
     assert [m["step"] for m in metrics] == list(range(1, 10))
     train = [m["train_reward_mean"] for m in metrics]
     assert 0 < train[0] < 0.5 and sum(train[-3:]) / 3 >= sum(train[:2]) / 2 + 0.3, train
+    lengths = [m["train_completion_length"] for m in metrics]
+    assert sum(lengths[-3:]) < sum(lengths[:3]), lengths  # shorter answers: what it rewards
+    assert all(m["train_grader_errors"] == 0 for m in metrics), metrics
     valid = [m["valid_reward_mean"] for m in metrics if m.get("valid_reward_mean") is not None]
-    assert len(valid) == 3 and valid[-1] > valid[0], valid
+    assert len(valid) == 3 and valid[-1] > valid[0] and valid[-1] >= 0.6, valid
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
     assert checkpoints and checkpoints[0].metrics.model_extra["train_reward_mean"] is not None
 

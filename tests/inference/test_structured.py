@@ -33,9 +33,10 @@ class City(BaseModel):
     climate: Literal["cold", "mild", "hot"]
 
 
-CITIES = ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Sydney", "Nairobi", "Toronto", "Mumbai",
-          "Madrid", "Berlin", "Lagos", "Bangkok", "Quito", "Dublin", "Hanoi", "Rome", "Seoul",
-          "Havana", "Perth"]
+# One prompt per parallel slot of the served model, two through each client. Many prompts
+# through parse() are tests/e2e/test_structured_fine_tune_sdk.py's (twenty, on the fine-tune);
+# twenty here took 131 s of a CI run on the base model, which rambles to the token limit.
+CITIES = ["Paris", "Tokyo", "Cairo", "Lima"]
 
 
 def test_parse_returns_a_validated_object_for_every_prompt(clients: list[OpenAI]) -> None:
@@ -50,7 +51,7 @@ def test_parse_returns_a_validated_object_for_every_prompt(clients: list[OpenAI]
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # the model's four parallel slots
         parsed = list(pool.map(parse, range(len(CITIES))))
-    assert len(parsed) == 20 and all(isinstance(city, City) for city in parsed)
+    assert len(parsed) == len(CITIES) and all(isinstance(city, City) for city in parsed)
 
 
 def test_json_modes_streamed_or_not_give_json_that_validates(clients: list[OpenAI]) -> None:

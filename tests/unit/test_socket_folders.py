@@ -43,21 +43,28 @@ def test_the_folders_of_a_killed_process_are_swept(tmp_path: Path) -> None:
     assert not left.exists()
 
 
-def test_folders_of_live_processes_and_live_sockets_are_kept(tmp_path: Path) -> None:
-    mine = tmp_path / f"{socket_folders.PREFIX}{os.getpid()}-a"
-    mine.mkdir()
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]) as other:
-        of_other = tmp_path / f"{socket_folders.PREFIX}{other.pid}-b"
-        of_other.mkdir()
-        # A pid that looks free (say, from another pid namespace) but a socket that answers.
-        answering = folder_of_a_killed_process(tmp_path)
-        (answering / socket_folders.SOCKET_NAME).unlink()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-            server.bind(str(answering / socket_folders.SOCKET_NAME))
-            server.listen()
-            assert socket_folders.sweep(tmp_path) == []
-        other.kill()
-    assert mine.exists() and of_other.exists() and answering.exists()
+def test_folders_of_live_processes_and_live_sockets_are_kept() -> None:
+    # A short folder, not tmp_path: the socket's path must fit AF_UNIX's 108 bytes, and
+    # tmp_path under pytest-xdist (make test-fast: .../popen-gw1/...) is too long for it.
+    with tempfile.TemporaryDirectory(prefix="tg-") as short:
+        temp_dir = Path(short)
+        mine = temp_dir / f"{socket_folders.PREFIX}{os.getpid()}-a"
+        mine.mkdir()
+        with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]) as other:
+            try:
+                of_other = temp_dir / f"{socket_folders.PREFIX}{other.pid}-b"
+                of_other.mkdir()
+                # A pid that looks free (say, from another pid namespace) but a socket that
+                # answers.
+                answering = folder_of_a_killed_process(temp_dir)
+                (answering / socket_folders.SOCKET_NAME).unlink()
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+                    server.bind(str(answering / socket_folders.SOCKET_NAME))
+                    server.listen()
+                    assert socket_folders.sweep(temp_dir) == []
+            finally:
+                other.kill()  # a failure above must not wait out its 600 s sleep
+        assert mine.exists() and of_other.exists() and answering.exists()
 
 
 def test_old_style_folders_are_swept_once_old_and_silent(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def _stops_models(service: Service) -> Callable[[Any], AbstractAsyncContextManag
             yield
         finally:
             service.inference.close()
+            service.upstream.close()
             await service.live_events.close()
 
     return lifespan

@@ -9,25 +9,56 @@ from typing import Any
 
 from tunegate.adapters import files as adapter_files
 from tunegate.api.models import Models, no_such_model
+from tunegate.api.stored_completions import (
+    StoredCompletions,
+    check_request,
+    wants_storing,
+    with_usage,
+)
 from tunegate.errors import InvalidRequest
 from tunegate.serving import completions, embeddings
 from tunegate.serving.pool import ModelFiles, ModelPool
 
 
 class Completions:
-    def __init__(self, pool: ModelPool, models: Models):
+    def __init__(self, pool: ModelPool, models: Models, stored: StoredCompletions):
         self.pool = pool
         self.models = models
+        self.stored = stored
 
-    def chat(self, project_id: str | None,
-                        body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """An OpenAI chat completion; with ``stream``, an iterator of chunk objects."""
-        request = completions.chat_request(body)
-        return completions.run(self.pool, self.servable(project_id, request.model), request)
+    def chat(self, project_id: str | None, body: Mapping[str, Any], *,
+             keep_for: str | None = None) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """An OpenAI chat completion; with ``stream``, an iterator of chunk objects. A model
+        of another endpoint (TUNEGATE_UPSTREAMS) answers through it. With ``store: true`` in
+        ``body`` and ``keep_for`` (the caller's project), the exchange is stored there once the
+        answer is whole."""
+        keep = keep_for is not None and wants_storing(body)
+        if keep:
+            check_request(body)
+        asked = body
+        if keep and body.get("stream"):
+            body = with_usage(body)
+        upstream = self.models.upstream(project_id, str(body.get("model")))
+        if upstream is not None:
+            result = self.models.forwarder.forward(upstream, "/chat/completions", body)
+        else:
+            request = completions.chat_request(body)
+            result = completions.run(self.pool, self.servable(project_id, request.model),
+                                     request)
+        if not keep or keep_for is None:
+            return result
+        if isinstance(result, dict):
+            self.stored.keep(keep_for, asked, result)
+            return result
+        wants_usage = bool((asked.get("stream_options") or {}).get("include_usage"))
+        return self.stored.keeping(keep_for, asked, result, wants_usage)
 
     def text(self, project_id: str | None,
                    body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """An OpenAI (legacy) text completion; with ``stream``, an iterator of chunk objects."""
+        upstream = self.models.upstream(project_id, str(body.get("model")))
+        if upstream is not None:
+            return self.models.forwarder.forward(upstream, "/completions", body)
         request = completions.completion_request(body)
         return completions.run(self.pool, self.servable(project_id, request.model), request)
 

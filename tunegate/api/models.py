@@ -12,22 +12,27 @@ from tunegate.domain.former_names import FormerName
 from tunegate.domain.model_names import ResolvedName, resolve_name
 from tunegate.errors import Conflict, Forbidden, InvalidRequest, NotFound, clip
 from tunegate.serving.pool import ModelPool
-from tunegate.settings import OPENAI_MODEL_NAMES, Settings
+from tunegate.serving.upstream import Forwarder
+from tunegate.settings import OPENAI_MODEL_NAMES, Settings, Upstream
 from tunegate.store.base import FineTunedModel, FineTuningJob, Store
 
 FORMER_PAGE = 20
 
 
 class Models:
-    def __init__(self, settings: Settings, store: Store, pool: ModelPool):
+    def __init__(self, settings: Settings, store: Store, pool: ModelPool,
+                 forwarder: Forwarder):
         self.settings = settings
         self.store = store
         self.pool = pool  # a deleted model's process goes with it
+        self.forwarder = forwarder  # models of other endpoints (TUNEGATE_UPSTREAMS)
 
     def list(self, project_id: str | None) -> list[dict[str, Any]]:
         bases = [m.to_api() for m in catalog.base_models(self.settings.base_models_dir)]
+        upstream = [upstream_model(name, upstream) for name, upstream in self.forwarder.models()
+                    if self.upstream(project_id, name) is upstream]
         return (bases + [m.to_api() for m in self.store.list_models(project_id)]
-                + [former.to_api() for former in self.former_names(project_id)])
+                + [former.to_api() for former in self.former_names(project_id)] + upstream)
 
     def get(self, project_id: str | None, model_id: str) -> dict[str, Any]:
         base = catalog.find_base_model(self.settings.base_models_dir, model_id)
@@ -37,9 +42,23 @@ class Models:
         if tuned is not None:
             return tuned.to_api()
         former = self.former_name(project_id, model_id)
-        if former is None:
+        if former is not None:
+            return former.to_api()
+        upstream = self.upstream(project_id, model_id)
+        if upstream is None:
             raise no_such_model(model_id)
-        return former.to_api()
+        return upstream_model(model_id, upstream)
+
+    def upstream(self, project_id: str | None, model_id: str) -> Upstream | None:
+        """The upstream that answers ``model_id`` for the project, if one does: a name the
+        upstream setting lists, unless a local model answers to it first (a base model, a
+        fine-tuned model or its former name, or an alias TUNEGATE_MODEL_ALIASES names one
+        by one; the default OpenAI aliases do not count)."""
+        upstream = self.forwarder.find(model_id)
+        if upstream is None or model_id in self.settings.named_aliases:
+            return None
+        resolved = self.resolve(project_id, model_id)
+        return None if resolved.is_base or resolved.tuned is not None else upstream
 
     def tuned(self, project_id: str | None, model_id: str) -> FineTunedModel:
         tuned = self.store.get_model(project_id, model_id)
@@ -165,6 +184,13 @@ class Models:
 
     def base_model_ids(self) -> str:
         return ", ".join(m.id for m in catalog.base_models(self.settings.base_models_dir)) or "none"
+
+
+def upstream_model(name: str, upstream: Upstream) -> dict[str, Any]:
+    """OpenAI's model object for a model another endpoint serves: ``owned_by`` names the
+    upstream (its setting's ``name``)."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": upstream.name,
+            "shutdown_date": None, "served_by": None}
 
 
 def no_such_model(model_id: str) -> NotFound:

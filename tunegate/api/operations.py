@@ -36,6 +36,11 @@ HANDLERS: Mapping[str, str] = {
     "deleteModel": "handlers.models.delete_model",
     "downloadModelAdapter": "handlers.models.download_adapter",  # tunegate's own
     "createChatCompletion": "handlers.inference.create_chat_completion",
+    "listChatCompletions": "handlers.stored_completions.list_completions",
+    "getChatCompletion": "handlers.stored_completions.retrieve_completion",
+    "updateChatCompletion": "handlers.stored_completions.update_completion",
+    "deleteChatCompletion": "handlers.stored_completions.delete_completion",
+    "getChatCompletionMessages": "handlers.stored_completions.list_messages",
     "createCompletion": "handlers.inference.create_completion",
     "createEmbedding": "handlers.inference.create_embedding",
     "createResponse": "handlers.responses.create_response",

@@ -1,8 +1,8 @@
 """The API's use cases over one store and data folder, one object per resource, the way
 ``Uploads`` is: ``files``, ``uploads``, ``jobs``, ``models``, ``permissions``, ``completions``,
-``embeddings``, ``responses``, ``graders``, ``evals``, ``eval_runs`` and ``webhooks``. Handlers
-call exactly one method of one of them; that layer owns the rules and speaks only in domain objects and
-``tunegate.errors`` exceptions.
+``embeddings``, ``stored_completions``, ``responses``, ``graders``, ``evals``, ``eval_runs``
+and ``webhooks``. Handlers call exactly one method of one of them; that layer owns the rules
+and speaks only in domain objects and ``tunegate.errors`` exceptions.
 
 Every method takes the caller's ``project_id``: objects of other projects are answered exactly
 like missing ones (404, same message). Reads also take ``None``, an admin key's "every project";
@@ -22,11 +22,13 @@ from tunegate.api.metrics import Metrics
 from tunegate.api.models import Models
 from tunegate.api.permissions import Permissions
 from tunegate.api.responses import Responses
+from tunegate.api.stored_completions import StoredCompletions
 from tunegate.api.uploads import Uploads
 from tunegate.api.webhooks import Webhooks
 from tunegate.domain.files import FileStorage
 from tunegate.domain.uploads import UploadStorage
 from tunegate.serving import open_pool
+from tunegate.serving.upstream import Forwarder
 from tunegate.settings import Settings
 from tunegate.store.base import Store
 
@@ -44,11 +46,15 @@ class Service:
         self.inference = open_pool(settings)
         # New job events for the live event streams: one poller for all of them.
         self.live_events = EventFeed(store)
-        self.models = Models(settings, store, self.inference)
+        # Chat and completions of the models other endpoints serve (TUNEGATE_UPSTREAMS).
+        self.upstream = Forwarder(settings.upstreams, settings.inference_timeout)
+        self.models = Models(settings, store, self.inference, self.upstream)
         self.files = Files(settings, store, storage)
         self.uploads = Uploads(settings, store, storage, self.upload_storage)
         self.permissions = Permissions(store)
-        self.completions = Completions(self.inference, self.models)
+        # Chat completions made with store: true, and OpenAI's routes reading them back.
+        self.stored_completions = StoredCompletions(store)
+        self.completions = Completions(self.inference, self.models, self.stored_completions)
         self.embeddings = Embeddings(self.completions)
         self.graders = Graders(settings, self.completions)
         # Evals and reinforcement rewards grade with models this server serves, unless an

@@ -7,9 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tunegate.client import webhooks
+from tunegate.client import completions, webhooks
 
-CLIENT_COMMANDS = ("train", "jobs", "chat", "eval", "migrate", "webhooks")
+CLIENT_COMMANDS = ("train", "jobs", "chat", "eval", "migrate", "webhooks", "completions")
 JOB_ACTIONS = {
     "list": "list jobs, newest first",
     "show": "show one job (status, hyperparameters, progress, error)",
@@ -111,6 +111,7 @@ def add_client_commands(commands: Any) -> None:
     evaluate.add_argument("--max-tokens", type=int, default=256,
                           help="longest answer (default 256)")
     webhooks.add_arguments(commands, connection)
+    completions.add_arguments(commands, connection)
     add_migrate_command(commands)
 
 

@@ -1,5 +1,6 @@
 """The client commands: ``train``, ``jobs list|show|follow|cancel|pause|resume``, ``chat``,
-``eval`` and ``webhooks`` (tunegate.client.webhooks), each a function of its parsed arguments
+``eval``, ``webhooks`` (tunegate.client.webhooks) and ``completions export``
+(tunegate.client.completions), each a function of its parsed arguments
 that returns the exit code."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from tunegate.client.completions import run_completions
 from tunegate.client.connection import Connection, run_reporting_errors
 from tunegate.client.display import display_for
 from tunegate.client.feed import JobFeed
@@ -52,7 +54,9 @@ def run(args: argparse.Namespace, terminal: Terminal | None = None) -> int:
         "train": train, "jobs": jobs, "chat": chat, "eval": evaluate,
         "migrate": migrate,
         "webhooks": lambda args, connection, terminal: run_webhooks(args, connection.client(),
-                                                                    terminal)}
+                                                                    terminal),
+        "completions": lambda args, connection, terminal: run_completions(
+            args, connection.client(), terminal)}
     command = functools.partial(commands[args.command], args, connection, terminal)
     try:
         return run_reporting_errors(command, connection.url, terminal.err)

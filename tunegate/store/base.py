@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from tunegate.domain.files import StoredFile
 from tunegate.domain.jobs import Checkpoint, FineTuningJob, JobEvent, JobStatus
 from tunegate.domain.models import CheckpointPermission, FineTunedModel
+from tunegate.domain.stored_completions import StoredCompletion
 from tunegate.domain.uploads import StoredUpload, UploadPart
 from tunegate.domain.webhooks import Delivery, WebhookEndpoint
 
@@ -248,3 +249,16 @@ class Store(Protocol):
                                error: str | None, now: float, first_retry: float,
                                retry_for: float, disable_after: float) -> Outcome | None: ...
     def webhook_delivery_counts(self) -> dict[str, int]: ...
+
+    # Stored chat completions (tunegate.store.queries.stored_completions).
+    def add_stored_completion(self, stored: StoredCompletion) -> None: ...
+    def get_stored_completion(self, project_id: str | None,
+                              completion_id: str) -> StoredCompletion | None: ...
+    def list_stored_completions(self, project_id: str | None, *, model: str | None,
+                                metadata: Mapping[str, str] | None, after: str | None,
+                                limit: int, ascending: bool) -> Page[StoredCompletion]: ...
+    def set_stored_completion_metadata(self, project_id: str | None, completion_id: str,
+                                       metadata: Mapping[str, str]) -> StoredCompletion | None:
+        """Replace the metadata; the completion as it is now, None when there is none."""
+        ...
+    def delete_stored_completion(self, project_id: str | None, completion_id: str) -> bool: ...

@@ -223,7 +223,7 @@ webhook_endpoints = Table(
     Column("secret", Text, nullable=False),
     Column("failing_since", Integer),
     Column("disabled_at", Integer),
-    # A rotation that keeps the old secret: it signs beside the new one until then (0006).
+    # A rotation that keeps the old secret: it signs beside the new one until then (0007).
     Column("previous_secret", Text),
     Column("previous_secret_until", Integer),
     Index("ix_webhook_endpoints_project", "project_id", "id"),
@@ -248,4 +248,20 @@ webhook_deliveries = Table(
     Column("last_error", Text),
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+)
+
+# Stored chat completions (migration 0006): what a ``store: true`` chat completion keeps
+# (tunegate.domain.stored_completions). ``completion`` is the answer as the client got it.
+stored_completions = Table(
+    "stored_completions",
+    metadata,
+    Column("id", object_id(), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("messages", JSON, nullable=False),
+    Column("tools", JSON),
+    Column("completion", JSON, nullable=False),
+    Index("ix_stored_completions_project", "project_id", "id"),
 )

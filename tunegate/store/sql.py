@@ -28,6 +28,7 @@ from tunegate.store.queries.events import EventQueries
 from tunegate.store.queries.files import FileQueries
 from tunegate.store.queries.jobs import JobQueries
 from tunegate.store.queries.models import ModelQueries
+from tunegate.store.queries.stored_completions import StoredCompletionQueries
 from tunegate.store.queries.uploads import UploadQueries
 from tunegate.store.queries.webhooks import WebhookQueries
 from tunegate.store.reserve import DiskReserve
@@ -41,7 +42,7 @@ def open_store(url: str) -> SqlStore:
 
 
 class SqlStore(FileQueries, JobQueries, EventQueries, ModelQueries, UploadQueries,
-               WebhookQueries):
+               WebhookQueries, StoredCompletionQueries):
     """The SQL implementation of ``tunegate.store.base.Store``."""
 
     def __init__(self, engine: Engine, reads: Engine | None = None,

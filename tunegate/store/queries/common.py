@@ -9,7 +9,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Integer, Row, Table, bindparam, or_, select, true
+from sqlalchemy import Integer, Row, Table, bindparam, exists, func, or_, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -98,3 +98,12 @@ class SqlQueries:
         rows = self._read(query, values)
         return rows[:limit], len(rows) > limit
 
+    def _metadata_is(self, column: Any, key: str, value: str) -> Any:
+        """``column`` (a JSON object) holds ``key`` with exactly ``value``."""
+        if self.engine.dialect.name != "sqlite":
+            return column[key].as_string() == value
+        # SQLite's JSON paths cannot name every key (a '"' or NUL in one is a path error, a 500):
+        # look the key up among the object's entries instead.
+        entries = func.json_each(column).table_valued("key", "value")
+        return exists(select(1).select_from(entries).where(
+            entries.c.key == key, entries.c.value == value))

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from tunegate.domain.files import StoredFile
@@ -129,15 +129,6 @@ class JobQueries(SqlQueries):
         rows, more = self._page(table, project_where(project_id), after=after, limit=limit,
                                 extra=extra)
         return Page([as_job(row) for row in rows], more)
-
-    def _metadata_is(self, column: Any, key: str, value: str) -> Any:
-        if self.engine.dialect.name != "sqlite":
-            return column[key].as_string() == value
-        # SQLite's JSON paths cannot name every key (a '"' or NUL in one is a path error, a 500):
-        # look the key up among the object's entries instead.
-        entries = func.json_each(column).table_valued("key", "value")
-        return exists(select(1).select_from(entries).where(
-            entries.c.key == key, entries.c.value == value))
 
     def transition(self, job_id: str, target: JobStatus, *, events: Sequence[JobEvent],
                    changes: Mapping[str, Any] | None = None, worker_id: str | None = None,

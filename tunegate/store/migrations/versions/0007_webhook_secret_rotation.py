@@ -1,15 +1,15 @@
 """Webhook secret rotation: an endpoint's previous secret, still signing until a time (a rotation
 that keeps the old secret active for 24 hours).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
