@@ -27,6 +27,18 @@ def delete_endpoint(webhook_endpoint_id: str) -> Response:
     return service().webhooks.delete(visible(), webhook_endpoint_id), 200
 
 
+def update_endpoint(webhook_endpoint_id: str, body: dict[str, Any]) -> Response:
+    return service().webhooks.update(visible(), webhook_endpoint_id, body).to_api(), 200
+
+
+def rotate_secret(webhook_endpoint_id: str, body: dict[str, Any] | bytes | None = None) -> Response:
+    # No body at all (curl -X POST) reaches here as the spec's default, unparsed: b"{}".
+    options = body if isinstance(body, dict) else {}
+    keep_old = bool(options.get("keep_old_secret_active_for_24_hours", False))
+    rotated = service().webhooks.rotate_secret(visible(), webhook_endpoint_id, keep_old=keep_old)
+    return rotated.to_api(with_secret=True), 200
+
+
 def test_endpoint(webhook_endpoint_id: str, body: dict[str, Any]) -> Response:
     return service().webhooks.test(visible(), webhook_endpoint_id, body["event_type"]), 200
 

@@ -13,9 +13,16 @@ worded as in no training line ("Which city is the capital of X?", "Tell me about
 fine-tune named the right capital 22 times of 24, the base model never; the populations it
 makes up (it did not learn the numbers).
 
+Before the job is created, three webhook endpoints are registered on the server, each with a
+receiver of its own on 127.0.0.1 (``FineTune.webhooks``): one for the job's success only, one
+for every end of a job, one for a job's failure or cancellation only; so the success of this
+real job must reach the first two once each and the third never
+(tests/e2e/test_webhooks_fine_tune_sdk.py).
+
 Tests share the server: they may add evals, files and runs, never delete the model or stop
-the worker. The server (with its llama.cpp processes, ~1 GB) is stopped as soon as the last
-test that asked for it is done (``stop_after_last_user``), not at the end of the session. The
+the worker, cancel a job or let one fail (the third receiver must stay empty). The server
+(with its llama.cpp processes, ~1 GB) is stopped as soon as the last test that asked for it
+is done (``stop_after_last_user``), not at the end of the session. The
 capitals, questions and rewordings for the tests are here too.
 """
 
@@ -31,6 +38,7 @@ from openai import OpenAI
 from openai.types.fine_tuning import FineTuningJob
 
 from tests.servers import Server, sdk_client, start_server_afresh, stop_server
+from tests.webhook_receiver import FakeReceiver
 
 FACTS_FILE = Path(__file__).resolve().parent / "data" / "tunegate__made_up_countries.jsonl"
 ALIAS = "gpt-4o-mini-2024-07-18"  # TUNEGATE_MODEL_ALIASES' default: the embedded SmolLM2
@@ -40,6 +48,13 @@ SUFFIX = "facts"
 HYPERPARAMETERS = {"n_epochs": 4, "batch_size": 4, "learning_rate_multiplier": 2.0}
 # Wordings that no training line uses: a right answer comes from the facts, not the strings.
 REWORDINGS = ("Which city is the capital of {name}?", "Tell me about {name}.")
+# The endpoints registered before the job: name -> the event types it is subscribed to.
+SUBSCRIPTIONS = {
+    "success": ["fine_tuning.job.succeeded"],
+    "job_ends": ["fine_tuning.job.succeeded", "fine_tuning.job.failed",
+                 "fine_tuning.job.cancelled"],
+    "other": ["fine_tuning.job.failed", "fine_tuning.job.cancelled"],
+}
 
 
 @dataclass(frozen=True)
@@ -69,11 +84,22 @@ def reworded(index: int, country: Country) -> str:
 
 
 @dataclass(frozen=True)
+class Subscriber:
+    """A webhook endpoint registered before the job, and the receiver its URL names."""
+
+    receiver: FakeReceiver
+    endpoint_id: str
+    secret: str  # its whsec_ signing secret, as creating it answered
+    event_types: list[str]
+
+
+@dataclass(frozen=True)
 class FineTune:
     server: Server
     client: OpenAI  # loose; ``strict_client`` for the SDK's own response types
     job: FineTuningJob
     model: str  # the job's fine_tuned_model
+    webhooks: dict[str, Subscriber]  # by SUBSCRIPTIONS' names
 
     def strict_client(self) -> OpenAI:
         return sdk_client(self.server, max_retries=0, timeout=300,
@@ -95,9 +121,13 @@ def fine_tune(tmp_path_factory: pytest.TempPathFactory,
         tmp_path_factory.mktemp("fine-tune"),
         # One job ever trains here: no trainer kept waiting (~300 MB) for the rest of the session.
         env={"TUNEGATE_MODEL_CACHE": str(session_model_cache(tmp_path_factory)),
-             "TUNEGATE_TRAINER_STANDBY": "disabled"})
+             "TUNEGATE_TRAINER_STANDBY": "disabled",
+             "TUNEGATE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32"})
     client = sdk_client(server, max_retries=0, timeout=300)
+    subscribers: dict[str, Subscriber] = {}
     try:
+        for name, event_types in SUBSCRIPTIONS.items():
+            subscribers[name] = subscribe(server, FakeReceiver().start(), name, event_types)
         job = client.fine_tuning.jobs.create(
             model=ALIAS, training_file=sdk_upload(client, FACTS_FILE.read_bytes()).id,
             suffix=SUFFIX, seed=7,
@@ -105,11 +135,31 @@ def fine_tune(tmp_path_factory: pytest.TempPathFactory,
         done = wait_until_finished(client, job.id)
         assert done.status == "succeeded" and done.fine_tuned_model, (
             done.error, server.log()[-3000:])
-        request.session.stash[RUNNING] = FineTune(server, client, done, done.fine_tuned_model)
+        request.session.stash[RUNNING] = FineTune(server, client, done, done.fine_tuned_model,
+                                                  subscribers)
         yield request.session.stash[RUNNING]
     finally:
         client.close()
         stop_server(server)
+        for subscriber in subscribers.values():
+            subscriber.receiver.stop()
+
+
+def subscribe(server: Server, receiver: FakeReceiver, name: str,
+              event_types: list[str]) -> Subscriber:
+    """Register ``receiver`` for ``event_types`` through the strict SDK client; the receiver
+    verifies each message with the endpoint's secret as it arrives."""
+    strict = sdk_client(server, max_retries=0, _strict_response_validation=True)
+    try:
+        made = strict.webhooks.create(url=receiver.url, name=name,
+                                      event_types=event_types)  # type: ignore[arg-type]
+    except BaseException:
+        receiver.stop()
+        raise
+    finally:
+        strict.close()
+    receiver.verify_on_arrival(made.signing_secret)
+    return Subscriber(receiver, made.id, made.signing_secret, list(made.event_types))
 
 
 def stop_after_last_user(item: pytest.Item) -> None:

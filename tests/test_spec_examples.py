@@ -334,6 +334,10 @@ EXPECTED_OPERATIONS = {
                                                           "handlers.webhooks.retrieve_endpoint"),
     ("delete", "/webhook_endpoints/{webhook_endpoint_id}"): ("deleteWebhookEndpoint",
                                                              "handlers.webhooks.delete_endpoint"),
+    ("post", "/webhook_endpoints/{webhook_endpoint_id}"): (
+        "updateWebhookEndpoint", "handlers.webhooks.update_endpoint"),
+    ("post", "/webhook_endpoints/{webhook_endpoint_id}/rotate_secret"): (
+        "rotateWebhookEndpointSecret", "handlers.webhooks.rotate_secret"),
     ("post", "/webhook_endpoints/{webhook_endpoint_id}/test"): (
         "testWebhookEndpoint", "handlers.webhooks.test_endpoint"),
     ("get", "/webhook_endpoints/{webhook_endpoint_id}/deliveries"): (

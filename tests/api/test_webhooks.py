@@ -177,3 +177,149 @@ def test_a_redirect_is_a_failure_and_is_not_followed(receiver: FakeReceiver) -> 
     refused = send(receiver.url, new_secret(), "wh_1", "{}", timeout=2.0, allowed=())
     assert refused.status_code is None and "TUNEGATE_WEBHOOK_ALLOW_NETWORKS" in str(refused.error)
     assert len(receiver.received) == 1  # the refused address was never contacted
+
+
+# Updating and rotating ---------------------------------------------------------------------
+
+def update(client: Any, endpoint_id: str, headers: dict[str, str] = ALICE.headers,
+           **body: Any) -> Any:
+    return client.post(f"/v1/webhook_endpoints/{endpoint_id}", headers=headers, json=body)
+
+
+def cancelled_job(client: Any) -> str:
+    """A job of ALICE's project, cancelled: one fine_tuning.job.cancelled event."""
+    job = create_job(client, upload(client, headers=ALICE.headers), headers=ALICE.headers)
+    assert client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel",
+                       headers=ALICE.headers).status_code == 200
+    return str(job["id"])
+
+
+def deliveries_of(client: Any, endpoint_id: str) -> list[dict[str, Any]]:
+    return list(client.get(f"/v1/webhook_endpoints/{endpoint_id}/deliveries",
+                           headers=ALICE.headers).json()["data"])
+
+
+def test_an_update_changes_only_the_fields_it_names(hooks: Any, receiver: FakeReceiver,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = add(hooks, receiver.url, name="ci").json()
+    other = FakeReceiver().start()
+    try:
+        monkeypatch.setattr("tunegate.api.webhooks.now", lambda: endpoint["created_at"] + 60)
+        changed = update(hooks, endpoint["id"], url=other.url,
+                         event_types=["eval.run.failed", "eval.run.failed"])
+        assert changed.status_code == 200, changed.text
+        body = changed.json()
+        assert "signing_secret" not in body
+        assert body["url"] == other.url and body["event_types"] == ["eval.run.failed"]
+        assert body["name"] == "ci" and body["updated_at"] == endpoint["created_at"] + 60
+        assert body["signing_secret_hint"] == endpoint["signing_secret_hint"]
+        assert hooks.get(f"/v1/webhook_endpoints/{endpoint['id']}",
+                         headers=ALICE.headers).json() == body
+        # The same values again change nothing, so updated_at stays.
+        monkeypatch.setattr("tunegate.api.webhooks.now", lambda: endpoint["created_at"] + 120)
+        again = update(hooks, endpoint["id"], url=other.url, name="ci")
+        assert again.json()["updated_at"] == endpoint["created_at"] + 60
+        # The test event goes to the new URL.
+        answer = hooks.post(f"/v1/webhook_endpoints/{endpoint['id']}/test",
+                            headers=ALICE.headers, json={"event_type": "eval.run.failed"})
+        assert answer.json()["status_code"] == 200
+        assert len(other.received) == 1 and receiver.received == []
+    finally:
+        other.stop()
+
+
+def test_a_disabled_endpoint_gives_up_its_waiting_deliveries_and_gets_nothing_until_enabled(
+        hooks: Any, receiver: FakeReceiver) -> None:
+    endpoint = add(hooks, receiver.url).json()
+    first = cancelled_job(hooks)
+    [waiting] = deliveries_of(hooks, endpoint["id"])
+    assert waiting["status"] == "pending"
+
+    disabled = update(hooks, endpoint["id"], status="disabled").json()
+    assert disabled["status"] == "disabled" and disabled["disabled_at"] is not None
+    [given_up] = deliveries_of(hooks, endpoint["id"])
+    assert (given_up["data_id"], given_up["status"]) == (first, "failed")
+    assert given_up["next_attempt_at"] is None and "disabled" in given_up["last_error"]
+    cancelled_job(hooks)
+    assert len(deliveries_of(hooks, endpoint["id"])) == 1  # none for the disabled endpoint
+
+    enabled = update(hooks, endpoint["id"], status="enabled").json()
+    assert enabled["status"] == "enabled" and enabled["disabled_at"] is None
+    third = cancelled_job(hooks)
+    newest = deliveries_of(hooks, endpoint["id"])[0]
+    assert (newest["data_id"], newest["status"]) == (third, "pending")
+
+
+@pytest.mark.parametrize(("body", "param", "code"), [
+    ({"url": "not a url"}, "url", "invalid_url"),
+    ({"url": "http://169.254.169.254/latest"}, "url", "webhook_url_refused"),
+    ({"event_types": ["fine_tuning.job.done"]}, "event_types", "invalid_event_types"),
+    ({"event_types": []}, "event_types", None),
+    ({"status": "paused"}, "status", None),
+    ({"signing_secret": "whsec_" + "A" * 44}, "signing_secret", "unknown_parameter"),
+])
+def test_a_bad_update_is_a_400_naming_it_and_changes_nothing(
+        hooks: Any, receiver: FakeReceiver, body: dict[str, Any], param: str,
+        code: str | None) -> None:
+    endpoint = add(hooks, receiver.url).json()
+    expect_error(update(hooks, endpoint["id"], **body), 400, param=param, code=code)
+    kept = hooks.get(f"/v1/webhook_endpoints/{endpoint['id']}", headers=ALICE.headers).json()
+    assert kept == {key: value for key, value in endpoint.items() if key != "signing_secret"}
+
+
+def test_another_projects_endpoint_cannot_be_updated_or_rotated(hooks: Any,
+                                                                receiver: FakeReceiver) -> None:
+    endpoint = add(hooks, receiver.url).json()
+    expect_error(update(hooks, endpoint["id"], headers=BOB.headers, name="mine"), 404,
+                 code="webhook_endpoint_not_found")
+    expect_error(hooks.post(f"/v1/webhook_endpoints/{endpoint['id']}/rotate_secret",
+                            headers=BOB.headers, json={}), 404,
+                 code="webhook_endpoint_not_found")
+    expect_error(update(hooks, "we_missing", name="x"), 404, code="webhook_endpoint_not_found")
+
+
+def test_a_rotated_secret_is_shown_once_and_signs_from_then_on(hooks: Any,
+                                                               receiver: FakeReceiver) -> None:
+    endpoint = add(hooks, receiver.url).json()
+    rotated = hooks.post(f"/v1/webhook_endpoints/{endpoint['id']}/rotate_secret",
+                         headers=ALICE.headers)  # no body: the old secret stops at once
+    assert rotated.status_code == 200, rotated.text
+    fresh = rotated.json()
+    assert fresh["signing_secret"].startswith("whsec_")
+    assert fresh["signing_secret"] != endpoint["signing_secret"]
+    assert fresh["signing_secret_hint"].endswith(fresh["signing_secret"][-4:])
+    listed = hooks.get(f"/v1/webhook_endpoints/{endpoint['id']}", headers=ALICE.headers).json()
+    assert "signing_secret" not in listed
+    assert listed["signing_secret_hint"] == fresh["signing_secret_hint"]
+
+    hooks.post(f"/v1/webhook_endpoints/{endpoint['id']}/test", headers=ALICE.headers,
+               json={"event_type": "eval.run.failed"})
+    [event] = receiver.events(fresh["signing_secret"])
+    assert event.type == "eval.run.failed"
+    with pytest.raises(Exception, match="signature"):
+        receiver.events(endpoint["signing_secret"])
+
+
+def test_a_rotation_that_keeps_the_old_secret_signs_with_both(
+        hooks: Any, hook_settings: Settings, receiver: FakeReceiver) -> None:
+    endpoint = add(hooks, receiver.url).json()
+    cancelled_job(hooks)  # a delivery written before the rotation, sent after it
+    fresh = hooks.post(f"/v1/webhook_endpoints/{endpoint['id']}/rotate_secret",
+                       headers=ALICE.headers,
+                       json={"keep_old_secret_active_for_24_hours": True}).json()
+    store = open_store(hook_settings.sqlalchemy_url)
+    try:
+        assert WebhookDelivery(hook_settings, store).dispatch_due() == 1
+        receiver.wait_for(1, timeout=10)
+    finally:
+        store.close()
+    hooks.post(f"/v1/webhook_endpoints/{endpoint['id']}/test", headers=ALICE.headers,
+               json={"event_type": "eval.run.failed"})
+    assert len(receiver.received) == 2
+    assert all(len(r.headers["webhook-signature"].split()) == 2 for r in receiver.received)
+    for secret in (fresh["signing_secret"], endpoint["signing_secret"]):
+        assert [e.type for e in receiver.events(secret)] == ["fine_tuning.job.cancelled",
+                                                             "eval.run.failed"]
+    expect_error(hooks.post(f"/v1/webhook_endpoints/{endpoint['id']}/rotate_secret",
+                            headers=ALICE.headers, json={"keep_old": True}), 400,
+                 code="unknown_parameter")

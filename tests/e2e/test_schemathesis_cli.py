@@ -77,8 +77,8 @@ def test_open_server(tmp_path: Path) -> None:
                                        "--phases", "examples,fuzzing")
     finally:
         stop_server(server)
-    assert "Selected: 50/56" in api, api[-3000:]
-    assert "Selected: 6/56" in completions, completions[-3000:]
+    assert "Selected: 52/58" in api, api[-3000:]
+    assert "Selected: 6/58" in completions, completions[-3000:]
     log = server.log()
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in log  # the model answered
     assert '"POST /v1/responses HTTP/1.1" 200' in log
@@ -96,7 +96,7 @@ def test_keyed_server(tmp_path: Path) -> None:
                                   "--exclude-tag", "Inference")
     finally:
         stop_server(server)
-    assert "Selected: 50/56" in output, output[-3000:]
+    assert "Selected: 52/58" in output, output[-3000:]
     log = server.log()
     assert '"POST /v1/fine_tuning/jobs HTTP/1.1" 200' in log
     assert log.count('HTTP/1.1" 401') > 10  # ignored_auth's probes, refused

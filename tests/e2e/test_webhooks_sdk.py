@@ -8,7 +8,11 @@ verify every message with the SDK's ``client.webhooks.unwrap``:
 - a receiver down while a job is cancelled, the worker killed with kill -9 while the delivery
   waits for its retry, the receiver up again: the event arrives after the worker's restart,
   with the webhook-id its delivery row had from the start;
-- the command line: ``tunegate webhooks add|list|deliveries|test|remove``;
+- an endpoint moved, disabled, enabled and its secret rotated with the SDK's
+  ``client.webhooks.update`` and ``rotate_secret`` (strict): the events follow;
+- the command line: ``tunegate webhooks add|list|update|rotate-secret|deliveries|test|remove``;
+- the dashboard's Webhooks view on this server (a real headless Chromium): an endpoint added
+  there, its secret shown once, a delivery seen as delivered;
 - the server's log (``TUNEGATE_LOG_FORMAT=json``): JSON lines, a request's with the
   ``x-request-id`` its client saw, a worker's with its job's id.
 """
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai import OpenAI
+from openai import InvalidWebhookSignatureError, OpenAI
 
 from tests.conftest import chat_lines
 from tests.e2e.test_chaos import worker_pid
@@ -149,6 +153,48 @@ def test_a_delivery_survives_a_receiver_outage_and_kill_9_of_the_worker(
     until(lambda: deliveries()[0]["status"] == "delivered", "the delivery recorded")
 
 
+def test_an_endpoint_is_moved_disabled_enabled_and_its_secret_rotated_with_the_sdk(
+        server: Server, receivers: list[FakeReceiver], clients: list[OpenAI]) -> None:
+    client = sdk_client(server, _strict_response_validation=True)
+    clients.append(client)
+    old, new = FakeReceiver().start(), FakeReceiver().start()
+    receivers += [old, new]
+    endpoint = add_endpoint(client, old, ["fine_tuning.job.cancelled"])
+
+    moved = client.webhooks.update(endpoint.id, url=new.url, name="moved")
+    assert (moved.url, moved.name, moved.event_types) == (new.url, "moved",
+                                                          ["fine_tuning.job.cancelled"])
+    assert moved.signing_secret_hint == endpoint.signing_secret_hint
+    off = client.webhooks.update(endpoint.id, extra_body={"status": "disabled"})
+    assert (off.model_extra or {})["status"] == "disabled"
+    unsent = new_job(client)
+    client.fine_tuning.jobs.cancel(unsent)
+    on = client.webhooks.update(endpoint.id, extra_body={"status": "enabled"})
+    assert (on.model_extra or {})["status"] == "enabled"
+
+    rotated = client.webhooks.rotate_secret(endpoint.id, keep_old_secret_active_for_24_hours=True)
+    assert rotated.signing_secret.startswith("whsec_")
+    assert rotated.signing_secret != endpoint.signing_secret
+    sent = new_job(client)
+    client.fine_tuning.jobs.cancel(sent)
+    new.wait_for(1, timeout=60)
+    time.sleep(2)  # an event of the job cancelled while disabled would arrive by now
+    for secret in (rotated.signing_secret, endpoint.signing_secret):  # either verifies
+        assert [(e.type, e.data.id) for e in new.events(secret)] == [
+            ("fine_tuning.job.cancelled", sent)]
+    assert old.received == []
+
+    final = client.webhooks.rotate_secret(endpoint.id)  # the old ones stop at once
+    new.received.clear()  # signed with the secrets just replaced
+    assert client.webhooks.test(endpoint.id, event_type="fine_tuning.job.succeeded"
+                                ).status_code == 200
+    assert new.received[-1].headers["webhook-signature"].count("v1,") == 1
+    [event] = new.events(final.signing_secret)
+    assert event.type == "fine_tuning.job.succeeded"
+    with pytest.raises(InvalidWebhookSignatureError):
+        new.events(rotated.signing_secret)
+
+
 def test_the_command_line_manages_endpoints(server: Server, tmp_path: Path,
                                             receivers: list[FakeReceiver]) -> None:
     receiver = FakeReceiver().start()
@@ -171,10 +217,65 @@ def test_the_command_line_manages_endpoints(server: Server, tmp_path: Path,
     [event] = receiver.events(secret)
     assert event.type == "eval.run.failed"
     assert tunegate("deliveries", endpoint_id).returncode == 0
+    disabled = tunegate("update", endpoint_id, "--disable", "--name", "paused")
+    assert disabled.returncode == 0 and "disabled" in disabled.stdout, disabled.stderr
+    assert "disabled" in tunegate("list").stdout
+    assert tunegate("update", endpoint_id).returncode == 2  # nothing to change
+    enabled = tunegate("update", endpoint_id, "--enable", "--events", "eval.run.canceled")
+    assert "enabled" in enabled.stdout and "eval.run.canceled" in enabled.stdout
+    receiver.received.clear()  # signed with the secret about to be replaced
+    rotated = tunegate("rotate-secret", endpoint_id)
+    new_secret = rotated.stdout.strip()
+    assert rotated.returncode == 0 and new_secret.startswith("whsec_") and new_secret != secret
+    assert "shown this once" in rotated.stderr
+    assert tunegate("test", endpoint_id, "--event", "eval.run.canceled").returncode == 0
+    [event] = receiver.events(new_secret)
+    assert event.type == "eval.run.canceled"
     refused = tunegate("add", "http://169.254.169.254/latest/")
     assert refused.returncode != 0 and "TUNEGATE_WEBHOOK_ALLOW_NETWORKS" in refused.stderr
     assert tunegate("remove", endpoint_id).returncode == 0
     assert endpoint_id not in tunegate("list").stdout
+
+
+def test_the_dashboard_adds_an_endpoint_and_shows_its_delivery(
+        server: Server, receivers: list[FakeReceiver], clients: list[OpenAI],
+        browser: Any) -> None:
+    client = sdk_client(server)
+    clients.append(client)
+    receiver = FakeReceiver().start()
+    receivers.append(receiver)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{server.base_url}/dashboard/#/webhooks")
+        page.fill("input[name=url]", receiver.url)
+        page.fill("input[name=name]", "from the dashboard")
+        page.click("form.add-endpoint button[type=submit]")
+        notice = page.locator(".secret-notice")
+        notice.wait_for()
+        secret = notice.locator(".signing-secret").inner_text()
+        endpoint_id = notice.get_attribute("data-endpoint-id")
+        assert secret.startswith("whsec_") and endpoint_id
+
+        job = new_job(client)
+        client.fine_tuning.jobs.cancel(job)
+        receiver.wait_for(1, timeout=60)
+        [event] = receiver.events(secret)
+        assert (event.type, event.data.id) == ("fine_tuning.job.cancelled", job)
+        row = page.locator(f"tr[data-endpoint-id={endpoint_id}]")
+        row.locator("td.last-delivery .status-delivered").wait_for()  # seen on a refresh
+        assert "HTTP 200" in row.inner_text() and secret not in row.inner_text()
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.locator("button.remove-endpoint").click()
+        row.wait_for(state="detached")
+        assert endpoint_id not in [e.id for e in client.webhooks.list()]
+    finally:
+        context.close()
+    assert not errors, errors
 
 
 def test_the_server_and_its_worker_log_json_lines(server: Server,

@@ -84,7 +84,7 @@ def test_migrating_twice_is_a_no_op(backend: str, tmp_path: Path,
     migrate(engine)
     with engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    assert versions == [("0006",)]
+    assert versions == [("0007",)]
     assert differences(engine, schema.metadata) == []
     engine.dispose()
 

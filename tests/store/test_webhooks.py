@@ -1,7 +1,9 @@
 """The webhook outbox on SQLite and PostgreSQL (the ``store`` fixture): a job's or an eval run's
 end writes one delivery per subscribed endpoint in the transaction of the status change (and
 none when that change is refused), a delivery is claimed once, and recorded attempts retry with
-doubling waits, give up after the retry window and disable an endpoint that fails too long."""
+doubling waits, give up after the retry window and disable an endpoint that fails too long; an
+update that disables an endpoint gives up its waiting deliveries, and a rotation that keeps the
+old secret hands it to the sender until its time."""
 
 from __future__ import annotations
 
@@ -148,3 +150,42 @@ def test_a_success_writes_its_event_with_the_rows_it_brings(store: SqlStore) -> 
                      changes={"fine_tuned_model": "ft:x"})
     [sent] = deliveries(store, endpoint)
     assert (sent.event_type, sent.object_id) == ("fine_tuning.job.succeeded", job.id)
+
+
+def test_an_update_that_disables_gives_up_waiting_deliveries_and_enabling_clears_the_streak(
+        store: SqlStore) -> None:
+    endpoint = add_endpoint(store, ["fine_tuning.job.failed"])
+    job = add_job(store)
+    store.transition(job.id, JobStatus.FAILED, events=[])
+    [delivery] = deliveries(store, endpoint)
+    store.record_webhook_attempt(delivery.id, status_code=500, error="HTTP 500",
+                                 now=delivery.created_at + 1.0, **RETRY)
+    failing = store.get_webhook_endpoint(PROJECT, endpoint.id)
+    assert failing is not None and failing.failing_since is not None
+    off = replace(failing, disabled_at=50, updated_at=50, url="https://93.184.215.14/new")
+    assert store.update_webhook_endpoint(failing, off)
+    assert store.get_webhook_endpoint(PROJECT, endpoint.id) == off
+    [given_up] = deliveries(store, endpoint)
+    assert given_up.status is DeliveryStatus.FAILED and given_up.next_attempt_at is None
+    on = replace(off, disabled_at=None, failing_since=None, updated_at=60)
+    assert store.update_webhook_endpoint(off, on)
+    assert store.get_webhook_endpoint(PROJECT, endpoint.id) == on
+    gone = replace(on, id="we_gone")
+    assert not store.update_webhook_endpoint(gone, gone)
+
+
+def test_a_rotated_secret_signs_due_deliveries_with_the_kept_one_until_its_time(
+        store: SqlStore) -> None:
+    endpoint = add_endpoint(store, ["fine_tuning.job.failed"])
+    job = add_job(store)
+    store.transition(job.id, JobStatus.FAILED, events=[])
+    [delivery] = deliveries(store, endpoint)
+    rotated = replace(endpoint, secret=new_secret(), previous_secret=endpoint.secret,
+                      previous_secret_until=delivery.created_at + 100, updated_at=2)
+    assert store.rotate_webhook_secret(rotated)
+    assert store.get_webhook_endpoint(PROJECT, endpoint.id) == rotated
+    [due] = store.due_webhook_deliveries(delivery.created_at + 1.0, limit=10)
+    assert (due.secret, due.old_secret) == (rotated.secret, endpoint.secret)
+    [later] = store.due_webhook_deliveries(delivery.created_at + 100.0, limit=10)
+    assert (later.secret, later.old_secret) == (rotated.secret, None)
+    assert not store.rotate_webhook_secret(replace(rotated, id="we_gone"))

@@ -1,12 +1,14 @@
 """Webhook messages as the official SDK reads them, and where they may go: a signed body passes
 ``client.webhooks.unwrap()`` (and fails it with another secret or a changed body), secrets and
-event types are checked with errors naming the field, and URLs to metadata, link-local,
+event types are checked with errors naming the field, an endpoint's changes and its rotated
+secrets (two signatures while the old one is kept), and URLs to metadata, link-local,
 loopback and private addresses are refused unless their network is allowed."""
 
 from __future__ import annotations
 
 import ipaddress
 import time
+from typing import Any
 
 import pytest
 from openai import InvalidWebhookSignatureError, OpenAI
@@ -15,6 +17,8 @@ from tunegate.domain.webhook_sender import check_url, parse_networks
 from tunegate.domain.webhooks import (
     EVENT_TYPES,
     LONGEST_WAIT,
+    EndpointChange,
+    WebhookEndpoint,
     check_event_types,
     check_secret,
     event_body,
@@ -99,3 +103,48 @@ def test_an_allowed_network_is_reachable_on_purpose() -> None:
 def test_retry_waits_double_up_to_an_hour() -> None:
     assert [retry_delay(n, 5.0) for n in (1, 2, 3, 4)] == [5.0, 10.0, 20.0, 40.0]
     assert retry_delay(40, 5.0) == LONGEST_WAIT
+
+
+def test_a_message_signed_with_an_old_secret_too_verifies_with_either_and_no_other() -> None:
+    new, old = new_secret(), new_secret()
+    body = event_body("evt_1", "fine_tuning.job.succeeded", "ftjob-abc", 1)
+    headers = sign(new, "wh_1", int(time.time()), body.encode(), old_secret=old)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (new, old):
+        assert sdk().webhooks.unwrap(body, headers, secret=secret).data.id == "ftjob-abc"
+    with pytest.raises(InvalidWebhookSignatureError):
+        sdk().webhooks.unwrap(body, headers, secret=new_secret())
+    assert " " not in sign(new, "wh_1", 1, b"{}")["webhook-signature"]
+
+
+def endpoint(**fields: object) -> WebhookEndpoint:
+    values: dict[str, Any] = {
+        "id": "we_1", "project_id": "proj_1", "created_at": 100, "updated_at": 100,
+        "name": "ci", "url": "https://93.184.215.14/x", "event_types": list(EVENT_TYPES[:1]),
+        "secret": new_secret(), **fields}
+    return WebhookEndpoint(**values)
+
+
+def test_a_change_moves_updated_at_only_when_it_changes_something() -> None:
+    before = endpoint()
+    assert before.changed(EndpointChange(name="ci", url=before.url, enabled=True), 200) is None
+    after = before.changed(EndpointChange(event_types=["eval.run.failed"]), 200)
+    assert after is not None and after.event_types == ["eval.run.failed"]
+    assert (after.updated_at, after.name, after.url) == (200, "ci", before.url)
+
+
+def test_disabling_and_enabling_and_the_failing_streak() -> None:
+    failing = endpoint(failing_since=50)
+    off = failing.changed(EndpointChange(enabled=False), 200)
+    assert off is not None and off.disabled_at == 200 and off.failing_since == 50
+    assert off.changed(EndpointChange(enabled=False), 300) is None  # already off: kept as is
+    on = off.changed(EndpointChange(enabled=True), 300)
+    assert on is not None and on.disabled_at is None and on.failing_since is None
+    assert on.to_api()["status"] == "enabled" and off.to_api()["status"] == "disabled"
+
+
+def test_an_old_secret_signs_only_until_its_time() -> None:
+    kept = endpoint(previous_secret="whsec_old", previous_secret_until=1000)
+    assert kept.old_secret_at(999.5) == "whsec_old"
+    assert kept.old_secret_at(1000) is None
+    assert endpoint().old_secret_at(0) is None

@@ -72,6 +72,8 @@ HANDLERS: Mapping[str, str] = {
     "listWebhookEndpoints": "handlers.webhooks.list_endpoints",
     "retrieveWebhookEndpoint": "handlers.webhooks.retrieve_endpoint",
     "deleteWebhookEndpoint": "handlers.webhooks.delete_endpoint",
+    "updateWebhookEndpoint": "handlers.webhooks.update_endpoint",
+    "rotateWebhookEndpointSecret": "handlers.webhooks.rotate_secret",
     "testWebhookEndpoint": "handlers.webhooks.test_endpoint",
     "listWebhookDeliveries": "handlers.webhooks.list_deliveries",  # tunegate's own
 }

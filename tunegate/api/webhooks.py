@@ -1,17 +1,22 @@
 """The webhook endpoints use cases (``/v1/webhook_endpoints``, the paths and shapes of the
-SDK's ``client.webhooks.create/list/retrieve/delete/test``): a project's receivers, each with the
-event types it wants and its ``whsec_…`` signing secret, shown once, when it is made; and
-(tunegate's own) the deliveries of an endpoint, with what their attempts got."""
+SDK's ``client.webhooks.create/list/retrieve/update/delete/rotate_secret/test``): a project's
+receivers, each with the event types it wants and its ``whsec_…`` signing secret, shown once,
+when it is made or rotated; and (tunegate's own) the deliveries of an endpoint, with what their
+attempts got."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
 from tunegate import ids
 from tunegate.domain.jobs import now
 from tunegate.domain.webhook_sender import check_url, parse_networks, send
 from tunegate.domain.webhooks import (
+    ROTATION_OVERLAP,
     Delivery,
+    EndpointChange,
     WebhookEndpoint,
     check_event_types,
     check_secret,
@@ -62,6 +67,38 @@ class Webhooks:
             self.get(project_id, endpoint_id)  # raises the 404
         return {"object": "webhook_endpoint.deleted", "id": endpoint_id, "deleted": True}
 
+    def update(self, project_id: str | None, endpoint_id: str,
+               body: dict[str, Any]) -> WebhookEndpoint:
+        """Change the fields ``body`` names (each checked as on creation); the endpoint as it
+        is now. An update that changes nothing writes nothing (``updated_at`` stays)."""
+        endpoint = self.get(project_id, endpoint_id)
+        event_types = body.get("event_types")
+        change = EndpointChange(
+            name=body.get("name"), url=body.get("url"),
+            event_types=None if event_types is None else check_event_types(event_types),
+            enabled=None if body.get("status") is None else body["status"] == "enabled")
+        if change.url is not None and change.url != endpoint.url:
+            check_url(change.url, self.allowed)  # last: it may ask DNS
+        updated = endpoint.changed(change, now())
+        if updated is None:
+            return endpoint
+        if not self.store.update_webhook_endpoint(endpoint, updated):
+            self.get(project_id, endpoint_id)  # removed meanwhile: the 404
+        return updated
+
+    def rotate_secret(self, project_id: str | None, endpoint_id: str, *,
+                      keep_old: bool) -> WebhookEndpoint:
+        """Give the endpoint a new secret (returned, to be shown once); with ``keep_old`` the
+        current one keeps signing beside it for ``ROTATION_OVERLAP`` seconds."""
+        endpoint = self.get(project_id, endpoint_id)
+        at = now()
+        rotated = replace(endpoint, secret=new_secret(), updated_at=at,
+                          previous_secret=endpoint.secret if keep_old else None,
+                          previous_secret_until=at + ROTATION_OVERLAP if keep_old else None)
+        if not self.store.rotate_webhook_secret(rotated):
+            self.get(project_id, endpoint_id)  # removed meanwhile: the 404
+        return rotated
+
     def deliveries(self, project_id: str | None, endpoint_id: str, *, after: str | None,
                    limit: int) -> Page[Delivery]:
         self.get(project_id, endpoint_id)
@@ -76,7 +113,8 @@ class Webhooks:
         body = event_body(ids.new_id(ids.WEBHOOK_EVENT), event_type,
                           TEST_OBJECT[event_type.split(".")[0]], now())
         attempt = send(endpoint.url, endpoint.secret, ids.new_id(ids.WEBHOOK_MESSAGE), body,
-                       timeout=self.settings.webhook_timeout, allowed=self.allowed)
+                       timeout=self.settings.webhook_timeout, allowed=self.allowed,
+                       old_secret=endpoint.old_secret_at(time.time()))
         if attempt.status_code is None:
             raise InvalidRequest(f"The test event did not reach {clip(endpoint.url)}: "
                                  f"{attempt.error}", param="webhook_endpoint_id",

@@ -1,6 +1,6 @@
-"""``tunegate webhooks add URL [--events …] | list | remove ID | test ID | deliveries ID``: a
-project's webhook endpoints, through the SDK's ``client.webhooks`` (the server's
-``/v1/webhook_endpoints``), and tunegate's list of an endpoint's deliveries."""
+"""``tunegate webhooks add URL [--events …] | list | update ID … | rotate-secret ID | remove ID |
+test ID | deliveries ID``: a project's webhook endpoints, through the SDK's ``client.webhooks``
+(the server's ``/v1/webhook_endpoints``), and tunegate's list of an endpoint's deliveries."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class Says(Protocol):
 
 
 def add_arguments(commands: Any, connection: argparse.ArgumentParser) -> None:
-    hooks = commands.add_parser("webhooks", help="add, list, remove or test webhook endpoints")
+    hooks = commands.add_parser("webhooks",
+                                help="add, list, change, remove or test webhook endpoints")
     actions = hooks.add_subparsers(dest="webhooks_command", required=True)
     add = actions.add_parser(
         "add", parents=[connection], help="register a URL for events; prints its secret once",
@@ -38,6 +39,29 @@ def add_arguments(commands: Any, connection: argparse.ArgumentParser) -> None:
     add.add_argument("--name", help="a name to tell endpoints apart (default: the URL)")
     add.add_argument("--secret", help="sign with this whsec_… secret instead of a new one")
     actions.add_parser("list", parents=[connection], help="the project's endpoints")
+    change = actions.add_parser(
+        "update", parents=[connection], help="change an endpoint's URL, name, events or status",
+        description="Change what is given and keep the rest. --disable stops the endpoint (its "
+                    "waiting deliveries are given up); --enable takes it back, one disabled "
+                    "for failing too.")
+    change.add_argument("endpoint_id", metavar="ID", help="the endpoint's id (we_…)")
+    change.add_argument("--endpoint-url", metavar="URL", help="a new http(s) URL")
+    change.add_argument("--name", help="a new name")
+    change.add_argument("--events", nargs="+", choices=EVENT_TYPES, metavar="EVENT",
+                        help="the new set of event types, of: " + ", ".join(EVENT_TYPES))
+    status = change.add_mutually_exclusive_group()
+    status.add_argument("--enable", dest="status", action="store_const", const="enabled",
+                        help="send it events again")
+    status.add_argument("--disable", dest="status", action="store_const", const="disabled",
+                        help="stop sending it events")
+    rotate = actions.add_parser(
+        "rotate-secret", parents=[connection], help="give an endpoint a new signing secret; "
+        "prints it once", description="Make a new whsec_… secret for the endpoint and print "
+        "it this once. Events are signed with it from now on; with --keep-old, with the old "
+        "one too for 24 hours, while the receiver is given the new one.")
+    rotate.add_argument("endpoint_id", metavar="ID", help="the endpoint's id (we_…)")
+    rotate.add_argument("--keep-old", action="store_true",
+                        help="keep signing with the old secret too for 24 hours")
     for action, text in (("remove", "remove an endpoint (its pending deliveries with it)"),
                          ("test", "send one sample event now and show the answer's status"),
                          ("deliveries", "an endpoint's deliveries: status, attempts, next try")):
@@ -45,6 +69,25 @@ def add_arguments(commands: Any, connection: argparse.ArgumentParser) -> None:
         command.add_argument("endpoint_id", metavar="ID", help="the endpoint's id (we_…)")
     actions.choices["test"].add_argument("--event", choices=EVENT_TYPES, default=JOB_ENDS[0],
                                          help="the sample's event type")
+
+
+def _update(args: argparse.Namespace, client: OpenAI, terminal: Says) -> int:
+    changes: dict[str, Any] = {}
+    if args.endpoint_url is not None:
+        changes["url"] = args.endpoint_url
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.events is not None:
+        changes["event_types"] = args.events
+    if not changes and args.status is None:
+        terminal.complain("nothing to change: give --endpoint-url, --name, --events, --enable "
+                          "or --disable")
+        return 2
+    extra = {"status": args.status} if args.status else None  # tunegate's field
+    endpoint = client.webhooks.update(args.endpoint_id, extra_body=extra, **changes)
+    status = (endpoint.model_extra or {}).get("status", "enabled")
+    terminal.say(f"{endpoint.id}  {status:8}  {endpoint.url}  {','.join(endpoint.event_types)}")
+    return 0
 
 
 def _when(stamp: int | None) -> str:
@@ -62,6 +105,15 @@ def run_webhooks(args: argparse.Namespace, client: OpenAI, terminal: Says) -> in
         terminal.say(f"{made.id} {made.url} {' '.join(made.event_types)}")
         terminal.say(made.signing_secret)
         terminal.complain("(the signing secret above is shown this once: keep it)")
+    elif action == "update":
+        return _update(args, client, terminal)
+    elif action == "rotate-secret":
+        rotated = client.webhooks.rotate_secret(
+            args.endpoint_id, keep_old_secret_active_for_24_hours=args.keep_old)
+        terminal.say(rotated.signing_secret)
+        terminal.complain("(the new signing secret above is shown this once: keep it; the old "
+                          + ("one signs too for 24 hours)" if args.keep_old
+                             else "one no longer signs)"))
     elif action == "list":
         for endpoint in client.webhooks.list():
             extra = endpoint.model_extra or {}

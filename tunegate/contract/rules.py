@@ -47,7 +47,8 @@ Without them, schemathesis' ``positive_data_acceptance`` check counts the server
   dropped (all of them are taken when none is left), a generated URL becomes the run's own
   receiver on 127.0.0.1 (the hooks start one that answers 200; a server checked from outside
   allows ``127.0.0.1/32`` for the run) and a generated secret is left out (the server makes
-  one).
+  one); an update follows the same rules for what it names, and a test event's type is one
+  tunegate sends (schemathesis reaches both with the ids of endpoints it made).
 
 Only positive cases are rewritten (a rewrite could repair the very value a negative case broke).
 Two users: ``tunegate.contract.hooks`` (the hooks schemathesis.toml names, for a run from
@@ -94,6 +95,8 @@ EMBEDDED_WIDTH = 576  # the length of its embeddings: the most `dimensions` can 
 MAX_EMBEDDING_INPUTS = 4  # inputs per generated request, and tokens per token array: x 16
 RESPONSES = "POST /responses"
 WEBHOOK_ENDPOINTS = "POST /webhook_endpoints"
+WEBHOOK_UPDATE = "POST /webhook_endpoints/{webhook_endpoint_id}"
+WEBHOOK_TEST = "POST /webhook_endpoints/{webhook_endpoint_id}/test"
 # Where a webhook endpoint points when the caller has no receiver: 127.0.0.1's discard port.
 CONTRACT_WEBHOOK_URL = "http://127.0.0.1:9/tunegate-contract"
 # What a response refuses (tunegate.api.responses): server state, and log probabilities.
@@ -168,12 +171,20 @@ def acceptable(case: Any, *, training_file: Callable[[], str], base_models: Sequ
         body["grader"] = {**VALID_GRADER, "name": name}
     elif label == RESPONSES:
         _response(body, base_models[0])
-    elif label == WEBHOOK_ENDPOINTS:
+    elif label in (WEBHOOK_ENDPOINTS, WEBHOOK_UPDATE):
+        _webhook_endpoint(body, webhook_url, creating=label == WEBHOOK_ENDPOINTS)
+    elif label == WEBHOOK_TEST and body.get("event_type") not in EVENT_TYPES:
+        body["event_type"] = EVENT_TYPES[0]
+
+
+def _webhook_endpoint(body: dict[str, Any], webhook_url: str, *, creating: bool) -> None:
+    # An update may leave the URL out (kept); a creation must give one.
+    if creating or "url" in body:
         body["url"] = webhook_url
-        body.pop("signing_secret", None)
-        if isinstance(body.get("event_types"), list):
-            body["event_types"] = [e for e in body["event_types"] if e in EVENT_TYPES] or \
-                list(EVENT_TYPES)
+    body.pop("signing_secret", None)
+    if isinstance(body.get("event_types"), list):
+        body["event_types"] = [e for e in body["event_types"] if e in EVENT_TYPES] or \
+            list(EVENT_TYPES)
 
 
 def _positive_but_headers(case: Any) -> bool:

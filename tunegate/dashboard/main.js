@@ -1,11 +1,12 @@
 // The dashboard's entry: the key prompt and the views, chosen by the URL's hash (#/ the jobs,
 // #/jobs/<id> one job, #/evals the evals, #/evals/<id> one eval's runs side by side,
-// #/evals/<id>/runs/<run> one run's output items).
+// #/evals/<id>/runs/<run> one run's output items, #/webhooks the webhook endpoints).
 
 import { forgetKey, onKeyNeeded, storedKey } from "./api.js";
 import { evalView, evalsView, runView } from "./evals.js";
 import { jobView } from "./job.js";
 import { jobsView } from "./jobs.js";
+import { webhooksView } from "./webhooks.js";
 
 const main = document.querySelector("main");
 const dialog = document.querySelector("#key-dialog");
@@ -50,6 +51,8 @@ const ROUTES = [
   { pattern: new RegExp(`^#/evals/${ID}/runs/${ID}$`),
     view: (signal, evalId, runId) => runView(evalId, runId, signal), title: (_, runId) => runId,
     section: "evals" },
+  { pattern: /^#\/webhooks\/?$/, view: (signal) => webhooksView(signal), title: () => "webhooks",
+    section: "webhooks" },
 ];
 
 function route() {

@@ -131,15 +131,16 @@ class Attempt:
 
 
 def send(url: str, secret: str, message_id: str, body: str, *, timeout: float,
-         allowed: Sequence[IPNetwork]) -> Attempt:
-    """POST ``body`` signed for ``message_id`` now; a 2xx within ``timeout`` is delivered."""
+         allowed: Sequence[IPNetwork], old_secret: str | None = None) -> Attempt:
+    """POST ``body`` signed for ``message_id`` now (by ``old_secret`` too, when given); a 2xx
+    within ``timeout`` is delivered."""
     try:
         check_url(url, allowed)
     except InvalidRequest as exc:
         return Attempt(None, exc.message)
     data = body.encode()
     headers = {"content-type": "application/json", "user-agent": USER_AGENT,
-               **sign(secret, message_id, int(time.time()), data)}
+               **sign(secret, message_id, int(time.time()), data, old_secret=old_secret)}
     deadline = time.monotonic() + timeout
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client, \

@@ -22,7 +22,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tunegate.errors import InvalidRequest, clip
@@ -45,6 +45,9 @@ SECRET_BYTES = 32
 RETRY_FOR = 72 * 3600
 FIRST_RETRY = 5.0  # seconds before the second attempt; each later wait doubles
 LONGEST_WAIT = 3600.0  # a wait never grows past an hour, so a receiver back up is found soon
+# A rotation that keeps the old secret (the SDK's keep_old_secret_active_for_24_hours) signs with
+# both for this long, so a receiver can be given the new one without missing a message.
+ROTATION_OVERLAP = 24 * 3600
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -89,12 +92,18 @@ def secret_hint(secret: str) -> str:
     return f"{SECRET_PREFIX}…{secret[-4:]}"
 
 
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The Standard Webhooks headers of one attempt (the timestamp signed as sent)."""
+def sign(secret: str, message_id: str, timestamp: int, body: bytes, *,
+         old_secret: str | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt (the timestamp signed as sent). With
+    ``old_secret`` (a rotation that kept it) the signature header holds two signatures,
+    space-separated as the standard allows: a receiver with either secret verifies it."""
     signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    signatures = [
+        "v1," + base64.b64encode(hmac.new(secret_key(key), signed, hashlib.sha256).digest()
+                                 ).decode()
+        for key in (secret, old_secret) if key]
     return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": "v1," + base64.b64encode(digest).decode()}
+            "webhook-signature": " ".join(signatures)}
 
 
 def event_body(event_id: str, event_type: str, object_id: str, created_at: int) -> str:
@@ -122,6 +131,23 @@ def retry_delay(attempts: int, first: float = FIRST_RETRY) -> float:
     return min(first * 2 ** max(0, attempts - 1), LONGEST_WAIT)
 
 
+def old_secret_at(previous_secret: str | None, until: int | None, when: float) -> str | None:
+    """``previous_secret`` while ``when`` is before ``until``, else ``None``."""
+    if previous_secret is None or until is None or when >= until:
+        return None
+    return previous_secret
+
+
+@dataclass(frozen=True)
+class EndpointChange:
+    """What an update asks of an endpoint, each field checked; ``None`` keeps the field."""
+
+    name: str | None = None
+    url: str | None = None
+    event_types: list[str] | None = None
+    enabled: bool | None = None
+
+
 @dataclass(frozen=True)
 class WebhookEndpoint:
     id: str
@@ -136,6 +162,30 @@ class WebhookEndpoint:
     # when it was disabled for failing that long (None: enabled).
     failing_since: int | None = None
     disabled_at: int | None = None
+    # The secret before a rotation that kept it, and until when it still signs.
+    previous_secret: str | None = None
+    previous_secret_until: int | None = None
+
+    def old_secret_at(self, when: float) -> str | None:
+        """The previous secret while it still signs beside the current one, else ``None``."""
+        return old_secret_at(self.previous_secret, self.previous_secret_until, when)
+
+    def changed(self, change: EndpointChange, at: int) -> WebhookEndpoint | None:
+        """This endpoint with ``change`` applied at ``at`` (``updated_at`` moved); ``None`` when
+        the change changes nothing. Enabling clears the failing streak: a receiver taken back
+        gets the full ``disable_after`` again."""
+        disabled_at = self.disabled_at
+        failing_since = self.failing_since
+        if change.enabled is True and disabled_at is not None:
+            disabled_at = failing_since = None
+        elif change.enabled is False and disabled_at is None:
+            disabled_at = at
+        updated = replace(
+            self, name=self.name if change.name is None else change.name,
+            url=self.url if change.url is None else change.url,
+            event_types=self.event_types if change.event_types is None else change.event_types,
+            disabled_at=disabled_at, failing_since=failing_since)
+        return None if updated == self else replace(updated, updated_at=at)
 
     def to_api(self, *, with_secret: bool = False) -> dict[str, Any]:
         """OpenAI's ``webhook_endpoint``; the secret itself only when created or rotated.

@@ -223,6 +223,9 @@ webhook_endpoints = Table(
     Column("secret", Text, nullable=False),
     Column("failing_since", Integer),
     Column("disabled_at", Integer),
+    # A rotation that keeps the old secret: it signs beside the new one until then (0007).
+    Column("previous_secret", Text),
+    Column("previous_secret_until", Integer),
     Index("ix_webhook_endpoints_project", "project_id", "id"),
 )
 

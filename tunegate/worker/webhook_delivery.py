@@ -86,7 +86,8 @@ class WebhookDelivery:
         delivery = due.delivery
         try:
             attempt = send(due.url, due.secret, delivery.id, delivery.body,
-                           timeout=self.settings.webhook_timeout, allowed=self.allowed)
+                           timeout=self.settings.webhook_timeout, allowed=self.allowed,
+                           old_secret=due.old_secret)
             self.record(delivery.id, attempt)
         except Exception:
             log.exception("webhook delivery %s failed", delivery.id)
@@ -107,5 +108,6 @@ class WebhookDelivery:
                  done.attempts, f" ({attempt.error})" if attempt.error else "")
         if outcome.disabled_endpoint:
             log.warning("webhook endpoint %s disabled: its deliveries failed for %.0f hours "
-                        "(setting TUNEGATE_WEBHOOK_DISABLE_AFTER); remove it and add it again "
-                        "once it answers", done.endpoint_id, settings.webhook_disable_after / 3600)
+                        "(setting TUNEGATE_WEBHOOK_DISABLE_AFTER); enable it again "
+                        "(tunegate webhooks update ID --enable) once it answers",
+                        done.endpoint_id, settings.webhook_disable_after / 3600)

@@ -22,6 +22,7 @@ from tunegate.domain.webhooks import (
     DeliveryStatus,
     WebhookEndpoint,
     event_body,
+    old_secret_at,
     retry_delay,
 )
 from tunegate.store import schema
@@ -33,7 +34,9 @@ def as_endpoint(row: Row[Any]) -> WebhookEndpoint:
     return WebhookEndpoint(id=row.id, project_id=row.project_id, created_at=row.created_at,
                            updated_at=row.updated_at, name=row.name, url=row.url,
                            event_types=list(row.event_types), secret=row.secret,
-                           failing_since=row.failing_since, disabled_at=row.disabled_at)
+                           failing_since=row.failing_since, disabled_at=row.disabled_at,
+                           previous_secret=row.previous_secret,
+                           previous_secret_until=row.previous_secret_until)
 
 
 def as_delivery(row: Row[Any]) -> Delivery:
@@ -71,6 +74,7 @@ class DueDelivery:
     delivery: Delivery
     url: str
     secret: str
+    old_secret: str | None = None  # signs too while a rotation that kept it lasts
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,43 @@ class WebhookQueries(SqlQueries):
                 id=endpoint.id, project_id=endpoint.project_id, created_at=endpoint.created_at,
                 updated_at=endpoint.updated_at, name=endpoint.name, url=endpoint.url,
                 event_types=endpoint.event_types, secret=endpoint.secret,
-                failing_since=None, disabled_at=None))
+                failing_since=None, disabled_at=None, previous_secret=None,
+                previous_secret_until=None))
+
+    def update_webhook_endpoint(self, before: WebhookEndpoint, after: WebhookEndpoint) -> bool:
+        """Write ``after``'s settings (name, URL, event types, whether disabled) over ``before``'s;
+        disabling it gives up its waiting deliveries in the same transaction. Its failing
+        streak is written only when enabling clears it (the worker keeps it meanwhile).
+        ``False`` when the endpoint is gone."""
+        table, deliveries = schema.webhook_endpoints, schema.webhook_deliveries
+        values: dict[str, Any] = {"name": after.name, "url": after.url,
+                                  "event_types": after.event_types,
+                                  "updated_at": after.updated_at, "disabled_at": after.disabled_at}
+        if before.disabled_at is not None and after.disabled_at is None:
+            values["failing_since"] = None
+        with self.engine.begin() as connection:
+            found = connection.execute(update(table).where(table.c.id == before.id)
+                                       .values(**values))
+            if found.rowcount != 1:
+                return False
+            if before.disabled_at is None and after.disabled_at is not None:
+                connection.execute(update(deliveries).where(
+                    deliveries.c.endpoint_id == before.id,
+                    deliveries.c.status == DeliveryStatus.PENDING.value)
+                    .values(status=DeliveryStatus.FAILED.value, next_attempt_at=None,
+                            last_error="endpoint disabled by an update"))
+        return True
+
+    def rotate_webhook_secret(self, endpoint: WebhookEndpoint) -> bool:
+        """Write ``endpoint``'s secrets (new, previous and until when) and ``updated_at``;
+        ``False`` when it is gone."""
+        table = schema.webhook_endpoints
+        with self.engine.begin() as connection:
+            found = connection.execute(update(table).where(table.c.id == endpoint.id).values(
+                secret=endpoint.secret, previous_secret=endpoint.previous_secret,
+                previous_secret_until=endpoint.previous_secret_until,
+                updated_at=endpoint.updated_at))
+        return found.rowcount == 1
 
     def get_webhook_endpoint(self, project_id: str | None,
                              endpoint_id: str) -> WebhookEndpoint | None:
@@ -141,7 +181,8 @@ class WebhookQueries(SqlQueries):
         """Pending deliveries due by ``now``, oldest first, with where and how to send them;
         none of ``skip_endpoints`` (those busy with an attempt)."""
         deliveries, endpoints = schema.webhook_deliveries, schema.webhook_endpoints
-        query = (select(deliveries, endpoints.c.url, endpoints.c.secret)
+        query = (select(deliveries, endpoints.c.url, endpoints.c.secret,
+                        endpoints.c.previous_secret, endpoints.c.previous_secret_until)
                  .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
                  .where(deliveries.c.status == DeliveryStatus.PENDING.value,
                         deliveries.c.next_attempt_at <= now,
@@ -150,7 +191,9 @@ class WebhookQueries(SqlQueries):
             query = query.where(deliveries.c.endpoint_id.not_in(list(skip_endpoints)))
         rows = self._read(query.order_by(deliveries.c.next_attempt_at, deliveries.c.id)
                           .limit(limit), {})
-        return [DueDelivery(as_delivery(row), row.url, row.secret) for row in rows]
+        return [DueDelivery(as_delivery(row), row.url, row.secret,
+                            old_secret_at(row.previous_secret, row.previous_secret_until, now))
+                for row in rows]
 
     def claim_webhook_delivery(self, delivery: Delivery, until: float) -> bool:
         """Hold ``delivery`` for one attempt until ``until`` (compare-and-set on the due time
