@@ -1,8 +1,8 @@
 """A job's page in a real headless Chromium in each state a user meets, fed by a fake API
 (``FakeJobApi``, answering the page's requests with a job, its events and its checkpoints as
-the test sets them): what the page says about a queued job's estimates, a failed job, a job without a validation file,
-a job past its last step (exporting), a finished one; that Cancel does not look like Pause;
-that model ids wrap only at their ``:``.
+the test sets them): what the page says about a queued job's estimates, a failed job, a job
+without a validation file, a job past its last step (exporting), a finished one; that Cancel
+does not look like Pause; that model ids wrap only at their ``:``.
 
 No server and no training: the states are set, not waited for, so each is certain to be seen
 (tests/e2e/test_dashboard_browser.py watches a real job). Screenshots of each page go to
