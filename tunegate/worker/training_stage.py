@@ -175,7 +175,9 @@ class TrainingStage:
                 self._note(started, created)
             outcome = self._train(started, model)
             self._finish(started, outcome, model)
-            if planned is not None and fresh and outcome.status is RunStatus.SUCCEEDED:
+            # A reinforcement step's time goes mostly to rollouts: not a LoRA step's speed.
+            if (planned is not None and fresh and outcome.status is RunStatus.SUCCEEDED
+                    and job.method.grader is None):
                 self._record_speed(planned.shape.n_params, time.monotonic() - began)
         except Exception as exc:
             # Whatever broke after `running` (a trainer that cannot be spawned, an export
