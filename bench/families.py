@@ -60,7 +60,7 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], str]] = {
         "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
         "vocab_size": 262144, "tie_word_embeddings": True, "rope_theta": 1000000.0,
         "rope_local_base_freq": 10000.0, "sliding_window": 512, "query_pre_attn_scalar": 256,
-        "rms_norm_eps": 1e-6}, "Gemma 3 1B"),
+        "rms_norm_eps": 1e-6}, "Gemma 3 1B, SmolLM2's 49k vocabulary"),
     "phi3": ("Phi3Config", {  # Phi-3-mini (3.8B): 8 of its 32 layers
         "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 8,
         "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
@@ -104,6 +104,10 @@ def child_build(family: str, scratch: Path, tiny: bool) -> dict[str, Any]:
         values = {**values, **TINY, "query_pre_attn_scalar": 16} if family == "gemma3" \
             else {**values, **TINY}
     tokenizer = model_cache.load_tokenizer(embedded_ref(), scratch / "tokenizer-cache")
+    if family == "gemma3":
+        # llama.cpp's gemma3 converter drops the embedding rows past the tokenizer's (a real
+        # Gemma tokenizer has all 262,144), so this base keeps SmolLM2's vocabulary.
+        values = {**values, "vocab_size": len(tokenizer)}
     config = getattr(transformers, class_name)(
         **values, max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -118,6 +122,12 @@ def child_build(family: str, scratch: Path, tiny: bool) -> dict[str, Any]:
     folder = scratch / f"{family}-hf"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    if family == "phi3":
+        # llama.cpp's converter reads a phi3 folder's vocabulary as GPT-2 BPE only when the
+        # folder says GPT2Tokenizer (as Phi-4-mini's does); else it wants a SentencePiece file.
+        config_file = folder / "tokenizer_config.json"
+        values = json.loads(config_file.read_text())
+        config_file.write_text(json.dumps({**values, "tokenizer_class": "GPT2Tokenizer"}))
     return {"n_params": sum(p.numel() for p in model.parameters())}
 
 
@@ -211,7 +221,11 @@ def run_child(step: str, family: str, scratch: Path, *flags: str,
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     if done.returncode != 0:
-        raise SystemExit(f"{family}: {step} failed:\n{done.stderr[-3000:]}")
+        # transformers' loading report (which tensors mismatched) comes before the traceback.
+        report = [line for line in done.stderr.splitlines()
+                  if any(word in line.lower() for word in ("mismatch", "shape", "missing"))]
+        raise SystemExit(f"{family}: {step} failed:\n" + "\n".join(report[:40])
+                         + f"\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -222,7 +236,8 @@ def estimate_for(gguf: Path) -> Any:
 
     shape = estimate.ModelShape.of_gguf(gguf)
     return shape, estimate.estimate_memory(shape, precision.cpu_base_dtype(),
-                                           trainer.CPU_TOKEN_BUDGET, converting=True)
+                                           trainer.CPU_TOKEN_BUDGET, converting=True,
+                                           gguf_bytes=gguf.stat().st_size)
 
 
 def bench(family: str, scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
