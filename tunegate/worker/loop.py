@@ -275,10 +275,9 @@ class Worker:
                tally: LengthTally | None) -> FineTuningJob | None:
         """Move a validated job to ``queued`` with its estimate (an event and
         ``estimated_finish``), or fail it where it cannot fit the configured memory limit."""
-        planned = memory_plan.plan_job(self.settings, model.ref) if model is not None else None
-        if planned is None:
+        planned = self._plan(model)
+        if model is None or planned is None:
             return self._move(job, JobStatus.QUEUED, QUEUED_MESSAGE)
-        assert model is not None
         if not planned.memory.fits and self.settings.trainer_memory_limit is not None:
             # A configured limit is the same when the job would start: no need to wait for it.
             # The memory free now is not (a trainer may be running), so that one is checked
@@ -294,6 +293,15 @@ class Worker:
             {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
         return self._move(job, JobStatus.QUEUED, QUEUED_MESSAGE, changes=changes,
                           extra_events=[memory_plan.describe(planned.memory, tokens, seconds)])
+
+    def _plan(self, model: ResolvedModel | None) -> memory_plan.JobPlan | None:
+        if model is None:
+            return None
+        try:
+            return memory_plan.plan_job(self.settings, model.ref)
+        except Exception:  # a bug here must not keep the job validating forever
+            log.exception("no memory plan for %s at validation; the start makes one", model.ref)
+            return None
 
     def _model(self, job: FineTuningJob) -> ResolvedModel | None:
         try:
