@@ -65,12 +65,12 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], str]] = {
         "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 8,
         "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
         "tie_word_embeddings": False, "rope_theta": 10000.0, "rms_norm_eps": 1e-5},
-        "Phi-3-mini's layers, 8 of 32"),
+        "Phi-3-mini's layers, 8 of 32; 49k vocabulary"),
     "mistral": ("MistralConfig", {  # Mistral 7B v0.3: 4 of its 32 layers
         "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 4,
         "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32768,
         "tie_word_embeddings": False, "rope_theta": 1000000.0, "rms_norm_eps": 1e-5},
-        "Mistral 7B's layers, 4 of 32"),
+        "Mistral 7B's layers, 4 of 32; 49k vocabulary"),
 }
 
 
@@ -108,6 +108,9 @@ def child_build(family: str, scratch: Path, tiny: bool) -> dict[str, Any]:
         # llama.cpp's gemma3 converter drops the embedding rows past the tokenizer's (a real
         # Gemma tokenizer has all 262,144), so this base keeps SmolLM2's vocabulary.
         values = {**values, "vocab_size": len(tokenizer)}
+    elif values["vocab_size"] < len(tokenizer):
+        # phi3's and mistral's 32k vocabularies are smaller than SmolLM2's tokenizer: grown to it.
+        values = {**values, "vocab_size": len(tokenizer)}
     config = getattr(transformers, class_name)(
         **values, max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -122,9 +125,11 @@ def child_build(family: str, scratch: Path, tiny: bool) -> dict[str, Any]:
     folder = scratch / f"{family}-hf"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    if family == "phi3":
+    if family in ("phi3", "qwen2"):
         # llama.cpp's converter reads a phi3 folder's vocabulary as GPT-2 BPE only when the
         # folder says GPT2Tokenizer (as Phi-4-mini's does); else it wants a SentencePiece file.
+        # For qwen2, transformers otherwise reads it as a Qwen2 tokenizer, whose pre-tokenizer
+        # llama.cpp then does not recognise with SmolLM2's vocabulary.
         config_file = folder / "tokenizer_config.json"
         values = json.loads(config_file.read_text())
         config_file.write_text(json.dumps({**values, "tokenizer_class": "GPT2Tokenizer"}))
@@ -246,7 +251,10 @@ def bench(family: str, scratch: Path, args: argparse.Namespace) -> dict[str, Any
     shape, estimated = estimate_for(Path(added["gguf"]))
     trained = run_child("train", family, scratch, examples=args.examples)
     exported = run_child("export", family, scratch, adapter=trained["adapter"])
-    served = run_child("serve", family, scratch, tokens=args.tokens)
+    try:
+        served = run_child("serve", family, scratch, tokens=args.tokens)
+    except SystemExit as exc:  # what trained and exported is still worth reporting
+        served = {"load_s": None, "tokens_per_s": None, "tokens": 0, "failed": str(exc)[-600:]}
     rates = [rate for rate in trained["tokens_per_s"] if rate]
     return {"family": family, "shape": "tiny" if args.tiny else FAMILIES[family][2],
             "n_params": built["n_params"],
@@ -260,7 +268,7 @@ def bench(family: str, scratch: Path, args: argparse.Namespace) -> dict[str, Any
             "export_s": exported["seconds"], "export_peak_gib":
                 round(exported["peak_rss"] / 2**30, 2),
             "serve_load_s": served["load_s"], "generate_tokens_per_s": served["tokens_per_s"],
-            "generated": served["tokens"]}
+            "generated": served["tokens"], "serve_failed": served.get("failed")}
 
 
 def main() -> None:
