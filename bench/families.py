@@ -6,9 +6,10 @@ Run from the repository root, one family at a time under the heavy lock on a sha
 
 For each family a base is built at the layer shapes of a published 1B-class model of that
 family (its ``config.json`` values below), with random weights and the embedded SmolLM2's
-tokenizer (nothing is downloaded; the vocabulary keeps the family's size, so the embedding and
-the loss weigh what they would). Families without a 1B-class model (phi3, mistral) keep their
-smallest model's layer shapes with fewer layers, said in the output. Then, as a user's base goes:
+tokenizer (nothing is downloaded; the vocabulary keeps the family's size where the converter
+allows, so the embedding and the loss weigh what they would). Families without a 1B-class model
+(phi3, mistral) keep their smallest model's layer shapes with fewer layers, said in the output;
+``llama-3b`` is the 3B class (Llama 3.2 3B's shapes). Then, as a user's base goes:
 
 1. ``add``: ``tunegate models add FOLDER``'s path (llama.cpp's convert_hf_to_gguf.py, a bf16 GGUF);
 2. ``train``: the real trainer (``run_training``) on the GGUF, a few steps: it converts the GGUF
@@ -45,6 +46,11 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], str]] = {
         "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
         "tie_word_embeddings": True, "rope_theta": 500000.0, "rms_norm_eps": 1e-5},
         "Llama 3.2 1B"),
+    "llama-3b": ("LlamaConfig", {  # Llama 3.2 3B: the 3B class, once
+        "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
+        "num_attention_heads": 24, "num_key_value_heads": 8, "vocab_size": 128256,
+        "tie_word_embeddings": True, "rope_theta": 500000.0, "rms_norm_eps": 1e-5},
+        "Llama 3.2 3B"),
     "qwen2": ("Qwen2Config", {  # Qwen2.5 1.5B
         "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
         "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936,
