@@ -1,8 +1,8 @@
 """A job's page in a real headless Chromium in each state a user meets, fed by a fake API
 (``FakeJobApi``, answering the page's requests with a job, its events and its checkpoints as
-the test sets them): what the page says about a failed job, a job without a validation file,
-a job past its last step (exporting), a finished one; that Cancel does not look like Pause;
-that model ids wrap only at their ``:``.
+the test sets them): what the page says about a queued job's estimates, a failed job, a job
+without a validation file, a job past its last step (exporting), a finished one; that Cancel
+does not look like Pause; that model ids wrap only at their ``:``.
 
 No server and no training: the states are set, not waited for, so each is certain to be seen
 (tests/e2e/test_dashboard_browser.py watches a real job). Screenshots of each page go to
@@ -192,6 +192,28 @@ def test_a_failed_job_says_it_failed_and_not_yet(tab: JobTab, api: FakeJobApi,
     assert message in page.locator(".job-view .error").inner_text()
     assert "Duration\n4 s" in page.locator(".summary").inner_text()
     page.screenshot(path=str(artifacts / "dashboard-page-failed.png"), full_page=True)
+
+
+def test_a_queued_job_shows_its_estimated_finish_and_memory_estimate(
+        tab: JobTab, api: FakeJobApi, artifacts: Path) -> None:
+    """Before training starts: the worker's estimate of the finish (set when the files were
+    validated) and of the memory (its plan event), as tunegate.worker.memory_plan words it."""
+    now = int(time.time())
+    created = now - 20
+    api.job = job("queued", created=created, estimated_finish=now + 300)
+    plan = ("Memory estimate: 1.9 GiB (base weights 0.3 GiB, activations 0.8 GiB, loss 0.1 GiB, "
+            "LoRA and optimizer 0.1 GiB, runtime 0.7 GiB) of the 20.3 GiB the trainer may use")
+    api.events = [event(1, created, f"Created fine-tuning job: {JOB_ID}"),
+                  event(2, created + 2, f"{plan}. Duration estimate: 6000 tokens to train, "
+                                        "about 5 min"),
+                  event(3, created + 2, "Files validated, moving job to queued state")]
+    page = tab.open("queued")
+    page.wait_for_function(
+        "() => document.querySelector('.memory-estimate').textContent !== '–'")
+    assert page.locator(".memory-estimate").inner_text() == plan.removeprefix("Memory estimate: ")
+    progress = page.locator(".progress-text").inner_text()
+    assert "ETA" in progress and "queued" in progress, progress
+    page.screenshot(path=str(artifacts / "dashboard-page-queued.png"), full_page=True)
 
 
 def test_a_running_job_without_a_validation_file_shows_no_validation_loss(

@@ -179,13 +179,27 @@ def lamp_lines() -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(client: OpenAI) -> None:
+def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(
+        client: OpenAI, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Once a job of the session converted the base, its tokenizer is on disk: the worker then
+    # counts the tokens to train when it validates the files, and estimates the finish.
+    converted = any(session_model_cache(tmp_path_factory).glob(f"{BASE}@*/tokenizer.json"))
     job = sdk_create_job(
         client, sdk_upload(client, lamp_lines()).id, suffix="lamp", seed=11,
         method={"type": "supervised", "supervised": {"hyperparameters": {
             "n_epochs": 3, "batch_size": 4}}})
+    seen = client.fine_tuning.jobs.retrieve(job.id)
+    while seen.status == "validating_files":
+        time.sleep(0.1)
+        seen = client.fine_tuning.jobs.retrieve(job.id)
+    if converted:  # from queued on (this job is queued or running by now)
+        assert seen.estimated_finish is not None and seen.estimated_finish > seen.created_at
     done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", done.error
+    said = [event.message for event in events_of(client, job.id)]
+    plan = said[said.index("Files validated, moving job to queued state") - 1]
+    assert plan.startswith("Memory estimate: ") and "the trainer may use" in plan, said
+    assert ("Duration estimate: " in plan) == converted, plan
     assert done.fine_tuned_model is not None
     # A room and colour it never saw together, asked the way users ask.
     question = [{"role": "user", "content": "Please make the attic lamp blue."}]

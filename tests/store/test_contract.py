@@ -266,6 +266,21 @@ class TestOwnership:
                               {"estimated_finish": 120, "trained_tokens": 5})
         assert store.get_job(job.id).estimated_finish is None
 
+    def test_a_validated_job_enters_the_queue_with_the_finish_the_move_estimates(
+            self, store: SqlStore) -> None:
+        """Entering ``queued`` clears an old estimate; the validation's move sets a new one in
+        the same transaction (tunegate.worker.loop)."""
+        job = add_job(store)  # validating_files
+        queued = store.transition(job.id, JobStatus.QUEUED, events=[],
+                                  changes={"estimated_finish": 1234})
+        assert queued.estimated_finish == 1234 and store.get_job(job.id).estimated_finish == 1234
+        # Progress a queued job may not record leaves it as estimated.
+        store.record_progress(job.id, "w1", [], {"estimated_finish": 99})
+        assert store.get_job(job.id).estimated_finish == 1234
+        store.claim_job([JobStatus.QUEUED], "w1", 1.0)
+        running = store.transition(job.id, JobStatus.RUNNING, events=[], worker_id="w1")
+        assert running.estimated_finish == 1234  # until the start refines it
+
     def test_entering_a_status_applies_its_stamps(self, store: SqlStore) -> None:
         job = add_job(store, status=JobStatus.QUEUED)
         store.update_job(job.id, {"estimated_finish": 99})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tunegate.serving.engine import Delta, _deltas, _sse_lines
+from tunegate.serving.engine import Delta, _deltas, _sse_lines, log_excerpt
 
 # Characters str.splitlines (and httpx's iter_lines) reads as line breaks, which llama.cpp writes
 # raw inside JSON strings.
@@ -40,3 +40,21 @@ def test_probabilities_of_tokens_without_text_travel_with_the_next_text() -> Non
                      "completion_probabilities": [last]})
     assert list(_deltas(_sse_lines([stream]))) == [
         Delta("€", 2, probabilities=(first, second)), Delta("!", 3, "length", (last,))]
+
+
+def test_a_failed_start_names_the_first_error_of_its_log() -> None:
+    """llama.cpp logs why a model did not load first, then only that it failed: the excerpt
+    in the error keeps that first error line (seen on a phi3 GGUF whose vocabulary it refused)."""
+    log = "\n".join([
+        "0.00.010 I llama_model_loader: loaded meta data",
+        "0.00.065 E llama_model_load: error loading model: error loading model vocabulary: "
+        "unordered_map::at",
+        "0.00.065 E llama_model_load_from_file_impl: failed to load model",
+        "0.00.123 E srv    load_model: failed to load model, 'phi3.gguf'",
+        "0.00.123 I srv    operator(): cleaning up before exit...",
+        "0.00.124 E srv  llama_server: exiting due to model loading error"])
+    excerpt = log_excerpt(log)
+    assert excerpt.startswith("log: 0.00.065 E llama_model_load: error loading model: error "
+                              "loading model vocabulary: unordered_map::at | … | ")
+    assert excerpt.endswith("exiting due to model loading error")
+    assert log_excerpt("a\nb") == "log: a | b" and log_excerpt("") == "empty log"

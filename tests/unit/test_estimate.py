@@ -111,12 +111,21 @@ def test_available_memory_reads_meminfo(tmp_path: Path) -> None:
 
 
 def test_the_first_job_on_a_gguf_base_counts_its_conversion() -> None:
-    """transformers dequantizes the GGUF to float32 before the copy in the training dtype is
-    made: for a 1B base that, not training, is the first job's peak."""
+    """transformers maps the GGUF and converts it a tensor at a time into the copy: the file's
+    pages, the copy and the largest tensor in float32 at once, the first job's peak where that
+    is more than training's."""
     shape = ModelShape.from_config(LLAMA_1B)
     later = estimate.estimate_memory(shape, "bfloat16", 1024)
-    first = estimate.estimate_memory(shape, "bfloat16", 1024, converting=True)
-    assert later.conversion == 0 and first.conversion == shape.n_params * 4
-    assert first.total == estimate.RUNTIME_BYTES + shape.n_params * 6 > later.total
+    gguf_bytes = shape.n_params * 2  # a bfloat16 GGUF, as `tunegate models add` writes
+    first = estimate.estimate_memory(shape, "bfloat16", 1024, converting=True,
+                                     gguf_bytes=gguf_bytes)
+    embedding = shape.vocab * shape.hidden * 4
+    assert later.conversion == 0 and first.conversion == gguf_bytes + embedding
+    assert first.total == max(later.total, estimate.RUNTIME_BYTES + shape.n_params * 2
+                              + gguf_bytes + embedding)
     assert "converting the GGUF first" in first.describe()
     assert "converting" not in later.describe()
+    # A quantized GGUF is smaller on disk: so is what its conversion maps.
+    q4 = estimate.estimate_memory(shape, "bfloat16", 1024, converting=True,
+                                  gguf_bytes=shape.n_params // 2)
+    assert q4.conversion < first.conversion

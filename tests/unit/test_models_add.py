@@ -152,3 +152,20 @@ def test_a_models_folder_that_is_the_model_cache_lists_no_copy(tmp_path: Path) -
     # A hand-placed Hugging Face folder (no marker) is still a base model.
     hf_folder(models, name="by-hand")
     assert "by-hand" in [m.id for m in catalog.base_models(models)]
+
+
+def test_a_folder_without_the_marker_never_shadows_the_gguf_of_its_name(tmp_path: Path) -> None:
+    """A copy ``<name>/`` an earlier version wrote (no marker) in a models folder that was its
+    model cache, or a folder placed by hand under a GGUF's name: the GGUF is the base model,
+    so what is fine-tuned on it can be served (a folder base cannot: llama.cpp runs GGUF)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    write_gguf(models / "my-llama.gguf", "llama")
+    hf_folder(models, name="my-llama")
+    [found] = [m for m in catalog.base_models(models) if m.owned_by == "operator"]
+    assert (found.id, found.kind, found.path.name) == ("my-llama", "gguf", "my-llama.gguf")
+    assert catalog.find_base_model(models, "my-llama") == found
+    assert catalog.refused_base_model(models, "my-llama") is None
+    # Alone, the folder is a base model (it trains; it is not served).
+    (models / "my-llama.gguf").unlink()
+    assert catalog.find_base_model(models, "my-llama").kind == "hf"  # type: ignore[union-attr]

@@ -22,7 +22,9 @@ from tunegate.domain.jobs import JobStatus
 from tunegate.settings import Settings
 from tunegate.training import estimate, precision
 from tunegate.training.hyperparams import auto_n_epochs
+from tunegate.training.messages import StepMetrics
 from tunegate.training.spec import RunStatus, TrainingSpec
+from tunegate.worker import train_speed
 from tunegate.worker.loop import Worker
 from tunegate.worker.memory_plan import CPU_TOKEN_BUDGET, base_shape
 from tunegate.worker.training_run import Crash, Outcome
@@ -55,12 +57,17 @@ def work(service: Service, executor: ScriptedExecutor) -> None:
     assert worker.run_once() and worker.run_once()  # validated; trained (or failed)
 
 
-def test_a_job_over_the_limit_fails_at_once_and_the_next_one_runs(
+def validate(service: Service) -> None:
+    """One worker iteration: the job's files validated, the job queued (or failed)."""
+    assert Worker(service, executor=ScriptedExecutor().executor()).run_once()
+
+
+def test_a_job_over_the_configured_limit_fails_at_validation_and_the_next_one_runs(
         settings: Settings, embedded_estimates: tuple[int, int]) -> None:
     low = build_service(replace(settings, trainer_memory_limit=256 * 2**20))
     trained = ScriptedExecutor()
     job_id = create(low)
-    work(low, trained)
+    validate(low)  # never queued: the configured limit will not change by the start
     job = low.jobs.get("default", job_id)
     assert job.status is JobStatus.FAILED and job.error is not None
     assert job.error.code == "insufficient_memory"
@@ -70,6 +77,7 @@ def test_a_job_over_the_limit_fails_at_once_and_the_next_one_runs(
     assert trained.specs == []  # no trainer started
     assert not low.settings.job_dir(job_id).exists()  # nothing on disk
     assert [level for level, _ in events(low, job_id)][-1] == "error"
+    assert "queued" not in " ".join(text for _, text in events(low, job_id))
 
     roomy = build_service(replace(settings, trainer_memory_limit=embedded_estimates[0] + 2**20))
     next_id = create(roomy)
@@ -78,8 +86,26 @@ def test_a_job_over_the_limit_fails_at_once_and_the_next_one_runs(
     assert done.status is JobStatus.SUCCEEDED, done.error
     [spec] = trained.specs
     assert not spec.gradient_checkpointing
+    # Said when the job was queued, and again when it started.
     notes = [text for _, text in events(roomy, next_id) if text.startswith("Memory estimate")]
-    assert len(notes) == 1 and "the trainer may use" in notes[0], notes
+    assert len(notes) == 2 and all("the trainer may use" in note for note in notes), notes
+
+
+def test_a_job_over_the_memory_free_at_its_start_fails_then_before_its_trainer(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no limit configured the memory free decides, at the start (at validation another
+    job's trainer may hold memory that will be free by then)."""
+    service = build_service(settings)
+    trained = ScriptedExecutor()
+    job_id = create(service)
+    monkeypatch.setattr(estimate, "available_memory", lambda: 256 * 2**20)
+    work(service, trained)
+    job = service.jobs.get("default", job_id)
+    assert job.error is not None and job.error.code == "insufficient_memory", job.error
+    assert trained.specs == [] and not service.settings.job_dir(job_id).exists()
+    said = [text for _, text in events(service, job_id)]
+    assert any(text.startswith("Files validated") for text in said)
+    assert not any(text.startswith("Fine-tuning job started") for text in said)
 
 
 def test_a_job_that_fits_only_with_checkpointing_gets_it(
@@ -99,7 +125,7 @@ def test_a_job_that_fits_only_with_checkpointing_gets_it(
     off = build_service(replace(settings, trainer_memory_limit=between,
                                 gradient_checkpointing="off"))
     refused = create(off)
-    work(off, trained)
+    validate(off)
     job = off.jobs.get("default", refused)
     assert job.error is not None and job.error.code == "insufficient_memory"
     assert len(trained.specs) == 1
@@ -120,23 +146,51 @@ def test_a_trainer_the_oom_killer_ended_is_not_restarted(settings: Settings) -> 
     assert not any("Restarting" in text for _, text in events(service, job_id))
 
 
-def test_the_start_event_names_the_tokens_and_duration_where_the_tokenizer_is_on_disk(
+def test_a_queued_job_shows_its_estimated_finish_and_its_start_refines_it(
         settings: Settings, trained_smollm2: Path) -> None:
     """With the base's copy in the model cache the worker reads the file as the trainer will
-    and sets ``estimated_finish`` before the first step (the scripted run records none)."""
+    when it validates it: the estimate is an event and ``estimated_finish`` is set from
+    ``queued`` on; the start sets it again before the first step; the run's measured speed is
+    what the next job's estimate divides by."""
     service = build_service(replace(settings, model_cache_dir=trained_smollm2.parent))
+    job_id = create(service)
+    before = int(time.time())
+    validate(service)
+    queued = service.jobs.get("default", job_id)
+    assert queued.status is JobStatus.QUEUED
+    assert queued.estimated_finish is not None and queued.estimated_finish >= before
+    said = [text for _, text in events(service, job_id)]
+    [note] = [text for text in said if text.startswith("Memory estimate")]
+    assert said.index(note) == said.index("Files validated, moving job to queued state") - 1
+    assert "Duration estimate: " in note and " tokens to train, about " in note, note
+    tokens = int(note.split("Duration estimate: ")[1].split()[0])
+    epochs = auto_n_epochs(12)  # the job's "auto", for its 12 short chats
+    assert tokens % epochs == 0 and 12 * epochs * 5 < tokens < 12 * epochs * 500, tokens
+
     started: list[int | None] = []
 
     def look(spec: TrainingSpec, work_dir: Path) -> Outcome:
         started.append(service.jobs.get("default", job_id).estimated_finish)
         return succeeded(spec, work_dir)
 
-    job_id = create(service)
-    work(service, ScriptedExecutor(ending=look))
-    [note] = [text for _, text in events(service, job_id) if text.startswith("Memory estimate")]
-    assert "Duration estimate: " in note and " tokens to train, about " in note, note
-    tokens = int(note.split("Duration estimate: ")[1].split()[0])
-    epochs = auto_n_epochs(12)  # the job's "auto", for its 12 short chats
-    assert tokens % epochs == 0 and 12 * epochs * 5 < tokens < 12 * epochs * 500, tokens
+    # The scripted run's steps say 20 tokens/s: the speed recorded for this base's size.
+    steps = [StepMetrics(step=n, total_steps=2, trained_tokens=tokens * n // 2,
+                         values={"train_loss": 1.0}, tokens_per_second=20.0) for n in (1, 2)]
+    assert Worker(service, executor=ScriptedExecutor(ending=look,
+                                                     messages=steps).executor()).run_once()
     [finish] = started
-    assert finish is not None and finish >= int(time.time())
+    assert finish is not None and finish >= queued.estimated_finish
+    assert service.jobs.get("default", job_id).status is JobStatus.SUCCEEDED
+    shape = base_shape(catalog.embedded_gguf())  # type: ignore[arg-type]
+    assert shape is not None
+    speed = train_speed.measured(service.settings.data_dir, shape.n_params)
+    assert speed is not None and speed.flops == pytest.approx(4 * shape.n_params * 20.0, rel=0.01)
+
+    # The next job of the same size is estimated at that speed: its tokens take tokens / 20 s.
+    next_id = create(service)
+    before = int(time.time())
+    validate(service)
+    estimated = service.jobs.get("default", next_id).estimated_finish
+    assert estimated is not None
+    expected = speed.overhead_seconds + tokens / 20.0
+    assert before + expected - 2 <= estimated <= time.time() + expected + 2

@@ -44,11 +44,12 @@ def test_valid_files_move_the_job_to_queued(service: Service) -> None:
     assert Worker(service).run_once()
     job = service.jobs.get("default", job_id)
     assert job.status is JobStatus.QUEUED
-    assert messages(service, job_id)[:3] == [
-        "Files validated, moving job to queued state",
-        f"Validating validation file: {job.validation_file}",
-        f"Validating training file: {job.training_file}",
-    ]
+    said = messages(service, job_id)
+    assert said[0] == "Files validated, moving job to queued state"
+    # The worker's plan (tunegate.worker.memory_plan), said as the job is queued.
+    assert said[1].startswith("Memory estimate: ") and "the trainer may use" in said[1]
+    assert said[2:4] == [f"Validating validation file: {job.validation_file}",
+                         f"Validating training file: {job.training_file}"]
     assert service.store.claim_job([JobStatus.QUEUED], "probe", time.time()).id == job_id
 
 

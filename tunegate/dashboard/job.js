@@ -24,6 +24,8 @@ const ACTIONS = [
 const STAGES = [
   { name: "exporting", pattern: /^Exporting\b/, text: "exporting the model to GGUF…" },
 ];
+// The worker's memory plan event (tunegate.worker.memory_plan.describe): its memory part.
+const MEMORY_ESTIMATE = /^Memory estimate: (.*?)(?:\. Duration estimate|$)/;
 const SAVING = { name: "saving", text: "all steps done: saving the model…" };
 // Why a job that ended has no steps or no checkpoints, by its status ("yet" would promise some).
 const ENDED_BEFORE = { failed: "the job failed before", cancelled: "the job was cancelled before" };
@@ -54,6 +56,8 @@ class JobPage {
     this.stageText = h("span", { class: "stage" });
     this.summary = h("dl", { class: "summary" });
     this.durationText = h("span");
+    // The worker's plan (an event from queued on, again at the start): the newest one shown.
+    this.memoryText = h("span", { class: "memory-estimate" }, "–");
     this.failure = h("div");
     this.actionNote = h("div");
     this.buttons = ACTIONS.map((action) => h("button", {
@@ -156,7 +160,7 @@ class JobPage {
       ["Fine-tuned model", job.fine_tuned_model ? modelId(job.fine_tuned_model) : "–"],
       ["Method", job.method.type], ["Suffix", job.user_provided_suffix || "–"],
       ["Created", when(job.created_at)], ["Finished", when(job.finished_at)],
-      ["Duration", this.durationText],
+      ["Duration", this.durationText], ["Memory estimate", this.memoryText],
       ["Trained tokens", job.trained_tokens ?? "–"], ["Training file", job.training_file],
       ["Validation file", job.validation_file || "none"],
     ];
@@ -224,12 +228,14 @@ class JobPage {
     this.progressText.textContent = parts.join(" · ");
   }
 
-  /** When the job should end: the server's estimate, else the pace of the steps seen. */
+  /** When the job should end: the server's estimate (from queued on), else the pace of the
+   * steps seen. */
   eta() {
-    if (this.job.status !== "running") return null;
+    if (this.job.status !== "running" && this.job.status !== "queued") return null;
     const now = Date.now() / 1000;
     // A time already past says nothing: the job is late, or doing what follows the steps.
     if (this.job.estimated_finish) return this.job.estimated_finish > now ? this.job.estimated_finish : null;
+    if (this.job.status !== "running") return null;
     const seen = [...this.points.values()].sort((a, b) => a.step - b.step);
     if (seen.length < 2 || !this.totalSteps) return null;
     const first = seen[0];
@@ -256,6 +262,8 @@ class JobPage {
       if (!this.latest || data.step >= this.latest.step) this.latest = data;
       this.scheduleDraw();
     } else {
+      const plan = (event.message || "").match(MEMORY_ESTIMATE);
+      if (plan) this.memoryText.textContent = plan[1];
       const stage = STAGES.find((candidate) => candidate.pattern.test(event.message || ""));
       if (stage) this.stage = stage;
       if (this.job && !TERMINAL.has(this.job.status)) {

@@ -15,7 +15,8 @@ A folder holding :data:`CACHE_MARKER` is a copy the trainer made in its model ca
 (tunegate.training.model_cache), not a base model: it is skipped, so a models folder that is also
 the model cache (``TUNEGATE_MODELS_DIR`` = ``TUNEGATE_MODEL_CACHE``) is harmless; before, the copy
 ``<name>/`` shadowed the GGUF ``<name>.gguf`` it came from, and the models fine-tuned on it could
-not be served (llama.cpp runs GGUF files).
+not be served (llama.cpp runs GGUF files). A folder without the marker (a copy an earlier version
+made, or one placed by hand) never shadows a GGUF of the same name either: the GGUF wins.
 
 Aliases (setting ``TUNEGATE_MODEL_ALIASES``) are other names for base models, OpenAI's model
 names by default: a request may name one where it names a base model. They are names, not
@@ -99,7 +100,10 @@ def _folder_entries(folder: Path) -> list[BaseModel]:
         elif (entry.is_dir() and (entry / "config.json").is_file()
               and not (entry / CACHE_MARKER).is_file()):
             found.append(BaseModel(entry.name, "hf", entry, _created(entry), "operator"))
-    return found
+    # Of a GGUF and a folder with one id, the GGUF comes first and wins (base_models keeps the
+    # first): it is what llama.cpp serves. The folder may be a conversion copy of an earlier
+    # version, written without the marker into a models folder that is the model cache.
+    return sorted(found, key=lambda model: (model.id, model.kind != "gguf"))
 
 
 def _refusal(model: BaseModel) -> str | None:

@@ -85,7 +85,9 @@ class OnEntry:
 
 ON_ENTRY: dict[JobStatus, OnEntry] = {
     _S.VALIDATING_FILES: OnEntry(),
-    _S.QUEUED: OnEntry(clears_estimate=True),  # nobody trains it: no finish to estimate
+    # A finish estimated earlier no longer holds (the job waits, or lost its worker); the move
+    # from validation sets a fresh one with it (tunegate.worker.loop).
+    _S.QUEUED: OnEntry(clears_estimate=True),
     _S.RUNNING: OnEntry(),
     _S.PAUSED: OnEntry(clears_estimate=True),
     _S.SUCCEEDED: OnEntry(stamps_finished_at=True, clears_estimate=True, work_dir=WorkDir.TRIM),

@@ -131,6 +131,18 @@ def _exit_reason(code: int | None) -> str:
     return f"it exited with code {code}"
 
 
+def log_excerpt(text: str, lines: int = 3) -> str:
+    """What a failed start's error says of its log: the first error line (llama.cpp logs the
+    cause first, "error loading model vocabulary: …", then only that loading failed) and the
+    last ``lines`` lines."""
+    all_lines = text.strip().splitlines()
+    tail = all_lines[-lines:]
+    first_error = next((line for line in all_lines if " E " in line), None)
+    if first_error is not None and first_error not in tail:
+        tail = [first_error, "…", *tail]
+    return "log: " + " | ".join(tail) if tail else "empty log"
+
+
 class LlamaServer:
     """A running ``llama-server`` for one GGUF (optionally with one LoRA adapter)."""
 
@@ -192,12 +204,11 @@ class LlamaServer:
         raise EngineStartError(f"llama-server did not come up within "
                                f"{self.config.start_timeout:.0f} s for {self.model.name}")
 
-    def _log_tail(self, lines: int = 3) -> str:
+    def _log_tail(self) -> str:
         try:
-            tail = self.log.read_text(errors="replace").strip().splitlines()[-lines:]
+            return log_excerpt(self.log.read_text(errors="replace"))
         except OSError:
             return "no log"
-        return "log: " + " | ".join(tail) if tail else "empty log"
 
     @property
     def pid(self) -> int:

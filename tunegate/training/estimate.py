@@ -15,8 +15,11 @@ The trainer's peak is, in order of size for a 1B base:
 - the process itself: Python, torch and transformers, measured at ~0.7 GB on CPU.
 
 The first job on a GGUF base converts it first (tunegate.training.model_cache): transformers
-dequantizes every tensor to float32 before the copy is cast, so that job's peak is the larger
-of the conversion's (float32 weights and the copy at once) and training's.
+reads the GGUF through a memory map and dequantizes it one tensor at a time to float32, casting
+each to the copy's dtype at once, so the conversion holds the GGUF's pages, the copy, and one
+float32 tensor (the largest: the embedding). That job's peak is the larger of the conversion's
+and training's. (Measured: a Qwen3 1.7B-shaped bf16 GGUF converted and trained at 7.95 GiB;
+the float32 copy of every tensor an older transformers made would have been 6.4 GiB alone.)
 
 The coefficients were calibrated against measured peaks (bench/base_sizes.py, bench/README.md);
 the estimate aims within 20 % of the measured peak. ``ModelShape`` comes from a GGUF's header
@@ -112,7 +115,9 @@ class MemoryEstimate:
     lora: int
     runtime: int
     checkpointing: bool
-    conversion: int = 0  # the GGUF's float32 tensors while its copy is made (first job only)
+    # Held besides the copy while a GGUF is converted (first job only): its mapped file and the
+    # largest tensor in float32.
+    conversion: int = 0
 
     @property
     def training(self) -> int:
@@ -139,9 +144,10 @@ def gib(n_bytes: int) -> str:
 
 
 def estimate_memory(shape: ModelShape, dtype: str, token_budget: int, *,
-                    checkpointing: bool = False, converting: bool = False) -> MemoryEstimate:
+                    checkpointing: bool = False, converting: bool = False,
+                    gguf_bytes: int = 0) -> MemoryEstimate:
     """The trainer's peak memory for ``shape`` loaded in ``dtype`` (pure); ``converting``: the
-    run converts a GGUF base first."""
+    run converts a GGUF base of ``gguf_bytes`` first (0: unknown, counted as bfloat16)."""
     width = DTYPE_BYTES[dtype]
     h, f = shape.hidden, shape.intermediate
     # The factors count bfloat16 bytes (half of the float32 ones); float32 runs keep twice as much.
@@ -159,7 +165,14 @@ def estimate_memory(shape: ModelShape, dtype: str, token_budget: int, *,
     return MemoryEstimate(weights=shape.n_params * width, activations=activations, loss=loss,
                           lora=shape.lora_params() * 16, runtime=RUNTIME_BYTES,
                           checkpointing=checkpointing,
-                          conversion=shape.n_params * 4 if converting else 0)
+                          conversion=conversion_bytes(shape, gguf_bytes) if converting else 0)
+
+
+def conversion_bytes(shape: ModelShape, gguf_bytes: int) -> int:
+    """What converting a GGUF holds besides the copy: the file's pages (read through a memory
+    map, counted in the process's resident memory) and the largest tensor in float32."""
+    largest = max(shape.vocab, shape.intermediate) * shape.hidden
+    return (gguf_bytes or shape.n_params * 2) + largest * 4
 
 
 @dataclass(frozen=True)
@@ -175,18 +188,20 @@ class Plan:
 
 
 def plan(shape: ModelShape, dtype: str, token_budget: int, limit: int, *,
-         checkpointing: bool | None = None, converting: bool = False) -> Plan:
+         checkpointing: bool | None = None, converting: bool = False,
+         gguf_bytes: int = 0) -> Plan:
     """The run's plan under ``limit`` bytes: without gradient checkpointing when that fits (it
     costs a recomputed forward pass), with it when only that fits; ``checkpointing`` forces
     the choice (a setting). The plan may not fit: then the job must not start."""
     if checkpointing is not None:
         return Plan(estimate_memory(shape, dtype, token_budget, checkpointing=checkpointing,
-                                    converting=converting), limit)
-    without = estimate_memory(shape, dtype, token_budget, converting=converting)
+                                    converting=converting, gguf_bytes=gguf_bytes), limit)
+    without = estimate_memory(shape, dtype, token_budget, converting=converting,
+                              gguf_bytes=gguf_bytes)
     if without.total <= limit:
         return Plan(without, limit)
     return Plan(estimate_memory(shape, dtype, token_budget, checkpointing=True,
-                                converting=converting), limit)
+                                converting=converting, gguf_bytes=gguf_bytes), limit)
 
 
 def refusal(planned: Plan, base_name: str) -> str:

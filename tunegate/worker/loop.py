@@ -14,17 +14,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from tunegate import logs
 from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
-from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
+from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event, now
 from tunegate.errors import Conflict
 from tunegate.graders.endpoint import EndpointModels
 from tunegate.store.base import OwnedJob
+from tunegate.training import estimate
+from tunegate.training.data import LengthTally
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.length_check import FileTokenizer, check_lengths, file_tokenizer
 from tunegate.training.model_cache import cached_folder
+from tunegate.worker import memory_plan
 from tunegate.worker.heartbeats import beating
 from tunegate.worker.host import Host
 from tunegate.worker.identity import known_dead, new_worker_id
@@ -36,6 +39,7 @@ from tunegate.worker.training_run import Executor
 from tunegate.worker.webhook_delivery import WebhookDelivery
 
 log = logging.getLogger("tunegate.worker")
+QUEUED_MESSAGE = "Files validated, moving job to queued state"
 
 
 def alias_notice(model: ResolvedModel) -> str:
@@ -250,19 +254,54 @@ class Worker:
         # The length check reads chat and preference files; the trainer reads reinforcement
         # prompts itself (one too long to leave room for an answer is dropped and reported).
         tokenizer = self.length_tokenizer(model) if job.method.grader is None else None
+        tally: LengthTally | None = None  # the training file's, for the duration estimate
         if tokenizer is not None:
             for param, file_id, _ in checks:
                 try:
-                    check_lengths(self.service.storage.path(file_id), tokenizer,
-                                  self.settings.max_seq_len, method=job.method.type,
-                                  validation=param == "validation_file")
+                    counted = check_lengths(self.service.storage.path(file_id), tokenizer,
+                                            self.settings.max_seq_len, method=job.method.type,
+                                            validation=param == "validation_file")
                 except TrainingFailed as exc:
                     return self._fail_validation(job, exc.param or param, exc.code, exc.message)
                 except Exception:  # a bug here must not keep the job validating forever
                     log.exception("checking the lengths of %s failed; the trainer checks them",
                                   file_id)
                     break
-        return self._move(job, JobStatus.QUEUED, "Files validated, moving job to queued state")
+                if param == "training_file":
+                    tally = counted
+        return self._queue(job, model, tally)
+
+    def _queue(self, job: FineTuningJob, model: ResolvedModel | None,
+               tally: LengthTally | None) -> FineTuningJob | None:
+        """Move a validated job to ``queued`` with its estimate (an event and
+        ``estimated_finish``), or fail it where it cannot fit the configured memory limit."""
+        planned = self._plan(model)
+        if model is None or planned is None:
+            return self._move(job, JobStatus.QUEUED, QUEUED_MESSAGE)
+        if not planned.memory.fits and self.settings.trainer_memory_limit is not None:
+            # A configured limit is the same when the job would start: no need to wait for it.
+            # The memory free now is not (a trainer may be running), so that one is checked
+            # when the job starts (tunegate.worker.training_stage).
+            message = estimate.refusal(planned.memory, model.base.id)
+            return self._move(job, JobStatus.FAILED, message, level=EventLevel.ERROR,
+                              changes={"error": JobError(memory_plan.INSUFFICIENT_MEMORY,
+                                                         message, None)})
+        tokens = memory_plan.tokens_of(tally, job.method) if tally is not None else None
+        seconds = (memory_plan.training_seconds(self.settings, planned.shape, tokens)
+                   if tokens else None)
+        changes: dict[str, object] | None = (
+            {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
+        return self._move(job, JobStatus.QUEUED, QUEUED_MESSAGE, changes=changes,
+                          extra_events=[memory_plan.describe(planned.memory, tokens, seconds)])
+
+    def _plan(self, model: ResolvedModel | None) -> memory_plan.JobPlan | None:
+        if model is None:
+            return None
+        try:
+            return memory_plan.plan_job(self.settings, model.ref)
+        except Exception:  # a bug here must not keep the job validating forever
+            log.exception("no memory plan for %s at validation; the start makes one", model.ref)
+            return None
 
     def _model(self, job: FineTuningJob) -> ResolvedModel | None:
         try:
@@ -298,7 +337,8 @@ class Worker:
 
     def _move(self, job: FineTuningJob, target: JobStatus, message: str,
               level: EventLevel = EventLevel.INFO,
-              changes: dict[str, object] | None = None) -> FineTuningJob | None:
+              changes: dict[str, object] | None = None,
+              extra_events: Sequence[str] = ()) -> FineTuningJob | None:
         """Transition as this worker; ``None`` when the user got there first (e.g. cancel)."""
         return move_as_worker(self.store, self.service.storage, self.worker_id, job, target,
-                              message, level=level, changes=changes)
+                              message, level=level, changes=changes, extra_events=extra_events)

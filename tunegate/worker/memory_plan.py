@@ -8,10 +8,12 @@ memory available when the job starts. A job that does not fit fails before its t
 (``insufficient_memory``) instead of being killed minutes in; one that fits only with gradient
 checkpointing gets it. Runs on a Ray node are planned by the node's memory, not here: no plan.
 
-The duration is the tokens to train (the file read with the base's tokenizer, as the worker's
-length check reads it, times the epochs) at :data:`CPU_TRAIN_FLOPS`, a LoRA step's measured
-speed on a 2-core AMD EPYC (bench/base_sizes.py), until the trainer's own per-step estimate
-replaces it.
+The plan is made twice: when the job's files are validated (the estimate becomes an event and
+``estimated_finish`` from ``queued`` on; a job over a configured limit fails there) and again
+when training starts (the memory then free decides). The duration is the tokens to train (the
+file read with the base's tokenizer, as the worker's length check reads it, times the epochs)
+at this machine's measured speed for a base of that size (tunegate.worker.train_speed), until
+the trainer's own per-step estimate replaces it.
 """
 
 from __future__ import annotations
@@ -24,20 +26,19 @@ from tunegate.domain.architectures import UnsupportedArchitecture
 from tunegate.domain.methods import Method
 from tunegate.settings import Settings
 from tunegate.training import estimate, hyperparams, precision
+from tunegate.training.data import LengthTally
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.estimate import ModelShape, Plan
 from tunegate.training.length_check import check_lengths, file_tokenizer
 from tunegate.training.model_cache import cache_folder, cached_folder
 from tunegate.training.spec import BaseModelRef
+from tunegate.worker import train_speed
 
 log = logging.getLogger("tunegate.memory_plan")
 
 INSUFFICIENT_MEMORY = "insufficient_memory"
 # The micro-batch of the CPU trainer (tunegate.training.trainer.CPU_TOKEN_BUDGET; torch there).
 CPU_TOKEN_BUDGET = 1024
-# FLOP/s of a LoRA step on CPU (4 x parameters per token): SmolLM2-135M in bfloat16 reached
-# 128 GFLOP/s on one thread of a loaded 2-core AMD EPYC; larger bases reach less per core.
-CPU_TRAIN_FLOPS = 100e9
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,10 @@ def plan_job(settings: Settings, ref: BaseModelRef) -> JobPlan | None:
         return None  # a bad TUNEGATE_TRAIN_DTYPE: the trainer fails with invalid_setting
     forced = {"on": True, "off": False}.get(settings.gradient_checkpointing)
     converting = ref.kind == "gguf" and not cache_folder(ref, settings.model_cache, dtype).is_dir()
+    gguf_bytes = base_path.stat().st_size if converting else 0
     return JobPlan(shape, estimate.plan(shape, dtype, CPU_TOKEN_BUDGET, limit,
-                                        checkpointing=forced, converting=converting))
+                                        checkpointing=forced, converting=converting,
+                                        gguf_bytes=gguf_bytes))
 
 
 def tokens_to_train(settings: Settings, ref: BaseModelRef, training_file: Path,
@@ -89,11 +92,21 @@ def tokens_to_train(settings: Settings, ref: BaseModelRef, training_file: Path,
                               method=method.type)
     except (TrainingFailed, OSError, ValueError):
         return None  # the trainer says what is wrong with the file
+    return tokens_of(tally, method)
+
+
+def tokens_of(tally: LengthTally, method: Method) -> int:
+    """The tokens a run trains over every epoch, from its training file's tally."""
     return tally.n_tokens * hyperparams.resolve(method, tally.n_examples - tally.n_dropped).n_epochs
 
 
-def training_seconds(shape: ModelShape, tokens: int) -> float:
-    return estimate.estimate_seconds(shape, tokens, CPU_TRAIN_FLOPS)
+def training_seconds(settings: Settings, shape: ModelShape, tokens: int) -> float:
+    """How long the run takes on this machine: its tokens at the speed measured for the
+    nearest base size, plus that run's seconds outside its steps."""
+    weight_bytes = shape.n_params * estimate.DTYPE_BYTES["bfloat16"]
+    speed = (train_speed.measured(settings.data_dir, shape.n_params)
+             or train_speed.default(shape.n_params, weight_bytes))
+    return speed.overhead_seconds + estimate.estimate_seconds(shape, tokens, speed.flops)
 
 
 def describe(planned: Plan, tokens: int | None = None, seconds: float | None = None) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -59,7 +60,7 @@ from tunegate.training.messages import (
     TrainerMessage,
 )
 from tunegate.training.spec import RunStatus, TrainingResult, TrainingSpec
-from tunegate.worker import memory_plan
+from tunegate.worker import memory_plan, train_speed
 from tunegate.worker.host import Host
 from tunegate.worker.job_evals import JobEvals
 from tunegate.worker.models import ResolvedModel, resolve_model
@@ -100,6 +101,9 @@ class TrainingStage:
         self.recorded_through = 0  # metrics of steps up to here are recorded already
         self.unannounced_checkpoints: set[int] = set()  # steps whose checkpoint has no event yet
         self.waiting_for_room = False  # the trainer's messages wait for room in the store
+        # This run's steps' tokens/s and the tokens it trained so far: its measured speed.
+        self.step_rates: list[float] = []
+        self.trained_tokens = 0
         # Called while the child trains, so other jobs' file validation need not wait.
         self.between_polls = between_polls
         # When the worker is asked to stop, the run saves its state and goes back to the queue.
@@ -164,11 +168,17 @@ class TrainingStage:
         if planned is not None:
             self._announce_plan(started, model, planned)
             model = replace(model, gradient_checkpointing=planned.memory.estimate.checkpointing)
+        fresh, began = not self.work_dir(job.id).exists(), time.monotonic()
         try:
             created = self.job_evals.ensure(started)
             if created is not None:
                 self._note(started, created)
-            self._finish(started, self._train(started, model), model)
+            outcome = self._train(started, model)
+            self._finish(started, outcome, model)
+            # A reinforcement step's time goes mostly to rollouts: not a LoRA step's speed.
+            if (planned is not None and fresh and outcome.status is RunStatus.SUCCEEDED
+                    and job.method.grader is None):
+                self._record_speed(planned.shape.n_params, time.monotonic() - began)
         except Exception as exc:
             # Whatever broke after `running` (a trainer that cannot be spawned, an export
             # error, a full disk), the job must end: the worker gives it up next, and no reaper
@@ -186,15 +196,25 @@ class TrainingStage:
 
     def _announce_plan(self, job: FineTuningJob, model: ResolvedModel,
                        planned: memory_plan.JobPlan) -> None:
-        """The estimate in an event, and ``estimated_finish`` before the first step."""
+        """The estimate in an event, and ``estimated_finish`` from now, before the first step
+        (the one made at validation assumed the job started then)."""
         tokens = memory_plan.tokens_to_train(self.settings, model.ref,
                                              self.service.storage.path(job.training_file),
                                              job.method)
-        seconds = memory_plan.training_seconds(planned.shape, tokens) if tokens else None
+        seconds = (memory_plan.training_seconds(self.settings, planned.shape, tokens)
+                   if tokens else None)
         changes: dict[str, object] | None = (
             {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
         self._progress(job, [job_event(job.id, memory_plan.describe(planned.memory, tokens,
                                                                     seconds))], changes)
+
+    def _record_speed(self, n_params: int, wall_seconds: float) -> None:
+        """Keep the speed of a run trained from its start to its end by this worker, for the
+        next jobs' duration estimates (a resumed run's figures would mix runs)."""
+        measured = train_speed.from_run(n_params, self.step_rates, self.trained_tokens,
+                                        wall_seconds)
+        if measured is not None:
+            train_speed.record(self.settings.data_dir, measured)
 
     def _start_message(self, job_id: str) -> str:
         work_dir = self.work_dir(job_id)
@@ -401,6 +421,9 @@ class TrainingStage:
                                   checkpoint_model_name(self._model_name(job, model),
                                                         metrics.step), metrics.samples)
         changes: dict[str, object] = {"trained_tokens": metrics.trained_tokens}
+        if metrics.tokens_per_second is not None:
+            self.step_rates.append(metrics.tokens_per_second)
+        self.trained_tokens = metrics.trained_tokens
         if metrics.estimated_finish_seconds is not None:
             changes["estimated_finish"] = now() + int(metrics.estimated_finish_seconds)
         recorded = self._progress(job, [job_event(job.id, step_message(metrics),
