@@ -21,7 +21,7 @@ from tunegate.graders.grades import failure
 from tunegate.training.errors import TrainingFailed
 from tunegate.training.spec import TrainingSpec
 
-from .conftest import THIRD_PARTY_WARNINGS, Recorder, write_jsonl
+from .conftest import THIRD_PARTY_WARNINGS, Killed, Recorder, write_jsonl
 
 torch = tiers.lazy("torch")
 pytestmark = [pytest.mark.filterwarnings(w) for w in THIRD_PARTY_WARNINGS]
@@ -55,6 +55,22 @@ def train(spec: TrainingSpec, recorder: Recorder | None = None) -> tuple[Any, Re
     recorder = recorder or Recorder()
     options = TrainerOptions(completion_tokens=12, threads=1)
     return run_training(spec, recorder.emit, recorder.should_stop, options), recorder
+
+
+class KilledAt(Recorder):
+    """Stops the run dead (as SIGKILL would: nothing after it runs) as step ``step`` is
+    reported."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def emit(self, message: Any) -> None:
+        from tunegate.training.messages import StepMetrics
+
+        if isinstance(message, StepMetrics) and message.step == self.step:
+            raise Killed
+        super().emit(message)
 
 
 def rewards(recorder: Recorder) -> list[float]:
@@ -268,6 +284,39 @@ def test_pause_then_resume_samples_and_rewards_as_an_uninterrupted_run(make_spec
         [m.get("valid_reward_mean") for m in straight.of("metrics")[2:]]
 
 
+def test_a_killed_run_resumes_from_its_saved_state_and_samples_as_an_uninterrupted_run(
+        make_spec: MakeSpec, tmp_path: Path) -> None:
+    """Killed mid-epoch 2 (step 5), the run resumes from the epoch-1 state (step 3): the
+    adapter, the optimizer's moments, the schedule and the sampling generator come back, so
+    steps 4-6 sample the same completions and earn the same rewards as a run never killed; the
+    journal records every step once."""
+    from tunegate.training import journal
+    from tunegate.training.messages import StepMetrics
+
+    straight = train(rft_spec(make_spec))[1]
+    work = tmp_path / "killed-rft"
+    with pytest.raises(Killed):
+        train(rft_spec(make_spec, work_dir=work), KilledAt(5))
+    saved = torch.load(work / "run" / "optimizer.pt", weights_only=True)
+    progress = json.loads((work / "run" / "progress.json").read_text())
+    assert progress["step"] == 3 and saved["scheduler"]["last_epoch"] == 3
+    moments = saved["optimizer"]["state"]
+    assert moments and all(int(m["step"]) == 3 for m in moments.values())
+    assert set(saved["rng"]) >= {"torch", "python"}
+
+    resumed, after = train(rft_spec(make_spec, work_dir=work, resume=True))
+    assert resumed.status == "succeeded"
+    assert [m["step"] for m in after.of("metrics")] == [4, 5, 6]
+    assert rewards(after) == rewards(straight)[3:]
+    lengths = [m["train_completion_length"] for m in after.of("metrics")]
+    assert lengths == [m["train_completion_length"] for m in straight.of("metrics")[3:]]
+    answers = [[s["output_text"] for s in m["samples"]] for m in after.of("metrics")]
+    assert answers == [[s["output_text"] for s in m["samples"]]
+                       for m in straight.of("metrics")[3:]]
+    recorded = [m.step for m in journal.load(work) if isinstance(m, StepMetrics)]
+    assert recorded == [1, 2, 3, 4, 5, 6]
+
+
 def test_cancel_stops_a_reinforcement_run(make_spec: MakeSpec) -> None:
     result, recorder = train(rft_spec(make_spec), Recorder(stop_at={1: "cancel"}))
     assert result.status == "cancelled" and len(recorder.of("metrics")) == 1
@@ -280,6 +329,44 @@ def test_a_grader_that_fails_on_every_sample_fails_the_run_clearly(make_spec: Ma
         train(rft_spec(make_spec, grader=broken))
     assert caught.value.code == "grader_failed"
     assert "invalid_variable_error" in caught.value.message
+
+
+# Sleeps 30 s on the prompt marked slow: far within OpenAI's 2 minutes, past the test's limit.
+SLOW_ON_ONE_PROMPT = {
+    "type": "python", "name": "slow_on_one",
+    "source": "import time\n\ndef grade(sample, item):\n    if item.get('slow'):\n"
+              "        time.sleep(30)\n    return 1.0 if 'a' in sample['output_text'] else 0.0\n"}
+# Needs about 256 MB: within OpenAI's 2 GB, beyond the 128 MB the test allows.
+HOARDER = {"type": "python", "name": "hoarder",
+           "source": "def grade(sample, item):\n    hoard = bytearray(256 * 1024 * 1024)\n"
+                     "    return 1.0 if len(hoard) else 0.0\n"}
+
+
+def test_a_slow_python_grader_is_stopped_at_the_time_limit_and_counted_per_sample(
+        make_spec: MakeSpec) -> None:
+    """The worker's TUNEGATE_PYTHON_GRADER_SECONDS reaches the trainer through the spec; the
+    slow prompt's completions (4 of a step's 12) are errors, the run goes on."""
+    rows = [{**row, "slow": index == 0} for index, row in enumerate(rft_rows())]
+    hp = {"n_epochs": 1, "batch_size": 3, "compute_multiplier": 1.0, "eval_interval": 2}
+    spec = dataclasses.replace(
+        make_spec(rows, valid_rows=rft_rows(1), python_grader_seconds=0.5),
+        method=Method.of("reinforcement", hp, grader=SLOW_ON_ONE_PROMPT))
+    result, recorder = train(spec)
+    assert result.status == "succeeded"
+    metrics = recorder.of("metrics")
+    assert [m["train_grader_errors"] for m in metrics] in ([4.0, 0.0], [0.0, 4.0])
+    errors = [s["error"] for m in metrics for s in m["samples"] if s["error"]]
+    assert errors and all("python_grader_runtime_error" in e for e in errors), errors
+    assert all(m["train_reward_mean"] >= 0.0 for m in metrics)
+
+
+def test_a_python_grader_over_the_memory_limit_fails_the_run_clearly(
+        make_spec: MakeSpec) -> None:
+    with pytest.raises(TrainingFailed) as caught:
+        train(rft_spec(make_spec, grader=HOARDER, python_grader_memory_mb=128))
+    assert caught.value.code == "grader_failed"
+    assert "MemoryError" in caught.value.message, caught.value.message
+    assert caught.value.param == "method.reinforcement.grader"
 
 
 def test_a_model_grader_without_an_endpoint_fails_the_run_before_training(

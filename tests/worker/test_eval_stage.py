@@ -6,9 +6,11 @@ what is missing, a cancel stops it, and a dead worker's run is taken over. The r
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -105,6 +107,29 @@ def test_a_completions_run_asks_concurrently_and_grades_every_row(service: Servi
     assert by_row[5].sample["output"] == [{"role": "assistant", "content": "x"}]
     assert by_row[5].sample["input"][1] == {"role": "user", "content": "q5"}
     assert by_row[7].sample["error"]["code"] == "model_error_500"
+
+
+# Needs about 256 MB: within OpenAI's 2 GB, beyond the 128 MB the test's settings allow.
+HOARDER = {"type": "python", "name": "hoarder",
+           "source": "def grade(sample, item):\n    hoard = bytearray(256 * 1024 * 1024)\n"
+                     "    return 1.0 if len(hoard) else 0.0\n"}
+
+
+def test_a_python_criterion_runs_within_the_memory_limit_of_the_settings(
+        settings: Settings) -> None:
+    limited = build_service(replace(settings, python_grader_memory_mb=128))
+    evaluation = limited.evals.create("default", {
+        "data_source_config": {"type": "custom", "item_schema": {"type": "object"}},
+        "testing_criteria": [HOARDER]})
+    content = [{"item": {"n": i}, "sample": {"output_text": str(i)}} for i in range(2)]
+    run = limited.eval_runs.create("default", evaluation.id, {"data_source": {
+        "type": "jsonl", "source": {"type": "file_content", "content": content}}})
+    run_claimed(limited, FakeEndpoint({}))
+    done = limited.eval_runs.get("default", evaluation.id, run.id).to_api()
+    assert done["result_counts"] == {"total": 2, "passed": 0, "failed": 0, "errored": 2}
+    [item, _] = limited.eval_runs.list_items("default", evaluation.id, run.id, after=None,
+                                             limit=10, order="asc", status=None).items
+    assert "MemoryError" in json.dumps(item.results)
 
 
 def test_a_resumed_run_grades_only_the_rows_left(service: Service) -> None:

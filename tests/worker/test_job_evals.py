@@ -74,6 +74,16 @@ def test_the_trainer_is_given_the_endpoint_of_the_grader_models(service: Service
     assert spec.method.grader == GRADER
 
 
+def test_the_trainer_is_given_the_python_graders_limits_of_the_settings(
+        settings: Settings) -> None:
+    limited = build_service(replace(settings, python_grader_seconds=7.5,
+                                    python_grader_memory_mb=300))
+    executor = ScriptedExecutor()
+    trained(limited, executor)
+    [spec] = executor.specs
+    assert (spec.python_grader_seconds, spec.python_grader_memory_mb) == (7.5, 300)
+
+
 def test_each_validation_is_a_run_of_the_jobs_eval(service: Service) -> None:
     job_id = trained(service, ScriptedExecutor(messages=STEPS))
     eval_id = job_eval_id(job_id)

@@ -69,8 +69,8 @@ class PoolGraderModels:
 class Graders:
     def __init__(self, settings: Settings, completions: Completions):
         self.completions = completions
-        self.limits = SandboxLimits(seconds=settings.python_grader_seconds,
-                                    memory_bytes=settings.python_grader_memory_mb * 1024 * 1024)
+        self.limits = SandboxLimits.configured(settings.python_grader_seconds,
+                                               settings.python_grader_memory_mb)
         # One endpoint for every project: what it serves, and to whom, is its own business
         # (its key is TUNEGATE_EVAL_API_KEY), as for eval runs.
         self.external = (EndpointModels(settings.eval_base_url, settings.eval_api_key,

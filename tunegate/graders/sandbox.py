@@ -46,6 +46,12 @@ class SandboxLimits:
     # What the code prints is read and dropped past this many bytes (its head kept).
     output_bytes: int = 64 * 1024
 
+    @classmethod
+    def configured(cls, seconds: float, memory_mb: int) -> SandboxLimits:
+        """The limits the server's settings give (``TUNEGATE_PYTHON_GRADER_SECONDS`` and
+        ``TUNEGATE_PYTHON_GRADER_MEMORY_MB``), the others OpenAI's."""
+        return cls(seconds=seconds, memory_bytes=memory_mb * 1024 * 1024)
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from tunegate.errors import is_disk_full
-from tunegate.graders import InvalidGrader, grader_models, parse_grader
+from tunegate.graders import InvalidGrader, SandboxLimits, grader_models, parse_grader
 from tunegate.graders.endpoint import EndpointModels
 from tunegate.training import (
     attention,
@@ -217,7 +217,15 @@ def _rewarder(spec: TrainingSpec) -> Rewarder | None:
                              "no endpoint to reach it.", GRADER_PARAM)
     models = (EndpointModels(spec.grader_endpoint, spec.grader_api_key or "")
               if spec.grader_endpoint else None)
-    return Rewarder(grader, models)
+    return Rewarder(grader, models, _sandbox_limits(spec))
+
+
+def _sandbox_limits(spec: TrainingSpec) -> SandboxLimits:
+    """The python grader's limits the worker passed on (its settings), else OpenAI's."""
+    default = SandboxLimits()
+    return SandboxLimits.configured(
+        spec.python_grader_seconds or default.seconds,
+        spec.python_grader_memory_mb or default.memory_bytes // (1024 * 1024))
 
 
 def configure_runtime(seed: int) -> torch.device:

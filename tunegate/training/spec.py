@@ -67,6 +67,11 @@ class TrainingSpec:
     # cosine embeddings call while training, and its key (the worker fills both).
     grader_endpoint: str | None = None
     grader_api_key: str | None = None
+    # Reinforcement: the python grader's sandbox limits, the worker's settings
+    # (TUNEGATE_PYTHON_GRADER_SECONDS, TUNEGATE_PYTHON_GRADER_MEMORY_MB): the trainer child
+    # grades with the limits the API's grader runs have. ``None``: OpenAI's.
+    python_grader_seconds: float | None = None
+    python_grader_memory_mb: int | None = None
 
     def to_json(self) -> str:
         """A JSON object that :meth:`from_json` turns back into an equal spec."""

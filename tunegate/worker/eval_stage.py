@@ -24,7 +24,15 @@ from tunegate.domain import eval_requests
 from tunegate.domain.evals import EvalRun, OutputItem, RunStatus, no_error
 from tunegate.domain.jobs import now
 from tunegate.errors import TunegateError
-from tunegate.graders import Grader, InvalidGrader, Sample, grade, parse_grader, passed
+from tunegate.graders import (
+    Grader,
+    InvalidGrader,
+    Sample,
+    SandboxLimits,
+    grade,
+    parse_grader,
+    passed,
+)
 from tunegate.graders.endpoint import EndpointModels, ModelCallFailed
 from tunegate.graders.messages import UnknownVariable, referenced, render_template
 from tunegate.worker.heartbeats import beating
@@ -59,6 +67,8 @@ class EvalStage:
         self.models = models or EndpointModels(self.settings.eval_base_url,
                                                self.settings.eval_api_key,
                                                self.settings.eval_concurrency)
+        self.limits = SandboxLimits.configured(self.settings.python_grader_seconds,
+                                               self.settings.python_grader_memory_mb)
 
     def run(self, run: EvalRun) -> None:
         try:
@@ -135,7 +145,7 @@ class EvalStage:
                 results.append({"name": criterion_id, "type": grader.type, "score": 0.0,
                                 "passed": False, "sample": None})
                 continue
-            graded = grade(grader, generated.sample, item, self.models)
+            graded = grade(grader, generated.sample, item, self.models, limits=self.limits)
             errored = errored or graded.failed
             results.append({"name": criterion_id, "type": grader.type, "score": graded.score,
                             "passed": passed(grader, graded), "sample": None,

@@ -145,6 +145,10 @@ class TrainingStage:
             # Model graders (and cosine embeddings) reach the models as eval runs do.
             grader_endpoint=self.settings.eval_base_url if job.method.grader else None,
             grader_api_key=self.settings.eval_api_key if job.method.grader else None,
+            python_grader_seconds=(self.settings.python_grader_seconds if job.method.grader
+                                   else None),
+            python_grader_memory_mb=(self.settings.python_grader_memory_mb if job.method.grader
+                                     else None),
         )
 
     # Run ------------------------------------------------------------------------------------
