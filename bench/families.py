@@ -38,6 +38,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.base_sizes import toy_file  # noqa: E402  (one toy training file for both benchmarks)
+
 ROOT = Path(__file__).resolve().parent.parent
 # transformers config class, the config (from the named model's config.json), and what was cut.
 FAMILIES: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -152,17 +156,6 @@ def child_add(family: str, scratch: Path) -> dict[str, Any]:
     shutil.rmtree(scratch / f"{family}-hf")  # the GGUF is the base now, as after models add
     return {"seconds": round(time.monotonic() - started, 1), "gguf": str(added.path),
             "gguf_bytes": added.path.stat().st_size}
-
-
-def toy_file(path: Path, n: int, words: int) -> Path:
-    lines = []
-    for i in range(n):
-        answer = " ".join(f"word{(i * 7 + j) % 97}" for j in range(words))
-        lines.append(json.dumps({"messages": [
-            {"role": "user", "content": f"Repeat list number {i}."},
-            {"role": "assistant", "content": answer}]}))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def child_train(family: str, scratch: Path, examples: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.e2e.test_dashboard_pages import BASE, JOB_ID, ORIGIN, TUNED, job
+from tests.e2e.test_dashboard_pages import BASE, JOB_ID, ORIGIN, TUNED, fulfill_json, job
 from tunegate.api.dashboard import ASSETS, MEDIA_TYPES
 from tunegate.client.job_eval import default_criterion, validation_items
 
@@ -119,32 +119,32 @@ class FakeEvalApi:
         elif request.method == "POST":
             self._created(route, parts, request)
         elif path == f"/v1/fine_tuning/jobs/{JOB_ID}":
-            self._json(route, self.job)
+            fulfill_json(route, self.job)
         elif parts[:2] == ["fine_tuning", "jobs"]:  # events (polled) and checkpoints
             if "stream" in query:
-                self._json(route, {"error": {"message": "no stream", "type":
+                fulfill_json(route, {"error": {"message": "no stream", "type":
                                              "invalid_request_error", "param": "stream",
                                              "code": "unknown_parameter"}}, status=400)
             else:
-                self._json(route, _page([]))
+                fulfill_json(route, _page([]))
         elif parts[0] == "files" and parts[-1] == "content":
             route.fulfill(status=200, content_type="application/octet-stream",
                           body=self.validation_text)
         elif parts == ["evals"]:
-            self._json(route, _page(list(reversed(self.evals.values()))))
+            fulfill_json(route, _page(list(reversed(self.evals.values()))))
         elif len(parts) == 2 and parts[0] == "evals":
-            self._json(route, self.evals[parts[1]])
+            fulfill_json(route, self.evals[parts[1]])
         elif len(parts) == 3 and parts[2] == "runs":
             runs = self.runs.get(parts[1], [])
-            self._json(route, _page(list(reversed(runs)) if query.get("order") == ["desc"]
+            fulfill_json(route, _page(list(reversed(runs)) if query.get("order") == ["desc"]
                                     else runs))
         elif len(parts) == 4:
-            self._json(route, next(r for r in self.runs[parts[1]] if r["id"] == parts[3]))
+            fulfill_json(route, next(r for r in self.runs[parts[1]] if r["id"] == parts[3]))
         elif parts[-1] == "output_items":
             self.item_queries.append(query)
-            self._json(route, self._items(parts[3], query))
+            fulfill_json(route, self._items(parts[3], query))
         else:
-            self._json(route, {"error": {"message": f"No route {path}", "type":
+            fulfill_json(route, {"error": {"message": f"No route {path}", "type":
                                          "invalid_request_error", "param": None,
                                          "code": "not_found"}}, status=404)
 
@@ -164,7 +164,7 @@ class FakeEvalApi:
             body = request.post_data_buffer or b""
             self.uploaded.append(body.decode(errors="replace"))
             self.posted.append(("files", None))
-            self._json(route, {"object": "file", "id": "file-0ValidationItems000000",
+            fulfill_json(route, {"object": "file", "id": "file-0ValidationItems000000",
                                "purpose": "user_data", "filename": "items.jsonl", "bytes": 1,
                                "created_at": 0, "status": "processed", "status_details": None})
             return
@@ -173,23 +173,19 @@ class FakeEvalApi:
         if parts[-1] == "cancel":
             canceled = next(r for r in self.runs[parts[1]] if r["id"] == parts[3])
             canceled["status"] = "canceled"
-            self._json(route, canceled)
+            fulfill_json(route, canceled)
         elif parts == ["evals"]:
             made = {"object": "eval", "id": OTHER_EVAL, "created_at": 0, "metadata": body["metadata"],
                     "name": body["name"], "data_source_config": body["data_source_config"],
                     "testing_criteria": [{"id": "sim-1", **body["testing_criteria"][0]}]}
             self.evals[OTHER_EVAL] = made
-            self._json(route, made, status=201)
+            fulfill_json(route, made, status=201)
         else:
             made = run(f"evalrun_{len(self.posted):024d}", body["data_source"]["model"], (0, 0),
                        status="queued")
             made["eval_id"] = parts[1]
             self.runs.setdefault(parts[1], []).append(made)
-            self._json(route, made, status=201)
-
-    @staticmethod
-    def _json(route: Any, body: Any, status: int = 200) -> None:
-        route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+            fulfill_json(route, made, status=201)
 
 
 def _page(data: list[dict[str, Any]]) -> dict[str, Any]:

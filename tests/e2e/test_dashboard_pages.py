@@ -57,31 +57,33 @@ class FakeJobApi:
             route.fulfill(status=200, body=file.read_bytes(),
                           content_type=MEDIA_TYPES[file.suffix])
         elif url.path == jobs:
-            self._json(route, self.job)
+            fulfill_json(route, self.job)
         elif url.path == f"{jobs}/events" and "stream" in parse_qs(url.query):
-            self._json(route, {"error": {"message": "Unknown query parameter 'stream'.",
+            fulfill_json(route, {"error": {"message": "Unknown query parameter 'stream'.",
                                          "type": "invalid_request_error", "param": "stream",
                                          "code": "unknown_parameter"}}, status=400)
         elif url.path == f"{jobs}/events":
-            self._json(route, _page(list(reversed(self.events))))
+            fulfill_json(route, list_page(list(reversed(self.events))))
         elif url.path == f"{jobs}/checkpoints":
-            self._json(route, _page(list(reversed(self.checkpoints))))
+            fulfill_json(route, list_page(list(reversed(self.checkpoints))))
         elif url.path == "/v1/chat/completions":
             chunks = [{"choices": [{"index": 0, "delta": {"content": word}}]}
                       for word in ("The code word ", "is blue3.")]
             route.fulfill(status=200, content_type="text/event-stream", body="".join(
                 f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n")
         else:
-            self._json(route, {"error": {"message": f"No route {url.path}", "type":
+            fulfill_json(route, {"error": {"message": f"No route {url.path}", "type":
                                          "invalid_request_error", "param": None,
                                          "code": "not_found"}}, status=404)
 
-    @staticmethod
-    def _json(route: Any, body: Any, status: int = 200) -> None:
-        route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+
+def fulfill_json(route: Any, body: Any, status: int = 200) -> None:
+    """Answer a routed request of the page as the API does: JSON with ``status``."""
+    route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
 
 
-def _page(data: list[dict[str, Any]]) -> dict[str, Any]:
+def list_page(data: list[dict[str, Any]]) -> dict[str, Any]:
+    """One page of an OpenAI list holding all of ``data``."""
     return {"object": "list", "data": data, "has_more": False,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None}

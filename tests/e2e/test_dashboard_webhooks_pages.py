@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.test_dashboard_pages import ORIGIN
+from tests.e2e.test_dashboard_pages import ORIGIN, fulfill_json, list_page
 from tunegate.api.dashboard import ASSETS, MEDIA_TYPES
 
 pytestmark = pytest.mark.e2e
@@ -80,19 +80,19 @@ class FakeWebhookApi:
         elif request.method == "DELETE" and len(parts) == 2:
             self.sent.append(("DELETE", path, None))
             self.endpoints = [e for e in self.endpoints if e["id"] != parts[1]]
-            self._json(route, {"object": "webhook_endpoint.deleted", "id": parts[1],
+            fulfill_json(route, {"object": "webhook_endpoint.deleted", "id": parts[1],
                                "deleted": True})
         elif parts == ["webhook_endpoints"]:
-            self._json(route, _page(self.endpoints))
+            fulfill_json(route, list_page(self.endpoints))
         elif len(parts) == 3 and parts[2] == "deliveries":
-            self._json(route, _page(self.deliveries.get(parts[1], [])))
+            fulfill_json(route, list_page(self.deliveries.get(parts[1], [])))
         else:
-            self._json(route, _error(f"No route {path}", None, "not_found"), status=404)
+            fulfill_json(route, _error(f"No route {path}", None, "not_found"), status=404)
 
     def _add(self, route: Any, body: dict[str, Any]) -> None:
         self.sent.append(("POST", "/v1/webhook_endpoints", body))
         if "169.254." in body["url"]:
-            self._json(route, _error(
+            fulfill_json(route, _error(
                 f"Webhooks to {body['url']} are refused: 169.254.169.254 is a cloud metadata "
                 "address (setting TUNEGATE_WEBHOOK_ALLOW_NETWORKS)", "url",
                 "webhook_url_refused"), status=400)
@@ -100,7 +100,7 @@ class FakeWebhookApi:
         made = endpoint("we_0DashboardHooksAdded00000", body["url"], body["event_types"],
                         name=body.get("name", ""))
         self.endpoints.insert(0, made)
-        self._json(route, {**made, "signing_secret": NEW_SECRET})
+        fulfill_json(route, {**made, "signing_secret": NEW_SECRET})
 
     def _change(self, route: Any, path: str, parts: list[str], body: Any) -> None:
         """An update (its ``status``) or a rotation (``ROTATED_SECRET``)."""
@@ -108,20 +108,12 @@ class FakeWebhookApi:
         [found] = [e for e in self.endpoints if e["id"] == parts[1]]
         if parts[-1] == "rotate_secret":
             found["signing_secret_hint"] = "whsec_…" + ROTATED_SECRET[-4:]
-            self._json(route, {**found, "signing_secret": ROTATED_SECRET})
+            fulfill_json(route, {**found, "signing_secret": ROTATED_SECRET})
         else:
             found.update(body)
-            self._json(route, found)
-
-    @staticmethod
-    def _json(route: Any, body: Any, status: int = 200) -> None:
-        route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+            fulfill_json(route, found)
 
 
-def _page(data: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"object": "list", "data": data, "has_more": False,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None}
 
 
 def _error(message: str, param: str | None, code: str) -> dict[str, Any]:
