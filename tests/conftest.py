@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
@@ -57,6 +58,15 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # Test tiers are folders: each test gets its folder's marker (tests at the top count as unit).
 TIERS = ("unit", "store", "api", "worker", "export", "inference", "training", "e2e")
 TESTS = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run started in the background by a non-interactive shell (`make test &`, nohup) begins
+    # with SIGINT ignored, and every process a test starts inherits that: Ctrl-C in a test's
+    # terminal (tests/e2e/test_cli.py) then did nothing. A handled SIGINT is reset to the default
+    # in each child.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
