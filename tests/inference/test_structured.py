@@ -116,7 +116,7 @@ def test_a_forced_call_streams_in_openais_deltas_and_the_sdk_joins_them(
         for parallel in (True, False):
             with client.chat.completions.stream(
                     model=BASE, max_completion_tokens=60, tools=[weather],  # type: ignore[list-item]
-                    tool_choice="required", parallel_tool_calls=parallel,
+                    tool_choice="required", parallel_tool_calls=parallel, seed=7, temperature=0,
                     messages=[{"role": "user", "content": "Is it raining in Oslo?"}]) as stream:
                 chunks = [event.chunk for event in stream if event.type == "chunk"]
                 final = stream.get_final_completion().choices[0]
