@@ -44,8 +44,8 @@ def test_the_folders_of_a_killed_process_are_swept(tmp_path: Path) -> None:
 
 
 def test_folders_of_live_processes_and_live_sockets_are_kept() -> None:
-    # A short folder, not tmp_path: the socket's path must fit AF_UNIX's 108 bytes, and
-    # tmp_path under pytest-xdist (make test-fast: .../popen-gw1/...) is too long for it.
+    # A short folder, not tmp_path: the socket's path must fit AF_UNIX's 108 bytes, which a
+    # deep tmp_path (pytest-xdist's .../popen-gw1/..., a long TMPDIR) can exceed.
     with tempfile.TemporaryDirectory(prefix="tg-") as short:
         temp_dir = Path(short)
         mine = temp_dir / f"{socket_folders.PREFIX}{os.getpid()}-a"
