@@ -81,7 +81,9 @@ def completion(content: str = "Paris") -> dict[str, Any]:
 
 
 def sse(*events: dict[str, Any], done: bool = True) -> bytes:
-    text = "".join(f"data: {json.dumps(event)}\n\n" for event in events)
+    # Raw UTF-8, as llama.cpp's server and others write it (OpenAI escapes it): U+2028 and the
+    # like travel unescaped inside the JSON strings.
+    text = "".join(f"data: {json.dumps(event, ensure_ascii=False)}\n\n" for event in events)
     return (text + ("data: [DONE]\n\n" if done else "")).encode()
 
 
@@ -132,6 +134,22 @@ def test_a_stream_passes_event_by_event_and_is_stored(client: Any,
     stored = client.get("/v1/chat/completions").json()["data"]
     assert [(s["id"], s["choices"][0]["message"]["content"], s["usage"]) for s in stored] == \
         [(events[0]["id"], "Paris", usage)]
+
+
+def test_a_stream_splits_events_on_line_feeds_only(client: Any,
+                                                 upstream: FakeUpstream) -> None:
+    """Text that str.splitlines (and httpx's iter_lines) would cut an event at: U+2028, U+0085
+    and U+001C, written raw inside the upstream's JSON strings."""
+    upstream.reply = (200, {"content-type": "text/event-stream"}, sse(
+        chunk("a\u2028b"), chunk("c\x85d\x1ce"), chunk(None, "stop")))
+    answer = client.post("/v1/chat/completions", json={
+        "model": "old-model", "messages": MESSAGES, "stream": True})
+    assert answer.status_code == 200
+    assert answer.text.endswith("data: [DONE]\n\n"), answer.text
+    events = [json.loads(line[6:]) for line in answer.text.split("\n\n")
+              if line.startswith("data: {")]
+    assert [e["choices"][0]["delta"].get("content") for e in events] == [
+        "a\u2028b", "c\x85d\x1ce", None]
 
 
 def test_refusals_in_our_envelope(client: Any, upstream: FakeUpstream) -> None:
