@@ -8,11 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tunegate.domain.stored_completions import (
-    StoredCompletion,
-    assemble,
-    check_update,
-)
+from tunegate.domain.chat_chunks import assemble
+from tunegate.domain.stored_completions import StoredCompletion, check_update
 from tunegate.errors import InvalidRequest, NotFound, clip
 from tunegate.store.base import Page, Store
 
