@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tunegate.api.app import create_app
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.settings import Settings, Upstream
 
 KEY = "sk-fake-upstream-key-42"
@@ -179,3 +180,21 @@ def test_text_completions_forwarded(client: Any, upstream: FakeUpstream) -> None
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["text"] == " Paris"
     assert answer.json()["id"].startswith("cmpl-") and upstream.seen[0][0] == "/v1/completions"
+
+
+def test_a_local_name_wins_over_the_upstream_in_models(settings: Settings,
+                                                       upstream: FakeUpstream) -> None:
+    """A base model's id, and an alias named one by one, are local models even where the
+    upstream setting lists them: /v1/models lists and retrieves them as tunegate's own."""
+    configured = replace(
+        settings, model_aliases=(*settings.model_aliases, ("old-model", EMBEDDED_MODEL_ID)),
+        named_aliases=frozenset({"old-model"}),
+        upstreams=(Upstream("fake", upstream.url, "", ("old-model", "gpt-4o-mini",
+                                                       EMBEDDED_MODEL_ID)),))
+    with create_app(configured, validate_responses=True).test_client() as client:
+        listed = [(m["id"], m["owned_by"]) for m in client.get("/v1/models").json()["data"]]
+        assert [owner for name, owner in listed if name == EMBEDDED_MODEL_ID] == ["tunegate"]
+        assert ("gpt-4o-mini", "fake") in listed and ("old-model", "fake") not in listed
+        assert client.get(f"/v1/models/{EMBEDDED_MODEL_ID}").json()["owned_by"] == "tunegate"
+        assert client.get("/v1/models/gpt-4o-mini").json()["owned_by"] == "fake"
+        assert client.get("/v1/models/old-model").status_code == 404
