@@ -226,17 +226,7 @@ def _upstreams(value: str) -> tuple[Upstream, ...]:
     found: list[Upstream] = []
     seen: dict[str, str] = {}
     for entry in entries:
-        if not isinstance(entry, dict) or set(entry) - UPSTREAM_KEYS or not isinstance(
-                entry.get("base_url"), str) or not isinstance(entry.get("models"), list) or not all(
-                isinstance(model, str) and model for model in entry["models"]):
-            raise ValueError(
-                "TUNEGATE_UPSTREAMS: each upstream is {\"name\": ..., \"base_url\": "
-                "\"https://.../v1\", \"api_key_env\": \"VARIABLE\", \"models\": [names]}, "
-                f"got {json.dumps(entry)[:200]}")
-        upstream = Upstream(name=str(entry.get("name") or entry["base_url"]),
-                            base_url=entry["base_url"].rstrip("/"),
-                            api_key_env=str(entry.get("api_key_env") or ""),
-                            models=tuple(entry["models"]))
+        upstream = _upstream(entry)
         for model in upstream.models:
             if model in seen:
                 raise ValueError(f"TUNEGATE_UPSTREAMS: {model} is listed by both {seen[model]} "
@@ -244,6 +234,22 @@ def _upstreams(value: str) -> tuple[Upstream, ...]:
             seen[model] = upstream.name
         found.append(upstream)
     return tuple(found)
+
+
+def _upstream(entry: Any) -> Upstream:
+    """One upstream of ``TUNEGATE_UPSTREAMS``, its shape checked."""
+    fields = entry if isinstance(entry, dict) else {}
+    models = fields.get("models")
+    if (not fields or set(fields) - UPSTREAM_KEYS or not isinstance(fields.get("base_url"), str)
+            or not isinstance(models, list)
+            or not all(isinstance(model, str) and model for model in models)):
+        raise ValueError(
+            "TUNEGATE_UPSTREAMS: each upstream is {\"name\": ..., \"base_url\": "
+            "\"https://.../v1\", \"api_key_env\": \"VARIABLE\", \"models\": [names]}, "
+            f"got {json.dumps(entry)[:200]}")
+    return Upstream(name=str(fields.get("name") or fields["base_url"]),
+                    base_url=fields["base_url"].rstrip("/"),
+                    api_key_env=str(fields.get("api_key_env") or ""), models=tuple(models))
 
 
 def format_aliases(aliases: Aliases) -> str:

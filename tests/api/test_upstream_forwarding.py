@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tunegate.api.app import create_app
+from tunegate.domain.catalog import EMBEDDED_MODEL_ID
 from tunegate.settings import Settings, Upstream
 
 KEY = "sk-fake-upstream-key-42"
@@ -81,7 +82,9 @@ def completion(content: str = "Paris") -> dict[str, Any]:
 
 
 def sse(*events: dict[str, Any], done: bool = True) -> bytes:
-    text = "".join(f"data: {json.dumps(event)}\n\n" for event in events)
+    # Raw UTF-8, as llama.cpp's server and others write it (OpenAI escapes it): U+2028 and the
+    # like travel unescaped inside the JSON strings.
+    text = "".join(f"data: {json.dumps(event, ensure_ascii=False)}\n\n" for event in events)
     return (text + ("data: [DONE]\n\n" if done else "")).encode()
 
 
@@ -134,6 +137,22 @@ def test_a_stream_passes_event_by_event_and_is_stored(client: Any,
         [(events[0]["id"], "Paris", usage)]
 
 
+def test_a_stream_splits_events_on_line_feeds_only(client: Any,
+                                                 upstream: FakeUpstream) -> None:
+    """Text that str.splitlines (and httpx's iter_lines) would cut an event at: U+2028, U+0085
+    and U+001C, written raw inside the upstream's JSON strings."""
+    upstream.reply = (200, {"content-type": "text/event-stream"}, sse(
+        chunk("a\u2028b"), chunk("c\x85d\x1ce"), chunk(None, "stop")))
+    answer = client.post("/v1/chat/completions", json={
+        "model": "old-model", "messages": MESSAGES, "stream": True})
+    assert answer.status_code == 200
+    assert answer.text.endswith("data: [DONE]\n\n"), answer.text
+    events = [json.loads(line[6:]) for line in answer.text.split("\n\n")
+              if line.startswith("data: {")]
+    assert [e["choices"][0]["delta"].get("content") for e in events] == [
+        "a\u2028b", "c\x85d\x1ce", None]
+
+
 def test_refusals_in_our_envelope(client: Any, upstream: FakeUpstream) -> None:
     upstream.reply = (429, {"retry-after": "3"}, json.dumps(
         {"error": {"message": "Rate limit reached", "type": "requests", "param": None,
@@ -161,3 +180,21 @@ def test_text_completions_forwarded(client: Any, upstream: FakeUpstream) -> None
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["text"] == " Paris"
     assert answer.json()["id"].startswith("cmpl-") and upstream.seen[0][0] == "/v1/completions"
+
+
+def test_a_local_name_wins_over_the_upstream_in_models(settings: Settings,
+                                                       upstream: FakeUpstream) -> None:
+    """A base model's id, and an alias named one by one, are local models even where the
+    upstream setting lists them: /v1/models lists and retrieves them as tunegate's own."""
+    configured = replace(
+        settings, model_aliases=(*settings.model_aliases, ("old-model", EMBEDDED_MODEL_ID)),
+        named_aliases=frozenset({"old-model"}),
+        upstreams=(Upstream("fake", upstream.url, "", ("old-model", "gpt-4o-mini",
+                                                       EMBEDDED_MODEL_ID)),))
+    with create_app(configured, validate_responses=True).test_client() as client:
+        listed = [(m["id"], m["owned_by"]) for m in client.get("/v1/models").json()["data"]]
+        assert [owner for name, owner in listed if name == EMBEDDED_MODEL_ID] == ["tunegate"]
+        assert ("gpt-4o-mini", "fake") in listed and ("old-model", "fake") not in listed
+        assert client.get(f"/v1/models/{EMBEDDED_MODEL_ID}").json()["owned_by"] == "tunegate"
+        assert client.get("/v1/models/gpt-4o-mini").json()["owned_by"] == "fake"
+        assert client.get("/v1/models/old-model").status_code == 404

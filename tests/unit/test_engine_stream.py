@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tunegate.serving.engine import Delta, _deltas, _sse_lines, log_excerpt
+from tunegate.serving.engine import Delta, _deltas, log_excerpt
+from tunegate.serving.sse import sse_lines
 
 # Characters str.splitlines (and httpx's iter_lines) reads as line breaks, which llama.cpp writes
 # raw inside JSON strings.
@@ -21,12 +22,12 @@ def test_unicode_line_breaks_inside_an_event_do_not_split_it() -> None:
                      "prompt": f"the prompt{UNICODE_BREAKS}"})
     # Delivered in awkward pieces: one byte at a time, multi-byte characters cut in two.
     pieces = [stream[index:index + 1] for index in range(len(stream))]
-    assert list(_deltas(_sse_lines(pieces))) == [
+    assert list(_deltas(sse_lines(pieces))) == [
         Delta(f"a{UNICODE_BREAKS}b", 1), Delta("", 2, "stop")]
 
 
 def test_lines_are_split_on_line_feeds_and_lose_their_carriage_return() -> None:
-    assert list(_sse_lines([b"data: 1\r\n\r\ndata: 2", b"\n", b"tail"])) == [
+    assert list(sse_lines([b"data: 1\r\n\r\ndata: 2", b"\n", b"tail"])) == [
         "data: 1", "", "data: 2", "tail"]
 
 
@@ -38,7 +39,7 @@ def test_probabilities_of_tokens_without_text_travel_with_the_next_text() -> Non
                     {"content": "€", "stop": False, "completion_probabilities": [second]},
                     {"content": "!", "stop": True, "stop_type": "limit", "tokens_predicted": 3,
                      "completion_probabilities": [last]})
-    assert list(_deltas(_sse_lines([stream]))) == [
+    assert list(_deltas(sse_lines([stream]))) == [
         Delta("€", 2, probabilities=(first, second)), Delta("!", 3, "length", (last,))]
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from tunegate.client.completions import training_line
-from tunegate.domain.stored_completions import assemble, message_object
+from tunegate.domain.chat_chunks import assemble
+from tunegate.domain.stored_completions import message_object
 
 
 def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> dict[str, Any]:

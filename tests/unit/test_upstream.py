@@ -29,7 +29,9 @@ def test_read_inline_or_from_a_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", [
     "[{]", "{}", json.dumps([{"base_url": "x"}]), json.dumps([{**ENTRY, "api_key": "sk-1"}]),
-    json.dumps([ENTRY, {**ENTRY, "name": "again"}]), "/no/such/upstreams.json"])
+    json.dumps([ENTRY, {**ENTRY, "name": "again"}]), "/no/such/upstreams.json",
+    json.dumps(["https://api.example/v1"]), json.dumps([{**ENTRY, "models": [""]}]),
+    json.dumps([{**ENTRY, "base_url": 1}])])
 def test_a_bad_setting_says_why(value: str) -> None:
     with pytest.raises(ValueError, match="TUNEGATE_UPSTREAMS"):
         Settings.from_env({"TUNEGATE_UPSTREAMS": value})

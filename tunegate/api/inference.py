@@ -4,7 +4,7 @@ which files llama.cpp runs for the model named, then the generation or the embed
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tunegate.adapters import files as adapter_files
@@ -17,6 +17,7 @@ from tunegate.api.stored_completions import (
 )
 from tunegate.errors import InvalidRequest
 from tunegate.serving import completions, embeddings
+from tunegate.serving.completions import GenerationRequest
 from tunegate.serving.pool import ModelFiles, ModelPool
 
 
@@ -32,34 +33,29 @@ class Completions:
         of another endpoint (TUNEGATE_UPSTREAMS) answers through it. With ``store: true`` in
         ``body`` and ``keep_for`` (the caller's project), the exchange is stored there once the
         answer is whole."""
-        keep = keep_for is not None and wants_storing(body)
-        if keep:
-            check_request(body)
-        asked = body
-        if keep and body.get("stream"):
-            body = with_usage(body)
-        upstream = self.models.upstream(project_id, str(body.get("model")))
-        if upstream is not None:
-            result = self.models.forwarder.forward(upstream, "/chat/completions", body)
-        else:
-            request = completions.chat_request(body)
-            result = completions.run(self.pool, self.servable(project_id, request.model),
-                                     request)
-        if not keep or keep_for is None:
-            return result
-        if isinstance(result, dict):
-            self.stored.keep(keep_for, asked, result)
-            return result
-        wants_usage = bool((asked.get("stream_options") or {}).get("include_usage"))
-        return self.stored.keeping(keep_for, asked, result, wants_usage)
+        if keep_for is None or not wants_storing(body):
+            return self._answer(project_id, body, "/chat/completions", completions.chat_request)
+        check_request(body)
+        sent = with_usage(body) if body.get("stream") else body  # what is stored has usage
+        return self.stored.kept(keep_for, body, self._answer(
+            project_id, sent, "/chat/completions", completions.chat_request))
 
     def text(self, project_id: str | None,
                    body: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """An OpenAI (legacy) text completion; with ``stream``, an iterator of chunk objects."""
+        """An OpenAI (legacy) text completion; with ``stream``, an iterator of chunk objects. A
+        model of another endpoint (TUNEGATE_UPSTREAMS) answers through it."""
+        return self._answer(project_id, body, "/completions", completions.completion_request)
+
+    def _answer(self, project_id: str | None, body: Mapping[str, Any], path: str,
+                parse: Callable[[Mapping[str, Any]], GenerationRequest]
+                ) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """The answer to ``body`` (a request to ``path``): from the endpoint that serves its
+        model when TUNEGATE_UPSTREAMS names one, else generated here by llama.cpp (the
+        request checked by ``parse``)."""
         upstream = self.models.upstream(project_id, str(body.get("model")))
         if upstream is not None:
-            return self.models.forwarder.forward(upstream, "/completions", body)
-        request = completions.completion_request(body)
+            return self.models.forwarder.forward(upstream, path, body)
+        request = parse(body)
         return completions.run(self.pool, self.servable(project_id, request.model), request)
 
     def servable(self, project_id: str | None, model_id: str) -> ModelFiles:

@@ -28,11 +28,14 @@ class Models:
         self.forwarder = forwarder  # models of other endpoints (TUNEGATE_UPSTREAMS)
 
     def list(self, project_id: str | None) -> list[dict[str, Any]]:
-        bases = [m.to_api() for m in catalog.base_models(self.settings.base_models_dir)]
-        upstream = [upstream_model(name, upstream) for name, upstream in self.forwarder.models()
-                    if self.upstream(project_id, name) is upstream]
-        return (bases + [m.to_api() for m in self.store.list_models(project_id)]
-                + [former.to_api() for former in self.former_names(project_id)] + upstream)
+        local = ([m.to_api() for m in catalog.base_models(self.settings.base_models_dir)]
+                 + [m.to_api() for m in self.store.list_models(project_id)]
+                 + [former.to_api() for former in self.former_names(project_id)])
+        # An upstream's name is listed unless a local model listed above answers to it (what
+        # ``upstream`` asks the store, name by name, for a request).
+        taken = {model["id"] for model in local}
+        return local + [upstream_model(name, upstream) for name, upstream in self.forwarder.models()
+                        if name not in taken and self.configured_upstream(name) is not None]
 
     def get(self, project_id: str | None, model_id: str) -> dict[str, Any]:
         base = catalog.find_base_model(self.settings.base_models_dir, model_id)
@@ -44,7 +47,7 @@ class Models:
         former = self.former_name(project_id, model_id)
         if former is not None:
             return former.to_api()
-        upstream = self.upstream(project_id, model_id)
+        upstream = self.configured_upstream(model_id)  # no local model has the name: see above
         if upstream is None:
             raise no_such_model(model_id)
         return upstream_model(model_id, upstream)
@@ -54,11 +57,19 @@ class Models:
         upstream setting lists, unless a local model answers to it first (a base model, a
         fine-tuned model or its former name, or an alias TUNEGATE_MODEL_ALIASES names one
         by one; the default OpenAI aliases do not count)."""
-        upstream = self.forwarder.find(model_id)
-        if upstream is None or model_id in self.settings.named_aliases:
+        upstream = self.configured_upstream(model_id)
+        if upstream is None:
             return None
         resolved = self.resolve(project_id, model_id)
         return None if resolved.is_base or resolved.tuned is not None else upstream
+
+    def configured_upstream(self, model_id: str) -> Upstream | None:
+        """The upstream whose setting lists ``model_id``, unless an alias named one by one in
+        TUNEGATE_MODEL_ALIASES takes the name (whether a local model has it is the caller's
+        to know)."""
+        if model_id in self.settings.named_aliases:
+            return None
+        return self.forwarder.find(model_id)
 
     def tuned(self, project_id: str | None, model_id: str) -> FineTunedModel:
         tuned = self.store.get_model(project_id, model_id)

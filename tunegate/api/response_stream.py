@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tunegate.api.response_objects import finish, function_call_item, message_item, output_text
+from tunegate.domain.chat_chunks import join_tool_call
 
 Json = dict[str, Any]
 
@@ -100,17 +101,6 @@ class _Events:
                          item=copy.deepcopy(item))
 
 
-def _join(calls: dict[int, Json], delta: Mapping[str, Any]) -> None:
-    """Add a streamed tool-call delta (OpenAI's shape: id, name and empty arguments first,
-    then pieces of the arguments under the same ``index``) to the call it belongs to."""
-    function = delta.get("function") or {}
-    call = calls.setdefault(delta.get("index", len(calls)), {
-        "id": delta.get("id"), "type": "function", "function": {"name": "", "arguments": ""}})
-    call["id"] = call["id"] or delta.get("id")
-    call["function"]["name"] += function.get("name") or ""
-    call["function"]["arguments"] += function.get("arguments") or ""
-
-
 def events(response: Json, chunks: Iterator[Json]) -> Iterator[Json]:
     """The events of ``response`` (its skeleton, :func:`response_objects.skeleton`) made from
     ``chunks``, a chat completion stream with ``include_usage``. Closing this closes
@@ -130,7 +120,7 @@ def events(response: Json, chunks: Iterator[Json]) -> Iterator[Json]:
                 if delta.get("content"):
                     yield from made.text_delta(delta["content"])
                 for call in delta.get("tool_calls") or []:
-                    _join(calls, call)
+                    join_tool_call(calls, call)
                 if choice["finish_reason"] is not None:
                     for index in sorted(calls):  # every call is whole once the choice ends
                         yield from made.function_call(calls[index])

@@ -8,11 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tunegate.domain.stored_completions import (
-    StoredCompletion,
-    assemble,
-    check_update,
-)
+from tunegate.domain.chat_chunks import assemble
+from tunegate.domain.stored_completions import StoredCompletion, check_update
 from tunegate.errors import InvalidRequest, NotFound, clip
 from tunegate.store.base import Page, Store
 
@@ -49,11 +46,21 @@ class StoredCompletions:
             messages=[dict(message) for message in body["messages"]],
             tools=body.get("tools"), completion=dict(completion)))
 
-    def keeping(self, project_id: str, body: Mapping[str, Any], chunks: Iterator[Json],
-                client_wants_usage: bool) -> Iterator[Json]:
+    def kept(self, project_id: str, asked: Mapping[str, Any],
+             answer: Json | Iterator[Json]) -> Json | Iterator[Json]:
+        """``answer`` to the request ``asked``, as the client gets it, stored in the project
+        once whole: a whole answer at once, a stream once it has ended."""
+        if isinstance(answer, dict):
+            self.keep(project_id, asked, answer)
+            return answer
+        return self._keeping(project_id, asked, answer)
+
+    def _keeping(self, project_id: str, body: Mapping[str, Any],
+                 chunks: Iterator[Json]) -> Iterator[Json]:
         """``chunks`` passed on as they come (without the usage chunk the client did not ask
         for); once the stream has ended, the completion they add up to is stored. A stream
         that breaks off (the client gone, an error) stores nothing."""
+        client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         seen: list[Json] = []
         try:
             for chunk in chunks:

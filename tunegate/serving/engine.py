@@ -40,6 +40,7 @@ import httpx
 
 from tunegate.serving import binaries, process_logs, socket_folders
 from tunegate.serving.spawn import spawn
+from tunegate.serving.sse import sse_lines
 
 # llama.cpp draws a fresh random seed for this value (LLAMA_DEFAULT_SEED).
 RANDOM_SEED = 0xFFFFFFFF
@@ -309,7 +310,7 @@ class LlamaServer:
             with self._client.stream("POST", "/completion", json=body) as response:
                 if response.status_code != 200:
                     raise EngineError(_error_message(response.read().decode("utf-8", "replace")))
-                yield from _deltas(_sse_lines(response.iter_bytes()))
+                yield from _deltas(sse_lines(response.iter_bytes()))
         except httpx.TransportError as exc:
             raise self._failure(exc) from None
 
@@ -339,23 +340,6 @@ def _error_message(text: str) -> str:
         return str(error.get("message") or text)
     except (ValueError, AttributeError):
         return text
-
-
-def _sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """The lines of an event stream, split on line feeds only.
-
-    httpx's ``iter_lines`` splits like ``str.splitlines``, also on U+0085, U+2028, U+001C and
-    others, which llama.cpp writes raw inside its JSON strings (a prompt or an answer holding
-    one would cut an event in two, and the request would fail with a 500).
-    """
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
-    if pending:
-        yield pending.rstrip(b"\r").decode("utf-8", "replace")
 
 
 def _deltas(lines: Iterable[str]) -> Iterator[Delta]:

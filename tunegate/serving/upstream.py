@@ -6,7 +6,8 @@ The request body goes as the client sent it (less ``store`` and ``metadata``: tu
 the exchange itself), with the upstream's key read from the environment variable its setting
 names, at each request, and sent only to that upstream. The answer comes back as the upstream
 gave it, under an id of tunegate's (ids sort by time here: stored completions page by id); a
-stream is passed on event by event as the upstream sends them. The upstream's
+stream is passed on event by event as the upstream sends them (its lines split as
+llama.cpp's are, on line feeds only: tunegate.serving.sse). The upstream's
 refusals become tunegate's errors, in OpenAI's envelope: its 400 and 404 as ours, its 429 as
 ours with its ``Retry-After``, a refused key, a failure or no answer at all as 503 naming the
 upstream (never the key).
@@ -24,6 +25,7 @@ import httpx
 from tunegate import ids
 from tunegate.errors import InvalidRequest, NotFound, TooManyRequests, TunegateError, clip
 from tunegate.serving.completions import CHAT_ID, COMPLETION_ID
+from tunegate.serving.sse import sse_lines
 from tunegate.settings import Upstream
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ def _events(upstream: Upstream, response: httpx.Response) -> Generator[Json, Non
     """The objects of a server-sent event stream, up to ``[DONE]``; an error event, or a stream
     that breaks off, raises (the client gets it as an error event)."""
     try:
-        for line in response.iter_lines():
+        for line in sse_lines(response.iter_bytes()):
             if not line.startswith("data:"):
                 continue  # comments, event names, blank lines between events
             data = line[len("data:"):].strip()

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Row
 from tunegate.domain.stored_completions import StoredCompletion
 from tunegate.store import schema
 from tunegate.store.base import Page
-from tunegate.store.queries.common import SqlQueries, in_project, project_where
+from tunegate.store.queries.common import SqlQueries, in_project, project_where, select_by
 
 
 def as_stored_completion(row: Row[Any]) -> StoredCompletion:
@@ -34,9 +34,8 @@ class StoredCompletionQueries(SqlQueries):
 
     def get_stored_completion(self, project_id: str | None,
                               completion_id: str) -> StoredCompletion | None:
-        table = schema.stored_completions
-        rows = self._read(select(table).where(table.c.id == completion_id,
-                                              in_project(table, project_id)), {})
+        where = {"id": completion_id, **project_where(project_id)}
+        rows = self._read(select_by(schema.stored_completions, tuple(where)), where)
         return as_stored_completion(rows[0]) if rows else None
 
     def list_stored_completions(self, project_id: str | None, *, model: str | None,
