@@ -6,7 +6,6 @@ attempts got."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tunegate import ids
@@ -108,7 +107,7 @@ class Webhooks:
                           TEST_OBJECT[event_type.split(".")[0]], now())
         attempt = send(endpoint.url, endpoint.secret, ids.new_id(ids.WEBHOOK_MESSAGE), body,
                        timeout=self.settings.webhook_timeout, allowed=self.allowed,
-                       old_secret=endpoint.old_secret_at(time.time()))
+                       old_secret=endpoint.old_secret_at(now()))
         if attempt.status_code is None:
             raise InvalidRequest(f"The test event did not reach {clip(endpoint.url)}: "
                                  f"{attempt.error}", param="webhook_endpoint_id",
