@@ -18,7 +18,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -133,10 +133,11 @@ def checkpoints(through: int, at: int) -> list[dict[str, Any]]:
             for step in range(per_epoch, through + 1, per_epoch)]
 
 
-class JobTab:
-    """The job's page over ``api``, in a browser context of its own; script errors fail it."""
+class DashboardTab:
+    """The dashboard over ``api`` (a fake API: every request of the page is routed to it), in
+    a browser context of its own; a script error of the page fails ``close``."""
 
-    def __init__(self, browser: Any, api: FakeJobApi) -> None:
+    def __init__(self, browser: Any, api: Callable[[Any], None]) -> None:
         self.context = browser.new_context(viewport={"width": 1280, "height": 1000})
         self.context.route("**/*", api)
         self.page = self.context.new_page()
@@ -144,15 +145,24 @@ class JobTab:
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
 
-    def open(self, status: str) -> Any:
-        self.page.goto(f"{ORIGIN}/dashboard/#/jobs/{JOB_ID}")
-        self.page.wait_for_selector(f".job-view[data-status={status}]")
-        self.page.wait_for_selector("table.events tbody tr")
+    def goto(self, fragment: str) -> Any:
+        """The page at ``fragment`` (``#/…``)."""
+        self.page.goto(f"{ORIGIN}/dashboard/{fragment}")
         return self.page
 
     def close(self) -> None:
         self.context.close()
         assert not self.errors, self.errors
+
+
+class JobTab(DashboardTab):
+    """The job's page."""
+
+    def open(self, status: str) -> Any:
+        page = self.goto(f"#/jobs/{JOB_ID}")
+        page.wait_for_selector(f".job-view[data-status={status}]")
+        page.wait_for_selector("table.events tbody tr")
+        return page
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.test_dashboard_pages import ORIGIN, fulfill_json, list_page
+from tests.e2e.test_dashboard_pages import DashboardTab, fulfill_json, list_page
 from tunegate.api.dashboard import ASSETS, MEDIA_TYPES
 
 pytestmark = pytest.mark.e2e
@@ -114,29 +114,14 @@ class FakeWebhookApi:
             fulfill_json(route, found)
 
 
-
-
 def _error(message: str, param: str | None, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error", "param": param,
                       "code": code}}
 
 
-class Tab:
-    def __init__(self, browser: Any, api: FakeWebhookApi) -> None:
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.context.route("**/*", api)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(20_000)
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-
+class Tab(DashboardTab):
     def open(self) -> Any:
-        self.page.goto(f"{ORIGIN}/dashboard/#/webhooks")
-        return self.page
-
-    def close(self) -> None:
-        self.context.close()
-        assert not self.errors, self.errors
+        return self.goto("#/webhooks")
 
 
 @pytest.fixture

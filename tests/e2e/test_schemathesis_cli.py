@@ -30,7 +30,7 @@ import pytest
 
 from tests.conftest import VALIDATE_ONLY, Server, start_server, stop_server
 
-# The contract registers webhook endpoints at 127.0.0.1's discard port (tunegate.contract.rules).
+# The contract registers webhook endpoints at its own receiver on 127.0.0.1 (tunegate.contract.hooks).
 CHECKED = {**VALIDATE_ONLY, "TUNEGATE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32"}
 
 pytestmark = pytest.mark.e2e

@@ -17,6 +17,7 @@ from tunegate.domain.webhook_sender import check_url, parse_networks
 from tunegate.domain.webhooks import (
     EVENT_TYPES,
     LONGEST_WAIT,
+    ROTATION_OVERLAP,
     EndpointChange,
     WebhookEndpoint,
     check_event_types,
@@ -148,3 +149,14 @@ def test_an_old_secret_signs_only_until_its_time() -> None:
     assert kept.old_secret_at(999.5) == "whsec_old"
     assert kept.old_secret_at(1000) is None
     assert endpoint().old_secret_at(0) is None
+
+
+def test_a_rotation_keeps_the_old_secret_for_the_overlap_only_when_asked() -> None:
+    before = endpoint()
+    kept = before.rotated("whsec_new", 200, keep_old=True)
+    assert (kept.secret, kept.updated_at) == ("whsec_new", 200)
+    assert (kept.previous_secret, kept.previous_secret_until) == (before.secret,
+                                                                  200 + ROTATION_OVERLAP)
+    dropped = before.rotated("whsec_new", 200, keep_old=False)
+    assert (dropped.previous_secret, dropped.previous_secret_until) == (None, None)
+    assert dropped.old_secret_at(200) is None

@@ -6,15 +6,12 @@ attempts got."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
 from typing import Any
 
 from tunegate import ids
 from tunegate.domain.jobs import now
 from tunegate.domain.webhook_sender import check_url, parse_networks, send
 from tunegate.domain.webhooks import (
-    ROTATION_OVERLAP,
     Delivery,
     EndpointChange,
     WebhookEndpoint,
@@ -90,11 +87,7 @@ class Webhooks:
                       keep_old: bool) -> WebhookEndpoint:
         """Give the endpoint a new secret (returned, to be shown once); with ``keep_old`` the
         current one keeps signing beside it for ``ROTATION_OVERLAP`` seconds."""
-        endpoint = self.get(project_id, endpoint_id)
-        at = now()
-        rotated = replace(endpoint, secret=new_secret(), updated_at=at,
-                          previous_secret=endpoint.secret if keep_old else None,
-                          previous_secret_until=at + ROTATION_OVERLAP if keep_old else None)
+        rotated = self.get(project_id, endpoint_id).rotated(new_secret(), now(), keep_old=keep_old)
         if not self.store.rotate_webhook_secret(rotated):
             self.get(project_id, endpoint_id)  # removed meanwhile: the 404
         return rotated
@@ -114,7 +107,7 @@ class Webhooks:
                           TEST_OBJECT[event_type.split(".")[0]], now())
         attempt = send(endpoint.url, endpoint.secret, ids.new_id(ids.WEBHOOK_MESSAGE), body,
                        timeout=self.settings.webhook_timeout, allowed=self.allowed,
-                       old_secret=endpoint.old_secret_at(time.time()))
+                       old_secret=endpoint.old_secret_at(now()))
         if attempt.status_code is None:
             raise InvalidRequest(f"The test event did not reach {clip(endpoint.url)}: "
                                  f"{attempt.error}", param="webhook_endpoint_id",

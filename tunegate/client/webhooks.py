@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from openai import OpenAI
+    from openai.types.webhooks.webhook_endpoint import WebhookEndpoint
 
 # tunegate/domain/webhooks.py EVENT_TYPES (the client imports nothing of the server's).
 EVENT_TYPES = ("fine_tuning.job.succeeded", "fine_tuning.job.failed",
@@ -34,41 +35,59 @@ def add_arguments(commands: Any, connection: argparse.ArgumentParser) -> None:
                     "printed this once: give it to the receiver's client.webhooks.unwrap().")
     # Not dest "url": that is the server's (--url).
     add.add_argument("endpoint_url", metavar="URL", help="http(s) URL the events are POSTed to")
-    add.add_argument("--events", nargs="+", choices=EVENT_TYPES, default=list(JOB_ENDS),
-                     metavar="EVENT", help="event types, of: " + ", ".join(EVENT_TYPES))
+    _events_argument(add, "event types", default=list(JOB_ENDS))
     add.add_argument("--name", help="a name to tell endpoints apart (default: the URL)")
     add.add_argument("--secret", help="sign with this whsec_… secret instead of a new one")
     actions.add_parser("list", parents=[connection], help="the project's endpoints")
-    change = actions.add_parser(
-        "update", parents=[connection], help="change an endpoint's URL, name, events or status",
+    change = _endpoint_command(
+        actions, connection, "update", "change an endpoint's URL, name, events or status",
         description="Change what is given and keep the rest. --disable stops the endpoint (its "
                     "waiting deliveries are given up); --enable takes it back, one disabled "
                     "for failing too.")
-    change.add_argument("endpoint_id", metavar="ID", help="the endpoint's id (we_…)")
     change.add_argument("--endpoint-url", metavar="URL", help="a new http(s) URL")
     change.add_argument("--name", help="a new name")
-    change.add_argument("--events", nargs="+", choices=EVENT_TYPES, metavar="EVENT",
-                        help="the new set of event types, of: " + ", ".join(EVENT_TYPES))
+    _events_argument(change, "the new set of event types")
     status = change.add_mutually_exclusive_group()
     status.add_argument("--enable", dest="status", action="store_const", const="enabled",
                         help="send it events again")
     status.add_argument("--disable", dest="status", action="store_const", const="disabled",
                         help="stop sending it events")
-    rotate = actions.add_parser(
-        "rotate-secret", parents=[connection], help="give an endpoint a new signing secret; "
-        "prints it once", description="Make a new whsec_… secret for the endpoint and print "
-        "it this once. Events are signed with it from now on; with --keep-old, with the old "
-        "one too for 24 hours, while the receiver is given the new one.")
-    rotate.add_argument("endpoint_id", metavar="ID", help="the endpoint's id (we_…)")
+    rotate = _endpoint_command(
+        actions, connection, "rotate-secret",
+        "give an endpoint a new signing secret; prints it once",
+        description="Make a new whsec_… secret for the endpoint and print it this once. Events "
+                    "are signed with it from now on; with --keep-old, with the old one too for "
+                    "24 hours, while the receiver is given the new one.")
     rotate.add_argument("--keep-old", action="store_true",
                         help="keep signing with the old secret too for 24 hours")
-    for action, text in (("remove", "remove an endpoint (its pending deliveries with it)"),
-                         ("test", "send one sample event now and show the answer's status"),
-                         ("deliveries", "an endpoint's deliveries: status, attempts, next try")):
-        command = actions.add_parser(action, parents=[connection], help=text)
-        command.add_argument("endpoint_id", metavar="ID", help="the endpoint's id (we_…)")
-    actions.choices["test"].add_argument("--event", choices=EVENT_TYPES, default=JOB_ENDS[0],
-                                         help="the sample's event type")
+    _endpoint_command(actions, connection, "remove",
+                      "remove an endpoint (its pending deliveries with it)")
+    test = _endpoint_command(actions, connection, "test",
+                             "send one sample event now and show the answer's status")
+    test.add_argument("--event", choices=EVENT_TYPES, default=JOB_ENDS[0],
+                      help="the sample's event type")
+    _endpoint_command(actions, connection, "deliveries",
+                      "an endpoint's deliveries: status, attempts, next try")
+
+
+def _endpoint_command(actions: Any, connection: argparse.ArgumentParser, name: str, text: str,
+                      description: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand acting on one endpoint: its ``ID`` first."""
+    command: argparse.ArgumentParser = actions.add_parser(
+        name, parents=[connection], help=text, description=description)
+    command.add_argument("endpoint_id", metavar="ID", help="the endpoint's id (we_…)")
+    return command
+
+
+def _events_argument(command: argparse.ArgumentParser, what: str, **default: Any) -> None:
+    command.add_argument("--events", nargs="+", choices=EVENT_TYPES, metavar="EVENT",
+                         help=f"{what}, of: " + ", ".join(EVENT_TYPES), **default)
+
+
+def _endpoint_line(endpoint: WebhookEndpoint) -> str:
+    """An endpoint as ``list`` and ``update`` print it: id, status (tunegate's), URL, events."""
+    status = (endpoint.model_extra or {}).get("status", "enabled")
+    return f"{endpoint.id}  {status:8}  {endpoint.url}  {','.join(endpoint.event_types)}"
 
 
 def _update(args: argparse.Namespace, client: OpenAI, terminal: Says) -> int:
@@ -84,9 +103,8 @@ def _update(args: argparse.Namespace, client: OpenAI, terminal: Says) -> int:
                           "or --disable")
         return 2
     extra = {"status": args.status} if args.status else None  # tunegate's field
-    endpoint = client.webhooks.update(args.endpoint_id, extra_body=extra, **changes)
-    status = (endpoint.model_extra or {}).get("status", "enabled")
-    terminal.say(f"{endpoint.id}  {status:8}  {endpoint.url}  {','.join(endpoint.event_types)}")
+    terminal.say(_endpoint_line(client.webhooks.update(args.endpoint_id, extra_body=extra,
+                                                       **changes)))
     return 0
 
 
@@ -116,9 +134,7 @@ def run_webhooks(args: argparse.Namespace, client: OpenAI, terminal: Says) -> in
                              else "one no longer signs)"))
     elif action == "list":
         for endpoint in client.webhooks.list():
-            extra = endpoint.model_extra or {}
-            terminal.say(f"{endpoint.id}  {extra.get('status', 'enabled'):8}  {endpoint.url}  "
-                         f"{','.join(endpoint.event_types)}")
+            terminal.say(_endpoint_line(endpoint))
     elif action == "remove":
         client.webhooks.delete(args.endpoint_id)
         terminal.say(f"{args.endpoint_id} removed")

@@ -8,7 +8,8 @@ The rules need two things from the server, read over HTTP with the run's own hea
 uploaded ``fine-tune`` file for the jobs to name (uploaded on first use, and again should the
 run have deleted it), and a fresh one-part upload for each completion it sends. That file
 holds a single example, so each job the run creates fails its validation at once and nothing
-trains.
+trains. The webhook endpoints the run registers point at a receiver the hooks start on
+127.0.0.1 (it answers every delivery 200).
 
 A server with keys limits each key's request rate: its ``429`` says in ``Retry-After`` when to
 ask again, and these requests wait that long instead of failing the run (schemathesis' own
@@ -17,6 +18,7 @@ requests are paced by its ``--rate-limit``).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -121,16 +123,12 @@ class _Accepting(BaseHTTPRequestHandler):
         pass
 
 
-_RECEIVER: list[str] = []
-
-
+@functools.cache
 def _receiver_url() -> str:
     """The run's webhook receiver on 127.0.0.1, started on first use (a daemon thread)."""
-    if not _RECEIVER:
-        receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Accepting)
-        threading.Thread(target=receiver.serve_forever, daemon=True).start()
-        _RECEIVER.append(f"http://127.0.0.1:{receiver.server_address[1]}/tunegate-contract")
-    return _RECEIVER[0]
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Accepting)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{receiver.server_address[1]}/tunegate-contract"
 
 
 def _server(case: Any) -> Server:

@@ -52,13 +52,9 @@ async function listEndpoints(rows, note, details, shown, signal, refresh, secret
     rows.replaceChildren(...page.data.map((endpoint, index) =>
       endpointRow(endpoint, deliveries[index], shown, details, refresh, secretBox)));
     note.textContent = page.data.length ? "" : "No endpoints yet: add one above.";
-    const listed = page.data.find((endpoint) => endpoint.id === shown.endpointId);
-    if (listed) {
-      const index = page.data.indexOf(listed);
-      details.replaceChildren(deliveriesCard(listed, deliveries[index]));
-    } else {
-      details.replaceChildren();
-    }
+    const listed = page.data.findIndex((endpoint) => endpoint.id === shown.endpointId);
+    if (listed >= 0) details.replaceChildren(deliveriesCard(page.data[listed], deliveries[listed]));
+    else details.replaceChildren();
   } catch (error) {
     if (!signal.aborted) note.replaceChildren(errorBox(`Could not list endpoints: ${error.message}`));
   }
@@ -78,17 +74,19 @@ function answerOf(delivery) {
   return delivery.last_error || (delivery.attempts ? "no answer" : "not tried yet");
 }
 
-/** A row button that POSTs `path` with `json` after `question` (if any) is answered yes. */
-function actionButton(label, className, title, question, path, json, done) {
+/** A row button that sends `init` to `path` once `question` (if any) is answered yes, then
+ * calls `done` with the answer; a refusal shows `failure` (default: "<label> failed") beside it. */
+function actionButton({ label, className, title, question = null, path, init, done,
+                        failure = `${label} failed` }) {
   const button = h("button", { type: "button", class: `small ${className}`, title }, label);
   button.addEventListener("click", async () => {
     if (question && !window.confirm(question)) return;
     button.disabled = true;
     try {
-      await done(await request(path, { method: "POST", json }));
+      await done(await request(path, init));
     } catch (error) {
       button.disabled = false;
-      button.after(errorBox(`${label} failed: ${error.message}`));
+      button.after(errorBox(`${failure}: ${error.message}`));
     }
   });
   return button;
@@ -101,20 +99,14 @@ function endpointRow(endpoint, deliveries, shown, details, refresh, secretBox) {
         answerOf(last)), h("br"), h("small", { class: "muted" },
         `${last.event_type} · ${when(last.last_attempt_at || last.created_at)}`))
     : deliveries === null ? h("span", { class: "error-text" }, "could not read") : "none yet";
-  const remove = h("button", { type: "button", class: "small action-cancel remove-endpoint",
-    title: "Remove this endpoint; its waiting deliveries are not sent" }, "Remove");
-  remove.addEventListener("click", async () => {
-    if (!window.confirm(`Remove ${endpoint.url}? Its waiting deliveries are not sent.`)) return;
-    remove.disabled = true;
-    try {
-      await request(`/webhook_endpoints/${endpoint.id}`, { method: "DELETE" });
+  const remove = actionButton({ label: "Remove", className: "action-cancel remove-endpoint",
+    title: "Remove this endpoint; its waiting deliveries are not sent",
+    question: `Remove ${endpoint.url}? Its waiting deliveries are not sent.`,
+    path: `/webhook_endpoints/${endpoint.id}`, init: { method: "DELETE" },
+    failure: "Could not remove it", done: async () => {
       if (shown.endpointId === endpoint.id) shown.endpointId = null;
       await refresh();
-    } catch (error) {
-      remove.disabled = false;
-      remove.after(errorBox(`Could not remove it: ${error.message}`));
-    }
-  });
+    } });
   const show = h("button", { type: "button", class: "small show-deliveries" }, "Deliveries");
   show.addEventListener("click", () => {
     shown.endpointId = endpoint.id;
@@ -122,19 +114,21 @@ function endpointRow(endpoint, deliveries, shown, details, refresh, secretBox) {
     details.scrollIntoView({ block: "nearest" });
   });
   const enabled = endpoint.status === "enabled";
-  const toggle = actionButton(enabled ? "Disable" : "Enable", "toggle-endpoint",
-    enabled ? "Send it no events; its waiting deliveries are given up" : "Send it events again",
-    null, `/webhook_endpoints/${endpoint.id}`,
-    { status: enabled ? "disabled" : "enabled" }, refresh);
-  const rotate = actionButton("Rotate secret", "rotate-secret",
-    "A new signing secret; the old one keeps signing beside it for 24 hours",
-    `Give ${endpoint.url} a new signing secret? The old one keeps signing for 24 hours.`,
-    `/webhook_endpoints/${endpoint.id}/rotate_secret`,
-    { keep_old_secret_active_for_24_hours: true }, async (rotated) => {
+  const toggle = actionButton({ label: enabled ? "Disable" : "Enable",
+    className: "toggle-endpoint",
+    title: enabled ? "Send it no events; its waiting deliveries are given up" : "Send it events again",
+    path: `/webhook_endpoints/${endpoint.id}`,
+    init: { method: "POST", json: { status: enabled ? "disabled" : "enabled" } }, done: refresh });
+  const rotate = actionButton({ label: "Rotate secret", className: "rotate-secret",
+    title: "A new signing secret; the old one keeps signing beside it for 24 hours",
+    question: `Give ${endpoint.url} a new signing secret? The old one keeps signing for 24 hours.`,
+    path: `/webhook_endpoints/${endpoint.id}/rotate_secret`,
+    init: { method: "POST", json: { keep_old_secret_active_for_24_hours: true } },
+    done: async (rotated) => {
       secretBox.replaceChildren(secretNotice(rotated, "has a new secret (the old one signs too for 24 hours)"));
       secretBox.scrollIntoView({ block: "nearest" });
       await refresh();
-    });
+    } });
   return h("tr", { dataset: { endpointId: endpoint.id, status: endpoint.status } },
     h("td", {}, h("strong", {}, endpoint.name), h("br"),
       h("span", { class: "model-name endpoint-url" }, endpoint.url), h("br"),

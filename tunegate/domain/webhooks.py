@@ -187,6 +187,13 @@ class WebhookEndpoint:
             disabled_at=disabled_at, failing_since=failing_since)
         return None if updated == self else replace(updated, updated_at=at)
 
+    def rotated(self, secret: str, at: int, *, keep_old: bool) -> WebhookEndpoint:
+        """This endpoint signing with ``secret`` from ``at``; with ``keep_old`` the current
+        secret keeps signing beside it for ``ROTATION_OVERLAP`` seconds."""
+        return replace(self, secret=secret, updated_at=at,
+                       previous_secret=self.secret if keep_old else None,
+                       previous_secret_until=at + ROTATION_OVERLAP if keep_old else None)
+
     def to_api(self, *, with_secret: bool = False) -> dict[str, Any]:
         """OpenAI's ``webhook_endpoint``; the secret itself only when created or rotated.
         ``status`` and ``disabled_at`` are tunegate's: an endpoint failing for days is
