@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.e2e.test_dashboard_pages import BASE, JOB_ID, ORIGIN, TUNED, fulfill_json, job
+from tests.e2e.test_dashboard_pages import BASE, JOB_ID, ORIGIN, TUNED, DashboardTab, fulfill_json, job
 from tunegate.api.dashboard import ASSETS, MEDIA_TYPES
 from tunegate.client.job_eval import default_criterion, validation_items
 
@@ -193,22 +193,11 @@ def _page(data: list[dict[str, Any]]) -> dict[str, Any]:
             "first_id": data[0]["id"] if data else "", "last_id": data[-1]["id"] if data else ""}
 
 
-class Tab:
-    def __init__(self, browser: Any, api: FakeEvalApi) -> None:
-        self.context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        self.context.route("**/*", api)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(20_000)
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+class Tab(DashboardTab):
+    """The evals pages."""
 
     def open(self, fragment: str) -> Any:
-        self.page.goto(f"{ORIGIN}/dashboard/{fragment}")
-        return self.page
-
-    def close(self) -> None:
-        self.context.close()
-        assert not self.errors, self.errors
+        return self.goto(fragment)
 
 
 @pytest.fixture
