@@ -3,8 +3,11 @@ in the models folder of a real server, fine-tuned through the official SDK on pr
 data, answering the made-up fact through ``/v1/completions`` where the base does not. Beside it,
 a file of an architecture tunegate cannot export or serve answers the documented 400.
 
-Kept short for CI on 2 cores: 16 short examples, sequences of at most 32 tokens, 3 epochs of
-batch 4 (12 steps), and a converted-model cache shared with the session's other e2e modules.
+Kept short for CI on 2 cores: 48 short examples, sequences of at most 32 tokens, one epoch of
+batch 4 (12 steps: the made-up facts share one pattern, learnt in the first few), and a
+converted-model cache shared with the session's other e2e modules. One epoch, not three of 16
+examples: each epoch's checkpoint is exported to GGUF, and each export reads the Gemma GGUF's
+header (its 262k-token vocabulary: about 8 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -58,9 +61,9 @@ def test_gemma_trains_and_answers_the_fact_the_base_does_not(client: OpenAI,
     listed = {model.id for model in client.models.list()}
     assert GEMMA_ID in listed and "snake-1m" not in listed
     job = client.fine_tuning.jobs.create(
-        model=GEMMA_ID, training_file=sdk_upload(client, fact_lines(16)).id, suffix="gemma",
+        model=GEMMA_ID, training_file=sdk_upload(client, fact_lines(48)).id, suffix="gemma",
         seed=5, method={"type": "supervised", "supervised": {"hyperparameters": {
-            "n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 2}}})
+            "n_epochs": 1, "batch_size": 4, "learning_rate_multiplier": 2}}})
     done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", (done.error, gemma_server.log()[-3000:])
     name = f"ft:{GEMMA_ID}:org-local:gemma:{job.id[-8:]}"

@@ -11,6 +11,7 @@ from typing import Any
 import openai
 import pytest
 from openai import OpenAI
+from openai.types.fine_tuning.alpha import GraderRunResponse
 
 from tests.servers import Server, sdk_client, start_server, stop_server
 from tunegate.domain import catalog
@@ -101,24 +102,34 @@ def test_validate_and_a_bad_grader(client: OpenAI) -> None:
     assert raised.value.body["param"] == "grader.operation"  # type: ignore[index]
 
 
-def test_score_model_with_the_embedded_model(client: OpenAI) -> None:
+def test_score_model_with_the_embedded_model(server: Server) -> None:
     """SmolLM2-135M is a weak judge: the grade only has to be a number in the range, or a
-    flagged parse error (an answer cut by the token limit), with real token counts."""
+    flagged parse error (an answer cut by the token limit), with real token counts.
+
+    One grading (the grader model's answer is the slow part), read as both clients read it:
+    the strict client's own parse of the response, and the loose client's (the SDK's
+    ``model_construct``, what a client without validation builds from the same body)."""
     grader = {"type": "score_model", "name": "judge", "model": catalog.EMBEDDED_MODEL_ID,
               "range": [0, 10],
               "sampling_params": {"temperature": 0, "seed": 1, "max_completions_tokens": 96},
               "input": [{"role": "system", "content": "Rate the answer from 0 to 10."},
                         {"role": "user", "content": "Question: What is the capital of France?"
                                                     "\nAnswer: {{sample.output_text}}"}]}
-    result = run(client, grader, "Paris", {})
-    errors = result.metadata.errors
-    assert 0 <= result.reward <= 10
-    assert errors.api_model_grader_server_error is False, errors
-    if errors.api_model_grader_parse_error:
-        assert result.reward == 0
-    usage: Any = result.api_model_grader_token_usage_per_model[catalog.EMBEDDED_MODEL_ID]
-    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
-    assert result.metadata.token_usage == usage["total_tokens"]
+    strict = sdk_client(server, api_key="local", max_retries=0, timeout=300,
+                        _strict_response_validation=True)
+    raw = strict.fine_tuning.alpha.graders.with_raw_response.run(
+        grader=grader, model_sample="Paris", item={})  # type: ignore[arg-type]
+    read_strictly = raw.parse()
+    read_loosely = GraderRunResponse.model_construct(**raw.http_response.json())
+    for result in (read_loosely, read_strictly):
+        errors = result.metadata.errors
+        assert 0 <= result.reward <= 10
+        assert errors.api_model_grader_server_error is False, errors
+        if errors.api_model_grader_parse_error:
+            assert result.reward == 0
+        usage: Any = result.api_model_grader_token_usage_per_model[catalog.EMBEDDED_MODEL_ID]
+        assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+        assert result.metadata.token_usage == usage["total_tokens"]
 
 
 def test_a_grader_model_that_does_not_exist_is_refused(client: OpenAI) -> None:
