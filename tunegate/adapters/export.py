@@ -132,37 +132,36 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _read_base(path: Path) -> _Base:
-    """Read architecture, head counts and tensor shapes from the base model's GGUF."""
+    """Read architecture, head counts and tensor shapes from the base model's GGUF header."""
     try:
-        reader = gguf.GGUFReader(path)
-    except (OSError, ValueError) as exc:
+        header = architectures.read_gguf_header(path)
+    except architectures.UnsupportedArchitecture as exc:
         raise ExportError(f"cannot read base GGUF {path}: {exc}") from exc
-
-    def field(key: str) -> Any:
-        f = reader.get_field(key)
-        return None if f is None else f.contents()
-
-    arch = field(gguf.Keys.General.ARCHITECTURE)
+    values = header.values
+    arch = values.get(gguf.Keys.General.ARCHITECTURE)
     row = architectures.by_gguf_arch(str(arch))
     if row is None:
         raise ExportError(
             f"base architecture {arch!r} is not supported for LoRA export "
             f"(supported: {architectures.supported_families()})"
         )
-    n_layer = field(gguf.Keys.LLM.BLOCK_COUNT.format(arch=arch))
-    n_head = field(gguf.Keys.Attention.HEAD_COUNT.format(arch=arch))
+    head_keys = (gguf.Keys.Attention.HEAD_COUNT.format(arch=arch),
+                 gguf.Keys.Attention.HEAD_COUNT_KV.format(arch=arch))
+    if any(key in header.array_lengths for key in head_keys):
+        raise ExportError(f"base GGUF {path} has per-layer head counts, which are not supported")
+    n_layer = values.get(gguf.Keys.LLM.BLOCK_COUNT.format(arch=arch))
+    n_head = values.get(head_keys[0])
     if not n_layer or not n_head:
         raise ExportError(f"base GGUF {path} lacks block_count or head_count metadata")
-    n_head_kv = field(gguf.Keys.Attention.HEAD_COUNT_KV.format(arch=arch)) or n_head
-    if isinstance(n_head, list) or isinstance(n_head_kv, list):
-        raise ExportError(f"base GGUF {path} has per-layer head counts, which are not supported")
+    n_head_kv = values.get(head_keys[1]) or n_head
     model_arch = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
+    name = values.get(gguf.Keys.General.NAME)
     return _Base(
-        arch=arch,
+        arch=str(arch),
         rope_permuted=dict(row.rope_permuted),
-        name=field(gguf.Keys.General.NAME),
+        name=None if name is None else str(name),
         head_counts={"n_head": int(n_head), "n_head_kv": int(n_head_kv)},
-        tensor_shapes={t.name: tuple(int(d) for d in t.shape) for t in reader.tensors},
+        tensor_shapes={name: tensor.shape for name, tensor in header.tensors.items()},
         name_map=gguf.get_tensor_name_map(model_arch, int(n_layer)),
     )
 

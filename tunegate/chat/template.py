@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -50,14 +49,6 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
 
 def _raise(message: str) -> None:
     raise ValueError(message)  # what a template's raise_exception() means: it refuses
-
-
-def read_chat_template(gguf_path: Path) -> str | None:
-    """The chat template stored in a GGUF file, or None (reads the header only)."""
-    import gguf  # numpy only; the file is memory-mapped, its tensors are not read
-
-    field = gguf.GGUFReader(str(gguf_path)).get_field(TEMPLATE_KEY)
-    return None if field is None else str(field.contents())
 
 
 def compile_template(source: str) -> jinja2.Template:

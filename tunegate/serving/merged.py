@@ -38,6 +38,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from tunegate.domain.architectures import read_gguf_header
 from tunegate.serving import binaries
 
 QUANT = "Q8_0"
@@ -203,9 +204,7 @@ def _no_space(needed: int, free: int) -> str:
 
 def _weights(base: Path) -> int:
     """How many weights the base model has (from its GGUF header)."""
-    import gguf  # numpy only; reads the header
-
-    return sum(int(tensor.n_elements) for tensor in gguf.GGUFReader(str(base)).tensors)
+    return read_gguf_header(base).n_weights
 
 
 # Tensors LoRA never adapts (tunegate.training.lora): merging copies them from the base as they
@@ -215,10 +214,10 @@ _UNADAPTED = {"token_embd.weight": "--token-embedding-type", "output.weight": "-
 
 
 def _keep_unadapted(base: Path) -> list[str]:
-    import gguf  # numpy only; reads the header
+    import gguf  # numpy only: the names of ggml's types
 
-    types = {tensor.name: tensor.tensor_type.name for tensor in gguf.GGUFReader(str(base)).tensors
-             if tensor.name in _UNADAPTED}
+    types = {name: gguf.GGMLQuantizationType(tensor.type_id).name
+             for name, tensor in read_gguf_header(base).tensors.items() if name in _UNADAPTED}
     return [arg for name, kind in types.items() for arg in (_UNADAPTED[name], kind)]
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import Any
 
-from tunegate.chat.template import ChatTemplate, TemplateError, read_chat_template
+from tunegate.chat.template import TEMPLATE_KEY, ChatTemplate, TemplateError
+from tunegate.domain.architectures import read_gguf_header
 from tunegate.serving.engine import Delta, EngineConfig, EngineStartError, LlamaServer, Sampling
 from tunegate.serving.merged import MergedModels, MergeError, MergeNoSpace
 from tunegate.serving.pool import ModelFiles, ModelLoadError, ModelNoSpace
@@ -102,7 +104,7 @@ class ModelLoader:
         try:
             if adapter is not None and self.merged is not None:
                 model, adapter = self.merged.merged(files.base, adapter), None
-            return ServedModel(LlamaServer(model, adapter, self.config), read_chat_template(model))
+            return ServedModel(LlamaServer(model, adapter, self.config), _chat_template(model))
         except MergeNoSpace as exc:
             raise ModelNoSpace(str(exc)) from exc
         except MergeError as exc:
@@ -110,3 +112,9 @@ class ModelLoader:
             raise ModelLoadError(f"{exc} (the server log has llama.cpp's output)") from exc
         except EngineStartError as exc:
             raise ModelLoadError(str(exc)) from exc
+
+
+def _chat_template(gguf_path: Path) -> str | None:
+    """The chat template stored in a GGUF file, or None (read from its header alone)."""
+    template = read_gguf_header(gguf_path).values.get(TEMPLATE_KEY)
+    return None if template is None else str(template)
