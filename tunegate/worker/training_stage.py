@@ -205,12 +205,8 @@ class TrainingStage:
         tokens = memory_plan.tokens_to_train(self.settings, model.ref,
                                              self.service.storage.path(job.training_file),
                                              job.method)
-        seconds = (memory_plan.training_seconds(self.settings, planned.shape, tokens)
-                   if tokens else None)
-        changes: dict[str, object] | None = (
-            {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
-        self._progress(job, [job_event(job.id, memory_plan.describe(planned.memory, tokens,
-                                                                    seconds))], changes)
+        said, changes = memory_plan.announcement(self.settings, planned, tokens)
+        self._progress(job, [job_event(job.id, said)], changes)
 
     def _record_speed(self, n_params: int, wall_seconds: float) -> None:
         """Keep the speed of a run trained from its start to its end by this worker, for the
