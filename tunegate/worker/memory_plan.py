@@ -104,9 +104,8 @@ def tokens_of(tally: LengthTally, method: Method) -> int:
 def training_seconds(settings: Settings, shape: ModelShape, tokens: int) -> float:
     """How long the run takes on this machine: its tokens at the speed measured for the
     nearest base size, plus that run's seconds outside its steps."""
-    weight_bytes = shape.n_params * estimate.DTYPE_BYTES["bfloat16"]
     speed = (train_speed.measured(settings.data_dir, shape.n_params)
-             or train_speed.default(shape.n_params, weight_bytes))
+             or train_speed.default(shape.n_params))
     return speed.overhead_seconds + estimate.estimate_seconds(shape, tokens, speed.flops)
 
 

@@ -24,7 +24,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunegate.training.estimate import FLOPS_PER_PARAM_TOKEN
+from tunegate.training.estimate import DTYPE_BYTES, FLOPS_PER_PARAM_TOKEN
 
 log = logging.getLogger("tunegate.train_speed")
 
@@ -47,7 +47,9 @@ class Speed:
     overhead_seconds: float  # the rest of the run: start-up, conversion, export
 
 
-def default(n_params: int, weight_bytes: int) -> Speed:
+def default(n_params: int) -> Speed:
+    """The speed assumed before any run of this host is measured (its base read in bfloat16)."""
+    weight_bytes = n_params * DTYPE_BYTES["bfloat16"]
     return Speed(n_params, DEFAULT_FLOPS,
                  DEFAULT_START_SECONDS + weight_bytes / DEFAULT_LOAD_BYTES_PER_SECOND)
 
