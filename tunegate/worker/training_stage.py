@@ -421,16 +421,16 @@ class TrainingStage:
                                   checkpoint_model_name(self._model_name(job, model),
                                                         metrics.step), metrics.samples)
         changes: dict[str, object] = {"trained_tokens": metrics.trained_tokens}
-        if metrics.tokens_per_second is not None:
-            self.step_rates.append(metrics.tokens_per_second)
-        self.trained_tokens = metrics.trained_tokens
         if metrics.estimated_finish_seconds is not None:
             changes["estimated_finish"] = now() + int(metrics.estimated_finish_seconds)
         recorded = self._progress(job, [job_event(job.id, step_message(metrics),
                                                   type="metrics", data=event_data(metrics))],
                                   changes)
-        if recorded:
+        if recorded:  # once: a step refused here is offered again (_record_held)
             self.recorded_through = metrics.step
+            if metrics.tokens_per_second is not None:
+                self.step_rates.append(metrics.tokens_per_second)
+            self.trained_tokens = metrics.trained_tokens
         return recorded
 
     def _record_checkpoint(self, job: FineTuningJob, model: ResolvedModel,
