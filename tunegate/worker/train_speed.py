@@ -59,11 +59,15 @@ def _path(data_dir: Path) -> Path:
 
 
 def _read(data_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Each host's records; a host's entry that is not an object (a file of another version,
+    or edited by hand) is left out, to be replaced by that host's next record."""
     try:
         data = json.loads(_path(data_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {host: records for host, records in data.items() if isinstance(records, dict)}
 
 
 def measured(data_dir: Path, n_params: int) -> Speed | None:
