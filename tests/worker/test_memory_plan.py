@@ -167,6 +167,13 @@ def test_a_queued_job_shows_its_estimated_finish_and_its_start_refines_it(
     epochs = auto_n_epochs(12)  # the job's "auto", for its 12 short chats
     assert tokens % epochs == 0 and 12 * epochs * 5 < tokens < 12 * epochs * 500, tokens
 
+    # The start plans again, from then, at the speed recorded then: an hour's overhead seeded
+    # here moves its estimate past the validation's (which alone would pass the check below).
+    shape = base_shape(catalog.embedded_gguf())  # type: ignore[arg-type]
+    assert shape is not None
+    train_speed.record(service.settings.data_dir,
+                       train_speed.Speed(shape.n_params, 1e9, overhead_seconds=3600.0))
+    starting = int(time.time())
     started: list[int | None] = []
 
     def look(spec: TrainingSpec, work_dir: Path) -> Outcome:
@@ -180,9 +187,9 @@ def test_a_queued_job_shows_its_estimated_finish_and_its_start_refines_it(
                                                      messages=steps).executor()).run_once()
     [finish] = started
     assert finish is not None and finish >= queued.estimated_finish
+    assert finish >= starting + 3600
     assert service.jobs.get("default", job_id).status is JobStatus.SUCCEEDED
-    shape = base_shape(catalog.embedded_gguf())  # type: ignore[arg-type]
-    assert shape is not None
+    # The run's own speed replaced the seeded record of its size.
     speed = train_speed.measured(service.settings.data_dir, shape.n_params)
     assert speed is not None and speed.flops == pytest.approx(4 * shape.n_params * 20.0, rel=0.01)
 

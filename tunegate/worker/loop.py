@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from tunegate import logs
 from tunegate.domain.datasets import MIN_TRAINING_EXAMPLES, DatasetError, validate_dataset
-from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event, now
+from tunegate.domain.jobs import EventLevel, FineTuningJob, JobError, JobStatus, job_event
 from tunegate.errors import Conflict
 from tunegate.graders.endpoint import EndpointModels
 from tunegate.store.base import OwnedJob
@@ -287,12 +287,9 @@ class Worker:
                               changes={"error": JobError(memory_plan.INSUFFICIENT_MEMORY,
                                                          message, None)})
         tokens = memory_plan.tokens_of(tally, job.method) if tally is not None else None
-        seconds = (memory_plan.training_seconds(self.settings, planned.shape, tokens)
-                   if tokens else None)
-        changes: dict[str, object] | None = (
-            {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
+        said, changes = memory_plan.announcement(self.settings, planned, tokens)
         return self._move(job, JobStatus.QUEUED, QUEUED_MESSAGE, changes=changes,
-                          extra_events=[memory_plan.describe(planned.memory, tokens, seconds)])
+                          extra_events=[said])
 
     def _plan(self, model: ResolvedModel | None) -> memory_plan.JobPlan | None:
         if model is None:

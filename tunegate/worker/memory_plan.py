@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunegate.domain.architectures import UnsupportedArchitecture
+from tunegate.domain.jobs import now
 from tunegate.domain.methods import Method
 from tunegate.settings import Settings
 from tunegate.training import estimate, hyperparams, precision
@@ -103,10 +104,20 @@ def tokens_of(tally: LengthTally, method: Method) -> int:
 def training_seconds(settings: Settings, shape: ModelShape, tokens: int) -> float:
     """How long the run takes on this machine: its tokens at the speed measured for the
     nearest base size, plus that run's seconds outside its steps."""
-    weight_bytes = shape.n_params * estimate.DTYPE_BYTES["bfloat16"]
     speed = (train_speed.measured(settings.data_dir, shape.n_params)
-             or train_speed.default(shape.n_params, weight_bytes))
+             or train_speed.default(shape.n_params))
     return speed.overhead_seconds + estimate.estimate_seconds(shape, tokens, speed.flops)
+
+
+def announcement(settings: Settings, planned: JobPlan,
+                 tokens: int | None) -> tuple[str, dict[str, object] | None]:
+    """The plan's event text and the job's changes: ``estimated_finish`` from now where the
+    tokens to train are known (None: the trainer's per-step estimate sets it later). Said when
+    the job is queued and again when it starts."""
+    seconds = training_seconds(settings, planned.shape, tokens) if tokens else None
+    changes: dict[str, object] | None = (
+        {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
+    return describe(planned.memory, tokens, seconds), changes
 
 
 def describe(planned: Plan, tokens: int | None = None, seconds: float | None = None) -> str:

@@ -24,7 +24,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunegate.training.estimate import FLOPS_PER_PARAM_TOKEN
+from tunegate.training.estimate import DTYPE_BYTES, FLOPS_PER_PARAM_TOKEN
 
 log = logging.getLogger("tunegate.train_speed")
 
@@ -47,7 +47,9 @@ class Speed:
     overhead_seconds: float  # the rest of the run: start-up, conversion, export
 
 
-def default(n_params: int, weight_bytes: int) -> Speed:
+def default(n_params: int) -> Speed:
+    """The speed assumed before any run of this host is measured (its base read in bfloat16)."""
+    weight_bytes = n_params * DTYPE_BYTES["bfloat16"]
     return Speed(n_params, DEFAULT_FLOPS,
                  DEFAULT_START_SECONDS + weight_bytes / DEFAULT_LOAD_BYTES_PER_SECOND)
 
@@ -57,11 +59,15 @@ def _path(data_dir: Path) -> Path:
 
 
 def _read(data_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Each host's records; a host's entry that is not an object (a file of another version,
+    or edited by hand) is left out, to be replaced by that host's next record."""
     try:
         data = json.loads(_path(data_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {host: records for host, records in data.items() if isinstance(records, dict)}
 
 
 def measured(data_dir: Path, n_params: int) -> Speed | None:

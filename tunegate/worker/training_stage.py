@@ -205,12 +205,8 @@ class TrainingStage:
         tokens = memory_plan.tokens_to_train(self.settings, model.ref,
                                              self.service.storage.path(job.training_file),
                                              job.method)
-        seconds = (memory_plan.training_seconds(self.settings, planned.shape, tokens)
-                   if tokens else None)
-        changes: dict[str, object] | None = (
-            {"estimated_finish": now() + int(seconds)} if seconds is not None else None)
-        self._progress(job, [job_event(job.id, memory_plan.describe(planned.memory, tokens,
-                                                                    seconds))], changes)
+        said, changes = memory_plan.announcement(self.settings, planned, tokens)
+        self._progress(job, [job_event(job.id, said)], changes)
 
     def _record_speed(self, n_params: int, wall_seconds: float) -> None:
         """Keep the speed of a run trained from its start to its end by this worker, for the
@@ -425,16 +421,16 @@ class TrainingStage:
                                   checkpoint_model_name(self._model_name(job, model),
                                                         metrics.step), metrics.samples)
         changes: dict[str, object] = {"trained_tokens": metrics.trained_tokens}
-        if metrics.tokens_per_second is not None:
-            self.step_rates.append(metrics.tokens_per_second)
-        self.trained_tokens = metrics.trained_tokens
         if metrics.estimated_finish_seconds is not None:
             changes["estimated_finish"] = now() + int(metrics.estimated_finish_seconds)
         recorded = self._progress(job, [job_event(job.id, step_message(metrics),
                                                   type="metrics", data=event_data(metrics))],
                                   changes)
-        if recorded:
+        if recorded:  # once: a step refused here is offered again (_record_held)
             self.recorded_through = metrics.step
+            if metrics.tokens_per_second is not None:
+                self.step_rates.append(metrics.tokens_per_second)
+            self.trained_tokens = metrics.trained_tokens
         return recorded
 
     def _record_checkpoint(self, job: FineTuningJob, model: ResolvedModel,
