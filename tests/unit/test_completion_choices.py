@@ -147,6 +147,44 @@ def test_a_forced_call_starts_the_answer_and_is_read_as_a_call() -> None:
     assert model.samplings[0].json_schema is not None
 
 
+def test_a_forced_call_with_the_closing_tag_in_a_value_is_still_a_call() -> None:
+    """The forced call's grammar allows one call: no ``</tool_call>`` stop, which llama.cpp
+    would match inside the value and cut the call into text (seen as finish_reason "stop")."""
+    answer = {"x": 1, "note": "</tool_call>"}
+    model = ScriptedModel([json.dumps({"name": "f", "arguments": answer})])
+    for parallel in (True, False):
+        for stream in (False, True):
+            result = run(model, {"messages": ASK, "tools": TOOLS, "tool_choice": "required",
+                                 "parallel_tool_calls": parallel, "stream": stream})
+            if stream:
+                chunks = list(result)
+                calls = _joined_calls(chunks)
+                finish = chunks[-1]["choices"][0]["finish_reason"]
+                assert not any(c["choices"][0]["delta"].get("content") for c in chunks)
+            else:
+                calls = result["choices"][0]["message"]["tool_calls"]
+                finish = result["choices"][0]["finish_reason"]
+            assert finish == "tool_calls", (parallel, stream)
+            assert [json.loads(call["function"]["arguments"]) for call in calls] == [answer]
+    assert not any("</tool_call>" in stop for stop in model.stops)
+
+
+def test_a_forced_call_that_reads_as_no_call_is_logged_with_its_text(
+        caplog: pytest.LogCaptureFixture) -> None:
+    broken = '{"name": "f", "arguments": {"x": 1}} trailing'  # no grammar here: a fake answer
+    for stream in (False, True):
+        caplog.clear()
+        result = run(ScriptedModel([broken]), {"messages": ASK, "tools": TOOLS,
+                                               "tool_choice": "required", "stream": stream})
+        if stream:
+            list(result)  # a stream is generated as it is read
+        [record] = [r for r in caplog.records if r.name == "tunegate.serving"]
+        assert record.levelname == "WARNING" and repr("<tool_call>\n" + broken) in record.message
+    caplog.clear()
+    run(ScriptedModel([broken]), {"messages": ASK, "tools": TOOLS})  # not forced: not logged
+    assert not caplog.records
+
+
 def test_a_json_schema_is_sent_to_the_model() -> None:
     model = ScriptedModel(['{"a": 1}'])
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}

@@ -35,6 +35,33 @@ def test_an_unclosed_last_block_is_read_when_its_json_is_whole() -> None:
     assert [c["function"]["name"] for c in reply.tool_calls] == ["land_drone"]
 
 
+def test_tags_inside_a_string_value_do_not_end_the_block() -> None:
+    """The system prompt names the tags, so a model writes them in a value now and then; the
+    block ends where its JSON does (a forced call once came back as text this way)."""
+    for city in ("</tool_call>", "<tool_call>", "a</tool_call><tool_call>b"):
+        arguments = {"where": city}
+        for tail in ("", "\n</tool_call>", "\n</tool_call>\nDone."):
+            text = ('<tool_call>\n{"name": "land_drone", "arguments": '
+                    f'{json.dumps(arguments)}}}{tail}')
+            reply = read_reply(text, OFFERED)
+            [call] = reply.tool_calls
+            assert json.loads(call["function"]["arguments"]) == arguments, text
+            assert reply.content == ("Done." if "Done" in tail else None), text
+
+
+def test_a_block_is_whole_json_then_its_end_or_the_end_of_the_text() -> None:
+    two = ('<tool_call>{"name": "land_drone", "arguments": {"s": "</tool_call>"}}</tool_call>'
+           ' and <tool_call> {"name": "takeoff_drone", "arguments": {}} ')
+    reply = read_reply(two, OFFERED)
+    assert reply.content == "and"
+    assert [c["function"]["name"] for c in reply.tool_calls] == ["land_drone", "takeoff_drone"]
+    for text in ('<tool_call>{"name": "land_drone", "arguments": {}} and more',  # no end tag
+                 '<tool_call>{"name": "land_drone", "arguments": {}} {}</tool_call>',
+                 '<tool_call>{"name": "land_drone", "arguments": {"s": "</tool_call>'):  # cut
+        reply = read_reply(text, OFFERED)
+        assert reply.content == text and reply.tool_calls == [], text
+
+
 def test_anything_doubtful_stays_text() -> None:
     for text in (
         "No tools needed: the sky is blue.",

@@ -10,6 +10,10 @@ object naming a function the request offered; anything else stays plain text, so
 merely talks about ``<tool_call>`` is not turned into a call of a function that doesn't exist.
 A last block cut off before ``</tool_call>`` (the model stopped, or hit ``max_tokens``) is read
 when its JSON is whole.
+
+A block ends where its JSON does, not at the first ``</tool_call>`` after it: the system prompt
+names the tags, so a model writes them inside a string value now and then
+(``{"city": "</tool_call>"}``), and such a call is still one valid call.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from tunegate import ids
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
-_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+_SPACE = re.compile(r"\s*")
+_JSON = json.JSONDecoder()
 CALL_ID = "call_"
 
 
@@ -38,24 +43,47 @@ class Reply:
 
 def read_reply(text: str, offered: Collection[str]) -> Reply:
     """Split ``text`` into content and tool calls of the functions named in ``offered``."""
-    blocks = list(_BLOCK.finditer(text))
-    if not blocks:
+    start = text.find(OPEN)
+    if start < 0:
         return Reply(text)
-    calls = []
-    for block in blocks:
-        call = _call(block.group(1), offered)
-        if call is None:
+    calls, outside, position = [], [], 0
+    while start >= 0:
+        outside.append(text[position:start])
+        block = _block(text, start + len(OPEN), offered)
+        if block is None:
             return Reply(text)
+        call, position = block
         calls.append(call)
-    content = _BLOCK.sub("", text).strip()
+        start = text.find(OPEN, position)
+    outside.append(text[position:])
+    content = "".join(outside).strip()
     return Reply(content or None, calls)
 
 
-def _call(body: str, offered: Collection[str]) -> dict[str, Any] | None:
+def _block(text: str, start: int, offered: Collection[str]) -> tuple[dict[str, Any], int] | None:
+    """The call whose JSON follows ``start`` and where its block ends (after ``</tool_call>``,
+    or at the end of ``text``); ``None`` when that is not one whole call of an offered function.
+    The JSON is decoded to its end, so tags written inside its strings are only text."""
     try:
-        payload = json.loads(body)
+        payload, end = _JSON.raw_decode(text, _skip_space(text, start))
     except ValueError:
         return None
+    end = _skip_space(text, end)
+    if text.startswith(CLOSE, end):
+        end += len(CLOSE)
+    elif end != len(text):
+        return None
+    call = _call(payload, offered)
+    return None if call is None else (call, end)
+
+
+def _skip_space(text: str, position: int) -> int:
+    match = _SPACE.match(text, position)
+    assert match is not None  # \s* matches everywhere
+    return match.end()
+
+
+def _call(payload: Any, offered: Collection[str]) -> dict[str, Any] | None:
     if not isinstance(payload, dict) or payload.get("name") not in offered:
         return None
     arguments = payload.get("arguments", {})

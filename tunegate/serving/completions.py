@@ -13,6 +13,7 @@ which like OpenAI's carries only what changed.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -45,6 +46,7 @@ COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 MAX_CHOICES = 8
 
 Json = dict[str, Any]
+log = logging.getLogger("tunegate.serving")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ class GenerationRequest:
     @property
     def prompt_param(self) -> str:
         return "messages" if self.chat else "prompt"
+
+    @property
+    def forces_call(self) -> bool:
+        """Whether ``tool_choice`` forces a call (only that constraint starts the answer)."""
+        return self.constraint is not None and bool(self.constraint.prefix)
 
 
 def _is_set(value: Any) -> bool:
@@ -180,13 +187,16 @@ def chat_request(body: Mapping[str, Any]) -> GenerationRequest:
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
     tools = _offered_tools(body)
-    constraint = _tool_constraint(body, tools) or response_constraint(body.get("response_format"))
+    forced = _tool_constraint(body, tools)
+    constraint = forced or response_constraint(body.get("response_format"))
     request = _common(body, max_tokens, _chat_logprobs(body), constraint, messages=messages,
                       prompt=None, tools=tools,
                       parallel_tool_calls=body.get("parallel_tool_calls") is not False)
-    if tools and not request.parallel_tool_calls:
+    if tools and not request.parallel_tool_calls and forced is None:
         # Generation ends where the first call does: a second one is never generated (nor
-        # paid for in tokens); the reply keeps one call whatever the model does.
+        # paid for in tokens); the reply keeps one call whatever the model does. A forced call
+        # needs no stop: its grammar allows one call, then only the end; there the stop could
+        # only match inside a string value ({"city": "</tool_call>"}) and cut the call short.
         request = replace(request, stop=(*request.stop, CLOSE))
     return request
 
@@ -345,6 +355,7 @@ def _choice(request: GenerationRequest, index: int, text: str, probabilities: li
                 "finish_reason": finish_reason}
     prefix = request.constraint.prefix if request.constraint else ""
     reply = _reply(request, prefix + text)
+    _check_forced_call(request, reply, prefix + text, finish_reason)
     message = {"role": "assistant", "content": reply.content, "refusal": None,
                "tool_calls": reply.tool_calls or None}
     return {"index": index, "message": message,
@@ -420,6 +431,7 @@ def _ends(prepared: _Prepared, index: int, reader: StreamReader | None,
     """A streamed choice's last chunks: held text, its tool calls, its finish reason."""
     if reader is not None:
         rest = _calls_allowed(prepared.request, reader.finish())
+        _check_forced_call(prepared.request, rest, reader.held, finish_reason)
         if rest.content:
             yield _chunk(prepared, index, rest.content, None)
         for call_index, call in enumerate(rest.tool_calls):
@@ -449,6 +461,15 @@ def _reply(request: GenerationRequest, text: str) -> Reply:
     if not request.tools:
         return Reply(text)
     return _calls_allowed(request, read_reply(text, _offered_names(request)))
+
+
+def _check_forced_call(request: GenerationRequest, reply: Reply, text: str,
+                       finish_reason: str) -> None:
+    """Log a forced call that reads as no call though the model ended it: its grammar should
+    make that impossible, so the text is what tells why (short of ``max_tokens``, which cuts)."""
+    if request.forces_call and not reply.tool_calls and finish_reason != "length":
+        log.warning("a forced tool call of %s ended (%s) but reads as no call: %r",
+                    request.model, finish_reason, text)
 
 
 def _calls_allowed(request: GenerationRequest, reply: Reply) -> Reply:
