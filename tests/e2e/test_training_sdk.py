@@ -179,8 +179,20 @@ def lamp_lines() -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(
-        client: OpenAI, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _worker_pid(server: Server) -> int:
+    output = subprocess.run(["pgrep", "-P", str(server.process.pid), "-f", "tunegate worker"],
+                            capture_output=True, text=True, check=False).stdout.split()
+    assert output, "the embedded worker should be running"
+    return int(output[0])
+
+
+def test_a_tool_calling_fine_tune_survives_a_killed_worker_and_calls_the_tool(
+        client: OpenAI, training_server: Server,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One job for two cases: its worker is killed mid-run, replaced, and the job resumes from
+    its last checkpoint, no step twice; then the tool-calling fine-tune calls the tool through
+    chat completions (the resumed run restores the random state too, tunegate.training.state,
+    so it trains the model an uninterrupted run would)."""
     # Once a job of the session converted the base, its tokenizer is on disk: the worker then
     # counts the tokens to train when it validates the files, and estimates the finish.
     converted = any(session_model_cache(tmp_path_factory).glob(f"{BASE}@*/tokenizer.json"))
@@ -194,9 +206,21 @@ def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(
         seen = client.fine_tuning.jobs.retrieve(job.id)
     if converted:  # from queued on (this job is queued or running by now)
         assert seen.estimated_finish is not None and seen.estimated_finish > seen.created_at
+    # 4 steps an epoch, 12 in all. Killed after the epoch-1 checkpoint (step 4) and at least
+    # one step more, which the resumed run redoes.
+    wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 5)
+    os.kill(_worker_pid(training_server), signal.SIGKILL)
+    wait_for_event(client, job.id, lambda e: "worker running this job died" in e.message,
+                   timeout=120)
     done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", done.error
-    said = [event.message for event in events_of(client, job.id)]
+    events = events_of(client, job.id)
+    assert "Fine-tuning job resumed from saved state" in [e.message for e in events]
+    # Steps redone after the crash are not recorded twice.
+    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    assert steps == list(range(1, 13)), steps
+    assert Path(training_server.data_dir / "jobs" / job.id / "adapter.gguf").is_file()
+    said = [event.message for event in events]
     plan = said[said.index("Files validated, moving job to queued state") - 1]
     assert plan.startswith("Memory estimate: ") and "the trainer may use" in plan, said
     assert ("Duration estimate: " in plan) == converted, plan
@@ -216,11 +240,22 @@ def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(
     assert answers[BASE].finish_reason != "tool_calls", answers[BASE].message
 
 
-def test_pause_then_resume_continues_where_it_stopped(client: OpenAI) -> None:
+def test_pause_then_resume_continues_where_it_stopped_and_a_quick_resume_shows_it_running(
+        client: OpenAI) -> None:
+    """One job, paused twice (one job's training paid for both cases).
+
+    First a pause that completes: the run saves its state and stops, the job stays ``paused``,
+    and ``resume`` goes on from the saved state, no step trained twice or skipped.
+
+    Then a resume a moment after pause, as the dashboard allows: before the fix the worker never
+    saw the pause, the job said ``queued`` while the run trained to its end, and every step
+    appeared at once afterwards. Now its worker takes it back at its next poll: a user polling
+    sees it ``running`` with its steps coming in one by one, each once, and it succeeds.
+    (tests/worker/test_pause_resume.py races every interval with a scripted trainer.)"""
     job = sdk_create_job(
         client, sdk_upload(client, fact_lines(16)).id, seed=3,
         method={"type": "supervised", "supervised": {"hyperparameters": {
-            "n_epochs": 3, "batch_size": 2}}})
+            "n_epochs": 3, "batch_size": 2}}})  # 24 steps
     wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 2)
     paused = client.fine_tuning.jobs.with_raw_response.pause(job.id).parse()
     assert paused.status == "paused"  # (the SDK's strict types lack "paused"; loose is fine)
@@ -229,28 +264,12 @@ def test_pause_then_resume_continues_where_it_stopped(client: OpenAI) -> None:
     time.sleep(2)
     assert client.fine_tuning.jobs.retrieve(job.id).status == "paused"
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"
-    done = wait_until_finished(client, job.id)
-    assert done.status == "succeeded", done.error
-    steps = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
-    # No step trained twice, none skipped: the run went on from the saved state.
-    assert steps == list(range(1, steps[-1] + 1))
-    assert steps[:len(steps_before)] == steps_before
-    assert "Fine-tuning job resumed from saved state" in [e.message for e in events_of(
-        client, job.id)]
+    wait_for_event(client, job.id, lambda e: e.message == "Fine-tuning job resumed from saved "
+                   "state")
 
-
-def test_a_resume_right_after_pause_shows_the_job_running_while_it_trains(
-        client: OpenAI) -> None:
-    """Resume a moment after pause, as the dashboard allows: before the fix the worker never
-    saw the pause, the job said ``queued`` while the run trained to its end, and every step
-    appeared at once afterwards. Now its worker takes it back at its next poll: a user polling
-    sees it ``running`` with its steps coming in one by one, each once, and it succeeds.
-    (tests/worker/test_pause_resume.py races every interval with a scripted trainer.)"""
-    job = sdk_create_job(
-        client, sdk_upload(client, fact_lines(16)).id, seed=5,
-        method={"type": "supervised", "supervised": {"hyperparameters": {
-            "n_epochs": 3, "batch_size": 2}}})
-    wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 2)
+    # Training again after the saved state: the quick pause and resume.
+    wait_for_event(client, job.id, lambda e: e.type == "metrics"
+                   and e.data["step"] > steps_before[-1])
     client.fine_tuning.jobs.with_raw_response.pause(job.id).parse()
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"  # the API's answer
     at_resume = len([e for e in events_of(client, job.id) if e.type == "metrics"])
@@ -262,10 +281,12 @@ def test_a_resume_right_after_pause_shows_the_job_running_while_it_trains(
         if status in ("succeeded", "failed", "cancelled"):
             break
         time.sleep(0.2)
-    assert seen[-1][0] == "succeeded", seen
+    assert seen[-1][0] == "succeeded", (seen, client.fine_tuning.jobs.retrieve(job.id).error)
     steps = [e.data["step"] for e in events_of(client, job.id) if e.type == "metrics"]
     total = steps[-1]
-    assert steps == list(range(1, total + 1))  # none twice, none skipped
+    # No step trained twice, none skipped: each run went on from where the last one stopped.
+    assert steps == list(range(1, total + 1))
+    assert steps[:len(steps_before)] == steps_before
     # Steps recorded while the job showed running, several polls apart (not in one burst at the
     # end), and once running again it never went back to queued.
     progressing = {count for status, count in seen
@@ -274,6 +295,7 @@ def test_a_resume_right_after_pause_shows_the_job_running_while_it_trains(
     first_running = next(i for i, (status, _) in enumerate(seen) if status == "running")
     assert "queued" not in [status for status, _ in seen[first_running:]], seen
     messages = [e.message for e in events_of(client, job.id)]
+    assert "Fine-tuning job resumed from saved state" in messages
     assert "Fine-tuning job running again: it was resumed before its training stopped" in messages
 
 
@@ -298,32 +320,3 @@ def cancel_once_training(client: OpenAI, server: Server, job_id: str) -> None:
     assert [e for e in events_of(client, job_id) if e.type == "metrics"] == steps
     with pytest.raises(openai.ConflictError):
         client.fine_tuning.jobs.cancel(job_id)
-
-
-def _worker_pid(server: Server) -> int:
-    output = subprocess.run(["pgrep", "-P", str(server.process.pid), "-f", "tunegate worker"],
-                            capture_output=True, text=True, check=False).stdout.split()
-    assert output, "the embedded worker should be running"
-    return int(output[0])
-
-
-def test_a_killed_worker_is_replaced_and_the_job_resumes(client: OpenAI,
-                                                         training_server: Server) -> None:
-    job = sdk_create_job(
-        client, sdk_upload(client, fact_lines(12)).id, seed=11,
-        method={"type": "supervised", "supervised": {"hyperparameters": {
-            "n_epochs": 3, "batch_size": 4}}})
-    # Killed after the epoch-1 checkpoint (step 3) and at least one step more, which the
-    # resumed run redoes.
-    wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 4)
-    os.kill(_worker_pid(training_server), signal.SIGKILL)
-    wait_for_event(client, job.id, lambda e: "worker running this job died" in e.message,
-                   timeout=120)
-    done = wait_until_finished(client, job.id)
-    assert done.status == "succeeded", done.error
-    events = events_of(client, job.id)
-    assert "Fine-tuning job resumed from saved state" in [e.message for e in events]
-    # Steps redone after the crash are not recorded twice.
-    steps = [e.data["step"] for e in events if e.type == "metrics"]
-    assert steps == list(range(1, 10)), steps
-    assert Path(training_server.data_dir / "jobs" / job.id / "adapter.gguf").is_file()
