@@ -179,20 +179,8 @@ def lamp_lines() -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-def _worker_pid(server: Server) -> int:
-    output = subprocess.run(["pgrep", "-P", str(server.process.pid), "-f", "tunegate worker"],
-                            capture_output=True, text=True, check=False).stdout.split()
-    assert output, "the embedded worker should be running"
-    return int(output[0])
-
-
-def test_a_tool_calling_fine_tune_survives_a_killed_worker_and_calls_the_tool(
-        client: OpenAI, training_server: Server,
-        tmp_path_factory: pytest.TempPathFactory) -> None:
-    """One job for two cases: its worker is killed mid-run, replaced, and the job resumes from
-    its last checkpoint, no step twice; then the tool-calling fine-tune calls the tool through
-    chat completions (the resumed run restores the random state too, tunegate.training.state,
-    so it trains the model an uninterrupted run would)."""
+def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(
+        client: OpenAI, tmp_path_factory: pytest.TempPathFactory) -> None:
     # Once a job of the session converted the base, its tokenizer is on disk: the worker then
     # counts the tokens to train when it validates the files, and estimates the finish.
     converted = any(session_model_cache(tmp_path_factory).glob(f"{BASE}@*/tokenizer.json"))
@@ -206,21 +194,9 @@ def test_a_tool_calling_fine_tune_survives_a_killed_worker_and_calls_the_tool(
         seen = client.fine_tuning.jobs.retrieve(job.id)
     if converted:  # from queued on (this job is queued or running by now)
         assert seen.estimated_finish is not None and seen.estimated_finish > seen.created_at
-    # 4 steps an epoch, 12 in all. Killed after the epoch-1 checkpoint (step 4) and at least
-    # one step more, which the resumed run redoes.
-    wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 5)
-    os.kill(_worker_pid(training_server), signal.SIGKILL)
-    wait_for_event(client, job.id, lambda e: "worker running this job died" in e.message,
-                   timeout=120)
     done = wait_until_finished(client, job.id)
     assert done.status == "succeeded", done.error
-    events = events_of(client, job.id)
-    assert "Fine-tuning job resumed from saved state" in [e.message for e in events]
-    # Steps redone after the crash are not recorded twice.
-    steps = [e.data["step"] for e in events if e.type == "metrics"]
-    assert steps == list(range(1, 13)), steps
-    assert Path(training_server.data_dir / "jobs" / job.id / "adapter.gguf").is_file()
-    said = [event.message for event in events]
+    said = [event.message for event in events_of(client, job.id)]
     plan = said[said.index("Files validated, moving job to queued state") - 1]
     assert plan.startswith("Memory estimate: ") and "the trainer may use" in plan, said
     assert ("Duration estimate: " in plan) == converted, plan
@@ -320,3 +296,32 @@ def cancel_once_training(client: OpenAI, server: Server, job_id: str) -> None:
     assert [e for e in events_of(client, job_id) if e.type == "metrics"] == steps
     with pytest.raises(openai.ConflictError):
         client.fine_tuning.jobs.cancel(job_id)
+
+
+def _worker_pid(server: Server) -> int:
+    output = subprocess.run(["pgrep", "-P", str(server.process.pid), "-f", "tunegate worker"],
+                            capture_output=True, text=True, check=False).stdout.split()
+    assert output, "the embedded worker should be running"
+    return int(output[0])
+
+
+def test_a_killed_worker_is_replaced_and_the_job_resumes(client: OpenAI,
+                                                         training_server: Server) -> None:
+    job = sdk_create_job(
+        client, sdk_upload(client, fact_lines(12)).id, seed=11,
+        method={"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 3, "batch_size": 4}}})
+    # Killed after the epoch-1 checkpoint (step 3) and at least one step more, which the
+    # resumed run redoes.
+    wait_for_event(client, job.id, lambda e: e.type == "metrics" and e.data["step"] >= 4)
+    os.kill(_worker_pid(training_server), signal.SIGKILL)
+    wait_for_event(client, job.id, lambda e: "worker running this job died" in e.message,
+                   timeout=120)
+    done = wait_until_finished(client, job.id)
+    assert done.status == "succeeded", done.error
+    events = events_of(client, job.id)
+    assert "Fine-tuning job resumed from saved state" in [e.message for e in events]
+    # Steps redone after the crash are not recorded twice.
+    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    assert steps == list(range(1, 10)), steps
+    assert Path(training_server.data_dir / "jobs" / job.id / "adapter.gguf").is_file()
