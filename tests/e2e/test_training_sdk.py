@@ -22,7 +22,7 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import Server, session_model_cache, start_server, stop_server
-from tests.helpers import sdk_create_job, sdk_upload, wait_until_finished
+from tests.helpers import sdk_create_job, sdk_upload, wait_for_status, wait_until_finished
 from tests.servers import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -188,10 +188,8 @@ def test_a_tool_calling_fine_tune_calls_the_tool_through_chat_completions(
         client, sdk_upload(client, lamp_lines()).id, suffix="lamp", seed=11,
         method={"type": "supervised", "supervised": {"hyperparameters": {
             "n_epochs": 3, "batch_size": 4}}})
-    seen = client.fine_tuning.jobs.retrieve(job.id)
-    while seen.status == "validating_files":
-        time.sleep(0.1)
-        seen = client.fine_tuning.jobs.retrieve(job.id)
+    seen = wait_for_status(client, job.id, "queued", "running", timeout=120,
+                           passing={"validating_files"})
     if converted:  # from queued on (this job is queued or running by now)
         assert seen.estimated_finish is not None and seen.estimated_finish > seen.created_at
     done = wait_until_finished(client, job.id)
