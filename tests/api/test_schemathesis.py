@@ -78,7 +78,6 @@ from tunegate.domain.job_requests import MAX_METADATA_KEY
 from tunegate.settings import Settings
 
 TAGS = ["Fine-tuning", "Files", "Models", "Uploads", "Graders", "Evals", "Stored completions"]
-# The bytes of the upload a positive completeUpload case completes (see acceptable()).
 load_all_checks()
 # Every check schemathesis has, named explicitly so that no configuration can switch one off.
 ALL_CHECKS = [check for check in CHECKS.get_all() if not is_check_class(check)]
