@@ -128,19 +128,21 @@ def test_legacy_logprobs_on_text_completions() -> None:
     assert model.samplings[0].n_probs == 1  # a token's own log probability needs one
 
 
+def _forced_call(model: ScriptedModel, **body: Any) -> tuple[list[dict[str, Any]], str]:
+    """A ``tool_choice: "required"`` request's tool calls and finish reason, streamed (whose
+    chunks must carry no text) or not."""
+    result = run(model, {"messages": ASK, "tools": TOOLS, "tool_choice": "required", **body})
+    if not body.get("stream"):
+        return result["choices"][0]["message"]["tool_calls"], result["choices"][0]["finish_reason"]
+    chunks = list(result)
+    assert not any(c["choices"][0]["delta"].get("content") for c in chunks)
+    return _joined_calls(chunks), chunks[-1]["choices"][0]["finish_reason"]
+
+
 def test_a_forced_call_starts_the_answer_and_is_read_as_a_call() -> None:
     model = ScriptedModel(['{"name": "f", "arguments": {"x": 1}}'])
     for stream in (False, True):
-        result = run(model, {"messages": ASK, "tools": TOOLS, "tool_choice": "required",
-                             "stream": stream})
-        if stream:
-            chunks = list(result)
-            calls = _joined_calls(chunks)
-            finish = chunks[-1]["choices"][0]["finish_reason"]
-            assert not any(c["choices"][0]["delta"].get("content") for c in chunks)
-        else:
-            calls = result["choices"][0]["message"]["tool_calls"]
-            finish = result["choices"][0]["finish_reason"]
+        calls, finish = _forced_call(model, stream=stream)
         assert finish == "tool_calls"
         assert [json.loads(call["function"]["arguments"]) for call in calls] == [{"x": 1}]
     assert model.prefixes == ["<tool_call>\n"] * 2
@@ -154,16 +156,7 @@ def test_a_forced_call_with_the_closing_tag_in_a_value_is_still_a_call() -> None
     model = ScriptedModel([json.dumps({"name": "f", "arguments": answer})])
     for parallel in (True, False):
         for stream in (False, True):
-            result = run(model, {"messages": ASK, "tools": TOOLS, "tool_choice": "required",
-                                 "parallel_tool_calls": parallel, "stream": stream})
-            if stream:
-                chunks = list(result)
-                calls = _joined_calls(chunks)
-                finish = chunks[-1]["choices"][0]["finish_reason"]
-                assert not any(c["choices"][0]["delta"].get("content") for c in chunks)
-            else:
-                calls = result["choices"][0]["message"]["tool_calls"]
-                finish = result["choices"][0]["finish_reason"]
+            calls, finish = _forced_call(model, parallel_tool_calls=parallel, stream=stream)
             assert finish == "tool_calls", (parallel, stream)
             assert [json.loads(call["function"]["arguments"]) for call in calls] == [answer]
     assert not any("</tool_call>" in stop for stop in model.stops)
