@@ -100,6 +100,9 @@ def child_build(family: str, scratch: Path, tiny: bool) -> dict[str, Any]:
     if tiny:
         values = {**values, **TINY, "query_pre_attn_scalar": 16} if family == "gemma3" \
             else {**values, **TINY}
+        if family == "qwen3":
+            # transformers reads no head_dim from a qwen3 GGUF (its 128 is every Qwen3's).
+            values["head_dim"] = 128
     tokenizer = model_cache.load_tokenizer(embedded_ref(), scratch / "tokenizer-cache")
     if family == "gemma3":
         # llama.cpp's gemma3 converter drops the embedding rows past the tokenizer's (a real
@@ -227,8 +230,7 @@ def estimate_for(gguf: Path) -> Any:
 
     shape = estimate.ModelShape.of_gguf(gguf)
     return shape, estimate.estimate_memory(shape, precision.cpu_base_dtype(),
-                                           trainer.CPU_TOKEN_BUDGET, converting=True,
-                                           gguf_bytes=gguf.stat().st_size)
+                                           trainer.CPU_TOKEN_BUDGET, converting=True)
 
 
 def bench(family: str, scratch: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 
 from tunegate.domain import catalog
 from tunegate.settings import Settings, parse_memory
-from tunegate.training import estimate
+from tunegate.training import estimate, gguf_convert
 from tunegate.training.estimate import ModelShape
 
 # Llama 3.2 1B's config.json (the sizes only); its model card says 1.24B parameters.
@@ -111,21 +111,19 @@ def test_available_memory_reads_meminfo(tmp_path: Path) -> None:
 
 
 def test_the_first_job_on_a_gguf_base_counts_its_conversion() -> None:
-    """transformers maps the GGUF and converts it a tensor at a time into the copy: the file's
-    pages, the copy and the largest tensor in float32 at once, the first job's peak where that
-    is more than training's."""
+    """The conversion writes the copy a shard at a time: it holds a shard and the largest
+    tensor (float32, then cast), never the copy whole; the first job's peak is the larger of
+    that and training's."""
     shape = ModelShape.from_config(LLAMA_1B)
     later = estimate.estimate_memory(shape, "bfloat16", 1024)
-    gguf_bytes = shape.n_params * 2  # a bfloat16 GGUF, as `tunegate models add` writes
-    first = estimate.estimate_memory(shape, "bfloat16", 1024, converting=True,
-                                     gguf_bytes=gguf_bytes)
-    embedding = shape.vocab * shape.hidden * 4
-    assert later.conversion == 0 and first.conversion == gguf_bytes + embedding
-    assert first.total == max(later.total, estimate.RUNTIME_BYTES + shape.n_params * 2
-                              + gguf_bytes + embedding)
+    first = estimate.estimate_memory(shape, "bfloat16", 1024, converting=True)
+    embedding = shape.vocab * shape.hidden
+    assert later.conversion == 0
+    assert first.conversion == gguf_convert.SHARD_BYTES + embedding * (4 + 2)
+    assert first.total == max(later.total, estimate.RUNTIME_BYTES + first.conversion)
+    assert first.total == later.total  # a 1B's first job peaks in training, not converting
     assert "converting the GGUF first" in first.describe()
     assert "converting" not in later.describe()
-    # A quantized GGUF is smaller on disk: so is what its conversion maps.
-    q4 = estimate.estimate_memory(shape, "bfloat16", 1024, converting=True,
-                                  gguf_bytes=shape.n_params // 2)
-    assert q4.conversion < first.conversion
+    # A float32 copy casts nothing smaller: its largest tensor weighs twice as much there.
+    assert estimate.estimate_memory(shape, "float32", 1024, converting=True).conversion \
+        > first.conversion

@@ -14,12 +14,12 @@ The trainer's peak is, in order of size for a 1B base:
 - the LoRA weights, their gradients and AdamW's two moments, all float32 (16 bytes each);
 - the process itself: Python, torch and transformers, measured at ~0.7 GB on CPU.
 
-The first job on a GGUF base converts it first (tunegate.training.model_cache): transformers
-reads the GGUF through a memory map and dequantizes it one tensor at a time to float32, casting
-each to the copy's dtype at once, so the conversion holds the GGUF's pages, the copy, and one
-float32 tensor (the largest: the embedding). That job's peak is the larger of the conversion's
-and training's. (Measured: a Qwen3 1.7B-shaped bf16 GGUF converted and trained at 7.95 GiB;
-the float32 copy of every tensor an older transformers made would have been 6.4 GiB alone.)
+The first job on a GGUF base converts it first (tunegate.training.gguf_convert): one tensor
+at a time, dequantized to float32, cast to the copy's dtype and written to a shard of the
+copy on disk, its file pages dropped. So the conversion holds one shard and the largest tensor
+(the embedding) in float32 and in the copy's dtype, never the copy or the file whole; that
+job's peak is the larger of the conversion's and training's. (transformers' own loading held
+the mapped GGUF and the whole copy at once: a Llama-3.2-3B shape peaked at 12.8 GiB there.)
 
 The coefficients were calibrated against measured peaks (bench/base_sizes.py, bench/README.md);
 the estimate aims within 20 % of the measured peak. ``ModelShape`` comes from a GGUF's header
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.domain.architectures import read_gguf_header
+from tunegate.training.gguf_convert import SHARD_BYTES
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 LORA_RANK = 16  # tunegate.training.lora.RANK (that module imports torch)
@@ -125,9 +126,7 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
-        if self.conversion:
-            return max(self.training, self.runtime + self.conversion + self.weights)
-        return self.training
+        return max(self.training, self.runtime + self.conversion)
 
     def describe(self) -> str:
         text = (f"{gib(self.total)} (base weights {gib(self.weights)}, activations "
@@ -135,7 +134,7 @@ class MemoryEstimate:
                 f", loss {gib(self.loss)}, LoRA and optimizer {gib(self.lora)}, runtime "
                 f"{gib(self.runtime)}")
         if self.conversion:
-            text += f"; converting the GGUF first: {gib(self.runtime + self.conversion + self.weights)}"
+            text += f"; converting the GGUF first: {gib(self.runtime + self.conversion)}"
         return text + ")"
 
 
@@ -144,10 +143,9 @@ def gib(n_bytes: int) -> str:
 
 
 def estimate_memory(shape: ModelShape, dtype: str, token_budget: int, *,
-                    checkpointing: bool = False, converting: bool = False,
-                    gguf_bytes: int = 0) -> MemoryEstimate:
+                    checkpointing: bool = False, converting: bool = False) -> MemoryEstimate:
     """The trainer's peak memory for ``shape`` loaded in ``dtype`` (pure); ``converting``: the
-    run converts a GGUF base of ``gguf_bytes`` first (0: unknown, counted as bfloat16)."""
+    run converts a GGUF base first."""
     width = DTYPE_BYTES[dtype]
     h, f = shape.hidden, shape.intermediate
     # The factors count bfloat16 bytes (half of the float32 ones); float32 runs keep twice as much.
@@ -165,14 +163,14 @@ def estimate_memory(shape: ModelShape, dtype: str, token_budget: int, *,
     return MemoryEstimate(weights=shape.n_params * width, activations=activations, loss=loss,
                           lora=shape.lora_params() * 16, runtime=RUNTIME_BYTES,
                           checkpointing=checkpointing,
-                          conversion=conversion_bytes(shape, gguf_bytes) if converting else 0)
+                          conversion=conversion_bytes(shape, dtype) if converting else 0)
 
 
-def conversion_bytes(shape: ModelShape, gguf_bytes: int) -> int:
-    """What converting a GGUF holds besides the copy: the file's pages (read through a memory
-    map, counted in the process's resident memory) and the largest tensor in float32."""
+def conversion_bytes(shape: ModelShape, dtype: str) -> int:
+    """What converting a GGUF into ``dtype`` holds: a shard of the copy, closed by the largest
+    tensor in ``dtype``, and that tensor dequantized to float32 just before."""
     largest = max(shape.vocab, shape.intermediate) * shape.hidden
-    return (gguf_bytes or shape.n_params * 2) + largest * 4
+    return SHARD_BYTES + largest * (4 + DTYPE_BYTES[dtype])
 
 
 @dataclass(frozen=True)
@@ -188,20 +186,18 @@ class Plan:
 
 
 def plan(shape: ModelShape, dtype: str, token_budget: int, limit: int, *,
-         checkpointing: bool | None = None, converting: bool = False,
-         gguf_bytes: int = 0) -> Plan:
+         checkpointing: bool | None = None, converting: bool = False) -> Plan:
     """The run's plan under ``limit`` bytes: without gradient checkpointing when that fits (it
     costs a recomputed forward pass), with it when only that fits; ``checkpointing`` forces
     the choice (a setting). The plan may not fit: then the job must not start."""
     if checkpointing is not None:
         return Plan(estimate_memory(shape, dtype, token_budget, checkpointing=checkpointing,
-                                    converting=converting, gguf_bytes=gguf_bytes), limit)
-    without = estimate_memory(shape, dtype, token_budget, converting=converting,
-                              gguf_bytes=gguf_bytes)
+                                    converting=converting), limit)
+    without = estimate_memory(shape, dtype, token_budget, converting=converting)
     if without.total <= limit:
         return Plan(without, limit)
     return Plan(estimate_memory(shape, dtype, token_budget, checkpointing=True,
-                                converting=converting, gguf_bytes=gguf_bytes), limit)
+                                converting=converting), limit)
 
 
 def refusal(planned: Plan, base_name: str) -> str:

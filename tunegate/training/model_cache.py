@@ -1,13 +1,14 @@
 """Find and load base models; convert GGUF bases once into a Hugging Face cache in the run's dtype.
 
-A GGUF base is dequantized by transformers on every load (~20 s for SmolLM2-135M). The first
-load therefore saves a plain copy to ``cache_dir/<name>@<dtype>/`` (model + tokenizer); later
-loads read that folder (~0.1 s for the weights). The copy holds the dtype training loads the
-base in (:mod:`tunegate.training.precision`: bfloat16 on a CPU that computes it), never a
-float32 copy "just in case": for a 1B base that is 2.5 GB on disk and in memory instead of 5,
-and every job on the base shares it. A quantized GGUF (Q4_K_M, Q8_0) is dequantized once into
-that dtype. The copy is written to a temporary folder and renamed into place under a file
-lock, so two processes never convert at once and nobody sees half a cache.
+Loading a GGUF base through transformers dequantizes it on every load (~15 s for
+SmolLM2-135M). The first load therefore writes a plain copy to ``cache_dir/<name>@<dtype>/``
+(model + tokenizer) one tensor at a time (:mod:`tunegate.training.gguf_convert`: the process
+never holds the whole copy); later loads read that folder (~0.1 s for the weights). The copy
+holds the dtype training loads the base in (:mod:`tunegate.training.precision`: bfloat16 on a
+CPU that computes it), never a float32 copy "just in case": for a 1B base that is 2.5 GB on
+disk instead of 5, and every job on the base shares it. A quantized GGUF (Q4_K_M, Q8_0) is
+dequantized once into that dtype. The copy is written to a temporary folder and renamed into
+place under a file lock, so two processes never convert at once and nobody sees half a cache.
 
 A cache folder carries :data:`CACHE_MARKER`; the catalog skips such folders, so a models
 folder that is also the model cache lists no copy as a base model of its own.
@@ -182,31 +183,26 @@ def _convert_gguf(ref: BaseModelRef, target: Path,
                   tokenizer: PreTrainedTokenizerBase | None = None,
                   dtype: str = "float32") -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from tunegate.training import gguf_convert
 
     source = Path(ref.path) / str(ref.gguf_file)
     if not source.is_file():
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL, f"Base model file {source} is missing.", "model")
     started = time.monotonic()
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
     try:
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(ref.path, gguf_file=ref.gguf_file,
-                                                     dtype=getattr(torch, dtype))
+        gguf_convert.convert(source, temporary, getattr(torch, dtype))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        shutil.rmtree(temporary, ignore_errors=True)
         _raise_if_disk_full(exc)
         raise TrainingFailed(UNSUPPORTED_BASE_MODEL,
                              f"Base model {ref.name} could not be loaded from GGUF: {exc}",
                              "model") from exc
-    # transformers keeps a GGUF quantizer marker although the weights are now plain tensors;
-    # it makes save_pretrained (and training) refuse the model, so drop it.
-    model.hf_quantizer = None  # type: ignore[assignment]
-    model.is_quantized = False  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
     tokenizer.save_pretrained(temporary)
     stat = source.stat()
     (temporary / CACHE_MARKER).write_text(json.dumps({

@@ -75,10 +75,8 @@ def plan_job(settings: Settings, ref: BaseModelRef) -> JobPlan | None:
         return None  # a bad TUNEGATE_TRAIN_DTYPE: the trainer fails with invalid_setting
     forced = {"on": True, "off": False}.get(settings.gradient_checkpointing)
     converting = ref.kind == "gguf" and not cache_folder(ref, settings.model_cache, dtype).is_dir()
-    gguf_bytes = base_path.stat().st_size if converting else 0
     return JobPlan(shape, estimate.plan(shape, dtype, CPU_TOKEN_BUDGET, limit,
-                                        checkpointing=forced, converting=converting,
-                                        gguf_bytes=gguf_bytes))
+                                        checkpointing=forced, converting=converting))
 
 
 def tokens_to_train(settings: Settings, ref: BaseModelRef, training_file: Path,
