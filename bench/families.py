@@ -148,7 +148,8 @@ def child_add(family: str, scratch: Path) -> dict[str, Any]:
             "gguf_bytes": added.path.stat().st_size}
 
 
-def child_train(family: str, scratch: Path, examples: int) -> dict[str, Any]:
+def child_train(family: str, scratch: Path, examples: int,
+                checkpointing: bool = False) -> dict[str, Any]:
     from tunegate.domain.methods import Method
     from tunegate.training.run import run_training
     from tunegate.training.spec import BaseModelRef, TrainingSpec
@@ -161,7 +162,8 @@ def child_train(family: str, scratch: Path, examples: int) -> dict[str, Any]:
                         work_dir=str(work), seed=1,
                         training_file=str(toy_file(work / "train.jsonl", examples, 120)),
                         method=Method.of("supervised", {"n_epochs": 1, "batch_size": 4,
-                                                        "learning_rate_multiplier": 1}))
+                                                        "learning_rate_multiplier": 1}),
+                        gradient_checkpointing=checkpointing)
     started = time.monotonic()
     result = run_training(spec, events.append, lambda: None)
     metrics = [e for e in events if type(e).__name__ == "StepMetrics"]
@@ -223,21 +225,24 @@ def run_child(step: str, family: str, scratch: Path, *flags: str,
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def estimate_for(gguf: Path) -> Any:
+def estimate_for(gguf: Path, checkpointing: bool) -> Any:
     """The plan the worker makes before the job: shape from the GGUF header, the first job
     converting it."""
     from tunegate.training import estimate, precision, trainer
 
     shape = estimate.ModelShape.of_gguf(gguf)
     return shape, estimate.estimate_memory(shape, precision.cpu_base_dtype(),
-                                           trainer.CPU_TOKEN_BUDGET, converting=True)
+                                           trainer.CPU_TOKEN_BUDGET, converting=True,
+                                           checkpointing=checkpointing)
 
 
 def bench(family: str, scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
     built = run_child("build", family, scratch, *(["--tiny"] if args.tiny else []))
     added = run_child("add", family, scratch)
-    shape, estimated = estimate_for(Path(added["gguf"]))
-    trained = run_child("train", family, scratch, examples=args.examples)
+    shape, estimated = estimate_for(Path(added["gguf"]), args.checkpointing)
+    trained = run_child("train", family, scratch,
+                        *(["--checkpointing"] if args.checkpointing else []),
+                        examples=args.examples)
     exported = run_child("export", family, scratch, adapter=trained["adapter"])
     try:
         served = run_child("serve", family, scratch, tokens=args.tokens)
@@ -245,6 +250,7 @@ def bench(family: str, scratch: Path, args: argparse.Namespace) -> dict[str, Any
         served = {"load_s": None, "tokens_per_s": None, "tokens": 0, "failed": str(exc)[-600:]}
     rates = [rate for rate in trained["tokens_per_s"] if rate]
     return {"family": family, "shape": "tiny" if args.tiny else FAMILIES[family][2],
+            "checkpointing": args.checkpointing,
             "n_params": built["n_params"],
             "gguf_params": shape.n_params, "add_s": added["seconds"],
             "gguf_gib": round(added["gguf_bytes"] / 2**30, 2),
@@ -268,13 +274,16 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=8, help="4 per step")
     parser.add_argument("--tokens", type=int, default=24, help="tokens to generate")
     parser.add_argument("--tiny", action="store_true", help="toy widths: checks the bench only")
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="train with gradient checkpointing (TUNEGATE_GRADIENT_CHECKPOINTING=on)")
     args = parser.parse_args()
     families = args.family or sorted(FAMILIES)
     if args.child:
         scratch, family = Path(args.scratch), families[0]
         result = {"build": lambda: child_build(family, scratch, args.tiny),
                   "add": lambda: child_add(family, scratch),
-                  "train": lambda: child_train(family, scratch, args.examples),
+                  "train": lambda: child_train(family, scratch, args.examples,
+                                               args.checkpointing),
                   "export": lambda: child_export(family, scratch, args.adapter),
                   "serve": lambda: child_serve(family, scratch, args.tokens)}[args.child]()
         print(json.dumps(result))

@@ -24,7 +24,9 @@ GGUF is the catalog's job: tunegate.domain.catalog.embedded_gguf.)
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import gc
 import json
 import os
 import re
@@ -179,6 +181,16 @@ def _lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _return_freed_memory() -> None:
+    """Hand what the conversion freed back to the OS before the weights load: glibc keeps
+    freed heap for reuse, which training then counts on top (measured on a Llama-3.2-1B shape
+    with gradient checkpointing: the first job's peak 4.53 GB without, 4.44 with; a later job,
+    which converts nothing, 4.32)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to ask
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _convert_gguf(ref: BaseModelRef, target: Path,
                   tokenizer: PreTrainedTokenizerBase | None = None,
                   dtype: str = "float32") -> None:
@@ -197,6 +209,7 @@ def _convert_gguf(ref: BaseModelRef, target: Path,
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(ref.path, gguf_file=ref.gguf_file)
         gguf_convert.convert(source, temporary, getattr(torch, dtype))
+        _return_freed_memory()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         shutil.rmtree(temporary, ignore_errors=True)
         _raise_if_disk_full(exc)
