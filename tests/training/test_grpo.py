@@ -376,3 +376,30 @@ def test_a_model_grader_without_an_endpoint_fails_the_run_before_training(
     with pytest.raises(TrainingFailed) as caught:
         train(rft_spec(make_spec, grader=judge))
     assert caught.value.code == "invalid_grader" and "no endpoint" in caught.value.message
+
+
+def test_a_model_grader_rewards_every_sample_through_the_grader_endpoint(
+        make_spec: MakeSpec) -> None:
+    """The trainer's side of a model grader (the worker gives it the server's /v1; the real
+    model answers graders in tests/e2e/test_graders_sdk.py): every sampled answer, training's
+    and validation's, is put to the endpoint in the grader's words, several at once, and its
+    score is the sample's reward."""
+    from tests.api.test_graders_endpoint import SCORE, FakeExternalEndpoint
+    from tunegate.training.hyperparams import group_size
+
+    with FakeExternalEndpoint(together=2) as judge:
+        spec = dataclasses.replace(rft_spec(make_spec, grader=SCORE), grader_endpoint=judge.url)
+        _, recorder = train(spec)
+    metrics = recorder.of("metrics")
+    assert [m["train_reward_mean"] for m in metrics] == [0.75] * len(metrics)  # the judge's
+    assert all(m["train_grader_errors"] == 0 for m in metrics)
+    validations = [m["valid_reward_mean"] for m in metrics if m.get("valid_reward_mean") is not None]
+    assert validations and set(validations) == {0.75}
+    asked = [body["messages"][0]["content"] for body in judge.bodies]
+    answers = {f" {row['answer']}?" for row in rft_rows()}
+    assert all(text.startswith("Is ") and text[text.rindex(" "):] in answers for text in asked)
+    # Each step's 2 prompts x group_size(1.0) answers, then 1 answer to each of the 2
+    # validation prompts at every validation: each asked once, several at a time.
+    per_step = 2 * group_size(1.0)
+    assert len(asked) == per_step * len(metrics) + 2 * len(validations)
+    assert judge.most_in_flight >= 2
