@@ -185,6 +185,7 @@ def _skip_value(f: BinaryIO, value_type: int) -> None:
         raise UnsupportedArchitecture(f"its GGUF header has an unknown value type {value_type}")
 
 
+_DEFAULT_ALIGNMENT = 32  # GGUF's, where general.alignment does not say
 _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
                    10: "<Q", 11: "<q", 12: "<d"}
 
@@ -192,10 +193,12 @@ _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f"
 @dataclass(frozen=True)
 class GgufTensor:
     """One entry of a GGUF's tensor table: its shape in ggml's order (``ne0``, the input
-    features, first) and its ggml type (``gguf.GGMLQuantizationType``'s value)."""
+    features, first), its ggml type (``gguf.GGMLQuantizationType``'s value) and where its
+    data starts in the file."""
 
     shape: tuple[int, ...]
     type_id: int
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -244,14 +247,17 @@ def read_gguf_header(path: Path) -> GgufHeader:
                 else:
                     raise UnsupportedArchitecture(f"its GGUF header has an unknown value type "
                                                   f"{value_type}")
-            tensors: dict[str, GgufTensor] = {}
+            table: dict[str, tuple[tuple[int, ...], int, int]] = {}
             for _ in range(n_tensors):
                 name = _read_string(f)
                 (n_dims,) = struct.unpack("<I", f.read(4))
                 shape = struct.unpack(f"<{n_dims}Q", f.read(8 * n_dims))
-                (type_id,) = struct.unpack("<I", f.read(4))
-                f.seek(8, 1)  # its offset
-                tensors[name] = GgufTensor(shape, type_id)
+                table[name] = (shape, *struct.unpack("<IQ", f.read(12)))  # type, offset
+            # Offsets count from the data section, which starts at the next aligned byte.
+            alignment = int(values.get("general.alignment", _DEFAULT_ALIGNMENT))
+            data_start = -(-f.tell() // alignment) * alignment
     except (OSError, struct.error, UnicodeDecodeError) as exc:
         raise UnsupportedArchitecture(f"its GGUF header cannot be read: {exc}") from exc
+    tensors = {name: GgufTensor(shape, type_id, data_start + offset)
+               for name, (shape, type_id, offset) in table.items()}
     return GgufHeader(values, lengths, tensors)

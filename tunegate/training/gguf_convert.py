@@ -14,10 +14,13 @@ against transformers' loading, for every family of the architecture table.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tunegate.domain.architectures import GgufTensor, read_gguf_header
 
 if TYPE_CHECKING:
     import torch
@@ -40,16 +43,14 @@ def convert(source: Path, target: Path, dtype: torch.dtype) -> None:
     Raises ``UnmappedTensors`` when a parameter of the model gets no tensor from the file, or
     one of another shape.
     """
-    import gguf
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(source.parent, gguf_file=source.name)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
-    reader = gguf.GGUFReader(source)
     needed = {name for name, _ in skeleton.named_parameters()}  # a tied weight counted once
-    written = _write_shards(_shaped(_hf_tensors(reader, skeleton, dtype), skeleton), target)
+    written = _write_shards(_shaped(_hf_tensors(source, skeleton, dtype), skeleton), target)
     missing = needed - set(written)
     if missing:
         raise UnmappedTensors(f"{source.name} has no tensor for {sorted(missing)[:5]} "
@@ -61,42 +62,63 @@ def convert(source: Path, target: Path, dtype: torch.dtype) -> None:
         skeleton.generation_config.save_pretrained(target)
 
 
-def _hf_tensors(reader: Any, skeleton: Any, dtype: torch.dtype
+def _hf_tensors(source: Path, skeleton: Any, dtype: torch.dtype
                 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Each GGUF tensor as (transformers' parameter name, tensor in ``dtype``), in file order."""
+    """Each GGUF tensor as (transformers' parameter name, tensor in ``dtype``), in file order.
+    The tensor table comes from tunegate's header reader: the ``gguf`` package's reader would
+    parse the whole vocabulary again (8 s for Gemma's 262k tokens) to find it."""
     import numpy as np
     import torch
-    from gguf import dequantize
     from transformers.modeling_gguf_pytorch_utils import (
         TENSOR_PROCESSORS,
         TensorProcessor,
         get_gguf_hf_weights_map,
     )
 
-    architecture = reader.get_field("general.architecture").contents()
+    header = read_gguf_header(source)
+    architecture = str(header.values["general.architecture"])
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(
         config=skeleton.config.to_dict())
     names = get_gguf_hf_weights_map(skeleton, processor)
     sideband: dict[str, Any] = {"tensors": {}}
-    for tensor in reader.tensors:
-        result = processor.process(weights=dequantize(tensor.data, tensor.tensor_type),
-                                   name=tensor.name, tensor_key_mapping=names,
-                                   parsed_parameters=sideband)
+    # Not closed by hand: numpy views of it may outlive the loop; it unmaps with the last one.
+    with source.open("rb") as file:
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    for name, tensor in header.tensors.items():
+        result = processor.process(weights=_dequantized(mapped, tensor), name=name,
+                                   tensor_key_mapping=names, parsed_parameters=sideband)
         if sideband["tensors"]:
-            # Mixture-of-experts processors assemble parameters across tensors: not one at a time.
+            # Mixture-of-experts processors assemble parameters across tensors.
             raise UnmappedTensors(f"{architecture}: its tensors are not converted one by one")
         if result.name in names:
             # A float tensor comes back as a read-only view of the map: copied (into memory
             # this process owns) only then.
             weights = np.require(result.weights, requirements=["C_CONTIGUOUS", "WRITEABLE"])
             yield names[result.name], torch.from_numpy(weights).to(dtype)
-        _drop_pages(reader, tensor)
+        _drop_pages(mapped, tensor)
+
+
+def _dequantized(mapped: mmap.mmap, tensor: GgufTensor) -> Any:
+    """``tensor``'s values as float32 (a float type's as they are), in numpy's order (the
+    output features first), as the ``gguf`` package's reader and ``dequantize`` give them."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, dequantize, quant_shape_to_byte_shape
+
+    kind = GGMLQuantizationType(tensor.type_id)
+    shape = tuple(reversed(tensor.shape))
+    plain: dict[GGMLQuantizationType, Any] = {GGMLQuantizationType.F32: np.float32,
+                                              GGMLQuantizationType.F16: np.float16}
+    dtype: Any = plain.get(kind, np.uint8)
+    byte_shape = shape if kind in plain else quant_shape_to_byte_shape(shape, kind)
+    data = np.frombuffer(mapped, dtype=np.uint8, count=_n_bytes(tensor), offset=tensor.offset)
+    return dequantize(data.view(dtype).reshape(byte_shape), kind)
 
 
 def _shaped(tensors: Iterator[tuple[str, torch.Tensor]], skeleton: Any
             ) -> Iterator[tuple[str, torch.Tensor]]:
     """``tensors``, each checked against the shape the model's config gives its parameter
-    (a config read wrongly from the GGUF fails here, not as a reinitialised weight later)."""
+    (a config read wrongly from the GGUF fails here, naming the tensor, before a shard is
+    written)."""
     shapes = {name: tuple(value.shape) for name, value in skeleton.state_dict().items()}
     for name, tensor in tensors:
         if tuple(tensor.shape) != shapes[name]:
@@ -105,13 +127,19 @@ def _shaped(tensors: Iterator[tuple[str, torch.Tensor]], skeleton: Any
         yield name, tensor
 
 
-def _drop_pages(reader: Any, tensor: Any) -> None:
+def _n_bytes(tensor: GgufTensor) -> int:
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(tensor.type_id)]
+    return math.prod(tensor.shape) // block * size
+
+
+def _drop_pages(mapped: mmap.mmap, tensor: GgufTensor) -> None:
     """Unmap the pages of ``tensor`` from this process (they stay in the page cache): read
     through a memory map, a file's pages would otherwise count in the resident memory until
     the end, as much as the whole GGUF."""
-    start = tensor.data_offset - tensor.data_offset % mmap.PAGESIZE
-    reader.data._mmap.madvise(mmap.MADV_DONTNEED, start,
-                              tensor.data_offset + tensor.n_bytes - start)
+    start = tensor.offset - tensor.offset % mmap.PAGESIZE
+    mapped.madvise(mmap.MADV_DONTNEED, start, tensor.offset + _n_bytes(tensor) - start)
 
 
 def _write_shards(tensors: Iterator[tuple[str, torch.Tensor]], target: Path) -> dict[str, str]:
